@@ -1,0 +1,149 @@
+/*
+ * datagate core: streaming JSON response-field masker.
+ *
+ * Plain C, no nginx headers.  A rule set (dg_mask_rules_t) is compiled once
+ * per dataset/grant at policy load and is immutable afterwards; a stream
+ * (dg_mask_t) is created per response in caller-provided memory and is fed
+ * buffers of any size and any split.  Untouched bytes are emitted unchanged
+ * (as pointers into the input where possible); only the values of selected
+ * fields are rewritten.
+ */
+
+#ifndef DG_MASK_H
+#define DG_MASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/* masking methods, SPEC.md "Masking" */
+typedef enum {
+    DG_MASK_CLEAR = 0,          /* shown as is (listed, not masked) */
+    DG_MASK_ID_CARD,            /* keep first 6, last 4 */
+    DG_MASK_PHONE,              /* keep first 3, last 4 */
+    DG_MASK_NAME,               /* keep first character */
+    DG_MASK_BANK_CARD,          /* all but last 4 -> '*' */
+    DG_MASK_EMAIL,              /* first char of local part + "***@domain" */
+    DG_MASK_ADDRESS,            /* keep first a (default 6) chars + "****" */
+    DG_MASK_KEEP,               /* keep first a and last b chars */
+    DG_MASK_LANDLINE,           /* 0771-5551234 -> 0771-*****34 */
+    DG_MASK_PLATE,              /* 桂A12345 -> 桂A1***5 */
+    DG_MASK_IPV4,               /* 10.2.3.4 -> 10.*.*.* */
+    DG_MASK_DATE_YEAR,          /* 1990-03-07 -> 1990 */
+    DG_MASK_HASH,               /* HMAC-SHA-256 pseudonym (hex) */
+    DG_MASK_REDACT,             /* "***" */
+    DG_MASK_NULL,               /* null */
+    DG_MASK_DROP,               /* key and value removed */
+    DG_MASK_METHOD_MAX
+} dg_mask_method_e;
+
+
+typedef struct {
+    uint8_t                     method;     /* dg_mask_method_e */
+    uint8_t                     a;          /* keep(a,b), address(a) */
+    uint8_t                     b;
+} dg_mask_spec_t;
+
+
+/* rule-set flags */
+#define DG_MASK_UNLISTED_DROP   0x01    /* drop scalar keys not listed */
+#define DG_MASK_DETECT          0x02    /* content safety net */
+
+
+/* detect kinds (safety net) */
+enum {
+    DG_DETECT_ID_NUMBER = 0,    /* 18-digit resident ID, MOD 11-2 */
+    DG_DETECT_MOBILE,           /* mainland mobile 1[3-9]x, 11 digits */
+    DG_DETECT_BANK_CARD,        /* 16-19 digits, Luhn */
+    DG_DETECT_USCC,             /* 统一社会信用代码, GB 32100 */
+    DG_DETECT_MAX
+};
+
+
+/* return codes */
+#define DG_MASK_OK               0
+#define DG_MASK_E_SYNTAX        -1      /* malformed JSON */
+#define DG_MASK_E_DEPTH         -2      /* nesting deeper than max_depth */
+#define DG_MASK_E_TOOBIG        -3      /* value/key larger than max_value */
+#define DG_MASK_E_UTF8          -4      /* invalid UTF-8 in a masked value */
+#define DG_MASK_E_TRUNCATED     -5      /* last buffer ends mid-document */
+#define DG_MASK_E_EMIT          -6      /* emit callback failed */
+#define DG_MASK_E_STATE         -7      /* fed after an error or after last */
+
+
+/* one field selector of a rule set */
+typedef struct {
+    const char                 *selector;   /* "idCard" (key anywhere) or a
+                                               path "data[].idCard" */
+    size_t                      len;
+} dg_mask_field_t;
+
+
+typedef struct dg_mask_rules_s  dg_mask_rules_t;
+typedef struct dg_mask_s        dg_mask_t;
+
+
+/* per-stream configuration */
+typedef struct {
+    const dg_mask_rules_t      *rules;
+    const dg_mask_spec_t       *actions;    /* one per rule field */
+    dg_mask_spec_t              detect[DG_DETECT_MAX]; /* methods for hits */
+    size_t                      max_value;  /* datagate_mask_buffer */
+    unsigned                    max_depth;  /* nesting limit */
+    const uint8_t              *hash_key;   /* key for DG_MASK_HASH */
+    size_t                      hash_key_len;
+} dg_mask_conf_t;
+
+
+typedef struct {
+    uint64_t                   *field_hits; /* [nfields] values masked */
+    uint64_t                    unlisted;   /* unknown scalar keys seen */
+    uint64_t                    dropped;    /* keys removed */
+    uint64_t                    detect[DG_DETECT_MAX];
+    uint64_t                    bytes_in;
+    uint64_t                    bytes_out;
+} dg_mask_stats_t;
+
+
+/* emit: return 0 on success, non-zero aborts the stream (DG_MASK_E_EMIT) */
+typedef int (*dg_mask_emit_pt)(void *ctx, const uint8_t *p, size_t n);
+
+
+/*
+ * Compile a rule set.  Returns NULL and fills err on a bad selector.
+ * The rule set copies what it needs; fields may be freed afterwards.
+ */
+dg_mask_rules_t *dg_mask_rules_compile(const dg_mask_field_t *fields,
+    size_t nfields, unsigned flags, char *err, size_t errlen);
+void dg_mask_rules_free(dg_mask_rules_t *rules);
+size_t dg_mask_rules_nfields(const dg_mask_rules_t *rules);
+
+/* memory a stream needs (includes the value buffer of max_value bytes) */
+size_t dg_mask_size(const dg_mask_conf_t *conf);
+
+/* initialise a stream in mem (dg_mask_size() bytes, 16-byte aligned) */
+dg_mask_t *dg_mask_init(void *mem, const dg_mask_conf_t *conf);
+
+/*
+ * Feed the next input span; last != 0 on the final one (may be empty).
+ * Every output byte goes through emit.  Returns DG_MASK_OK or an error;
+ * after an error the stream refuses further input.
+ */
+int dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
+    dg_mask_emit_pt emit, void *ctx);
+
+const dg_mask_stats_t *dg_mask_stats(const dg_mask_t *m);
+const char *dg_mask_strerror(int rc);
+
+/* apply one method to one decoded value (UTF-8); used by feed and tests.
+ * Writes the JSON token (quoted string, or null) to out; returns its length
+ * or a negative error.  outcap >= 4 * len + 96 always suffices. */
+int dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
+    const uint8_t *hash_key, size_t hash_key_len, uint8_t *out,
+    size_t outcap);
+
+/* method name <-> spec, for the policy loader: "keep(3,4)", "address(8)" */
+int dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec);
+const char *dg_mask_method_name(unsigned method);
+
+#endif /* DG_MASK_H */

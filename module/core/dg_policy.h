@@ -1,0 +1,289 @@
+/*
+ * datagate core: compiled policy and the decision function.
+ *
+ * Plain C, no nginx headers.  dg_policy_load() reads YAML (one file or a
+ * directory of *.yaml / *.yml files, in name order), validates it strictly
+ * and compiles it into one immutable structure.  Every error names the
+ * file, line and field.  The content hash (SHA-256 over the files) is the
+ * policy version.
+ */
+
+#ifndef DG_POLICY_H
+#define DG_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <sys/socket.h>
+
+#include "dg_mask.h"
+
+
+#define DG_LEVEL_MAX            4
+#define DG_ERRLEN               512
+
+
+typedef enum {
+    DG_SHARE_NONE = 0,          /* 不予共享 */
+    DG_SHARE_CONDITIONAL,       /* 有条件共享 */
+    DG_SHARE_UNCONDITIONAL      /* 无条件共享 */
+} dg_share_e;
+
+
+/* HTTP methods a grant may allow (bit set) */
+#define DG_METHOD_GET           0x0001
+#define DG_METHOD_HEAD          0x0002
+#define DG_METHOD_POST          0x0004
+#define DG_METHOD_PUT           0x0008
+#define DG_METHOD_DELETE        0x0010
+#define DG_METHOD_PATCH         0x0020
+#define DG_METHOD_OPTIONS       0x0040
+#define DG_METHOD_OTHER         0x8000
+
+
+/* decision reasons; names are the JSON error codes of SPEC.md */
+typedef enum {
+    DG_R_OK = 0,
+    DG_R_CLIENT_CERT_REQUIRED,  /* 401 */
+    DG_R_UNKNOWN_CONSUMER,      /* 403 */
+    DG_R_CERT_REVOKED,          /* 403 */
+    DG_R_CONSUMER_SUSPENDED,    /* 403 */
+    DG_R_NETWORK_DENIED,        /* 403 */
+    DG_R_GEO_DENIED,            /* 403 */
+    DG_R_DATASET_NOT_SHARED,    /* 403 */
+    DG_R_DATASET_FROZEN,        /* 403 */
+    DG_R_PURPOSE_REQUIRED,      /* 403 */
+    DG_R_PURPOSE_UNKNOWN,       /* 403 */
+    DG_R_PURPOSE_NOT_GRANTED,   /* 403 */
+    DG_R_GRANT_EXPIRED,         /* 403 */
+    DG_R_APPROVAL_REQUIRED,     /* 403 */
+    DG_R_METHOD_NOT_GRANTED,    /* 403 */
+    DG_R_LEVEL_EXCEEDED,        /* 403 */
+    DG_R_RATE_LIMITED,          /* 429 */
+    DG_R_POLICY_UNAVAILABLE,    /* 503 */
+    DG_R_UPSTREAM_UNMASKABLE,   /* 502 */
+    DG_R_INTERNAL,              /* 500 */
+    DG_R_MAX
+} dg_reason_e;
+
+const char *dg_reason_code(dg_reason_e r);      /* "purpose_not_granted" */
+const char *dg_reason_message(dg_reason_e r);   /* human sentence */
+int dg_reason_status(dg_reason_e r);            /* 403, 429, ... */
+
+
+typedef struct {
+    const char                 *data;
+    size_t                      len;
+} dg_str_t;
+
+
+typedef struct {
+    int                         family;     /* AF_INET / AF_INET6 */
+    uint8_t                     addr[16];   /* network byte order */
+    uint8_t                     mask[16];
+} dg_cidr_t;
+
+
+typedef struct {
+    dg_str_t                    id;         /* "person.id_number" */
+    unsigned                    level;      /* 1..4 */
+    dg_mask_spec_t              mask;       /* default method */
+} dg_class_t;
+
+
+typedef struct {
+    dg_str_t                    id;
+    dg_str_t                    name;
+} dg_purpose_t;
+
+
+typedef struct {
+    dg_str_t                    id;
+    dg_str_t                    org;
+    unsigned                    index;
+
+    /* certificate matchers; every one that is set must match */
+    dg_str_t                    subject;        /* RFC 2253, exact */
+    uint8_t                     fingerprint[32];
+    unsigned                    has_fingerprint:1;
+    dg_str_t                    serial;         /* upper-case hex, no
+                                                   leading zeros */
+    dg_str_t                    san;            /* "URI:..." / "DNS:..." */
+
+    unsigned                    clearance;      /* 0..4 */
+    dg_cidr_t                  *networks;       /* NULL: any address */
+    size_t                      nnetworks;
+    dg_str_t                   *countries;      /* ISO 3166-1 alpha-2 */
+    size_t                      ncountries;
+    dg_str_t                   *regions;        /* ISO 3166-2 / names */
+    size_t                      nregions;
+} dg_consumer_t;
+
+
+/* what a dataset or grant does to the response body */
+typedef struct {
+    const dg_mask_rules_t      *rules;      /* NULL: body passes as is */
+    const dg_mask_spec_t       *actions;    /* [dg_mask_rules_nfields()] */
+    const int                  *classes;    /* class index per field, -1 */
+    size_t                      nfields;
+    unsigned                    masks:1;    /* some action is not CLEAR,
+                                               or unlisted drop, or detect */
+} dg_plan_t;
+
+
+typedef struct {
+    dg_str_t                    key;        /* selector: "id_card",
+                                               "data[].idCard" */
+    int                         cls;        /* index into classes */
+} dg_field_t;
+
+
+typedef struct {
+    dg_str_t                    id;
+    dg_str_t                    name;
+    dg_str_t                    provider;
+    unsigned                    index;
+    dg_share_e                  share;
+    unsigned                    level;
+    dg_field_t                 *fields;
+    size_t                      nfields;
+    unsigned                    unlisted_drop:1;
+    unsigned                    detect:1;
+
+    /* unconditional access: plan by consumer clearance 0..4 */
+    dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];
+} dg_dataset_t;
+
+
+typedef struct {
+    double                      rate;       /* requests per second, 0: none */
+    unsigned                    burst;
+    uint64_t                    quota;      /* per period, 0: none */
+    unsigned                    quota_period; /* seconds: 60, 3600, 86400 */
+} dg_limit_t;
+
+
+typedef struct {
+    unsigned                    index;
+    const dg_consumer_t        *consumer;
+    const dg_dataset_t         *dataset;
+    const dg_purpose_t        **purposes;
+    size_t                      npurposes;
+    dg_str_t                    approval;   /* empty: none needed */
+    time_t                      valid_from; /* 0: no bound */
+    time_t                      valid_until;/* inclusive end of that day,
+                                               0: no bound */
+    unsigned                    methods;    /* DG_METHOD_* bits; 0: GET|HEAD */
+    dg_str_t                   *reveal;
+    size_t                      nreveal;
+    dg_str_t                   *drop;
+    size_t                      ndrop;
+    dg_limit_t                  limit;
+    unsigned                    runtime:1;  /* issued at run time */
+    dg_plan_t                   plan;       /* masking plan for this grant */
+} dg_grant_t;
+
+
+typedef struct dg_policy_s {
+    uint8_t                     version[32];    /* SHA-256 of content */
+    char                        version_hex[65];
+    dg_str_t                    level_names[DG_LEVEL_MAX + 1];
+
+    dg_class_t                 *classes;
+    size_t                      nclasses;
+    dg_purpose_t               *purposes;
+    size_t                      npurposes;
+    dg_consumer_t              *consumers;
+    size_t                      nconsumers;
+    dg_dataset_t               *datasets;
+    size_t                      ndatasets;
+    dg_grant_t                 *grants;
+    size_t                      ngrants;
+
+    unsigned                    detect:1;       /* global default */
+    void                       *priv;           /* indexes, arena */
+} dg_policy_t;
+
+
+/* identity taken from a verified client certificate */
+typedef struct {
+    const uint8_t              *fingerprint;    /* 32 bytes, or NULL */
+    dg_str_t                    serial;         /* upper-case hex */
+    dg_str_t                    subject;        /* RFC 2253 */
+    const dg_str_t             *sans;           /* "URI:..", "DNS:.." */
+    size_t                      nsans;
+} dg_identity_t;
+
+
+/* one request, as far as the policy is concerned */
+typedef struct {
+    const dg_consumer_t        *consumer;
+    const dg_dataset_t         *dataset;
+    dg_str_t                    purpose;        /* data == NULL: absent */
+    dg_str_t                    approval;       /* data == NULL: absent */
+    unsigned                    method;         /* DG_METHOD_* */
+    time_t                      now;
+    const dg_grant_t          **extra_grants;   /* run-time grants, or NULL */
+    size_t                      nextra;
+} dg_request_t;
+
+
+typedef struct {
+    dg_reason_e                 reason;
+    const dg_purpose_t         *purpose;        /* NULL when unknown */
+    const dg_grant_t           *grant;          /* conditional: the grant */
+    const dg_plan_t            *plan;           /* when allowed */
+    time_t                      expires;        /* decision valid until
+                                                   (grant window end), 0 */
+} dg_decision_t;
+
+
+/*
+ * Load and compile.  path: a file or a directory.  On error returns NULL
+ * and writes "FILE:LINE: FIELD: message" into err.
+ */
+dg_policy_t *dg_policy_load(const char *path, char *err, size_t errlen);
+void dg_policy_free(dg_policy_t *p);
+
+/* lookups (hashed; NULL when absent) */
+const dg_consumer_t *dg_policy_consumer(const dg_policy_t *p,
+    const char *id, size_t len);
+const dg_dataset_t *dg_policy_dataset(const dg_policy_t *p,
+    const char *id, size_t len);
+const dg_purpose_t *dg_policy_purpose(const dg_policy_t *p,
+    const char *id, size_t len);
+
+/* certificate -> consumer; NULL: unknown_consumer */
+const dg_consumer_t *dg_policy_match_consumer(const dg_policy_t *p,
+    const dg_identity_t *id);
+
+/* network allow-list: 1 allowed, 0 denied */
+int dg_consumer_network_ok(const dg_consumer_t *c, const struct sockaddr *sa);
+/* geo rule: country/region may be NULL when unknown; 1 allowed, 0 denied */
+int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
+    const char *region);
+
+/* purpose, grant, window, approval, method, level -> decision and plan */
+void dg_decide(const dg_policy_t *p, const dg_request_t *req,
+    dg_decision_t *d);
+
+/* method name -> DG_METHOD_* bit */
+unsigned dg_method_bit(const char *name, size_t len);
+
+/*
+ * Compile a grant given as YAML text (one mapping, same schema as an
+ * element of "grants:") against a loaded policy: used for run-time grants.
+ * The result is freed with dg_grant_free().
+ */
+dg_grant_t *dg_grant_compile(const dg_policy_t *p, const char *yaml,
+    size_t len, char *err, size_t errlen);
+void dg_grant_free(dg_grant_t *g);
+
+/* parse "100r/s burst=50", "6000r/m", "100000/day" into a limit */
+int dg_limit_parse_rate(const char *s, size_t len, dg_limit_t *l);
+int dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l);
+
+/* "AB:CD:.." or "abcd.." (64 hex digits) -> 32 bytes; 0 ok, -1 bad */
+int dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32]);
+
+#endif /* DG_POLICY_H */

@@ -1,0 +1,98 @@
+/*
+ * Minimal TAP producer for datagate's C unit tests (run by prove).
+ */
+
+#ifndef DG_TAP_H
+#define DG_TAP_H
+
+#include <stdio.h>
+#include <string.h>
+#include <stdarg.h>
+
+static int  tap_n;
+static int  tap_failed;
+
+
+static void
+tap_vok(int cond, const char *fmt, va_list ap)
+{
+    tap_n++;
+    printf("%sok %d - ", cond ? "" : "not ", tap_n);
+    vprintf(fmt, ap);
+    printf("\n");
+    if (!cond) {
+        tap_failed++;
+    }
+    fflush(stdout);
+}
+
+
+static int
+ok(int cond, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    tap_vok(cond, fmt, ap);
+    va_end(ap);
+    return cond;
+}
+
+
+static int
+is_str(const char *got, const char *want, const char *fmt, ...)
+{
+    int      cond;
+    va_list  ap;
+
+    cond = (got != NULL && want != NULL && strcmp(got, want) == 0)
+           || (got == NULL && want == NULL);
+    va_start(ap, fmt);
+    tap_vok(cond, fmt, ap);
+    va_end(ap);
+    if (!cond) {
+        printf("#   got:      '%s'\n#   expected: '%s'\n",
+               got ? got : "(null)", want ? want : "(null)");
+    }
+    return cond;
+}
+
+
+static int
+is_int(long long got, long long want, const char *fmt, ...)
+{
+    int      cond;
+    va_list  ap;
+
+    cond = (got == want);
+    va_start(ap, fmt);
+    tap_vok(cond, fmt, ap);
+    va_end(ap);
+    if (!cond) {
+        printf("#   got:      %lld\n#   expected: %lld\n", got, want);
+    }
+    return cond;
+}
+
+
+static void
+diag(const char *fmt, ...)
+{
+    va_list  ap;
+
+    printf("# ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+
+static int
+done_testing(void)
+{
+    printf("1..%d\n", tap_n);
+    return tap_failed ? 1 : 0;
+}
+
+#endif /* DG_TAP_H */

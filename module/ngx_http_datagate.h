@@ -1,0 +1,225 @@
+
+/*
+ * datagate: private header of the nginx glue.
+ *
+ * One section per file.  Each file owns its section: the structures it
+ * keeps and the functions it offers to the others.  The plain-C core
+ * (module/core/) knows nothing of nginx.
+ */
+
+
+#ifndef _NGX_HTTP_DATAGATE_H_INCLUDED_
+#define _NGX_HTTP_DATAGATE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "dg_policy.h"
+#include "dg_mask.h"
+
+
+#define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32
+#define NGX_HTTP_DATAGATE_SECRET_MIN       32
+
+
+/* ---- ngx_http_datagate_redis.c: cluster state ------------------------ */
+
+typedef struct ngx_http_datagate_redis_s  ngx_http_datagate_redis_t;
+
+typedef struct {
+    ngx_str_t                       addr_text;  /* "HOST:PORT" as given */
+    ngx_addr_t                     *addr;       /* resolved at conf time */
+    ngx_str_t                       password;
+    ngx_int_t                       db;
+    ngx_msec_t                      timeout;    /* per operation */
+    ngx_msec_t                      connect_timeout;
+    ngx_msec_t                      stale;      /* max staleness */
+    ngx_uint_t                      nodes;      /* for per-node fallback */
+} ngx_http_datagate_redis_conf_t;
+
+
+/* ---- shared zone (datagate_cache): one slab, sections by concern ----- */
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     queue;      /* LRU */
+} ngx_http_datagate_tree_t;
+
+
+typedef struct {
+    ngx_http_datagate_tree_t        cache;      /* decisions (_access.c) */
+    ngx_http_datagate_tree_t        stats;      /* counters (_log.c) */
+    ngx_http_datagate_tree_t        limits;     /* rate/quota (_limit.c) */
+    ngx_http_datagate_tree_t        incidents;  /* local incident state */
+
+    ngx_atomic_t                    incident_gen; /* bumped on any change */
+
+    /* audit chain (_log.c): one chain for all workers, under shpool lock */
+    u_char                          audit_last[65];
+    ngx_uint_t                      audit_seq;
+    ngx_atomic_t                    audit_failed;
+
+    /* Redis state (_redis.c) */
+    ngx_atomic_t                    redis_up;
+    ngx_atomic_t                    redis_degraded;
+} ngx_http_datagate_shctx_t;
+
+
+/* ---- ngx_http_datagate_module.c: configuration ------------------------ */
+
+typedef struct {
+    ngx_str_t                       policy_path;
+    dg_policy_t                    *policy;     /* this cycle's, immutable */
+
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_slab_pool_t                *shpool;     /* set at zone init */
+    ngx_http_datagate_shctx_t      *sh;
+    time_t                          cache_ttl;
+
+    ngx_str_t                       geoip_path;
+    void                           *geoip;      /* MMDB_s *, _geoip.c */
+
+    ngx_str_t                       audit_path;
+    ngx_open_file_t                *audit_file;
+    ngx_uint_t                      audit_hash; /* 0: SHA-256, 1: SM3 */
+
+    ngx_str_t                       secret_path;
+    u_char                          secret[64];
+    size_t                          secret_len;
+
+    ngx_http_datagate_redis_conf_t  redis;
+    ngx_flag_t                      redis_enabled;
+} ngx_http_datagate_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                      enable;     /* datagate on|off */
+    ngx_str_t                       dataset_id;
+    ngx_uint_t                      dataset_index; /* into policy */
+    size_t                          mask_buffer;
+    ngx_uint_t                      mask_depth;
+    ngx_flag_t                      status;     /* datagate_status */
+} ngx_http_datagate_loc_conf_t;
+
+
+/* per-request state, survives internal redirects via a pool cleanup */
+typedef struct {
+    const dg_consumer_t            *consumer;
+    const dg_dataset_t             *dataset;
+    const dg_grant_t               *grant;
+    const dg_plan_t                *plan;
+    ngx_str_t                       purpose;
+    ngx_str_t                       approval;
+    ngx_str_t                       cert_serial;
+    u_char                          country[4];
+    u_char                          request_id[NGX_HTTP_DATAGATE_REQUEST_ID_LEN
+                                               + 1];
+    dg_reason_e                     reason;
+    ngx_int_t                       status;     /* our error status, 0 */
+    ngx_msec_t                      start;
+
+    /* masking (_filter.c) */
+    dg_mask_t                      *mask;
+    ngx_chain_t                    *free;
+    ngx_chain_t                    *busy;
+    ngx_chain_t                    *out;
+    ngx_chain_t                   **last_out;
+    int                             mask_rc;    /* DG_MASK_OK or error */
+    uint64_t                        masked;     /* values masked */
+    const char                     *unmaskable; /* why 502 / cut */
+
+    /* incident state and run-time grants (_incident.c, _redis.c) */
+    const dg_grant_t              **extra;      /* run-time grants */
+    size_t                          nextra;
+    void                           *pending;
+
+    unsigned                        enforced:1;
+    unsigned                        decided:1;
+    unsigned                        waiting:1;
+    unsigned                        allowed:1;
+    unsigned                        degraded:1;
+    unsigned                        logged:1;
+    unsigned                        cut:1;
+} ngx_http_datagate_ctx_t;
+
+
+extern ngx_module_t  ngx_http_datagate_module;
+extern ngx_module_t  ngx_http_datagate_filter_module;
+
+
+/* ---- ngx_http_datagate_access.c --------------------------------------- */
+
+ngx_int_t ngx_http_datagate_access_handler(ngx_http_request_t *r);
+ngx_http_datagate_ctx_t *ngx_http_datagate_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_filter.c ---------------------------------------- */
+
+ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */
+
+ngx_int_t ngx_http_datagate_log_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+
+
+/* ---- ngx_http_datagate_status.c ---------------------------------------- */
+
+ngx_int_t ngx_http_datagate_status_handler(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_geoip.c ----------------------------------------- */
+
+ngx_int_t ngx_http_datagate_geoip_open(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* country (2 letters + NUL) and region into the buffers; NGX_DECLINED if
+ * the address is not in the database */
+ngx_int_t ngx_http_datagate_geoip_lookup(ngx_http_datagate_main_conf_t *dmcf,
+    struct sockaddr *sa, u_char *country, u_char *region, size_t rlen);
+
+
+/* ---- ngx_http_datagate_redis.c ----------------------------------------- */
+
+ngx_int_t ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_datagate_redis_exit_process(ngx_cycle_t *cycle);
+
+
+/* ---- ngx_http_datagate_incident.c: incident controls --------------- */
+
+/*
+ * Load run-time grants for (consumer, dataset) into ctx->extra/nextra
+ * before dg_decide().  NGX_OK: ready; NGX_AGAIN: waiting for Redis (the
+ * access handler is re-entered when the reply lands); NGX_ERROR.
+ * Unavailable cluster state past its staleness: NGX_OK with
+ * *reason = DG_R_POLICY_UNAVAILABLE.
+ */
+ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
+
+/*
+ * After dg_decide(): revoked certificate serial, suspended consumer,
+ * frozen dataset, frozen grant (ctx->grant).  Any hit overrides the
+ * decision: *reason = DG_R_CERT_REVOKED etc.; none: *reason = DG_R_OK.
+ * Same NGX_OK / NGX_AGAIN / NGX_ERROR contract as above.
+ */
+ngx_int_t ngx_http_datagate_incident_check(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
+
+
+/* ---- ngx_http_datagate_limit.c: rate limits and quotas ---------------- */
+
+/* NGX_OK: admitted; NGX_DECLINED: limited (headers set, reason in ctx);
+ * NGX_AGAIN: waiting for Redis, the access handler will be re-entered */
+ngx_int_t ngx_http_datagate_limit(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+
+
+#endif /* _NGX_HTTP_DATAGATE_H_INCLUDED_ */
