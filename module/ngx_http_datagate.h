@@ -20,7 +20,8 @@
 #include "dg_mask.h"
 
 
-#define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32
+#define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
+#define NGX_HTTP_DATAGATE_REQUEST_ID_MAX   64  /* client-sent ids */
 #define NGX_HTTP_DATAGATE_SECRET_MIN       32
 
 
@@ -42,6 +43,14 @@ typedef struct {
 
 /* ---- shared zone (datagate_cache): one slab, sections by concern ----- */
 
+/*
+ * Every tree is initialised (_module.c, init_zone) with
+ * ngx_str_rbtree_insert_value: its nodes start with an ngx_str_node_t
+ * (node.key = hash of the key, str = the key bytes, in the slab) and are
+ * found with ngx_str_rbtree_lookup(&tree->rbtree, &key, hash).  The
+ * queue is for LRU eviction; all access under shpool->mutex.
+ */
+
 typedef struct {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
@@ -61,6 +70,15 @@ typedef struct {
     u_char                          audit_last[65];
     ngx_uint_t                      audit_seq;
     ngx_atomic_t                    audit_failed;
+    uint64_t                        audit_lost;     /* since last write */
+    unsigned                        audit_failing:1; /* last write failed */
+    unsigned                        audit_need_lf:1; /* a torn line before */
+
+    /* counters (_log.c, _status.c), under shpool lock */
+    ngx_uint_t                      stats_nodes;
+    uint64_t                        stats_overflow;  /* requests not keyed */
+    uint64_t                        stats_overflow_bytes;
+    unsigned                        stats_full:1;    /* logged once */
 
     /* Redis state (_redis.c) */
     ngx_atomic_t                    redis_up;
@@ -92,6 +110,14 @@ typedef struct {
 
     ngx_http_datagate_redis_conf_t  redis;
     ngx_flag_t                      redis_enabled;
+
+    /* _module.c: no datagate_secret: a random key per cycle */
+    ngx_flag_t                      secret_generated;
+    /* per-worker cache of the pseudonym keys, [nconsumers * 32] */
+    u_char                         *pseudo_keys;
+    u_char                         *pseudo_done;
+    /* methods for the detect hits, from the policy classes */
+    dg_mask_spec_t                  detect[DG_DETECT_MAX];
 } ngx_http_datagate_main_conf_t;
 
 
@@ -102,6 +128,9 @@ typedef struct {
     size_t                          mask_buffer;
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
+    const dg_dataset_t             *dataset;    /* resolved at conf time */
+    ngx_str_t                       dataset_file; /* where it was named */
+    ngx_uint_t                      dataset_line;
 } ngx_http_datagate_loc_conf_t;
 
 
@@ -115,8 +144,9 @@ typedef struct {
     ngx_str_t                       approval;
     ngx_str_t                       cert_serial;
     u_char                          country[4];
-    u_char                          request_id[NGX_HTTP_DATAGATE_REQUEST_ID_LEN
-                                               + 1];
+    u_char                          request_id[NGX_HTTP_DATAGATE_REQUEST_ID_MAX
+                                               + 1]; /* NUL-terminated */
+    size_t                          request_id_len;
     dg_reason_e                     reason;
     ngx_int_t                       status;     /* our error status, 0 */
     ngx_msec_t                      start;
@@ -134,7 +164,9 @@ typedef struct {
     /* incident state and run-time grants (_incident.c, _redis.c) */
     const dg_grant_t              **extra;      /* run-time grants */
     size_t                          nextra;
-    void                           *pending;
+    void                           *pending;    /* rstate_t, _incident.c */
+    const char                     *detail;     /* error message detail
+                                                   ("daily quota ...") */
 
     unsigned                        enforced:1;
     unsigned                        decided:1;
@@ -143,18 +175,51 @@ typedef struct {
     unsigned                        degraded:1;
     unsigned                        logged:1;
     unsigned                        cut:1;
+
+    /* _access.c */
+    ngx_http_request_t             *request;
+    ngx_uint_t                      stage;      /* where to resume */
+    ngx_uint_t                      cache;      /* NGX_HTTP_DATAGATE_CACHE_* */
+    const dg_purpose_t             *purpose_def; /* NULL: unknown */
+    time_t                          expires;    /* decision valid until */
+    u_char                          region[64];
 } ngx_http_datagate_ctx_t;
+
+
+#define NGX_HTTP_DATAGATE_CACHE_NONE     0
+#define NGX_HTTP_DATAGATE_CACHE_HIT      1
+#define NGX_HTTP_DATAGATE_CACHE_MISS     2
+#define NGX_HTTP_DATAGATE_CACHE_BYPASS   3
 
 
 extern ngx_module_t  ngx_http_datagate_module;
 extern ngx_module_t  ngx_http_datagate_filter_module;
 
 
+/* ---- ngx_http_datagate_module.c ---------------------------------------- */
+
+/* HMAC-SHA-256(secret, "pseudonym:" + consumer id), cached per worker;
+ * 32 bytes, or NULL */
+const u_char *ngx_http_datagate_pseudonym_key(
+    ngx_http_datagate_main_conf_t *dmcf, const dg_consumer_t *c);
+
+
 /* ---- ngx_http_datagate_access.c --------------------------------------- */
 
+ngx_int_t ngx_http_datagate_access_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_datagate_access_handler(ngx_http_request_t *r);
 ngx_http_datagate_ctx_t *ngx_http_datagate_get_ctx(ngx_http_request_t *r);
+/*
+ * Answer reason as the JSON error (status from dg_reason_status(), headers
+ * already in headers_out such as Retry-After are kept), log the denial and
+ * finalize the request.  From a phase handler: return what it returns
+ * (NGX_DONE after finalizing).
+ */
 ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+/* set status, Content-Type, Content-Length of the error in headers_out and
+ * return its body (last_buf set); for the header filter (_filter.c) */
+ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
 ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
 
@@ -165,6 +230,27 @@ ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
 
 
 /* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */
+
+/* counter kinds; a counter's key is the kind byte, then its label values,
+ * each ending in '\0' */
+#define NGX_HTTP_DATAGATE_STAT_REQUESTS  'r' /* consumer, dataset, purpose,
+                                               decision, reason */
+#define NGX_HTTP_DATAGATE_STAT_MASKED    'm' /* dataset, class */
+#define NGX_HTTP_DATAGATE_STAT_UNLISTED  'u' /* dataset */
+#define NGX_HTTP_DATAGATE_STAT_DETECT    'd' /* dataset, kind */
+
+#define NGX_HTTP_DATAGATE_STATS_MAX      8192   /* counters in the zone */
+#define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */
+
+/* one counter in sh->stats (an ngx_str_node_t tree, LRU queue unused:
+ * counters are never evicted, all of them are listed in the queue) */
+typedef struct {
+    ngx_str_node_t                  sn;         /* sn.str -> key */
+    ngx_queue_t                     queue;
+    uint64_t                        count;
+    uint64_t                        bytes;
+    u_char                          key[1];
+} ngx_http_datagate_stat_t;
 
 ngx_int_t ngx_http_datagate_log_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
@@ -191,8 +277,68 @@ ngx_int_t ngx_http_datagate_geoip_lookup(ngx_http_datagate_main_conf_t *dmcf,
 ngx_int_t ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_datagate_redis_exit_process(ngx_cycle_t *cycle);
 
+/*
+ * reply: a redisReply *, or NULL on error, timeout or disconnect.  The
+ * handler runs exactly once, never inside the call that queued the
+ * command; the reply is freed when it returns.
+ */
+typedef void (*ngx_http_datagate_redis_handler_pt)(void *data, void *reply);
+
+/* 1: connected and answering (breaker closed); 0: nobody may wait */
+ngx_int_t ngx_http_datagate_redis_ready(void);
+
+/* NGX_OK: queued; NGX_DECLINED: Redis not ready; NGX_ERROR */
+ngx_int_t ngx_http_datagate_redis_command(
+    ngx_http_datagate_redis_handler_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* EVALSHA of the rate-limit script (dg_gcra.h), EVAL on NOSCRIPT */
+ngx_int_t ngx_http_datagate_redis_eval(
+    ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
+    int nargs, const char **args, const size_t *lens);
+
+/* wall clock in milliseconds, the same in every worker and node */
+static ngx_inline uint64_t
+ngx_http_datagate_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
 
 /* ---- ngx_http_datagate_incident.c: incident controls --------------- */
+
+#define NGX_HTTP_DATAGATE_INC_REVOKED       0x01
+#define NGX_HTTP_DATAGATE_INC_SUSPENDED     0x02
+#define NGX_HTTP_DATAGATE_INC_DS_FROZEN     0x04
+#define NGX_HTTP_DATAGATE_INC_GRANT_FROZEN  0x08
+#define NGX_HTTP_DATAGATE_INC_GRANT         0x10   /* run-time grant */
+
+#define NGX_HTTP_DATAGATE_RS_NONE           0
+#define NGX_HTTP_DATAGATE_RS_WAIT           1
+#define NGX_HTTP_DATAGATE_RS_DONE           2
+
+/* per-request cluster state of _incident.c and _limit.c: ctx->pending */
+typedef struct {
+    ngx_uint_t                      inc;        /* RS_NONE/WAIT/DONE */
+    uint32_t                        flags;      /* INC_* */
+    const dg_grant_t               *extra[1];
+    void                           *cgrant;     /* compiled grant held */
+    ngx_uint_t                      lim;        /* RS_NONE/WAIT/DONE */
+    ngx_int_t                       lim_rc;     /* NGX_OK / NGX_DECLINED */
+    unsigned                        unavailable:1;
+    unsigned                        stale_ok:1; /* an entry within stale */
+    unsigned                        held:1;     /* cleanup registered */
+} ngx_http_datagate_rstate_t;
+
+ngx_http_datagate_rstate_t *ngx_http_datagate_rstate(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* a Redis reply landed: run the phases again (the access handler asks
+ * again and is answered from ctx->pending) */
+void ngx_http_datagate_resume(ngx_http_request_t *r);
 
 /*
  * Load run-time grants for (consumer, dataset) into ctx->extra/nextra

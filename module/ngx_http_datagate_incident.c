@@ -1,20 +1,174 @@
 
 /*
- * datagate: incident controls and run-time grants (single node: none).
- * Placeholder until the Redis cluster state lands.
+ * datagate: incident controls and run-time grants.
+ *
+ * For a request (certificate serial, consumer, dataset) the cluster state
+ * is five Redis keys (docs/redis.md): revoked serial, suspended consumer,
+ * frozen dataset, frozen grant, run-time grant.  They are read with one
+ * MGET and kept in the shared zone's incidents tree, one entry per
+ * (serial, consumer, dataset), so most requests need no Redis I/O:
+ *
+ *   - fresh (younger than NGX_HTTP_DATAGATE_INCIDENT_TTL and of the
+ *     current incident_gen): answered from the zone;
+ *   - older but within datagate_redis stale=: answered from the zone while
+ *     one background MGET refreshes it (stale-while-revalidate);
+ *   - absent, too old, or invalidated by a pub/sub message (incident_gen
+ *     moved): the request waits for one MGET, at most the per-operation
+ *     timeout;
+ *   - Redis not ready (breaker open) and nothing within stale=: 503
+ *     policy_unavailable at once.
+ *
+ * Every node SUBSCRIBEs to datagate:events (_redis.c); a message bumps
+ * incident_gen, which invalidates every entry of the zone, so a change
+ * made with the datagate CLI is seen by every node within one round trip;
+ * without the message the TTL bounds it to well under a second.
+ *
+ * Run-time grants are verified (HMAC, core/dg_rstate.c) and compiled
+ * against this worker's policy once per distinct value; a value that does
+ * not verify or compile is ignored and logged once.
+ *
+ * Without datagate_redis nothing is revoked and there are no run-time
+ * grants: the policy file is the whole truth.
  */
 
 
 #include "ngx_http_datagate.h"
+#include "dg_rstate.h"
+#include "dg_util.h"
+
+#include <hiredis/hiredis.h>
+
+
+#define NGX_HTTP_DATAGATE_INCIDENT_TTL      500     /* ms */
+#define NGX_HTTP_DATAGATE_INCIDENT_KEYS     5
+#define NGX_HTTP_DATAGATE_CGRANT_MAX        64      /* per worker */
+#define NGX_HTTP_DATAGATE_TUPLE_MAX         (3 * (DG_RS_ID_MAX + 1))
+
+
+/* shared zone entry; the rbtree is an ngx_str_node_t tree */
+typedef struct {
+    ngx_str_node_t                  sn;         /* str -> data */
+    ngx_queue_t                     queue;
+    uint64_t                        fetched;    /* ms, wall clock */
+    uint64_t                        refreshing; /* ms: a refresh until */
+    ngx_atomic_uint_t               gen;
+    uint32_t                        flags;
+    uint32_t                        glen;       /* grant envelope */
+    u_char                          data[1];    /* tuple, envelope */
+} ngx_http_datagate_inode_t;
+
+
+/* one MGET in flight; outlives its request */
+typedef struct {
+    ngx_http_request_t             *r;          /* NULL: gone / none */
+    ngx_http_datagate_ctx_t        *ctx;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_datagate_main_conf_t  *dmcf;
+    ngx_atomic_uint_t               gen;        /* at the start */
+    size_t                          tlen;
+    u_char                          tuple[1];
+} ngx_http_datagate_ifetch_t;
+
+
+/* a run-time grant compiled by this worker */
+typedef struct {
+    ngx_queue_t                     queue;
+    dg_grant_t                     *grant;      /* NULL: does not verify */
+    ngx_uint_t                      refs;
+    size_t                          len;
+    u_char                          env[1];     /* the value as read */
+} ngx_http_datagate_cgrant_t;
+
+
+/* the keys of a request */
+typedef struct {
+    u_char                          tuple[NGX_HTTP_DATAGATE_TUPLE_MAX];
+    size_t                          tlen;
+    char                            keys[NGX_HTTP_DATAGATE_INCIDENT_KEYS]
+                                        [DG_RS_KEY_MAX];
+    size_t                          klen[NGX_HTTP_DATAGATE_INCIDENT_KEYS];
+} ngx_http_datagate_ikeys_t;
+
+
+static ngx_int_t ngx_http_datagate_incident_state(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st);
+static ngx_int_t ngx_http_datagate_incident_keys(
+    ngx_http_datagate_ctx_t *ctx, u_char *tuple, size_t *tlen,
+    ngx_http_datagate_ikeys_t *k);
+static ngx_int_t ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
+    u_char *tuple, size_t tlen);
+static void ngx_http_datagate_incident_reply(void *data, void *reply);
+static void ngx_http_datagate_incident_cleanup(void *data);
+static void ngx_http_datagate_incident_store(
+    ngx_http_datagate_main_conf_t *dmcf, u_char *tuple, size_t tlen,
+    ngx_atomic_uint_t gen, uint32_t flags, u_char *env, size_t elen);
+static void ngx_http_datagate_incident_apply(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st,
+    uint32_t flags, u_char *env, size_t elen);
+static void ngx_http_datagate_cgrant_release(void *data);
+
+
+static ngx_queue_t  ngx_http_datagate_cgrants;
+static ngx_uint_t   ngx_http_datagate_ncgrants;
+static ngx_uint_t   ngx_http_datagate_nosecret_logged;
+
+
+ngx_http_datagate_rstate_t *
+ngx_http_datagate_rstate(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
+{
+    if (ctx->pending == NULL) {
+        ctx->pending = ngx_pcalloc(r->pool,
+                                   sizeof(ngx_http_datagate_rstate_t));
+    }
+
+    return ctx->pending;
+}
+
+
+void
+ngx_http_datagate_resume(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
 
 
 ngx_int_t
 ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason)
 {
+    ngx_int_t                    rc;
+    ngx_http_datagate_rstate_t  *st;
+
+    *reason = DG_R_OK;
     ctx->extra = NULL;
     ctx->nextra = 0;
-    *reason = DG_R_OK;
+
+    st = ngx_http_datagate_rstate(r, ctx);
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_datagate_incident_state(r, ctx, st);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (st->unavailable) {
+        *reason = DG_R_POLICY_UNAVAILABLE;
+        return NGX_OK;
+    }
+
+    if (st->extra[0]) {
+        ctx->extra = st->extra;
+        ctx->nextra = 1;
+    }
+
     return NGX_OK;
 }
 
@@ -23,6 +177,851 @@ ngx_int_t
 ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason)
 {
+    ngx_int_t                    rc;
+    ngx_http_datagate_rstate_t  *st;
+
     *reason = DG_R_OK;
+
+    st = ngx_http_datagate_rstate(r, ctx);
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_datagate_incident_state(r, ctx, st);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* a known revocation or freeze wins over "unavailable" */
+
+    if (st->flags & NGX_HTTP_DATAGATE_INC_REVOKED) {
+        *reason = DG_R_CERT_REVOKED;
+
+    } else if (st->flags & NGX_HTTP_DATAGATE_INC_SUSPENDED) {
+        *reason = DG_R_CONSUMER_SUSPENDED;
+
+    } else if (st->flags & NGX_HTTP_DATAGATE_INC_DS_FROZEN) {
+        *reason = DG_R_DATASET_FROZEN;
+
+    } else if ((st->flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN)
+               && ctx->grant != NULL)
+    {
+        /* SPEC: a frozen grant answers like a frozen dataset */
+        *reason = DG_R_DATASET_FROZEN;
+
+    } else if (st->unavailable) {
+        *reason = DG_R_POLICY_UNAVAILABLE;
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * Fill st from the zone, or start an MGET: NGX_OK (st->inc DONE),
+ * NGX_AGAIN, NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_datagate_incident_state(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st)
+{
+    u_char                         *env;
+    size_t                          elen, tlen;
+    uint32_t                        flags;
+    uint64_t                        now, age;
+    ngx_int_t                       ready, found, fresh, cached, refresh,
+                                    nomem, rc;
+    ngx_uint_t                      hash;
+    ngx_str_t                       name;
+    ngx_atomic_uint_t               gen;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_datagate_inode_t      *node;
+    ngx_http_datagate_ikeys_t       k;
+    ngx_http_datagate_main_conf_t  *dmcf;
+    u_char                          tuple[NGX_HTTP_DATAGATE_TUPLE_MAX];
+
+    if (st->inc == NGX_HTTP_DATAGATE_RS_DONE) {
+        return NGX_OK;
+    }
+
+    if (st->inc == NGX_HTTP_DATAGATE_RS_WAIT) {
+        return NGX_AGAIN;
+    }
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    if (!dmcf->redis_enabled || ctx->consumer == NULL
+        || ctx->dataset == NULL)
+    {
+        /* single node: the policy file is the whole truth */
+        st->inc = NGX_HTTP_DATAGATE_RS_DONE;
+        return NGX_OK;
+    }
+
+    if (ngx_http_datagate_incident_keys(ctx, tuple, &tlen, &k) != NGX_OK) {
+        /* an id no key can name cannot be revoked either */
+        st->inc = NGX_HTTP_DATAGATE_RS_DONE;
+        return NGX_OK;
+    }
+
+    ready = ngx_http_datagate_redis_ready();
+    now = ngx_http_datagate_now_ms();
+
+    found = 0;
+    fresh = 0;
+    cached = 0;
+    refresh = 0;
+    nomem = 0;
+    flags = 0;
+    env = NULL;
+    elen = 0;
+    age = 0;
+
+    if (dmcf->sh) {
+        shpool = dmcf->shpool;
+        gen = dmcf->sh->incident_gen;
+
+        name.data = tuple;
+        name.len = tlen;
+        hash = ngx_crc32_short(tuple, tlen);
+
+        ngx_shmtx_lock(&shpool->mutex);
+
+        node = (ngx_http_datagate_inode_t *)
+                   ngx_str_rbtree_lookup(&dmcf->sh->incidents.rbtree, &name,
+                                         hash);
+
+        if (node) {
+            found = 1;
+            age = now > node->fetched ? now - node->fetched : 0;
+            fresh = age < NGX_HTTP_DATAGATE_INCIDENT_TTL && node->gen == gen;
+            flags = node->flags;
+
+            /*
+             * within stale=: answered from here when Redis is down, or
+             * while one background MGET refreshes it (not after a pub/sub
+             * message: then the request waits for the new state)
+             */
+            cached = fresh
+                     || (age < dmcf->redis.stale
+                         && (!ready || node->gen == gen));
+
+            if (cached && !fresh && ready && now >= node->refreshing) {
+                node->refreshing = now + dmcf->redis.timeout;
+                refresh = 1;
+            }
+
+            if (node->glen) {
+                env = ngx_pnalloc(r->pool, node->glen);
+                if (env) {
+                    ngx_memcpy(env, node->data + node->sn.str.len,
+                               node->glen);
+                    elen = node->glen;
+
+                } else {
+                    nomem = 1;
+                }
+            }
+
+            ngx_queue_remove(&node->queue);
+            ngx_queue_insert_head(&dmcf->sh->incidents.queue, &node->queue);
+        }
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        if (nomem) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (found) {
+        st->stale_ok = age < dmcf->redis.stale;
+    }
+
+    if (cached) {
+
+        if (!fresh && !ready) {
+            ctx->degraded = 1;
+        }
+
+        if (refresh) {
+            (void) ngx_http_datagate_incident_fetch(NULL, NULL, dmcf,
+                                                    tuple, tlen);
+        }
+
+        ngx_http_datagate_incident_apply(r, ctx, st, flags, env, elen);
+        st->inc = NGX_HTTP_DATAGATE_RS_DONE;
+
+        return NGX_OK;
+    }
+
+    if (ready) {
+        if (found && st->stale_ok) {
+            /* kept for the case the fetch fails */
+            ngx_http_datagate_incident_apply(r, ctx, st, flags, env, elen);
+        }
+
+        rc = ngx_http_datagate_incident_fetch(r, ctx, dmcf, tuple, tlen);
+
+        if (rc == NGX_OK) {
+            st->inc = NGX_HTTP_DATAGATE_RS_WAIT;
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* Redis cannot answer now and nothing usable is cached */
+
+    if (found && st->stale_ok) {
+        ngx_http_datagate_incident_apply(r, ctx, st, flags, env, elen);
+
+    } else {
+        st->unavailable = 1;
+        st->flags = found ? flags : 0;
+    }
+
+    ctx->degraded = 1;
+    st->inc = NGX_HTTP_DATAGATE_RS_DONE;
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_incident_keys(ngx_http_datagate_ctx_t *ctx, u_char *tuple,
+    size_t *tlen, ngx_http_datagate_ikeys_t *k)
+{
+    u_char               *p;
+    size_t                slen;
+    const dg_str_t       *cid, *did;
+    char                  serial[DG_RS_ID_MAX + 1];
+
+    cid = &ctx->consumer->id;
+    did = &ctx->dataset->id;
+
+    slen = 0;
+
+    if (ctx->cert_serial.len) {
+        slen = dg_serial_normalize((const char *) ctx->cert_serial.data,
+                                   ctx->cert_serial.len, serial,
+                                   sizeof(serial));
+    }
+
+    if (slen == 0) {
+        ngx_memcpy(serial, "-", 2);     /* no such key is ever written */
+        slen = 1;
+    }
+
+    if (!dg_rs_id_ok(cid->data, cid->len) || !dg_rs_id_ok(did->data, did->len)
+        || slen + cid->len + did->len + 2 > NGX_HTTP_DATAGATE_TUPLE_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_cpymem(tuple, serial, slen);
+    *p++ = '\n';
+    p = ngx_cpymem(p, cid->data, cid->len);
+    *p++ = '\n';
+    p = ngx_cpymem(p, did->data, did->len);
+    *tlen = p - tuple;
+
+    if (k == NULL) {
+        return NGX_OK;
+    }
+
+    k->klen[0] = dg_rs_key(k->keys[0], DG_RS_KEY_MAX, DG_RS_CERT, serial,
+                           slen, NULL, 0);
+    k->klen[1] = dg_rs_key(k->keys[1], DG_RS_KEY_MAX, DG_RS_CONSUMER,
+                           cid->data, cid->len, NULL, 0);
+    k->klen[2] = dg_rs_key(k->keys[2], DG_RS_KEY_MAX, DG_RS_DATASET,
+                           did->data, did->len, NULL, 0);
+    k->klen[3] = dg_rs_key(k->keys[3], DG_RS_KEY_MAX, DG_RS_GRANT_FROZEN,
+                           cid->data, cid->len, did->data, did->len);
+    k->klen[4] = dg_rs_key(k->keys[4], DG_RS_KEY_MAX, DG_RS_GRANT,
+                           cid->data, cid->len, did->data, did->len);
+
+    if (k->klen[0] == 0 || k->klen[1] == 0 || k->klen[2] == 0
+        || k->klen[3] == 0 || k->klen[4] == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the five keys from a tuple "SERIAL\nCONSUMER\nDATASET" */
+static ngx_int_t
+ngx_http_datagate_tuple_keys(u_char *tuple, size_t tlen,
+    ngx_http_datagate_ikeys_t *k)
+{
+    u_char  *s, *c, *d, *end;
+
+    end = tuple + tlen;
+    s = tuple;
+
+    c = ngx_strlchr(s, end, '\n');
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = ngx_strlchr(++c, end, '\n');
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
+
+    d++;
+
+    k->klen[0] = dg_rs_key(k->keys[0], DG_RS_KEY_MAX, DG_RS_CERT,
+                           (char *) s, c - 1 - s, NULL, 0);
+    k->klen[1] = dg_rs_key(k->keys[1], DG_RS_KEY_MAX, DG_RS_CONSUMER,
+                           (char *) c, d - 1 - c, NULL, 0);
+    k->klen[2] = dg_rs_key(k->keys[2], DG_RS_KEY_MAX, DG_RS_DATASET,
+                           (char *) d, end - d, NULL, 0);
+    k->klen[3] = dg_rs_key(k->keys[3], DG_RS_KEY_MAX, DG_RS_GRANT_FROZEN,
+                           (char *) c, d - 1 - c, (char *) d, end - d);
+    k->klen[4] = dg_rs_key(k->keys[4], DG_RS_KEY_MAX, DG_RS_GRANT,
+                           (char *) c, d - 1 - c, (char *) d, end - d);
+
+    if (k->klen[0] == 0 || k->klen[1] == 0 || k->klen[2] == 0
+        || k->klen[3] == 0 || k->klen[4] == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One MGET; r == NULL: a background refresh.  NGX_OK: in flight;
+ * NGX_DECLINED: Redis not ready; NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
+    u_char *tuple, size_t tlen)
+{
+    ngx_int_t                    rc, i;
+    size_t                       lens[NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1];
+    const char                  *argv[NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1];
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_datagate_ikeys_t    k;
+    ngx_http_datagate_ifetch_t  *f;
+
+    if (ngx_http_datagate_tuple_keys(tuple, tlen, &k) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    f = ngx_alloc(sizeof(ngx_http_datagate_ifetch_t) + tlen,
+                  ngx_cycle->log);
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->r = NULL;
+    f->ctx = NULL;
+    f->cln = NULL;
+    f->dmcf = dmcf;
+    f->gen = dmcf->sh ? dmcf->sh->incident_gen : 0;
+    f->tlen = tlen;
+    ngx_memcpy(f->tuple, tuple, tlen);
+
+    if (r) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            ngx_free(f);
+            return NGX_ERROR;
+        }
+
+        f->r = r;
+        f->ctx = ctx;
+        f->cln = cln;
+    }
+
+    argv[0] = "MGET";
+    lens[0] = 4;
+
+    for (i = 0; i < NGX_HTTP_DATAGATE_INCIDENT_KEYS; i++) {
+        argv[i + 1] = k.keys[i];
+        lens[i + 1] = k.klen[i];
+    }
+
+    rc = ngx_http_datagate_redis_command(ngx_http_datagate_incident_reply, f,
+                                         NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1,
+                                         argv, lens);
+    if (rc != NGX_OK) {
+        if (f->cln) {
+            f->cln->handler = NULL;
+        }
+
+        ngx_free(f);
+        return rc;
+    }
+
+    if (f->cln) {
+        f->cln->handler = ngx_http_datagate_incident_cleanup;
+        f->cln->data = f;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the request is gone before its reply: the reply only fills the zone */
+static void
+ngx_http_datagate_incident_cleanup(void *data)
+{
+    ngx_http_datagate_ifetch_t  *f = data;
+
+    f->r = NULL;
+    f->ctx = NULL;
+    f->cln = NULL;
+}
+
+
+static void
+ngx_http_datagate_incident_reply(void *data, void *reply)
+{
+    u_char                      *env;
+    size_t                       elen;
+    uint32_t                     flags;
+    ngx_uint_t                   i, ok;
+    redisReply                  *rr, *e;
+    ngx_http_request_t          *r;
+    ngx_http_datagate_ctx_t     *ctx;
+    ngx_http_datagate_ifetch_t     *f;
+    ngx_http_datagate_rstate_t     *st;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    static const uint32_t  bits[NGX_HTTP_DATAGATE_INCIDENT_KEYS] = {
+        NGX_HTTP_DATAGATE_INC_REVOKED,
+        NGX_HTTP_DATAGATE_INC_SUSPENDED,
+        NGX_HTTP_DATAGATE_INC_DS_FROZEN,
+        NGX_HTTP_DATAGATE_INC_GRANT_FROZEN,
+        NGX_HTTP_DATAGATE_INC_GRANT
+    };
+
+    f = data;
+    r = f->r;
+    ctx = f->ctx;
+
+    if (f->cln) {
+        f->cln->handler = NULL;     /* f is freed below */
+        f->cln = NULL;
+    }
+
+    rr = reply;
+    ok = 0;
+    flags = 0;
+    env = NULL;
+    elen = 0;
+
+    if (rr && rr->type == REDIS_REPLY_ARRAY
+        && rr->elements == NGX_HTTP_DATAGATE_INCIDENT_KEYS)
+    {
+        ok = 1;
+
+        for (i = 0; i < NGX_HTTP_DATAGATE_INCIDENT_KEYS; i++) {
+            e = rr->element[i];
+
+            if (e->type == REDIS_REPLY_NIL) {
+                continue;
+            }
+
+            if (e->type != REDIS_REPLY_STRING) {
+                ok = 0;
+                break;
+            }
+
+            flags |= bits[i];
+
+            if (bits[i] == NGX_HTTP_DATAGATE_INC_GRANT) {
+                env = (u_char *) e->str;
+                elen = e->len;
+
+                if (elen > DG_RS_GRANT_MAX) {
+                    /* kept as present but unusable: it cannot verify */
+                    elen = DG_RS_GRANT_MAX + 1;
+                    env = NULL;
+                }
+            }
+        }
+
+    } else if (rr) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "datagate: redis: unexpected MGET reply type %d",
+                      rr->type);
+    }
+
+    if (ok && env == NULL && elen) {
+        /* too large: a marker that never verifies */
+        env = (u_char *) "too large";
+        elen = sizeof("too large") - 1;
+    }
+
+    dmcf = f->dmcf;
+
+    if (ok) {
+        ngx_http_datagate_incident_store(dmcf, f->tuple, f->tlen, f->gen,
+                                         flags, env, elen);
+    }
+
+    ngx_free(f);
+
+    if (r == NULL) {
+        return;
+    }
+
+    st = ctx->pending;
+
+    if (st == NULL || st->inc != NGX_HTTP_DATAGATE_RS_WAIT) {
+        return;
+    }
+
+    if (ok) {
+        /* env points into the reply: the compiled grant keeps a copy */
+        st->unavailable = 0;
+        ngx_http_datagate_incident_apply(r, ctx, st, flags, env, elen);
+
+    } else if (!st->stale_ok) {
+        /* nothing within stale= to fall back on: fail closed */
+        st->unavailable = 1;
+        ctx->degraded = 1;
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
+        }
+
+    } else {
+        /* the copy within stale= applied before the fetch stands */
+        ctx->degraded = 1;
+    }
+
+    st->inc = NGX_HTTP_DATAGATE_RS_DONE;
+    ctx->waiting = 0;
+
+    ngx_http_datagate_resume(r);
+}
+
+
+/* put the state into the zone (a new node every time: sizes change) */
+static void
+ngx_http_datagate_incident_store(ngx_http_datagate_main_conf_t *dmcf,
+    u_char *tuple, size_t tlen, ngx_atomic_uint_t gen, uint32_t flags,
+    u_char *env, size_t elen)
+{
+    size_t                      size;
+    uint64_t                    now;
+    ngx_uint_t                  hash, changed, n;
+    ngx_str_t                   name;
+    ngx_queue_t                *q;
+    ngx_slab_pool_t            *shpool;
+    ngx_atomic_uint_t           ngen;
+    ngx_http_datagate_inode_t  *node, *old;
+
+    if (dmcf->sh == NULL) {
+        return;
+    }
+
+    shpool = dmcf->shpool;
+    now = ngx_http_datagate_now_ms();
+
+    name.data = tuple;
+    name.len = tlen;
+    hash = ngx_crc32_short(tuple, tlen);
+
+    size = offsetof(ngx_http_datagate_inode_t, data) + tlen + elen;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    old = (ngx_http_datagate_inode_t *)
+              ngx_str_rbtree_lookup(&dmcf->sh->incidents.rbtree, &name, hash);
+
+    changed = old == NULL
+              ? (flags != 0)
+              : (old->flags != flags || old->glen != elen
+                 || (elen && ngx_memcmp(old->data + tlen, env, elen) != 0));
+
+    if (old) {
+        ngx_rbtree_delete(&dmcf->sh->incidents.rbtree, &old->sn.node);
+        ngx_queue_remove(&old->queue);
+        ngx_slab_free_locked(shpool, old);
+    }
+
+    /* drop entries nobody asked for in a long while, then make room */
+
+    for (n = 0; n < 2 && !ngx_queue_empty(&dmcf->sh->incidents.queue); n++) {
+        q = ngx_queue_last(&dmcf->sh->incidents.queue);
+        old = ngx_queue_data(q, ngx_http_datagate_inode_t, queue);
+
+        if (now - old->fetched < 60000 + 2 * dmcf->redis.stale) {
+            break;
+        }
+
+        ngx_rbtree_delete(&dmcf->sh->incidents.rbtree, &old->sn.node);
+        ngx_queue_remove(&old->queue);
+        ngx_slab_free_locked(shpool, old);
+    }
+
+    node = ngx_slab_alloc_locked(shpool, size);
+
+    for (n = 0; node == NULL && n < 16; n++) {
+        if (ngx_queue_empty(&dmcf->sh->incidents.queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&dmcf->sh->incidents.queue);
+        old = ngx_queue_data(q, ngx_http_datagate_inode_t, queue);
+
+        ngx_rbtree_delete(&dmcf->sh->incidents.rbtree, &old->sn.node);
+        ngx_queue_remove(&old->queue);
+        ngx_slab_free_locked(shpool, old);
+
+        node = ngx_slab_alloc_locked(shpool, size);
+    }
+
+    if (changed) {
+        /* every cached entry and decision is checked again */
+        ngen = ngx_atomic_fetch_add(&dmcf->sh->incident_gen, 1) + 1;
+        if (ngen == gen + 1) {
+            gen = ngen;
+        }
+    }
+
+    if (node == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "datagate: zone full, incident state not cached");
+        return;
+    }
+
+    node->sn.node.key = hash;
+    node->sn.str.data = node->data;
+    node->sn.str.len = tlen;
+    node->fetched = now;
+    node->refreshing = 0;
+    node->gen = gen;
+    node->flags = flags;
+    node->glen = (uint32_t) elen;
+
+    ngx_memcpy(node->data, tuple, tlen);
+
+    if (elen) {
+        ngx_memcpy(node->data + tlen, env, elen);
+    }
+
+    ngx_rbtree_insert(&dmcf->sh->incidents.rbtree, &node->sn.node);
+    ngx_queue_insert_head(&dmcf->sh->incidents.queue, &node->queue);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* ---- run-time grants -------------------------------------------------- */
+
+static ngx_http_datagate_cgrant_t *
+ngx_http_datagate_cgrant_get(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
+    u_char *env, size_t elen)
+{
+    int                          rc;
+    char                         err[DG_ERRLEN];
+    size_t                       klen, ylen;
+    uint8_t                      mkey[32];
+    ngx_queue_t                 *q;
+    const char                  *yaml;
+    dg_grant_t                  *g;
+    ngx_http_datagate_cgrant_t  *cg;
+    char                         key[DG_RS_KEY_MAX];
+
+    if (ngx_http_datagate_cgrants.next == NULL) {
+        ngx_queue_init(&ngx_http_datagate_cgrants);
+    }
+
+    for (q = ngx_queue_head(&ngx_http_datagate_cgrants);
+         q != ngx_queue_sentinel(&ngx_http_datagate_cgrants);
+         q = ngx_queue_next(q))
+    {
+        cg = ngx_queue_data(q, ngx_http_datagate_cgrant_t, queue);
+
+        if (cg->len == elen && ngx_memcmp(cg->env, env, elen) == 0) {
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&ngx_http_datagate_cgrants, q);
+            return cg;
+        }
+    }
+
+    /* a value not seen before: verify, compile, remember */
+
+    cg = ngx_alloc(sizeof(ngx_http_datagate_cgrant_t) + elen,
+                   r->connection->log);
+    if (cg == NULL) {
+        return NULL;
+    }
+
+    cg->grant = NULL;
+    cg->refs = 0;
+    cg->len = elen;
+    ngx_memcpy(cg->env, env, elen);
+
+    klen = dg_rs_key(key, sizeof(key), DG_RS_GRANT, ctx->consumer->id.data,
+                     ctx->consumer->id.len, ctx->dataset->id.data,
+                     ctx->dataset->id.len);
+
+    if (dmcf->secret_generated || dmcf->secret_len == 0) {
+        if (!ngx_http_datagate_nosecret_logged) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "datagate: run-time grants in redis are ignored: "
+                          "no \"datagate_secret\" to verify them");
+            ngx_http_datagate_nosecret_logged = 1;
+        }
+
+    } else if (klen == 0
+               || dg_rs_mac_key(dmcf->secret, dmcf->secret_len, mkey) != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "datagate: run-time grant key failed");
+
+    } else {
+        rc = dg_rs_grant_open(mkey, key, klen, (const char *) env, elen,
+                              &yaml, &ylen);
+        ngx_explicit_memzero(mkey, sizeof(mkey));
+
+        if (rc != 0) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "datagate: run-time grant \"%s\" ignored: %s",
+                          key, rc == -2 ? "its MAC does not verify (not "
+                          "written with this datagate_secret)"
+                          : "malformed value");
+
+        } else {
+            g = dg_grant_compile(dmcf->policy, yaml, ylen, err, sizeof(err));
+
+            if (g == NULL) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "datagate: run-time grant \"%s\" ignored: %s",
+                              key, err);
+
+            } else if (g->consumer != ctx->consumer
+                       || g->dataset != ctx->dataset)
+            {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "datagate: run-time grant \"%s\" ignored: it "
+                              "names another consumer or dataset", key);
+                dg_grant_free(g);
+
+            } else {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "datagate: run-time grant \"%s\" in force",
+                              key);
+                cg->grant = g;
+            }
+        }
+    }
+
+    ngx_queue_insert_head(&ngx_http_datagate_cgrants, &cg->queue);
+    ngx_http_datagate_ncgrants++;
+
+    /* bounded: forget the least recently used ones nobody holds */
+
+    q = ngx_queue_last(&ngx_http_datagate_cgrants);
+
+    while (ngx_http_datagate_ncgrants > NGX_HTTP_DATAGATE_CGRANT_MAX
+           && q != ngx_queue_sentinel(&ngx_http_datagate_cgrants))
+    {
+        ngx_http_datagate_cgrant_t  *old;
+
+        old = ngx_queue_data(q, ngx_http_datagate_cgrant_t, queue);
+        q = ngx_queue_prev(q);
+
+        if (old == cg || old->refs) {
+            continue;
+        }
+
+        ngx_queue_remove(&old->queue);
+
+        if (old->grant) {
+            dg_grant_free(old->grant);
+        }
+
+        ngx_free(old);
+        ngx_http_datagate_ncgrants--;
+    }
+
+    return cg;
+}
+
+
+/* pool cleanup of a request that held a compiled grant */
+static void
+ngx_http_datagate_cgrant_release(void *data)
+{
+    ngx_http_datagate_rstate_t  *st = data;
+    ngx_http_datagate_cgrant_t  *cg;
+
+    cg = st->cgrant;
+
+    if (cg && cg->refs) {
+        cg->refs--;
+    }
+
+    st->cgrant = NULL;
+    st->extra[0] = NULL;
+}
+
+
+static void
+ngx_http_datagate_incident_apply(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st,
+    uint32_t flags, u_char *env, size_t elen)
+{
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_datagate_cgrant_t     *cg;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    st->flags = flags;
+    st->extra[0] = NULL;
+
+    /* a frozen run-time grant is still found, so that the request is
+     * answered "frozen", not "not granted" */
+
+    if (!(flags & NGX_HTTP_DATAGATE_INC_GRANT) || env == NULL || elen == 0) {
+        return;
+    }
+
+    if (st->cgrant) {
+        /* applied before (the copy within stale= while waiting) */
+        ((ngx_http_datagate_cgrant_t *) st->cgrant)->refs--;
+        st->cgrant = NULL;
+    }
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    cg = ngx_http_datagate_cgrant_get(r, ctx, dmcf, env, elen);
+    if (cg == NULL || cg->grant == NULL) {
+        return;
+    }
+
+    if (!st->held) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return;
+        }
+
+        cln->handler = ngx_http_datagate_cgrant_release;
+        cln->data = st;
+        st->held = 1;
+    }
+
+    cg->refs++;
+    st->cgrant = cg;
+    st->extra[0] = cg->grant;
 }

@@ -1,14 +1,696 @@
 
 /*
- * datagate: rate limits and quotas.  Placeholder until it lands.
+ * datagate: rate limits and quotas per grant (consumer, dataset).
+ *
+ * Rate: GCRA from the grant's "rate: 100r/s burst=50"; quota: a count per
+ * window from "quota: 100000/day" (days in UTC+8).  The arithmetic is
+ * core/dg_gcra.c; the same in Redis is the Lua script DG_GCRA_LUA.
+ *
+ *   - without datagate_redis (the embedded default): one budget per node,
+ *     kept in the shared zone's limits tree like limit_req; it survives a
+ *     reload (the zone is reused), not a restart;
+ *   - with datagate_redis: one cluster budget, EVALSHA of the script (EVAL
+ *     when Redis lost it), the request waiting at most the per-operation
+ *     timeout; Redis time, so node clocks do not matter; counters survive
+ *     nginx reloads and restarts (they live in Redis);
+ *   - Redis not ready or failing: per-node limits with the budget divided
+ *     by nodes= of datagate_redis (the quota less what Redis last reported
+ *     as used in the window); the request counts as degraded.
+ *
+ * Limited: 429 rate_limited with Retry-After and RateLimit-Limit,
+ * RateLimit-Remaining, RateLimit-Reset (seconds).
  */
 
 
 #include "ngx_http_datagate.h"
+#include "dg_gcra.h"
+#include "dg_rstate.h"
+
+#include <hiredis/hiredis.h>
+
+
+#define NGX_HTTP_DATAGATE_LIMIT_KEY     (2 * DG_RS_ID_MAX + 2)
+
+
+typedef struct {
+    ngx_str_node_t                  sn;
+    ngx_queue_t                     queue;
+    int64_t                         tat;        /* us */
+    int64_t                         window;     /* quota window, s */
+    uint64_t                        count;      /* admitted here in it */
+    int64_t                         seen_window;
+    uint64_t                        seen;       /* cluster count (Redis) */
+    uint64_t                        last;       /* ms */
+    u_char                          data[1];
+} ngx_http_datagate_lnode_t;
+
+
+/* one EVALSHA in flight; outlives its request */
+typedef struct {
+    ngx_http_request_t             *r;
+    ngx_http_datagate_ctx_t        *ctx;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_datagate_main_conf_t  *dmcf;
+    int64_t                         window;
+    size_t                          klen;
+    u_char                          key[1];
+} ngx_http_datagate_lwait_t;
+
+
+typedef struct {
+    ngx_uint_t                      allowed;
+    ngx_uint_t                      quota;      /* the quota said no */
+    uint64_t                        limit;
+    uint64_t                        remaining;
+    int64_t                         retry_ms;
+    int64_t                         reset_ms;
+} ngx_http_datagate_lres_t;
+
+
+static ngx_int_t ngx_http_datagate_limit_local(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
+    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res);
+static ngx_int_t ngx_http_datagate_limit_redis(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
+    const dg_limit_t *l, u_char *key, size_t klen);
+static void ngx_http_datagate_limit_reply(void *data, void *reply);
+static void ngx_http_datagate_limit_cleanup(void *data);
+static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
+    ngx_http_datagate_lres_t *res);
+static ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
+    ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
+    uint64_t now);
 
 
 ngx_int_t
 ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 {
+    u_char                         *p;
+    size_t                          klen;
+    ngx_int_t                       rc;
+    const dg_limit_t               *l;
+    const dg_grant_t               *g;
+    ngx_http_datagate_lres_t        res;
+    ngx_http_datagate_rstate_t     *st;
+    ngx_http_datagate_main_conf_t  *dmcf;
+    u_char                          key[NGX_HTTP_DATAGATE_LIMIT_KEY];
+
+    g = ctx->grant;
+
+    if (g == NULL || (!(g->limit.rate > 0.0) && g->limit.quota == 0)) {
+        return NGX_OK;
+    }
+
+    st = ngx_http_datagate_rstate(r, ctx);
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE) {
+        return st->lim_rc;
+    }
+
+    if (st->lim == NGX_HTTP_DATAGATE_RS_WAIT) {
+        return NGX_AGAIN;
+    }
+
+    l = &g->limit;
+
+    /* one budget per (consumer, dataset) */
+
+    if (g->consumer == NULL || g->dataset == NULL
+        || g->consumer->id.len + g->dataset->id.len + 1 > sizeof(key)
+        || !dg_rs_id_ok(g->consumer->id.data, g->consumer->id.len)
+        || !dg_rs_id_ok(g->dataset->id.data, g->dataset->id.len))
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key, g->consumer->id.data, g->consumer->id.len);
+    *p++ = '|';
+    p = ngx_cpymem(p, g->dataset->id.data, g->dataset->id.len);
+    klen = p - key;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    if (dmcf->redis_enabled) {
+
+        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, l, key, klen);
+
+        if (rc == NGX_OK) {
+            st->lim = NGX_HTTP_DATAGATE_RS_WAIT;
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        /* Redis not ready: this node's share of the budget */
+        ctx->degraded = 1;
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
+        }
+    }
+
+    if (ngx_http_datagate_limit_local(r, dmcf, l, key, klen,
+                                      dmcf->redis_enabled, &res)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, l, &res);
+    st->lim = NGX_HTTP_DATAGATE_RS_DONE;
+
+    return st->lim_rc;
+}
+
+
+/* ---- one node: the shared zone -------------------------------------- */
+
+static ngx_int_t
+ngx_http_datagate_limit_local(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
+    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res)
+{
+    int64_t                     now_us, now_s;
+    uint64_t                    now, quota;
+    ngx_uint_t                  nodes;
+    ngx_time_t                 *tp;
+    dg_gcra_t                   gcra;
+    dg_gcra_result_t            gr;
+    dg_quota_result_t           qr;
+    ngx_http_datagate_lnode_t  *node;
+
+    ngx_memzero(res, sizeof(ngx_http_datagate_lres_t));
+    res->allowed = 1;
+
+    if (dmcf->sh == NULL) {
+        /* no zone (cannot happen: the module adds a default one) */
+        return NGX_ERROR;
+    }
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+    now_us = (int64_t) now * 1000;
+    now_s = tp->sec;
+
+    nodes = share ? dmcf->redis.nodes : 1;
+
+    gcra.interval = 0;
+
+    if (l->rate > 0.0
+        && dg_gcra_init_share(&gcra, l->rate, l->burst, (unsigned) nodes)
+           != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    node = ngx_http_datagate_limit_node(dmcf, key, klen, now);
+
+    if (node == NULL) {
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "datagate: zone full, cannot rate-limit");
+        return NGX_ERROR;
+    }
+
+    /* rate first, without taking a cell, then the quota, then commit */
+
+    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, node->tat, &gr)) {
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+        res->allowed = 0;
+        res->limit = gr.limit;
+        res->retry_ms = (gr.retry_after + 999) / 1000;
+        res->reset_ms = (gr.reset + 999) / 1000;
+        return NGX_OK;
+    }
+
+    if (l->quota) {
+        quota = l->quota;
+
+        if (share) {
+            /* what the cluster had used, as Redis last said, is gone */
+            if (node->seen_window == dg_quota_window_start(now_s,
+                                                            l->quota_period))
+            {
+                quota = node->seen < quota ? quota - node->seen : 0;
+            }
+
+            quota = quota ? dg_quota_share(quota, (unsigned) nodes) : 0;
+
+            if (quota == 0) {
+                ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+                res->allowed = 0;
+                res->quota = 1;
+                res->limit = l->quota;
+                res->reset_ms = (dg_quota_window_start(now_s,
+                                                       l->quota_period)
+                                 + l->quota_period - now_s) * 1000;
+                res->retry_ms = res->reset_ms;
+                return NGX_OK;
+            }
+        }
+
+        if (!dg_quota_check(quota, l->quota_period, now_s, &node->window,
+                            &node->count, &qr))
+        {
+            ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+            res->allowed = 0;
+            res->quota = 1;
+            res->limit = l->quota;
+            res->retry_ms = qr.reset * 1000;
+            res->reset_ms = qr.reset * 1000;
+            return NGX_OK;
+        }
+
+        res->limit = l->quota;
+        res->remaining = qr.remaining;
+        res->reset_ms = qr.reset * 1000;
+    }
+
+    if (gcra.interval) {
+        (void) dg_gcra_check(&gcra, now_us, &node->tat, &gr);
+
+        res->limit = gr.limit;
+        res->remaining = gr.remaining;
+        res->reset_ms = (gr.reset + 999) / 1000;
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
     return NGX_OK;
+}
+
+
+/* find or make the node of key; with the zone locked */
+static ngx_http_datagate_lnode_t *
+ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
+    u_char *key, size_t klen, uint64_t now)
+{
+    size_t                      size;
+    uint32_t                    hash;
+    ngx_uint_t                  n;
+    ngx_str_t                   name;
+    ngx_queue_t                *q;
+    ngx_http_datagate_tree_t   *t;
+    ngx_http_datagate_lnode_t  *node, *old;
+
+    t = &dmcf->sh->limits;
+
+    name.data = key;
+    name.len = klen;
+    hash = ngx_crc32_short(key, klen);
+
+    node = (ngx_http_datagate_lnode_t *)
+               ngx_str_rbtree_lookup(&t->rbtree, &name, hash);
+
+    if (node) {
+        node->last = now;
+        ngx_queue_remove(&node->queue);
+        ngx_queue_insert_head(&t->queue, &node->queue);
+        return node;
+    }
+
+    size = offsetof(ngx_http_datagate_lnode_t, data) + klen;
+
+    node = ngx_slab_alloc_locked(dmcf->shpool, size);
+
+    /*
+     * full: forget the least recently used budgets (like limit_req); a
+     * quota counter idle for a whole day is the only thing that can be
+     * lost, and only when the zone is too small
+     */
+    for (n = 0; node == NULL && n < 16 && !ngx_queue_empty(&t->queue); n++)
+    {
+        q = ngx_queue_last(&t->queue);
+        old = ngx_queue_data(q, ngx_http_datagate_lnode_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_rbtree_delete(&t->rbtree, &old->sn.node);
+        ngx_slab_free_locked(dmcf->shpool, old);
+
+        node = ngx_slab_alloc_locked(dmcf->shpool, size);
+    }
+
+    if (node == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(node, size);
+
+    node->sn.node.key = hash;
+    node->sn.str.data = node->data;
+    node->sn.str.len = klen;
+    node->last = now;
+    node->seen_window = -1;
+    ngx_memcpy(node->data, key, klen);
+
+    ngx_rbtree_insert(&t->rbtree, &node->sn.node);
+    ngx_queue_insert_head(&t->queue, &node->queue);
+
+    return node;
+}
+
+
+/* ---- the cluster: EVALSHA -------------------------------------------- */
+
+static ngx_int_t
+ngx_http_datagate_limit_redis(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
+    const dg_limit_t *l, u_char *key, size_t klen)
+{
+    int                         n;
+    u_char                     *p;
+    size_t                      lens[9];
+    int64_t                     now_s, start;
+    ngx_int_t                   rc;
+    dg_gcra_t                   gcra;
+    const char                 *args[9];
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_datagate_lwait_t  *w;
+    u_char                      rkey[DG_RS_KEY_MAX];
+    u_char                      qkey[DG_RS_KEY_MAX + NGX_INT64_LEN];
+    u_char                      num[7][NGX_INT64_LEN + 1];
+
+    if (!ngx_http_datagate_redis_ready()) {
+        return NGX_DECLINED;
+    }
+
+    gcra.interval = 0;
+    gcra.tolerance = 0;
+    gcra.limit = 0;
+
+    if (l->rate > 0.0 && dg_gcra_init(&gcra, l->rate, l->burst) != 0) {
+        return NGX_ERROR;
+    }
+
+    now_s = ngx_time();
+    start = dg_quota_window_start(now_s, l->quota_period);
+
+    /* KEYS */
+
+    args[0] = "";
+    lens[0] = 0;
+
+    if (gcra.interval) {
+        p = ngx_cpymem(rkey, DG_RS_RATE, sizeof(DG_RS_RATE) - 1);
+        p = ngx_cpymem(p, key, klen);
+        args[0] = (const char *) rkey;
+        lens[0] = p - rkey;
+    }
+
+    args[1] = "";
+    lens[1] = 0;
+
+    if (l->quota) {
+        p = ngx_cpymem(qkey, DG_RS_QUOTA, sizeof(DG_RS_QUOTA) - 1);
+        p = ngx_cpymem(p, key, klen);
+        p = ngx_sprintf(p, ":%L", start);
+        args[1] = (const char *) qkey;
+        lens[1] = p - qkey;
+    }
+
+    /* ARGV: T, tau, limit, quota, period, window start, window end */
+
+    args[2] = (const char *) num[0];
+    lens[2] = ngx_sprintf(num[0], "%L", gcra.interval) - num[0];
+    args[3] = (const char *) num[1];
+    lens[3] = ngx_sprintf(num[1], "%L", gcra.tolerance) - num[1];
+    args[4] = (const char *) num[2];
+    lens[4] = ngx_sprintf(num[2], "%uL", gcra.limit) - num[2];
+    args[5] = (const char *) num[3];
+    lens[5] = ngx_sprintf(num[3], "%uL", l->quota) - num[3];
+    args[6] = (const char *) num[4];
+    lens[6] = ngx_sprintf(num[4], "%ui", (ngx_uint_t) l->quota_period)
+              - num[4];
+    args[7] = (const char *) num[5];
+    lens[7] = ngx_sprintf(num[5], "%L", start) - num[5];
+    args[8] = (const char *) num[6];
+    lens[8] = ngx_sprintf(num[6], "%L",
+                          start + (l->quota_period ? l->quota_period
+                                                   : 86400))
+              - num[6];
+
+    n = 9;
+
+    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t) + klen,
+                  r->connection->log);
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(w);
+        return NGX_ERROR;
+    }
+
+    w->r = r;
+    w->ctx = ctx;
+    w->cln = cln;
+    w->dmcf = dmcf;
+    w->window = start;
+    w->klen = klen;
+    ngx_memcpy(w->key, key, klen);
+
+    rc = ngx_http_datagate_redis_eval(ngx_http_datagate_limit_reply, w, 2, n,
+                                      args, lens);
+
+    if (rc != NGX_OK) {
+        ngx_free(w);
+        return rc;
+    }
+
+    cln->handler = ngx_http_datagate_limit_cleanup;
+    cln->data = w;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_datagate_limit_cleanup(void *data)
+{
+    ngx_http_datagate_lwait_t  *w = data;
+
+    w->r = NULL;
+    w->ctx = NULL;
+    w->cln = NULL;
+}
+
+
+static void
+ngx_http_datagate_limit_reply(void *data, void *reply)
+{
+    uint64_t                        now;
+    ngx_uint_t                      i, ok;
+    long long                       v[7];
+    redisReply                     *rr;
+    ngx_http_request_t             *r;
+    ngx_http_datagate_ctx_t        *ctx;
+    ngx_http_datagate_lres_t        res;
+    ngx_http_datagate_lwait_t      *w;
+    ngx_http_datagate_lnode_t      *node;
+    ngx_http_datagate_rstate_t     *st;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    w = data;
+    r = w->r;
+    ctx = w->ctx;
+    dmcf = w->dmcf;
+
+    if (w->cln) {
+        w->cln->handler = NULL;
+        w->cln = NULL;
+    }
+
+    rr = reply;
+    ok = 0;
+
+    if (rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 7) {
+        ok = 1;
+
+        for (i = 0; i < 7; i++) {
+            if (rr->element[i]->type != REDIS_REPLY_INTEGER) {
+                ok = 0;
+                break;
+            }
+
+            v[i] = rr->element[i]->integer;
+        }
+
+    } else if (rr && rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "datagate: redis rate-limit script: %*s",
+                      (size_t) rr->len, rr->str);
+    }
+
+    if (ok && v[6] > 0 && dmcf->sh) {
+        /* remember the cluster's quota use for the per-node fallback */
+        now = ngx_http_datagate_now_ms();
+
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+        node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen, now);
+        if (node) {
+            node->seen_window = w->window;
+            node->seen = (uint64_t) v[6];
+        }
+
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+    }
+
+    if (r == NULL) {
+        ngx_free(w);
+        return;
+    }
+
+    st = ctx->pending;
+
+    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT
+        || ctx->grant == NULL)
+    {
+        ngx_free(w);
+        return;
+    }
+
+    if (ok) {
+        ngx_memzero(&res, sizeof(ngx_http_datagate_lres_t));
+        res.allowed = v[0] == 1;
+        res.quota = v[1] == 1;
+        res.limit = v[2] > 0 ? (uint64_t) v[2] : 0;
+        res.remaining = v[3] > 0 ? (uint64_t) v[3] : 0;
+        res.retry_ms = v[4] > 0 ? v[4] : 0;
+        res.reset_ms = v[5] > 0 ? v[5] : 0;
+
+        st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
+                                                    &ctx->grant->limit, &res);
+
+    } else {
+        /* Redis failed us: this node's share (the breaker is open now) */
+        ctx->degraded = 1;
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
+        }
+
+        if (ngx_http_datagate_limit_local(r, dmcf, &ctx->grant->limit,
+                                          w->key, w->klen, 1, &res)
+            == NGX_OK)
+        {
+            st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
+                                                        &ctx->grant->limit,
+                                                        &res);
+        } else {
+            st->lim_rc = NGX_ERROR;
+        }
+    }
+
+    ngx_free(w);
+
+    st->lim = NGX_HTTP_DATAGATE_RS_DONE;
+    ctx->waiting = 0;
+
+    ngx_http_datagate_resume(r);
+}
+
+
+/* ---- the answer --------------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_datagate_limit_header(ngx_http_request_t *r, const char *name,
+    size_t len, const char *lowcase, uint64_t value)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = len;
+    h->lowcase_key = (u_char *) lowcase;
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%uL", value) - p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_limit_result(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
+    ngx_http_datagate_lres_t *res)
+{
+    u_char    *p;
+    uint64_t   retry, reset;
+
+    if (res->allowed) {
+        return NGX_OK;
+    }
+
+    retry = (uint64_t) (res->retry_ms + 999) / 1000;
+    reset = (uint64_t) (res->reset_ms + 999) / 1000;
+
+    if (retry == 0) {
+        retry = 1;
+    }
+
+    if (reset < retry) {
+        reset = retry;
+    }
+
+    if (ngx_http_datagate_limit_header(r, "Retry-After", 11, "retry-after",
+                                       retry)
+        != NGX_OK
+        || ngx_http_datagate_limit_header(r, "RateLimit-Limit", 15,
+                                          "ratelimit-limit", res->limit)
+           != NGX_OK
+        || ngx_http_datagate_limit_header(r, "RateLimit-Remaining", 19,
+                                          "ratelimit-remaining", 0)
+           != NGX_OK
+        || ngx_http_datagate_limit_header(r, "RateLimit-Reset", 15,
+                                          "ratelimit-reset", reset)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, 128);
+
+    if (p) {
+        if (res->quota) {
+            ngx_sprintf(p, "quota exhausted: %uL requests per %s%Z",
+                        l->quota,
+                        l->quota_period == 60 ? "minute"
+                        : l->quota_period == 3600 ? "hour" : "day");
+
+        } else {
+            ngx_sprintf(p, "rate limit exceeded: %.3f requests/s, "
+                        "burst %ui%Z", l->rate, (ngx_uint_t) l->burst);
+        }
+
+        ctx->detail = (const char *) p;
+    }
+
+    ctx->reason = DG_R_RATE_LIMITED;
+
+    return NGX_DECLINED;
 }

@@ -1,15 +1,335 @@
 
 /*
- * datagate: Redis on nginx's event loop.  Placeholder until it lands.
+ * datagate: Redis on nginx's event loop.
+ *
+ * hiredis 0.14's async API driven by nginx events: the hiredis socket is
+ * wrapped in an ngx_connection_t from ngx_get_connection() and the five
+ * adapter hooks (addRead, delRead, addWrite, delWrite, cleanup) map onto
+ * level-triggered read/write events, so every reply is drained however
+ * much hiredis reads per call.  hiredis 0.14 has no timers: connect and
+ * per-command timeouts are nginx timers here.
+ *
+ * Two connections per worker, opened in init_process (never in the
+ * master): one for commands, one SUBSCRIBEd to "datagate:events".  Every
+ * message bumps the shared zone's incident_gen, so every worker of every
+ * node drops its cached incident state at once.
+ *
+ * Circuit breaker: a connection is "ready" only after its handshake
+ * (AUTH, SELECT, SCRIPT LOAD, PING) was answered within connect_timeout.
+ * A command that times out, a protocol error or a closed socket tears the
+ * connection down; until a reconnect (from a timer, with exponential
+ * backoff) completes its handshake, ngx_http_datagate_redis_ready() is
+ * false and no request waits on Redis.  The error log says so once per
+ * state change.
  */
 
 
 #include "ngx_http_datagate.h"
+#include "dg_gcra.h"
+#include "dg_rstate.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <openssl/sha.h>
+
+
+#define NGX_HTTP_DATAGATE_RS_DOWN        0
+#define NGX_HTTP_DATAGATE_RS_CONNECTING  1
+#define NGX_HTTP_DATAGATE_RS_READY       2
+
+#define NGX_HTTP_DATAGATE_BACKOFF_MIN    100
+#define NGX_HTTP_DATAGATE_BACKOFF_MAX    2000
+#define NGX_HTTP_DATAGATE_MAX_PENDING    4096
+#define NGX_HTTP_DATAGATE_EVAL_ARGS      16
+
+
+typedef struct {
+    ngx_http_datagate_redis_t      *rd;
+    redisAsyncContext              *ac;
+    ngx_connection_t               *conn;
+    ngx_event_t                     timer;      /* connect / reconnect */
+    ngx_msec_t                      backoff;
+    ngx_uint_t                      state;
+    ngx_uint_t                      handshake;  /* replies still due */
+    const char                     *name;
+    unsigned                        sub:1;
+    unsigned                        freeing:1;
+    unsigned                        was_ready:1;
+    unsigned                        logged_down:1;
+} ngx_http_datagate_rconn_t;
+
+
+struct ngx_http_datagate_redis_s {
+    ngx_http_datagate_main_conf_t  *dmcf;
+    ngx_log_t                      *log;
+    ngx_http_datagate_rconn_t       cmd;
+    ngx_http_datagate_rconn_t       sub;
+    char                            host[NGX_SOCKADDR_STRLEN + 1];
+    int                             port;
+    unsigned                        unix_socket:1;
+    char                            sha[41];    /* of DG_GCRA_LUA */
+    ngx_uint_t                      pending;    /* commands in flight */
+};
+
+
+typedef struct {
+    ngx_http_datagate_redis_handler_pt  handler;
+    void                               *data;
+    ngx_event_t                         timer;
+    ngx_http_datagate_rconn_t          *rc;
+    /* EVALSHA: a copy of the arguments, to retry as EVAL on NOSCRIPT */
+    int                                 argc;
+    const char                         *argv[NGX_HTTP_DATAGATE_EVAL_ARGS];
+    size_t                              argvlen[NGX_HTTP_DATAGATE_EVAL_ARGS];
+    unsigned                            done:1;
+    unsigned                            eval:1;
+    unsigned                            retried:1;
+    u_char                              blob[1];
+} ngx_http_datagate_rcmd_t;
+
+
+static void ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc);
+static void ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc,
+    const char *why);
+static void ngx_http_datagate_redis_down(ngx_http_datagate_rconn_t *rc,
+    const char *why);
+static void ngx_http_datagate_redis_timer(ngx_event_t *ev);
+static void ngx_http_datagate_redis_read(ngx_event_t *ev);
+static void ngx_http_datagate_redis_write(ngx_event_t *ev);
+static void ngx_http_datagate_redis_add_read(void *privdata);
+static void ngx_http_datagate_redis_del_read(void *privdata);
+static void ngx_http_datagate_redis_add_write(void *privdata);
+static void ngx_http_datagate_redis_del_write(void *privdata);
+static void ngx_http_datagate_redis_cleanup(void *privdata);
+static void ngx_http_datagate_redis_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_datagate_redis_handshake(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_cmd_timeout(ngx_event_t *ev);
+
+
+/* this worker's connections; NULL without datagate_redis */
+static ngx_http_datagate_redis_t  *ngx_http_datagate_rd;
+
+
+/* ---- public --------------------------------------------------------- */
+
+ngx_int_t
+ngx_http_datagate_redis_ready(void)
+{
+    ngx_http_datagate_redis_t  *rd;
+
+    rd = ngx_http_datagate_rd;
+
+    return rd != NULL
+           && rd->cmd.state == NGX_HTTP_DATAGATE_RS_READY
+           && rd->cmd.ac != NULL
+           && !rd->cmd.freeing
+           && !(rd->cmd.ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))
+           && rd->pending < NGX_HTTP_DATAGATE_MAX_PENDING;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen,
+    ngx_uint_t eval)
+{
+    int                          i;
+    u_char                      *p;
+    size_t                       size;
+    ngx_http_datagate_rcmd_t    *cmd;
+    ngx_http_datagate_redis_t   *rd;
+
+    if (!ngx_http_datagate_redis_ready()) {
+        return NGX_DECLINED;
+    }
+
+    rd = ngx_http_datagate_rd;
+
+    size = sizeof(ngx_http_datagate_rcmd_t);
+
+    if (eval) {
+        if (argc > NGX_HTTP_DATAGATE_EVAL_ARGS) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < argc; i++) {
+            size += argvlen[i];
+        }
+    }
+
+    cmd = ngx_calloc(size, rd->log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->rc = &rd->cmd;
+
+    cmd->timer.handler = ngx_http_datagate_redis_cmd_timeout;
+    cmd->timer.data = cmd;
+    cmd->timer.log = rd->log;
+
+    if (eval) {
+        cmd->eval = 1;
+        cmd->argc = argc;
+        p = cmd->blob;
+
+        for (i = 0; i < argc; i++) {
+            cmd->argv[i] = (const char *) p;
+            cmd->argvlen[i] = argvlen[i];
+            p = ngx_cpymem(p, argv[i], argvlen[i]);
+        }
+    }
+
+    if (redisAsyncCommandArgv(rd->cmd.ac, ngx_http_datagate_redis_reply, cmd,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    rd->pending++;
+    ngx_add_timer(&cmd->timer, rd->dmcf->redis.timeout);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_datagate_redis_command(ngx_http_datagate_redis_handler_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    return ngx_http_datagate_redis_send(handler, data, argc, argv, argvlen,
+                                        0);
+}
+
+
+ngx_int_t
+ngx_http_datagate_redis_eval(ngx_http_datagate_redis_handler_pt handler,
+    void *data, int nkeys, int nargs, const char **args, const size_t *lens)
+{
+    int          i, argc;
+    u_char       nk[NGX_INT_T_LEN];
+    size_t       argvlen[NGX_HTTP_DATAGATE_EVAL_ARGS];
+    const char  *argv[NGX_HTTP_DATAGATE_EVAL_ARGS];
+
+    if (ngx_http_datagate_rd == NULL
+        || nargs + 3 > NGX_HTTP_DATAGATE_EVAL_ARGS)
+    {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = ngx_http_datagate_rd->sha;
+    argvlen[1] = 40;
+    argv[2] = (const char *) nk;
+    argvlen[2] = ngx_sprintf(nk, "%d", nkeys) - nk;
+
+    argc = 3;
+
+    for (i = 0; i < nargs; i++) {
+        argv[argc] = args[i];
+        argvlen[argc++] = lens[i];
+    }
+
+    return ngx_http_datagate_redis_send(handler, data, argc, argv, argvlen,
+                                        1);
+}
 
 
 ngx_int_t
 ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle)
 {
+    u_char                          digest[SHA_DIGEST_LENGTH];
+    ngx_uint_t                      i;
+    struct sockaddr                *sa;
+    ngx_http_datagate_redis_t      *rd;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_datagate_module);
+
+    if (dmcf == NULL || !dmcf->redis_enabled || dmcf->redis.addr == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_datagate_redis_t));
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->dmcf = dmcf;
+    rd->log = cycle->log;
+
+    sa = dmcf->redis.addr->sockaddr;
+
+    switch (sa->sa_family) {
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+    case AF_UNIX:
+        rd->unix_socket = 1;
+        ngx_cpystrn((u_char *) rd->host,
+                    (u_char *) ((struct sockaddr_un *) sa)->sun_path,
+                    sizeof(rd->host));
+        break;
+#endif
+
+    default:
+        /* an address, never a name: hiredis would call getaddrinfo() */
+        if (ngx_sock_ntop(sa, dmcf->redis.addr->socklen, (u_char *) rd->host,
+                          NGX_SOCKADDR_STRLEN, 0)
+            == 0)
+        {
+            return NGX_ERROR;
+        }
+
+        rd->port = ngx_inet_get_port(sa);
+        break;
+    }
+
+    SHA1((const u_char *) DG_GCRA_LUA, sizeof(DG_GCRA_LUA) - 1, digest);
+
+    for (i = 0; i < SHA_DIGEST_LENGTH; i++) {
+        rd->sha[2 * i] = hex[digest[i] >> 4];
+        rd->sha[2 * i + 1] = hex[digest[i] & 0xf];
+    }
+
+    rd->cmd.rd = rd;
+    rd->cmd.name = "command";
+    rd->sub.rd = rd;
+    rd->sub.name = "subscriber";
+    rd->sub.sub = 1;
+
+    rd->cmd.timer.handler = ngx_http_datagate_redis_timer;
+    rd->cmd.timer.data = &rd->cmd;
+    rd->cmd.timer.log = cycle->log;
+    rd->cmd.timer.cancelable = 1;
+
+    rd->sub.timer = rd->cmd.timer;
+    rd->sub.timer.data = &rd->sub;
+
+    ngx_http_datagate_rd = rd;
+
+    ngx_http_datagate_redis_connect(&rd->cmd);
+    ngx_http_datagate_redis_connect(&rd->sub);
+
     return NGX_OK;
 }
 
@@ -17,4 +337,694 @@ ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_datagate_redis_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_datagate_redis_t  *rd;
+
+    rd = ngx_http_datagate_rd;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    /* no reconnects, no new commands from here */
+    ngx_http_datagate_rd = NULL;
+
+    rd->cmd.state = NGX_HTTP_DATAGATE_RS_DOWN;
+    rd->sub.state = NGX_HTTP_DATAGATE_RS_DOWN;
+
+    if (rd->cmd.timer.timer_set) {
+        ngx_del_timer(&rd->cmd.timer);
+    }
+
+    if (rd->sub.timer.timer_set) {
+        ngx_del_timer(&rd->sub.timer);
+    }
+
+    /* pending callbacks run with a NULL reply; the cleanup hook frees the
+     * nginx connections, hiredis closes the sockets */
+
+    if (rd->cmd.ac && !rd->cmd.freeing) {
+        rd->cmd.freeing = 1;
+        redisAsyncFree(rd->cmd.ac);
+    }
+
+    if (rd->sub.ac && !rd->sub.freeing) {
+        rd->sub.freeing = 1;
+        redisAsyncFree(rd->sub.ac);
+    }
+}
+
+
+/* ---- connection lifecycle ------------------------------------------ */
+
+static void
+ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
+{
+    int                             argc;
+    size_t                          lens[3];
+    const char                     *argv[3];
+    ngx_connection_t               *c;
+    redisAsyncContext              *ac;
+    ngx_http_datagate_redis_t      *rd;
+    ngx_http_datagate_redis_conf_t *conf;
+    u_char                          db[NGX_INT_T_LEN];
+
+    rd = rc->rd;
+    conf = &rd->dmcf->redis;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (rd->unix_socket) {
+        ac = redisAsyncConnectUnix(rd->host);
+
+    } else {
+        ac = redisAsyncConnect(rd->host, rd->port);
+    }
+
+    if (ac == NULL) {
+        ngx_http_datagate_redis_down(rc, "out of memory");
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_datagate_redis_down(rc, ac->errstr);
+        redisAsyncFree(ac);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        ngx_http_datagate_redis_down(rc, "no free connection");
+        redisAsyncFree(ac);
+        return;
+    }
+
+    c->data = rc;
+    c->read->handler = ngx_http_datagate_redis_read;
+    c->write->handler = ngx_http_datagate_redis_write;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+    c->log = rd->log;
+
+    rc->ac = ac;
+    rc->conn = c;
+    rc->freeing = 0;
+    rc->state = NGX_HTTP_DATAGATE_RS_CONNECTING;
+    rc->handshake = 0;
+
+    ac->data = rc;
+    ac->ev.data = rc;
+    ac->ev.addRead = ngx_http_datagate_redis_add_read;
+    ac->ev.delRead = ngx_http_datagate_redis_del_read;
+    ac->ev.addWrite = ngx_http_datagate_redis_add_write;
+    ac->ev.delWrite = ngx_http_datagate_redis_del_write;
+    ac->ev.cleanup = ngx_http_datagate_redis_cleanup;
+
+    /* after the hooks: this arms the write event that reports connect */
+    redisAsyncSetConnectCallback(ac, ngx_http_datagate_redis_on_connect);
+
+    /* the handshake, pipelined; hiredis sends it once connected */
+
+    if (conf->password.len) {
+        argv[0] = "AUTH";
+        lens[0] = 4;
+        argv[1] = (const char *) conf->password.data;
+        lens[1] = conf->password.len;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_handshake, rc,
+                                  2, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+        rc->handshake++;
+    }
+
+    if (conf->db) {
+        argv[0] = "SELECT";
+        lens[0] = 6;
+        argv[1] = (const char *) db;
+        lens[1] = ngx_sprintf(db, "%i", conf->db) - db;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_handshake, rc,
+                                  2, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+        rc->handshake++;
+    }
+
+    if (rc->sub) {
+        argv[0] = "SUBSCRIBE";
+        lens[0] = 9;
+        argv[1] = DG_RS_CHANNEL;
+        lens[1] = sizeof(DG_RS_CHANNEL) - 1;
+        argc = 2;
+
+        /* one callback for the confirmation and every message */
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_message, rc,
+                                  argc, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+    } else {
+        argv[0] = "SCRIPT";
+        lens[0] = 6;
+        argv[1] = "LOAD";
+        lens[1] = 4;
+        argv[2] = DG_GCRA_LUA;
+        lens[2] = sizeof(DG_GCRA_LUA) - 1;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_handshake, rc,
+                                  3, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+        rc->handshake++;
+
+        argv[0] = "PING";
+        lens[0] = 4;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_handshake, rc,
+                                  1, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+        rc->handshake++;
+    }
+
+    ngx_add_timer(&rc->timer, conf->connect_timeout);
+
+    return;
+
+failed:
+
+    ngx_http_datagate_redis_fail(rc, "cannot queue the handshake");
+}
+
+
+/* tear the connection down (may be inside a hiredis callback) */
+static void
+ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc, const char *why)
+{
+    ngx_http_datagate_redis_down(rc, why);
+
+    if (rc->ac && !rc->freeing) {
+        rc->freeing = 1;
+        redisAsyncFree(rc->ac);     /* deferred when in a callback */
+    }
+}
+
+
+/* state change to down: log once, schedule a reconnect */
+static void
+ngx_http_datagate_redis_down(ngx_http_datagate_rconn_t *rc, const char *why)
+{
+    ngx_uint_t                  level;
+    ngx_http_datagate_redis_t  *rd;
+
+    rd = rc->rd;
+
+    /* once per state change: when it was up, or the first failure */
+    if (rc->was_ready || !rc->logged_down) {
+        level = rc->sub ? NGX_LOG_WARN : NGX_LOG_ERR;
+
+        ngx_log_error(level, rd->log, 0,
+                      "datagate: redis %V %s connection down: %s; "
+                      "cluster state from the local cache, then "
+                      "failing closed",
+                      &rd->dmcf->redis.addr_text, rc->name,
+                      why ? why : "closed");
+
+        if (!rc->sub && rd->dmcf->sh) {
+            rd->dmcf->sh->redis_up = 0;
+        }
+    }
+
+    rc->logged_down = 1;
+    rc->was_ready = 0;
+
+    rc->state = NGX_HTTP_DATAGATE_RS_DOWN;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate
+        || ngx_http_datagate_rd != rd)
+    {
+        if (rc->timer.timer_set) {
+            ngx_del_timer(&rc->timer);
+        }
+
+        return;
+    }
+
+    if (rc->backoff == 0) {
+        rc->backoff = NGX_HTTP_DATAGATE_BACKOFF_MIN;
+
+    } else {
+        rc->backoff *= 2;
+
+        if (rc->backoff > NGX_HTTP_DATAGATE_BACKOFF_MAX) {
+            rc->backoff = NGX_HTTP_DATAGATE_BACKOFF_MAX;
+        }
+    }
+
+    /* reconnect from a timer, never inline */
+    ngx_add_timer(&rc->timer, rc->backoff);
+}
+
+
+static void
+ngx_http_datagate_redis_up(ngx_http_datagate_rconn_t *rc)
+{
+    ngx_uint_t                  level;
+    ngx_http_datagate_redis_t  *rd;
+
+    rd = rc->rd;
+
+    if (rc->timer.timer_set) {
+        ngx_del_timer(&rc->timer);
+    }
+
+    rc->state = NGX_HTTP_DATAGATE_RS_READY;
+    rc->backoff = 0;
+
+    if (!rc->was_ready) {
+        level = rc->logged_down ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+        ngx_log_error(level, rd->log, 0,
+                      "datagate: redis %V %s connection %s",
+                      &rd->dmcf->redis.addr_text, rc->name,
+                      rc->logged_down ? "is back" : "ready");
+    }
+
+    rc->was_ready = 1;
+    rc->logged_down = 0;
+
+    if (rd->dmcf->sh) {
+        if (!rc->sub) {
+            rd->dmcf->sh->redis_up = 1;
+        }
+
+        /* messages may have been missed while it was down */
+        (void) ngx_atomic_fetch_add(&rd->dmcf->sh->incident_gen, 1);
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_timer(ngx_event_t *ev)
+{
+    ngx_http_datagate_rconn_t  *rc;
+
+    rc = ev->data;
+
+    switch (rc->state) {
+
+    case NGX_HTTP_DATAGATE_RS_CONNECTING:
+        ngx_http_datagate_redis_fail(rc, "connect timed out");
+        break;
+
+    case NGX_HTTP_DATAGATE_RS_DOWN:
+        if (rc->ac == NULL) {
+            ngx_http_datagate_redis_connect(rc);
+
+        } else {
+            /* the old context is still being freed: try again soon */
+            ngx_add_timer(&rc->timer, NGX_HTTP_DATAGATE_BACKOFF_MIN);
+        }
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_datagate_rconn_t  *rc;
+
+    rc = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this; the cleanup hook runs */
+        ngx_http_datagate_redis_down(rc, ac->errstr);
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_handshake(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                 *r;
+    ngx_http_datagate_rconn_t  *rc;
+
+    rc = privdata;
+    r = reply;
+
+    if (rc->ac != ac || rc->state != NGX_HTTP_DATAGATE_RS_CONNECTING) {
+        return;
+    }
+
+    if (r == NULL) {
+        ngx_http_datagate_redis_down(rc, ac->errstr[0] ? ac->errstr
+                                                       : "closed");
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rc->rd->log, 0,
+                      "datagate: redis %V handshake: %*s",
+                      &rc->rd->dmcf->redis.addr_text, (size_t) r->len,
+                      r->str);
+        ngx_http_datagate_redis_fail(rc, "handshake refused");
+        return;
+    }
+
+    if (--rc->handshake == 0 && !rc->sub) {
+        ngx_http_datagate_redis_up(rc);
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_message(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                 *r, *kind;
+    ngx_http_datagate_rconn_t  *rc;
+
+    rc = privdata;
+    r = reply;
+
+    if (r == NULL || rc->ac != ac) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        ngx_http_datagate_redis_fail(rc, "SUBSCRIBE refused");
+        return;
+    }
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3
+        || r->element[0]->type != REDIS_REPLY_STRING)
+    {
+        ngx_http_datagate_redis_fail(rc, "unexpected reply on the channel");
+        return;
+    }
+
+    kind = r->element[0];
+
+    if (kind->len == 9 && ngx_strncasecmp((u_char *) kind->str,
+                                          (u_char *) "subscribe", 9) == 0)
+    {
+        if (rc->state == NGX_HTTP_DATAGATE_RS_CONNECTING
+            && rc->handshake == 0)
+        {
+            ngx_http_datagate_redis_up(rc);
+        }
+
+        return;
+    }
+
+    if (kind->len == 7 && ngx_strncasecmp((u_char *) kind->str,
+                                          (u_char *) "message", 7) == 0)
+    {
+        if (rc->rd->dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&rc->rd->dmcf->sh->incident_gen, 1);
+        }
+
+        if (r->element[2]->type == REDIS_REPLY_STRING) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rc->rd->log, 0,
+                           "datagate: redis event \"%*s\"",
+                           (size_t) r->element[2]->len, r->element[2]->str);
+        }
+    }
+}
+
+
+/* ---- commands ------------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_datagate_redis_noscript(redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8
+           && ngx_strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+
+static void
+ngx_http_datagate_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_datagate_rcmd_t   *cmd;
+    ngx_http_datagate_rconn_t  *rc;
+
+    cmd = privdata;
+    rc = cmd->rc;
+
+    if (rc->rd->pending) {
+        rc->rd->pending--;
+    }
+
+    if (reply == NULL) {
+        /* the context is going away: nobody may send on it any more */
+        if (rc->state != NGX_HTTP_DATAGATE_RS_DOWN && rc->ac == ac) {
+            ngx_http_datagate_redis_down(rc, ac->errstr[0] ? ac->errstr
+                                                           : "closed");
+        }
+    }
+
+    if (cmd->done) {
+        ngx_free(cmd);
+        return;
+    }
+
+    if (cmd->eval && !cmd->retried && ngx_http_datagate_redis_noscript(reply)
+        && rc->ac == ac && rc->state == NGX_HTTP_DATAGATE_RS_READY)
+    {
+        /* the script cache was flushed: EVAL loads it again */
+        cmd->retried = 1;
+        cmd->argv[0] = "EVAL";
+        cmd->argvlen[0] = 4;
+        cmd->argv[1] = DG_GCRA_LUA;
+        cmd->argvlen[1] = sizeof(DG_GCRA_LUA) - 1;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_reply, cmd,
+                                  cmd->argc, cmd->argv, cmd->argvlen)
+            == REDIS_OK)
+        {
+            rc->rd->pending++;
+            return;
+        }
+    }
+
+    cmd->done = 1;
+
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+
+    cmd->handler(cmd->data, reply);
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_http_datagate_redis_cmd_timeout(ngx_event_t *ev)
+{
+    ngx_http_datagate_rcmd_t   *cmd;
+    ngx_http_datagate_rconn_t  *rc;
+
+    cmd = ev->data;
+    rc = cmd->rc;
+
+    if (rc->ac && !rc->freeing) {
+        /*
+         * Redis is slow or gone: open the breaker rather than let the
+         * next requests queue behind this one.  Freeing the context runs
+         * every pending callback, this one's too, with a NULL reply.
+         */
+        ngx_http_datagate_redis_fail(rc, "command timed out");
+        return;
+    }
+
+    /* the context is already going: answer now, free when hiredis lets
+     * go of the command */
+    cmd->done = 1;
+    cmd->handler(cmd->data, NULL);
+}
+
+
+/* ---- the adapter: hiredis hooks on an nginx connection -------------- */
+
+static void
+ngx_http_datagate_redis_read(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_datagate_rconn_t  *rc;
+
+    c = ev->data;
+    rc = c->data;
+
+    if (rc->ac == NULL || rc->conn != c) {
+        return;
+    }
+
+    if (rc->ac->replies.head == NULL && !rc->sub) {
+        /* nothing is due: bytes now are garbage (hiredis would assert on
+         * an unexpected reply); an EOF is left to hiredis */
+        char     b;
+        ssize_t  n;
+
+        n = recv(c->fd, &b, 1, MSG_PEEK);
+
+        if (n > 0) {
+            ngx_http_datagate_redis_fail(rc, "unexpected data");
+            return;
+        }
+    }
+
+    /* level-triggered: one read per event, the next event drains more;
+     * the context may be freed inside, do not touch c afterwards */
+    redisAsyncHandleRead(rc->ac);
+}
+
+
+static void
+ngx_http_datagate_redis_write(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_datagate_rconn_t  *rc;
+
+    c = ev->data;
+    rc = c->data;
+
+    if (rc->ac == NULL || rc->conn != c) {
+        return;
+    }
+
+    redisAsyncHandleWrite(rc->ac);
+}
+
+
+static void
+ngx_http_datagate_redis_add_read(void *privdata)
+{
+    ngx_http_datagate_rconn_t  *rc = privdata;
+
+    if (rc->conn && !rc->conn->read->active) {
+        if (ngx_add_event(rc->conn->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_http_datagate_redis_fail(rc, "cannot add read event");
+        }
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_del_read(void *privdata)
+{
+    ngx_http_datagate_rconn_t  *rc = privdata;
+
+    if (rc->conn && rc->conn->read->active) {
+        (void) ngx_del_event(rc->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_add_write(void *privdata)
+{
+    ngx_http_datagate_rconn_t  *rc = privdata;
+
+    if (rc->conn && !rc->conn->write->active) {
+        if (ngx_add_event(rc->conn->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_http_datagate_redis_fail(rc, "cannot add write event");
+        }
+    }
+}
+
+
+static void
+ngx_http_datagate_redis_del_write(void *privdata)
+{
+    ngx_http_datagate_rconn_t  *rc = privdata;
+
+    if (rc->conn && rc->conn->write->active) {
+        (void) ngx_del_event(rc->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis frees the context: drop our events and the nginx connection,
+ * but leave the socket to hiredis, which closes it.  May be called more
+ * than once.
+ */
+static void
+ngx_http_datagate_redis_cleanup(void *privdata)
+{
+    ngx_connection_t           *c;
+    ngx_http_datagate_rconn_t  *rc = privdata;
+
+    c = rc->conn;
+
+    if (c) {
+        if (c->read->active) {
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        }
+
+        if (c->write->active) {
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        c->fd = (ngx_socket_t) -1;     /* stale events are skipped */
+        ngx_free_connection(c);
+        rc->conn = NULL;
+    }
+
+    rc->ac = NULL;
+    rc->freeing = 0;
+
+    if (rc->state != NGX_HTTP_DATAGATE_RS_DOWN) {
+        ngx_http_datagate_redis_down(rc, "closed");
+
+    } else if (!rc->timer.timer_set && ngx_http_datagate_rd == rc->rd
+               && !(ngx_exiting || ngx_quit || ngx_terminate))
+    {
+        ngx_add_timer(&rc->timer, rc->backoff ? rc->backoff
+                                  : NGX_HTTP_DATAGATE_BACKOFF_MIN);
+    }
 }

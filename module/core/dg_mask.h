@@ -69,6 +69,7 @@ enum {
 #define DG_MASK_E_TRUNCATED     -5      /* last buffer ends mid-document */
 #define DG_MASK_E_EMIT          -6      /* emit callback failed */
 #define DG_MASK_E_STATE         -7      /* fed after an error or after last */
+#define DG_MASK_E_CONF          -8      /* bad configuration (hash, no key) */
 
 
 /* one field selector of a rule set */
@@ -137,7 +138,9 @@ const char *dg_mask_strerror(int rc);
 
 /* apply one method to one decoded value (UTF-8); used by feed and tests.
  * Writes the JSON token (quoted string, or null) to out; returns its length
- * or a negative error.  outcap >= 4 * len + 96 always suffices. */
+ * or a negative error.  outcap >= 6 * len + 96 always suffices (a kept
+ * control character is written as a 6-byte \u00XX escape); DG_MASK_DROP
+ * writes nothing and returns 0. */
 int dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
     const uint8_t *hash_key, size_t hash_key_len, uint8_t *out,
     size_t outcap);

@@ -88,6 +88,8 @@ typedef struct {
     dg_str_t                    id;         /* "person.id_number" */
     unsigned                    level;      /* 1..4 */
     dg_mask_spec_t              mask;       /* default method */
+    dg_str_t                    src_file;   /* where it is defined */
+    unsigned                    src_line;
 } dg_class_t;
 
 
@@ -117,6 +119,8 @@ typedef struct {
     size_t                      ncountries;
     dg_str_t                   *regions;        /* ISO 3166-2 / names */
     size_t                      nregions;
+    dg_str_t                    src_file;       /* where it is defined */
+    unsigned                    src_line;
 } dg_consumer_t;
 
 
@@ -152,6 +156,8 @@ typedef struct {
 
     /* unconditional access: plan by consumer clearance 0..4 */
     dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];
+    dg_str_t                    src_file;   /* where it is defined */
+    unsigned                    src_line;
 } dg_dataset_t;
 
 
@@ -181,6 +187,10 @@ typedef struct {
     dg_limit_t                  limit;
     unsigned                    runtime:1;  /* issued at run time */
     dg_plan_t                   plan;       /* masking plan for this grant */
+    dg_str_t                    rate_str;   /* as written, or empty */
+    dg_str_t                    quota_str;
+    dg_str_t                    src_file;   /* where it is defined */
+    unsigned                    src_line;
 } dg_grant_t;
 
 
@@ -231,7 +241,11 @@ typedef struct {
 typedef struct {
     dg_reason_e                 reason;
     const dg_purpose_t         *purpose;        /* NULL when unknown */
-    const dg_grant_t           *grant;          /* conditional: the grant */
+    const dg_grant_t           *grant;          /* conditional: the grant;
+                                                   on grant_expired,
+                                                   approval_required and
+                                                   method_not_granted the
+                                                   grant that failed */
     const dg_plan_t            *plan;           /* when allowed */
     time_t                      expires;        /* decision valid until
                                                    (grant window end), 0 */
@@ -243,6 +257,9 @@ typedef struct {
  * and writes "FILE:LINE: FIELD: message" into err.
  */
 dg_policy_t *dg_policy_load(const char *path, char *err, size_t errlen);
+/* the same from memory: one file called name (used by the fuzzer) */
+dg_policy_t *dg_policy_load_buffer(const char *name, const char *data,
+    size_t len, char *err, size_t errlen);
 void dg_policy_free(dg_policy_t *p);
 
 /* lookups (hashed; NULL when absent) */
@@ -263,7 +280,12 @@ int dg_consumer_network_ok(const dg_consumer_t *c, const struct sockaddr *sa);
 int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
     const char *region);
 
-/* purpose, grant, window, approval, method, level -> decision and plan */
+/*
+ * purpose, grant, window, approval, method, level -> decision and plan.
+ * Grant dates are calendar days in UTC+8 (China Standard Time): a grant
+ * is valid from 00:00:00 of "from" to 23:59:59 of "until".  extra_grants
+ * must have been compiled (dg_grant_compile) against this same policy.
+ */
 void dg_decide(const dg_policy_t *p, const dg_request_t *req,
     dg_decision_t *d);
 
@@ -285,5 +307,10 @@ int dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l);
 
 /* "AB:CD:.." or "abcd.." (64 hex digits) -> 32 bytes; 0 ok, -1 bad */
 int dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32]);
+
+/* grants of the policy for (consumer, dataset), in policy order; returns
+ * how many there are and stores up to max of them in out */
+size_t dg_policy_grants(const dg_policy_t *p, const dg_consumer_t *c,
+    const dg_dataset_t *d, const dg_grant_t **out, size_t max);
 
 #endif /* DG_POLICY_H */

@@ -6,16 +6,14 @@
 #
 #   perl scripts/demo-data/generate.pl [OUTDIR]
 #
-# Layout (the origin serves OUTDIR at /, "/person/1" -> person/1.json):
+# Layout (the origin serves OUTDIR at /, "/person/1" -> person/1.json,
+# "/person/" -> person/index.json):
 #   person/N.json        population.person       one record
-#   persons.json         population.person       {"data":[...],"total":N}
-#   insured/N.json       social-security.insured
-#   insured.json         list
-#   enterprise/N.json    enterprise.registration
-#   enterprises.json     list
-#   property/N.json      realestate.property
-#   properties.json      list
-#   tax/N.json           tax.secret (share: none)
+#   person/index.json    population.person       {"data":[...],"total":N}
+#   insured/N.json       social-security.insured (and index.json, a list)
+#   enterprise/N.json    enterprise.registration (and index.json)
+#   property/N.json      realestate.property     (and index.json)
+#   tax/1.json           tax.secret (share: none)
 
 use strict;
 use warnings;
@@ -160,7 +158,7 @@ for my $p (@people) {
         email       => 'user' . $n . '@gx.gov.cn',
         address     => $addr,
         household   => obj(
-            household_no  => S(sprintf('4501%08d', 20190000 + $n * 37)),
+            household_id  => S(sprintf('4501%08d', 20190000 + $n * 37)),
             type          => $htype . '家庭户',
             head_name     => $head,
             relation      => $head eq $name ? '户主' : '子女',
@@ -176,7 +174,7 @@ for my $p (@people) {
     push @persons, $rec;
     write_json("person/$n.json", $rec);
 }
-write_json('persons.json', obj(data => \@persons, total => scalar @persons,
+write_json('person/index.json', obj(data => \@persons, total => scalar @persons,
                                page => 1, page_size => 20));
 
 # --- social security --------------------------------------------------------
@@ -202,7 +200,7 @@ for my $i (0 .. 3) {
     push @insured, $rec;
     write_json('insured/' . ($i + 1) . '.json', $rec);
 }
-write_json('insured.json', obj(data => \@insured, total => scalar @insured));
+write_json('insured/index.json', obj(data => \@insured, total => scalar @insured));
 
 # --- enterprises ------------------------------------------------------------
 
@@ -237,7 +235,7 @@ for my $e (@ents) {
     push @enterprises, $rec;
     write_json("enterprise/$n.json", $rec);
 }
-write_json('enterprises.json',
+write_json('enterprise/index.json',
            obj(data => \@enterprises, total => scalar @enterprises));
 
 # --- real estate ------------------------------------------------------------
@@ -265,7 +263,7 @@ for my $i (0 .. 2) {
     push @props, $rec;
     write_json('property/' . ($i + 1) . '.json', $rec);
 }
-write_json('properties.json', obj(data => \@props, total => scalar @props));
+write_json('property/index.json', obj(data => \@props, total => scalar @props));
 
 # --- a dataset that is never shared ------------------------------------------
 

@@ -1,0 +1,689 @@
+/*
+ * datagate policy check | explain
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+
+#include "datagate.h"
+#include "dg_policy.h"
+#include "dg_mask.h"
+
+
+#define DG_TZ_OFFSET        (8 * 3600)
+
+
+static void
+dg_policy_usage(FILE *out)
+{
+    fprintf(out,
+"NAME\n"
+"    datagate policy - validate a policy, explain a decision\n"
+"\n"
+"SYNOPSIS\n"
+"    datagate policy check PATH...\n"
+"    datagate policy explain PATH --consumer ID --dataset ID [--purpose ID]\n"
+"                            [--method METHOD] [--approval NUMBER]\n"
+"                            [--at YYYY-MM-DD]\n"
+"\n"
+"DESCRIPTION\n"
+"    PATH is a policy file, or a directory whose *.yaml and *.yml files\n"
+"    are read in name order and merged (see policy/schema.md).\n"
+"\n"
+"    check\n"
+"        Loads and compiles the policy exactly as the nginx module does at\n"
+"        `nginx -t` and prints, for each PATH,\n"
+"            PATH: ok (version 1a2b3c4d5e6f..., 4 consumers, 5 datasets,\n"
+"            5 grants)\n"
+"        or the first error on standard error as\n"
+"            FILE:LINE: FIELD: message\n"
+"        e.g. policy.yaml:23: grants[1].dataset: unknown dataset\n"
+"        'population.persn' (did you mean 'population.person'?)\n"
+"\n"
+"    explain\n"
+"        Evaluates one request against the policy as the gateway would\n"
+"        once the client certificate has been mapped to the consumer, and\n"
+"        prints the decision, its reason code (the JSON error code the\n"
+"        consumer would receive) and the policy rule behind it, then the\n"
+"        masking plan field by field: JSON key, class, class level against\n"
+"        the consumer's clearance, method, and why (masked by level,\n"
+"        revealed by the grant, dropped by the grant, clear), plus the\n"
+"        unlisted-key and detect modes of the dataset.\n"
+"\n"
+"        Network, geo, incident controls (revoked, suspended, frozen) and\n"
+"        rate limits are run-time state and are not evaluated here; the\n"
+"        consumer's network and geo rules are listed for reference.\n"
+"\n"
+"OPTIONS (explain)\n"
+"    --consumer ID      consumer id as in the policy (required)\n"
+"    --dataset ID       dataset id as in `datagate_dataset` (required)\n"
+"    --purpose ID       the Data-Purpose header; leave out to see\n"
+"                       purpose_required\n"
+"    --method METHOD    HTTP method, default GET\n"
+"    --approval NUMBER  the Data-Approval header\n"
+"    --at YYYY-MM-DD    evaluate at noon (UTC+8) of that day instead of now\n"
+"    Options also take the --name=value form.\n"
+"\n"
+"EXIT STATUS\n"
+"    check:    0 every PATH is valid, 1 some PATH is not, 2 usage error\n"
+"    explain:  0 allowed, 1 denied, 2 usage error (bad option, unknown\n"
+"              dataset), 3 the policy does not load\n"
+"\n"
+"EXAMPLES\n"
+"    datagate policy check policy/sample.yaml\n"
+"    datagate policy explain policy/sample.yaml \\\n"
+"        --consumer civil-affairs.assistance --dataset population.person \\\n"
+"        --purpose social-assistance --approval GXSJ-2024-0137\n");
+}
+
+
+static int
+dg_policy_check(int argc, char **argv)
+{
+    int           i, rc;
+    char          err[DG_ERRLEN];
+    dg_policy_t  *p;
+
+    if (argc < 1) {
+        fprintf(stderr, "datagate: policy check: PATH expected "
+                "(see datagate policy --help)\n");
+        return DG_EXIT_USAGE;
+    }
+
+    rc = DG_EXIT_OK;
+
+    for (i = 0; i < argc; i++) {
+        p = dg_policy_load(argv[i], err, sizeof(err));
+        if (p == NULL) {
+            fprintf(stderr, "%s\n", err);
+            rc = DG_EXIT_FAIL;
+            continue;
+        }
+
+        printf("%s: ok (version %.12s\xe2\x80\xa6, %zu consumer%s, "
+               "%zu dataset%s, %zu grant%s)\n", argv[i], p->version_hex,
+               p->nconsumers, p->nconsumers == 1 ? "" : "s",
+               p->ndatasets, p->ndatasets == 1 ? "" : "s",
+               p->ngrants, p->ngrants == 1 ? "" : "s");
+
+        dg_policy_free(p);
+    }
+
+    return rc;
+}
+
+
+static void
+dg_date_str(time_t t, char buf[16])
+{
+    time_t     s;
+    struct tm  tm;
+
+    s = t + DG_TZ_OFFSET;
+
+    if (gmtime_r(&s, &tm) == NULL) {
+        snprintf(buf, 16, "?");
+        return;
+    }
+
+    strftime(buf, 16, "%Y-%m-%d", &tm);
+}
+
+
+static void
+dg_print_methods(unsigned m)
+{
+    static const char  *names[] = { "GET", "HEAD", "POST", "PUT", "DELETE",
+                                    "PATCH", "OPTIONS" };
+    unsigned            i, first;
+
+    if (m == 0) {
+        m = DG_METHOD_GET | DG_METHOD_HEAD;
+    }
+
+    first = 1;
+
+    for (i = 0; i < 7; i++) {
+        if (m & (1u << i)) {
+            printf("%s%s", first ? "" : ", ", names[i]);
+            first = 0;
+        }
+    }
+}
+
+
+static void
+dg_print_grant(const dg_grant_t *g)
+{
+    size_t  i;
+    char    a[16], b[16];
+
+    printf("grant at %s:%u: %s -> %s for [", g->src_file.data, g->src_line,
+           g->consumer->id.data, g->dataset->id.data);
+
+    for (i = 0; i < g->npurposes; i++) {
+        printf("%s%s", i ? ", " : "", g->purposes[i]->id.data);
+    }
+
+    printf("]\n");
+
+    if (g->approval.len) {
+        printf("             approval %s (Data-Approval)\n",
+               g->approval.data);
+    }
+
+    if (g->valid_from || g->valid_until) {
+        a[0] = b[0] = '\0';
+        if (g->valid_from) {
+            dg_date_str(g->valid_from, a);
+        }
+        if (g->valid_until) {
+            dg_date_str(g->valid_until, b);
+        }
+        printf("             valid %s .. %s (days in UTC+8)\n",
+               a[0] ? a : "(open)", b[0] ? b : "(open)");
+    }
+
+    printf("             methods ");
+    dg_print_methods(g->methods);
+    printf("%s\n", g->methods ? "" : " (default)");
+
+    if (g->rate_str.len || g->quota_str.len) {
+        printf("             limits %s%s%s\n", g->rate_str.data,
+               g->rate_str.len && g->quota_str.len ? ", " : "",
+               g->quota_str.data);
+    }
+}
+
+
+static void
+dg_spec_str(const dg_mask_spec_t *s, char *buf, size_t len)
+{
+    const char  *name;
+
+    name = dg_mask_method_name(s->method);
+    if (name == NULL) {
+        name = "?";
+    }
+
+    if (s->method == DG_MASK_KEEP) {
+        snprintf(buf, len, "%s(%u,%u)", name, s->a, s->b);
+
+    } else if (s->method == DG_MASK_ADDRESS && s->a) {
+        snprintf(buf, len, "%s(%u)", name, s->a);
+
+    } else {
+        snprintf(buf, len, "%s", name);
+    }
+}
+
+
+static int
+dg_grant_drops(const dg_grant_t *g, const dg_str_t *key)
+{
+    size_t  i;
+
+    for (i = 0; g != NULL && i < g->ndrop; i++) {
+        if (g->drop[i].len == key->len
+            && memcmp(g->drop[i].data, key->data, key->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
+    const dg_consumer_t *c, const dg_grant_t *g, const dg_plan_t *pl)
+{
+    int                cls;
+    size_t             i, k, kw, cw;
+    char               spec[64], why[160], lv[8];
+    dg_str_t           keys[1024];
+    const dg_class_t  *cl;
+
+    /* keys: the dataset's fields, then the grant's extra drop keys */
+    for (i = 0; i < d->nfields && i < 1024; i++) {
+        keys[i] = d->fields[i].key;
+    }
+
+    for (k = 0; g != NULL && k < g->ndrop && i < 1024; k++) {
+        size_t  j;
+
+        for (j = 0; j < d->nfields; j++) {
+            if (d->fields[j].key.len == g->drop[k].len
+                && memcmp(d->fields[j].key.data, g->drop[k].data,
+                          g->drop[k].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == d->nfields) {
+            keys[i++] = g->drop[k];
+        }
+    }
+
+    printf("\nmasking plan (%zu field%s, body %s):\n", pl->nfields,
+           pl->nfields == 1 ? "" : "s",
+           pl->masks ? "is rewritten" : "passes unchanged");
+
+    kw = 3;
+    cw = 5;
+
+    for (i = 0; i < pl->nfields && i < 1024; i++) {
+        if (keys[i].len > kw) {
+            kw = keys[i].len;
+        }
+        cls = pl->classes[i];
+        if (cls >= 0 && p->classes[cls].id.len > cw) {
+            cw = p->classes[cls].id.len;
+        }
+    }
+
+    printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, "key", (int) cw,
+           "class", "level", "method", "rule");
+
+    for (i = 0; i < pl->nfields && i < 1024; i++) {
+        cls = pl->classes[i];
+        cl = cls >= 0 ? &p->classes[cls] : NULL;
+        dg_spec_str(&pl->actions[i], spec, sizeof(spec));
+
+        if (pl->actions[i].method == DG_MASK_DROP
+            && dg_grant_drops(g, &keys[i]))
+        {
+            snprintf(why, sizeof(why), "dropped by grant");
+
+        } else if (cl == NULL) {
+            snprintf(why, sizeof(why), "%s", spec);
+
+        } else if (cl->level > c->clearance
+                   && pl->actions[i].method == DG_MASK_CLEAR)
+        {
+            snprintf(why, sizeof(why),
+                     "level %u > clearance %u: revealed by grant",
+                     cl->level, c->clearance);
+
+        } else if (cl->level > c->clearance) {
+            snprintf(why, sizeof(why),
+                     "level %u > clearance %u: masked with %s",
+                     cl->level, c->clearance, spec);
+
+        } else {
+            snprintf(why, sizeof(why), "level %u <= clearance %u: clear",
+                     cl->level, c->clearance);
+        }
+
+        if (cl != NULL) {
+            snprintf(lv, sizeof(lv), "%u", cl->level);
+        } else {
+            snprintf(lv, sizeof(lv), "-");
+        }
+
+        printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, keys[i].data,
+               (int) cw, cl ? cl->id.data : "-", lv, spec, why);
+    }
+
+    if (pl->nfields == 0) {
+        printf("  (the dataset lists no fields)\n");
+    }
+
+    printf("  unlisted keys: %s\n", d->unlisted_drop
+           ? "drop (allow-list: every other key with a scalar value is "
+             "removed)"
+           : "pass (passed through and counted per dataset)");
+    printf("  detect: %s\n", d->detect
+           ? "on (unclassified strings that validate as a resident ID, "
+             "mobile number, bank card or credit code are masked)"
+           : "off");
+}
+
+
+static void
+dg_print_consumer(const dg_policy_t *p, const dg_consumer_t *c)
+{
+    size_t  i;
+    char    buf[64];
+
+    printf("  consumer:  %s%s%s%s, clearance %u (%s)\n", c->id.data,
+           c->org.len ? " (" : "", c->org.data, c->org.len ? ")" : "",
+           c->clearance,
+           c->clearance >= 1 && c->clearance <= DG_LEVEL_MAX
+           ? p->level_names[c->clearance].data : "none");
+
+    if (c->nnetworks) {
+        printf("             networks (checked at the gateway):");
+        for (i = 0; i < c->nnetworks; i++) {
+            unsigned  bits, k;
+
+            inet_ntop(c->networks[i].family, c->networks[i].addr, buf,
+                      sizeof(buf));
+            bits = 0;
+            for (k = 0; k < 16; k++) {
+                bits += (unsigned) __builtin_popcount(c->networks[i].mask[k]);
+            }
+            printf(" %s/%u", buf, bits);
+        }
+        printf("\n");
+    }
+
+    if (c->ncountries || c->nregions) {
+        printf("             geo (checked at the gateway):");
+        for (i = 0; i < c->ncountries; i++) {
+            printf(" %s", c->countries[i].data);
+        }
+        for (i = 0; i < c->nregions; i++) {
+            printf(" %s", c->regions[i].data);
+        }
+        printf("\n");
+    }
+}
+
+
+static const char *
+dg_opt(int argc, char **argv, int *i, const char *name)
+{
+    size_t  len;
+
+    len = strlen(name);
+
+    if (strncmp(argv[*i], name, len) != 0) {
+        return NULL;
+    }
+
+    if (argv[*i][len] == '=') {
+        return argv[*i] + len + 1;
+    }
+
+    if (argv[*i][len] != '\0') {
+        return NULL;
+    }
+
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "datagate: policy explain: %s needs a value\n",
+                name);
+        return "";
+    }
+
+    return argv[++*i];
+}
+
+
+static int
+dg_policy_explain(int argc, char **argv)
+{
+    int                   i, rc, y, m, d;
+    char                  err[DG_ERRLEN], a[16], b[16];
+    size_t                n, k;
+    const char           *path, *consumer, *dataset, *purpose, *method;
+    const char           *approval, *at, *v;
+    dg_policy_t          *p;
+    dg_request_t          req;
+    dg_decision_t         dec;
+    const dg_grant_t     *gl[64];
+    const dg_dataset_t   *ds;
+    const dg_consumer_t  *c;
+
+    path = consumer = dataset = purpose = approval = at = NULL;
+    method = "GET";
+
+    for (i = 0; i < argc; i++) {
+        if ((v = dg_opt(argc, argv, &i, "--consumer")) != NULL) {
+            consumer = v;
+        } else if ((v = dg_opt(argc, argv, &i, "--dataset")) != NULL) {
+            dataset = v;
+        } else if ((v = dg_opt(argc, argv, &i, "--purpose")) != NULL) {
+            purpose = v;
+        } else if ((v = dg_opt(argc, argv, &i, "--method")) != NULL) {
+            method = v;
+        } else if ((v = dg_opt(argc, argv, &i, "--approval")) != NULL) {
+            approval = v;
+        } else if ((v = dg_opt(argc, argv, &i, "--at")) != NULL) {
+            at = v;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "datagate: policy explain: unknown option '%s' "
+                    "(see datagate policy --help)\n", argv[i]);
+            return DG_EXIT_USAGE;
+        } else if (path == NULL) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "datagate: policy explain: one PATH only\n");
+            return DG_EXIT_USAGE;
+        }
+
+        if (v != NULL && v[0] == '\0' && v != purpose && v != approval) {
+            return DG_EXIT_USAGE;
+        }
+    }
+
+    if (path == NULL || consumer == NULL || dataset == NULL) {
+        fprintf(stderr, "datagate: policy explain: PATH, --consumer and "
+                "--dataset are required (see datagate policy --help)\n");
+        return DG_EXIT_USAGE;
+    }
+
+    memset(&req, 0, sizeof(req));
+    req.now = time(NULL);
+
+    if (at != NULL) {
+        if (strlen(at) != 10 || sscanf(at, "%4d-%2d-%2d", &y, &m, &d) != 3
+            || y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
+        {
+            fprintf(stderr, "datagate: policy explain: --at wants "
+                    "YYYY-MM-DD, got '%s'\n", at);
+            return DG_EXIT_USAGE;
+        }
+
+        {
+            struct tm  tm;
+
+            memset(&tm, 0, sizeof(tm));
+            tm.tm_year = y - 1900;
+            tm.tm_mon = m - 1;
+            tm.tm_mday = d;
+            tm.tm_hour = 12;
+            req.now = timegm(&tm) - DG_TZ_OFFSET;
+        }
+    }
+
+    req.method = dg_method_bit(method, strlen(method));
+
+    p = dg_policy_load(path, err, sizeof(err));
+    if (p == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return DG_EXIT_RUNTIME;
+    }
+
+    ds = dg_policy_dataset(p, dataset, strlen(dataset));
+    if (ds == NULL) {
+        fprintf(stderr, "datagate: policy explain: unknown dataset '%s'\n",
+                dataset);
+        dg_policy_free(p);
+        return DG_EXIT_USAGE;
+    }
+
+    c = dg_policy_consumer(p, consumer, strlen(consumer));
+
+    req.consumer = c;
+    req.dataset = ds;
+    if (purpose != NULL) {
+        req.purpose.data = purpose;
+        req.purpose.len = strlen(purpose);
+    }
+    if (approval != NULL) {
+        req.approval.data = approval;
+        req.approval.len = strlen(approval);
+    }
+
+    dg_decide(p, &req, &dec);
+
+    dg_date_str(req.now, a);
+
+    if (dec.reason == DG_R_OK) {
+        printf("decision: allowed\n");
+    } else {
+        printf("decision: denied: %s (HTTP %d)\n", dg_reason_code(dec.reason),
+               dg_reason_status(dec.reason));
+        printf("  message:   %s\n", dg_reason_message(dec.reason));
+    }
+
+    printf("  policy:    %s (version %.12s\xe2\x80\xa6)\n", path,
+           p->version_hex);
+    printf("  request:   %s %s, purpose %s, approval %s, at %s (UTC+8)\n",
+           method, dataset, purpose ? purpose : "(none)",
+           approval ? approval : "(none)", a);
+
+    if (c == NULL) {
+        printf("  rule:      no consumer '%s' in the policy\n", consumer);
+        dg_policy_free(p);
+        return DG_EXIT_FAIL;
+    }
+
+    dg_print_consumer(p, c);
+
+    printf("  dataset:   %s (%s), %s, level %u (%s), at %s:%u\n",
+           ds->id.data, ds->name.data,
+           ds->share == DG_SHARE_NONE ? "share: none (不予共享)"
+           : ds->share == DG_SHARE_CONDITIONAL
+             ? "share: conditional (有条件共享)"
+             : "share: unconditional (无条件共享)",
+           ds->level, p->level_names[ds->level].data, ds->src_file.data,
+           ds->src_line);
+
+    if (dec.purpose != NULL) {
+        printf("  purpose:   %s (%s)\n", dec.purpose->id.data,
+               dec.purpose->name.data);
+    }
+
+    printf("  rule:      ");
+
+    switch (dec.reason) {
+
+    case DG_R_OK:
+        if (ds->share == DG_SHARE_UNCONDITIONAL) {
+            printf("unconditional dataset: clearance %u >= level %u\n",
+                   c->clearance, ds->level);
+        } else {
+            dg_print_grant(dec.grant);
+        }
+        break;
+
+    case DG_R_DATASET_NOT_SHARED:
+        printf("the dataset has share: none; it is never served\n");
+        break;
+
+    case DG_R_PURPOSE_REQUIRED:
+        printf("every request must declare a purpose (Data-Purpose "
+               "header; --purpose)\n");
+        break;
+
+    case DG_R_PURPOSE_UNKNOWN:
+        printf("'%s' is not one of the policy's purposes:", purpose);
+        for (k = 0; k < p->npurposes; k++) {
+            printf(" %s", p->purposes[k].id.data);
+        }
+        printf("\n");
+        break;
+
+    case DG_R_LEVEL_EXCEEDED:
+        printf("unconditional dataset: clearance %u < level %u\n",
+               c->clearance, ds->level);
+        break;
+
+    case DG_R_PURPOSE_NOT_GRANTED:
+        n = dg_policy_grants(p, c, ds, gl, 64);
+        if (n == 0) {
+            printf("no grant for %s on %s\n", c->id.data, ds->id.data);
+        } else {
+            printf("no grant for %s on %s lists purpose %s; the grants "
+                   "are:\n", c->id.data, ds->id.data, purpose);
+            for (k = 0; k < n && k < 64; k++) {
+                printf("             ");
+                dg_print_grant(gl[k]);
+            }
+        }
+        break;
+
+    case DG_R_GRANT_EXPIRED:
+        a[0] = b[0] = '\0';
+        if (dec.grant->valid_from) {
+            dg_date_str(dec.grant->valid_from, a);
+        }
+        if (dec.grant->valid_until) {
+            dg_date_str(dec.grant->valid_until, b);
+        }
+        printf("outside the validity window %s .. %s of the ",
+               a[0] ? a : "(open)", b[0] ? b : "(open)");
+        dg_print_grant(dec.grant);
+        break;
+
+    case DG_R_APPROVAL_REQUIRED:
+        printf("%s Data-Approval %s is needed by the ",
+               approval ? "a different" : "missing:",
+               dec.grant->approval.data);
+        dg_print_grant(dec.grant);
+        break;
+
+    case DG_R_METHOD_NOT_GRANTED:
+        printf("%s is not among the methods of the ", method);
+        dg_print_grant(dec.grant);
+        break;
+
+    default:
+        printf("%s\n", dg_reason_message(dec.reason));
+        break;
+    }
+
+    rc = DG_EXIT_FAIL;
+
+    if (dec.reason == DG_R_OK) {
+        if (dec.expires) {
+            dg_date_str(dec.expires, b);
+            printf("  expires:   end of %s (UTC+8)\n", b);
+        }
+        dg_print_plan(p, ds, c, dec.grant, dec.plan);
+        rc = DG_EXIT_OK;
+    }
+
+    dg_policy_free(p);
+
+    return rc;
+}
+
+
+int
+dg_cmd_policy(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0
+        || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
+    {
+        dg_policy_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? DG_EXIT_USAGE : DG_EXIT_OK;
+    }
+
+    if (argc > 2 && (strcmp(argv[2], "--help") == 0
+                     || strcmp(argv[2], "-h") == 0))
+    {
+        dg_policy_usage(stdout);
+        return DG_EXIT_OK;
+    }
+
+    if (strcmp(argv[1], "check") == 0) {
+        return dg_policy_check(argc - 2, argv + 2);
+    }
+
+    if (strcmp(argv[1], "explain") == 0) {
+        return dg_policy_explain(argc - 2, argv + 2);
+    }
+
+    fprintf(stderr, "datagate: policy: unknown subcommand '%s' "
+            "(check, explain; see datagate policy --help)\n", argv[1]);
+
+    return DG_EXIT_USAGE;
+}

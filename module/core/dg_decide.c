@@ -1,0 +1,511 @@
+/*
+ * datagate core: the decision function and its small parsers.
+ *
+ * dg_decide() answers, for one request, whether the consumer may read the
+ * dataset for the declared purpose, and with which masking plan.  Identity,
+ * network, geo, incident controls and rate limits are checked by the
+ * caller (the nginx glue); everything else is here.
+ */
+
+#include <string.h>
+
+#include "dg_util.h"
+
+
+typedef struct {
+    const char                 *code;
+    const char                 *message;
+    int                         status;
+} dg_reason_info_t;
+
+
+static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
+    { "ok", "allowed", 200 },
+    { "client_certificate_required",
+      "a verified client certificate is required", 401 },
+    { "unknown_consumer",
+      "the client certificate does not belong to any consumer in the "
+      "policy", 403 },
+    { "cert_revoked", "the client certificate has been revoked", 403 },
+    { "consumer_suspended", "the consumer is suspended", 403 },
+    { "network_denied",
+      "the consumer may not connect from this network address", 403 },
+    { "geo_denied", "the consumer may not connect from this location",
+      403 },
+    { "dataset_not_shared", "the dataset is not shared (不予共享)", 403 },
+    { "dataset_frozen", "access to the dataset is frozen", 403 },
+    { "purpose_required",
+      "the request must declare its purpose in the Data-Purpose header",
+      403 },
+    { "purpose_unknown", "the declared purpose is not known to the policy",
+      403 },
+    { "purpose_not_granted",
+      "no grant allows this consumer to use the dataset for this purpose",
+      403 },
+    { "grant_expired", "the grant is not valid at this time", 403 },
+    { "approval_required",
+      "the grant requires its approval number in the Data-Approval header",
+      403 },
+    { "method_not_granted", "the grant does not allow this HTTP method",
+      403 },
+    { "level_exceeded",
+      "the dataset's level is above the consumer's clearance", 403 },
+    { "rate_limited", "rate limit or quota exceeded", 429 },
+    { "policy_unavailable",
+      "the access policy cannot be evaluated right now", 503 },
+    { "upstream_unmaskable",
+      "the provider's response cannot be inspected and masked", 502 },
+    { "internal_error", "internal error", 500 },
+};
+
+
+const char *
+dg_reason_code(dg_reason_e r)
+{
+    if ((unsigned) r >= DG_R_MAX) {
+        return "internal_error";
+    }
+
+    return dg_reasons[r].code;
+}
+
+
+const char *
+dg_reason_message(dg_reason_e r)
+{
+    if ((unsigned) r >= DG_R_MAX) {
+        return "internal error";
+    }
+
+    return dg_reasons[r].message;
+}
+
+
+int
+dg_reason_status(dg_reason_e r)
+{
+    if ((unsigned) r >= DG_R_MAX) {
+        return 500;
+    }
+
+    return dg_reasons[r].status;
+}
+
+
+unsigned
+dg_method_bit(const char *name, size_t len)
+{
+    static const struct {
+        const char  *name;
+        size_t       len;
+        unsigned     bit;
+    } methods[] = {
+        { "GET", 3, DG_METHOD_GET },
+        { "HEAD", 4, DG_METHOD_HEAD },
+        { "POST", 4, DG_METHOD_POST },
+        { "PUT", 3, DG_METHOD_PUT },
+        { "DELETE", 6, DG_METHOD_DELETE },
+        { "PATCH", 5, DG_METHOD_PATCH },
+        { "OPTIONS", 7, DG_METHOD_OPTIONS },
+    };
+    size_t  i;
+
+    if (name == NULL) {
+        return DG_METHOD_OTHER;
+    }
+
+    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (methods[i].len == len && memcmp(methods[i].name, name, len) == 0)
+        {
+            return methods[i].bit;
+        }
+    }
+
+    return DG_METHOD_OTHER;
+}
+
+
+/* decimal number, 1 .. 10^12; advances *pos */
+
+static int
+dg_parse_count(const char *s, size_t len, size_t *pos, uint64_t *out)
+{
+    size_t    i;
+    uint64_t  n;
+
+    n = 0;
+
+    for (i = *pos; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (i - *pos >= 12) {
+            return -1;
+        }
+        n = n * 10 + (uint64_t) (s[i] - '0');
+    }
+
+    if (i == *pos || n == 0) {
+        return -1;
+    }
+
+    *pos = i;
+    *out = n;
+
+    return 0;
+}
+
+
+int
+dg_limit_parse_rate(const char *s, size_t len, dg_limit_t *l)
+{
+    size_t    i;
+    uint64_t  n, burst;
+    double    rate;
+
+    if (s == NULL || l == NULL) {
+        return -1;
+    }
+
+    i = 0;
+
+    if (dg_parse_count(s, len, &i, &n) != 0 || len - i < 3) {
+        return -1;
+    }
+
+    if (memcmp(s + i, "r/s", 3) == 0) {
+        rate = (double) n;
+    } else if (memcmp(s + i, "r/m", 3) == 0) {
+        rate = (double) n / 60.0;
+    } else {
+        return -1;
+    }
+
+    i += 3;
+    burst = 0;
+
+    if (i < len) {
+        if (s[i] != ' ') {
+            return -1;
+        }
+        while (i < len && s[i] == ' ') {
+            i++;
+        }
+        if (len - i < 6 || memcmp(s + i, "burst=", 6) != 0) {
+            return -1;
+        }
+        i += 6;
+
+        /* burst=0 is allowed */
+        if (i < len && s[i] == '0' && i + 1 == len) {
+            i++;
+        } else if (dg_parse_count(s, len, &i, &burst) != 0
+                   || burst > 1000000)
+        {
+            return -1;
+        }
+
+        while (i < len && s[i] == ' ') {
+            i++;
+        }
+        if (i != len) {
+            return -1;
+        }
+    }
+
+    l->rate = rate;
+    l->burst = (unsigned) burst;
+
+    return 0;
+}
+
+
+int
+dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l)
+{
+    size_t    i;
+    uint64_t  n;
+    unsigned  period;
+
+    if (s == NULL || l == NULL) {
+        return -1;
+    }
+
+    i = 0;
+
+    if (dg_parse_count(s, len, &i, &n) != 0 || i >= len || s[i] != '/') {
+        return -1;
+    }
+
+    i++;
+
+    if (len - i == 3 && memcmp(s + i, "day", 3) == 0) {
+        period = 86400;
+    } else if (len - i == 4 && memcmp(s + i, "hour", 4) == 0) {
+        period = 3600;
+    } else if (len - i == 6 && memcmp(s + i, "minute", 6) == 0) {
+        period = 60;
+    } else {
+        return -1;
+    }
+
+    l->quota = n;
+    l->quota_period = period;
+
+    return 0;
+}
+
+
+static int
+dg_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+
+int
+dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32])
+{
+    size_t  i, k, step;
+    int     hi, lo;
+
+    if (s == NULL) {
+        return -1;
+    }
+
+    while (len && (s[0] == ' ' || s[0] == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'
+                   || s[len - 1] == '\n' || s[len - 1] == '\r'))
+    {
+        len--;
+    }
+
+    /* openssl x509 -fingerprint -sha256 prints "sha256 Fingerprint=" */
+    if (len > 19 && strncasecmp(s, "sha256 Fingerprint=", 19) == 0) {
+        s += 19;
+        len -= 19;
+    }
+
+    if (len == 64) {
+        step = 2;
+    } else if (len == 95) {
+        step = 3;
+    } else {
+        return -1;
+    }
+
+    for (i = 0, k = 0; k < 32; k++, i += step) {
+        hi = dg_hexval(s[i]);
+        lo = dg_hexval(s[i + 1]);
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        if (step == 3 && k < 31 && s[i + 2] != ':') {
+            return -1;
+        }
+        out[k] = (uint8_t) (hi << 4 | lo);
+    }
+
+    return 0;
+}
+
+
+/* decisions */
+
+static int
+dg_grant_has_purpose(const dg_grant_t *g, const dg_purpose_t *pu)
+{
+    size_t  i;
+
+    for (i = 0; i < g->npurposes; i++) {
+        if (g->purposes[i] == pu) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* DG_R_OK, or why this grant (which lists the purpose) does not allow */
+
+static dg_reason_e
+dg_grant_check(const dg_grant_t *g, const dg_request_t *req)
+{
+    unsigned  methods;
+
+    if ((g->valid_from && req->now < g->valid_from)
+        || (g->valid_until && req->now > g->valid_until))
+    {
+        return DG_R_GRANT_EXPIRED;
+    }
+
+    if (g->approval.len
+        && (req->approval.data == NULL
+            || req->approval.len != g->approval.len
+            || memcmp(req->approval.data, g->approval.data, g->approval.len)
+               != 0))
+    {
+        return DG_R_APPROVAL_REQUIRED;
+    }
+
+    methods = g->methods ? g->methods : (DG_METHOD_GET | DG_METHOD_HEAD);
+
+    if ((req->method & methods) == 0 || (req->method & DG_METHOD_OTHER)) {
+        return DG_R_METHOD_NOT_GRANTED;
+    }
+
+    return DG_R_OK;
+}
+
+
+/* how far a failing grant got: the later the check, the more specific */
+
+static int
+dg_specificity(dg_reason_e r)
+{
+    switch (r) {
+    case DG_R_METHOD_NOT_GRANTED:
+        return 3;
+    case DG_R_APPROVAL_REQUIRED:
+        return 2;
+    case DG_R_GRANT_EXPIRED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+
+static int
+dg_consider(const dg_grant_t *g, const dg_request_t *req,
+    const dg_purpose_t *pu, dg_decision_t *d, int *best)
+{
+    dg_reason_e  r;
+
+    if (!dg_grant_has_purpose(g, pu)) {
+        return 0;
+    }
+
+    r = dg_grant_check(g, req);
+
+    if (r == DG_R_OK) {
+        d->reason = DG_R_OK;
+        d->grant = g;
+        d->plan = &g->plan;
+        d->expires = g->valid_until;
+        return 1;
+    }
+
+    if (dg_specificity(r) > *best) {
+        *best = dg_specificity(r);
+        d->reason = r;
+        d->grant = g;
+    }
+
+    return 0;
+}
+
+
+void
+dg_decide(const dg_policy_t *p, const dg_request_t *req, dg_decision_t *d)
+{
+    int                       best;
+    size_t                    i;
+    dg_cd_key_t               key;
+    const dg_hent_t          *e;
+    const dg_grant_t         *g;
+    const dg_purpose_t       *pu;
+    const dg_consumer_t      *c;
+    const dg_dataset_t       *ds;
+    const dg_policy_priv_t   *priv;
+
+    memset(d, 0, sizeof(dg_decision_t));
+
+    if (p == NULL || req == NULL) {
+        d->reason = DG_R_POLICY_UNAVAILABLE;
+        return;
+    }
+
+    c = req->consumer;
+    ds = req->dataset;
+
+    if (c == NULL) {
+        d->reason = DG_R_UNKNOWN_CONSUMER;
+        return;
+    }
+
+    if (ds == NULL) {
+        d->reason = DG_R_INTERNAL;
+        return;
+    }
+
+    if (ds->share == DG_SHARE_NONE) {
+        d->reason = DG_R_DATASET_NOT_SHARED;
+        return;
+    }
+
+    if (req->purpose.data == NULL || req->purpose.len == 0) {
+        d->reason = DG_R_PURPOSE_REQUIRED;
+        return;
+    }
+
+    pu = dg_policy_purpose(p, req->purpose.data, req->purpose.len);
+    if (pu == NULL) {
+        d->reason = DG_R_PURPOSE_UNKNOWN;
+        return;
+    }
+
+    d->purpose = pu;
+
+    if (ds->share == DG_SHARE_UNCONDITIONAL) {
+        if (c->clearance < ds->level || c->clearance > DG_LEVEL_MAX) {
+            d->reason = DG_R_LEVEL_EXCEEDED;
+            return;
+        }
+
+        d->reason = DG_R_OK;
+        d->plan = &ds->plan_by_clearance[c->clearance];
+        return;
+    }
+
+    /* conditional: a grant for (consumer, dataset, purpose) */
+
+    d->reason = DG_R_PURPOSE_NOT_GRANTED;
+    best = 0;
+    priv = p->priv;
+
+    memset(&key, 0, sizeof(key));
+    key.consumer = c->index;
+    key.dataset = ds->index;
+
+    for (e = dg_hash_find(&priv->grants_by_cd, &key, sizeof(key));
+         e;
+         e = dg_hash_next(&priv->grants_by_cd, e))
+    {
+        g = e->val;
+        if (g->consumer == c && g->dataset == ds
+            && dg_consider(g, req, pu, d, &best))
+        {
+            return;
+        }
+    }
+
+    for (i = 0; i < req->nextra && req->extra_grants != NULL; i++) {
+        g = req->extra_grants[i];
+        if (g != NULL && g->consumer == c && g->dataset == ds
+            && dg_consider(g, req, pu, d, &best))
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,1979 @@
+/*
+ * datagate core: streaming JSON masker (see dg_mask.h).
+ *
+ * One pass, resumable at any byte.  The stream keeps a small parse state:
+ * a stack of open containers (type, path-trie node, flags), the member
+ * being decided, and one buffer that holds either the raw bytes of an
+ * undecided member ("," ws "key" ws ":" ws) or the decoded value being
+ * masked.  Untouched input is emitted by reference: os marks the start of
+ * the pending untouched run in the current span, hs the start of the held
+ * member prefix.  A member is decided at the first byte of its value:
+ * emitted (its prefix joins the untouched run, or is written from the hold
+ * buffer when it straddled spans), masked, or dropped (prefix and value
+ * vanish; a leading comma is stripped from the next member emitted when
+ * nothing has been emitted before it in that object).
+ *
+ * Errors are detected at the same input byte whatever the split, so a
+ * stream gives the same result fed whole or one byte at a time.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DG_MASK_X86  1
+#endif
+#include "dg_mask.h"
+#include "dg_mask_int.h"
+
+
+#define DG_MASK_SLACK       4096    /* separators around a held key */
+#define DG_MASK_WBUF        2048    /* coalescing output buffer */
+#define DG_MASK_DEF_VALUE   65536
+#define DG_MASK_DEF_DEPTH   64
+#define DG_MASK_MAX_DEPTH   4096
+#define DG_MASK_RUN_MAX     19      /* longest detect hit (bank card) */
+#define DG_MASK_RUNRAW      (6 * (DG_MASK_RUN_MAX + 1) + 8)
+
+
+/* parser states */
+enum {
+    S_VALUE = 0,        /* a value expected (after ':' or ',' in array) */
+    S_ARR_FIRST,        /* after '[' */
+    S_OBJ_FIRST,        /* after '{' */
+    S_OBJ_NEXT,         /* after ',' in an object */
+    S_KEY,              /* inside a held key */
+    S_COLON,            /* after a key */
+    S_AFTER,            /* after a value inside a container */
+    S_END,              /* top-level value complete */
+    S_STR,              /* pass-through (or skipped) string */
+    S_DSTR,             /* pass-through string scanned by detect */
+    S_MSTR,             /* string being decoded for masking */
+    S_NUM,              /* number */
+    S_LIT               /* true / false / null */
+};
+
+
+/* number states */
+enum {
+    N_START = 0, N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP
+};
+
+
+#define DG_FR_EMITTED   0x01    /* a member of this object was emitted */
+#define DG_FR_LISTED    0x02    /* inside a value listed as clear */
+
+
+typedef struct {
+    int32_t                     node;       /* path trie node, -1 none */
+    uint8_t                     type;       /* '{' or '[' */
+    uint8_t                     flags;
+} dg_mask_frame_t;
+
+
+typedef struct {
+    uint32_t                    off;        /* key in rules->str */
+    uint32_t                    len;
+    int32_t                     child;      /* first child by key */
+    int32_t                     next;       /* next sibling */
+    int32_t                     arr;        /* "[]" child */
+    int32_t                     field;      /* terminal: field index */
+} dg_mask_node_t;
+
+
+typedef struct {
+    uint32_t                    hash;
+    uint32_t                    off;
+    uint32_t                    len;
+    int32_t                     field;      /* -1 empty slot */
+} dg_mask_any_t;
+
+
+struct dg_mask_rules_s {
+    size_t                      nfields;
+    unsigned                    flags;
+    dg_mask_node_t             *nodes;
+    size_t                      nnodes;
+    dg_mask_any_t              *any;
+    size_t                      anymask;
+    uint64_t                    anylens;    /* bit per key length < 63 */
+    uint8_t                    *str;
+    size_t                      strlen;
+};
+
+
+struct dg_mask_s {
+    const dg_mask_rules_t      *rules;
+    const dg_mask_spec_t       *actions;
+    dg_mask_spec_t              detect[DG_DETECT_MAX];
+    const uint8_t              *hash_key;
+    size_t                      hash_key_len;
+    size_t                      max_value;
+    size_t                      holdmax;
+    unsigned                    max_depth;
+    unsigned                    flags;
+
+    dg_mask_stats_t             stats;
+    dg_mask_out_t               out;
+
+    dg_mask_frame_t            *frames;
+    uint8_t                    *hbuf;       /* held member / value */
+    uint8_t                    *kbuf;       /* decoded key */
+
+    const uint8_t              *os;         /* pending untouched run */
+    const uint8_t              *hs;         /* held member prefix */
+
+    size_t                      hlen;       /* held bytes in hbuf */
+    size_t                      key_off;    /* key offset in the hold */
+    size_t                      vlen;       /* decoded value in hbuf */
+    unsigned                    depth;
+    unsigned                    skip_depth;
+    unsigned                    mask_depth;
+    int                         state;
+    int                         rc;
+    int32_t                     kfield;     /* matched field of the key */
+    int32_t                     knode;      /* trie node of the key */
+    int32_t                     vnode;      /* trie node of the value */
+    uint32_t                    ecp;        /* escape being decoded */
+    uint32_t                    hi;         /* pending high surrogate */
+    dg_mask_spec_t              mspec;      /* method while masking */
+
+    unsigned                    done:1;
+    unsigned                    emitting:1;
+    unsigned                    hold:1;     /* a member prefix is held */
+    unsigned                    hcomma:1;   /* the hold starts with ',' */
+    unsigned                    member:1;   /* next value is a member's */
+    unsigned                    skip:1;     /* dropping a value */
+    unsigned                    mask:1;     /* masking a value */
+    unsigned                    in_key:1;   /* S_STR is a key */
+    unsigned                    kesc:1;     /* held key has escapes */
+    unsigned                    eu:1;       /* escape is \u */
+    unsigned                    vlisted:1;
+    unsigned                    runlong:1;
+
+    uint8_t                     esc;        /* 0, 1 after '\', 2-5 hex */
+    uint8_t                     num;
+    uint8_t                     lit;
+    uint8_t                     litpos;
+
+    size_t                      runlen;
+    size_t                      runrawlen;
+    size_t                      escrawlen;
+    uint8_t                     run[DG_MASK_RUN_MAX + 1];
+    uint8_t                     escraw[8];
+    uint8_t                     runraw[DG_MASK_RUNRAW];
+
+    uint8_t                     wbuf[DG_MASK_WBUF];
+};
+
+
+/* byte classes */
+#define C_WS        0x01
+#define C_STR       0x02    /* ends a plain string run: " \ or control */
+#define C_ALNUM     0x04
+#define C_HEX       0x08
+#define C_DIGIT     0x10
+
+static uint8_t  dg_mask_cls[256];
+static int      dg_mask_cls_ready;
+
+
+static void
+dg_mask_cls_init(void)
+{
+    int  c;
+
+    if (dg_mask_cls_ready) {
+        return;
+    }
+
+    for (c = 0; c < 256; c++) {
+        uint8_t  k = 0;
+
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            k |= C_WS;
+        }
+        if (c < 0x20 || c == '"' || c == '\\') {
+            k |= C_STR;
+        }
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+            || (c >= 'A' && c <= 'Z'))
+        {
+            k |= C_ALNUM;
+        }
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+            || (c >= 'A' && c <= 'F'))
+        {
+            k |= C_HEX;
+        }
+        if (c >= '0' && c <= '9') {
+            k |= C_DIGIT;
+        }
+        dg_mask_cls[c] = k;
+    }
+
+    dg_mask_cls_ready = 1;
+}
+
+
+/* string scanning: first '"', '\\' or control byte in [p, end) */
+
+static const uint8_t *
+dg_mask_scan_scalar(const uint8_t *p, const uint8_t *end)
+{
+    while (end - p >= 4) {
+        if (dg_mask_cls[p[0]] & C_STR) {
+            return p;
+        }
+        if (dg_mask_cls[p[1]] & C_STR) {
+            return p + 1;
+        }
+        if (dg_mask_cls[p[2]] & C_STR) {
+            return p + 2;
+        }
+        if (dg_mask_cls[p[3]] & C_STR) {
+            return p + 3;
+        }
+        p += 4;
+    }
+
+    while (p < end && !(dg_mask_cls[*p] & C_STR)) {
+        p++;
+    }
+
+    return p;
+}
+
+
+#if (DG_MASK_X86)
+
+__attribute__((target("avx2")))
+static const uint8_t *
+dg_mask_scan_avx2(const uint8_t *p, const uint8_t *end)
+{
+    __m256i   q, bs, ctl, v, x;
+    uint32_t  bits;
+
+    q = _mm256_set1_epi8('"');
+    bs = _mm256_set1_epi8('\\');
+    ctl = _mm256_set1_epi8(0x1f);
+
+    while (end - p >= 32) {
+        v = _mm256_loadu_si256((const __m256i *) p);
+        x = _mm256_or_si256(_mm256_cmpeq_epi8(v, q),
+                            _mm256_cmpeq_epi8(v, bs));
+        x = _mm256_or_si256(x, _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v));
+        bits = (uint32_t) _mm256_movemask_epi8(x);
+        if (bits) {
+            return p + __builtin_ctz(bits);
+        }
+        p += 32;
+    }
+
+    return dg_mask_scan_scalar(p, end);
+}
+
+
+static const uint8_t *
+dg_mask_scan_sse2(const uint8_t *p, const uint8_t *end)
+{
+    __m128i   q, bs, ctl, v, x;
+    uint32_t  bits;
+
+    q = _mm_set1_epi8('"');
+    bs = _mm_set1_epi8('\\');
+    ctl = _mm_set1_epi8(0x1f);
+
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+        x = _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
+        bits = (uint32_t) _mm_movemask_epi8(x);
+        if (bits) {
+            return p + __builtin_ctz(bits);
+        }
+        p += 16;
+    }
+
+    return dg_mask_scan_scalar(p, end);
+}
+
+#endif
+
+
+typedef const uint8_t *(*dg_mask_scan_pt)(const uint8_t *p,
+    const uint8_t *end);
+
+static dg_mask_scan_pt  dg_mask_scan_long = dg_mask_scan_scalar;
+
+
+static void
+dg_mask_scan_init(void)
+{
+#if (DG_MASK_X86)
+    const char  *e;
+
+    e = getenv("DG_MASK_NOSIMD");
+    if (e != NULL && *e == '1') {
+        dg_mask_scan_long = dg_mask_scan_scalar;
+        return;
+    }
+
+    __builtin_cpu_init();
+    dg_mask_scan_long = __builtin_cpu_supports("avx2") ? dg_mask_scan_avx2
+                                                       : dg_mask_scan_sse2;
+#endif
+}
+
+
+/* short strings are the common case: look at a few bytes first */
+static inline const uint8_t *
+dg_mask_scan(const uint8_t *p, const uint8_t *end)
+{
+    const uint8_t  *e;
+
+    e = end - p > 16 ? p + 16 : end;
+    while (p < e) {
+        if (dg_mask_cls[*p] & C_STR) {
+            return p;
+        }
+        p++;
+    }
+
+    if (p == end) {
+        return p;
+    }
+
+    return dg_mask_scan_long(p, end);
+}
+
+
+/* rules */
+
+static uint32_t
+dg_mask_hash(const uint8_t *p, size_t n)
+{
+    uint32_t  h;
+
+    h = 2166136261u;
+    while (n--) {
+        h = (h ^ *p++) * 16777619u;
+    }
+
+    return h;
+}
+
+
+static int32_t
+dg_mask_node_new(dg_mask_rules_t *r, size_t cap)
+{
+    dg_mask_node_t  *n;
+
+    if (r->nnodes >= cap) {
+        return -1;
+    }
+
+    n = &r->nodes[r->nnodes];
+    n->off = 0;
+    n->len = 0;
+    n->child = -1;
+    n->next = -1;
+    n->arr = -1;
+    n->field = -1;
+
+    return (int32_t) r->nnodes++;
+}
+
+
+static int32_t
+dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
+    size_t len)
+{
+    int32_t  c;
+
+    for (c = r->nodes[node].child; c >= 0; c = r->nodes[c].next) {
+        if (r->nodes[c].len == len
+            && memcmp(r->str + r->nodes[c].off, k, len) == 0)
+        {
+            return c;
+        }
+    }
+
+    return -1;
+}
+
+
+static int32_t
+dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
+{
+    const dg_mask_any_t  *a;
+    uint32_t              h;
+    size_t                i;
+
+    if (r->any == NULL
+        || !(r->anylens & ((uint64_t) 1 << (len < 63 ? len : 63))))
+    {
+        return -1;
+    }
+
+    h = dg_mask_hash(k, len);
+
+    for (i = h & r->anymask; ; i = (i + 1) & r->anymask) {
+        a = &r->any[i];
+        if (a->field < 0) {
+            return -1;
+        }
+        if (a->hash == h && a->len == len
+            && memcmp(r->str + a->off, k, len) == 0)
+        {
+            return a->field;
+        }
+    }
+}
+
+
+static void
+dg_mask_err(char *err, size_t errlen, const char *fmt, size_t i,
+    const dg_mask_field_t *f)
+{
+    if (err && errlen) {
+        snprintf(err, errlen, fmt, i, (int) (f->len > 200 ? 200 : f->len),
+                 f->selector ? f->selector : "");
+    }
+}
+
+
+dg_mask_rules_t *
+dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
+    unsigned flags, char *err, size_t errlen)
+{
+    dg_mask_rules_t  *r;
+    const uint8_t    *s, *end, *k;
+    dg_mask_any_t    *a;
+    size_t            i, total, nodecap, nany, j, len;
+    int32_t           node, c;
+    uint32_t          h;
+    int               path;
+
+    dg_mask_cls_init();
+    dg_mask_scan_init();
+
+    if (err && errlen) {
+        err[0] = '\0';
+    }
+
+    if (nfields && fields == NULL) {
+        if (err && errlen) {
+            snprintf(err, errlen, "no fields");
+        }
+        return NULL;
+    }
+
+    total = 0;
+    for (i = 0; i < nfields; i++) {
+        if (fields[i].selector == NULL || fields[i].len == 0
+            || fields[i].len > 65535)
+        {
+            dg_mask_err(err, errlen, "field %zu: empty or too long "
+                        "selector \"%.*s\"", i, &fields[i]);
+            return NULL;
+        }
+        total += fields[i].len;
+    }
+
+    r = calloc(1, sizeof(dg_mask_rules_t));
+    if (r == NULL) {
+        goto nomem;
+    }
+
+    r->nfields = nfields;
+    r->flags = flags;
+    nodecap = total + 1;
+    r->nodes = calloc(nodecap, sizeof(dg_mask_node_t));
+    r->str = malloc(total + 1);
+
+    for (nany = 1; nany < 2 * nfields + 2; nany <<= 1) { /* void */ }
+    r->any = calloc(nany, sizeof(dg_mask_any_t));
+
+    if (r->nodes == NULL || r->str == NULL || r->any == NULL) {
+        goto nomem;
+    }
+
+    r->anymask = nany - 1;
+    for (j = 0; j < nany; j++) {
+        r->any[j].field = -1;
+    }
+
+    (void) dg_mask_node_new(r, nodecap);    /* root */
+
+    for (i = 0; i < nfields; i++) {
+        s = (const uint8_t *) fields[i].selector;
+        end = s + fields[i].len;
+        path = 0;
+
+        if (end - s >= 2 && s[0] == '$' && (s[1] == '.' || s[1] == '[')) {
+            s += (s[1] == '.') ? 2 : 1;
+            path = 1;
+        }
+
+        for (k = s; k < end; k++) {
+            if (*k == '.' || *k == '[' || *k == ']') {
+                path = 1;
+            }
+        }
+
+        if (s == end) {
+            dg_mask_err(err, errlen, "field %zu: empty selector \"%.*s\"",
+                        i, &fields[i]);
+            goto failed;
+        }
+
+        if (!path) {
+            len = end - s;
+            h = dg_mask_hash(s, len);
+            for (j = h & r->anymask; ; j = (j + 1) & r->anymask) {
+                a = &r->any[j];
+                if (a->field < 0) {
+                    a->hash = h;
+                    a->off = (uint32_t) r->strlen;
+                    a->len = (uint32_t) len;
+                    a->field = (int32_t) i;
+                    memcpy(r->str + r->strlen, s, len);
+                    r->strlen += len;
+                    r->anylens |= (uint64_t) 1 << (len < 63 ? len : 63);
+                    break;
+                }
+                if (a->hash == h && a->len == len
+                    && memcmp(r->str + a->off, s, len) == 0)
+                {
+                    break;      /* duplicate: the first one wins */
+                }
+            }
+            continue;
+        }
+
+        /* path: step ( "." name | "[]" )* where step is name or "[]" */
+        node = 0;
+
+        for ( ;; ) {
+            if (*s == '[') {
+                if (end - s < 2 || s[1] != ']') {
+                    dg_mask_err(err, errlen, "field %zu: bad \"[\" in "
+                                "selector \"%.*s\"", i, &fields[i]);
+                    goto failed;
+                }
+                s += 2;
+                if (r->nodes[node].arr < 0) {
+                    c = dg_mask_node_new(r, nodecap);
+                    if (c < 0) {
+                        goto nomem;
+                    }
+                    r->nodes[node].arr = c;
+                }
+                node = r->nodes[node].arr;
+
+                if (s == end) {
+                    dg_mask_err(err, errlen, "field %zu: selector \"%.*s\" "
+                                "ends in \"[]\" (select the array by its "
+                                "key)", i, &fields[i]);
+                    goto failed;
+                }
+
+            } else {
+                for (k = s; k < end && *k != '.' && *k != '['; k++) {
+                    if (*k == ']') {
+                        dg_mask_err(err, errlen, "field %zu: bad \"]\" in "
+                                    "selector \"%.*s\"", i, &fields[i]);
+                        goto failed;
+                    }
+                }
+
+                if (k == s) {
+                    dg_mask_err(err, errlen, "field %zu: empty name in "
+                                "selector \"%.*s\"", i, &fields[i]);
+                    goto failed;
+                }
+
+                c = dg_mask_node_child(r, node, s, k - s);
+                if (c < 0) {
+                    c = dg_mask_node_new(r, nodecap);
+                    if (c < 0) {
+                        goto nomem;
+                    }
+                    r->nodes[c].off = (uint32_t) r->strlen;
+                    r->nodes[c].len = (uint32_t) (k - s);
+                    memcpy(r->str + r->strlen, s, k - s);
+                    r->strlen += k - s;
+                    r->nodes[c].next = r->nodes[node].child;
+                    r->nodes[node].child = c;
+                }
+                node = c;
+                s = k;
+
+                if (s == end) {
+                    break;
+                }
+            }
+
+            if (*s == '.') {
+                s++;
+                if (s == end || *s == '.' || *s == '[') {
+                    dg_mask_err(err, errlen, "field %zu: empty name in "
+                                "selector \"%.*s\"", i, &fields[i]);
+                    goto failed;
+                }
+            }
+        }
+
+        if (r->nodes[node].field < 0) {
+            r->nodes[node].field = (int32_t) i;
+        }
+    }
+
+    return r;
+
+nomem:
+
+    if (err && errlen) {
+        snprintf(err, errlen, "out of memory");
+    }
+
+failed:
+
+    dg_mask_rules_free(r);
+    return NULL;
+}
+
+
+void
+dg_mask_rules_free(dg_mask_rules_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+
+    free(r->nodes);
+    free(r->any);
+    free(r->str);
+    free(r);
+}
+
+
+size_t
+dg_mask_rules_nfields(const dg_mask_rules_t *r)
+{
+    return r ? r->nfields : 0;
+}
+
+
+/* stream memory */
+
+static void
+dg_mask_limits(const dg_mask_conf_t *conf, size_t *max_value,
+    unsigned *max_depth)
+{
+    *max_value = conf->max_value ? conf->max_value : DG_MASK_DEF_VALUE;
+    if (*max_value > ((size_t) 1 << 30)) {
+        *max_value = (size_t) 1 << 30;
+    }
+
+    *max_depth = conf->max_depth ? conf->max_depth : DG_MASK_DEF_DEPTH;
+    if (*max_depth > DG_MASK_MAX_DEPTH) {
+        *max_depth = DG_MASK_MAX_DEPTH;
+    }
+}
+
+
+#define dg_mask_align(n)  (((n) + 15) & ~(size_t) 15)
+
+
+size_t
+dg_mask_size(const dg_mask_conf_t *conf)
+{
+    size_t    max_value, nf, sz;
+    unsigned  max_depth;
+
+    dg_mask_limits(conf, &max_value, &max_depth);
+    nf = dg_mask_rules_nfields(conf->rules);
+
+    sz = dg_mask_align(sizeof(dg_mask_t));
+    sz += dg_mask_align(max_depth * sizeof(dg_mask_frame_t));
+    sz += dg_mask_align(nf * sizeof(uint64_t));
+    sz += 2 * dg_mask_align(max_value + DG_MASK_SLACK);
+
+    return sz;
+}
+
+
+dg_mask_t *
+dg_mask_init(void *mem, const dg_mask_conf_t *conf)
+{
+    dg_mask_t  *m;
+    uint8_t    *p;
+    size_t      max_value, nf, i;
+    unsigned    max_depth, k;
+
+    if (mem == NULL || conf == NULL || conf->rules == NULL
+        || ((uintptr_t) mem & 15))
+    {
+        return NULL;
+    }
+
+    nf = conf->rules->nfields;
+    if (nf && conf->actions == NULL) {
+        return NULL;
+    }
+
+    /* fail closed at once on a configuration that could never mask */
+    for (i = 0; i < nf; i++) {
+        if (conf->actions[i].method >= DG_MASK_METHOD_MAX
+            || (conf->actions[i].method == DG_MASK_HASH
+                && (conf->hash_key == NULL || conf->hash_key_len == 0)))
+        {
+            return NULL;
+        }
+    }
+
+    dg_mask_cls_init();
+    dg_mask_limits(conf, &max_value, &max_depth);
+
+    m = mem;
+    memset(m, 0, sizeof(dg_mask_t));
+
+    m->rules = conf->rules;
+    m->actions = conf->actions;
+    m->hash_key = conf->hash_key;
+    m->hash_key_len = conf->hash_key_len;
+    m->max_value = max_value;
+    m->holdmax = max_value + DG_MASK_SLACK;
+    m->max_depth = max_depth;
+    m->flags = conf->rules->flags;
+
+    for (k = 0; k < DG_DETECT_MAX; k++) {
+        m->detect[k] = conf->detect[k];
+        if (m->detect[k].method == DG_MASK_CLEAR
+            || m->detect[k].method >= DG_MASK_METHOD_MAX
+            || (m->detect[k].method == DG_MASK_HASH
+                && (conf->hash_key == NULL || conf->hash_key_len == 0)))
+        {
+            dg_mask_detect_default(k, &m->detect[k]);
+        }
+    }
+
+    p = (uint8_t *) m + dg_mask_align(sizeof(dg_mask_t));
+    m->frames = (dg_mask_frame_t *) p;
+    p += dg_mask_align(max_depth * sizeof(dg_mask_frame_t));
+    m->stats.field_hits = (uint64_t *) p;
+    memset(p, 0, nf * sizeof(uint64_t));
+    p += dg_mask_align(nf * sizeof(uint64_t));
+    m->hbuf = p;
+    p += dg_mask_align(max_value + DG_MASK_SLACK);
+    m->kbuf = p;
+
+    m->out.buf = m->wbuf;
+    m->out.cap = DG_MASK_WBUF;
+    m->out.bytes_out = &m->stats.bytes_out;
+
+    m->state = S_VALUE;
+    m->emitting = 1;
+    m->kfield = -1;
+    m->knode = -1;
+
+    return m;
+}
+
+
+const dg_mask_stats_t *
+dg_mask_stats(const dg_mask_t *m)
+{
+    return &m->stats;
+}
+
+
+const char *
+dg_mask_strerror(int rc)
+{
+    switch (rc) {
+    case DG_MASK_OK:
+        return "ok";
+    case DG_MASK_E_SYNTAX:
+        return "malformed JSON";
+    case DG_MASK_E_DEPTH:
+        return "JSON nested too deep";
+    case DG_MASK_E_TOOBIG:
+        return "JSON key or masked value larger than the mask buffer";
+    case DG_MASK_E_UTF8:
+        return "invalid UTF-8 in a masked value";
+    case DG_MASK_E_TRUNCATED:
+        return "JSON document truncated";
+    case DG_MASK_E_EMIT:
+        return "output failed";
+    case DG_MASK_E_STATE:
+        return "mask stream already failed or finished";
+    case DG_MASK_E_CONF:
+        return "bad mask configuration";
+    default:
+        return "unknown mask error";
+    }
+}
+
+
+/* output helpers */
+
+static inline int
+dg_mask_ref(dg_mask_t *m, const uint8_t *p, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+
+    return dg_mask_out_put(&m->out, p, n);
+}
+
+
+/* emit the pending untouched run up to p and stop emitting */
+static inline int
+dg_mask_flush_os(dg_mask_t *m, const uint8_t *p)
+{
+    const uint8_t  *os;
+
+    os = m->os;
+    m->os = NULL;
+
+    if (os == NULL || p <= os) {
+        return 0;
+    }
+
+    return dg_mask_out_put(&m->out, os, p - os);
+}
+
+
+/* the number of held bytes may grow by k at p */
+static inline int
+dg_mask_hold_room(dg_mask_t *m, const uint8_t *p, size_t k)
+{
+    if (m->hlen + (size_t) (p - m->hs) + k > m->holdmax) {
+        return DG_MASK_E_TOOBIG;
+    }
+
+    return 0;
+}
+
+
+/* returns 1 when the escape is complete (code unit in m->ecp), 0 when more
+ * bytes are needed, -1 on a bad escape */
+static int
+dg_mask_esc_byte(dg_mask_t *m, uint8_t c)
+{
+    if (m->esc == 1) {
+        m->eu = 0;
+        m->esc = 0;
+
+        switch (c) {
+        case '"':
+        case '\\':
+        case '/':
+            m->ecp = c;
+            return 1;
+        case 'b':
+            m->ecp = '\b';
+            return 1;
+        case 'f':
+            m->ecp = '\f';
+            return 1;
+        case 'n':
+            m->ecp = '\n';
+            return 1;
+        case 'r':
+            m->ecp = '\r';
+            return 1;
+        case 't':
+            m->ecp = '\t';
+            return 1;
+        case 'u':
+            m->eu = 1;
+            m->esc = 2;
+            m->ecp = 0;
+            return 0;
+        default:
+            return -1;
+        }
+    }
+
+    if (!(dg_mask_cls[c] & C_HEX)) {
+        return -1;
+    }
+
+    m->ecp = (m->ecp << 4)
+             | (uint32_t) (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+
+    if (++m->esc == 6) {
+        m->esc = 0;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static size_t
+dg_mask_utf8_put(uint8_t *d, uint32_t c)
+{
+    if (c < 0x80) {
+        d[0] = (uint8_t) c;
+        return 1;
+    }
+
+    if (c < 0x800) {
+        d[0] = (uint8_t) (0xc0 | (c >> 6));
+        d[1] = (uint8_t) (0x80 | (c & 0x3f));
+        return 2;
+    }
+
+    if (c < 0x10000) {
+        d[0] = (uint8_t) (0xe0 | (c >> 12));
+        d[1] = (uint8_t) (0x80 | ((c >> 6) & 0x3f));
+        d[2] = (uint8_t) (0x80 | (c & 0x3f));
+        return 3;
+    }
+
+    d[0] = (uint8_t) (0xf0 | (c >> 18));
+    d[1] = (uint8_t) (0x80 | ((c >> 12) & 0x3f));
+    d[2] = (uint8_t) (0x80 | ((c >> 6) & 0x3f));
+    d[3] = (uint8_t) (0x80 | (c & 0x3f));
+    return 4;
+}
+
+
+static int
+dg_mask_hexval(uint8_t c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+
+/* decode a validated raw key; unpaired surrogates become U+FFFD */
+static size_t
+dg_mask_key_decode(const uint8_t *s, size_t n, uint8_t *d)
+{
+    const uint8_t  *end;
+    uint8_t        *d0;
+    uint32_t        c, lo;
+    int             i;
+
+    d0 = d;
+    end = s + n;
+
+    while (s < end) {
+        if (*s != '\\') {
+            *d++ = *s++;
+            continue;
+        }
+
+        s++;
+
+        switch (*s) {
+        case 'b': *d++ = '\b'; s++; continue;
+        case 'f': *d++ = '\f'; s++; continue;
+        case 'n': *d++ = '\n'; s++; continue;
+        case 'r': *d++ = '\r'; s++; continue;
+        case 't': *d++ = '\t'; s++; continue;
+        case 'u': break;
+        default: *d++ = *s++; continue;
+        }
+
+        c = 0;
+        for (i = 1; i <= 4; i++) {
+            c = (c << 4) | (uint32_t) dg_mask_hexval(s[i]);
+        }
+        s += 5;
+
+        if (c >= 0xd800 && c <= 0xdbff && end - s >= 6 && s[0] == '\\'
+            && s[1] == 'u')
+        {
+            lo = 0;
+            for (i = 2; i <= 5; i++) {
+                lo = (lo << 4) | (uint32_t) dg_mask_hexval(s[i]);
+            }
+            if (lo >= 0xdc00 && lo <= 0xdfff) {
+                c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+                s += 6;
+            }
+        }
+
+        if (c >= 0xd800 && c <= 0xdfff) {
+            c = 0xfffd;
+        }
+
+        d += dg_mask_utf8_put(d, c);
+    }
+
+    return d - d0;
+}
+
+
+/* the closing quote of a held key is at q */
+static void
+dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
+{
+    const dg_mask_rules_t  *r;
+    const uint8_t          *k;
+    size_t                  len;
+    int32_t                 node, c, f;
+
+    if (m->hlen) {
+        /* the hold straddles spans: make the key contiguous */
+        memcpy(m->hbuf + m->hlen, m->hs, q - m->hs);
+        m->hlen += q - m->hs;
+        m->hs = q;
+        m->os = q;
+        k = m->hbuf + m->key_off;
+        len = m->hlen - m->key_off;
+
+    } else {
+        k = m->hs + m->key_off;
+        len = q - k;
+    }
+
+    if (m->kesc) {
+        len = dg_mask_key_decode(k, len, m->kbuf);
+        k = m->kbuf;
+    }
+
+    r = m->rules;
+    node = m->frames[m->depth - 1].node;
+    c = -1;
+    f = -1;
+
+    if (node >= 0 && r->nodes[node].child >= 0) {
+        c = dg_mask_node_child(r, node, k, len);
+        if (c >= 0) {
+            f = r->nodes[c].field;
+        }
+    }
+
+    if (f < 0) {
+        f = dg_mask_any_find(r, k, len);
+    }
+
+    m->knode = c;
+    m->kfield = f;
+}
+
+
+/* a member is kept: its held prefix joins the output */
+static int
+dg_mask_member_emit(dg_mask_t *m)
+{
+    dg_mask_frame_t  *fr;
+    size_t            strip;
+    int               rc;
+
+    fr = &m->frames[m->depth - 1];
+    strip = (m->hcomma && !(fr->flags & DG_FR_EMITTED)) ? 1 : 0;
+    fr->flags |= DG_FR_EMITTED;
+    m->hold = 0;
+
+    if (m->hlen) {
+        rc = dg_mask_flush_os(m, m->hs);
+        if (rc == 0) {
+            rc = dg_mask_ref(m, m->hbuf + strip, m->hlen - strip);
+        }
+        m->hlen = 0;
+        m->os = m->hs;
+        return rc;
+    }
+
+    if (strip) {
+        rc = dg_mask_flush_os(m, m->hs);
+        m->os = m->hs + 1;
+        return rc;
+    }
+
+    return 0;
+}
+
+
+static int
+dg_mask_member_drop(dg_mask_t *m)
+{
+    int  rc;
+
+    rc = dg_mask_flush_os(m, m->hs);
+    m->hold = 0;
+    m->hlen = 0;
+    m->skip = 1;
+    m->skip_depth = m->depth;
+    m->stats.dropped++;
+
+    return rc;
+}
+
+
+/* the first byte c of a member's value decides the member */
+static int
+dg_mask_decide(dg_mask_t *m, uint8_t c)
+{
+    const dg_mask_spec_t  *act;
+    dg_mask_frame_t       *fr;
+    int32_t                f;
+    int                    listed;
+
+    fr = &m->frames[m->depth - 1];
+    listed = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+    f = m->kfield;
+    m->vnode = m->knode;
+
+    if (f >= 0) {
+        m->stats.field_hits[f]++;
+        act = &m->actions[f];
+
+        if (act->method == DG_MASK_DROP) {
+            return dg_mask_member_drop(m);
+        }
+
+        m->vlisted = 1;
+
+        if (act->method != DG_MASK_CLEAR) {
+            m->mask = 1;
+            m->mask_depth = m->depth;
+            m->mspec = *act;
+        }
+
+        return dg_mask_member_emit(m);
+    }
+
+    m->vlisted = listed;
+
+    if (!listed && c != '{' && c != '[') {
+        if (m->flags & DG_MASK_UNLISTED_DROP) {
+            return dg_mask_member_drop(m);
+        }
+        m->stats.unlisted++;
+    }
+
+    return dg_mask_member_emit(m);
+}
+
+
+/* v is the first byte of a value: returns bytes consumed or an error */
+static int
+dg_mask_begin_value(dg_mask_t *m, const uint8_t *v)
+{
+    dg_mask_frame_t  *fr;
+    uint8_t           c;
+    int               rc;
+
+    c = *v;
+
+    if (m->member) {
+        m->member = 0;
+        rc = dg_mask_decide(m, c);
+        if (rc != 0) {
+            return rc;
+        }
+
+    } else if (!m->skip && !m->mask) {
+        if (m->depth == 0) {
+            m->vnode = 0;
+            m->vlisted = 0;
+
+        } else {
+            fr = &m->frames[m->depth - 1];
+            m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
+            m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+        }
+    }
+
+    switch (c) {
+
+    case '{':
+    case '[':
+        if (m->depth >= m->max_depth) {
+            return DG_MASK_E_DEPTH;
+        }
+        fr = &m->frames[m->depth++];
+        fr->type = c;
+        if (m->skip || m->mask) {
+            fr->node = -1;
+            fr->flags = 0;
+        } else {
+            fr->node = m->vnode;
+            fr->flags = m->vlisted ? DG_FR_LISTED : 0;
+        }
+        m->state = (c == '{') ? S_OBJ_FIRST : S_ARR_FIRST;
+        return 1;
+
+    case '"':
+        m->esc = 0;
+        m->in_key = 0;
+        if (m->mask) {
+            rc = dg_mask_flush_os(m, v);
+            m->vlen = 0;
+            m->hi = 0;
+            m->state = S_MSTR;
+            return rc ? rc : 1;
+        }
+        if (!m->skip && (m->flags & DG_MASK_DETECT) && !m->vlisted) {
+            m->runlen = 0;
+            m->runrawlen = 0;
+            m->runlong = 0;
+            m->state = S_DSTR;
+            return 1;
+        }
+        m->state = S_STR;
+        return 1;
+
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        m->num = N_START;
+        m->state = S_NUM;
+        if (m->mask) {
+            m->vlen = 0;
+            return dg_mask_flush_os(m, v);
+        }
+        return 0;
+
+    case 't':
+    case 'f':
+    case 'n':
+        m->lit = (c == 't') ? 0 : (c == 'f') ? 1 : 2;
+        m->litpos = 0;
+        m->state = S_LIT;
+        if (m->mask) {
+            return dg_mask_flush_os(m, v);
+        }
+        return 0;
+
+    default:
+        return DG_MASK_E_SYNTAX;
+    }
+}
+
+
+/* a value ended; q is the first byte after it */
+static inline void
+dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
+{
+    if (m->skip && m->depth == m->skip_depth) {
+        m->skip = 0;
+    }
+
+    if (m->mask && m->depth == m->mask_depth) {
+        m->mask = 0;
+    }
+
+    if (!m->skip && m->os == NULL) {
+        m->os = q;
+    }
+
+    m->state = m->depth ? S_AFTER : S_END;
+}
+
+
+static int
+dg_mask_put_value(dg_mask_t *m)
+{
+    return dg_mask_apply(&m->out, &m->mspec, m->hbuf, m->vlen, m->hash_key,
+                         m->hash_key_len, 1);
+}
+
+
+/* a masked string: append code point c */
+static int
+dg_mask_vput(dg_mask_t *m, uint32_t c)
+{
+    uint8_t  u[4];
+    size_t   n;
+
+    n = dg_mask_utf8_put(u, c);
+    if (m->vlen + n > m->max_value) {
+        return DG_MASK_E_TOOBIG;
+    }
+
+    memcpy(m->hbuf + m->vlen, u, n);
+    m->vlen += n;
+    return 0;
+}
+
+
+/* a masked string: an escape is complete */
+static int
+dg_mask_mstr_escaped(dg_mask_t *m)
+{
+    uint32_t  c;
+
+    c = m->ecp;
+
+    if (!m->eu) {
+        if (m->hi) {
+            return DG_MASK_E_UTF8;
+        }
+        return dg_mask_vput(m, c);
+    }
+
+    if (m->hi) {
+        if (c < 0xdc00 || c > 0xdfff) {
+            return DG_MASK_E_UTF8;
+        }
+        c = 0x10000 + ((m->hi - 0xd800) << 10) + (c - 0xdc00);
+        m->hi = 0;
+        return dg_mask_vput(m, c);
+    }
+
+    if (c >= 0xd800 && c <= 0xdbff) {
+        m->hi = c;
+        return 0;
+    }
+
+    if (c >= 0xdc00 && c <= 0xdfff) {
+        return DG_MASK_E_UTF8;
+    }
+
+    return dg_mask_vput(m, c);
+}
+
+
+/* detect: the current run ended */
+static int
+dg_mask_run_end(dg_mask_t *m)
+{
+    int  kind, rc;
+
+    kind = dg_mask_detect_kind(m->run, m->runlen);
+
+    if (kind >= 0) {
+        m->stats.detect[kind]++;
+        rc = dg_mask_apply(&m->out, &m->detect[kind], m->run, m->runlen,
+                           m->hash_key, m->hash_key_len, 0);
+    } else {
+        rc = dg_mask_ref(m, m->runraw, m->runrawlen);
+    }
+
+    m->runlen = 0;
+    m->runrawlen = 0;
+    return rc;
+}
+
+
+/* detect: add one alphanumeric character (raw bytes r) to the run */
+static int
+dg_mask_run_add(dg_mask_t *m, uint8_t c, const uint8_t *r, size_t rl)
+{
+    int  rc;
+
+    memcpy(m->runraw + m->runrawlen, r, rl);
+    m->runrawlen += rl;
+    m->run[m->runlen++] = c;
+
+    if (m->runlen > DG_MASK_RUN_MAX) {
+        /* too long to be a hit: pass it and the rest of this run */
+        rc = dg_mask_ref(m, m->runraw, m->runrawlen);
+        m->runlen = 0;
+        m->runrawlen = 0;
+        m->runlong = 1;
+        return rc;
+    }
+
+    return 0;
+}
+
+
+static int
+dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
+    const uint8_t **pp)
+{
+    uint8_t  c, k;
+    int      r, rc;
+
+    while (p < end) {
+        c = *p;
+
+        if (m->esc) {
+            r = dg_mask_esc_byte(m, c);
+            if (r < 0) {
+                return DG_MASK_E_SYNTAX;
+            }
+            m->escraw[m->escrawlen++] = c;
+            p++;
+
+            if (r == 0) {
+                continue;
+            }
+
+            if (m->ecp < 0x80 && (dg_mask_cls[m->ecp] & C_ALNUM)) {
+                if (m->runlong) {
+                    rc = dg_mask_ref(m, m->escraw, m->escrawlen);
+                    m->os = p;
+
+                } else {
+                    rc = dg_mask_run_add(m, (uint8_t) m->ecp, m->escraw,
+                                         m->escrawlen);
+                    if (m->runlong) {
+                        m->os = p;
+                    }
+                }
+
+            } else {
+                rc = 0;
+                if (m->runlen) {
+                    rc = dg_mask_run_end(m);
+                }
+                m->runlong = 0;
+                if (rc == 0) {
+                    rc = dg_mask_ref(m, m->escraw, m->escrawlen);
+                }
+                m->os = p;
+            }
+
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+
+        k = dg_mask_cls[c];
+
+        if (k & C_ALNUM) {
+            if (!m->runlong) {
+                if (m->runlen == 0) {
+                    rc = dg_mask_flush_os(m, p);
+                    if (rc != 0) {
+                        return rc;
+                    }
+                }
+                rc = dg_mask_run_add(m, c, p, 1);
+                if (rc != 0) {
+                    return rc;
+                }
+                if (m->runlong) {
+                    m->os = p + 1;
+                }
+            }
+            p++;
+            continue;
+        }
+
+        if (c >= 0x20 && c != '\\' && c != '"') {
+            if (m->runlen) {
+                rc = dg_mask_run_end(m);
+                if (rc != 0) {
+                    return rc;
+                }
+                m->os = p;
+            }
+            m->runlong = 0;
+            p++;
+            continue;
+        }
+
+        if (c == '\\') {
+            rc = dg_mask_flush_os(m, p);
+            if (rc != 0) {
+                return rc;
+            }
+            m->esc = 1;
+            m->escraw[0] = c;
+            m->escrawlen = 1;
+            p++;
+            continue;
+        }
+
+        if (c == '"') {
+            if (m->runlen) {
+                rc = dg_mask_run_end(m);
+                if (rc != 0) {
+                    return rc;
+                }
+                m->os = p;
+            }
+            m->runlong = 0;
+            p++;
+            dg_mask_value_done(m, p);
+            *pp = p;
+            return 0;
+        }
+
+        return DG_MASK_E_SYNTAX;
+    }
+
+    *pp = p;
+    return 0;
+}
+
+
+static const char  *dg_mask_lits[3] = { "true", "false", "null" };
+static const uint8_t dg_mask_litlen[3] = { 4, 5, 4 };
+
+
+static uint8_t
+dg_mask_num_next(uint8_t s, uint8_t c)
+{
+    int  d;
+
+    d = (c >= '0' && c <= '9');
+
+    switch (s) {
+    case N_START:
+        return c == '-' ? N_MINUS : c == '0' ? N_ZERO : d ? N_INT : 0;
+    case N_MINUS:
+        return c == '0' ? N_ZERO : d ? N_INT : 0;
+    case N_ZERO:
+        return c == '.' ? N_DOT : (c == 'e' || c == 'E') ? N_E : 0;
+    case N_INT:
+        return d ? N_INT : c == '.' ? N_DOT : (c == 'e' || c == 'E') ? N_E
+                                                                      : 0;
+    case N_DOT:
+        return d ? N_FRAC : 0;
+    case N_FRAC:
+        return d ? N_FRAC : (c == 'e' || c == 'E') ? N_E : 0;
+    case N_E:
+        return (c == '+' || c == '-') ? N_ESIGN : d ? N_EXP : 0;
+    case N_ESIGN:
+    case N_EXP:
+        return d ? N_EXP : 0;
+    }
+
+    return 0;
+}
+
+
+static int
+dg_mask_num_terminal(uint8_t s)
+{
+    return s == N_ZERO || s == N_INT || s == N_FRAC || s == N_EXP;
+}
+
+
+/* a number ended at q (not consumed) */
+static int
+dg_mask_num_end(dg_mask_t *m, const uint8_t *q)
+{
+    int  rc;
+
+    if (!dg_mask_num_terminal(m->num)) {
+        return DG_MASK_E_SYNTAX;
+    }
+
+    rc = 0;
+    if (m->mask) {
+        rc = dg_mask_put_value(m);
+    }
+
+    dg_mask_value_done(m, q);
+    return rc;
+}
+
+
+static int
+dg_mask_run_span(dg_mask_t *m, const uint8_t *p, const uint8_t *end)
+{
+    dg_mask_frame_t  *fr;
+    const uint8_t    *q, *lim;
+    size_t            room, total;
+    uint8_t           c, nx;
+    int               r, rc;
+
+    while (p < end) {
+
+        switch (m->state) {
+
+        case S_VALUE:
+            c = *p;
+            if (dg_mask_cls[c] & C_WS) {
+                if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
+                    return rc;
+                }
+                p++;
+                break;
+            }
+            r = dg_mask_begin_value(m, p);
+            if (r < 0) {
+                return r;
+            }
+            p += r;
+            break;
+
+        case S_ARR_FIRST:
+            c = *p;
+            if (dg_mask_cls[c] & C_WS) {
+                p++;
+                break;
+            }
+            if (c == ']') {
+                m->depth--;
+                p++;
+                dg_mask_value_done(m, p);
+                break;
+            }
+            r = dg_mask_begin_value(m, p);
+            if (r < 0) {
+                return r;
+            }
+            p += r;
+            break;
+
+        case S_OBJ_FIRST:
+            c = *p;
+            if (dg_mask_cls[c] & C_WS) {
+                p++;
+                break;
+            }
+            if (c == '"') {
+                if (!m->skip && !m->mask) {
+                    m->hold = 1;
+                    m->hs = p;
+                    m->hlen = 0;
+                    m->hcomma = 0;
+                    m->key_off = 1;
+                    m->kesc = 0;
+                    m->esc = 0;
+                    m->state = S_KEY;
+                } else {
+                    m->in_key = 1;
+                    m->esc = 0;
+                    m->state = S_STR;
+                }
+                p++;
+                break;
+            }
+            if (c == '}') {
+                m->depth--;
+                p++;
+                dg_mask_value_done(m, p);
+                break;
+            }
+            return DG_MASK_E_SYNTAX;
+
+        case S_OBJ_NEXT:
+            c = *p;
+            if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
+                return rc;
+            }
+            if (dg_mask_cls[c] & C_WS) {
+                p++;
+                break;
+            }
+            if (c != '"') {
+                return DG_MASK_E_SYNTAX;
+            }
+            p++;
+            m->esc = 0;
+            if (m->hold) {
+                m->key_off = m->hlen + (p - m->hs);
+                m->kesc = 0;
+                m->state = S_KEY;
+            } else {
+                m->in_key = 1;
+                m->state = S_STR;
+            }
+            break;
+
+        case S_KEY:
+            total = m->hlen + (p - m->hs);
+            room = m->holdmax - total;
+            if (m->max_value - (total - m->key_off) < room) {
+                room = m->max_value - (total - m->key_off);
+            }
+
+            if (m->esc) {
+                if (room == 0) {
+                    return DG_MASK_E_TOOBIG;
+                }
+                if (dg_mask_esc_byte(m, *p) < 0) {
+                    return DG_MASK_E_SYNTAX;
+                }
+                p++;
+                break;
+            }
+
+            /* content bytes may take room; the byte after may close */
+            lim = (size_t) (end - p) > room ? p + room + 1 : end;
+            q = dg_mask_scan(p, lim);
+
+            if (q == lim) {
+                if (lim == end && (size_t) (end - p) <= room) {
+                    p = end;
+                    break;
+                }
+                return DG_MASK_E_TOOBIG;
+            }
+
+            if ((size_t) (q - p) == room) {
+                /* the byte just past the room: only a closing quote fits */
+                if (*q == '\\'
+                    || (*q == '"' && total + room + 1 > m->holdmax))
+                {
+                    return DG_MASK_E_TOOBIG;
+                }
+            }
+
+            c = *q;
+            if (c == '"') {
+                dg_mask_key_end(m, q);
+                p = q + 1;
+                m->state = S_COLON;
+                break;
+            }
+            if (c == '\\') {
+                m->esc = 1;
+                m->kesc = 1;
+                p = q + 1;
+                break;
+            }
+            return DG_MASK_E_SYNTAX;
+
+        case S_COLON:
+            c = *p;
+            if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
+                return rc;
+            }
+            if (dg_mask_cls[c] & C_WS) {
+                p++;
+                break;
+            }
+            if (c != ':') {
+                return DG_MASK_E_SYNTAX;
+            }
+            p++;
+            m->member = m->hold;
+            m->state = S_VALUE;
+            break;
+
+        case S_AFTER:
+            c = *p;
+            if (dg_mask_cls[c] & C_WS) {
+                p++;
+                break;
+            }
+            fr = &m->frames[m->depth - 1];
+            if (c == ',') {
+                if (fr->type == '{') {
+                    if (!m->skip && !m->mask) {
+                        m->hold = 1;
+                        m->hs = p;
+                        m->hlen = 0;
+                        m->hcomma = 1;
+                    }
+                    m->state = S_OBJ_NEXT;
+                } else {
+                    m->state = S_VALUE;
+                }
+                p++;
+                break;
+            }
+            if ((c == '}' && fr->type == '{') || (c == ']' && fr->type == '['))
+            {
+                m->depth--;
+                p++;
+                dg_mask_value_done(m, p);
+                break;
+            }
+            return DG_MASK_E_SYNTAX;
+
+        case S_END:
+            if (!(dg_mask_cls[*p] & C_WS)) {
+                return DG_MASK_E_SYNTAX;
+            }
+            p++;
+            break;
+
+        case S_STR:
+            if (m->esc) {
+                if (dg_mask_esc_byte(m, *p) < 0) {
+                    return DG_MASK_E_SYNTAX;
+                }
+                p++;
+                break;
+            }
+            q = dg_mask_scan(p, end);
+            if (q == end) {
+                p = end;
+                break;
+            }
+            c = *q;
+            p = q + 1;
+            if (c == '"') {
+                if (m->in_key) {
+                    m->in_key = 0;
+                    m->state = S_COLON;
+                } else {
+                    dg_mask_value_done(m, p);
+                }
+                break;
+            }
+            if (c == '\\') {
+                m->esc = 1;
+                break;
+            }
+            return DG_MASK_E_SYNTAX;
+
+        case S_DSTR:
+            rc = dg_mask_dstr(m, p, end, &p);
+            if (rc != 0) {
+                return rc;
+            }
+            break;
+
+        case S_MSTR:
+            if (m->esc) {
+                r = dg_mask_esc_byte(m, *p);
+                if (r < 0) {
+                    return DG_MASK_E_SYNTAX;
+                }
+                p++;
+                if (r == 1 && (rc = dg_mask_mstr_escaped(m)) != 0) {
+                    return rc;
+                }
+                break;
+            }
+            if (m->hi && *p != '\\') {
+                return DG_MASK_E_UTF8;
+            }
+            q = dg_mask_scan(p, end);
+            if ((size_t) (q - p) > m->max_value - m->vlen) {
+                return DG_MASK_E_TOOBIG;
+            }
+            memcpy(m->hbuf + m->vlen, p, q - p);
+            m->vlen += q - p;
+            if (q == end) {
+                p = end;
+                break;
+            }
+            c = *q;
+            p = q + 1;
+            if (c == '"') {
+                rc = dg_mask_put_value(m);
+                if (rc != 0) {
+                    return rc;
+                }
+                dg_mask_value_done(m, p);
+                break;
+            }
+            if (c == '\\') {
+                m->esc = 1;
+                break;
+            }
+            return DG_MASK_E_SYNTAX;
+
+        case S_NUM:
+            c = *p;
+            nx = dg_mask_num_next(m->num, c);
+            if (nx == 0) {
+                rc = dg_mask_num_end(m, p);
+                if (rc != 0) {
+                    return rc;
+                }
+                break;
+            }
+            if (m->mask) {
+                if (m->vlen >= m->max_value) {
+                    return DG_MASK_E_TOOBIG;
+                }
+                m->hbuf[m->vlen++] = c;
+            }
+            m->num = nx;
+            p++;
+            break;
+
+        case S_LIT:
+            if (*p != (uint8_t) dg_mask_lits[m->lit][m->litpos]) {
+                return DG_MASK_E_SYNTAX;
+            }
+            p++;
+            if (++m->litpos < dg_mask_litlen[m->lit]) {
+                break;
+            }
+            if (m->mask) {
+                if (m->lit == 2 || m->mspec.method == DG_MASK_NULL) {
+                    rc = dg_mask_ref(m, (const uint8_t *) "null", 4);
+                } else {
+                    rc = dg_mask_ref(m, (const uint8_t *) "\"***\"", 5);
+                }
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+            dg_mask_value_done(m, p);
+            break;
+
+        default:
+            return DG_MASK_E_STATE;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
+    dg_mask_emit_pt emit, void *ctx)
+{
+    const uint8_t  *end;
+    int             rc;
+
+    if (m == NULL) {
+        return DG_MASK_E_STATE;
+    }
+
+    if (m->rc != 0 || m->done) {
+        return DG_MASK_E_STATE;
+    }
+
+    if (p == NULL) {
+        n = 0;
+        p = (const uint8_t *) "";
+    }
+
+    m->out.emit = emit;
+    m->out.ctx = ctx;
+    m->stats.bytes_in += n;
+
+    end = p + n;
+    m->os = m->emitting ? p : NULL;
+    m->hs = p;
+
+    rc = dg_mask_run_span(m, p, end);
+
+    if (rc == 0) {
+        if (m->hold) {
+            /* keep the undecided member prefix */
+            rc = dg_mask_flush_os(m, m->hs);
+            memcpy(m->hbuf + m->hlen, m->hs, end - m->hs);
+            m->hlen += end - m->hs;
+            m->emitting = 1;
+
+        } else {
+            m->emitting = (m->os != NULL);
+            rc = dg_mask_flush_os(m, end);
+        }
+    }
+
+    if (rc == 0 && last) {
+        if (m->state == S_NUM && m->depth == 0
+            && dg_mask_num_terminal(m->num))
+        {
+            rc = dg_mask_num_end(m, end);
+        }
+        if (rc == 0 && m->state != S_END) {
+            rc = DG_MASK_E_TRUNCATED;
+        }
+    }
+
+    if (rc == 0) {
+        rc = dg_mask_out_flush(&m->out);
+    }
+
+    if (rc != 0) {
+        m->rc = rc;
+        return rc;
+    }
+
+    if (last) {
+        m->done = 1;
+    }
+
+    return DG_MASK_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * datagate core: private parts of the JSON masker shared by dg_mask.c
+ * (stream, rules) and dg_mask_method.c (methods, detect validators).
+ */
+
+#ifndef DG_MASK_INT_H
+#define DG_MASK_INT_H
+
+#include <string.h>
+#include "dg_mask.h"
+
+
+/*
+ * Output sink.  With emit set it is a coalescing write buffer that hands
+ * full buffers (and long runs, by reference) to emit; without emit it is a
+ * fixed buffer (dg_mask_value) and overflowing it is DG_MASK_E_TOOBIG.
+ */
+typedef struct {
+    uint8_t                    *buf;
+    size_t                      len;
+    size_t                      cap;
+    dg_mask_emit_pt             emit;
+    void                       *ctx;
+    uint64_t                   *bytes_out;
+} dg_mask_out_t;
+
+
+int dg_mask_out_flush(dg_mask_out_t *o);
+int dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n);
+
+
+static inline int
+dg_mask_out_put(dg_mask_out_t *o, const uint8_t *p, size_t n)
+{
+    if (n <= o->cap - o->len) {
+        memcpy(o->buf + o->len, p, n);
+        o->len += n;
+        return 0;
+    }
+
+    return dg_mask_out_put_slow(o, p, n);
+}
+
+
+/*
+ * Apply one method to a decoded UTF-8 value.  quoted: write a JSON token
+ * ("..." or null); otherwise write string contents only (detect
+ * replacement inside a string; null/drop become ***).
+ */
+int dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *key, size_t keylen,
+    int quoted);
+
+/* a run of ASCII letters/digits: DG_DETECT_* kind it validates as, or -1 */
+int dg_mask_detect_kind(const uint8_t *run, size_t len);
+
+/* default method for a detect kind whose configured method is CLEAR */
+void dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec);
+
+#endif /* DG_MASK_INT_H */

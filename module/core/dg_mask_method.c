@@ -1,0 +1,819 @@
+/*
+ * datagate core: masking methods (SPEC.md "Masking"), the detect
+ * validators (resident ID, mobile, bank card, USCC) and method names.
+ *
+ * All methods work on code points of a decoded, validated UTF-8 value and
+ * never leak a value too short for the method: when a value has fewer
+ * characters than the kept prefix + kept suffix + 1, every character
+ * becomes '*'.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include "dg_mask.h"
+#include "dg_mask_int.h"
+
+
+#define DG_MASK_STARS  "****************************************************************"
+
+
+static const char  *dg_mask_names[DG_MASK_METHOD_MAX] = {
+    "clear", "id_card", "phone", "name", "bank_card", "email", "address",
+    "keep", "landline", "plate", "ipv4", "date_year", "hash", "redact",
+    "null", "drop"
+};
+
+
+int
+dg_mask_out_flush(dg_mask_out_t *o)
+{
+    if (o->len == 0 || o->emit == NULL) {
+        return 0;
+    }
+
+    if (o->emit(o->ctx, o->buf, o->len) != 0) {
+        return DG_MASK_E_EMIT;
+    }
+
+    if (o->bytes_out) {
+        *o->bytes_out += o->len;
+    }
+
+    o->len = 0;
+    return 0;
+}
+
+
+int
+dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n)
+{
+    size_t  k;
+
+    if (o->emit == NULL) {
+        return DG_MASK_E_TOOBIG;
+    }
+
+    if (o->len + n <= o->cap) {
+        memcpy(o->buf + o->len, p, n);
+        o->len += n;
+        return 0;
+    }
+
+    if (n >= o->cap / 2) {
+        /* long run: hand it over by reference */
+        if (dg_mask_out_flush(o) != 0) {
+            return DG_MASK_E_EMIT;
+        }
+
+        if (o->emit(o->ctx, p, n) != 0) {
+            return DG_MASK_E_EMIT;
+        }
+
+        if (o->bytes_out) {
+            *o->bytes_out += n;
+        }
+
+        return 0;
+    }
+
+    k = o->cap - o->len;
+    memcpy(o->buf + o->len, p, k);
+    o->len += k;
+
+    if (dg_mask_out_flush(o) != 0) {
+        return DG_MASK_E_EMIT;
+    }
+
+    memcpy(o->buf, p + k, n - k);
+    o->len = n - k;
+    return 0;
+}
+
+
+static int
+dg_mask_put_stars(dg_mask_out_t *o, size_t n)
+{
+    size_t  k;
+    int     rc;
+
+    while (n) {
+        k = n < sizeof(DG_MASK_STARS) - 1 ? n : sizeof(DG_MASK_STARS) - 1;
+        rc = dg_mask_out_put(o, (const uint8_t *) DG_MASK_STARS, k);
+        if (rc != 0) {
+            return rc;
+        }
+        n -= k;
+    }
+
+    return 0;
+}
+
+
+/* write string contents with JSON escaping of '"', '\\' and controls */
+static int
+dg_mask_put_escaped(dg_mask_out_t *o, const uint8_t *p, size_t n)
+{
+    static const char   hex[] = "0123456789abcdef";
+    const uint8_t      *s, *end;
+    uint8_t             e[6];
+    size_t              el;
+    int                 rc;
+
+    s = p;
+    end = p + n;
+
+    for ( /* void */ ; p < end; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\') {
+            continue;
+        }
+
+        rc = dg_mask_out_put(o, s, p - s);
+        if (rc != 0) {
+            return rc;
+        }
+
+        e[0] = '\\';
+        el = 2;
+
+        switch (*p) {
+        case '"':  e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        default:
+            e[1] = 'u';
+            e[2] = '0';
+            e[3] = '0';
+            e[4] = hex[*p >> 4];
+            e[5] = hex[*p & 0xf];
+            el = 6;
+        }
+
+        rc = dg_mask_out_put(o, e, el);
+        if (rc != 0) {
+            return rc;
+        }
+
+        s = p + 1;
+    }
+
+    return dg_mask_out_put(o, s, p - s);
+}
+
+
+/* strict UTF-8: returns the number of code points or -1 */
+static long
+dg_mask_utf8_count(const uint8_t *p, size_t n)
+{
+    const uint8_t  *end;
+    long            cnt;
+    uint32_t        c;
+
+    end = p + n;
+    cnt = 0;
+
+    while (p < end) {
+        c = *p;
+
+        if (c < 0x80) {
+            p++;
+
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            if (end - p < 2 || (p[1] & 0xc0) != 0x80) {
+                return -1;
+            }
+            p += 2;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            if (end - p < 3 || (p[1] & 0xc0) != 0x80
+                || (p[2] & 0xc0) != 0x80)
+            {
+                return -1;
+            }
+            c = ((c & 0x0f) << 12) | ((p[1] & 0x3f) << 6) | (p[2] & 0x3f);
+            if (c < 0x800 || (c >= 0xd800 && c <= 0xdfff)) {
+                return -1;
+            }
+            p += 3;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            if (end - p < 4 || (p[1] & 0xc0) != 0x80
+                || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+            {
+                return -1;
+            }
+            c = ((c & 0x07) << 18) | ((p[1] & 0x3f) << 12)
+                | ((p[2] & 0x3f) << 6) | (p[3] & 0x3f);
+            if (c < 0x10000 || c > 0x10ffff) {
+                return -1;
+            }
+            p += 4;
+
+        } else {
+            return -1;
+        }
+
+        cnt++;
+    }
+
+    return cnt;
+}
+
+
+/* byte offset of code point k (value already validated) */
+static size_t
+dg_mask_utf8_off(const uint8_t *p, size_t n, size_t k)
+{
+    size_t  i;
+
+    for (i = 0; i < n && k; k--) {
+        i++;
+        while (i < n && (p[i] & 0xc0) == 0x80) {
+            i++;
+        }
+    }
+
+    return i;
+}
+
+
+/* first a and last b code points kept, one '*' per hidden one */
+static int
+dg_mask_keep(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n,
+    size_t a, size_t b)
+{
+    size_t  pa, pb;
+    int     rc;
+
+    if (n < a + b + 1) {
+        return dg_mask_put_stars(o, n);
+    }
+
+    pa = dg_mask_utf8_off(v, len, a);
+    pb = dg_mask_utf8_off(v, len, n - b);
+
+    rc = dg_mask_put_escaped(o, v, pa);
+    if (rc == 0) {
+        rc = dg_mask_put_stars(o, n - a - b);
+    }
+    if (rc == 0) {
+        rc = dg_mask_put_escaped(o, v + pb, len - pb);
+    }
+
+    return rc;
+}
+
+
+static int
+dg_mask_email(dg_mask_out_t *o, const uint8_t *v, size_t len)
+{
+    size_t  at;
+    int     rc;
+
+    for (at = len; at > 0; at--) {
+        if (v[at - 1] == '@') {
+            break;
+        }
+    }
+
+    if (at == 0) {
+        /* no '@': nothing to keep */
+        return dg_mask_out_put(o, (const uint8_t *) "***", 3);
+    }
+
+    at--;
+
+    if (dg_mask_utf8_count(v, at) >= 2) {
+        rc = dg_mask_put_escaped(o, v, dg_mask_utf8_off(v, at, 1));
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    rc = dg_mask_out_put(o, (const uint8_t *) "***", 3);
+    if (rc != 0) {
+        return rc;
+    }
+
+    return dg_mask_put_escaped(o, v + at, len - at);
+}
+
+
+/* 0771-5551234 -> 0771-*****34; without '-': keep(3,2) */
+static int
+dg_mask_landline(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n)
+{
+    size_t  dash, rn;
+    int     rc;
+
+    for (dash = 0; dash < len; dash++) {
+        if (v[dash] == '-') {
+            break;
+        }
+    }
+
+    if (dash == len || dash == 0) {
+        return dg_mask_keep(o, v, len, n, 3, 2);
+    }
+
+    dash++;
+    rc = dg_mask_put_escaped(o, v, dash);
+    if (rc != 0) {
+        return rc;
+    }
+
+    rn = dg_mask_utf8_count(v + dash, len - dash);
+
+    return dg_mask_keep(o, v + dash, len - dash, rn, 0, 2);
+}
+
+
+/* 10.2.3.4 -> 10.*.*.* */
+static int
+dg_mask_ipv4(dg_mask_out_t *o, const uint8_t *v, size_t len)
+{
+    size_t  i, dot;
+    int     rc, seg;
+
+    for (dot = 0; dot < len; dot++) {
+        if (v[dot] == '.') {
+            break;
+        }
+    }
+
+    if (dot == len || dot == 0) {
+        return dg_mask_out_put(o, (const uint8_t *) "***", 3);
+    }
+
+    rc = dg_mask_put_escaped(o, v, dot + 1);
+    if (rc != 0) {
+        return rc;
+    }
+
+    seg = 0;
+
+    for (i = dot + 1; i <= len; i++) {
+        if (i == len || v[i] == '.') {
+            if (seg) {
+                rc = dg_mask_out_put(o, (const uint8_t *) "*", 1);
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+            if (i < len) {
+                rc = dg_mask_out_put(o, (const uint8_t *) ".", 1);
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+            seg = 0;
+
+        } else {
+            seg = 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+dg_mask_digits4(const uint8_t *v)
+{
+    return v[0] >= '0' && v[0] <= '9' && v[1] >= '0' && v[1] <= '9'
+           && v[2] >= '0' && v[2] <= '9' && v[3] >= '0' && v[3] <= '9';
+}
+
+
+/* 1990-03-07 -> 1990; 07/03/1990 -> 1990; otherwise *** */
+static int
+dg_mask_date_year(dg_mask_out_t *o, const uint8_t *v, size_t len)
+{
+    if (len >= 4 && dg_mask_digits4(v)) {
+        return dg_mask_out_put(o, v, 4);
+    }
+
+    if (len >= 4 && dg_mask_digits4(v + len - 4)) {
+        return dg_mask_out_put(o, v + len - 4, 4);
+    }
+
+    return dg_mask_out_put(o, (const uint8_t *) "***", 3);
+}
+
+
+static int
+dg_mask_hash(dg_mask_out_t *o, const uint8_t *v, size_t len,
+    const uint8_t *key, size_t keylen)
+{
+    static const char   hex[] = "0123456789abcdef";
+    unsigned char       md[EVP_MAX_MD_SIZE];
+    unsigned int        mdlen, i;
+    uint8_t             out[32];
+
+    if (key == NULL || keylen == 0) {
+        return DG_MASK_E_CONF;
+    }
+
+    mdlen = 0;
+    if (HMAC(EVP_sha256(), key, (int) keylen, v, len, md, &mdlen) == NULL
+        || mdlen < 16)
+    {
+        return DG_MASK_E_CONF;
+    }
+
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+
+    return dg_mask_out_put(o, out, 32);
+}
+
+
+int
+dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *key, size_t keylen,
+    int quoted)
+{
+    long    n;
+    size_t  a;
+    int     rc;
+
+    n = dg_mask_utf8_count(v, len);
+    if (n < 0) {
+        return DG_MASK_E_UTF8;
+    }
+
+    if (spec->method == DG_MASK_NULL || spec->method == DG_MASK_DROP) {
+        if (quoted) {
+            if (spec->method == DG_MASK_DROP) {
+                return 0;
+            }
+            return dg_mask_out_put(o, (const uint8_t *) "null", 4);
+        }
+        return dg_mask_out_put(o, (const uint8_t *) "***", 3);
+    }
+
+    if (quoted) {
+        rc = dg_mask_out_put(o, (const uint8_t *) "\"", 1);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    switch (spec->method) {
+
+    case DG_MASK_CLEAR:
+        rc = dg_mask_put_escaped(o, v, len);
+        break;
+
+    case DG_MASK_ID_CARD:
+        rc = dg_mask_keep(o, v, len, n, 6, 4);
+        break;
+
+    case DG_MASK_PHONE:
+        rc = dg_mask_keep(o, v, len, n, 3, 4);
+        break;
+
+    case DG_MASK_NAME:
+        rc = dg_mask_keep(o, v, len, n, 1, 0);
+        break;
+
+    case DG_MASK_BANK_CARD:
+        rc = dg_mask_keep(o, v, len, n, 0, 4);
+        break;
+
+    case DG_MASK_EMAIL:
+        rc = dg_mask_email(o, v, len);
+        break;
+
+    case DG_MASK_ADDRESS:
+        a = spec->a ? spec->a : 6;
+        if ((size_t) n <= a) {
+            rc = dg_mask_put_stars(o, n);
+            break;
+        }
+        rc = dg_mask_put_escaped(o, v, dg_mask_utf8_off(v, len, a));
+        if (rc == 0) {
+            rc = dg_mask_put_stars(o, 4);
+        }
+        break;
+
+    case DG_MASK_KEEP:
+        rc = dg_mask_keep(o, v, len, n, spec->a, spec->b);
+        break;
+
+    case DG_MASK_LANDLINE:
+        rc = dg_mask_landline(o, v, len, n);
+        break;
+
+    case DG_MASK_PLATE:
+        rc = dg_mask_keep(o, v, len, n, 3, 1);
+        break;
+
+    case DG_MASK_IPV4:
+        rc = dg_mask_ipv4(o, v, len);
+        break;
+
+    case DG_MASK_DATE_YEAR:
+        rc = dg_mask_date_year(o, v, len);
+        break;
+
+    case DG_MASK_HASH:
+        rc = dg_mask_hash(o, v, len, key, keylen);
+        break;
+
+    case DG_MASK_REDACT:
+    default:
+        /* unknown methods fail closed as redact */
+        rc = dg_mask_out_put(o, (const uint8_t *) "***", 3);
+        break;
+    }
+
+    if (rc == 0 && quoted) {
+        rc = dg_mask_out_put(o, (const uint8_t *) "\"", 1);
+    }
+
+    return rc;
+}
+
+
+int
+dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
+    const uint8_t *hash_key, size_t hash_key_len, uint8_t *out,
+    size_t outcap)
+{
+    dg_mask_out_t  o;
+    int            rc;
+
+    memset(&o, 0, sizeof(o));
+    o.buf = out;
+    o.cap = outcap;
+
+    rc = dg_mask_apply(&o, spec, v, len, hash_key, hash_key_len, 1);
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (int) o.len;
+}
+
+
+/* detect validators */
+
+static int
+dg_mask_id_valid(const uint8_t *r)
+{
+    static const int    w[17] = { 7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10,
+                                  5, 8, 4, 2 };
+    static const char   chk[] = "10X98765432";
+    unsigned            i, s;
+    uint8_t             c;
+
+    s = 0;
+    for (i = 0; i < 17; i++) {
+        if (r[i] < '0' || r[i] > '9') {
+            return 0;
+        }
+        s += (r[i] - '0') * w[i];
+    }
+
+    c = r[17];
+    if (c == 'x') {
+        c = 'X';
+    }
+
+    return c == (uint8_t) chk[s % 11];
+}
+
+
+static int
+dg_mask_luhn(const uint8_t *r, size_t n)
+{
+    unsigned  s, d, dbl;
+    size_t    i;
+
+    s = 0;
+    dbl = 0;
+
+    for (i = n; i > 0; i--) {
+        d = r[i - 1] - '0';
+        if (dbl) {
+            d *= 2;
+            if (d > 9) {
+                d -= 9;
+            }
+        }
+        s += d;
+        dbl = !dbl;
+    }
+
+    return s % 10 == 0;
+}
+
+
+static int
+dg_mask_uscc_valid(const uint8_t *r)
+{
+    static const char   alpha[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    static const int    w[17] = { 1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25,
+                                  13, 8, 24, 10, 30, 28 };
+    const char         *f;
+    unsigned            i, s, v[18];
+    int                 c;
+
+    for (i = 0; i < 18; i++) {
+        c = r[i];
+        if (c >= 'a' && c <= 'z') {
+            c -= 'a' - 'A';
+        }
+        f = strchr(alpha, c);
+        if (f == NULL || c == 0) {
+            return 0;
+        }
+        v[i] = (unsigned) (f - alpha);
+    }
+
+    s = 0;
+    for (i = 0; i < 17; i++) {
+        s += v[i] * w[i];
+    }
+
+    return (31 - s % 31) % 31 == v[17];
+}
+
+
+int
+dg_mask_detect_kind(const uint8_t *r, size_t n)
+{
+    size_t  i, digits;
+
+    digits = 0;
+    for (i = 0; i < n; i++) {
+        if (r[i] >= '0' && r[i] <= '9') {
+            digits++;
+        }
+    }
+
+    if (n == 18 && dg_mask_id_valid(r)) {
+        return DG_DETECT_ID_NUMBER;
+    }
+
+    if (digits == n) {
+        if (n == 11 && r[0] == '1' && r[1] >= '3') {
+            return DG_DETECT_MOBILE;
+        }
+        if (n == 13 && r[0] == '8' && r[1] == '6' && r[2] == '1'
+            && r[3] >= '3')
+        {
+            return DG_DETECT_MOBILE;
+        }
+        if (n >= 16 && n <= 19 && dg_mask_luhn(r, n)) {
+            return DG_DETECT_BANK_CARD;
+        }
+    }
+
+    if (n == 18 && dg_mask_uscc_valid(r)) {
+        return DG_DETECT_USCC;
+    }
+
+    return -1;
+}
+
+
+void
+dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+
+    switch (kind) {
+    case DG_DETECT_ID_NUMBER:
+        spec->method = DG_MASK_ID_CARD;
+        break;
+    case DG_DETECT_MOBILE:
+        spec->method = DG_MASK_PHONE;
+        break;
+    case DG_DETECT_BANK_CARD:
+        spec->method = DG_MASK_BANK_CARD;
+        break;
+    default:
+        spec->method = DG_MASK_KEEP;
+        spec->a = 6;
+        spec->b = 4;
+        break;
+    }
+}
+
+
+/* method names */
+
+static int
+dg_mask_parse_uint8(const char **pp, const char *end, uint8_t *v)
+{
+    const char  *p;
+    unsigned     n;
+
+    p = *pp;
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return -1;
+    }
+
+    n = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        n = n * 10 + (*p - '0');
+        if (n > 255) {
+            return -1;
+        }
+        p++;
+    }
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    *v = (uint8_t) n;
+    *pp = p;
+    return 0;
+}
+
+
+int
+dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec)
+{
+    const char  *p, *end, *paren;
+    size_t       nl;
+    unsigned     i;
+
+    if (s == NULL || spec == NULL) {
+        return -1;
+    }
+
+    end = s + len;
+    paren = memchr(s, '(', len);
+    nl = paren ? (size_t) (paren - s) : len;
+
+    for (i = 0; i < DG_MASK_METHOD_MAX; i++) {
+        if (strlen(dg_mask_names[i]) == nl
+            && memcmp(dg_mask_names[i], s, nl) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == DG_MASK_METHOD_MAX) {
+        return -1;
+    }
+
+    memset(spec, 0, sizeof(*spec));
+    spec->method = (uint8_t) i;
+
+    if (paren == NULL) {
+        return i == DG_MASK_KEEP ? -1 : 0;
+    }
+
+    if (i != DG_MASK_KEEP && i != DG_MASK_ADDRESS) {
+        return -1;
+    }
+
+    p = paren + 1;
+
+    if (dg_mask_parse_uint8(&p, end, &spec->a) != 0) {
+        return -1;
+    }
+
+    if (i == DG_MASK_KEEP) {
+        if (p == end || *p != ',') {
+            return -1;
+        }
+        p++;
+        if (dg_mask_parse_uint8(&p, end, &spec->b) != 0) {
+            return -1;
+        }
+    }
+
+    if (p == end || *p != ')' || p + 1 != end) {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+const char *
+dg_mask_method_name(unsigned method)
+{
+    if (method >= DG_MASK_METHOD_MAX) {
+        return NULL;
+    }
+
+    return dg_mask_names[method];
+}

@@ -1,0 +1,230 @@
+/*
+ * datagate core: Redis key schema and the run-time grant envelope.
+ */
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "dg_rstate.h"
+
+
+static const char  dg_rs_hex[] = "0123456789abcdef";
+
+
+int
+dg_rs_id_ok(const char *s, size_t len)
+{
+    size_t         i;
+    unsigned char  c;
+
+    if (s == NULL || len == 0 || len > DG_RS_ID_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (c <= 0x20 || c == 0x7f || c == '|') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+size_t
+dg_rs_key(char *buf, size_t cap, const char *prefix, const char *a,
+    size_t alen, const char *b, size_t blen)
+{
+    size_t  n, plen;
+
+    plen = strlen(prefix);
+
+    if (!dg_rs_id_ok(a, alen) || (b != NULL && !dg_rs_id_ok(b, blen))) {
+        return 0;
+    }
+
+    n = plen + alen + (b ? 1 + blen : 0);
+
+    if (n + 1 > cap) {
+        return 0;
+    }
+
+    memcpy(buf, prefix, plen);
+    memcpy(buf + plen, a, alen);
+
+    if (b) {
+        buf[plen + alen] = '|';
+        memcpy(buf + plen + alen + 1, b, blen);
+    }
+
+    buf[n] = '\0';
+
+    return n;
+}
+
+
+int
+dg_rs_mac_key(const uint8_t *secret, size_t len, uint8_t key[32])
+{
+    unsigned int  mlen;
+
+    if (secret == NULL || len == 0) {
+        return -1;
+    }
+
+    mlen = 32;
+
+    if (HMAC(EVP_sha256(), secret, (int) len,
+             (const unsigned char *) "redis-mac", 9, key, &mlen) == NULL
+        || mlen != 32)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+dg_rs_mac(const uint8_t key[32], const char *rkey, size_t rklen,
+    const char *yaml, size_t ylen, uint8_t mac[32])
+{
+    int            rc;
+    size_t         mlen;
+    EVP_MD_CTX    *md;
+    EVP_PKEY      *pk;
+
+    rc = -1;
+    md = NULL;
+
+    pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, NULL, key, 32);
+    if (pk == NULL) {
+        return -1;
+    }
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        goto cleanup;
+    }
+
+    mlen = 32;
+
+    if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pk) != 1
+        || EVP_DigestSignUpdate(md, rkey, rklen) != 1
+        || EVP_DigestSignUpdate(md, "\n", 1) != 1
+        || EVP_DigestSignUpdate(md, yaml, ylen) != 1
+        || EVP_DigestSignFinal(md, mac, &mlen) != 1
+        || mlen != 32)
+    {
+        goto cleanup;
+    }
+
+    rc = 0;
+
+cleanup:
+
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(pk);
+
+    return rc;
+}
+
+
+size_t
+dg_rs_grant_seal(const uint8_t key[32], const char *rkey, size_t rklen,
+    const char *yaml, size_t ylen, char *out, size_t cap)
+{
+    size_t   i, n;
+    uint8_t  mac[32];
+
+    n = sizeof(DG_RS_MAGIC) - 1 + DG_RS_MAC_HEX + 1 + ylen;
+
+    if (n > DG_RS_GRANT_MAX || n > cap) {
+        return 0;
+    }
+
+    if (dg_rs_mac(key, rkey, rklen, yaml, ylen, mac) != 0) {
+        return 0;
+    }
+
+    memcpy(out, DG_RS_MAGIC, sizeof(DG_RS_MAGIC) - 1);
+    out += sizeof(DG_RS_MAGIC) - 1;
+
+    for (i = 0; i < 32; i++) {
+        *out++ = dg_rs_hex[mac[i] >> 4];
+        *out++ = dg_rs_hex[mac[i] & 0xf];
+    }
+
+    *out++ = '\n';
+    memcpy(out, yaml, ylen);
+
+    return n;
+}
+
+
+static int
+dg_rs_unhex(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+int
+dg_rs_grant_open(const uint8_t key[32], const char *rkey, size_t rklen,
+    const char *value, size_t vlen, const char **yaml, size_t *ylen)
+{
+    int         hi, lo;
+    size_t      i, hlen;
+    uint8_t     want[32], got[32];
+    const char  *p;
+
+    hlen = sizeof(DG_RS_MAGIC) - 1 + DG_RS_MAC_HEX + 1;
+
+    if (value == NULL || vlen < hlen || vlen > DG_RS_GRANT_MAX
+        || memcmp(value, DG_RS_MAGIC, sizeof(DG_RS_MAGIC) - 1) != 0
+        || value[hlen - 1] != '\n')
+    {
+        return -1;
+    }
+
+    p = value + sizeof(DG_RS_MAGIC) - 1;
+
+    for (i = 0; i < 32; i++) {
+        hi = dg_rs_unhex((unsigned char) p[2 * i]);
+        lo = dg_rs_unhex((unsigned char) p[2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+
+        got[i] = (uint8_t) (hi << 4 | lo);
+    }
+
+    if (dg_rs_mac(key, rkey, rklen, value + hlen, vlen - hlen, want) != 0) {
+        return -1;
+    }
+
+    if (CRYPTO_memcmp(want, got, 32) != 0) {
+        return -2;
+    }
+
+    *yaml = value + hlen;
+    *ylen = vlen - hlen;
+
+    return 0;
+}

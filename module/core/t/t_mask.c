@@ -1,0 +1,798 @@
+/*
+ * Unit tests of the streaming JSON masker (module/core/dg_mask.c).
+ *
+ * Every case runs whole, split in two at every offset and one byte at a
+ * time; all runs must agree with the expected output (or error), and every
+ * output must be valid JSON.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include "tap.h"
+#include "dg_mask.h"
+#include "t_mask_util.h"
+
+
+#define T_MAXF  16
+
+#define UD  DG_MASK_UNLISTED_DROP
+#define DT  DG_MASK_DETECT
+
+
+typedef struct {
+    const char         *name;
+    const char         *sel;        /* "sel=method;sel=method" */
+    unsigned            flags;
+    const char         *in;
+    const char         *out;        /* NULL: error rc expected */
+    int                 rc;
+    long                unlisted;   /* -1: not checked */
+    long                dropped;
+    const char         *det;        /* "id,mobile,bank,uscc" or NULL */
+    size_t              max_value;  /* 0: 256 */
+    unsigned            max_depth;  /* 0: 16 */
+} tcase_t;
+
+
+#define OK_(n, s, f, i, o)            { n, s, f, i, o, 0, -1, -1, NULL, 0, 0 }
+#define ERR_(n, s, f, i, e)           { n, s, f, i, NULL, e, -1, -1, NULL, 0, 0 }
+
+
+static const tcase_t  cases[] = {
+
+    /* pass-through */
+    OK_("pass object", "idCard=id_card", 0,
+        "{\"a\":1,\"b\":\"x\",\"c\":[true,false,null],\"d\":{}}",
+        "{\"a\":1,\"b\":\"x\",\"c\":[true,false,null],\"d\":{}}"),
+    OK_("pass pretty", "idCard=id_card", 0,
+        "\n{\n  \"a\" : [ 1 , 2 ] ,\r\n\t\"b\" : { \"c\" : \"d\\\"e\" }\n}\n",
+        "\n{\n  \"a\" : [ 1 , 2 ] ,\r\n\t\"b\" : { \"c\" : \"d\\\"e\" }\n}\n"),
+    OK_("pass numbers", "x=redact", 0,
+        "[0,-0,1.5e10,-1E-5,0.0,12345678901234567890,1e+2]",
+        "[0,-0,1.5e10,-1E-5,0.0,12345678901234567890,1e+2]"),
+    OK_("top string", "x=redact", 0, " \"hello\" ", " \"hello\" "),
+    OK_("top number", "x=redact", 0, "42", "42"),
+    OK_("top number ws", "x=redact", 0, " -4.5e3\n", " -4.5e3\n"),
+    OK_("top true", "x=redact", 0, "true", "true"),
+    OK_("top null", "x=redact", 0, "null", "null"),
+    OK_("empties", "x=redact", 0, "[{},[],{\"a\":[]},{\"b\":{}}]",
+        "[{},[],{\"a\":[]},{\"b\":{}}]"),
+    OK_("escapes pass", "x=redact", 0,
+        "[\"\\u00e9\\ud83d\\ude00\\n\\t\\/\\\\\\\"\\b\\f\\r\"]",
+        "[\"\\u00e9\\ud83d\\ude00\\n\\t\\/\\\\\\\"\\b\\f\\r\"]"),
+    OK_("utf8 pass", "x=redact", 0, "{\"名\":\"张三丰\"}",
+        "{\"名\":\"张三丰\"}"),
+    OK_("no selectors", "", 0, "{\"a\":[1,{\"b\":\"c\"}]}",
+        "{\"a\":[1,{\"b\":\"c\"}]}"),
+
+    /* methods, SPEC.md examples */
+    OK_("id_card", "idCard=id_card", 0,
+        "{\"idCard\":\"450102199003071234\"}",
+        "{\"idCard\":\"450102********1234\"}"),
+    OK_("phone", "phone=phone", 0, "{\"phone\":\"13812345678\"}",
+        "{\"phone\":\"138****5678\"}"),
+    OK_("name", "name=name", 0, "{\"name\":\"张三丰\"}",
+        "{\"name\":\"张**\"}"),
+    OK_("name 1 char", "name=name", 0, "{\"name\":\"张\"}",
+        "{\"name\":\"*\"}"),
+    OK_("name empty", "name=name", 0, "{\"name\":\"\"}", "{\"name\":\"\"}"),
+    OK_("bank_card", "card=bank_card", 0, "{\"card\":\"6222021234567890123\"}",
+        "{\"card\":\"***************0123\"}"),
+    OK_("email", "email=email", 0, "{\"email\":\"zhang.san@gx.gov.cn\"}",
+        "{\"email\":\"z***@gx.gov.cn\"}"),
+    OK_("email short local", "email=email", 0, "{\"email\":\"z@gx.cn\"}",
+        "{\"email\":\"***@gx.cn\"}"),
+    OK_("email no at", "email=email", 0, "{\"email\":\"zhang\"}",
+        "{\"email\":\"***\"}"),
+    OK_("address", "addr=address", 0,
+        "{\"addr\":\"广西南宁市青秀区民族大道100号\"}",
+        "{\"addr\":\"广西南宁市青****\"}"),
+    OK_("address(8)", "addr=address(8)", 0,
+        "{\"addr\":\"广西南宁市青秀区民族大道100号\"}",
+        "{\"addr\":\"广西南宁市青秀区****\"}"),
+    OK_("address short", "addr=address", 0, "{\"addr\":\"南宁市\"}",
+        "{\"addr\":\"***\"}"),
+    OK_("keep(3,4)", "k=keep(3,4)", 0, "{\"k\":\"abcdefghij\"}",
+        "{\"k\":\"abc***ghij\"}"),
+    OK_("keep short", "k=keep(3,4)", 0, "{\"k\":\"abcdefg\"}",
+        "{\"k\":\"*******\"}"),
+    OK_("landline", "tel=landline", 0, "{\"tel\":\"0771-5551234\"}",
+        "{\"tel\":\"0771-*****34\"}"),
+    OK_("landline no dash", "tel=landline", 0, "{\"tel\":\"07715551234\"}",
+        "{\"tel\":\"077******34\"}"),
+    OK_("plate", "plate=plate", 0, "{\"plate\":\"桂A12345\"}",
+        "{\"plate\":\"桂A1***5\"}"),
+    OK_("ipv4", "ip=ipv4", 0, "{\"ip\":\"10.2.3.4\"}",
+        "{\"ip\":\"10.*.*.*\"}"),
+    OK_("ipv4 not ip", "ip=ipv4", 0, "{\"ip\":\"localhost\"}",
+        "{\"ip\":\"***\"}"),
+    OK_("date_year", "birth=date_year", 0, "{\"birth\":\"1990-03-07\"}",
+        "{\"birth\":\"1990\"}"),
+    OK_("date_year number", "birth=date_year", 0, "{\"birth\":19900307}",
+        "{\"birth\":\"1990\"}"),
+    OK_("redact", "x=redact", 0, "{\"x\":\"secret\"}", "{\"x\":\"***\"}"),
+    OK_("null", "x=null", 0, "{\"x\":\"secret\",\"y\":1}",
+        "{\"x\":null,\"y\":1}"),
+    OK_("clear", "x=clear", 0, "{\"x\":\"secret\"}", "{\"x\":\"secret\"}"),
+    OK_("phone too short", "phone=phone", 0, "{\"phone\":\"12345\"}",
+        "{\"phone\":\"*****\"}"),
+    OK_("id too short", "id=id_card", 0, "{\"id\":\"4501021234\"}",
+        "{\"id\":\"**********\"}"),
+
+    /* types under classified keys */
+    OK_("phone number", "phone=phone", 0, "{\"phone\":13812345678}",
+        "{\"phone\":\"138****5678\"}"),
+    OK_("phone number neg", "phone=phone", 0, "{\"phone\":-1.5e3 }",
+        "{\"phone\":\"******\" }"),
+    OK_("phone bool", "phone=phone", 0, "{\"phone\":true,\"b\":false}",
+        "{\"phone\":\"***\",\"b\":false}"),
+    OK_("phone null", "phone=phone", 0, "{\"phone\":null}",
+        "{\"phone\":null}"),
+    OK_("null method bool", "x=null", 0, "{\"x\":true}", "{\"x\":null}"),
+    OK_("phone array", "phone=phone", 0,
+        "{\"phone\":[\"13812345678\",13912345678,null,false,"
+        "{\"x\":\"13700001111\"},[]]}",
+        "{\"phone\":[\"138****5678\",\"139****5678\",null,\"***\","
+        "{\"x\":\"137****1111\"},[]]}"),
+    OK_("object under key", "addr=redact", 0,
+        "{\"addr\":{\"city\":\"南宁\",\"zip\":530000,\"geo\":[1.5,2]},"
+        "\"ok\":1}",
+        "{\"addr\":{\"city\":\"***\",\"zip\":\"***\",\"geo\":[\"***\","
+        "\"***\"]},\"ok\":1}"),
+    OK_("escaped masked value", "k=keep(2,1)", 0,
+        "{\"k\":\"a\\\"b\\\\c\\nd\"}", "{\"k\":\"a\\\"****d\"}"),
+    OK_("control kept", "k=keep(1,0)", 0, "{\"k\":\"\\u0001abc\"}",
+        "{\"k\":\"\\u0001***\"}"),
+    OK_("surrogate pair", "name=name", 0,
+        "{\"name\":\"\\ud83d\\ude00ab\"}", "{\"name\":\"\xf0\x9f\x98\x80**\"}"),
+    OK_("escaped value", "phone=phone", 0,
+        "{\"phone\":\"\\u0031\\u00338123456\\u00378\"}",
+        "{\"phone\":\"138****5678\"}"),
+
+    /* key matching */
+    OK_("escaped key", "idCard=id_card", 0,
+        "{\"\\u0069dCard\":\"450102199003071234\"}",
+        "{\"\\u0069dCard\":\"450102********1234\"}"),
+    OK_("escaped quote key", "a\"b=redact", 0,
+        "{\"a\\\"b\":\"x\",\"ab\":\"y\"}", "{\"a\\\"b\":\"***\",\"ab\":\"y\"}"),
+    OK_("utf8 key", "姓名=name", 0, "{\"姓名\":\"张三\",\"\\u59d3\\u540d\":\"李四\"}",
+        "{\"姓名\":\"张*\",\"\\u59d3\\u540d\":\"李*\"}"),
+    OK_("duplicate keys", "phone=phone", 0,
+        "{\"phone\":\"13812345678\",\"phone\":\"13912345678\"}",
+        "{\"phone\":\"138****5678\",\"phone\":\"139****5678\"}"),
+    OK_("key anywhere deep", "phone=phone", 0,
+        "[{\"a\":{\"b\":[{\"phone\":\"13812345678\"}]}}]",
+        "[{\"a\":{\"b\":[{\"phone\":\"138****5678\"}]}}]"),
+    OK_("key not value", "phone=phone", 0, "{\"x\":\"phone\",\"phones\":1}",
+        "{\"x\":\"phone\",\"phones\":1}"),
+    OK_("path", "data[].idCard=id_card", 0,
+        "{\"idCard\":\"450102199003071234\",\"data\":[{\"idCard\":"
+        "\"450102199003071234\"},{\"x\":{\"idCard\":\"1\"}}]}",
+        "{\"idCard\":\"450102199003071234\",\"data\":[{\"idCard\":"
+        "\"450102********1234\"},{\"x\":{\"idCard\":\"1\"}}]}"),
+    OK_("path $.", "$.a.b.c=redact", 0,
+        "{\"a\":{\"b\":{\"c\":1,\"d\":2},\"c\":3},\"c\":4}",
+        "{\"a\":{\"b\":{\"c\":\"***\",\"d\":2},\"c\":3},\"c\":4}"),
+    OK_("path items", "items[].owner.phone=phone", 0,
+        "{\"items\":[{\"owner\":{\"phone\":\"13812345678\"},"
+        "\"phone\":\"13812345678\"}]}",
+        "{\"items\":[{\"owner\":{\"phone\":\"138****5678\"},"
+        "\"phone\":\"13812345678\"}]}"),
+    OK_("path root array", "[].name=name", 0,
+        "[{\"name\":\"张三\"},{\"n\":{\"name\":\"李四\"}}]",
+        "[{\"name\":\"张*\"},{\"n\":{\"name\":\"李四\"}}]"),
+    OK_("path not array", "data[].idCard=redact", 0,
+        "{\"data\":{\"idCard\":\"x\"}}", "{\"data\":{\"idCard\":\"x\"}}"),
+    OK_("path nested arrays", "m[][].v=redact", 0,
+        "{\"m\":[[{\"v\":1}],[{\"v\":2,\"w\":3}]]}",
+        "{\"m\":[[{\"v\":\"***\"}],[{\"v\":\"***\",\"w\":3}]]}"),
+    OK_("path beats key", "data[].x=name;x=redact", 0,
+        "{\"data\":[{\"x\":\"abc\"}],\"x\":\"abc\"}",
+        "{\"data\":[{\"x\":\"a**\"}],\"x\":\"***\"}"),
+
+    /* drop */
+    OK_("drop first", "a=drop", 0, "{\"a\":1,\"b\":2,\"c\":3}",
+        "{\"b\":2,\"c\":3}"),
+    OK_("drop middle", "b=drop", 0, "{\"a\":1,\"b\":2,\"c\":3}",
+        "{\"a\":1,\"c\":3}"),
+    OK_("drop last", "c=drop", 0, "{\"a\":1,\"b\":2,\"c\":3}",
+        "{\"a\":1,\"b\":2}"),
+    OK_("drop all", "a=drop;b=drop;c=drop", 0, "{\"a\":1,\"b\":2,\"c\":3}",
+        "{}"),
+    OK_("drop two first", "a=drop;b=drop", 0, "{\"a\":1,\"b\":2,\"c\":3}",
+        "{\"c\":3}"),
+    OK_("drop ws first", "a=drop", 0, "{ \"a\" : 1 , \"b\" : 2 }",
+        "{   \"b\" : 2 }"),
+    OK_("drop ws last", "c=drop", 0, "{ \"a\" : 1 , \"c\" : 3 }",
+        "{ \"a\" : 1  }"),
+    OK_("drop nested", "b=drop", 0,
+        "{\"x\":{\"a\":1,\"b\":{\"c\":[1,2]}},\"y\":2}",
+        "{\"x\":{\"a\":1},\"y\":2}"),
+    OK_("drop container", "x=drop", 0,
+        "{\"x\":{\"a\":1,\"b\":{\"c\":[1,\"]}\"]}},\"y\":2}",
+        "{\"y\":2}"),
+    OK_("drop array value", "a=drop", 0,
+        "{\"a\":[1,{\"b\":2}],\"c\":3}", "{\"c\":3}"),
+    OK_("drop strings", "a=drop", 0,
+        "{\"a\":\"x\\\"y\",\"c\":\"a\",\"a\":true}", "{\"c\":\"a\"}"),
+    OK_("drop in array objs", "a=drop", 0,
+        "[{\"a\":1},{\"b\":1,\"a\":null},{\"a\":[],\"b\":2}]",
+        "[{},{\"b\":1},{\"b\":2}]"),
+    { "drop stats", "a=drop", 0, "{\"a\":1,\"b\":2,\"a\":3}",
+      "{\"b\":2}", 0, 1, 2, NULL, 0, 0 },
+
+    /* allow-list mode */
+    { "unlisted drop", "name=name", UD,
+      "{\"id\":1,\"name\":\"张三\",\"data\":{\"x\":1,\"name\":\"李四\"},"
+      "\"list\":[1,2],\"o\":{}}",
+      "{\"name\":\"张*\",\"data\":{\"name\":\"李*\"},\"list\":[1,2],\"o\":{}}",
+      0, 0, 2, NULL, 0, 0 },
+    { "unlisted count", "name=name", 0,
+      "{\"id\":1,\"name\":\"张三\",\"data\":{\"x\":1,\"name\":\"李四\"},"
+      "\"list\":[1,2]}",
+      "{\"id\":1,\"name\":\"张*\",\"data\":{\"x\":1,\"name\":\"李*\"},"
+      "\"list\":[1,2]}",
+      0, 2, 0, NULL, 0, 0 },
+    { "unlisted clear container", "addr=clear;tel=phone", UD,
+      "{\"addr\":{\"city\":\"x\",\"tel\":\"13812345678\"},\"z\":1}",
+      "{\"addr\":{\"city\":\"x\",\"tel\":\"138****5678\"}}",
+      0, 0, 1, NULL, 0, 0 },
+    OK_("unlisted all dropped", "q=clear", UD, "{\"a\":1,\"b\":\"x\"}", "{}"),
+
+    /* detect */
+    { "detect hits", "", DT,
+      "{\"note\":\"身份证450102199003071238，电话13812345678，卡"
+      "6222021234567890128 代码91350100M000100Y43.\"}",
+      "{\"note\":\"身份证450102********1238，电话138****5678，卡"
+      "***************0128 代码913501********0Y43.\"}",
+      0, -1, -1, "1,1,1,1", 0, 0 },
+    { "detect non-hits", "", DT,
+      "{\"a\":\"450102199003071239 13812345678x 6222021234567890123 "
+      "91350100M000100Y44 12812345678 1381234567813812345678\"}",
+      "{\"a\":\"450102199003071239 13812345678x 6222021234567890123 "
+      "91350100M000100Y44 12812345678 1381234567813812345678\"}",
+      0, -1, -1, "0,0,0,0", 0, 0 },
+    { "detect escapes", "", DT,
+      "[\"\\u00313812345678\",\"tel:\\n13812345678\\t\","
+      "\"11010519491231002x\"]",
+      "[\"138****5678\",\"tel:\\n138****5678\\t\",\"110105********002x\"]",
+      0, -1, -1, "1,2,0,0", 0, 0 },
+    { "detect 86 and card16", "", DT,
+      "{\"t\":\"+8613812345678/4111111111111111\"}",
+      "{\"t\":\"+861******5678/************1111\"}",
+      0, -1, -1, "0,1,1,0", 0, 0 },
+    { "detect skips listed", "memo=clear;phone=phone", DT,
+      "{\"memo\":\"13812345678\",\"phone\":\"13812345678\","
+      "\"x\":\"13812345678\",\"n\":13812345678}",
+      "{\"memo\":\"13812345678\",\"phone\":\"138****5678\","
+      "\"x\":\"138****5678\",\"n\":13812345678}",
+      0, -1, -1, "0,1,0,0", 0, 0 },
+    { "detect keys untouched", "", DT,
+      "{\"13812345678\":\"13812345678\"}",
+      "{\"13812345678\":\"138****5678\"}",
+      0, -1, -1, "0,1,0,0", 0, 0 },
+    { "detect long string", "", DT,
+      "\"..................................................................."
+      "..........13812345678.................................................."
+      "............................................................13912345678\"",
+      "\"..................................................................."
+      "..........138****5678.................................................."
+      "............................................................139****5678\"",
+      0, -1, -1, "0,2,0,0", 0, 0 },
+    OK_("detect off", "", 0, "{\"a\":\"13812345678\"}",
+        "{\"a\":\"13812345678\"}"),
+
+    /* limits and errors */
+    { "depth ok", "x=redact", 0, "[[[[{\"a\":[[[1]]]}]]]]",
+      "[[[[{\"a\":[[[1]]]}]]]]", 0, -1, -1, NULL, 0, 8 },
+    { "depth exceeded", "x=redact", 0, "[[[[{\"a\":[[[[1]]]]}]]]]",
+      NULL, DG_MASK_E_DEPTH, -1, -1, NULL, 0, 8 },
+    { "masked too big", "x=redact", 0,
+      "{\"x\":\"0123456789012345678901234567890123456789\"}",
+      NULL, DG_MASK_E_TOOBIG, -1, -1, NULL, 32, 0 },
+    { "masked fits", "x=redact", 0,
+      "{\"x\":\"01234567890123456789012345678901\"}",
+      "{\"x\":\"***\"}", 0, -1, -1, NULL, 32, 0 },
+    { "masked number too big", "x=redact", 0,
+      "{\"x\":123456789012345678901234567890123}",
+      NULL, DG_MASK_E_TOOBIG, -1, -1, NULL, 32, 0 },
+    { "unmasked big passes", "x=redact", 0,
+      "{\"y\":\"0123456789012345678901234567890123456789012345678901234567"
+      "89\",\"x\":\"a\"}",
+      "{\"y\":\"0123456789012345678901234567890123456789012345678901234567"
+      "89\",\"x\":\"***\"}", 0, -1, -1, NULL, 32, 0 },
+    { "key too big", "x=redact", 0,
+      "{\"0123456789012345678901234567890123456789\":1}",
+      NULL, DG_MASK_E_TOOBIG, -1, -1, NULL, 32, 0 },
+    { "key fits", "x=redact", 0,
+      "{\"01234567890123456789012345678901\":1}",
+      "{\"01234567890123456789012345678901\":1}", 0, -1, -1, NULL, 32, 0 },
+    { "key too big in drop", "x=drop", 0,
+      "{\"x\":{\"0123456789012345678901234567890123456789\":1},\"y\":1}",
+      "{\"y\":1}", 0, -1, -1, NULL, 32, 0 },
+    ERR_("bad utf8 masked", "name=name", 0, "{\"name\":\"\xff\xfe\"}",
+         DG_MASK_E_UTF8),
+    ERR_("overlong utf8 masked", "name=name", 0, "{\"name\":\"\xc0\xaf\"}",
+         DG_MASK_E_UTF8),
+    ERR_("lone surrogate masked", "name=name", 0,
+         "{\"name\":\"\\ud800x\"}", DG_MASK_E_UTF8),
+    ERR_("lone low surrogate", "name=name", 0, "{\"name\":\"\\udc00\"}",
+         DG_MASK_E_UTF8),
+    ERR_("truncated object", "x=redact", 0, "{\"a\":1", DG_MASK_E_TRUNCATED),
+    ERR_("truncated string", "x=redact", 0, "{\"a\":\"xx",
+         DG_MASK_E_TRUNCATED),
+    ERR_("truncated key", "x=redact", 0, "{\"a", DG_MASK_E_TRUNCATED),
+    ERR_("truncated masked", "x=redact", 0, "{\"x\":\"ab",
+         DG_MASK_E_TRUNCATED),
+    ERR_("truncated literal", "x=redact", 0, "[nul", DG_MASK_E_TRUNCATED),
+    ERR_("top literal truncated", "x=redact", 0, "tru",
+         DG_MASK_E_TRUNCATED),
+    ERR_("empty", "x=redact", 0, "", DG_MASK_E_TRUNCATED),
+    ERR_("ws only", "x=redact", 0, "  \n", DG_MASK_E_TRUNCATED),
+    ERR_("top number minus", "x=redact", 0, "-", DG_MASK_E_TRUNCATED),
+    ERR_("trailing garbage", "x=redact", 0, "{} x", DG_MASK_E_SYNTAX),
+    ERR_("two values", "x=redact", 0, "{}{}", DG_MASK_E_SYNTAX),
+    ERR_("trailing comma arr", "x=redact", 0, "[1,]", DG_MASK_E_SYNTAX),
+    ERR_("trailing comma obj", "x=redact", 0, "{\"a\":1,}",
+         DG_MASK_E_SYNTAX),
+    ERR_("leading zero", "x=redact", 0, "[01]", DG_MASK_E_SYNTAX),
+    ERR_("bad frac", "x=redact", 0, "[1.]", DG_MASK_E_SYNTAX),
+    ERR_("bad exp", "x=redact", 0, "[1e]", DG_MASK_E_SYNTAX),
+    ERR_("lone minus", "x=redact", 0, "[-]", DG_MASK_E_SYNTAX),
+    ERR_("bad literal", "x=redact", 0, "[True]", DG_MASK_E_SYNTAX),
+    ERR_("bad literal 2", "x=redact", 0, "[nulll]", DG_MASK_E_SYNTAX),
+    ERR_("control in string", "x=redact", 0, "[\"a\x01\"]",
+         DG_MASK_E_SYNTAX),
+    ERR_("control in key", "x=redact", 0, "{\"a\nb\":1}", DG_MASK_E_SYNTAX),
+    ERR_("bad escape", "x=redact", 0, "[\"\\q\"]", DG_MASK_E_SYNTAX),
+    ERR_("bad hex", "x=redact", 0, "[\"\\u12g4\"]", DG_MASK_E_SYNTAX),
+    ERR_("bad escape masked", "x=redact", 0, "{\"x\":\"\\x\"}",
+         DG_MASK_E_SYNTAX),
+    ERR_("bad escape key", "x=redact", 0, "{\"\\a\":1}", DG_MASK_E_SYNTAX),
+    ERR_("mismatched", "x=redact", 0, "[1}", DG_MASK_E_SYNTAX),
+    ERR_("mismatched 2", "x=redact", 0, "{\"a\":1]", DG_MASK_E_SYNTAX),
+    ERR_("missing colon", "x=redact", 0, "{\"a\" 1}", DG_MASK_E_SYNTAX),
+    ERR_("missing value", "x=redact", 0, "{\"a\":}", DG_MASK_E_SYNTAX),
+    ERR_("key not string", "x=redact", 0, "{a:1}", DG_MASK_E_SYNTAX),
+    ERR_("single quotes", "x=redact", 0, "['a']", DG_MASK_E_SYNTAX),
+    ERR_("missing comma", "x=redact", 0, "[1 2]", DG_MASK_E_SYNTAX),
+    ERR_("bad in dropped", "x=drop", 0, "{\"x\":[1,,2]}", DG_MASK_E_SYNTAX),
+    ERR_("bad in masked", "x=redact", 0, "{\"x\":[1 2]}", DG_MASK_E_SYNTAX),
+    ERR_("bad number masked", "x=redact", 0, "{\"x\":-a}", DG_MASK_E_SYNTAX),
+    ERR_("bad detect escape", "", DT, "[\"1381\\z\"]", DG_MASK_E_SYNTAX),
+    ERR_("bom", "x=redact", 0, "\xef\xbb\xbf{}", DG_MASK_E_SYNTAX),
+};
+
+
+static int
+parse_sel(const char *s, dg_mask_field_t *f, dg_mask_spec_t *a,
+    char buf[T_MAXF][128])
+{
+    const char  *e, *eq;
+    size_t       n;
+    int          k;
+
+    k = 0;
+    while (*s) {
+        e = strchr(s, ';');
+        if (e == NULL) {
+            e = s + strlen(s);
+        }
+        eq = memchr(s, '=', e - s);
+        /* the selector may itself contain '=': use the last one */
+        for (const char *x = eq; x && x < e; x = memchr(x + 1, '=', e - x - 1))
+        {
+            eq = x;
+        }
+        if (eq == NULL || k >= T_MAXF) {
+            return -1;
+        }
+        n = eq - s;
+        memcpy(buf[k], s, n);
+        buf[k][n] = '\0';
+        f[k].selector = buf[k];
+        f[k].len = n;
+        if (dg_mask_spec_parse(eq + 1, e - eq - 1, &a[k]) != 0) {
+            return -1;
+        }
+        k++;
+        s = *e ? e + 1 : e;
+    }
+
+    return k;
+}
+
+
+static const uint8_t  hkey[] = "test-key";
+
+
+static void
+setup_conf(dg_mask_conf_t *conf, const dg_mask_rules_t *r,
+    const dg_mask_spec_t *a, size_t max_value, unsigned max_depth)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->rules = r;
+    conf->actions = a;
+    conf->max_value = max_value;
+    conf->max_depth = max_depth;
+    conf->hash_key = hkey;
+    conf->hash_key_len = sizeof(hkey) - 1;
+}
+
+
+static void
+run_case(const tcase_t *tc)
+{
+    dg_mask_field_t   f[T_MAXF];
+    dg_mask_spec_t    a[T_MAXF];
+    char              buf[T_MAXF][128];
+    char              err[256];
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    dg_mask_stats_t   st;
+    tm_buf_t          out;
+    void             *mem;
+    const uint8_t    *doc;
+    size_t            n, i, cut;
+    int               nf, rc, bad, badrc, det[4];
+    long              want;
+
+    nf = parse_sel(tc->sel, f, a, buf);
+    if (!ok(nf >= 0, "%s: selectors parse", tc->name)) {
+        return;
+    }
+
+    r = dg_mask_rules_compile(f, nf, tc->flags, err, sizeof(err));
+    if (!ok(r != NULL, "%s: rules compile %s", tc->name, err)) {
+        return;
+    }
+
+    setup_conf(&conf, r, a, tc->max_value ? tc->max_value : 256,
+               tc->max_depth ? tc->max_depth : 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+
+    doc = (const uint8_t *) tc->in;
+    n = strlen(tc->in);
+
+    /* whole */
+    memset(&out, 0, sizeof(out));
+    rc = tm_feed(mem, &conf, doc, n, NULL, 0, &out, &st);
+
+    if (tc->out) {
+        is_int(rc, 0, "%s: rc whole", tc->name);
+        is_str(out.p ? (char *) out.p : "", tc->out, "%s: output",
+               tc->name);
+        ok(rc != 0 || tm_json_valid(out.p ? out.p : (uint8_t *) "",
+                                    out.len),
+           "%s: output is valid JSON", tc->name);
+
+        if (tc->unlisted >= 0) {
+            is_int(st.unlisted, tc->unlisted, "%s: unlisted", tc->name);
+        }
+        if (tc->dropped >= 0) {
+            is_int(st.dropped, tc->dropped, "%s: dropped", tc->name);
+        }
+        if (tc->det) {
+            sscanf(tc->det, "%d,%d,%d,%d", &det[0], &det[1], &det[2],
+                   &det[3]);
+            for (i = 0; i < 4; i++) {
+                want = det[i];
+                is_int(st.detect[i], want, "%s: detect[%zu]", tc->name, i);
+            }
+        }
+        is_int(st.bytes_in, n, "%s: bytes_in", tc->name);
+        is_int(st.bytes_out, out.len, "%s: bytes_out", tc->name);
+
+    } else {
+        is_int(rc, tc->rc, "%s: error %s", tc->name, dg_mask_strerror(rc));
+    }
+
+    free(out.p);
+
+    /* every two-way split and byte at a time */
+    bad = 0;
+    badrc = 0;
+    for (cut = 0; cut <= n + 1; cut++) {
+        size_t  cuts[4096];
+        size_t  nc;
+
+        memset(&out, 0, sizeof(out));
+        nc = 0;
+        if (cut <= n) {
+            cuts[nc++] = cut;
+        } else {
+            for (i = 1; i < n && nc < 4096; i++) {
+                cuts[nc++] = i;
+            }
+        }
+
+        rc = tm_feed(mem, &conf, doc, n, cuts, nc, &out, NULL);
+
+        if (tc->out) {
+            if (rc != 0 || out.len != strlen(tc->out)
+                || memcmp(out.p ? out.p : (uint8_t *) "", tc->out,
+                          out.len) != 0)
+            {
+                if (!bad) {
+                    diag("%s: split at %zu: rc %d got '%s'", tc->name, cut,
+                         rc, out.p ? (char *) out.p : "");
+                }
+                bad++;
+            }
+        } else if (rc != tc->rc) {
+            if (!badrc) {
+                diag("%s: split at %zu: rc %d", tc->name, cut, rc);
+            }
+            badrc++;
+        }
+        free(out.p);
+    }
+
+    ok(bad == 0 && badrc == 0, "%s: same result at every split and "
+       "byte by byte", tc->name);
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
+static void
+test_value(void)
+{
+    dg_mask_spec_t  s;
+    uint8_t         out[512], md[64];
+    unsigned int    mdlen;
+    char            hex[65];
+    int             n, i;
+
+    is_int(dg_mask_spec_parse("keep(3,4)", 9, &s), 0, "parse keep(3,4)");
+    ok(s.method == DG_MASK_KEEP && s.a == 3 && s.b == 4, "keep args");
+    is_int(dg_mask_spec_parse("address(8)", 10, &s), 0, "parse address(8)");
+    ok(s.method == DG_MASK_ADDRESS && s.a == 8, "address arg");
+    is_int(dg_mask_spec_parse("address", 7, &s), 0, "parse address");
+    is_int(dg_mask_spec_parse("keep", 4, &s), -1, "keep needs args");
+    is_int(dg_mask_spec_parse("keep(3)", 7, &s), -1, "keep needs two");
+    is_int(dg_mask_spec_parse("keep(3,256)", 11, &s), -1, "keep bound");
+    is_int(dg_mask_spec_parse("phone(3)", 8, &s), -1, "phone no args");
+    is_int(dg_mask_spec_parse("bogus", 5, &s), -1, "unknown method");
+    is_int(dg_mask_spec_parse("keep(3,4)x", 10, &s), -1, "trailing junk");
+
+    for (i = 0; i < DG_MASK_METHOD_MAX; i++) {
+        const char  *nm = dg_mask_method_name(i);
+
+        if (i == DG_MASK_KEEP) {
+            continue;
+        }
+        ok(nm && dg_mask_spec_parse(nm, strlen(nm), &s) == 0
+           && s.method == i, "name round trip %s", nm ? nm : "?");
+    }
+    ok(dg_mask_method_name(DG_MASK_METHOD_MAX) == NULL, "name out of range");
+
+    s.method = DG_MASK_HASH;
+    s.a = s.b = 0;
+    n = dg_mask_value(&s, (const uint8_t *) "13812345678", 11, hkey,
+                      sizeof(hkey) - 1, out, sizeof(out));
+    HMAC(EVP_sha256(), hkey, sizeof(hkey) - 1,
+         (const uint8_t *) "13812345678", 11, md, &mdlen);
+    hex[0] = '"';
+    for (i = 0; i < 16; i++) {
+        sprintf(hex + 1 + 2 * i, "%02x", md[i]);
+    }
+    strcat(hex, "\"");
+    out[n > 0 ? n : 0] = '\0';
+    is_str((char *) out, hex, "hash is HMAC-SHA-256 hex");
+
+    n = dg_mask_value(&s, (const uint8_t *) "x", 1, NULL, 0, out,
+                      sizeof(out));
+    is_int(n, DG_MASK_E_CONF, "hash without key fails closed");
+
+    s.method = DG_MASK_DROP;
+    is_int(dg_mask_value(&s, (const uint8_t *) "x", 1, NULL, 0, out,
+                         sizeof(out)), 0, "drop writes nothing");
+
+    s.method = DG_MASK_CLEAR;
+    n = dg_mask_value(&s, (const uint8_t *) "a\"b", 3, NULL, 0, out, 4);
+    is_int(n, DG_MASK_E_TOOBIG, "small outcap");
+}
+
+
+static void
+test_hash_stream(void)
+{
+    dg_mask_field_t   f[1] = { { "p", 1 } };
+    dg_mask_spec_t    a[1] = { { DG_MASK_HASH, 0, 0 } };
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    tm_buf_t          out;
+    void             *mem;
+    const char       *doc = "[{\"p\":\"abc\"},{\"p\":\"abc\"},{\"p\":\"abd\"}]";
+    char              h1[40], h2[40], h3[40];
+    int               rc;
+
+    r = dg_mask_rules_compile(f, 1, 0, NULL, 0);
+    setup_conf(&conf, r, a, 256, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+
+    memset(&out, 0, sizeof(out));
+    rc = tm_feed(mem, &conf, (const uint8_t *) doc, strlen(doc), NULL, 0,
+                 &out, NULL);
+    is_int(rc, 0, "hash stream");
+    ok(out.p && sscanf((char *) out.p,
+                       "[{\"p\":\"%32[0-9a-f]\"},{\"p\":\"%32[0-9a-f]\"},"
+                       "{\"p\":\"%32[0-9a-f]\"}]", h1, h2, h3) == 3,
+       "hash output shape: %s", out.p ? (char *) out.p : "");
+    ok(strcmp(h1, h2) == 0 && strcmp(h1, h3) != 0, "hash joins equal values");
+    free(out.p);
+
+    conf.hash_key = NULL;
+    ok(dg_mask_init(mem, &conf) == NULL, "init refuses hash without key");
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
+static void
+test_compile(void)
+{
+    static const char  *bad[] = { "", "a..b", "a.", ".a", "a[", "a[x]",
+                                  "a[]", "a]", "$.", "data[]" };
+    dg_mask_field_t     f;
+    dg_mask_rules_t    *r;
+    char                err[256];
+    size_t              i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        f.selector = bad[i];
+        f.len = strlen(bad[i]);
+        err[0] = '\0';
+        r = dg_mask_rules_compile(&f, 1, 0, err, sizeof(err));
+        ok(r == NULL && err[0] != '\0', "bad selector '%s': %s", bad[i],
+           err);
+        dg_mask_rules_free(r);
+    }
+
+    r = dg_mask_rules_compile(NULL, 0, 0, err, sizeof(err));
+    ok(r != NULL && dg_mask_rules_nfields(r) == 0, "empty rule set");
+    dg_mask_rules_free(r);
+}
+
+
+static void
+test_state(void)
+{
+    dg_mask_field_t   f[2] = { { "a", 1 }, { "b", 1 } };
+    dg_mask_spec_t    a[2] = { { DG_MASK_REDACT, 0, 0 },
+                               { DG_MASK_CLEAR, 0, 0 } };
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    dg_mask_t        *m;
+    tm_buf_t          out;
+    void             *mem;
+    const dg_mask_stats_t *st;
+
+    r = dg_mask_rules_compile(f, 2, 0, NULL, 0);
+    setup_conf(&conf, r, a, 256, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+
+    memset(&out, 0, sizeof(out));
+    m = dg_mask_init(mem, &conf);
+    is_int(dg_mask_feed(m, (const uint8_t *) "[1,", 3, 0, tm_emit, &out), 0,
+           "feed ok");
+    is_int(dg_mask_feed(m, (const uint8_t *) "}", 1, 0, tm_emit, &out),
+           DG_MASK_E_SYNTAX, "syntax error");
+    is_int(dg_mask_feed(m, (const uint8_t *) "2]", 2, 1, tm_emit, &out),
+           DG_MASK_E_STATE, "refused after error");
+    free(out.p);
+
+    memset(&out, 0, sizeof(out));
+    m = dg_mask_init(mem, &conf);
+    is_int(dg_mask_feed(m, (const uint8_t *) "{\"a\":1,\"b\":2,\"c\":3}", 19,
+                        1, tm_emit, &out), 0, "whole doc");
+    is_int(dg_mask_feed(m, (const uint8_t *) " ", 1, 1, tm_emit, &out),
+           DG_MASK_E_STATE, "refused after last");
+    st = dg_mask_stats(m);
+    ok(st->field_hits[0] == 1 && st->field_hits[1] == 1
+       && st->unlisted == 1, "field hits and unlisted");
+    free(out.p);
+
+    memset(&out, 0, sizeof(out));
+    out.fail_after = 1;
+    m = dg_mask_init(mem, &conf);
+    is_int(dg_mask_feed(m, (const uint8_t *) "{\"a\":1}", 7, 1, tm_emit,
+                        &out), DG_MASK_E_EMIT, "emit failure");
+    free(out.p);
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
+/* a large document, fed in random spans, masked and unmasked */
+static void
+test_large(void)
+{
+    dg_mask_field_t   f[3] = { { "data[].idCard", 13 }, { "phone", 5 },
+                               { "secret", 6 } };
+    dg_mask_spec_t    a[3] = { { DG_MASK_ID_CARD, 0, 0 },
+                               { DG_MASK_PHONE, 0, 0 },
+                               { DG_MASK_DROP, 0, 0 } };
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    tm_buf_t          o1, o2;
+    void             *mem;
+    char             *doc, *big;
+    size_t            n, cap, i, nc, cuts[20000];
+    int               rc1, rc2, k;
+
+    cap = 4 << 20;
+    doc = malloc(cap);
+    big = malloc(300001);
+    memset(big, 'x', 300000);
+    big[300000] = '\0';
+
+    n = 0;
+    n += sprintf(doc + n, "{\"data\":[");
+    for (k = 0; k < 2000; k++) {
+        n += sprintf(doc + n, "%s{\"id\":%d,\"idCard\":\"4501021990030%05d\","
+                     "\"phone\":\"138%08d\",\"secret\":{\"a\":[1,2]},"
+                     "\"note\":\"%s\"}", k ? "," : "", k, k, k,
+                     k == 1000 ? big : "n");
+    }
+    n += sprintf(doc + n, "]}");
+
+    r = dg_mask_rules_compile(f, 3, 0, NULL, 0);
+    setup_conf(&conf, r, a, 64, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+
+    memset(&o1, 0, sizeof(o1));
+    memset(&o2, 0, sizeof(o2));
+    rc1 = tm_feed(mem, &conf, (uint8_t *) doc, n, NULL, 0, &o1, NULL);
+
+    srand(7);
+    nc = 0;
+    for (i = 0; i < n && nc < 20000; i += 1 + rand() % 700) {
+        cuts[nc++] = i;
+    }
+    rc2 = tm_feed(mem, &conf, (uint8_t *) doc, n, cuts, nc, &o2, NULL);
+
+    is_int(rc1, 0, "large doc whole");
+    is_int(rc2, 0, "large doc in random spans");
+    ok(o1.len == o2.len && memcmp(o1.p, o2.p, o1.len) == 0,
+       "large doc: same output");
+    ok(tm_json_valid(o1.p, o1.len), "large doc: valid JSON");
+    ok(strstr((char *) o1.p, "\"idCard\":\"450102********0999\"") != NULL
+       && strstr((char *) o1.p, "\"phone\":\"138****0999\"") != NULL
+       && strstr((char *) o1.p, "secret") == NULL
+       && strstr((char *) o1.p, big) != NULL,
+       "large doc: masked, dropped, big value passed");
+
+    free(o1.p);
+    free(o2.p);
+    free(mem);
+    free(doc);
+    free(big);
+    dg_mask_rules_free(r);
+}
+
+
+int
+main(void)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_case(&cases[i]);
+    }
+
+    test_value();
+    test_hash_stream();
+    test_compile();
+    test_state();
+    test_large();
+
+    return done_testing();
+}

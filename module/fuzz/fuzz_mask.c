@@ -1,0 +1,392 @@
+/*
+ * libFuzzer target for the streaming JSON masker.
+ *
+ * fuzz: sources dg_mask.c dg_mask_method.c
+ *
+ * The first input byte picks the flags and limits, the rest is the
+ * document.  The document is masked whole, in spans cut at pseudo-random
+ * points derived from the input, and (when short) one byte at a time; all
+ * runs must agree.  When masking succeeds the input must have been valid
+ * JSON and the output must be valid JSON in which no value under a
+ * classified key survives: "phone"/"secret.*" values are "***" or null,
+ * "n" values null, "drop" keys absent, and in allow-list mode every key
+ * with a scalar value is a listed one.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include "dg_mask.h"
+#include "t_mask_util.h"
+
+
+static const char  *fz_sel[] = {
+    "phone", "n", "drop", "data[].idCard", "name", "k", "email", "c",
+    "$.a.b", "h", "items[].x.y", "addr"
+};
+
+static const dg_mask_spec_t  fz_act[] = {
+    { DG_MASK_REDACT, 0, 0 }, { DG_MASK_NULL, 0, 0 },
+    { DG_MASK_DROP, 0, 0 }, { DG_MASK_ID_CARD, 0, 0 },
+    { DG_MASK_NAME, 0, 0 }, { DG_MASK_KEEP, 2, 1 },
+    { DG_MASK_EMAIL, 0, 0 }, { DG_MASK_CLEAR, 0, 0 },
+    { DG_MASK_DROP, 0, 0 }, { DG_MASK_HASH, 0, 0 },
+    { DG_MASK_PHONE, 0, 0 }, { DG_MASK_ADDRESS, 3, 0 }
+};
+
+#define FZ_NSEL  (sizeof(fz_sel) / sizeof(fz_sel[0]))
+
+
+static dg_mask_rules_t  *fz_rules[4];
+
+
+/* a JSON walker over the (valid) output checking the masking promises */
+
+typedef struct {
+    const uint8_t  *p;
+    const uint8_t  *end;
+    unsigned        flags;
+} fz_walk_t;
+
+
+enum { FZ_NONE = 0, FZ_REDACT, FZ_NULL, FZ_OTHER };
+
+
+static void
+fz_ws(fz_walk_t *w)
+{
+    while (w->p < w->end && (*w->p == ' ' || *w->p == '\t' || *w->p == '\n'
+                             || *w->p == '\r'))
+    {
+        w->p++;
+    }
+}
+
+
+static int
+fz_hex(uint8_t c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+
+/* decode a string at w->p into d (ASCII-exact; other code points as '?') */
+static size_t
+fz_string(fz_walk_t *w, char *d, size_t cap)
+{
+    size_t    n;
+    uint32_t  c;
+    int       i;
+
+    n = 0;
+    w->p++;
+
+    while (*w->p != '"') {
+        c = *w->p++;
+        if (c == '\\') {
+            c = *w->p++;
+            if (c == 'u') {
+                uint32_t  u = 0;
+
+                for (i = 0; i < 4; i++) {
+                    u = (u << 4) | (uint32_t) fz_hex(*w->p++);
+                }
+                c = u < 0x80 ? u : '?';
+            } else if (c == 'n') {
+                c = '\n';
+            } else if (c == 't') {
+                c = '\t';
+            } else if (c == 'r') {
+                c = '\r';
+            } else if (c == 'b') {
+                c = '\b';
+            } else if (c == 'f') {
+                c = '\f';
+            }
+        }
+        if (n + 1 < cap) {
+            d[n++] = (char) c;
+        }
+    }
+
+    w->p++;
+    d[n] = '\0';
+    return n;
+}
+
+
+static int
+fz_key_class(const char *k, int *listed)
+{
+    size_t  i;
+
+    *listed = 0;
+
+    for (i = 0; i < FZ_NSEL; i++) {
+        if (strpbrk(fz_sel[i], ".[$") == NULL && strcmp(fz_sel[i], k) == 0) {
+            *listed = 1;
+            switch (fz_act[i].method) {
+            case DG_MASK_REDACT:
+                return FZ_REDACT;
+            case DG_MASK_NULL:
+                return FZ_NULL;
+            case DG_MASK_DROP:
+                fprintf(stderr, "dropped key \"%s\" survived\n", k);
+                abort();
+            case DG_MASK_CLEAR:
+                return FZ_NONE;
+            default:
+                return FZ_OTHER;
+            }
+        }
+    }
+
+    return FZ_NONE;
+}
+
+
+static void fz_value(fz_walk_t *w, int cls, int in_listed);
+
+
+static void
+fz_scalar_check(fz_walk_t *w, int cls)
+{
+    char  buf[64];
+
+    fz_ws(w);
+
+    if (cls == FZ_NULL) {
+        if (w->end - w->p < 4 || memcmp(w->p, "null", 4) != 0) {
+            abort();
+        }
+    }
+
+    if (cls == FZ_REDACT) {
+        if (*w->p == '"') {
+            fz_string(w, buf, sizeof(buf));
+            if (strcmp(buf, "***") != 0) {
+                abort();
+            }
+            return;
+        }
+        if (w->end - w->p < 4 || memcmp(w->p, "null", 4) != 0) {
+            abort();
+        }
+    }
+
+    if (*w->p == '"') {
+        fz_string(w, buf, sizeof(buf));
+        return;
+    }
+
+    while (w->p < w->end && *w->p != ',' && *w->p != ']' && *w->p != '}'
+           && *w->p != ' ' && *w->p != '\t' && *w->p != '\n'
+           && *w->p != '\r')
+    {
+        w->p++;
+    }
+}
+
+
+static void
+fz_value(fz_walk_t *w, int cls, int in_listed)
+{
+    char  key[256];
+    int   kc, listed, scalar;
+
+    fz_ws(w);
+
+    if (*w->p == '{') {
+        w->p++;
+        fz_ws(w);
+        if (*w->p == '}') {
+            w->p++;
+            return;
+        }
+        for ( ;; ) {
+            fz_ws(w);
+            fz_string(w, key, sizeof(key));
+            fz_ws(w);
+            w->p++;             /* ':' */
+            fz_ws(w);
+            scalar = (*w->p != '{' && *w->p != '[');
+            if (cls != FZ_NONE) {
+                fz_value(w, cls, in_listed);
+            } else {
+                kc = fz_key_class(key, &listed);
+                if (!listed && scalar && !in_listed
+                    && (w->flags & DG_MASK_UNLISTED_DROP))
+                {
+                    /* allow-list mode let an unlisted scalar through;
+                     * paths are listed only at their place, so accept
+                     * their last step anywhere */
+                    if (strcmp(key, "idCard") != 0 && strcmp(key, "b") != 0
+                        && strcmp(key, "y") != 0)
+                    {
+                        fprintf(stderr, "unlisted \"%s\" survived\n", key);
+                        abort();
+                    }
+                }
+                fz_value(w, kc, in_listed || listed);
+            }
+            fz_ws(w);
+            if (*w->p++ == '}') {
+                return;
+            }
+        }
+    }
+
+    if (*w->p == '[') {
+        w->p++;
+        fz_ws(w);
+        if (*w->p == ']') {
+            w->p++;
+            return;
+        }
+        for ( ;; ) {
+            fz_value(w, cls, in_listed);
+            fz_ws(w);
+            if (*w->p++ == ']') {
+                return;
+            }
+        }
+    }
+
+    fz_scalar_check(w, cls);
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static void      *mem;
+    static size_t     memsize;
+    static size_t     cuts[1 << 16];
+    static const uint8_t  key[] = "fuzz-key";
+    dg_mask_field_t   f[FZ_NSEL];
+    dg_mask_conf_t    conf;
+    const uint8_t    *doc;
+    tm_buf_t          o1, o2, o3;
+    size_t            n, nc, i, sz;
+    uint32_t          h;
+    unsigned          mode, k;
+    int               rc1, rc2, rc3;
+    fz_walk_t         w;
+
+    if (size < 1) {
+        return 0;
+    }
+
+    if (fz_rules[0] == NULL) {
+        for (i = 0; i < FZ_NSEL; i++) {
+            f[i].selector = fz_sel[i];
+            f[i].len = strlen(fz_sel[i]);
+        }
+        for (k = 0; k < 4; k++) {
+            fz_rules[k] = dg_mask_rules_compile(f, FZ_NSEL, k, NULL, 0);
+            if (fz_rules[k] == NULL) {
+                abort();
+            }
+        }
+    }
+
+    mode = data[0];
+    doc = data + 1;
+    n = size - 1;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.rules = fz_rules[mode & 3];
+    conf.actions = fz_act;
+    conf.max_value = (mode & 4) ? 16 : 4096;
+    conf.max_depth = (mode & 8) ? 4 : 64;
+    conf.hash_key = key;
+    conf.hash_key_len = sizeof(key) - 1;
+    if (mode & 16) {
+        conf.detect[DG_DETECT_MOBILE].method = DG_MASK_REDACT;
+    }
+
+    sz = dg_mask_size(&conf);
+    if (sz > memsize) {
+        free(mem);
+        mem = tm_alloc(sz);
+        memsize = sz;
+        if (mem == NULL) {
+            abort();
+        }
+    }
+
+    memset(&o1, 0, sizeof(o1));
+    memset(&o2, 0, sizeof(o2));
+    memset(&o3, 0, sizeof(o3));
+
+    rc1 = tm_feed(mem, &conf, doc, n, NULL, 0, &o1, NULL);
+
+    /* cut points from a hash of the input */
+    h = 2166136261u;
+    for (i = 0; i < size; i++) {
+        h = (h ^ data[i]) * 16777619u;
+    }
+    nc = 0;
+    for (i = 0; i < n && nc < (1 << 16); ) {
+        h = h * 1103515245u + 12345u;
+        i += 1 + (h >> 16) % (mode & 32 ? 3 : 17);
+        if (i < n) {
+            cuts[nc++] = i;
+        }
+    }
+    rc2 = tm_feed(mem, &conf, doc, n, cuts, nc, &o2, NULL);
+
+    if (rc1 != rc2) {
+        fprintf(stderr, "whole rc %d, split rc %d\n", rc1, rc2);
+        abort();
+    }
+
+    if (rc1 == 0 && (o1.len != o2.len
+                     || (o1.len && memcmp(o1.p, o2.p, o1.len) != 0)))
+    {
+        fprintf(stderr, "whole and split outputs differ\n");
+        abort();
+    }
+
+    if (n <= 2048) {
+        nc = 0;
+        for (i = 1; i < n; i++) {
+            cuts[nc++] = i;
+        }
+        rc3 = tm_feed(mem, &conf, doc, n, cuts, nc, &o3, NULL);
+        if (rc3 != rc1 || (rc1 == 0 && (o3.len != o1.len
+                               || (o1.len && memcmp(o1.p, o3.p, o1.len)))))
+        {
+            fprintf(stderr, "byte-at-a-time differs: rc %d vs %d\n", rc3,
+                    rc1);
+            abort();
+        }
+    }
+
+    if (rc1 == 0) {
+        if (!tm_json_valid(doc, n)) {
+            fprintf(stderr, "masked invalid JSON\n");
+            abort();
+        }
+        if (!tm_json_valid(o1.p ? o1.p : (const uint8_t *) "", o1.len)) {
+            fprintf(stderr, "output is not valid JSON\n");
+            abort();
+        }
+        w.p = o1.p;
+        w.end = o1.p + o1.len;
+        w.flags = mode & 3;
+        fz_value(&w, FZ_NONE, 0);
+
+    } else if ((rc1 == DG_MASK_E_SYNTAX || rc1 == DG_MASK_E_TRUNCATED)
+               && tm_json_valid(doc, n))
+    {
+        fprintf(stderr, "valid JSON refused: %d\n", rc1);
+        abort();
+    }
+
+    free(o1.p);
+    free(o2.p);
+    free(o3.p);
+    return 0;
+}

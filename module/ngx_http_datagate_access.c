@@ -1,0 +1,1593 @@
+
+/*
+ * datagate: the access phase.
+ *
+ * identity (verified client certificate) -> consumer -> network / geo ->
+ * run-time grants -> decision (shared-memory cache in front of dg_decide)
+ * -> incident controls -> rate limit -> upstream request headers.
+ *
+ * The handler is re-entrant: every step that may wait for Redis returns
+ * NGX_AGAIN and the handler resumes from ctx->stage when the phases are
+ * run again.  Denials answer the JSON error of SPEC.md and finalize the
+ * request; the log phase (audit) still runs.
+ */
+
+
+#include "ngx_http_datagate.h"
+
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+
+#define NGX_HTTP_DATAGATE_STAGE_START      0
+#define NGX_HTTP_DATAGATE_STAGE_GRANTS     1
+#define NGX_HTTP_DATAGATE_STAGE_DECIDE     2
+#define NGX_HTTP_DATAGATE_STAGE_INCIDENT   3
+#define NGX_HTTP_DATAGATE_STAGE_LIMIT      4
+#define NGX_HTTP_DATAGATE_STAGE_DONE       5
+
+#define NGX_HTTP_DATAGATE_MAX_SANS         32
+#define NGX_HTTP_DATAGATE_MAX_KEYPART      256
+
+#define NGX_HTTP_DATAGATE_PLAN_NONE        -1
+#define NGX_HTTP_DATAGATE_PLAN_GRANT       (DG_LEVEL_MAX + 1)
+
+
+/* identity of a TLS connection, cached in the SSL object's ex_data */
+typedef struct {
+    const dg_policy_t              *policy;
+    const dg_consumer_t            *consumer;   /* NULL: unknown */
+    ngx_str_t                       serial;
+} ngx_http_datagate_conn_id_t;
+
+
+/* a decision in the shared zone; ngx_str_node_t first (see the header) */
+typedef struct {
+    ngx_str_node_t                  sn;
+    ngx_queue_t                     queue;
+    time_t                          expires;
+    int32_t                         grant;      /* index, -1 */
+    int32_t                         purpose;    /* index, -1 */
+    int8_t                          plan;       /* clearance 0..4, GRANT */
+    uint8_t                         reason;
+    u_char                          data[1];    /* the key */
+} ngx_http_datagate_cnode_t;
+
+
+enum {
+    NGX_HTTP_DATAGATE_VAR_CONSUMER = 0,
+    NGX_HTTP_DATAGATE_VAR_DATASET,
+    NGX_HTTP_DATAGATE_VAR_PURPOSE,
+    NGX_HTTP_DATAGATE_VAR_DECISION,
+    NGX_HTTP_DATAGATE_VAR_REASON,
+    NGX_HTTP_DATAGATE_VAR_REQUEST_ID,
+    NGX_HTTP_DATAGATE_VAR_MASKED,
+    NGX_HTTP_DATAGATE_VAR_CACHE
+};
+
+
+static void ngx_http_datagate_ctx_cleanup(void *data);
+static ngx_http_datagate_ctx_t *ngx_http_datagate_create_ctx(
+    ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_datagate_find_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+static void ngx_http_datagate_request_id(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+static dg_reason_e ngx_http_datagate_identify(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx);
+static ngx_http_datagate_conn_id_t *ngx_http_datagate_cert_identity(
+    ngx_http_request_t *r, ngx_http_datagate_main_conf_t *dmcf, X509 *cert);
+static void ngx_http_datagate_decide(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
+    dg_decision_t *d);
+static size_t ngx_http_datagate_cache_key(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx, unsigned method, u_char *key);
+static ngx_int_t ngx_http_datagate_cache_get(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
+    ngx_str_t *key, uint32_t hash, dg_decision_t *d);
+static void ngx_http_datagate_cache_put(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx, ngx_str_t *key, uint32_t hash,
+    dg_decision_t *d);
+static ngx_int_t ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+static ngx_int_t ngx_http_datagate_push_header(ngx_http_request_t *r,
+    ngx_list_t *list, const char *name, u_char *value, size_t len);
+static ngx_int_t ngx_http_datagate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static int  ngx_http_datagate_ssl_index = -1;
+
+
+static ngx_http_variable_t  ngx_http_datagate_vars[] = {
+
+    { ngx_string("datagate_consumer"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_CONSUMER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_dataset"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_DATASET, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_purpose"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_PURPOSE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_decision"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_DECISION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_reason"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_REASON, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_request_id"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_REQUEST_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_masked"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_MASKED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_cache"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_CACHE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* ---- the handler ---------------------------------------------------- */
+
+ngx_int_t
+ngx_http_datagate_access_handler(ngx_http_request_t *r)
+{
+    unsigned                        method;
+    ngx_int_t                       rc;
+    dg_reason_e                     reason;
+    dg_decision_t                   d;
+    ngx_table_elt_t                *h;
+    ngx_http_datagate_ctx_t        *ctx;
+    ngx_http_datagate_loc_conf_t   *dlcf;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
+
+    if (dlcf->enable != 1 || dlcf->status) {
+        return NGX_DECLINED;
+    }
+
+    if (r != r->main) {
+        /* the response of a subrequest ends up in another response:
+         * datagate answers main requests only, fail closed */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "datagate: denied subrequest \"%V\" to an enforced "
+                      "location", &r->uri);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    ctx = ngx_http_datagate_get_ctx(r);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_datagate_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ctx->stage == NGX_HTTP_DATAGATE_STAGE_DONE) {
+
+        if (ctx->dataset == dlcf->dataset && ctx->allowed) {
+            /* an internal redirect within the same dataset */
+            ctx->enforced = 1;
+            return NGX_DECLINED;
+        }
+
+        /* another dataset after an internal redirect: decide again */
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_START;
+        ctx->decided = 0;
+        ctx->allowed = 0;
+        ctx->grant = NULL;
+        ctx->plan = NULL;
+        ctx->reason = DG_R_OK;
+    }
+
+    ctx->enforced = 1;
+
+    switch (ctx->stage) {
+
+    case NGX_HTTP_DATAGATE_STAGE_START:
+
+        ctx->dataset = dlcf->dataset;
+
+        reason = ngx_http_datagate_identify(r, dmcf, ctx);
+        if (reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+        }
+
+        if (ctx->dataset == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "datagate: enforced location without a dataset");
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        h = ngx_http_datagate_find_header(r, "Data-Purpose",
+                                          sizeof("Data-Purpose") - 1);
+        if (h) {
+            ctx->purpose = h->value;
+        }
+
+        h = ngx_http_datagate_find_header(r, "Data-Approval",
+                                          sizeof("Data-Approval") - 1);
+        if (h) {
+            ctx->approval = h->value;
+        }
+
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_GRANTS;
+
+        /* fall through */
+
+    case NGX_HTTP_DATAGATE_STAGE_GRANTS:
+
+        reason = DG_R_OK;
+
+        rc = ngx_http_datagate_runtime_grants(r, ctx, &reason);
+
+        if (rc == NGX_AGAIN) {
+            ctx->waiting = 1;
+            return NGX_AGAIN;
+        }
+
+        ctx->waiting = 0;
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        if (reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+        }
+
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_DECIDE;
+
+        /* fall through */
+
+    case NGX_HTTP_DATAGATE_STAGE_DECIDE:
+
+        ngx_http_datagate_decide(r, dmcf, ctx, &d);
+
+        ctx->reason = d.reason;
+        ctx->grant = d.grant;
+        ctx->plan = d.plan;
+        ctx->purpose_def = d.purpose;
+        ctx->expires = d.expires;
+        ctx->decided = 1;
+
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_INCIDENT;
+
+        /* fall through */
+
+    case NGX_HTTP_DATAGATE_STAGE_INCIDENT:
+
+        reason = DG_R_OK;
+
+        rc = ngx_http_datagate_incident_check(r, ctx, &reason);
+
+        if (rc == NGX_AGAIN) {
+            ctx->waiting = 1;
+            return NGX_AGAIN;
+        }
+
+        ctx->waiting = 0;
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        if (reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+        }
+
+        if (ctx->reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, ctx->reason, NULL);
+        }
+
+        if (ctx->plan == NULL) {
+            /* allowed without a plan: the core broke its promise */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "datagate: allowed decision without a plan");
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_LIMIT;
+
+        /* fall through */
+
+    case NGX_HTTP_DATAGATE_STAGE_LIMIT:
+
+        rc = ngx_http_datagate_limit(r, ctx);
+
+        if (rc == NGX_AGAIN) {
+            ctx->waiting = 1;
+            return NGX_AGAIN;
+        }
+
+        ctx->waiting = 0;
+
+        if (rc == NGX_DECLINED) {
+            reason = ctx->reason != DG_R_OK ? ctx->reason
+                                            : DG_R_RATE_LIMITED;
+            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        break;
+
+    default:
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
+    /* allowed */
+
+    if (ngx_http_datagate_upstream_headers(r, ctx) != NGX_OK) {
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
+    ctx->allowed = 1;
+    ctx->reason = DG_R_OK;
+    ctx->stage = NGX_HTTP_DATAGATE_STAGE_DONE;
+
+    method = dg_method_bit((const char *) r->method_name.data,
+                           r->method_name.len);
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "datagate: allowed consumer=%*s purpose=%V method:%ui "
+                   "masks:%ui",
+                   ctx->consumer->id.len, ctx->consumer->id.data,
+                   &ctx->purpose, (ngx_uint_t) method,
+                   (ngx_uint_t) ctx->plan->masks);
+
+    return NGX_DECLINED;
+}
+
+
+/* ---- ctx ------------------------------------------------------------ */
+
+static void
+ngx_http_datagate_ctx_cleanup(void *data)
+{
+    ngx_http_datagate_ctx_t  *ctx = data;
+
+    /* the request is going away: nothing may reach it any more */
+    ctx->request = NULL;
+}
+
+
+ngx_http_datagate_ctx_t *
+ngx_http_datagate_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_datagate_module);
+
+    if (ctx != NULL || !r->internal) {
+        return ctx;
+    }
+
+    /* an internal redirect cleared r->ctx: find it again (ModSecurity) */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_datagate_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_datagate_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_datagate_ctx_t *
+ngx_http_datagate_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_datagate_ctx_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->start = ngx_current_msec;
+    ctx->reason = DG_R_OK;
+    ctx->stage = NGX_HTTP_DATAGATE_STAGE_START;
+
+    ngx_http_datagate_request_id(r, ctx);
+
+    ngx_http_set_ctx(r, ctx, ngx_http_datagate_module);
+
+    return ctx;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_datagate_find_header(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_datagate_request_id(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    u_char            c, rnd[NGX_HTTP_DATAGATE_REQUEST_ID_LEN / 2];
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_datagate_find_header(r, "Datagate-Request-Id",
+                                      sizeof("Datagate-Request-Id") - 1);
+
+    if (h && h->value.len >= 1
+        && h->value.len <= NGX_HTTP_DATAGATE_REQUEST_ID_MAX)
+    {
+        for (i = 0; i < h->value.len; i++) {
+            c = h->value.data[i];
+
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                  || (c >= '0' && c <= '9')
+                  || c == '.' || c == '_' || c == '-'))
+            {
+                break;
+            }
+        }
+
+        if (i == h->value.len) {
+            ngx_memcpy(ctx->request_id, h->value.data, h->value.len);
+            ctx->request_id[h->value.len] = '\0';
+            ctx->request_id_len = h->value.len;
+            return;
+        }
+    }
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        /* not expected; still unique enough for a trace id */
+        for (i = 0; i < sizeof(rnd); i++) {
+            rnd[i] = (u_char) ngx_random();
+        }
+    }
+
+    ngx_hex_dump(ctx->request_id, rnd, sizeof(rnd));
+    ctx->request_id[NGX_HTTP_DATAGATE_REQUEST_ID_LEN] = '\0';
+    ctx->request_id_len = NGX_HTTP_DATAGATE_REQUEST_ID_LEN;
+}
+
+
+/* ---- identity ------------------------------------------------------- */
+
+static dg_reason_e
+ngx_http_datagate_identify(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx)
+{
+#if (NGX_HTTP_SSL)
+
+    X509                         *cert;
+    ngx_int_t                     rc;
+    ngx_connection_t             *c;
+    ngx_http_datagate_conn_id_t  *id;
+
+    c = r->connection;
+
+    if (c->ssl == NULL || c->ssl->connection == NULL) {
+        return DG_R_CLIENT_CERT_REQUIRED;
+    }
+
+    /* optional / optional_no_ca: only a verified certificate counts */
+    if (SSL_get_verify_result(c->ssl->connection) != X509_V_OK) {
+        return DG_R_CLIENT_CERT_REQUIRED;
+    }
+
+    id = NULL;
+
+    if (ngx_http_datagate_ssl_index >= 0) {
+        id = SSL_get_ex_data(c->ssl->connection, ngx_http_datagate_ssl_index);
+    }
+
+    if (id == NULL || id->policy != dmcf->policy) {
+
+        cert = SSL_get_peer_certificate(c->ssl->connection);
+        if (cert == NULL) {
+            return DG_R_CLIENT_CERT_REQUIRED;
+        }
+
+        id = ngx_http_datagate_cert_identity(r, dmcf, cert);
+
+        X509_free(cert);
+
+        if (id == NULL) {
+            return DG_R_INTERNAL;
+        }
+
+    } else {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "datagate: identity of the connection reused");
+    }
+
+    ctx->cert_serial = id->serial;
+
+    if (id->consumer == NULL) {
+        return DG_R_UNKNOWN_CONSUMER;
+    }
+
+    ctx->consumer = id->consumer;
+
+    if (!dg_consumer_network_ok(ctx->consumer, c->sockaddr)) {
+        return DG_R_NETWORK_DENIED;
+    }
+
+    ctx->country[0] = '\0';
+    ctx->region[0] = '\0';
+
+    if (dmcf->geoip) {
+        rc = ngx_http_datagate_geoip_lookup(dmcf, c->sockaddr, ctx->country,
+                                            ctx->region, sizeof(ctx->region));
+        if (rc != NGX_OK) {
+            ctx->country[0] = '\0';
+            ctx->region[0] = '\0';
+        }
+    }
+
+    ctx->country[sizeof(ctx->country) - 1] = '\0';
+    ctx->region[sizeof(ctx->region) - 1] = '\0';
+
+    if (!dg_consumer_geo_ok(ctx->consumer,
+                            ctx->country[0] ? (char *) ctx->country : NULL,
+                            ctx->region[0] ? (char *) ctx->region : NULL))
+    {
+        return DG_R_GEO_DENIED;
+    }
+
+    return DG_R_OK;
+
+#else
+
+    return DG_R_CLIENT_CERT_REQUIRED;
+
+#endif
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_http_datagate_conn_id_t *
+ngx_http_datagate_cert_identity(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, X509 *cert)
+{
+    int                           i, n, len;
+    char                         *hex;
+    u_char                       *p;
+    BIGNUM                       *bn;
+    ngx_str_t                     subject;
+    dg_str_t                      sans[NGX_HTTP_DATAGATE_MAX_SANS];
+    ngx_uint_t                    nsans;
+    unsigned int                  mdlen;
+    dg_identity_t                 ident;
+    GENERAL_NAME                 *gen;
+    GENERAL_NAMES                *gens;
+    const u_char                 *s;
+    ngx_connection_t             *mc;
+    u_char                        md[EVP_MAX_MD_SIZE];
+    ngx_http_datagate_conn_id_t  *id;
+
+    /* the real connection (not an HTTP/2 stream's): its pool lives as
+     * long as the SSL object */
+    mc = ngx_ssl_get_connection(r->connection->ssl->connection);
+    if (mc == NULL) {
+        mc = r->connection;
+    }
+
+    id = ngx_pcalloc(mc->pool, sizeof(ngx_http_datagate_conn_id_t));
+    if (id == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(&ident, sizeof(dg_identity_t));
+
+    /* fingerprint: SHA-256 of the DER */
+
+    mdlen = 0;
+
+    if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "datagate: X509_digest() failed");
+        return NULL;
+    }
+
+    ident.fingerprint = md;
+
+    /* serial: upper-case hex, no leading zeros */
+
+    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+    if (bn == NULL) {
+        return NULL;
+    }
+
+    hex = BN_bn2hex(bn);
+    BN_free(bn);
+
+    if (hex == NULL) {
+        return NULL;
+    }
+
+    p = (u_char *) hex;
+
+    while (*p == '0' && p[1] != '\0') {
+        p++;
+    }
+
+    id->serial.len = ngx_strlen(p);
+    id->serial.data = ngx_pnalloc(mc->pool, id->serial.len + 1);
+
+    if (id->serial.data == NULL) {
+        OPENSSL_free(hex);
+        return NULL;
+    }
+
+    ngx_cpystrn(id->serial.data, p, id->serial.len + 1);
+    OPENSSL_free(hex);
+
+    ident.serial.data = (const char *) id->serial.data;
+    ident.serial.len = id->serial.len;
+
+    /* subject: exactly as $ssl_client_s_dn */
+
+    if (ngx_ssl_get_subject_dn(r->connection, r->pool, &subject) != NGX_OK) {
+        return NULL;
+    }
+
+    ident.subject.data = (const char *) subject.data;
+    ident.subject.len = subject.len;
+
+    /* subjectAltName: URI and DNS entries */
+
+    nsans = 0;
+
+    gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+
+    if (gens) {
+        n = sk_GENERAL_NAME_num(gens);
+
+        for (i = 0; i < n && nsans < NGX_HTTP_DATAGATE_MAX_SANS; i++) {
+            gen = sk_GENERAL_NAME_value(gens, i);
+
+            if (gen->type == GEN_URI) {
+                s = ASN1_STRING_get0_data(gen->d.uniformResourceIdentifier);
+                len = ASN1_STRING_length(gen->d.uniformResourceIdentifier);
+                hex = "URI:";
+
+            } else if (gen->type == GEN_DNS) {
+                s = ASN1_STRING_get0_data(gen->d.dNSName);
+                len = ASN1_STRING_length(gen->d.dNSName);
+                hex = "DNS:";
+
+            } else {
+                continue;
+            }
+
+            if (s == NULL || len <= 0 || len > 4096) {
+                continue;
+            }
+
+            p = ngx_pnalloc(r->pool, 4 + len);
+            if (p == NULL) {
+                GENERAL_NAMES_free(gens);
+                return NULL;
+            }
+
+            ngx_memcpy(p, hex, 4);
+            ngx_memcpy(p + 4, s, len);
+
+            sans[nsans].data = (const char *) p;
+            sans[nsans].len = 4 + len;
+            nsans++;
+        }
+
+        GENERAL_NAMES_free(gens);
+    }
+
+    ident.sans = sans;
+    ident.nsans = nsans;
+
+    id->policy = dmcf->policy;
+    id->consumer = dg_policy_match_consumer(dmcf->policy, &ident);
+
+    if (id->consumer == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "datagate: no consumer for certificate subject=\"%V\" "
+                      "serial=%V", &subject, &id->serial);
+    }
+
+    if (ngx_http_datagate_ssl_index >= 0) {
+        SSL_set_ex_data(r->connection->ssl->connection,
+                        ngx_http_datagate_ssl_index, id);
+    }
+
+    return id;
+}
+
+#endif
+
+
+/* ---- decision and its cache ------------------------------------------ */
+
+static void
+ngx_http_datagate_decide(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
+    dg_decision_t *d)
+{
+    size_t          klen;
+    uint32_t        hash;
+    unsigned        method;
+    ngx_str_t       key;
+    dg_request_t    req;
+    u_char          buf[32 + 16 + 2 * (2 + NGX_HTTP_DATAGATE_MAX_KEYPART)];
+
+    method = dg_method_bit((const char *) r->method_name.data,
+                           r->method_name.len);
+
+    ngx_memzero(&req, sizeof(dg_request_t));
+
+    req.consumer = ctx->consumer;
+    req.dataset = ctx->dataset;
+    req.purpose.data = (const char *) ctx->purpose.data;
+    req.purpose.len = ctx->purpose.len;
+    req.approval.data = (const char *) ctx->approval.data;
+    req.approval.len = ctx->approval.len;
+    req.method = method;
+    req.now = ngx_time();
+    req.extra_grants = ctx->extra;
+    req.nextra = ctx->nextra;
+
+    klen = 0;
+
+    if (ctx->nextra == 0 && dmcf->sh != NULL) {
+        klen = ngx_http_datagate_cache_key(dmcf, ctx, method, buf);
+    }
+
+    if (klen == 0) {
+        ctx->cache = NGX_HTTP_DATAGATE_CACHE_BYPASS;
+        dg_decide(dmcf->policy, &req, d);
+        return;
+    }
+
+    key.data = buf;
+    key.len = klen;
+    hash = ngx_crc32_short(buf, klen);
+
+    if (ngx_http_datagate_cache_get(dmcf, ctx, &key, hash, d) == NGX_OK) {
+        ctx->cache = NGX_HTTP_DATAGATE_CACHE_HIT;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "datagate: decision cache hit: %s",
+                       dg_reason_code(d->reason));
+        return;
+    }
+
+    ctx->cache = NGX_HTTP_DATAGATE_CACHE_MISS;
+
+    dg_decide(dmcf->policy, &req, d);
+
+    ngx_http_datagate_cache_put(dmcf, ctx, &key, hash, d);
+}
+
+
+static size_t
+ngx_http_datagate_cache_key(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx, unsigned method, u_char *key)
+{
+    u_char    *p;
+    uint32_t   v;
+
+    if (ctx->purpose.len > NGX_HTTP_DATAGATE_MAX_KEYPART
+        || ctx->approval.len > NGX_HTTP_DATAGATE_MAX_KEYPART)
+    {
+        return 0;
+    }
+
+    p = ngx_cpymem(key, dmcf->policy->version, 32);
+
+    v = ctx->consumer->index;
+    p = ngx_cpymem(p, &v, sizeof(v));
+    v = ctx->dataset->index;
+    p = ngx_cpymem(p, &v, sizeof(v));
+    v = method;
+    p = ngx_cpymem(p, &v, sizeof(v));
+
+    /* absent and empty headers differ */
+    *p++ = ctx->purpose.data ? 1 : 0;
+    *p++ = (u_char) ctx->purpose.len;
+    p = ngx_cpymem(p, ctx->purpose.data, ctx->purpose.len);
+
+    *p++ = ctx->approval.data ? 1 : 0;
+    *p++ = (u_char) ctx->approval.len;
+    p = ngx_cpymem(p, ctx->approval.data, ctx->approval.len);
+
+    return p - key;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_cache_get(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx, ngx_str_t *key, uint32_t hash,
+    dg_decision_t *d)
+{
+    time_t                      now;
+    ngx_int_t                   rc;
+    ngx_str_node_t             *sn;
+    const dg_policy_t          *p;
+    ngx_http_datagate_cnode_t  *cn;
+
+    p = dmcf->policy;
+    now = ngx_time();
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    sn = ngx_str_rbtree_lookup(&dmcf->sh->cache.rbtree, key, hash);
+
+    if (sn != NULL) {
+        cn = (ngx_http_datagate_cnode_t *) sn;
+
+        if (cn->expires > now
+            && (cn->grant < 0 || (size_t) cn->grant < p->ngrants)
+            && (cn->purpose < 0 || (size_t) cn->purpose < p->npurposes)
+            && cn->reason < DG_R_MAX)
+        {
+            ngx_memzero(d, sizeof(dg_decision_t));
+
+            d->reason = cn->reason;
+            d->grant = cn->grant >= 0 ? &p->grants[cn->grant] : NULL;
+            d->purpose = cn->purpose >= 0 ? &p->purposes[cn->purpose] : NULL;
+            d->expires = cn->expires;
+
+            if (cn->plan == NGX_HTTP_DATAGATE_PLAN_GRANT && d->grant) {
+                d->plan = &d->grant->plan;
+
+            } else if (cn->plan >= 0 && cn->plan <= DG_LEVEL_MAX) {
+                d->plan = &ctx->dataset->plan_by_clearance[cn->plan];
+            }
+
+            ngx_queue_remove(&cn->queue);
+            ngx_queue_insert_head(&dmcf->sh->cache.queue, &cn->queue);
+
+            rc = NGX_OK;
+
+        } else {
+            ngx_queue_remove(&cn->queue);
+            ngx_rbtree_delete(&dmcf->sh->cache.rbtree, &cn->sn.node);
+            ngx_slab_free_locked(dmcf->shpool, cn);
+        }
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    return rc;
+}
+
+
+static void
+ngx_http_datagate_cache_evict(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_uint_t force, time_t now)
+{
+    ngx_uint_t                  n;
+    ngx_queue_t                *q;
+    ngx_http_datagate_cnode_t  *cn;
+
+    /* force == 0: at most two expired entries; else the force oldest */
+
+    n = force ? force : 2;
+
+    while (n--) {
+
+        if (ngx_queue_empty(&dmcf->sh->cache.queue)) {
+            return;
+        }
+
+        q = ngx_queue_last(&dmcf->sh->cache.queue);
+        cn = ngx_queue_data(q, ngx_http_datagate_cnode_t, queue);
+
+        if (!force && cn->expires > now) {
+            return;
+        }
+
+        ngx_queue_remove(q);
+        ngx_rbtree_delete(&dmcf->sh->cache.rbtree, &cn->sn.node);
+        ngx_slab_free_locked(dmcf->shpool, cn);
+    }
+}
+
+
+static void
+ngx_http_datagate_cache_put(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx, ngx_str_t *key, uint32_t hash,
+    dg_decision_t *d)
+{
+    int          plan, grant, purpose;
+    time_t       now, expires;
+    ngx_uint_t   k;
+    ngx_str_node_t             *sn;
+    const dg_policy_t          *p;
+    ngx_http_datagate_cnode_t  *cn;
+
+    p = dmcf->policy;
+    now = ngx_time();
+
+    if (dmcf->cache_ttl <= 0) {
+        return;
+    }
+
+    /* only what can be rebuilt from indexes into this policy */
+
+    grant = -1;
+
+    if (d->grant) {
+        if (d->grant < p->grants || d->grant >= p->grants + p->ngrants) {
+            return;
+        }
+
+        grant = d->grant - p->grants;
+    }
+
+    purpose = -1;
+
+    if (d->purpose) {
+        if (d->purpose < p->purposes
+            || d->purpose >= p->purposes + p->npurposes)
+        {
+            return;
+        }
+
+        purpose = d->purpose - p->purposes;
+    }
+
+    plan = NGX_HTTP_DATAGATE_PLAN_NONE;
+
+    if (d->plan) {
+        if (d->grant && d->plan == &d->grant->plan) {
+            plan = NGX_HTTP_DATAGATE_PLAN_GRANT;
+
+        } else {
+            for (k = 0; k <= DG_LEVEL_MAX; k++) {
+                if (d->plan == &ctx->dataset->plan_by_clearance[k]) {
+                    plan = (int) k;
+                    break;
+                }
+            }
+
+            if (plan == NGX_HTTP_DATAGATE_PLAN_NONE) {
+                return;
+            }
+        }
+    }
+
+    expires = now + dmcf->cache_ttl;
+
+    if (d->expires > 0 && d->expires < expires) {
+        expires = d->expires;
+    }
+
+    if (expires <= now) {
+        return;
+    }
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    ngx_http_datagate_cache_evict(dmcf, 0, now);
+
+    sn = ngx_str_rbtree_lookup(&dmcf->sh->cache.rbtree, key, hash);
+
+    if (sn != NULL) {
+        /* another worker was faster */
+        cn = (ngx_http_datagate_cnode_t *) sn;
+        ngx_queue_remove(&cn->queue);
+
+    } else {
+        cn = ngx_slab_alloc_locked(dmcf->shpool,
+                                   offsetof(ngx_http_datagate_cnode_t, data)
+                                   + key->len);
+        if (cn == NULL) {
+            ngx_http_datagate_cache_evict(dmcf, 16, now);
+
+            cn = ngx_slab_alloc_locked(dmcf->shpool,
+                                       offsetof(ngx_http_datagate_cnode_t,
+                                                data)
+                                       + key->len);
+            if (cn == NULL) {
+                ngx_shmtx_unlock(&dmcf->shpool->mutex);
+                return;
+            }
+        }
+
+        ngx_memcpy(cn->data, key->data, key->len);
+        cn->sn.str.data = cn->data;
+        cn->sn.str.len = key->len;
+        cn->sn.node.key = hash;
+
+        ngx_rbtree_insert(&dmcf->sh->cache.rbtree, &cn->sn.node);
+    }
+
+    cn->expires = expires;
+    cn->grant = grant;
+    cn->purpose = purpose;
+    cn->plan = (int8_t) plan;
+    cn->reason = (uint8_t) d->reason;
+
+    ngx_queue_insert_head(&dmcf->sh->cache.queue, &cn->queue);
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+}
+
+
+/* ---- the request to the provider ------------------------------------ */
+
+static ngx_int_t
+ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    ngx_uint_t        i, n, masks;
+    ngx_list_t        list;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    masks = ctx->plan->masks;
+
+    n = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    if (ngx_list_init(&list, r->pool, n + 5, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * Rebuild the list: the proxy module forwards every element of
+     * headers_in.headers.  The old elements stay in the pool, so the
+     * pointers in headers_in (host, user_agent, ...) stay valid.
+     */
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len >= sizeof("Datagate-") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate-",
+                               sizeof("Datagate-") - 1) == 0)
+        {
+            continue;
+        }
+
+        if (masks
+            && ((h[i].key.len == sizeof("Accept-Encoding") - 1
+                 && ngx_strncasecmp(h[i].key.data,
+                                    (u_char *) "Accept-Encoding",
+                                    sizeof("Accept-Encoding") - 1) == 0)
+                || (h[i].key.len == sizeof("Range") - 1
+                    && ngx_strncasecmp(h[i].key.data, (u_char *) "Range",
+                                       sizeof("Range") - 1) == 0)
+                || (h[i].key.len == sizeof("If-Range") - 1
+                    && ngx_strncasecmp(h[i].key.data, (u_char *) "If-Range",
+                                       sizeof("If-Range") - 1) == 0)))
+        {
+            /* a masked body must arrive whole and plain */
+            continue;
+        }
+
+        nh = ngx_list_push(&list);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    if (ngx_http_datagate_push_header(r, &list, "Datagate-Consumer",
+                                      (u_char *) ctx->consumer->id.data,
+                                      ctx->consumer->id.len)
+        != NGX_OK
+        || ngx_http_datagate_push_header(r, &list, "Datagate-Purpose",
+                                         ctx->purpose.data, ctx->purpose.len)
+           != NGX_OK
+        || ngx_http_datagate_push_header(r, &list, "Datagate-Request-Id",
+                                         ctx->request_id,
+                                         ctx->request_id_len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (masks
+        && ngx_http_datagate_push_header(r, &list, "Accept-Encoding",
+                                         (u_char *) "identity",
+                                         sizeof("identity") - 1)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->headers_in.headers = list;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_push_header(ngx_http_request_t *r, ngx_list_t *list,
+    const char *name, u_char *value, size_t len)
+{
+    size_t            nlen;
+    ngx_table_elt_t  *h;
+
+    nlen = ngx_strlen(name);
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
+
+    h->key.data = (u_char *) name;
+    h->key.len = nlen;
+
+    h->value.data = ngx_pnalloc(r->pool, len + 1);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->value.data, value, len);
+    h->value.data[len] = '\0';
+    h->value.len = len;
+
+    h->lowcase_key = ngx_pnalloc(r->pool, nlen);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, nlen);
+
+    return NGX_OK;
+}
+
+
+/* ---- errors --------------------------------------------------------- */
+
+ngx_buf_t *
+ngx_http_datagate_error_body(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail)
+{
+    size_t        len, mlen, dlen, rlen;
+    u_char       *p;
+    ngx_buf_t    *b;
+    const char   *code, *msg;
+
+    if (reason >= DG_R_MAX || reason == DG_R_OK) {
+        reason = DG_R_INTERNAL;
+    }
+
+    code = dg_reason_code(reason);
+    msg = dg_reason_message(reason);
+
+    if (code == NULL) {
+        code = "internal";
+    }
+
+    if (msg == NULL) {
+        msg = "";
+    }
+
+    mlen = ngx_strlen(msg);
+    dlen = detail ? ngx_strlen(detail) : 0;
+
+    if (dlen > 512) {
+        dlen = 512;
+    }
+
+    rlen = ctx ? ctx->request_id_len : 0;
+
+    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\","
+                 "\"request_id\":\"\"}}\n") - 1
+          + ngx_strlen(code)
+          + mlen + ngx_escape_json(NULL, (u_char *) msg, mlen)
+          + (dlen ? 2 + dlen + ngx_escape_json(NULL, (u_char *) detail, dlen)
+                  : 0)
+          + rlen;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = b->last;
+
+    p = ngx_cpymem(p, "{\"error\":{\"code\":\"",
+                   sizeof("{\"error\":{\"code\":\"") - 1);
+    p = ngx_cpymem(p, code, ngx_strlen(code));
+    p = ngx_cpymem(p, "\",\"message\":\"", sizeof("\",\"message\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) msg, mlen);
+
+    if (dlen) {
+        *p++ = ':';
+        *p++ = ' ';
+        p = (u_char *) ngx_escape_json(p, (u_char *) detail, dlen);
+    }
+
+    p = ngx_cpymem(p, "\",\"request_id\":\"",
+                   sizeof("\",\"request_id\":\"") - 1);
+
+    if (rlen) {
+        p = ngx_cpymem(p, ctx->request_id, rlen);
+    }
+
+    p = ngx_cpymem(p, "\"}}\n", sizeof("\"}}\n") - 1);
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = dg_reason_status(reason);
+
+    if (r->headers_out.status < 400 || r->headers_out.status > 599) {
+        r->headers_out.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    if (ctx) {
+        ctx->status = r->headers_out.status;
+        ctx->reason = reason;
+    }
+
+    return b;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_retry_after(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && h[i].key.len == sizeof("Retry-After") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               sizeof("Retry-After") - 1) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+    h->lowcase_key = (u_char *) "retry-after";
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_datagate_send_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail)
+{
+    ngx_int_t     rc;
+    ngx_uint_t    level;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    switch (reason) {
+    case DG_R_CLIENT_CERT_REQUIRED:
+    case DG_R_UNKNOWN_CONSUMER:
+    case DG_R_CERT_REVOKED:
+    case DG_R_CONSUMER_SUSPENDED:
+    case DG_R_DATASET_FROZEN:
+    case DG_R_POLICY_UNAVAILABLE:
+        level = NGX_LOG_WARN;
+        break;
+    case DG_R_INTERNAL:
+        level = NGX_LOG_ERR;
+        break;
+    default:
+        level = NGX_LOG_INFO;
+    }
+
+    if (ctx) {
+        ctx->decided = 1;
+        ctx->allowed = 0;
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_DONE;
+    }
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "datagate: denied %s consumer=%*s dataset=%*s "
+                  "purpose=%V, request_id=%s",
+                  dg_reason_code(reason),
+                  (ctx && ctx->consumer) ? ctx->consumer->id.len : 1,
+                  (ctx && ctx->consumer) ? ctx->consumer->id.data : "-",
+                  (ctx && ctx->dataset) ? ctx->dataset->id.len : 1,
+                  (ctx && ctx->dataset) ? ctx->dataset->id.data : "-",
+                  (ctx && ctx->purpose.len) ? &ctx->purpose
+                                            : &(ngx_str_t) ngx_string("-"),
+                  ctx ? (char *) ctx->request_id : "-");
+
+    if (r->header_sent) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    b = ngx_http_datagate_error_body(r, ctx, reason, detail);
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
+
+    if (r->headers_out.status == NGX_HTTP_SERVICE_UNAVAILABLE
+        || r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS)
+    {
+        if (ngx_http_datagate_retry_after(r) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return NGX_DONE;
+        }
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_output_filter(r, &out);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/* ---- variables ------------------------------------------------------ */
+
+ngx_int_t
+ngx_http_datagate_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_datagate_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    const char               *s;
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = ngx_http_datagate_get_ctx(r->main);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = NULL;
+    p = NULL;
+    v->len = 0;
+
+    switch (data) {
+
+    case NGX_HTTP_DATAGATE_VAR_CONSUMER:
+        if (ctx->consumer) {
+            p = (u_char *) ctx->consumer->id.data;
+            v->len = ctx->consumer->id.len;
+        }
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_DATASET:
+        if (ctx->dataset) {
+            p = (u_char *) ctx->dataset->id.data;
+            v->len = ctx->dataset->id.len;
+        }
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_PURPOSE:
+        p = ctx->purpose.data;
+        v->len = ctx->purpose.len;
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_DECISION:
+        if (ctx->decided || ctx->status) {
+            s = ctx->allowed ? "allowed" : "denied";
+        }
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_REASON:
+        if (ctx->decided || ctx->status) {
+            s = dg_reason_code(ctx->allowed ? DG_R_OK : ctx->reason);
+            if (ctx->unmaskable) {
+                s = dg_reason_code(DG_R_UPSTREAM_UNMASKABLE);
+            }
+        }
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_REQUEST_ID:
+        p = ctx->request_id;
+        v->len = ctx->request_id_len;
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_MASKED:
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(p, "%uL", ctx->masked) - p;
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_CACHE:
+        switch (ctx->cache) {
+        case NGX_HTTP_DATAGATE_CACHE_HIT:
+            s = "hit";
+            break;
+        case NGX_HTTP_DATAGATE_CACHE_MISS:
+            s = "miss";
+            break;
+        case NGX_HTTP_DATAGATE_CACHE_BYPASS:
+            s = "bypass";
+            break;
+        }
+        break;
+    }
+
+    if (s) {
+        p = (u_char *) s;
+        v->len = ngx_strlen(s);
+    }
+
+    if (p == NULL || v->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+/* ---- init ----------------------------------------------------------- */
+
+ngx_int_t
+ngx_http_datagate_access_init(ngx_conf_t *cf)
+{
+#if (NGX_HTTP_SSL)
+
+    /* no free callback: the data lives in the connection's pool, and a
+     * callback into a module that a reload may unload must not exist */
+
+    if (ngx_http_datagate_ssl_index == -1) {
+        ngx_http_datagate_ssl_index = SSL_get_ex_new_index(0, NULL, NULL,
+                                                           NULL, NULL);
+        if (ngx_http_datagate_ssl_index == -1) {
+            ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0,
+                          "datagate: SSL_get_ex_new_index() failed");
+            return NGX_ERROR;
+        }
+    }
+
+#endif
+
+    return NGX_OK;
+}

@@ -1,0 +1,1071 @@
+
+/*
+ * datagate: the response filter.
+ *
+ * Header filter: decides whether the response is masked (allowed request,
+ * plan with masks, main request, a body), checks the content type and the
+ * encoding, clears Content-Length and Accept-Ranges, weakens the ETag and
+ * sets up the core masker; or answers 502 upstream_unmaskable while the
+ * headers are still ours.
+ *
+ * Body filter: feeds every input buffer (inflated first when the provider
+ * compressed it) to dg_mask_feed(); what the masker emits is copied into
+ * output buffers taken from a free chain and recycled with
+ * ngx_chain_update_chains().  Input is taken in slices and held while too
+ * many output buffers are busy, so memory stays bounded whatever the size
+ * of the response.  A masker error once the headers are out cuts the
+ * connection: the client never sees a complete document.
+ */
+
+
+#include "ngx_http_datagate.h"
+
+#include <zlib.h>
+
+
+#define NGX_HTTP_DATAGATE_SLICE       4096    /* plain input per step */
+#define NGX_HTTP_DATAGATE_OUT_SIZE    8192    /* output buffer */
+#define NGX_HTTP_DATAGATE_OUT_BUSY    8       /* busy buffers before
+                                                 input is held */
+#define NGX_HTTP_DATAGATE_ZBUF_SIZE   4096    /* inflate step */
+
+
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_datagate_ctx_t        *ctx;
+    dg_mask_t                      *mask;
+    size_t                          nfields;
+
+    ngx_chain_t                    *in;         /* held input */
+    ngx_buf_t                      *in_buf;     /* being fed */
+
+    ngx_chain_t                    *out;
+    ngx_chain_t                   **last_out;
+    ngx_chain_t                    *free;
+    ngx_chain_t                    *busy;
+    ngx_buf_t                      *obuf;       /* being filled */
+    ngx_uint_t                      nbufs;
+
+    z_stream                        zstream;
+    u_char                         *zbuf;
+
+    ngx_buf_t                      *err;        /* our 502 body */
+
+    uint64_t                        fed;        /* plain bytes fed */
+
+    unsigned                        gzip:1;
+    unsigned                        zstarted:1;
+    unsigned                        zdone:1;
+    unsigned                        error_mode:1;
+    unsigned                        err_sent:1;
+    unsigned                        done:1;
+    unsigned                        nomem:1;
+    unsigned                        failed:1;
+} ngx_http_datagate_filter_ctx_t;
+
+
+static ngx_int_t ngx_http_datagate_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_datagate_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
+    const char *why);
+static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
+static ngx_uint_t ngx_http_datagate_is_json(ngx_str_t *type);
+static ngx_int_t ngx_http_datagate_encoding(ngx_http_request_t *r,
+    ngx_uint_t *gzip);
+static ngx_int_t ngx_http_datagate_process(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx);
+static ngx_int_t ngx_http_datagate_feed(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done);
+static ngx_int_t ngx_http_datagate_finish(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b);
+static int ngx_http_datagate_emit(void *data, const uint8_t *p, size_t n);
+static ngx_int_t ngx_http_datagate_out_special(
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *in);
+static ngx_int_t ngx_http_datagate_append_out(
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b);
+static void ngx_http_datagate_consume(ngx_chain_t *in);
+static void ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx);
+static void ngx_http_datagate_fail(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, const char *why, int rc);
+static void *ngx_http_datagate_zalloc(void *opaque, u_int items, u_int size);
+static void ngx_http_datagate_zfree(void *opaque, void *address);
+
+
+static ngx_http_module_t  ngx_http_datagate_filter_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_datagate_filter_init,         /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_datagate_filter_module = {
+    NGX_MODULE_V1,
+    &ngx_http_datagate_filter_module_ctx,  /* module context */
+    NULL,                                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+/* ---- header filter -------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_datagate_header_filter(ngx_http_request_t *r)
+{
+    void                            *mem;
+    size_t                           size;
+    ngx_uint_t                       gzip;
+    dg_mask_t                       *m;
+    dg_mask_conf_t                   conf;
+    const u_char                    *key;
+    ngx_http_datagate_ctx_t         *ctx;
+    ngx_http_datagate_loc_conf_t    *dlcf;
+    ngx_http_datagate_main_conf_t   *dmcf;
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_datagate_get_ctx(r);
+
+    if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->plan == NULL
+        || !ctx->plan->masks || ctx->plan->rules == NULL)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
+
+    if (dlcf->enable != 1
+        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* no body, nothing to mask */
+
+    if (r->header_only
+        || r->method == NGX_HTTP_HEAD
+        || r->headers_out.status == NGX_HTTP_NO_CONTENT
+        || r->headers_out.status == NGX_HTTP_NOT_MODIFIED
+        || r->headers_out.status < NGX_HTTP_OK)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->request = r;
+    fctx->ctx = ctx;
+    fctx->last_out = &fctx->out;
+
+    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
+
+    if (r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT
+        || r->headers_out.content_range)
+    {
+        return ngx_http_datagate_unmaskable(r, ctx, fctx,
+                                            "partial content");
+    }
+
+    if (!ngx_http_datagate_is_json(&r->headers_out.content_type)) {
+
+        if (r->err_status && r->headers_out.status >= NGX_HTTP_BAD_REQUEST) {
+            /* nginx's own error page: no provider data in it */
+            ngx_http_set_ctx(r, NULL, ngx_http_datagate_filter_module);
+            return ngx_http_next_header_filter(r);
+        }
+
+        return ngx_http_datagate_unmaskable(r, ctx, fctx,
+                                            "content type is not JSON");
+    }
+
+    if (ngx_http_datagate_encoding(r, &gzip) != NGX_OK) {
+        return ngx_http_datagate_unmaskable(r, ctx, fctx,
+                                            "unsupported content encoding");
+    }
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    ngx_memzero(&conf, sizeof(dg_mask_conf_t));
+
+    conf.rules = ctx->plan->rules;
+    conf.actions = ctx->plan->actions;
+    ngx_memcpy(conf.detect, dmcf->detect, sizeof(conf.detect));
+    conf.max_value = dlcf->mask_buffer;
+    conf.max_depth = dlcf->mask_depth;
+
+    key = ngx_http_datagate_pseudonym_key(dmcf, ctx->consumer);
+
+    if (key) {
+        conf.hash_key = key;
+        conf.hash_key_len = 32;
+    }
+
+    size = dg_mask_size(&conf);
+
+    mem = ngx_palloc(r->pool, size + 16);
+    if (mem == NULL) {
+        return NGX_ERROR;
+    }
+
+    m = dg_mask_init(ngx_align_ptr(mem, 16), &conf);
+    if (m == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "datagate: dg_mask_init() failed");
+        return ngx_http_datagate_unmaskable(r, ctx, fctx,
+                                            "masker not available");
+    }
+
+    fctx->mask = m;
+    fctx->nfields = dg_mask_rules_nfields(ctx->plan->rules);
+    ctx->mask = m;
+
+    if (gzip) {
+        fctx->gzip = 1;
+
+        r->headers_out.content_encoding->hash = 0;
+        r->headers_out.content_encoding = NULL;
+    }
+
+    r->filter_need_in_memory = 1;
+    r->allow_ranges = 0;
+
+    ngx_http_clear_content_length(r);
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_weak_etag(r);
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_datagate_unmaskable(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
+    const char *why)
+{
+    ngx_buf_t   *b;
+    ngx_uint_t   status;
+
+    status = r->headers_out.status;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "datagate: upstream_unmaskable: %s (status %ui, "
+                  "type \"%V\") consumer=%*s dataset=%*s, request_id=%s",
+                  why, status, &r->headers_out.content_type,
+                  ctx->consumer ? ctx->consumer->id.len : 1,
+                  ctx->consumer ? ctx->consumer->id.data : "-",
+                  ctx->dataset ? ctx->dataset->id.len : 1,
+                  ctx->dataset ? ctx->dataset->id.data : "-",
+                  ctx->request_id);
+
+    ctx->unmaskable = why;
+
+    /* the provider's headers go with its body */
+
+    ngx_memzero(&r->headers_out.status,
+                sizeof(ngx_http_headers_out_t)
+                    - offsetof(ngx_http_headers_out_t, status));
+
+    r->headers_out.headers.part.nelts = 0;
+    r->headers_out.headers.part.next = NULL;
+    r->headers_out.headers.last = &r->headers_out.headers.part;
+
+    r->headers_out.trailers.part.nelts = 0;
+    r->headers_out.trailers.part.next = NULL;
+    r->headers_out.trailers.last = &r->headers_out.trailers.part;
+
+    r->headers_out.content_length_n = -1;
+    r->headers_out.last_modified_time = -1;
+
+    r->allow_ranges = 0;
+
+    b = ngx_http_datagate_error_body(r, ctx, DG_R_UPSTREAM_UNMASKABLE, why);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->err = b;
+    fctx->error_mode = 1;
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_uint_t
+ngx_http_datagate_is_json(ngx_str_t *type)
+{
+    u_char  *p, *last;
+    size_t   len;
+
+    p = type->data;
+    last = p + type->len;
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    len = 0;
+
+    while (p + len < last && p[len] != ';' && p[len] != ' '
+           && p[len] != '\t')
+    {
+        len++;
+    }
+
+    if (len == sizeof("application/json") - 1
+        && ngx_strncasecmp(p, (u_char *) "application/json", len) == 0)
+    {
+        return 1;
+    }
+
+    /* type/subtype+json */
+
+    if (len > sizeof("/+json") - 1
+        && ngx_strncasecmp(p + len - 5, (u_char *) "+json", 5) == 0
+        && ngx_strlchr(p, p + len - 5, '/') != NULL
+        && p[0] != '/'
+        && p[len - 6] != '/')
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_encoding(ngx_http_request_t *r, ngx_uint_t *gzip)
+{
+    ngx_str_t        *v;
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    *gzip = 0;
+
+    /* every Content-Encoding header, not only the one nginx points at */
+
+    n = 0;
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len != sizeof("Content-Encoding") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
+                               sizeof("Content-Encoding") - 1) != 0)
+        {
+            continue;
+        }
+
+        if (&h[i] != r->headers_out.content_encoding) {
+            /* more than one */
+            return NGX_DECLINED;
+        }
+
+        n++;
+    }
+
+    if (r->headers_out.content_encoding == NULL
+        || r->headers_out.content_encoding->value.len == 0)
+    {
+        return NGX_OK;
+    }
+
+    if (n == 0) {
+        /* pointer to an element not in the list: be safe */
+        return NGX_DECLINED;
+    }
+
+    v = &r->headers_out.content_encoding->value;
+
+    if (v->len == sizeof("identity") - 1
+        && ngx_strncasecmp(v->data, (u_char *) "identity", v->len) == 0)
+    {
+        r->headers_out.content_encoding->hash = 0;
+        r->headers_out.content_encoding = NULL;
+        return NGX_OK;
+    }
+
+    if ((v->len == sizeof("gzip") - 1
+         && ngx_strncasecmp(v->data, (u_char *) "gzip", v->len) == 0)
+        || (v->len == sizeof("x-gzip") - 1
+            && ngx_strncasecmp(v->data, (u_char *) "x-gzip", v->len) == 0)
+        || (v->len == sizeof("deflate") - 1
+            && ngx_strncasecmp(v->data, (u_char *) "deflate", v->len) == 0))
+    {
+        *gzip = 1;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* ---- body filter ---------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t                        rc, flush;
+    ngx_chain_t                     *cl;
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    fctx = ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module);
+
+    if (fctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (fctx->error_mode) {
+        return ngx_http_datagate_error_body_filter(r, fctx, in);
+    }
+
+    if (fctx->failed) {
+        ngx_http_datagate_consume(in);
+        return NGX_ERROR;
+    }
+
+    if (fctx->done) {
+        /* nothing after the end of the document */
+        ngx_http_datagate_consume(in);
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    if (in) {
+        if (ngx_chain_add_copy(r->pool, &fctx->in, in) != NGX_OK) {
+            ngx_http_datagate_fail(r, fctx, "out of memory", DG_MASK_E_EMIT);
+            return NGX_ERROR;
+        }
+    }
+
+    if (fctx->nomem) {
+
+        /* flush busy buffers */
+
+        if (ngx_http_next_body_filter(r, NULL) == NGX_ERROR) {
+            fctx->failed = 1;
+            return NGX_ERROR;
+        }
+
+        cl = NULL;
+
+        ngx_chain_update_chains(r->pool, &fctx->free, &fctx->busy, &cl,
+                                (ngx_buf_tag_t)
+                                    &ngx_http_datagate_filter_module);
+        fctx->nomem = 0;
+        flush = 0;
+
+    } else {
+        flush = fctx->busy ? 1 : 0;
+    }
+
+    for ( ;; ) {
+
+        rc = ngx_http_datagate_process(r, fctx);
+
+        ngx_http_datagate_count(fctx);
+
+        if (rc == NGX_ERROR) {
+            /* logged; what was emitted so far was masked: it may go, the
+             * connection is cut after it */
+            if (fctx->out) {
+                (void) ngx_http_next_body_filter(r, fctx->out);
+                fctx->out = NULL;
+            }
+
+            r->connection->error = 1;
+            return NGX_ERROR;
+        }
+
+        if (fctx->out == NULL && !flush) {
+            return fctx->busy ? NGX_AGAIN : NGX_OK;
+        }
+
+        rc = ngx_http_next_body_filter(r, fctx->out);
+
+        if (rc == NGX_ERROR) {
+            fctx->failed = 1;
+            return NGX_ERROR;
+        }
+
+        ngx_chain_update_chains(r->pool, &fctx->free, &fctx->busy,
+                                &fctx->out,
+                                (ngx_buf_tag_t)
+                                    &ngx_http_datagate_filter_module);
+        fctx->last_out = &fctx->out;
+
+        flush = 0;
+
+        if (fctx->done) {
+            return rc;
+        }
+
+        if (fctx->nomem) {
+            fctx->nomem = 0;
+            continue;
+        }
+
+        if (fctx->in == NULL && fctx->in_buf == NULL) {
+            return rc;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in)
+{
+    ngx_chain_t  out;
+
+    /* the provider's body is read and dropped */
+    ngx_http_datagate_consume(in);
+
+    if (fctx->err_sent) {
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    fctx->err_sent = 1;
+
+    out.buf = fctx->err;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_datagate_process(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx)
+{
+    ngx_buf_t    *b;
+    ngx_uint_t    busy, done;
+    ngx_chain_t  *cl;
+
+    for ( ;; ) {
+
+        /* hold the input while the client does not take the output */
+
+        busy = 0;
+
+        for (cl = fctx->busy; cl; cl = cl->next) {
+            busy++;
+        }
+
+        for (cl = fctx->out; cl; cl = cl->next) {
+            busy++;
+        }
+
+        if (busy >= NGX_HTTP_DATAGATE_OUT_BUSY && fctx->free == NULL) {
+            fctx->nomem = 1;
+            return NGX_AGAIN;
+        }
+
+        if (fctx->in_buf == NULL) {
+
+            if (fctx->in == NULL) {
+                /* all input fed: what is ready goes out now (a slow
+                 * provider's bytes are not kept back) */
+                if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos) {
+                    if (ngx_http_datagate_append_out(fctx, fctx->obuf)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    fctx->obuf = NULL;
+                }
+
+                return NGX_OK;
+            }
+
+            fctx->in_buf = fctx->in->buf;
+            fctx->in = fctx->in->next;
+
+            b = fctx->in_buf;
+
+            if (!ngx_buf_in_memory(b) && ngx_buf_size(b) != 0) {
+                ngx_http_datagate_fail(r, fctx, "body buffer not in memory",
+                                       DG_MASK_E_STATE);
+                return NGX_ERROR;
+            }
+        }
+
+        b = fctx->in_buf;
+        done = 0;
+
+        if (ngx_http_datagate_feed(r, fctx, b, &done) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (!done) {
+            continue;
+        }
+
+        fctx->in_buf = NULL;
+
+        if (b->last_buf || b->last_in_chain) {
+            if (ngx_http_datagate_finish(r, fctx, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            /* anything after the last buffer is dropped */
+            ngx_http_datagate_consume(fctx->in);
+            fctx->in = NULL;
+
+            return NGX_OK;
+        }
+
+        if (b->flush) {
+            if (ngx_http_datagate_out_special(fctx, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_datagate_feed(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done)
+{
+    int      rc, zrc;
+    size_t   n;
+
+    *done = 0;
+
+    if (!fctx->gzip) {
+        n = b->last - b->pos;
+
+        if (n == 0) {
+            *done = 1;
+            return NGX_OK;
+        }
+
+        if (n > NGX_HTTP_DATAGATE_SLICE) {
+            n = NGX_HTTP_DATAGATE_SLICE;
+        }
+
+        rc = dg_mask_feed(fctx->mask, b->pos, n, 0, ngx_http_datagate_emit,
+                          fctx);
+
+        b->pos += n;
+        fctx->fed += n;
+
+        if (rc != DG_MASK_OK) {
+            ngx_http_datagate_fail(r, fctx, NULL, rc);
+            return NGX_ERROR;
+        }
+
+        *done = (b->pos == b->last);
+
+        return NGX_OK;
+    }
+
+    /* compressed by the provider: inflate a step, feed it */
+
+    if (!fctx->zstarted) {
+        fctx->zbuf = ngx_palloc(r->pool, NGX_HTTP_DATAGATE_ZBUF_SIZE);
+        if (fctx->zbuf == NULL) {
+            ngx_http_datagate_fail(r, fctx, "out of memory", DG_MASK_E_EMIT);
+            return NGX_ERROR;
+        }
+
+        fctx->zstream.zalloc = ngx_http_datagate_zalloc;
+        fctx->zstream.zfree = ngx_http_datagate_zfree;
+        fctx->zstream.opaque = r->pool;
+        fctx->zstream.next_in = Z_NULL;
+        fctx->zstream.avail_in = 0;
+
+        /* 32: gzip or zlib ("deflate") wrapper, detected */
+        if (inflateInit2(&fctx->zstream, MAX_WBITS + 32) != Z_OK) {
+            ngx_http_datagate_fail(r, fctx, "inflateInit2() failed",
+                                   DG_MASK_E_STATE);
+            return NGX_ERROR;
+        }
+
+        fctx->zstarted = 1;
+    }
+
+    if (fctx->zdone) {
+        if (b->pos != b->last) {
+            ngx_http_datagate_fail(r, fctx,
+                                   "data after the compressed body",
+                                   DG_MASK_E_SYNTAX);
+            return NGX_ERROR;
+        }
+
+        *done = 1;
+        return NGX_OK;
+    }
+
+    fctx->zstream.next_in = b->pos;
+    fctx->zstream.avail_in = b->last - b->pos;
+    fctx->zstream.next_out = fctx->zbuf;
+    fctx->zstream.avail_out = NGX_HTTP_DATAGATE_ZBUF_SIZE;
+
+    zrc = inflate(&fctx->zstream, Z_NO_FLUSH);
+
+    b->pos = fctx->zstream.next_in;
+    n = NGX_HTTP_DATAGATE_ZBUF_SIZE - fctx->zstream.avail_out;
+
+    if (zrc == Z_STREAM_END) {
+        fctx->zdone = 1;
+
+    } else if (zrc == Z_BUF_ERROR) {
+        if (n == 0 && b->pos != b->last) {
+            ngx_http_datagate_fail(r, fctx, "inflate made no progress",
+                                   DG_MASK_E_SYNTAX);
+            return NGX_ERROR;
+        }
+
+    } else if (zrc != Z_OK) {
+        ngx_http_datagate_fail(r, fctx,
+                               fctx->zstream.msg ? fctx->zstream.msg
+                                                 : "inflate() failed",
+                               DG_MASK_E_SYNTAX);
+        return NGX_ERROR;
+    }
+
+    if (n) {
+        rc = dg_mask_feed(fctx->mask, fctx->zbuf, n, 0,
+                          ngx_http_datagate_emit, fctx);
+
+        fctx->fed += n;
+
+        if (rc != DG_MASK_OK) {
+            ngx_http_datagate_fail(r, fctx, NULL, rc);
+            return NGX_ERROR;
+        }
+    }
+
+    if (fctx->zdone) {
+        if (b->pos != b->last) {
+            ngx_http_datagate_fail(r, fctx,
+                                   "data after the compressed body",
+                                   DG_MASK_E_SYNTAX);
+            return NGX_ERROR;
+        }
+
+        *done = 1;
+        return NGX_OK;
+    }
+
+    /* all input taken and zlib has no more output for now */
+    *done = (b->pos == b->last && fctx->zstream.avail_out != 0);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_finish(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b)
+{
+    int  rc;
+
+    if (fctx->gzip && fctx->zstarted && !fctx->zdone) {
+        ngx_http_datagate_fail(r, fctx, "compressed body truncated",
+                               DG_MASK_E_TRUNCATED);
+        return NGX_ERROR;
+    }
+
+    if (fctx->gzip && !fctx->zstarted && fctx->fed == 0) {
+        /* an empty compressed body */
+        fctx->done = 1;
+        return ngx_http_datagate_out_special(fctx, b);
+    }
+
+    if (fctx->fed > 0) {
+        /* an empty body has nothing to leak and stays empty */
+        rc = dg_mask_feed(fctx->mask, NULL, 0, 1, ngx_http_datagate_emit,
+                          fctx);
+
+        if (rc != DG_MASK_OK) {
+            ngx_http_datagate_fail(r, fctx, NULL, rc);
+            return NGX_ERROR;
+        }
+    }
+
+    fctx->done = 1;
+
+    return ngx_http_datagate_out_special(fctx, b);
+}
+
+
+static int
+ngx_http_datagate_emit(void *data, const uint8_t *p, size_t n)
+{
+    ngx_http_datagate_filter_ctx_t *fctx = data;
+
+    size_t        k;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    while (n) {
+
+        b = fctx->obuf;
+
+        if (b == NULL || b->last == b->end) {
+
+            if (b) {
+                if (ngx_http_datagate_append_out(fctx, b) != NGX_OK) {
+                    return -1;
+                }
+
+                fctx->obuf = NULL;
+            }
+
+            if (fctx->free) {
+                cl = fctx->free;
+                fctx->free = cl->next;
+                b = cl->buf;
+                ngx_free_chain(fctx->request->pool, cl);
+
+                b->pos = b->start;
+                b->last = b->start;
+                b->flush = 0;
+                b->last_buf = 0;
+                b->last_in_chain = 0;
+
+            } else {
+                b = ngx_create_temp_buf(fctx->request->pool,
+                                        NGX_HTTP_DATAGATE_OUT_SIZE);
+                if (b == NULL) {
+                    return -1;
+                }
+
+                b->tag = (ngx_buf_tag_t) &ngx_http_datagate_filter_module;
+                b->recycled = 1;
+                fctx->nbufs++;
+            }
+
+            fctx->obuf = b;
+        }
+
+        k = b->end - b->last;
+
+        if (k > n) {
+            k = n;
+        }
+
+        b->last = ngx_cpymem(b->last, p, k);
+        p += k;
+        n -= k;
+    }
+
+    return 0;
+}
+
+
+/* flush / last_buf / last_in_chain of an input buffer, on the output */
+
+static ngx_int_t
+ngx_http_datagate_out_special(ngx_http_datagate_filter_ctx_t *fctx,
+    ngx_buf_t *in)
+{
+    ngx_buf_t  *b;
+
+    b = fctx->obuf;
+
+    if (b == NULL) {
+        b = ngx_calloc_buf(fctx->request->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* untagged: not recycled into the free chain */
+    }
+
+    fctx->obuf = NULL;
+
+    b->flush = in->flush || in->last_buf || in->last_in_chain;
+    b->last_buf = in->last_buf;
+    b->last_in_chain = in->last_in_chain;
+
+    return ngx_http_datagate_append_out(fctx, b);
+}
+
+
+static ngx_int_t
+ngx_http_datagate_append_out(ngx_http_datagate_filter_ctx_t *fctx,
+    ngx_buf_t *b)
+{
+    ngx_chain_t  *cl;
+
+    cl = ngx_alloc_chain_link(fctx->request->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    *fctx->last_out = cl;
+    fctx->last_out = &cl->next;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_datagate_consume(ngx_chain_t *in)
+{
+    for ( /* void */ ; in; in = in->next) {
+        if (ngx_buf_in_memory(in->buf)) {
+            in->buf->pos = in->buf->last;
+        }
+
+        if (in->buf->in_file) {
+            in->buf->file_pos = in->buf->file_last;
+        }
+    }
+}
+
+
+static void
+ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
+{
+    size_t                  i;
+    uint64_t                n;
+    const dg_mask_stats_t  *st;
+
+    st = dg_mask_stats(fctx->mask);
+
+    if (st == NULL) {
+        return;
+    }
+
+    n = 0;
+
+    if (st->field_hits) {
+        for (i = 0; i < fctx->nfields; i++) {
+            n += st->field_hits[i];
+        }
+    }
+
+    for (i = 0; i < DG_DETECT_MAX; i++) {
+        n += st->detect[i];
+    }
+
+    fctx->ctx->masked = n;
+}
+
+
+static void
+ngx_http_datagate_fail(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, const char *why, int rc)
+{
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = fctx->ctx;
+
+    if (why == NULL) {
+        why = dg_mask_strerror(rc);
+        if (why == NULL) {
+            why = "masking failed";
+        }
+    }
+
+    fctx->failed = 1;
+
+    ctx->mask_rc = rc;
+    ctx->unmaskable = why;
+    ctx->cut = 1;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "datagate: upstream_unmaskable: %s after %uL bytes, "
+                  "connection cut, consumer=%*s dataset=%*s, request_id=%s",
+                  why, fctx->fed,
+                  ctx->consumer ? ctx->consumer->id.len : 1,
+                  ctx->consumer ? ctx->consumer->id.data : "-",
+                  ctx->dataset ? ctx->dataset->id.len : 1,
+                  ctx->dataset ? ctx->dataset->id.data : "-",
+                  ctx->request_id);
+}
+
+
+static void *
+ngx_http_datagate_zalloc(void *opaque, u_int items, u_int size)
+{
+    ngx_pool_t *pool = opaque;
+
+    if (size != 0 && items > (u_int) -1 / size) {
+        return Z_NULL;
+    }
+
+    return ngx_palloc(pool, (size_t) items * size);
+}
+
+
+static void
+ngx_http_datagate_zfree(void *opaque, void *address)
+{
+    /* the request pool frees it */
+}
+
+
+/* ---- init ----------------------------------------------------------- */
+
+ngx_int_t
+ngx_http_datagate_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_datagate_module);
+
+    if (dmcf == NULL || dmcf->policy == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_datagate_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_datagate_body_filter;
+
+    return NGX_OK;
+}

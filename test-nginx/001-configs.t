@@ -1,0 +1,147 @@
+# The shipped configurations work: config/nginx.conf (the network team's
+# example) passes `nginx -t` with the module and the sample policy, and the
+# demo (config/demo.nginx.conf.template + policy/sample.yaml + demo data)
+# answers the calls scripts/run-demo.sh shows the way it says.
+
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use DGTest qw(:DEFAULT $TOP $MODULE $CERTS);
+
+my $policy = "$TOP/policy/sample.yaml";
+my $root = $> == 0 ? 'user root;' : '';
+
+sub slurp_file {
+    my ($f) = @_;
+    open my $fh, '<', $f or die "$f: $!";
+    local $/;
+    return <$fh>;
+}
+
+# --- config/nginx.conf -------------------------------------------------------
+
+{
+    my $n = DGTest::Nginx->new;
+    my $d = $n->dir;
+    my $c = slurp_file("$TOP/config/nginx.conf");
+    my $up = $n->upstream_port;
+    my %subst = (
+        '/usr/lib/nginx/modules/ngx_http_datagate_module.so' => $MODULE,
+        'user www-data;'                   => $root,
+        '/run/nginx.pid'                   => "$d/nginx.pid",
+        '/var/log/nginx/'                  => "$d/",
+        '/var/log/datagate/'               => "$d/",
+        '/etc/datagate/policy/'            => $policy,
+        '/etc/datagate/datagate.secret'    => "$d/datagate.secret",
+        '/etc/datagate/pki/gateway.crt'    => "$CERTS/server.crt",
+        '/etc/datagate/pki/gateway.key'    => "$CERTS/server.key",
+        '/etc/datagate/pki/platform-ca.pem' => "$CERTS/ca.crt",
+        '/etc/datagate/pki/platform.crl.pem' => "$CERTS/crl.pem",
+        'listen 443 ssl'                   => 'listen 127.0.0.1:' . $n->port
+                                              . ' ssl',
+        'listen 10.10.0.5:9145'            => "listen 127.0.0.1:$up",
+    );
+    for my $k (sort { length $b <=> length $a } keys %subst) {
+        my $cnt = $c =~ s/\Q$k\E/$subst{$k}/g;
+        ok($cnt, "config/nginx.conf: has '$k'");
+    }
+    (my $directives = $c) =~ s/#.*//g;
+    unlike($directives, qr{/etc/datagate|/var/log/datagate},
+           'all paths replaced');
+    $n->{conf} = $c;
+    my ($rc, $out) = $n->test_conf;
+    is($rc, 0, 'config/nginx.conf passes nginx -t') or diag($out);
+    unlike($out, qr/\[(alert|crit|emerg)\]/, 'nginx -t output clean');
+}
+
+# --- the demo ------------------------------------------------------------------
+
+my $n = DGTest::Nginx->new;
+my $d = $n->dir;
+mkdir "$d/tmp";
+my $c = slurp_file("$TOP/config/demo.nginx.conf.template");
+$c =~ s/\@PREFIX\@\/provider/$d\/html/g;
+my %subst = (MODULE => $MODULE, PREFIX => $d, CERTS => $CERTS,
+             POLICY => $policy, GATEWAY_PORT => $n->port,
+             PROVIDER_PORT => $n->upstream_port, USER => $root);
+$c =~ s/\@(\w+)\@/exists $subst{$1} ? $subst{$1} : die "no \@$1\@"/ge;
+$n->{conf} = $c;
+$n->start;
+
+my $apr = 'Data-Approval: GXSJ-2024-0137';
+
+# [title, cert, path, [headers], status, error code or JSON subset]
+my @calls = (
+    ['allowed, masked', 'assistance', '/population/1',
+     ['Data-Purpose: social-assistance', $apr], 200,
+     {id => 1, name => '韦秀兰', id_card => '450103********1242',
+      phone => '138****2345'}],
+    ['list, masked', 'hrss', '/social-security/',
+     ['Data-Purpose: employment-service'], 200,
+     {total => 4, data => [{bank_card => 'qr/^\*+6786$/', name => '韦秀兰',
+                            id_card => '450103********1242'}, {}, {}, {}]}],
+    ['unconditional', 'market', '/enterprise/1',
+     ['Data-Purpose: market-regulation'], 200,
+     {uscc => '91450100MA5K8X3R0M', legal_rep => '韦**',
+      legal_rep_id => '450103********1242', phone => '138****2345'}],
+    ['allow-list dataset', 'housing', '/realestate/1',
+     ['Data-Purpose: housing-security'], 200, {}],
+    ['no purpose', 'assistance', '/population/1', [], 403,
+     'purpose_required'],
+    ['no approval', 'assistance', '/population/1',
+     ['Data-Purpose: social-assistance'], 403, 'approval_required'],
+    ['purpose not granted', 'assistance', '/population/1',
+     ['Data-Purpose: market-regulation', $apr], 403, 'purpose_not_granted'],
+    ['grant expired', 'hrss', '/population/1',
+     ['Data-Purpose: employment-service'], 403, 'grant_expired'],
+    ['level exceeded', 'housing', '/enterprise/1',
+     ['Data-Purpose: housing-security'], 403, 'level_exceeded'],
+    ['unknown consumer', 'unknown', '/population/1',
+     ['Data-Purpose: social-assistance'], 403, 'unknown_consumer'],
+    ['never shared', 'assistance', '/tax/1',
+     ['Data-Purpose: social-assistance'], 403, 'dataset_not_shared'],
+    ['foreign CA', 'foreign', '/population/1',
+     ['Data-Purpose: social-assistance'], 400, undef],
+);
+
+for my $t (@calls) {
+    my ($title, $cert, $path, $hdrs, $status, $want) = @$t;
+    my $r = $n->request('GET', $path, cert => $cert, headers => $hdrs);
+    is($r->status, $status, "demo: $title: $status")
+        or diag(substr($r->body, 0, 300));
+    next unless defined $want;
+    my $j = eval { $r->json };
+    ok($j, "demo: $title: JSON body") or next;
+    if (ref $want) {
+        my $diff = json_match($j, $want, 1);
+        ok(!$diff, "demo: $title: body") or diag($diff);
+    } else {
+        is($j->{error}{code}, $want, "demo: $title: $want");
+    }
+}
+
+my $r = $n->request('GET', '/population/1', cert => 'assistance',
+                    headers => ['Data-Purpose: social-assistance', $apr]);
+my $j = eval { $r->json } || {};
+ok(!exists $j->{ethnicity}, 'demo: the grant drops ethnicity');
+unlike($r->body, qr/13877112345|450103199003071242/,
+       'demo: no clear phone or ID number');
+
+$r = $n->request('GET', '/realestate/1', cert => 'housing',
+                 headers => ['Data-Purpose: housing-security']);
+unlike($r->body, qr/"usage"|"co_owners"\s*:\s*\[\s*\{\s*"name"/,
+       'demo: allow-list drops unlisted keys');
+
+$r = $n->request('GET', '/datagate/status', cert => 'assistance');
+is($r->status, 200, 'demo: status endpoint');
+like($r->body, qr/population\.person/, 'demo: status counts the dataset');
+
+$n->stop;
+my $log = $n->error_log;
+unlike($log, qr/\[(alert|crit)\]/, 'demo: error log has no alert/crit');
+ok(-s "$d/audit.log", 'demo: audit log written');
+
+done_testing();
