@@ -311,7 +311,7 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         if (rc == NGX_DECLINED) {
             reason = ctx->reason != DG_R_OK ? ctx->reason
                                             : DG_R_RATE_LIMITED;
-            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+            return ngx_http_datagate_send_error(r, ctx, reason, ctx->detail);
         }
 
         if (rc != NGX_OK) {

@@ -23,11 +23,17 @@
 #include <zlib.h>
 
 
-#define NGX_HTTP_DATAGATE_SLICE       4096    /* plain input per step */
-#define NGX_HTTP_DATAGATE_OUT_SIZE    8192    /* output buffer */
+/*
+ * Memory per response: the masker (datagate_mask_buffer + its nesting
+ * stack), at most OUT_BUSY output buffers in flight plus what one step of
+ * SLICE input bytes can produce, and ZBUF_SIZE + zlib's window when the
+ * provider compresses.
+ */
+#define NGX_HTTP_DATAGATE_SLICE       8192    /* plain input per step */
+#define NGX_HTTP_DATAGATE_OUT_SIZE    16384   /* output buffer */
 #define NGX_HTTP_DATAGATE_OUT_BUSY    8       /* busy buffers before
                                                  input is held */
-#define NGX_HTTP_DATAGATE_ZBUF_SIZE   4096    /* inflate step */
+#define NGX_HTTP_DATAGATE_ZBUF_SIZE   8192    /* inflate step */
 
 
 typedef struct {
@@ -61,6 +67,8 @@ typedef struct {
     unsigned                        done:1;
     unsigned                        nomem:1;
     unsigned                        failed:1;
+    unsigned                        header_pending:1;
+    unsigned                        flush_seen:1;
 } ngx_http_datagate_filter_ctx_t;
 
 
@@ -72,6 +80,9 @@ static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     const char *why);
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx);
+static void ngx_http_datagate_clean_header(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_datagate_is_json(ngx_str_t *type);
 static ngx_int_t ngx_http_datagate_encoding(ngx_http_request_t *r,
     ngx_uint_t *gzip);
@@ -86,6 +97,7 @@ static ngx_int_t ngx_http_datagate_out_special(
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *in);
 static ngx_int_t ngx_http_datagate_append_out(
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b);
+static void ngx_http_datagate_consume_buf(ngx_buf_t *b);
 static void ngx_http_datagate_consume(ngx_chain_t *in);
 static void ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx);
 static void ngx_http_datagate_fail(ngx_http_request_t *r,
@@ -261,7 +273,37 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     ngx_http_clear_accept_ranges(r);
     ngx_http_weak_etag(r);
 
-    return ngx_http_next_header_filter(r);
+    /*
+     * The header goes out with the first masked bytes (as the image
+     * filter does): a body the masker refuses before anything was
+     * emitted still gets a clean 502 instead of a cut connection.
+     */
+
+    fctx->header_pending = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_datagate_clean_header(ngx_http_request_t *r)
+{
+    ngx_memzero(&r->headers_out.status,
+                sizeof(ngx_http_headers_out_t)
+                    - offsetof(ngx_http_headers_out_t, status));
+
+    r->headers_out.headers.part.nelts = 0;
+    r->headers_out.headers.part.next = NULL;
+    r->headers_out.headers.last = &r->headers_out.headers.part;
+
+    r->headers_out.trailers.part.nelts = 0;
+    r->headers_out.trailers.part.next = NULL;
+    r->headers_out.trailers.last = &r->headers_out.trailers.part;
+
+    r->headers_out.content_length_n = -1;
+    r->headers_out.last_modified_time = -1;
+
+    r->allow_ranges = 0;
 }
 
 
@@ -288,23 +330,7 @@ ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ctx->unmaskable = why;
 
     /* the provider's headers go with its body */
-
-    ngx_memzero(&r->headers_out.status,
-                sizeof(ngx_http_headers_out_t)
-                    - offsetof(ngx_http_headers_out_t, status));
-
-    r->headers_out.headers.part.nelts = 0;
-    r->headers_out.headers.part.next = NULL;
-    r->headers_out.headers.last = &r->headers_out.headers.part;
-
-    r->headers_out.trailers.part.nelts = 0;
-    r->headers_out.trailers.part.next = NULL;
-    r->headers_out.trailers.last = &r->headers_out.trailers.part;
-
-    r->headers_out.content_length_n = -1;
-    r->headers_out.last_modified_time = -1;
-
-    r->allow_ranges = 0;
+    ngx_http_datagate_clean_header(r);
 
     b = ngx_http_datagate_error_body(r, ctx, DG_R_UPSTREAM_UNMASKABLE, why);
     if (b == NULL) {
@@ -509,6 +535,12 @@ ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ngx_http_datagate_count(fctx);
 
         if (rc == NGX_ERROR) {
+
+            if (fctx->header_pending) {
+                /* nothing sent yet: answer 502 after all */
+                return ngx_http_datagate_late_error(r, fctx);
+            }
+
             /* logged; what was emitted so far was masked: it may go, the
              * connection is cut after it */
             if (fctx->out) {
@@ -520,8 +552,31 @@ ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_ERROR;
         }
 
+        if (fctx->header_pending && !fctx->done && !fctx->nomem
+            && !fctx->flush_seen)
+        {
+            /*
+             * Nothing is sent before the end of the document, a flush
+             * from the provider (proxy_buffering off) or NGX_HTTP_
+             * DATAGATE_OUT_BUSY buffers of output: a small document the
+             * masker refuses anywhere gets a clean 502.
+             */
+            return NGX_OK;
+        }
+
         if (fctx->out == NULL && !flush) {
             return fctx->busy ? NGX_AGAIN : NGX_OK;
+        }
+
+        if (fctx->header_pending) {
+            fctx->header_pending = 0;
+
+            rc = ngx_http_next_header_filter(r);
+
+            if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+                fctx->failed = 1;
+                return NGX_ERROR;
+            }
         }
 
         rc = ngx_http_next_body_filter(r, fctx->out);
@@ -578,6 +633,56 @@ ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_datagate_late_error(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx)
+{
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = fctx->ctx;
+
+    fctx->header_pending = 0;
+    fctx->failed = 0;
+    fctx->out = NULL;
+    fctx->last_out = &fctx->out;
+    ctx->cut = 0;
+
+    ngx_http_datagate_consume(fctx->in);
+    fctx->in = NULL;
+
+    if (fctx->in_buf) {
+        ngx_http_datagate_consume_buf(fctx->in_buf);
+        fctx->in_buf = NULL;
+    }
+
+    ngx_http_datagate_clean_header(r);
+
+    b = ngx_http_datagate_error_body(r, ctx, DG_R_UPSTREAM_UNMASKABLE,
+                                     ctx->unmaskable);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->err = b;
+    fctx->error_mode = 1;
+    fctx->err_sent = 1;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_int_t
 ngx_http_datagate_process(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx)
 {
@@ -609,7 +714,9 @@ ngx_http_datagate_process(ngx_http_request_t *r,
             if (fctx->in == NULL) {
                 /* all input fed: what is ready goes out now (a slow
                  * provider's bytes are not kept back) */
-                if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos) {
+                if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos
+                    && !fctx->header_pending)
+                {
                     if (ngx_http_datagate_append_out(fctx, fctx->obuf)
                         != NGX_OK)
                     {
@@ -922,6 +1029,10 @@ ngx_http_datagate_out_special(ngx_http_datagate_filter_ctx_t *fctx,
 
     fctx->obuf = NULL;
 
+    if (in->flush) {
+        fctx->flush_seen = 1;
+    }
+
     b->flush = in->flush || in->last_buf || in->last_in_chain;
     b->last_buf = in->last_buf;
     b->last_in_chain = in->last_in_chain;
@@ -952,16 +1063,23 @@ ngx_http_datagate_append_out(ngx_http_datagate_filter_ctx_t *fctx,
 
 
 static void
+ngx_http_datagate_consume_buf(ngx_buf_t *b)
+{
+    if (ngx_buf_in_memory(b)) {
+        b->pos = b->last;
+    }
+
+    if (b->in_file) {
+        b->file_pos = b->file_last;
+    }
+}
+
+
+static void
 ngx_http_datagate_consume(ngx_chain_t *in)
 {
     for ( /* void */ ; in; in = in->next) {
-        if (ngx_buf_in_memory(in->buf)) {
-            in->buf->pos = in->buf->last;
-        }
-
-        if (in->buf->in_file) {
-            in->buf->file_pos = in->buf->file_last;
-        }
+        ngx_http_datagate_consume_buf(in->buf);
     }
 }
 
@@ -1014,12 +1132,13 @@ ngx_http_datagate_fail(ngx_http_request_t *r,
 
     ctx->mask_rc = rc;
     ctx->unmaskable = why;
-    ctx->cut = 1;
+    ctx->cut = fctx->header_pending ? 0 : 1;
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "datagate: upstream_unmaskable: %s after %uL bytes, "
-                  "connection cut, consumer=%*s dataset=%*s, request_id=%s",
+                  "%s, consumer=%*s dataset=%*s, request_id=%s",
                   why, fctx->fed,
+                  fctx->header_pending ? "answered 502" : "connection cut",
                   ctx->consumer ? ctx->consumer->id.len : 1,
                   ctx->consumer ? ctx->consumer->id.data : "-",
                   ctx->dataset ? ctx->dataset->id.len : 1,

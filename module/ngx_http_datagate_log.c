@@ -58,6 +58,8 @@ static ngx_http_datagate_stat_t *ngx_http_datagate_stat_get(
     ngx_uint_t *full);
 static size_t ngx_http_datagate_stat_key(u_char *buf, u_char kind,
     ngx_str_t *labels, ngx_uint_t n);
+static void ngx_http_datagate_log_header(ngx_http_request_t *r,
+    const char *name, size_t len, ngx_str_t *value);
 static ngx_int_t ngx_http_datagate_audit_write(
     ngx_http_datagate_main_conf_t *dmcf, dg_arec_t *rec,
     ngx_http_datagate_shctx_t *sh, ngx_err_t *err, ngx_uint_t *change);
@@ -197,6 +199,17 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
 
     p = dmcf->policy;
 
+    /* denied before the access phase read them (e.g. unknown consumer):
+     * the declared purpose and approval are still part of the record */
+
+    if (ctx->purpose.len == 0) {
+        ngx_http_datagate_log_header(r, "Data-Purpose", 12, &ctx->purpose);
+    }
+
+    if (ctx->approval.len == 0) {
+        ngx_http_datagate_log_header(r, "Data-Approval", 13, &ctx->approval);
+    }
+
     if (ctx->consumer) {
         lg->consumer.data = (u_char *) ctx->consumer->id.data;
         lg->consumer.len = ctx->consumer->id.len;
@@ -294,6 +307,39 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
             lg->mclass[lg->nmasked] = k;
             lg->mcount[lg->nmasked] = per[k];
             lg->nmasked++;
+        }
+    }
+}
+
+
+static void
+ngx_http_datagate_log_header(ngx_http_request_t *r, const char *name,
+    size_t len, ngx_str_t *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            *value = h[i].value;
+            return;
         }
     }
 }

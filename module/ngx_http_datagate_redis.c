@@ -41,6 +41,11 @@
 #define NGX_HTTP_DATAGATE_BACKOFF_MAX    2000
 #define NGX_HTTP_DATAGATE_MAX_PENDING    4096
 #define NGX_HTTP_DATAGATE_EVAL_ARGS      16
+#define NGX_HTTP_DATAGATE_READ_SIZE      16384
+
+
+/* exported by hiredis 0.14, not declared in its headers */
+void redisProcessCallbacks(redisAsyncContext *ac);
 
 
 typedef struct {
@@ -51,6 +56,7 @@ typedef struct {
     ngx_msec_t                      backoff;
     ngx_uint_t                      state;
     ngx_uint_t                      handshake;  /* replies still due */
+    redisReader                    *shadow;     /* vets what comes in */
     const char                     *name;
     unsigned                        sub:1;
     unsigned                        freeing:1;
@@ -125,8 +131,14 @@ ngx_http_datagate_redis_ready(void)
 
     rd = ngx_http_datagate_rd;
 
+    /*
+     * ready, or connecting for the first time since start (not known to
+     * be down: a command queued now waits at most its timeout)
+     */
     return rd != NULL
-           && rd->cmd.state == NGX_HTTP_DATAGATE_RS_READY
+           && (rd->cmd.state == NGX_HTTP_DATAGATE_RS_READY
+               || (rd->cmd.state == NGX_HTTP_DATAGATE_RS_CONNECTING
+                   && !rd->cmd.logged_down && !rd->cmd.was_ready))
            && rd->cmd.ac != NULL
            && !rd->cmd.freeing
            && !(rd->cmd.ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))
@@ -413,9 +425,18 @@ ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
         return;
     }
 
+    rc->shadow = redisReaderCreate();
+    if (rc->shadow == NULL) {
+        ngx_http_datagate_redis_down(rc, "out of memory");
+        redisAsyncFree(ac);
+        return;
+    }
+
     c = ngx_get_connection(ac->c.fd, rd->log);
     if (c == NULL) {
         ngx_http_datagate_redis_down(rc, "no free connection");
+        redisReaderFree(rc->shadow);
+        rc->shadow = NULL;
         redisAsyncFree(ac);
         return;
     }
@@ -870,36 +891,125 @@ ngx_http_datagate_redis_cmd_timeout(ngx_event_t *ev)
 
 /* ---- the adapter: hiredis hooks on an nginx connection -------------- */
 
+/*
+ * hiredis asserts (aborts the worker) on a reply nobody asked for, and on
+ * a malformed pub/sub message.  So the bytes are read here, parsed once by
+ * a shadow reader to see that every complete reply is one that is due,
+ * and only then handed to hiredis.  A server answering garbage costs a
+ * reconnect, never a worker.
+ */
+static ngx_int_t
+ngx_http_datagate_redis_vet(ngx_http_datagate_rconn_t *rc, const char *buf,
+    size_t n)
+{
+    void            *reply;
+    ngx_uint_t       due, ok;
+    redisReply      *r;
+    redisCallback   *cb;
+
+    due = 0;
+
+    for (cb = rc->ac->replies.head; cb; cb = cb->next) {
+        due++;
+    }
+
+    if (redisReaderFeed(rc->shadow, buf, n) != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+        reply = NULL;
+
+        if (redisReaderGetReply(rc->shadow, &reply) != REDIS_OK) {
+            return NGX_ERROR;
+        }
+
+        if (reply == NULL) {
+            return NGX_OK;
+        }
+
+        r = reply;
+        ok = 1;
+
+        if (due) {
+            due--;
+
+        } else if (!rc->sub) {
+            ok = 0;
+
+        } else {
+            /* a pub/sub message: ["message", channel, payload] or a
+             * (un)subscribe confirmation */
+            ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 3
+                 && r->element[0]->type == REDIS_REPLY_STRING
+                 && r->element[1]->type == REDIS_REPLY_STRING;
+        }
+
+        freeReplyObject(reply);
+
+        if (!ok) {
+            return NGX_ERROR;
+        }
+    }
+}
+
+
 static void
 ngx_http_datagate_redis_read(ngx_event_t *ev)
 {
+    ssize_t                     n;
+    ngx_err_t                   err;
     ngx_connection_t           *c;
+    redisAsyncContext          *ac;
     ngx_http_datagate_rconn_t  *rc;
+    char                        buf[NGX_HTTP_DATAGATE_READ_SIZE];
 
     c = ev->data;
     rc = c->data;
+    ac = rc->ac;
 
-    if (rc->ac == NULL || rc->conn != c) {
+    if (ac == NULL || rc->conn != c || rc->freeing) {
         return;
     }
 
-    if (rc->ac->replies.head == NULL && !rc->sub) {
-        /* nothing is due: bytes now are garbage (hiredis would assert on
-         * an unexpected reply); an EOF is left to hiredis */
-        char     b;
-        ssize_t  n;
-
-        n = recv(c->fd, &b, 1, MSG_PEEK);
-
-        if (n > 0) {
-            ngx_http_datagate_redis_fail(rc, "unexpected data");
-            return;
-        }
+    if (!(ac->c.flags & REDIS_CONNECTED)) {
+        /* hiredis completes the connect (or reports it failed) */
+        redisAsyncHandleRead(ac);
+        return;
     }
 
-    /* level-triggered: one read per event, the next event drains more;
-     * the context may be freed inside, do not touch c afterwards */
-    redisAsyncHandleRead(rc->ac);
+    /* level-triggered: one read per event, the next event reads on */
+
+    n = recv(c->fd, buf, sizeof(buf), 0);
+
+    if (n == 0) {
+        ngx_http_datagate_redis_fail(rc, "closed by the server");
+        return;
+    }
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN || err == NGX_EINTR) {
+            return;
+        }
+
+        ngx_http_datagate_redis_fail(rc, strerror(err));
+        return;
+    }
+
+    if (ngx_http_datagate_redis_vet(rc, buf, n) != NGX_OK) {
+        ngx_http_datagate_redis_fail(rc, "unexpected or malformed reply");
+        return;
+    }
+
+    if (redisReaderFeed(ac->c.reader, buf, n) != REDIS_OK) {
+        ngx_http_datagate_redis_fail(rc, "out of memory");
+        return;
+    }
+
+    /* the context may be freed inside: do not touch c afterwards */
+    redisProcessCallbacks(ac);
 }
 
 
@@ -1013,6 +1123,11 @@ ngx_http_datagate_redis_cleanup(void *privdata)
         c->fd = (ngx_socket_t) -1;     /* stale events are skipped */
         ngx_free_connection(c);
         rc->conn = NULL;
+    }
+
+    if (rc->shadow) {
+        redisReaderFree(rc->shadow);
+        rc->shadow = NULL;
     }
 
     rc->ac = NULL;

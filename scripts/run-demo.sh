@@ -171,7 +171,7 @@ call() {
 }
 
 calls() {
-    call "allowed: civil affairs checks a person for social assistance (grant with approval number; name revealed, ethnicity dropped, the rest masked)" \
+    call "allowed: civil affairs checks a person for social assistance (grant with approval number: ID, phone, address masked, name revealed, ethnicity dropped)" \
          assistance /population/1 \
          "Data-Purpose: social-assistance" "Data-Approval: GXSJ-2024-0137"
 

@@ -34,6 +34,9 @@ like(DGTest::json_match({n => 1}, {n => '1x'}), qr/expected/,
 my @b = DGTest::parse_blocks(<<'EOF');
 === TEST 1: one
 --- error_code: 403
+--- workers 2
+--- cert eval
+["a", "b"]
 --- response_body
 a
 
@@ -44,6 +47,9 @@ a
 EOF
 is(scalar @b, 1, 'parse_blocks: one block');
 is($b[0]{sec}{error_code}, '403', 'parse_blocks: inline value');
+is($b[0]{sec}{workers}, '2', 'parse_blocks: "--- workers 2"');
+ok($b[0]{mods}{cert}{eval} && $b[0]{sec}{cert} =~ /^\["a"/,
+   'parse_blocks: "--- cert eval" stays a modifier');
 is($b[0]{sec}{response_body}, "a\n", 'parse_blocks: trailing blank lines');
 is($b[0]{sec}{response_body_like}, '^x$', 'parse_blocks: chomp');
 ok($b[0]{mods}{request}{eval}, 'parse_blocks: eval modifier');
@@ -202,7 +208,11 @@ certificate revoked
 
 
 === TEST 7: verify optional: no certificate reaches the location
---- verify_client: optional
+--- verify_client optional
+--- workers 2
+--- init
+my @w = $DGTest::INSTANCE->children;
+@w == 2 or die "expected 2 workers, found " . scalar(@w);
 --- config
     location / {
         return 200 "verify=$ssl_client_verify\n";

@@ -14,19 +14,12 @@ use DGTest qw(:DEFAULT $TOP $MODULE $CERTS);
 my $policy = "$TOP/policy/sample.yaml";
 my $root = $> == 0 ? 'user root;' : '';
 
-sub slurp_file {
-    my ($f) = @_;
-    open my $fh, '<', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
-
 # --- config/nginx.conf -------------------------------------------------------
 
 {
     my $n = DGTest::Nginx->new;
     my $d = $n->dir;
-    my $c = slurp_file("$TOP/config/nginx.conf");
+    my $c = DGTest::slurp("$TOP/config/nginx.conf");
     my $up = $n->upstream_port;
     my %subst = (
         '/usr/lib/nginx/modules/ngx_http_datagate_module.so' => $MODULE,
@@ -62,7 +55,7 @@ sub slurp_file {
 my $n = DGTest::Nginx->new;
 my $d = $n->dir;
 mkdir "$d/tmp";
-my $c = slurp_file("$TOP/config/demo.nginx.conf.template");
+my $c = DGTest::slurp("$TOP/config/demo.nginx.conf.template");
 $c =~ s/\@PREFIX\@\/provider/$d\/html/g;
 my %subst = (MODULE => $MODULE, PREFIX => $d, CERTS => $CERTS,
              POLICY => $policy, GATEWAY_PORT => $n->port,

@@ -488,7 +488,18 @@ dg_policy_explain(int argc, char **argv)
             tm.tm_mon = m - 1;
             tm.tm_mday = d;
             tm.tm_hour = 12;
-            req.now = timegm(&tm) - DG_TZ_OFFSET;
+            req.now = timegm(&tm);
+
+            /* 2024-02-30 normalises to March: not a real date */
+            if (gmtime_r(&req.now, &tm) == NULL || tm.tm_mday != d
+                || tm.tm_mon != m - 1)
+            {
+                fprintf(stderr, "datagate: policy explain: --at: no such "
+                        "date '%s'\n", at);
+                return DG_EXIT_USAGE;
+            }
+
+            req.now -= DG_TZ_OFFSET;
         }
     }
 

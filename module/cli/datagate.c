@@ -33,7 +33,8 @@ dg_usage(FILE *out)
 "    datagate freeze dataset ID         datagate unfreeze dataset ID\n"
 "    datagate freeze grant CONSUMER DATASET\n"
 "    datagate unfreeze grant CONSUMER DATASET\n"
-"    datagate grant add FILE.yaml       datagate grant remove CONSUMER DATASET\n"
+"    datagate grant add FILE.yaml\n"
+"    datagate grant remove CONSUMER DATASET\n"
 "    datagate audit verify FILE...\n"
 "    datagate --help | --version\n"
 "\n"
@@ -103,7 +104,8 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "revoke") == 0 || strcmp(cmd, "unrevoke") == 0
         || strcmp(cmd, "suspend") == 0 || strcmp(cmd, "unsuspend") == 0
-        || strcmp(cmd, "freeze") == 0 || strcmp(cmd, "unfreeze") == 0)
+        || strcmp(cmd, "freeze") == 0 || strcmp(cmd, "unfreeze") == 0
+        || strcmp(cmd, "incident") == 0)
     {
         return dg_cmd_incident(cmd, argc - 1, argv + 1);
     }

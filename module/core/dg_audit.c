@@ -480,36 +480,48 @@ dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
 
 /* ---- digest ---------------------------------------------------------- */
 
+/*
+ * The digest implementations are fetched once per process (OpenSSL 3
+ * otherwise looks them up on every init) and one context is reused: the
+ * nginx workers and the command-line tool are single-threaded.
+ */
+static EVP_MD        *dg_audit_md[2];
+static EVP_MD_CTX    *dg_audit_ctx;
+
+
 static int
 dg_audit_digest_parts(int alg, const char *prev, const char *a, size_t alen,
     const char *b, size_t blen, char *out)
 {
-    int            rc;
     unsigned       i, mdlen;
-    EVP_MD_CTX    *ctx;
-    const EVP_MD  *md;
     unsigned char  dg[EVP_MAX_MD_SIZE];
 
-    md = (alg == DG_AUDIT_SM3) ? EVP_sm3() : EVP_sha256();
-    if (md == NULL) {
-        return -1;
+    alg = (alg == DG_AUDIT_SM3) ? DG_AUDIT_SM3 : DG_AUDIT_SHA256;
+
+    if (dg_audit_md[alg] == NULL) {
+        dg_audit_md[alg] = EVP_MD_fetch(NULL, alg == DG_AUDIT_SM3 ? "SM3"
+                                                                 : "SHA256",
+                                        NULL);
+        if (dg_audit_md[alg] == NULL) {
+            return -1;
+        }
     }
 
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) {
-        return -1;
+    if (dg_audit_ctx == NULL) {
+        dg_audit_ctx = EVP_MD_CTX_new();
+        if (dg_audit_ctx == NULL) {
+            return -1;
+        }
     }
 
-    rc = -1;
-
-    if (EVP_DigestInit_ex(ctx, md, NULL) != 1
-        || EVP_DigestUpdate(ctx, prev, DG_AUDIT_HEXLEN) != 1
-        || EVP_DigestUpdate(ctx, a, alen) != 1
-        || (blen && EVP_DigestUpdate(ctx, b, blen) != 1)
-        || EVP_DigestFinal_ex(ctx, dg, &mdlen) != 1
+    if (EVP_DigestInit_ex2(dg_audit_ctx, dg_audit_md[alg], NULL) != 1
+        || EVP_DigestUpdate(dg_audit_ctx, prev, DG_AUDIT_HEXLEN) != 1
+        || EVP_DigestUpdate(dg_audit_ctx, a, alen) != 1
+        || (blen && EVP_DigestUpdate(dg_audit_ctx, b, blen) != 1)
+        || EVP_DigestFinal_ex(dg_audit_ctx, dg, &mdlen) != 1
         || mdlen != DG_AUDIT_HEXLEN / 2)
     {
-        goto cleanup;
+        return -1;
     }
 
     for (i = 0; i < mdlen; i++) {
@@ -518,12 +530,8 @@ dg_audit_digest_parts(int alg, const char *prev, const char *a, size_t alen,
     }
 
     out[DG_AUDIT_HEXLEN] = '\0';
-    rc = 0;
 
-cleanup:
-
-    EVP_MD_CTX_free(ctx);
-    return rc;
+    return 0;
 }
 
 

@@ -1014,7 +1014,7 @@ dg_mask_key_decode(const uint8_t *s, size_t n, uint8_t *d)
 
 
 /* the closing quote of a held key is at q */
-static void
+static inline void
 dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
 {
     const dg_mask_rules_t  *r;
@@ -1063,7 +1063,7 @@ dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
 
 
 /* a member is kept: its held prefix joins the output */
-static int
+static inline int
 dg_mask_member_emit(dg_mask_t *m)
 {
     dg_mask_frame_t  *fr;
@@ -1112,7 +1112,7 @@ dg_mask_member_drop(dg_mask_t *m)
 
 
 /* the first byte c of a member's value decides the member */
-static int
+static inline int
 dg_mask_decide(dg_mask_t *m, uint8_t c)
 {
     const dg_mask_spec_t  *act;
@@ -1157,101 +1157,6 @@ dg_mask_decide(dg_mask_t *m, uint8_t c)
 }
 
 
-/* v is the first byte of a value: returns bytes consumed or an error */
-static int
-dg_mask_begin_value(dg_mask_t *m, const uint8_t *v)
-{
-    dg_mask_frame_t  *fr;
-    uint8_t           c;
-    int               rc;
-
-    c = *v;
-
-    if (m->member) {
-        m->member = 0;
-        rc = dg_mask_decide(m, c);
-        if (rc != 0) {
-            return rc;
-        }
-
-    } else if (!m->skip && !m->mask) {
-        if (m->depth == 0) {
-            m->vnode = 0;
-            m->vlisted = 0;
-
-        } else {
-            fr = &m->frames[m->depth - 1];
-            m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
-            m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
-        }
-    }
-
-    switch (c) {
-
-    case '{':
-    case '[':
-        if (m->depth >= m->max_depth) {
-            return DG_MASK_E_DEPTH;
-        }
-        fr = &m->frames[m->depth++];
-        fr->type = c;
-        if (m->skip || m->mask) {
-            fr->node = -1;
-            fr->flags = 0;
-        } else {
-            fr->node = m->vnode;
-            fr->flags = m->vlisted ? DG_FR_LISTED : 0;
-        }
-        m->state = (c == '{') ? S_OBJ_FIRST : S_ARR_FIRST;
-        return 1;
-
-    case '"':
-        m->esc = 0;
-        m->in_key = 0;
-        if (m->mask) {
-            rc = dg_mask_flush_os(m, v);
-            m->vlen = 0;
-            m->hi = 0;
-            m->state = S_MSTR;
-            return rc ? rc : 1;
-        }
-        if (!m->skip && (m->flags & DG_MASK_DETECT) && !m->vlisted) {
-            m->runlen = 0;
-            m->runrawlen = 0;
-            m->runlong = 0;
-            m->state = S_DSTR;
-            return 1;
-        }
-        m->state = S_STR;
-        return 1;
-
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-        m->num = N_START;
-        m->state = S_NUM;
-        if (m->mask) {
-            m->vlen = 0;
-            return dg_mask_flush_os(m, v);
-        }
-        return 0;
-
-    case 't':
-    case 'f':
-    case 'n':
-        m->lit = (c == 't') ? 0 : (c == 'f') ? 1 : 2;
-        m->litpos = 0;
-        m->state = S_LIT;
-        if (m->mask) {
-            return dg_mask_flush_os(m, v);
-        }
-        return 0;
-
-    default:
-        return DG_MASK_E_SYNTAX;
-    }
-}
-
-
 /* a value ended; q is the first byte after it */
 static inline void
 dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
@@ -1267,8 +1172,6 @@ dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
     if (!m->skip && m->os == NULL) {
         m->os = q;
     }
-
-    m->state = m->depth ? S_AFTER : S_END;
 }
 
 
@@ -1490,9 +1393,8 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
             }
             m->runlong = 0;
             p++;
-            dg_mask_value_done(m, p);
             *pp = p;
-            return 0;
+            return 1;
         }
 
         return DG_MASK_E_SYNTAX;
@@ -1575,335 +1477,532 @@ dg_mask_run_span(dg_mask_t *m, const uint8_t *p, const uint8_t *end)
     uint8_t           c, nx;
     int               r, rc;
 
-    while (p < end) {
+    switch (m->state) {
+    case S_VALUE:
+        goto s_value;
+    case S_ARR_FIRST:
+        goto s_arr_first;
+    case S_OBJ_FIRST:
+        goto s_obj_first;
+    case S_OBJ_NEXT:
+        goto s_obj_next;
+    case S_KEY:
+        goto s_key;
+    case S_COLON:
+        goto s_colon;
+    case S_AFTER:
+        goto s_after;
+    case S_END:
+        goto s_end;
+    case S_STR:
+        goto s_str;
+    case S_DSTR:
+        goto s_dstr;
+    case S_MSTR:
+        goto s_mstr;
+    case S_NUM:
+        goto s_num;
+    case S_LIT:
+        goto s_lit;
+    default:
+        return DG_MASK_E_STATE;
+    }
 
-        switch (m->state) {
+#define DG_SUSPEND(s)                                                        \
+    if (p == end) {                                                          \
+        m->state = (s);                                                      \
+        return 0;                                                            \
+    }
 
-        case S_VALUE:
-            c = *p;
-            if (dg_mask_cls[c] & C_WS) {
-                if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
-                    return rc;
-                }
-                p++;
-                break;
-            }
-            r = dg_mask_begin_value(m, p);
-            if (r < 0) {
-                return r;
-            }
-            p += r;
-            break;
+s_value:
 
-        case S_ARR_FIRST:
-            c = *p;
-            if (dg_mask_cls[c] & C_WS) {
-                p++;
-                break;
-            }
-            if (c == ']') {
-                m->depth--;
-                p++;
-                dg_mask_value_done(m, p);
-                break;
-            }
-            r = dg_mask_begin_value(m, p);
-            if (r < 0) {
-                return r;
-            }
-            p += r;
-            break;
+    DG_SUSPEND(S_VALUE);
+    c = *p;
 
-        case S_OBJ_FIRST:
-            c = *p;
-            if (dg_mask_cls[c] & C_WS) {
-                p++;
-                break;
-            }
-            if (c == '"') {
-                if (!m->skip && !m->mask) {
-                    m->hold = 1;
-                    m->hs = p;
-                    m->hlen = 0;
-                    m->hcomma = 0;
-                    m->key_off = 1;
-                    m->kesc = 0;
-                    m->esc = 0;
-                    m->state = S_KEY;
-                } else {
-                    m->in_key = 1;
-                    m->esc = 0;
-                    m->state = S_STR;
-                }
-                p++;
-                break;
-            }
-            if (c == '}') {
-                m->depth--;
-                p++;
-                dg_mask_value_done(m, p);
-                break;
-            }
-            return DG_MASK_E_SYNTAX;
+    if (dg_mask_cls[c] & C_WS) {
+        if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
+            return rc;
+        }
+        p++;
+        goto s_value;
+    }
 
-        case S_OBJ_NEXT:
-            c = *p;
-            if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
-                return rc;
-            }
-            if (dg_mask_cls[c] & C_WS) {
-                p++;
-                break;
-            }
-            if (c != '"') {
-                return DG_MASK_E_SYNTAX;
-            }
-            p++;
-            m->esc = 0;
-            if (m->hold) {
-                m->key_off = m->hlen + (p - m->hs);
-                m->kesc = 0;
-                m->state = S_KEY;
-            } else {
-                m->in_key = 1;
-                m->state = S_STR;
-            }
-            break;
+value:
 
-        case S_KEY:
-            total = m->hlen + (p - m->hs);
-            room = m->holdmax - total;
-            if (m->max_value - (total - m->key_off) < room) {
-                room = m->max_value - (total - m->key_off);
-            }
+    /* p is at the first byte c of a value */
 
-            if (m->esc) {
-                if (room == 0) {
-                    return DG_MASK_E_TOOBIG;
-                }
-                if (dg_mask_esc_byte(m, *p) < 0) {
-                    return DG_MASK_E_SYNTAX;
-                }
-                p++;
-                break;
-            }
+    if (m->member) {
+        m->member = 0;
+        rc = dg_mask_decide(m, c);
+        if (rc != 0) {
+            return rc;
+        }
 
-            /* content bytes may take room; the byte after may close */
-            lim = (size_t) (end - p) > room ? p + room + 1 : end;
-            q = dg_mask_scan(p, lim);
+    } else if (!m->skip && !m->mask) {
+        if (m->depth == 0) {
+            m->vnode = 0;
+            m->vlisted = 0;
 
-            if (q == lim) {
-                if (lim == end && (size_t) (end - p) <= room) {
-                    p = end;
-                    break;
-                }
-                return DG_MASK_E_TOOBIG;
-            }
-
-            if ((size_t) (q - p) == room) {
-                /* the byte just past the room: only a closing quote fits */
-                if (*q == '\\'
-                    || (*q == '"' && total + room + 1 > m->holdmax))
-                {
-                    return DG_MASK_E_TOOBIG;
-                }
-            }
-
-            c = *q;
-            if (c == '"') {
-                dg_mask_key_end(m, q);
-                p = q + 1;
-                m->state = S_COLON;
-                break;
-            }
-            if (c == '\\') {
-                m->esc = 1;
-                m->kesc = 1;
-                p = q + 1;
-                break;
-            }
-            return DG_MASK_E_SYNTAX;
-
-        case S_COLON:
-            c = *p;
-            if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
-                return rc;
-            }
-            if (dg_mask_cls[c] & C_WS) {
-                p++;
-                break;
-            }
-            if (c != ':') {
-                return DG_MASK_E_SYNTAX;
-            }
-            p++;
-            m->member = m->hold;
-            m->state = S_VALUE;
-            break;
-
-        case S_AFTER:
-            c = *p;
-            if (dg_mask_cls[c] & C_WS) {
-                p++;
-                break;
-            }
+        } else {
             fr = &m->frames[m->depth - 1];
-            if (c == ',') {
-                if (fr->type == '{') {
-                    if (!m->skip && !m->mask) {
-                        m->hold = 1;
-                        m->hs = p;
-                        m->hlen = 0;
-                        m->hcomma = 1;
-                    }
-                    m->state = S_OBJ_NEXT;
-                } else {
-                    m->state = S_VALUE;
-                }
-                p++;
-                break;
-            }
-            if ((c == '}' && fr->type == '{') || (c == ']' && fr->type == '['))
-            {
-                m->depth--;
-                p++;
-                dg_mask_value_done(m, p);
-                break;
-            }
-            return DG_MASK_E_SYNTAX;
-
-        case S_END:
-            if (!(dg_mask_cls[*p] & C_WS)) {
-                return DG_MASK_E_SYNTAX;
-            }
-            p++;
-            break;
-
-        case S_STR:
-            if (m->esc) {
-                if (dg_mask_esc_byte(m, *p) < 0) {
-                    return DG_MASK_E_SYNTAX;
-                }
-                p++;
-                break;
-            }
-            q = dg_mask_scan(p, end);
-            if (q == end) {
-                p = end;
-                break;
-            }
-            c = *q;
-            p = q + 1;
-            if (c == '"') {
-                if (m->in_key) {
-                    m->in_key = 0;
-                    m->state = S_COLON;
-                } else {
-                    dg_mask_value_done(m, p);
-                }
-                break;
-            }
-            if (c == '\\') {
-                m->esc = 1;
-                break;
-            }
-            return DG_MASK_E_SYNTAX;
-
-        case S_DSTR:
-            rc = dg_mask_dstr(m, p, end, &p);
-            if (rc != 0) {
-                return rc;
-            }
-            break;
-
-        case S_MSTR:
-            if (m->esc) {
-                r = dg_mask_esc_byte(m, *p);
-                if (r < 0) {
-                    return DG_MASK_E_SYNTAX;
-                }
-                p++;
-                if (r == 1 && (rc = dg_mask_mstr_escaped(m)) != 0) {
-                    return rc;
-                }
-                break;
-            }
-            if (m->hi && *p != '\\') {
-                return DG_MASK_E_UTF8;
-            }
-            q = dg_mask_scan(p, end);
-            if ((size_t) (q - p) > m->max_value - m->vlen) {
-                return DG_MASK_E_TOOBIG;
-            }
-            memcpy(m->hbuf + m->vlen, p, q - p);
-            m->vlen += q - p;
-            if (q == end) {
-                p = end;
-                break;
-            }
-            c = *q;
-            p = q + 1;
-            if (c == '"') {
-                rc = dg_mask_put_value(m);
-                if (rc != 0) {
-                    return rc;
-                }
-                dg_mask_value_done(m, p);
-                break;
-            }
-            if (c == '\\') {
-                m->esc = 1;
-                break;
-            }
-            return DG_MASK_E_SYNTAX;
-
-        case S_NUM:
-            c = *p;
-            nx = dg_mask_num_next(m->num, c);
-            if (nx == 0) {
-                rc = dg_mask_num_end(m, p);
-                if (rc != 0) {
-                    return rc;
-                }
-                break;
-            }
-            if (m->mask) {
-                if (m->vlen >= m->max_value) {
-                    return DG_MASK_E_TOOBIG;
-                }
-                m->hbuf[m->vlen++] = c;
-            }
-            m->num = nx;
-            p++;
-            break;
-
-        case S_LIT:
-            if (*p != (uint8_t) dg_mask_lits[m->lit][m->litpos]) {
-                return DG_MASK_E_SYNTAX;
-            }
-            p++;
-            if (++m->litpos < dg_mask_litlen[m->lit]) {
-                break;
-            }
-            if (m->mask) {
-                if (m->lit == 2 || m->mspec.method == DG_MASK_NULL) {
-                    rc = dg_mask_ref(m, (const uint8_t *) "null", 4);
-                } else {
-                    rc = dg_mask_ref(m, (const uint8_t *) "\"***\"", 5);
-                }
-                if (rc != 0) {
-                    return rc;
-                }
-            }
-            dg_mask_value_done(m, p);
-            break;
-
-        default:
-            return DG_MASK_E_STATE;
+            m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
+            m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
         }
     }
 
+    switch (c) {
+
+    case '"':
+        p++;
+        m->esc = 0;
+        m->in_key = 0;
+        if (m->mask) {
+            rc = dg_mask_flush_os(m, p - 1);
+            if (rc != 0) {
+                return rc;
+            }
+            m->vlen = 0;
+            m->hi = 0;
+            goto s_mstr;
+        }
+        if (!m->skip && (m->flags & DG_MASK_DETECT) && !m->vlisted) {
+            m->runlen = 0;
+            m->runrawlen = 0;
+            m->runlong = 0;
+            goto s_dstr;
+        }
+        goto s_str;
+
+    case '{':
+    case '[':
+        if (m->depth >= m->max_depth) {
+            return DG_MASK_E_DEPTH;
+        }
+        fr = &m->frames[m->depth++];
+        fr->type = c;
+        if (m->skip || m->mask) {
+            fr->node = -1;
+            fr->flags = 0;
+        } else {
+            fr->node = m->vnode;
+            fr->flags = m->vlisted ? DG_FR_LISTED : 0;
+        }
+        p++;
+        if (c == '{') {
+            goto s_obj_first;
+        }
+        goto s_arr_first;
+
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        m->num = N_START;
+        if (m->mask) {
+            m->vlen = 0;
+            rc = dg_mask_flush_os(m, p);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        goto s_num;
+
+    case 't':
+    case 'f':
+    case 'n':
+        m->lit = (c == 't') ? 0 : (c == 'f') ? 1 : 2;
+        m->litpos = 0;
+        if (m->mask) {
+            rc = dg_mask_flush_os(m, p);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        goto s_lit;
+
+    default:
+        return DG_MASK_E_SYNTAX;
+    }
+
+s_arr_first:
+
+    DG_SUSPEND(S_ARR_FIRST);
+    c = *p;
+
+    if (dg_mask_cls[c] & C_WS) {
+        p++;
+        goto s_arr_first;
+    }
+
+    if (c == ']') {
+        m->depth--;
+        p++;
+        goto done;
+    }
+
+    goto value;
+
+s_obj_first:
+
+    DG_SUSPEND(S_OBJ_FIRST);
+    c = *p;
+
+    if (c == '"') {
+        m->esc = 0;
+        if (!m->skip && !m->mask) {
+            m->hold = 1;
+            m->hs = p;
+            m->hlen = 0;
+            m->hcomma = 0;
+            m->key_off = 1;
+            m->kesc = 0;
+            p++;
+            goto s_key;
+        }
+        m->in_key = 1;
+        p++;
+        goto s_str;
+    }
+
+    if (dg_mask_cls[c] & C_WS) {
+        p++;
+        goto s_obj_first;
+    }
+
+    if (c == '}') {
+        m->depth--;
+        p++;
+        goto done;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_obj_next:
+
+    DG_SUSPEND(S_OBJ_NEXT);
+    c = *p;
+
+    if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
+        return rc;
+    }
+
+    if (c == '"') {
+        p++;
+        m->esc = 0;
+        if (m->hold) {
+            m->key_off = m->hlen + (p - m->hs);
+            m->kesc = 0;
+            goto s_key;
+        }
+        m->in_key = 1;
+        goto s_str;
+    }
+
+    if (dg_mask_cls[c] & C_WS) {
+        p++;
+        goto s_obj_next;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_key:
+
+    DG_SUSPEND(S_KEY);
+
+    total = m->hlen + (p - m->hs);
+    room = m->holdmax - total;
+    if (m->max_value - (total - m->key_off) < room) {
+        room = m->max_value - (total - m->key_off);
+    }
+
+    if (m->esc) {
+        if (room == 0) {
+            return DG_MASK_E_TOOBIG;
+        }
+        if (dg_mask_esc_byte(m, *p) < 0) {
+            return DG_MASK_E_SYNTAX;
+        }
+        p++;
+        goto s_key;
+    }
+
+    /* content bytes may take room; the byte after may close the key */
+    lim = (size_t) (end - p) > room ? p + room + 1 : end;
+    q = dg_mask_scan(p, lim);
+
+    if (q == lim) {
+        if (lim == end && (size_t) (end - p) <= room) {
+            p = end;
+            goto s_key;
+        }
+        return DG_MASK_E_TOOBIG;
+    }
+
+    c = *q;
+
+    if ((size_t) (q - p) == room) {
+        /* the byte just past the room: only a closing quote fits */
+        if (c == '\\' || (c == '"' && total + room + 1 > m->holdmax)) {
+            return DG_MASK_E_TOOBIG;
+        }
+    }
+
+    if (c == '"') {
+        dg_mask_key_end(m, q);
+        p = q + 1;
+        goto s_colon;
+    }
+
+    if (c == '\\') {
+        m->esc = 1;
+        m->kesc = 1;
+        p = q + 1;
+        goto s_key;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_colon:
+
+    DG_SUSPEND(S_COLON);
+    c = *p;
+
+    if (m->hold && (rc = dg_mask_hold_room(m, p, 1)) != 0) {
+        return rc;
+    }
+
+    if (c == ':') {
+        p++;
+        m->member = m->hold;
+        goto s_value;
+    }
+
+    if (dg_mask_cls[c] & C_WS) {
+        p++;
+        goto s_colon;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_after:
+
+    DG_SUSPEND(S_AFTER);
+    c = *p;
+    fr = &m->frames[m->depth - 1];
+
+    if (c == ',') {
+        if (fr->type == '{') {
+            if (!m->skip && !m->mask) {
+                m->hold = 1;
+                m->hs = p;
+                m->hlen = 0;
+                m->hcomma = 1;
+            }
+            p++;
+            goto s_obj_next;
+        }
+        p++;
+        goto s_value;
+    }
+
+    if ((c == '}' && fr->type == '{') || (c == ']' && fr->type == '[')) {
+        m->depth--;
+        p++;
+        goto done;
+    }
+
+    if (dg_mask_cls[c] & C_WS) {
+        p++;
+        goto s_after;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_end:
+
+    DG_SUSPEND(S_END);
+
+    if (!(dg_mask_cls[*p] & C_WS)) {
+        return DG_MASK_E_SYNTAX;
+    }
+
+    p++;
+    goto s_end;
+
+s_str:
+
+    DG_SUSPEND(S_STR);
+
+    if (m->esc) {
+        if (dg_mask_esc_byte(m, *p) < 0) {
+            return DG_MASK_E_SYNTAX;
+        }
+        p++;
+        goto s_str;
+    }
+
+    q = dg_mask_scan(p, end);
+    if (q == end) {
+        p = end;
+        goto s_str;
+    }
+
+    c = *q;
+    p = q + 1;
+
+    if (c == '"') {
+        if (m->in_key) {
+            m->in_key = 0;
+            goto s_colon;
+        }
+        goto done;
+    }
+
+    if (c == '\\') {
+        m->esc = 1;
+        goto s_str;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_dstr:
+
+    r = dg_mask_dstr(m, p, end, &p);
+    if (r < 0) {
+        return r;
+    }
+    if (r == 1) {
+        goto done;
+    }
+    m->state = S_DSTR;
     return 0;
+
+s_mstr:
+
+    DG_SUSPEND(S_MSTR);
+
+    if (m->esc) {
+        r = dg_mask_esc_byte(m, *p);
+        if (r < 0) {
+            return DG_MASK_E_SYNTAX;
+        }
+        p++;
+        if (r == 1 && (rc = dg_mask_mstr_escaped(m)) != 0) {
+            return rc;
+        }
+        goto s_mstr;
+    }
+
+    if (m->hi && *p != '\\') {
+        return DG_MASK_E_UTF8;
+    }
+
+    q = dg_mask_scan(p, end);
+    if ((size_t) (q - p) > m->max_value - m->vlen) {
+        return DG_MASK_E_TOOBIG;
+    }
+    memcpy(m->hbuf + m->vlen, p, q - p);
+    m->vlen += q - p;
+
+    if (q == end) {
+        p = end;
+        goto s_mstr;
+    }
+
+    c = *q;
+    p = q + 1;
+
+    if (c == '"') {
+        rc = dg_mask_put_value(m);
+        if (rc != 0) {
+            return rc;
+        }
+        goto done;
+    }
+
+    if (c == '\\') {
+        m->esc = 1;
+        goto s_mstr;
+    }
+
+    return DG_MASK_E_SYNTAX;
+
+s_num:
+
+    DG_SUSPEND(S_NUM);
+
+    if (!m->mask
+        && (m->num == N_INT || m->num == N_FRAC || m->num == N_EXP))
+    {
+        while (dg_mask_cls[*p] & C_DIGIT) {
+            if (++p == end) {
+                m->state = S_NUM;
+                return 0;
+            }
+        }
+    }
+
+    c = *p;
+    nx = dg_mask_num_next(m->num, c);
+
+    if (nx == 0) {
+        if (!dg_mask_num_terminal(m->num)) {
+            return DG_MASK_E_SYNTAX;
+        }
+        if (m->mask) {
+            rc = dg_mask_put_value(m);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        goto done;
+    }
+
+    if (m->mask) {
+        if (m->vlen >= m->max_value) {
+            return DG_MASK_E_TOOBIG;
+        }
+        m->hbuf[m->vlen++] = c;
+    }
+
+    m->num = nx;
+    p++;
+    goto s_num;
+
+s_lit:
+
+    DG_SUSPEND(S_LIT);
+
+    if (*p != (uint8_t) dg_mask_lits[m->lit][m->litpos]) {
+        return DG_MASK_E_SYNTAX;
+    }
+
+    p++;
+    if (++m->litpos < dg_mask_litlen[m->lit]) {
+        goto s_lit;
+    }
+
+    if (m->mask) {
+        if (m->lit == 2 || m->mspec.method == DG_MASK_NULL) {
+            rc = dg_mask_ref(m, (const uint8_t *) "null", 4);
+        } else {
+            rc = dg_mask_ref(m, (const uint8_t *) "\"***\"", 5);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+done:
+
+    /* a value ended; p is the first byte after it */
+    dg_mask_value_done(m, p);
+
+    if (m->depth) {
+        goto s_after;
+    }
+
+    goto s_end;
+
+#undef DG_SUSPEND
 }
 
 
@@ -1956,6 +2055,7 @@ dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
             && dg_mask_num_terminal(m->num))
         {
             rc = dg_mask_num_end(m, end);
+            m->state = S_END;
         }
         if (rc == 0 && m->state != S_END) {
             rc = DG_MASK_E_TRUNCATED;

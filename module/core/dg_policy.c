@@ -1349,7 +1349,6 @@ dg_load_geo(dg_load_t *L, const char *file, const dg_ynode_t *g,
 {
     int                rc;
     char               path[80];
-    size_t             i;
     const dg_ynode_t  *seq, *it;
 
     snprintf(path, sizeof(path), "%s.geo", cpath);
@@ -1412,8 +1411,6 @@ dg_load_geo(dg_load_t *L, const char *file, const dg_ynode_t *g,
         return dg_err(L, file, g->line, path, NULL,
                       "give countries, regions or both");
     }
-
-    (void) i;
 
     return 0;
 }
@@ -1801,7 +1798,7 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
     const dg_ynode_t *it, const char *path, dg_grant_t *g)
 {
     int                rc, y, m, dd;
-    size_t             j, q;
+    size_t             j;
     unsigned           bit;
     const char        *hint;
     dg_str_t           s;
@@ -2134,8 +2131,6 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
     if (g->quota_str.data == NULL) {
         g->quota_str.data = "";
     }
-
-    (void) q;
 
     return 0;
 }
@@ -2489,6 +2484,65 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
 
 
 static int
+dg_str_eq(const dg_str_t *a, const dg_str_t *b)
+{
+    return a->len == b->len && (a->len == 0
+                                || memcmp(a->data, b->data, a->len) == 0);
+}
+
+
+/* a consumer with the same matchers as an earlier one could never match */
+
+static int
+dg_same_cert_check(dg_load_t *L, const dg_consumer_t *c)
+{
+    const dg_hash_t      *h;
+    const dg_hent_t      *e;
+    const dg_consumer_t  *o;
+    char                  path[DG_ID_MAX + 32];
+
+    if (c->has_fingerprint) {
+        h = &L->priv->by_fingerprint;
+        e = dg_hash_find(h, c->fingerprint, 32);
+    } else if (c->serial.len) {
+        h = &L->priv->by_serial;
+        e = dg_hash_find(h, c->serial.data, c->serial.len);
+    } else if (c->subject.len) {
+        h = &L->priv->by_subject;
+        e = dg_hash_find(h, c->subject.data, c->subject.len);
+    } else {
+        h = &L->priv->by_san;
+        e = dg_hash_find(h, c->san.data, c->san.len);
+    }
+
+    for ( /* void */ ; e; e = dg_hash_next(h, e)) {
+        o = e->val;
+
+        if (o->index >= c->index) {
+            break;
+        }
+
+        if (o->has_fingerprint == c->has_fingerprint
+            && (!c->has_fingerprint
+                || memcmp(o->fingerprint, c->fingerprint, 32) == 0)
+            && dg_str_eq(&o->serial, &c->serial)
+            && dg_str_eq(&o->subject, &c->subject)
+            && dg_str_eq(&o->san, &c->san))
+        {
+            snprintf(path, sizeof(path), "consumers[id=%s].cert",
+                     c->id.data);
+            return dg_err(L, c->src_file.data, c->src_line, path, NULL,
+                          "same certificate matchers as consumer '%s' "
+                          "(%s:%u): it could never match", o->id.data,
+                          o->src_file.data, o->src_line);
+        }
+    }
+
+    return 0;
+}
+
+
+static int
 dg_index(dg_load_t *L)
 {
     size_t             i, nfp, nser, nsub, nsan;
@@ -2544,6 +2598,10 @@ dg_index(dg_load_t *L)
         if (rc != 0) {
             return dg_err(L, L->files[0].name, 1, "policy", NULL,
                           "out of memory");
+        }
+
+        if (dg_same_cert_check(L, c) != 0) {
+            return -1;
         }
     }
 
@@ -2989,6 +3047,10 @@ dg_cert_matches(const dg_consumer_t *c, const dg_norm_id_t *n)
     }
 
     if (c->san.len) {
+        if (n->id->sans == NULL) {
+            return 0;
+        }
+
         for (i = 0; i < n->id->nsans; i++) {
             len = dg_san_normalize(&n->id->sans[i], buf, sizeof(buf));
             if (len == c->san.len && memcmp(buf, c->san.data, len) == 0) {

@@ -103,6 +103,13 @@ dg_yaml_parse(dg_arena_t *a, const char *name, const char *data, size_t len,
         return NULL;
     }
 
+    /* a UTF-8 byte order mark is fine; libyaml only skips it itself when
+     * it guesses the encoding, and we do not let it guess (no UTF-16) */
+    if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0) {
+        data += 3;
+        len -= 3;
+    }
+
     yaml_parser_set_input_string(&parser, (const unsigned char *) data, len);
     yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 

@@ -30,6 +30,7 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IO::Socket::SSL;
 use JSON::PP;
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -154,6 +155,7 @@ sub spew {
     my ($f, $s, $mode) = @_;
     make_path(dirname($f));
     open my $fh, '>', $f or die "DGTest: $f: $!\n";
+    utf8::encode($s) if utf8::is_utf8($s);      # text from `use utf8` files
     print $fh $s;
     close $fh;
     chmod $mode // 0644, $f;
@@ -193,6 +195,7 @@ sub new {
     chmod 0755, $dir;
     system('cp', '-r', $DATA, "$dir/html") == 0
         or die "DGTest: cannot copy $DATA\n";
+    unlink "$dir/html/generate.pl";
     system('chmod', '-R', 'a+rX', "$dir/html");
     open my $r, '<', '/dev/urandom' or die;
     read $r, my $key, 32;
@@ -210,7 +213,14 @@ sub new {
 sub dir           { $_[0]{dir} }
 sub port          { $_[0]{port} }
 sub upstream_port { $_[0]{upstream_port} }
-sub error_log     { DGTest::slurp("$_[0]{dir}/error.log") }
+# what nginx logged while loading the configuration at start (before it
+# opens error.log, Debian's nginx logs to stderr), then error.log
+sub error_log {
+    my ($self) = @_;
+    return ($self->{startup_log}
+            // DGTest::slurp("$self->{dir}/nginx.out"))   # valgrind mode
+        . DGTest::slurp("$self->{dir}/error.log");
+}
 sub access_log    { DGTest::slurp("$_[0]{dir}/access.log") }
 sub conf_file     { "$_[0]{dir}/conf/nginx.conf" }
 sub policy_file   { "$_[0]{dir}/policy.yaml" }
@@ -280,8 +290,7 @@ sub build_conf {
     my $load = $module ? "load_module $MODULE;" : '';
     my $workers = $self->{workers} || 1;
     my $level = $self->{log_level} || 'info';
-    my $procs = $VALGRIND ? "daemon off;\nmaster_process on;"
-                          : "daemon on;\nmaster_process on;";
+    my $daemon = $VALGRIND ? 'off' : 'on';     # under valgrind: our child
     my $verify = $self->{verify_client} || 'on';
     my $main = $self->{main_config} // '';
     my $upstream = $self->{upstream} // '';
@@ -296,7 +305,8 @@ EOF
 $load
 $user
 worker_processes $workers;
-$procs
+daemon $daemon;
+master_process on;
 pid $d/nginx.pid;
 lock_file $d/nginx.lock;
 error_log $d/error.log $level;
@@ -408,6 +418,7 @@ sub start {
     unlink "$self->{dir}/nginx.pid";
     return $self->start_valgrind if $VALGRIND;
     my ($rc, $out) = $self->run_nginx();
+    $self->{startup_log} = $out;
     if ($rc != 0) {
         die "DGTest: nginx failed to start (exit $rc):\n$out\n"
             . "error.log tail:\n"
@@ -433,6 +444,13 @@ sub wait_ready {
         die "DGTest: nginx does not accept connections on port $p\n"
             . "error.log tail:\n" . DGTest::tail_lines($log, 20) . "\n";
     }
+    # the master listens before its workers run: wait for them too
+    my $want = !defined $self->{conf} ? $self->{workers} || 1
+             : $self->{conf} =~ /master_process\s+off/ ? 0 : 1;
+    my $until = time + $secs;
+    while ($self->children < $want && time < $until) {
+        sleep 0.01;
+    }
     $current = $self;
     return $self;
 }
@@ -447,10 +465,10 @@ sub start_valgrind {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', "$d/nginx.out";
         open STDERR, '>&', \*STDOUT;
-        exec 'valgrind', '-q', "--log-file=$d/valgrind.%p.log",
+        { exec 'valgrind', '-q', "--log-file=$d/valgrind.%p.log",
             '--num-callers=30', '--leak-check=no',
-            $NGINX, '-p', "$d/", '-c', $self->conf_file;
-        exit 127;
+            $NGINX, '-p', "$d/", '-c', $self->conf_file };
+        POSIX::_exit(127);
     }
     $self->{pid} = $pid;
     $self->{child} = 1;
@@ -487,7 +505,7 @@ sub reload {
     @$self{keys %o} = values %o;
     $self->write_policy($o{policy}) if defined $o{policy};
     $self->write_conf;
-    my $off = -s "$self->{dir}/error.log" || 0;
+    my $off = length $self->error_log;
     my %old = map { $_ => 1 } $self->children;
     kill 'HUP', $self->{pid} or die "DGTest: cannot signal nginx: $!\n";
     my $until = time + ($VALGRIND ? 60 : 10);
@@ -569,10 +587,10 @@ sub start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', "$dir/redis.log";
         open STDERR, '>&', \*STDOUT;
-        exec 'redis-server', '--port', $port, '--bind', '127.0.0.1',
+        { exec 'redis-server', '--port', $port, '--bind', '127.0.0.1',
             '--save', '', '--appendonly', 'no', '--dir', $dir,
-            '--daemonize', 'no';
-        exit 127;
+            '--daemonize', 'no' };
+        POSIX::_exit(127);
     }
     my $self = bless { pid => $pid, port => $port, dir => $dir }, $class;
     $live{"redis$self"} = $self;
@@ -835,8 +853,8 @@ sub run_cmd {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', $out;
         open STDERR, '>&', \*STDOUT;
-        exec @cmd;
-        exit 127;
+        { exec @cmd };
+        POSIX::_exit(127);
     }
     waitpid $pid, 0;
     my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
@@ -852,12 +870,14 @@ sub stop_all {
     }
 }
 
+my $main_pid = $$;
+
 END {
     my $rc = $?;
-    stop_all();
+    stop_all() if $$ == $main_pid;      # not in a forked child
     $? = $rc;
 }
-$SIG{INT} = $SIG{TERM} = sub { stop_all(); exit 1 };
+$SIG{INT} = $SIG{TERM} = sub { stop_all() if $$ == $main_pid; exit 1 };
 
 
 # --- JSON comparison ----------------------------------------------------------
@@ -939,10 +959,15 @@ sub parse_blocks {
             next;
         }
         next unless $b;
-        if ($line =~ /^---\s+(\w+)((?:\s+\w+)*)\s*(?::\s*(.*?))?\s*$/) {
+        if ($line =~ /^---\s+(\w+)((?:\s+[\w.-]+)*)\s*(?::\s*(.*?))?\s*$/) {
+            my ($words, $inline) = ($2 // '', $3);
             $sec = $1;
-            $b->{mods}{$sec} = { map { $_ => 1 } split ' ', $2 // '' };
-            $b->{sec}{$sec} = defined $3 ? "$3\n" : '';
+            my @mods = grep { /^(eval|chomp)$/ } split ' ', $words;
+            my @rest = grep { !/^(eval|chomp)$/ } split ' ', $words;
+            # "--- workers 2" is "--- workers: 2" for one-line sections
+            $inline //= "@rest" if @rest && $oneline{$sec};
+            $b->{mods}{$sec} = { map { $_ => 1 } @mods };
+            $b->{sec}{$sec} = defined $inline ? "$inline\n" : '';
             next;
         }
         $b->{sec}{$sec} .= $line if defined $sec;
@@ -1042,7 +1067,7 @@ sub run_block {
     $o{conf} = $s->{full_config} if exists $s->{full_config};
 
     # a redis for the blocks that mention it, flushed between blocks
-    my $wants_redis = exists $s->{redis}
+    my $wants_redis = exists $s->{redis} || exists $s->{redis_cmd}
         || grep { /TEST_NGINX_REDIS_PORT/ } values %$s;
     if ($wants_redis) {
         $file_redis ||= start_redis();

@@ -388,6 +388,11 @@ test_validation(void)
                "    level: 1\n  - id: d1\n    share: none\n    level: 2\n",
                "t.yaml:14: datasets[1].id: duplicate dataset 'd1' (first "
                "defined at t.yaml:11)", "a duplicate dataset id");
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+               "    clearance: 1\n  - id: c2\n    cert: {subject: x=y}\n"
+               "    clearance: 2\n",
+               "t.yaml:10: consumers[id=c2].cert: same certificate matchers "
+               "as consumer 'c1' (t.yaml:7)", "unreachable consumer");
     expect_err("purposes:\n  p1: {}\n  p1: {}\n",
                "t.yaml:3: yaml: duplicate key 'p1' (first at line 2)",
                "a duplicate mapping key");
@@ -435,6 +440,7 @@ test_validation(void)
                "not valid UTF-8", "an overlong UTF-8 sequence");
     expect_err("purposes:\n  p1: {name: \"a\\0b\"}\n",
                "t.yaml:2: yaml: NUL character", "a NUL in a value");
+    expect_ok("\xef\xbb\xbf" BASE, "a UTF-8 byte order mark");
     expect_err("purposes: {}\n---\npurposes: {}\n",
                "only one YAML document per file", "two documents");
     expect_err("purposes:\n  ? [a, b]\n  : {}\n",
@@ -566,7 +572,8 @@ test_version(void)
 }
 
 
-#define FP_HEX  "5e6ee1d9c81dc8a1d0a4ab3fa9b9c0d1e3eff9bd2f0b13a6a77f22f4d3a1b2c3"
+#define FP_HEX  "5e6ee1d9c81dc8a1d0a4ab3fa9b9c0d1"                          \
+                "e3eff9bd2f0b13a6a77f22f4d3a1b2c3"
 #define FP_COL  "5E:6E:E1:D9:C8:1D:C8:A1:D0:A4:AB:3F:A9:B9:C0:D1:E3:EF:F9:BD:" \
                 "2F:0B:13:A6:A7:7F:22:F4:D3:A1:B2:C3"
 
@@ -595,7 +602,7 @@ static const char  *match_yaml =
     "    cert: {subject: \"CN=dup,C=CN\"}\n"
     "    clearance: 1\n"
     "  - id: second\n"
-    "    cert: {subject: \"CN=dup,C=CN\"}\n"
+    "    cert: {subject: \"CN=dup,C=CN\", serial: \"77\"}\n"
     "    clearance: 1\n"
     "  - id: net\n"
     "    cert: {subject: \"CN=net\"}\n"
@@ -703,7 +710,7 @@ test_matching(void)
     is_str(match_id(p, NULL, NULL, "CN=both,C=CN", NULL, NULL), "(none)",
            "two matchers, serial absent: no match");
 
-    is_str(match_id(p, NULL, NULL, "CN=dup,C=CN", NULL, NULL), "first",
+    is_str(match_id(p, NULL, "77", "CN=dup,C=CN", NULL, NULL), "first",
            "several match: first in policy order");
     is_str(match_id(p, NULL, NULL, NULL, NULL, NULL), "(none)",
            "empty identity: no match");

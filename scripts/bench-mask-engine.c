@@ -1,0 +1,265 @@
+/*
+ * Engine benchmark of the streaming JSON masker, beside memcpy of the same
+ * bytes in the same process (PERFORMANCE.md: "the engine ceiling").
+ *
+ * Documents: {"code":0,"msg":"ok","total":N,"data":[ person records ]}
+ * with 15 fields per record, 5 of them classified (id_card, name, phone,
+ * bank_card, email), sized about 1 KB, 100 KB and 10 MB.
+ *
+ * Times are CPU time of this thread (the machines are shared and noisy).
+ *
+ * Build and run: scripts/bench-mask-engine.sh   (DG_MASK_NOSIMD=1 for the
+ * scalar string scanner).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <time.h>
+#include "dg_mask.h"
+
+
+typedef struct {
+    uint8_t    *buf;
+    size_t      len;
+    size_t      cap;
+} bench_out_t;
+
+
+static int
+bench_emit(void *ctx, const uint8_t *p, size_t n)
+{
+    bench_out_t  *o = ctx;
+
+    if (o->len + n > o->cap) {
+        return -1;
+    }
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+
+static double
+now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+/* iterations between clock reads: about 1 MB of input */
+static long
+batch(size_t n)
+{
+    return n >= 1000000 ? 1 : (long) (1000000 / n);
+}
+
+
+static const char  *surnames[] = { "韦", "黄", "李", "陆", "覃", "梁", "蒙",
+                                   "莫" };
+static const char  *given[] = { "秀兰", "志强", "建华", "丽", "海燕", "文",
+                                "国庆", "小明" };
+static const char  *streets[] = { "民族大道", "朝阳路", "东葛路", "友爱路",
+                                  "星光大道" };
+
+
+static size_t
+gen_record(char *d, unsigned i)
+{
+    return (size_t) sprintf(d,
+        "{\"id\":%u,\"idCard\":\"45010219%02u%02u%02u%04u\","
+        "\"name\":\"%s%s\",\"gender\":\"%s\",\"age\":%u,"
+        "\"phone\":\"1%u%09u\",\"email\":\"user%u@gx.gov.cn\","
+        "\"bankCard\":\"62220212%011u\",\"address\":\"广西南宁市青秀区%s%u号\","
+        "\"company\":\"广西数据科技有限公司\",\"title\":\"工程师\","
+        "\"score\":%u.%u,\"active\":%s,\"tags\":[\"a\",\"vip\"],"
+        "\"updated\":\"2024-05-11T09:30:00+08:00\"}",
+        i, 70 + i % 30, 1 + i % 12, 1 + i % 28, i % 10000,
+        surnames[i % 8], given[(i / 8) % 8], i % 2 ? "男" : "女",
+        20 + i % 50, 3 + i % 7, i * 7919u % 1000000000u, i,
+        i * 104729u, streets[i % 5], i % 300,
+        50 + i % 50, i % 10, i % 3 ? "true" : "false");
+}
+
+
+static char *
+gen_doc(size_t target, size_t *len)
+{
+    char     *d;
+    size_t    n, cap;
+    unsigned  i;
+
+    cap = target + 4096;
+    d = malloc(cap);
+    if (d == NULL) {
+        exit(1);
+    }
+
+    n = (size_t) sprintf(d, "{\"code\":0,\"msg\":\"ok\",\"data\":[");
+    for (i = 0; n + 700 < target || i == 0; i++) {
+        if (i) {
+            d[n++] = ',';
+        }
+        n += gen_record(d + n, i);
+    }
+    n += (size_t) sprintf(d + n, "],\"total\":%u}", i);
+
+    *len = n;
+    return d;
+}
+
+
+static double
+bench_mask(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
+    size_t n, size_t span, bench_out_t *o, double min_time, size_t *outlen)
+{
+    dg_mask_t  *m;
+    double      t0, t;
+    size_t      off, k;
+    long        iters;
+    int         rc;
+
+    iters = 0;
+    t0 = now();
+
+    do {
+      long  b;
+
+      for (b = batch(n); b > 0; b--) {
+        m = dg_mask_init(mem, conf);
+        o->len = 0;
+        for (off = 0; ; off += k) {
+            k = n - off < span ? n - off : span;
+            rc = dg_mask_feed(m, doc + off, k, off + k == n, bench_emit, o);
+            if (rc != 0) {
+                fprintf(stderr, "mask failed: %s\n", dg_mask_strerror(rc));
+                exit(1);
+            }
+            if (off + k == n) {
+                break;
+            }
+        }
+        iters++;
+      }
+        t = now() - t0;
+    } while (t < min_time);
+
+    *outlen = o->len;
+    return (double) n * iters / t / 1e6;
+}
+
+
+static double
+bench_memcpy(const uint8_t *doc, size_t n, bench_out_t *o, double min_time)
+{
+    double  t0, t;
+    long    iters;
+
+    iters = 0;
+    t0 = now();
+
+    do {
+        long  b;
+
+        for (b = batch(n); b > 0; b--) {
+            memcpy(o->buf, doc, n);
+            __asm__ __volatile__("" : : "r"(o->buf) : "memory");
+            iters++;
+        }
+        t = now() - t0;
+    } while (t < min_time);
+
+    return (double) n * iters / t / 1e6;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    static const char   *sel[] = { "idCard", "name", "phone", "bankCard",
+                                   "email", "data[].address" };
+    static const size_t  sizes[] = { 1000, 100000, 10000000 };
+    static const char   *labels[] = { "1 KB", "100 KB", "10 MB" };
+    dg_mask_field_t      f[6];
+    dg_mask_spec_t       a[6];
+    dg_mask_rules_t     *r[3];
+    dg_mask_conf_t       conf;
+    bench_out_t          o;
+    char                *doc;
+    void                *mem;
+    size_t               n, i, outlen, v;
+    double               mt, mc, t;
+    unsigned             flags[3] = { 0, DG_MASK_DETECT,
+                                      DG_MASK_UNLISTED_DROP };
+    const char          *fl[3] = { "mask", "mask+detect", "mask+allowlist" };
+
+    t = argc > 1 ? atof(argv[1]) : 0.5;
+
+    for (i = 0; i < 6; i++) {
+        f[i].selector = sel[i];
+        f[i].len = strlen(sel[i]);
+    }
+    dg_mask_spec_parse("id_card", 7, &a[0]);
+    dg_mask_spec_parse("name", 4, &a[1]);
+    dg_mask_spec_parse("phone", 5, &a[2]);
+    dg_mask_spec_parse("bank_card", 9, &a[3]);
+    dg_mask_spec_parse("email", 5, &a[4]);
+    dg_mask_spec_parse("clear", 5, &a[5]);
+
+    for (i = 0; i < 3; i++) {
+        r[i] = dg_mask_rules_compile(f, 6, flags[i], NULL, 0);
+    }
+
+    memset(&conf, 0, sizeof(conf));
+    conf.actions = a;
+    conf.max_value = 65536;
+    conf.max_depth = 64;
+    conf.rules = r[0];
+
+    mem = aligned_alloc(16, (dg_mask_size(&conf) + 15) & ~(size_t) 15);
+
+    printf("%-8s %-15s %8s %10s %10s %8s\n", "doc", "mode", "span",
+           "MB/s", "memcpy", "ratio");
+
+    for (i = 0; i < 3; i++) {
+        doc = gen_doc(sizes[i], &n);
+        o.cap = 2 * n + 65536;
+        o.buf = malloc(o.cap);
+
+        mc = bench_memcpy((uint8_t *) doc, n, &o, t);
+
+        for (v = 0; v < 3; v++) {
+            size_t  spans[2] = { n, 16384 };
+            int     s;
+
+            conf.rules = r[v];
+            for (s = 0; s < 2; s++) {
+                if (s == 1 && n <= 16384) {
+                    continue;
+                }
+                mt = bench_mask(&conf, mem, (uint8_t *) doc, n, spans[s], &o,
+                                t, &outlen);
+                printf("%-8s %-15s %8s %10.0f %10.0f %8.3f\n", labels[i],
+                       fl[v], s ? "16K" : "whole", mt, mc, mt / mc);
+            }
+        }
+
+        if (i == 0) {
+            fwrite(o.buf, 1, outlen < 400 ? outlen : 400, stderr);
+            fprintf(stderr, "...\n");
+        }
+
+        free(o.buf);
+        free(doc);
+    }
+
+    free(mem);
+    for (i = 0; i < 3; i++) {
+        dg_mask_rules_free(r[i]);
+    }
+    return 0;
+}

@@ -1,0 +1,489 @@
+# Response masking end to end: the header filter (type, encoding,
+# Content-Length, ETag, 502 upstream_unmaskable) and the streaming body
+# filter (gzip'd bodies, chunked and slow-drip upstreams with
+# proxy_buffering on and off, HTTP/2, malformed JSON and oversized values
+# cutting the connection, big responses).
+# Policy: test-nginx/data/policy-glue.yaml.
+
+use strict;
+use warnings;
+use utf8;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use IO::Compress::Gzip qw(gzip $GzipError);
+use POSIX ();
+use Time::HiRes qw(sleep);
+use DGTest;
+
+binmode(Test::More->builder->$_, ':utf8')
+    for qw(output failure_output todo_output);
+
+my $POLICY = DGTest::slurp("$FindBin::Bin/data/policy-glue.yaml");
+
+my @OK = ('Data-Purpose: social-assistance',
+          'Data-Approval: GXSJ-2024-0137');
+
+sub json_of {
+    my ($r) = @_;
+    return (eval { $r->json }) || {};
+}
+
+# a tiny origin that answers every request with the given pieces, one
+# write per piece, $delay seconds apart (chunked unless $o{length})
+sub drip_server {
+    my (%o) = @_;
+    my $port = DGTest::free_port();
+    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                    LocalPort => $port, Listen => 16,
+                                    ReuseAddr => 1) or die "listen: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{PIPE} = 'IGNORE';
+        while (my $c = $srv->accept) {
+            my $req = '';
+            while ($req !~ /\r\n\r\n/) {
+                my $n = sysread($c, my $buf, 4096);
+                last unless $n;
+                $req .= $buf;
+            }
+            my @p = @{ $o{pieces} };
+            my $h = "HTTP/1.1 200 OK\r\nContent-Type: "
+                . ($o{type} || 'application/json') . "\r\n"
+                . ($o{headers} || '');
+            if ($o{length}) {
+                my $len = 0;
+                $len += length for @p;
+                $h .= "Content-Length: $len\r\nConnection: close\r\n\r\n";
+                syswrite($c, $h);
+                for (@p) { syswrite($c, $_); sleep $o{delay} if $o{delay} }
+            } else {
+                $h .= "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+                syswrite($c, $h);
+                for (@p) {
+                    next unless length;
+                    syswrite($c, sprintf("%x\r\n%s\r\n", length, $_));
+                    sleep $o{delay} if $o{delay};
+                }
+                syswrite($c, "0\r\n\r\n") unless $o{no_end};
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $srv;
+    return ($port, $pid);
+}
+
+sub stop_server {
+    my ($pid) = @_;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+}
+
+my $RECORD = '{"id":1,"id_card":"450103199003071242","name":"韦秀兰",'
+    . '"ethnicity":"壮族","phone":"13877112345",'
+    . '"note":"untouched \u00e9 text","address":"广西南宁市青秀区民族大道100号"}';
+utf8::encode($RECORD);      # bytes, as on the wire
+
+sub check_record {
+    my ($name, $j) = @_;
+    is($j->{id_card}, '450103********1242', "$name: id_card masked");
+    is($j->{name}, '韦秀兰', "$name: name revealed by the grant");
+    ok(!exists $j->{ethnicity}, "$name: dropped key absent");
+    is($j->{phone}, '138****2345', "$name: phone masked");
+    is($j->{address}, '广西南宁市青****', "$name: address masked");
+}
+
+# --- the demo origin: static files, gzip, text, malformed ----------------
+
+my $CONFIG = <<'END';
+        location /person/ {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+        location /gz/person/ {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+            # the provider compresses whatever datagate asks for
+            proxy_set_header Accept-Encoding gzip;
+        }
+        location = /text {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+        location = /malformed {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+        location /fx/ {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+        location /small/ {
+            datagate_dataset population.person;
+            datagate_mask_buffer 256;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/fx/;
+        }
+        location /echo {
+            datagate_dataset open.echo;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+END
+
+my $UPSTREAM = <<'END';
+        location = /fx/brotli {
+            default_type application/json;
+            add_header Content-Encoding br;
+            return 200 '{"id_card":"450103199003071242"}';
+        }
+        location = /fx/problem {
+            default_type "application/problem+json; charset=utf-8";
+            return 404 '{"title":"not found","id_card":"450103199003071242"}';
+        }
+        location = /fx/html-error {
+            default_type text/html;
+            return 500 '<html>450103199003071242</html>';
+        }
+        location = /fx/empty {
+            default_type application/json;
+            return 200 '';
+        }
+        location = /fx/nocontent {
+            return 204;
+        }
+        location = /fx/gzfile {
+            default_type application/json;
+            add_header Content-Encoding gzip;
+            alias $TEST_NGINX_HTML_DIR/record.json.gz;
+        }
+        location = /fx/gzbad {
+            default_type application/json;
+            add_header Content-Encoding gzip;
+            alias $TEST_NGINX_HTML_DIR/record.json;
+        }
+END
+
+my $n = DGTest::Nginx->new(policy => $POLICY, config => $CONFIG,
+                           upstream => $UPSTREAM,
+                           http_config => 'log_format dg "$datagate_consumer '
+                           . '$datagate_masked $datagate_decision";'
+                           . "\n    access_log \$TEST_NGINX_TESTDIR/dg.log dg;");
+my $big_value = 'x' x 1000;
+DGTest::spew($n->dir . '/html/fx/bad-early.json',
+             '{"id_card":"450103199003071242","name":"a" "b"}');
+DGTest::spew($n->dir . '/html/fx/record.json', $RECORD);
+DGTest::spew($n->dir . '/html/record.json', $RECORD);
+DGTest::spew($n->dir . '/html/fx/big-value.json',
+             qq({"id_card":"450103199003071242","address":"$big_value"}));
+DGTest::spew($n->dir . '/html/fx/big-unmasked.json',
+             qq({"id_card":"450103199003071242","note":"$big_value"}));
+DGTest::spew($n->dir . '/html/fx/mid-bad.json',
+             '{"data":[{"id_card":"450103199003071242"},{"id_card":"4501');
+{
+    gzip(\$RECORD => \my $gz) or die $GzipError;
+    DGTest::spew($n->dir . '/html/record.json.gz', $gz);
+}
+$n->start;
+
+{
+    my $r = $n->request('GET', '/person/1', cert => 'assistance',
+                        headers => [@OK]);
+    is($r->status, 200, 'allowed: 200');
+    my $j = json_of($r);
+    is($j->{id_card}, '450103********1242', 'id_card masked');
+    is($j->{name}, '韦秀兰', 'name revealed by the grant');
+    ok(!exists $j->{ethnicity}, 'dropped key absent');
+    is($j->{phone}, '138****2345', 'phone masked');
+    is($j->{gender}, '女', 'unlisted key passes');
+    is($j->{household}{registered_address},
+       '广西南宁市青秀区民族大道100号东盟商务区3栋1201室',
+       'unlisted nested key passes');
+    like($j->{household}{household_id} // '', qr/^[0-9a-f]{16,}$/,
+         'household_id pseudonymised');
+    ok(!defined $r->header('Content-Length'), 'Content-Length dropped');
+    like($r->header('ETag') // '', qr{^W/"}, 'ETag weakened');
+    ok(!defined $r->header('Accept-Ranges'), 'no Accept-Ranges');
+
+    my $r2 = $n->request('GET', '/person/1', cert => 'assistance',
+                         headers => [@OK]);
+    is(json_of($r2)->{household}{household_id}, $j->{household}{household_id},
+       'pseudonym stable for one consumer');
+
+    $r = $n->request('GET', '/person/', cert => 'assistance',
+                     headers => [@OK]);
+    $j = json_of($r);
+    is(scalar @{ $j->{data} || [] }, 6, 'list: six records');
+    is(scalar(grep { ($_->{id_card} // '') =~ /^\d{6}\*{8}[\dX]{4}$/ }
+              @{ $j->{data} || [] }), 6, 'list: every id_card masked');
+    unlike($r->body, qr/\d{17}[\dX]/, 'list: no clear ID number anywhere');
+
+    $r = $n->request('GET', '/person/1', cert => 'assistance',
+                     headers => [@OK, 'Range: bytes=0-10']);
+    is($r->status, 200, 'Range: the whole masked document');
+    is(json_of($r)->{id_card}, '450103********1242', 'Range: masked');
+
+    $r = $n->request('HEAD', '/person/1', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 200, 'HEAD: 200');
+    is($r->body, '', 'HEAD: no body');
+}
+
+# gzip
+{
+    my $r = $n->request('GET', '/gz/person/1', cert => 'assistance',
+                        headers => [@OK]);
+    is($r->status, 200, 'gzip upstream: 200');
+    ok(!defined $r->header('Content-Encoding'),
+       'gzip upstream: sent inflated');
+    is(json_of($r)->{id_card}, '450103********1242', 'gzip upstream: masked');
+
+    $r = $n->request('GET', '/fx/gzfile', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 200, 'gzip file: 200');
+    check_record('gzip file', json_of($r));
+
+    $r = $n->request('GET', '/fx/gzbad', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 502, 'claims gzip, is not: 502');
+    is(json_of($r)->{error}{code}, 'upstream_unmaskable',
+       'claims gzip, is not: upstream_unmaskable');
+    unlike($r->body, qr/450103199003071242/, 'claims gzip, is not: no data');
+
+    $r = $n->request('GET', '/fx/brotli', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 502, 'br: 502');
+    is(json_of($r)->{error}{code}, 'upstream_unmaskable',
+       'br: upstream_unmaskable');
+    unlike($r->body, qr/450103199003071242/, 'br: no data');
+}
+
+# types
+{
+    my $r = $n->request('GET', '/text', cert => 'assistance',
+                        headers => [@OK]);
+    is($r->status, 502, 'text/plain upstream: 502');
+    is($r->header('Content-Type'), 'application/json',
+       'text/plain upstream: JSON error');
+    my $j = json_of($r);
+    is($j->{error}{code}, 'upstream_unmaskable', 'upstream_unmaskable');
+    like($j->{error}{request_id} // '', qr/^[0-9a-f]{32}$/,
+         'with the request id');
+    unlike($r->body, qr/450103199003071242/, 'text/plain: no data');
+
+    $r = $n->request('GET', '/fx/html-error', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 502, 'provider HTML error page: 502');
+    unlike($r->body, qr/450103199003071242/, 'HTML error page: no data');
+
+    $r = $n->request('GET', '/fx/problem', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 404, 'problem+json: status kept');
+    is(json_of($r)->{id_card}, '450103********1242', 'problem+json masked');
+
+    $r = $n->request('GET', '/fx/empty', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 200, 'empty JSON body: 200');
+    is($r->body, '', 'empty JSON body: empty');
+
+    $r = $n->request('GET', '/fx/nocontent', cert => 'assistance',
+                     headers => [@OK]);
+    is($r->status, 204, '204 passes');
+}
+
+# fail closed once the headers are out
+{
+    # refused before anything went out (one buffer): still a clean 502
+    for my $uri ('/malformed', '/fx/mid-bad', '/fx/bad-early',
+                 '/small/big-value')
+    {
+        my $r = $n->request('GET', $uri, cert => 'assistance',
+                            headers => [@OK]);
+        is($r->status, 502, "$uri: 502");
+        is(json_of($r)->{error}{code}, 'upstream_unmaskable',
+           "$uri: upstream_unmaskable");
+        ok(!$r->{truncated}, "$uri: complete error answer");
+        unlike($r->body, qr/450103199003071242|x{300}/, "$uri: no data");
+    }
+
+    my $r;
+
+    $r = $n->request('GET', '/small/big-unmasked', cert => 'assistance',
+                     headers => [@OK]);
+    ok(!$r->{truncated}, 'big unmasked value streams through');
+    is(json_of($r)->{note}, $big_value, 'big unmasked value intact');
+}
+
+# variables
+{
+    my $r = $n->request('GET', '/person/1', cert => 'assistance',
+                        headers => [@OK]);
+    $n->stop;
+    my $al = DGTest::slurp($n->dir . '/dg.log');
+    like($al, qr/^civil-affairs\.assistance [1-9]\d* allowed$/m,
+         '$datagate_masked counts masked values');
+    my $log = $n->error_log;
+    like($log, qr/\[error\].*datagate: upstream_unmaskable: .*request_id=[0-9a-f]{32}/,
+         'cut logged with the request id');
+    like($log, qr/datagate: upstream_unmaskable: content type is not JSON/,
+         'type refusal logged');
+    unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert/crit');
+}
+
+# --- chunked, slow drip, proxy_buffering on and off ----------------------
+
+{
+    # split everywhere: inside keys, values, escapes and UTF-8 sequences
+    my @pieces = map { substr($RECORD, $_ * 7, 7) }
+                 0 .. int(length($RECORD) / 7);
+    my @bytes;
+    {
+        use bytes;
+        my $raw = $RECORD;
+        utf8::encode($raw) if utf8::is_utf8($raw);
+        @bytes = map { substr($raw, $_ * 5, 5) } 0 .. int(length($raw) / 5);
+    }
+
+    my ($p1, $pid1) = drip_server(pieces => \@bytes, delay => 0.01);
+    my ($p2, $pid2) = drip_server(pieces => \@bytes, delay => 0.01,
+                                  length => 1);
+    my ($p3, $pid3) = drip_server(
+        pieces => ['{"data":[{"id_card":"450103199003071242"},',
+                   '{"id_card":"45010319900307124', '2"}', ', garbage'],
+        delay => 0.05);
+    my ($p4, $pid4) = drip_server(
+        pieces => ['{"data":[{"id_card":"450103199003071242"},',
+                   '{"id_card":"450103199'],
+        delay => 0.05, no_end => 1);
+
+    my $h2port = DGTest::free_port();
+    my $m = start_nginx(policy => $POLICY, http_config => <<"H2", config => <<"END");
+    server {
+        listen 127.0.0.1:$h2port ssl http2;
+        ssl_certificate \$TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key \$TEST_NGINX_CERTS/server.key;
+        ssl_client_certificate \$TEST_NGINX_CERTS/ca.crt;
+        ssl_verify_client on;
+        location /chunked-unbuffered {
+            datagate_dataset population.person;
+            proxy_buffering off;
+            proxy_pass http://127.0.0.1:$p1;
+        }
+    }
+H2
+        location /chunked-buffered {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$p1;
+        }
+        location /chunked-unbuffered {
+            datagate_dataset population.person;
+            proxy_buffering off;
+            proxy_pass http://127.0.0.1:$p1;
+        }
+        location /length-unbuffered {
+            datagate_dataset population.person;
+            proxy_buffering off;
+            proxy_pass http://127.0.0.1:$p2;
+        }
+        location /garbage {
+            datagate_dataset population.person;
+            proxy_buffering off;
+            proxy_pass http://127.0.0.1:$p3;
+        }
+        location /early-close {
+            datagate_dataset population.person;
+            proxy_buffering off;
+            proxy_pass http://127.0.0.1:$p4;
+        }
+END
+
+    for my $loc (qw(chunked-buffered chunked-unbuffered length-unbuffered)) {
+        my $r = $m->request('GET', "/$loc", cert => 'assistance',
+                            headers => [@OK]);
+        is($r->status, 200, "$loc: 200");
+        ok(!$r->{truncated}, "$loc: complete");
+        check_record($loc, json_of($r));
+        is(json_of($r)->{note}, "untouched \x{e9} text",
+           "$loc: escapes pass");
+        like($r->body, qr/"note":"untouched \\u00e9 text"/,
+             "$loc: untouched bytes byte for byte");
+    }
+
+    my $r = $m->request('GET', '/garbage', cert => 'assistance',
+                        headers => [@OK]);
+    ok($r->{truncated}, 'garbage mid-stream: cut');
+    like($r->body, qr/450103\*{8}1242/, 'garbage: what came before, masked');
+    unlike($r->body, qr/450103199003071242|garbage/,
+           'garbage: no clear data, no garbage');
+
+    $r = $m->request('GET', '/early-close', cert => 'assistance',
+                     headers => [@OK]);
+    ok($r->{truncated}, 'provider closes mid-document: cut');
+    unlike($r->body, qr/4501031990/, 'early close: no partial ID');
+
+    # HTTP/2 client
+    SKIP: {
+        my $c = DGTest::Nginx->can('port') && `curl --version` =~ /HTTP2/;
+        skip 'curl without HTTP/2', 3 unless $c;
+        my $certs = $DGTest::CERTS;
+        my $out = `curl -s --http2 --cacert $certs/ca.crt --cert $certs/assistance.crt --key $certs/assistance.key -H 'Data-Purpose: social-assistance' -H 'Data-Approval: GXSJ-2024-0137' -w '\\n%{http_version} %{http_code}' https://localhost:$h2port/chunked-unbuffered 2>&1`;
+        like($out, qr/\n2 200$/, 'HTTP/2: 200');
+        like($out, qr/"id_card":"450103\*{8}1242"/, 'HTTP/2: masked');
+        unlike($out, qr/450103199003071242/, 'HTTP/2: no clear data');
+    }
+
+    $m->stop;
+    my $log = $m->error_log;
+    like($log, qr/upstream_unmaskable: .*connection cut/, 'cut logged');
+    unlike($log, qr/\[(alert|crit|emerg)\]/, 'drip: no alert/crit');
+    stop_server($_) for $pid1, $pid2, $pid3, $pid4;
+}
+
+# --- a big response: streamed, memory does not grow with it --------------
+
+{
+    my $rec = '{"id_card":"450103199003071242","name":"韦秀兰",'
+        . '"phone":"13877112345","note":"' . ('n' x 200) . '"}';
+    my $count = 40000;      # ~12 MB
+    my $m = DGTest::Nginx->new(policy => $POLICY, config => <<'END');
+        location /big {
+            datagate_dataset population.person;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+END
+    open my $fh, '>', $m->dir . '/html/big.json' or die;
+    binmode $fh, ':utf8';
+    print $fh '{"data":[';
+    print $fh join(',', ($rec) x $count);
+    print $fh ']}';
+    close $fh;
+    $m->start;
+
+    my ($w) = $m->children;
+    for (1 .. 100) {
+        last if $w;
+        sleep 0.05;
+        ($w) = $m->children;
+    }
+    my $hwm = sub {
+        my $s = DGTest::slurp("/proc/$w/status") // '';
+        return $s =~ /VmHWM:\s+(\d+)/ ? $1 : 0;
+    };
+    my $before = $hwm->();
+    my $r = $m->request('GET', '/big', cert => 'assistance',
+                        headers => [@OK], timeout => 60);
+    is($r->status, 200, 'big: 200');
+    ok(!$r->{truncated}, 'big: complete');
+    my $masked = () = $r->body =~ /"id_card":"450103\*{8}1242"/g;
+    is($masked, $count, "big: all $count ids masked");
+    unlike($r->body, qr/450103199003071242/, 'big: no clear id');
+    my $grown = $hwm->() - $before;
+    cmp_ok($grown, '<', 8 * 1024, "big: worker peak memory grew by "
+           . "${grown}k (< 8 MB) for a " . int(length($r->body) / 1e6)
+           . " MB response");
+    $m->stop;
+}
+
+done_testing();

@@ -1,0 +1,146 @@
+# Incident controls on Redis: revoke a certificate serial, suspend a
+# consumer, freeze a dataset or a grant with the datagate CLI, and lift
+# each; two gateways on one Redis both react within 1 second.  Without
+# datagate_redis nothing is revoked.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use DGTest qw(:DEFAULT $CLI);
+use DGRedis;
+
+my $redis = start_redis();
+my $rp = $redis->port;
+
+my @gw = map { gateway(redis => $rp, workers => 2) } 1 .. 2;
+
+# warm both nodes' caches for the callers below
+for my $n (@gw) {
+    for my $who (qw(assistance market)) {
+        is(get($n, $who)->status, 200, "node " . $n->port . ": $who allowed");
+    }
+}
+
+my $serial = DGTest::cert_info('assistance')->{serial};
+
+my @cases = (
+    # [set, unset, caller, expected code, a caller that stays allowed]
+    [[qw(revoke cert), $serial], [qw(unrevoke cert), $serial],
+     'assistance', 'cert_revoked', 'market'],
+    [[qw(suspend consumer civil-affairs.assistance)],
+     [qw(unsuspend consumer civil-affairs.assistance)],
+     'assistance', 'consumer_suspended', 'market'],
+    [[qw(freeze dataset population.person)],
+     [qw(unfreeze dataset population.person)],
+     'assistance', 'dataset_frozen', 'market'],
+    [[qw(freeze grant civil-affairs.assistance population.person)],
+     [qw(unfreeze grant civil-affairs.assistance population.person)],
+     'assistance', 'dataset_frozen', 'market'],
+    [[qw(freeze dataset enterprise.registry)],
+     [qw(unfreeze dataset enterprise.registry)],
+     'market', 'dataset_frozen', 'assistance'],
+);
+
+for my $c (@cases) {
+    my ($set, $unset, $who, $code, $other) = @$c;
+    my $what = "@$set";
+
+    my ($rc, $out) = cli($rp, @$set);
+    is($rc, 0, "datagate $what: exit 0") or diag($out);
+
+    for my $n (@gw) {
+        my $r;
+        my $t = poll_until(2, sub {
+            $r = get($n, $who);
+            return $r->status == 403 && code_of($r) eq $code;
+        });
+        ok(defined $t && $t < 1.0,
+           "$what: node " . $n->port . " answers 403 $code within 1 s")
+            or diag("after " . ($t // 'more than 2') . " s: " . $r->status
+                    . " " . $r->body);
+        like($r->header('Content-Type') // '', qr{application/json},
+             "$what: JSON error");
+        is(get($n, $other)->status, 200, "$what: $other still allowed");
+    }
+
+    ($rc, $out) = cli($rp, @$unset);
+    is($rc, 0, "datagate @$unset: exit 0") or diag($out);
+
+    for my $n (@gw) {
+        my $t = poll_until(2, sub { get($n, $who)->status == 200 });
+        ok(defined $t && $t < 1.0,
+           "@$unset: node " . $n->port . " allows again within 1 s");
+    }
+}
+
+# a serial with leading zeros or colons names the same certificate
+{
+    my $odd = '00:' . join(':', $serial =~ /(..?)/g);
+    my ($rc, $out) = cli($rp, 'revoke', 'cert', lc $odd);
+    is($rc, 0, "revoke cert $odd") or diag($out);
+    ok(defined poll_until(1, sub {
+           code_of(get($gw[0], 'assistance')) eq 'cert_revoked' }),
+       'serial normalized: revoked');
+    cli($rp, 'unrevoke', 'cert', $serial);
+    ok(defined poll_until(1, sub {
+           get($gw[0], 'assistance')->status == 200 }), 'unrevoked');
+}
+
+# the keys are where docs/redis.md says
+{
+    cli($rp, qw(suspend consumer hrss.portal --reason), 'incident 42');
+    my $v = $redis->cmd('GET', 'datagate:suspended:consumer:hrss.portal');
+    like($v // '', qr/reason=incident 42/, 'incident key holds the note');
+    my ($rc, $out) = cli($rp, 'incident', 'list');
+    is($rc, 0, 'incident list: exit 0');
+    like($out, qr/^suspended:consumer:hrss\.portal$/m, 'incident list');
+    cli($rp, qw(unsuspend consumer hrss.portal));
+    is($redis->cmd('EXISTS', 'datagate:suspended:consumer:hrss.portal'), 0,
+       'unsuspend deletes the key');
+}
+
+# CLI errors
+{
+    my ($rc, $out) = run_cmd($CLI, 'revoke', 'cert', 'XYZ', '--redis',
+                             "127.0.0.1:$rp");
+    is($rc, 2, 'revoke cert XYZ: usage error (not hex)');
+    ($rc) = run_cmd($CLI, 'freeze', 'dataset', 'a|b', '--redis',
+                    "127.0.0.1:$rp");
+    is($rc, 2, "freeze dataset 'a|b': usage error");
+    ($rc) = run_cmd($CLI, 'freeze', 'grant', 'only-one', '--redis',
+                    "127.0.0.1:$rp");
+    is($rc, 2, 'freeze grant with one id: usage error');
+    ($rc, $out) = run_cmd($CLI, 'suspend', 'consumer', 'x', '--redis',
+                          '127.0.0.1:' . DGTest::free_port());
+    is($rc, 3, 'Redis unreachable: exit 3');
+    like($out, qr/redis/i, 'says why');
+    ($rc, $out) = run_cmd($CLI, 'revoke', '--help');
+    is($rc, 0, 'revoke --help: exit 0');
+    like($out, qr/unrevoke cert SERIAL/, '--help lists the commands');
+    local $ENV{DATAGATE_REDIS} = "127.0.0.1:$rp";
+    ($rc, $out) = run_cmd($CLI, 'freeze', 'dataset', 'x.y');
+    is($rc, 0, 'DATAGATE_REDIS is the default address') or diag($out);
+    is($redis->cmd('EXISTS', 'datagate:frozen:dataset:x.y'), 1, 'written');
+}
+
+# without datagate_redis: single node, the policy is the whole truth
+{
+    my $solo = gateway();
+    cli($rp, qw(suspend consumer civil-affairs.assistance));
+    is(get($solo, 'assistance')->status, 200,
+       'without datagate_redis nothing is suspended');
+    cli($rp, qw(unsuspend consumer civil-affairs.assistance));
+    $solo->stop;
+    unlike($solo->error_log, qr/\[(alert|crit|emerg)\]/, 'solo: clean log');
+}
+
+for my $n (@gw) {
+    $n->stop;
+    my $log = $n->error_log;
+    unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert/crit in the log');
+    unlike($log, qr/connection down/, 'Redis stayed up');
+}
+
+done_testing;
