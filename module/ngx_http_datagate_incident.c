@@ -236,7 +236,6 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     ngx_atomic_uint_t               gen;
     ngx_slab_pool_t                *shpool;
     ngx_http_datagate_inode_t      *node;
-    ngx_http_datagate_ikeys_t       k;
     ngx_http_datagate_main_conf_t  *dmcf;
     u_char                          tuple[NGX_HTTP_DATAGATE_TUPLE_MAX];
 
@@ -258,7 +257,7 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_datagate_incident_keys(ctx, tuple, &tlen, &k) != NGX_OK) {
+    if (ngx_http_datagate_incident_keys(ctx, tuple, &tlen, NULL) != NGX_OK) {
         /* an id no key can name cannot be revoked either */
         st->inc = NGX_HTTP_DATAGATE_RS_DONE;
         return NGX_OK;

@@ -398,7 +398,7 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           ngx_http_datagate_unlisted_labels },
     };
 
-    p = ngx_sprintf(p, "{\"version\":\"%s\",\"policy_version\":\"%s\","
+    p = ngx_sprintf(p, "{\"nginx_version\":\"%s\",\"policy_version\":\"%s\","
                        "\"time\":%T,",
                     NGINX_VERSION,
                     dmcf && dmcf->policy ? dmcf->policy->version_hex : "",

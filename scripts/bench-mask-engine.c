@@ -8,8 +8,9 @@
  *
  * Times are CPU time of this thread (the machines are shared and noisy).
  *
- * Build and run: scripts/bench-mask-engine.sh   (DG_MASK_NOSIMD=1 for the
- * scalar string scanner).
+ * Build and run: scripts/bench-mask-engine.sh [SECONDS [DOC [MODE]]]
+ * (DOC 0-2 and MODE 0-2 pick one row; DG_MASK_NOSIMD=1 for the scalar
+ * long-string scanner).
  */
 
 #include <stdio.h>
@@ -226,6 +227,9 @@ main(int argc, char **argv)
            "MB/s", "memcpy", "ratio");
 
     for (i = 0; i < 3; i++) {
+        if (argc > 2 && (size_t) atoi(argv[2]) != i) {
+            continue;
+        }
         doc = gen_doc(sizes[i], &n);
         o.cap = 2 * n + 65536;
         o.buf = malloc(o.cap);
@@ -234,6 +238,10 @@ main(int argc, char **argv)
 
         for (v = 0; v < 3; v++) {
             size_t  spans[2] = { n, 16384 };
+
+            if (argc > 3 && (size_t) atoi(argv[3]) != v) {
+                continue;
+            }
             int     s;
 
             conf.rules = r[v];

@@ -17,6 +17,7 @@
  * stream gives the same result fed whole or one byte at a time.
  */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -327,41 +328,68 @@ dg_mask_scan_init(void)
 }
 
 
-/* short strings are the common case: look at a few bytes first */
+/* short strings are the common case: one 16-byte block first */
 static inline const uint8_t *
 dg_mask_scan(const uint8_t *p, const uint8_t *end)
 {
-    const uint8_t  *e;
+#if (DG_MASK_X86)
+    __m128i   v, x;
+    uint32_t  bits;
 
-    e = end - p > 16 ? p + 16 : end;
-    while (p < e) {
-        if (dg_mask_cls[*p] & C_STR) {
-            return p;
+    if (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+        x = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(_mm_min_epu8(v,
+                                               _mm_set1_epi8(0x1f)), v));
+        bits = (uint32_t) _mm_movemask_epi8(x);
+        if (bits) {
+            return p + __builtin_ctz(bits);
         }
-        p++;
+        return dg_mask_scan_long(p + 16, end);
     }
+#endif
 
-    if (p == end) {
-        return p;
-    }
-
-    return dg_mask_scan_long(p, end);
+    return dg_mask_scan_scalar(p, end);
 }
 
 
 /* rules */
 
-static uint32_t
+static inline uint32_t
 dg_mask_hash(const uint8_t *p, size_t n)
 {
-    uint32_t  h;
+    uint64_t  a, b;
+    uint32_t  x, y;
 
-    h = 2166136261u;
-    while (n--) {
-        h = (h ^ *p++) * 16777619u;
+    /* two overlapping loads cover keys up to 16 bytes, no overread */
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + n - 8, 8);
+        if (n > 16) {
+            size_t  i;
+
+            for (i = 8; i + 8 < n; i += 8) {
+                uint64_t  c;
+
+                memcpy(&c, p + i, 8);
+                a = (a ^ c) * 0x9e3779b97f4a7c15ull;
+            }
+        }
+
+    } else if (n >= 4) {
+        memcpy(&x, p, 4);
+        memcpy(&y, p + n - 4, 4);
+        a = x;
+        b = y;
+
+    } else {
+        a = n ? p[0] | (p[n / 2] << 8) | (p[n - 1] << 16) : 0;
+        b = 0;
     }
 
-    return h;
+    a = (a ^ (b * 0xc2b2ae3d27d4eb4full) ^ n) * 0x9e3779b97f4a7c15ull;
+    return (uint32_t) (a >> 32);
 }
 
 
@@ -739,7 +767,7 @@ dg_mask_init(void *mem, const dg_mask_conf_t *conf)
     dg_mask_limits(conf, &max_value, &max_depth);
 
     m = mem;
-    memset(m, 0, sizeof(dg_mask_t));
+    memset(m, 0, offsetof(dg_mask_t, wbuf));
 
     m->rules = conf->rules;
     m->actions = conf->actions;

@@ -444,6 +444,71 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     size_t  a;
     int     rc;
 
+    size_t  i, kb;
+
+    /* fast path: printable ASCII needing no escapes, kept a + b, written
+     * straight into the output buffer */
+    kb = (size_t) -1;
+    switch (spec->method) {
+    case DG_MASK_ID_CARD:
+        a = 6;
+        kb = 4;
+        break;
+    case DG_MASK_PHONE:
+        a = 3;
+        kb = 4;
+        break;
+    case DG_MASK_NAME:
+        a = 1;
+        kb = 0;
+        break;
+    case DG_MASK_BANK_CARD:
+        a = 0;
+        kb = 4;
+        break;
+    case DG_MASK_PLATE:
+        a = 3;
+        kb = 1;
+        break;
+    case DG_MASK_KEEP:
+        a = spec->a;
+        kb = spec->b;
+        break;
+    default:
+        a = 0;
+        break;
+    }
+
+    if (kb != (size_t) -1 && len + 2 <= o->cap - o->len) {
+        for (i = 0; i < len; i++) {
+            if (v[i] < 0x20 || v[i] >= 0x7f || v[i] == '"' || v[i] == '\\') {
+                break;
+            }
+        }
+
+        if (i == len) {
+            uint8_t  *d = o->buf + o->len;
+
+            if (quoted) {
+                *d++ = '"';
+            }
+            if (len < a + kb + 1) {
+                memset(d, '*', len);
+                d += len;
+            } else {
+                memcpy(d, v, a);
+                memset(d + a, '*', len - a - kb);
+                memcpy(d + len - kb, v + len - kb, kb);
+                d += len;
+            }
+            if (quoted) {
+                *d++ = '"';
+            }
+            o->len = d - o->buf;
+            return 0;
+        }
+    }
+
     n = dg_mask_utf8_count(v, len);
     if (n < 0) {
         return DG_MASK_E_UTF8;
