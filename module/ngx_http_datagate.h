@@ -323,6 +323,8 @@ ngx_http_datagate_now_ms(void)
 
 /* per-request cluster state of _incident.c and _limit.c: ctx->pending */
 typedef struct {
+    const dg_dataset_t             *dataset;    /* state is for this */
+    const dg_grant_t               *lim_grant;  /* limit is for this */
     ngx_uint_t                      inc;        /* RS_NONE/WAIT/DONE */
     uint32_t                        flags;      /* INC_* */
     const dg_grant_t               *extra[1];

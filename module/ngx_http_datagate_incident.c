@@ -239,13 +239,24 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t  *dmcf;
     u_char                          tuple[NGX_HTTP_DATAGATE_TUPLE_MAX];
 
-    if (st->inc == NGX_HTTP_DATAGATE_RS_DONE) {
-        return NGX_OK;
-    }
-
     if (st->inc == NGX_HTTP_DATAGATE_RS_WAIT) {
         return NGX_AGAIN;
     }
+
+    if (st->inc == NGX_HTTP_DATAGATE_RS_DONE) {
+        if (st->dataset == ctx->dataset) {
+            return NGX_OK;
+        }
+
+        /* an internal redirect to another dataset: ask again */
+        st->inc = NGX_HTTP_DATAGATE_RS_NONE;
+        st->flags = 0;
+        st->unavailable = 0;
+        st->stale_ok = 0;
+        st->extra[0] = NULL;
+    }
+
+    st->dataset = ctx->dataset;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
 

@@ -107,13 +107,16 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE) {
-        return st->lim_rc;
-    }
-
     if (st->lim == NGX_HTTP_DATAGATE_RS_WAIT) {
         return NGX_AGAIN;
     }
+
+    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == g) {
+        return st->lim_rc;
+    }
+
+    /* first time, or an internal redirect to another grant */
+    st->lim_grant = g;
 
     l = &g->limit;
 

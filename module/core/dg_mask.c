@@ -140,18 +140,18 @@ struct dg_mask_s {
     uint32_t                    hi;         /* pending high surrogate */
     dg_mask_spec_t              mspec;      /* method while masking */
 
-    unsigned                    done:1;
-    unsigned                    emitting:1;
-    unsigned                    hold:1;     /* a member prefix is held */
-    unsigned                    hcomma:1;   /* the hold starts with ',' */
-    unsigned                    member:1;   /* next value is a member's */
-    unsigned                    skip:1;     /* dropping a value */
-    unsigned                    mask:1;     /* masking a value */
-    unsigned                    in_key:1;   /* S_STR is a key */
-    unsigned                    kesc:1;     /* held key has escapes */
-    unsigned                    eu:1;       /* escape is \u */
-    unsigned                    vlisted:1;
-    unsigned                    runlong:1;
+    uint8_t                     done;
+    uint8_t                     emitting;
+    uint8_t                     hold;     /* a member prefix is held */
+    uint8_t                     hcomma;   /* the hold starts with ',' */
+    uint8_t                     member;   /* next value is a member's */
+    uint8_t                     skip;     /* dropping a value */
+    uint8_t                     mask;     /* masking a value */
+    uint8_t                     in_key;   /* S_STR is a key */
+    uint8_t                     kesc;     /* held key has escapes */
+    uint8_t                     eu;       /* escape is \u */
+    uint8_t                     vlisted;
+    uint8_t                     runlong;
 
     uint8_t                     esc;        /* 0, 1 after '\', 2-5 hex */
     uint8_t                     num;
@@ -414,7 +414,36 @@ dg_mask_node_new(dg_mask_rules_t *r, size_t cap)
 }
 
 
-static int32_t
+static inline int
+dg_mask_keyeq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint64_t  x, y, u, v;
+    uint32_t  w, z;
+
+    if (n >= 8 && n <= 16) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8);
+        memcpy(&v, b + n - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+
+    if (n >= 4 && n < 8) {
+        memcpy(&w, a, 4);
+        memcpy(&z, b, 4);
+        if (w != z) {
+            return 0;
+        }
+        memcpy(&w, a + n - 4, 4);
+        memcpy(&z, b + n - 4, 4);
+        return w == z;
+    }
+
+    return memcmp(a, b, n) == 0;
+}
+
+
+static inline int32_t
 dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
     size_t len)
 {
@@ -422,7 +451,7 @@ dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
 
     for (c = r->nodes[node].child; c >= 0; c = r->nodes[c].next) {
         if (r->nodes[c].len == len
-            && memcmp(r->str + r->nodes[c].off, k, len) == 0)
+            && dg_mask_keyeq(r->str + r->nodes[c].off, k, len))
         {
             return c;
         }
@@ -432,7 +461,7 @@ dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
 }
 
 
-static int32_t
+static inline int32_t
 dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
 {
     const dg_mask_any_t  *a;
@@ -453,7 +482,7 @@ dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
             return -1;
         }
         if (a->hash == h && a->len == len
-            && memcmp(r->str + a->off, k, len) == 0)
+            && dg_mask_keyeq(r->str + a->off, k, len))
         {
             return a->field;
         }
@@ -1042,7 +1071,7 @@ dg_mask_key_decode(const uint8_t *s, size_t n, uint8_t *d)
 
 
 /* the closing quote of a held key is at q */
-static inline void
+static inline __attribute__((always_inline)) void
 dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
 {
     const dg_mask_rules_t  *r;
@@ -1091,7 +1120,7 @@ dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
 
 
 /* a member is kept: its held prefix joins the output */
-static inline int
+static inline __attribute__((always_inline)) int
 dg_mask_member_emit(dg_mask_t *m)
 {
     dg_mask_frame_t  *fr;
@@ -1140,7 +1169,7 @@ dg_mask_member_drop(dg_mask_t *m)
 
 
 /* the first byte c of a member's value decides the member */
-static inline int
+static inline __attribute__((always_inline)) int
 dg_mask_decide(dg_mask_t *m, uint8_t c)
 {
     const dg_mask_spec_t  *act;
@@ -1186,7 +1215,7 @@ dg_mask_decide(dg_mask_t *m, uint8_t c)
 
 
 /* a value ended; q is the first byte after it */
-static inline void
+static inline __attribute__((always_inline)) void
 dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
 {
     if (m->skip && m->depth == m->skip_depth) {
@@ -1676,14 +1705,8 @@ s_obj_first:
     if (c == '"') {
         m->esc = 0;
         if (!m->skip && !m->mask) {
-            m->hold = 1;
-            m->hs = p;
-            m->hlen = 0;
             m->hcomma = 0;
-            m->key_off = 1;
-            m->kesc = 0;
-            p++;
-            goto s_key;
+            goto member;
         }
         m->in_key = 1;
         p++;
@@ -1702,6 +1725,65 @@ s_obj_first:
     }
 
     return DG_MASK_E_SYNTAX;
+
+member:
+
+    /*
+     * p is at the ',' (hcomma) or the opening quote of a member's key in
+     * an object walked normally.  When the whole prefix up to the value is
+     * in this span, plain and within the limits, take it in one go;
+     * otherwise hold it byte by byte.  Both ways reach the same state.
+     */
+
+    m->hold = 1;
+    m->hs = p;
+    m->hlen = 0;
+    m->kesc = 0;
+    m->esc = 0;
+
+    q = p + m->hcomma;
+    while (q < end && (dg_mask_cls[*q] & C_WS)) {
+        q++;
+    }
+
+    if (q < end && *q == '"') {
+        const uint8_t  *k, *e;
+
+        k = q + 1;
+        e = dg_mask_scan(k, end);
+
+        if (e < end && *e == '"' && (size_t) (e - k) <= m->max_value) {
+            q = e + 1;
+            while (q < end && (dg_mask_cls[*q] & C_WS)) {
+                q++;
+            }
+
+            if (q < end && *q == ':') {
+                q++;
+                while (q < end && (dg_mask_cls[*q] & C_WS)) {
+                    q++;
+                }
+
+                if (q < end && (size_t) (q - p) <= m->holdmax) {
+                    m->key_off = k - p;
+                    dg_mask_key_end(m, e);
+                    m->member = 1;
+                    p = q;
+                    c = *p;
+                    goto value;
+                }
+            }
+        }
+    }
+
+    if (m->hcomma) {
+        p++;
+        goto s_obj_next;
+    }
+
+    m->key_off = 1;
+    p++;
+    goto s_key;
 
 s_obj_next:
 
@@ -1819,10 +1901,8 @@ s_after:
     if (c == ',') {
         if (fr->type == '{') {
             if (!m->skip && !m->mask) {
-                m->hold = 1;
-                m->hs = p;
-                m->hlen = 0;
                 m->hcomma = 1;
+                goto member;
             }
             p++;
             goto s_obj_next;
