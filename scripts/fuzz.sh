@@ -2,8 +2,10 @@
 #
 # Build and run every libFuzzer target module/fuzz/fuzz_*.c.
 #
-#   scripts/fuzz.sh [SECONDS]        fuzz each target for SECONDS (def. 60)
-#   scripts/fuzz.sh --corpus-only    only replay the seed corpora
+#   scripts/fuzz.sh [SECONDS] [NAME...]        fuzz each target SECONDS (60)
+#   scripts/fuzz.sh --corpus-only [NAME...]    only replay the seed corpora
+#
+# NAME (e.g. "mask" for fuzz_mask.c) limits the run to those targets.
 #
 # Targets are built with clang -fsanitize=fuzzer,address,undefined into
 # build/fuzz/, linked with the core sources named on a line
@@ -28,6 +30,8 @@ case "${1:-}" in
     *[!0-9]*) echo "usage: $0 [SECONDS | --corpus-only]" >&2; exit 2 ;;
     *) secs=$1 ;;
 esac
+[ $# -gt 0 ] && shift
+only=("$@")
 
 if [ -z "$CC" ]; then
     for c in clang clang-14 clang-15 clang-16; do
@@ -58,6 +62,14 @@ fail=0
 for src in "${targets[@]}"; do
     base=$(basename "$src" .c)
     name=${base#fuzz_}
+
+    if [ ${#only[@]} -gt 0 ]; then
+        want=0
+        for o in "${only[@]}"; do
+            [ "$o" = "$name" ] && want=1
+        done
+        [ $want = 1 ] || continue
+    fi
     bin="$BUILD/$base"
     seeds="$TOP/module/fuzz/corpus/$name"
     work="$BUILD/corpus/$name"

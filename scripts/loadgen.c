@@ -19,6 +19,8 @@
  *     --key FILE    client private key (PEM; default: the --cert file)
  *     --ca FILE     verify the server against this CA (else: no check)
  *     -D FILE       write the decoded body of the first response to FILE
+ *     --drain       with -d: when the time is up, wait for the requests in
+ *                   flight (up to their timeout) and count them
  *     -v            print the first response's status line and headers
  *     -q            print only the RESULT line
  *
@@ -123,6 +125,7 @@ static struct {
     const char         *dump;
     int                 verbose;
     int                 quiet;
+    int                 drain;
     const char         *method;
     const char         *headers[LG_MAX_HEADERS];
     int                 nheaders;
@@ -193,7 +196,7 @@ lg_usage(void)
     fprintf(stderr,
         "usage: loadgen [-c N] [-d SEC | -n N] [-H 'K: V']... [-m METHOD]\n"
         "               [-t SEC] [--cert F] [--key F] [--ca F] [-D FILE]\n"
-        "               [-v] [-q] http[s]://HOST:PORT/PATH\n");
+        "               [--drain] [-v] [-q] http[s]://HOST:PORT/PATH\n");
 }
 
 
@@ -1278,6 +1281,9 @@ lg_parse_args(int argc, char **argv)
         } else if (strcmp(a, "-v") == 0) {
             lg.verbose = 1;
 
+        } else if (strcmp(a, "--drain") == 0) {
+            lg.drain = 1;
+
         } else if (strcmp(a, "-q") == 0) {
             lg.quiet = 1;
 
@@ -1457,7 +1463,18 @@ main(int argc, char **argv)
         }
 
         if (!lg.nreq && now >= end) {
-            break;
+            if (!lg.drain) {
+                break;
+            }
+            /* --drain: let the requests in flight finish (or time out) */
+            for (i = 0; i < lg.conns; i++) {
+                if (conns[i].in_request) {
+                    break;
+                }
+            }
+            if (i == lg.conns) {
+                break;
+            }
         }
 
         any_ready = 0;
@@ -1493,8 +1510,8 @@ main(int argc, char **argv)
 
     now = lg_now();
     elapsed_ns = now - t0;
-    if (!lg.nreq && lg.duration > 0 && elapsed_ns > (uint64_t) (lg.duration
-                                                                 * 1e9))
+    if (!lg.nreq && !lg.drain && lg.duration > 0
+        && elapsed_ns > (uint64_t) (lg.duration * 1e9))
     {
         /* responses finished after the deadline are not counted past it */
         elapsed_ns = (uint64_t) (lg.duration * 1e9);

@@ -136,6 +136,44 @@ for my $c (@cases) {
     unlike($solo->error_log, qr/\[(alert|crit|emerg)\]/, 'solo: clean log');
 }
 
+# password= and db=: AUTH and SELECT on every connection, node and CLI
+{
+    my $port = DGTest::free_port();
+    my $dir = DGTest::base_dir() . '/redis-auth';
+    mkdir $dir;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/log";
+        open STDERR, '>&', \*STDOUT;
+        exec 'redis-server', '--port', $port, '--bind', '127.0.0.1',
+             '--save', '', '--requirepass', 's3cret', '--dir', $dir;
+        exit 127;
+    }
+    DGTest::wait_port($port, 5);
+    my $n = gateway(redis => $port, redis_opts => 'password=s3cret db=3');
+    is(get($n, 'assistance')->status, 200, 'AUTH + SELECT: allowed');
+    my ($rc, $out) = cli($port, qw(suspend consumer civil-affairs.assistance
+                                   password=s3cret db=3));
+    is($rc, 0, 'CLI with password= db=') or diag($out);
+    ok(defined poll_until(1, sub {
+           code_of(get($n, 'assistance')) eq 'consumer_suspended' }),
+       'AUTH + SELECT: the node reads db 3');
+    ($rc) = cli($port, qw(suspend consumer x password=wrong));
+    is($rc, 3, 'CLI with a wrong password: exit 3');
+    $n->stop;
+    unlike($n->error_log, qr/handshake|connection down/,
+           'no handshake failure');
+
+    my $bad = gateway(redis => $port, redis_opts => 'password=wrong');
+    is(code_of(get($bad, 'assistance')), 'policy_unavailable',
+       'wrong password: fails closed');
+    $bad->stop;
+    like($bad->error_log, qr/handshake: .*(WRONGPASS|invalid)/i,
+         'wrong password: logged');
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
 for my $n (@gw) {
     $n->stop;
     my $log = $n->error_log;

@@ -15,6 +15,37 @@
  *
  * Errors are detected at the same input byte whatever the split, so a
  * stream gives the same result fed whole or one byte at a time.
+ *
+ * Semantics (beyond dg_mask.h):
+ * - Selectors: "key" matches that decoded key anywhere; "a.b", "data[].x",
+ *   "$.a", "[].x" match from the root ("[]" = any element).  A path ending
+ *   in "[]" is refused (select the array by its key).  A path match wins
+ *   over a key-anywhere match; among equal selectors the first one wins.
+ * - A classified member: field_hits[i] counts members matched by field i
+ *   (whatever the action).  clear: the value passes and is "listed" (no
+ *   detect, no allow-list drop inside it; selectors still apply inside).
+ *   drop: member removed.  Other methods: every scalar of the value is
+ *   masked: strings on their decoded text, numbers on their text (result
+ *   is a string), null stays null, true/false become "***" (null for the
+ *   null method); keys inside the value pass unchanged.
+ * - Allow-list (DG_MASK_UNLISTED_DROP): an unmatched member whose value is
+ *   a scalar is removed (counted in dropped); otherwise it is counted in
+ *   unlisted.  Neither applies inside a listed (clear) value.
+ * - Detect (DG_MASK_DETECT): unclassified string values (object members,
+ *   array elements, a top-level string) are split into runs of ASCII
+ *   letters/digits (\uXXXX escapes decoded); a run that validates as a
+ *   resident ID, a mobile (11 digits 1[3-9]..., or 13 with a leading 86),
+ *   a Luhn bank card (16-19 digits) or a USCC is replaced by conf->detect
+ *   [kind] applied to it (CLEAR there means the kind's default: id_card,
+ *   phone, bank_card, keep(6,4)); null/drop inside a string give "***".
+ *   Memory stays bounded: a run longer than 19 characters cannot be a hit
+ *   and is passed on.
+ * - Limits: a held member prefix (separators + key) longer than max_value
+ *   + 4 KiB, a key longer than max_value or a masked value (decoded)
+ *   longer than max_value is DG_MASK_E_TOOBIG; nothing else is buffered.
+ *   Keys inside dropped or masked values are not held and not limited.
+ * - UTF-8 of masked values is validated (invalid or an unpaired surrogate
+ *   escape: DG_MASK_E_UTF8); untouched strings are passed as they are.
  */
 
 #include <stddef.h>
@@ -461,7 +492,7 @@ dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
 }
 
 
-static inline int32_t
+static inline __attribute__((always_inline)) int32_t
 dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
 {
     const dg_mask_any_t  *a;

@@ -16,7 +16,21 @@
 #include "dg_mask_int.h"
 
 
-#define DG_MASK_STARS  "****************************************************************"
+#define DG_MASK_STARS  "********************************"
+
+
+/* 1: printable ASCII that needs no escaping in a JSON string */
+static const uint8_t  dg_mask_plain[256] = {
+#define P16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    P16(0), P16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 0x20: '"' */
+    P16(1), P16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,     /* 0x50: '\\' */
+    P16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,     /* 0x7f */
+    P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), P16(0)
+#undef P16
+};
 
 
 static const char  *dg_mask_names[DG_MASK_METHOD_MAX] = {
@@ -125,7 +139,7 @@ dg_mask_put_escaped(dg_mask_out_t *o, const uint8_t *p, size_t n)
     end = p + n;
 
     for ( /* void */ ; p < end; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\') {
+        if (dg_mask_plain[*p] || *p >= 0x80) {
             continue;
         }
 
@@ -182,6 +196,18 @@ dg_mask_utf8_count(const uint8_t *p, size_t n)
 
         if (c < 0x80) {
             p++;
+            cnt++;
+            while (end - p >= 8) {
+                uint64_t  w;
+
+                memcpy(&w, p, 8);
+                if (w & 0x8080808080808080ull) {
+                    break;
+                }
+                p += 8;
+                cnt += 8;
+            }
+            continue;
 
         } else if (c >= 0xc2 && c <= 0xdf) {
             if (end - p < 2 || (p[1] & 0xc0) != 0x80) {
@@ -479,13 +505,49 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         break;
     }
 
-    if (kb != (size_t) -1 && len + 2 <= o->cap - o->len) {
-        for (i = 0; i < len; i++) {
-            if (v[i] < 0x20 || v[i] >= 0x7f || v[i] == '"' || v[i] == '\\') {
+    if ((kb != (size_t) -1 || spec->method == DG_MASK_EMAIL)
+        && len + 8 <= o->cap - o->len)
+    {
+        for (i = 0; i < len && dg_mask_plain[v[i]]; i++) {
+            /* void */
+        }
+    } else {
+        i = (size_t) -1;
+    }
+
+    if (i == len && spec->method == DG_MASK_EMAIL) {
+        const uint8_t  *at = NULL;
+        uint8_t        *d = o->buf + o->len;
+
+        for (i = len; i > 0; i--) {
+            if (v[i - 1] == '@') {
+                at = v + i - 1;
                 break;
             }
         }
 
+        if (at != NULL && at > v) {
+            if (quoted) {
+                *d++ = '"';
+            }
+            if (at - v >= 2) {
+                *d++ = v[0];
+            }
+            memcpy(d, "***", 3);
+            d += 3;
+            memcpy(d, at, v + len - at);
+            d += v + len - at;
+            if (quoted) {
+                *d++ = '"';
+            }
+            o->len = d - o->buf;
+            return 0;
+        }
+
+        i = (size_t) -1;
+    }
+
+    if (kb != (size_t) -1) {
         if (i == len) {
             uint8_t  *d = o->buf + o->len;
 

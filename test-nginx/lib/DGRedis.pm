@@ -60,6 +60,9 @@ Y
 sub gateway {
     my (%o) = @_;
     my $http = $o{http_config} // '';
+    # under valgrind everything is slower than a 200 ms timeout
+    $o{redis_opts} //= 'timeout=3s connect_timeout=3s'
+        if $ENV{DG_TEST_VALGRIND} && $o{redis};
     if ($o{redis}) {
         $http .= "\n    datagate_redis 127.0.0.1:$o{redis}"
                . ($o{redis_opts} ? " $o{redis_opts}" : '') . ";\n";
