@@ -35,6 +35,9 @@
                                                  input is held */
 #define NGX_HTTP_DATAGATE_ZBUF_SIZE   8192    /* inflate step */
 
+/* r->buffered while input or output is held (SSI 1, sub 2, copy 4) */
+#define NGX_HTTP_DATAGATE_BUFFERED    0x08
+
 
 typedef struct {
     ngx_http_request_t             *request;
@@ -75,6 +78,8 @@ typedef struct {
 static ngx_int_t ngx_http_datagate_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_datagate_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_int_t ngx_http_datagate_body(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
@@ -475,8 +480,7 @@ ngx_http_datagate_encoding(ngx_http_request_t *r, ngx_uint_t *gzip)
 static ngx_int_t
 ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_int_t                        rc, flush;
-    ngx_chain_t                     *cl;
+    ngx_int_t                        rc;
     ngx_http_datagate_filter_ctx_t  *fctx;
 
     fctx = ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module);
@@ -484,6 +488,29 @@ ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     if (fctx == NULL) {
         return ngx_http_next_body_filter(r, in);
     }
+
+    rc = ngx_http_datagate_body(r, fctx, in);
+
+    if (rc != NGX_ERROR && !fctx->error_mode && !fctx->failed
+        && (fctx->in || fctx->in_buf
+            || (fctx->header_pending && (fctx->out || fctx->obuf))))
+    {
+        r->buffered |= NGX_HTTP_DATAGATE_BUFFERED;
+
+    } else {
+        r->buffered &= ~NGX_HTTP_DATAGATE_BUFFERED;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_body(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in)
+{
+    ngx_int_t     rc, flush;
+    ngx_chain_t  *cl;
 
     if (fctx->error_mode) {
         return ngx_http_datagate_error_body_filter(r, fctx, in);

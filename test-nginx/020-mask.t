@@ -480,9 +480,13 @@ END
     is($masked, $count, "big: all $count ids masked");
     unlike($r->body, qr/450103199003071242/, 'big: no clear id');
     my $grown = $hwm->() - $before;
-    cmp_ok($grown, '<', 8 * 1024, "big: worker peak memory grew by "
-           . "${grown}k (< 8 MB) for a " . int(length($r->body) / 1e6)
-           . " MB response");
+    SKIP: {
+        skip 'memory figures mean nothing under valgrind', 1
+            if $DGTest::VALGRIND;
+        cmp_ok($grown, '<', 8 * 1024, "big: worker peak memory grew by "
+               . "${grown}k (< 8 MB) for a " . int(length($r->body) / 1e6)
+               . " MB response");
+    }
     $m->stop;
 }
 

@@ -189,6 +189,7 @@ struct dg_mask_s {
     uint8_t                     lit;
     uint8_t                     litpos;
 
+    const uint8_t              *rs;         /* detect run start in span */
     size_t                      runlen;
     size_t                      runrawlen;
     size_t                      escrawlen;
@@ -1326,43 +1327,89 @@ dg_mask_mstr_escaped(dg_mask_t *m)
 }
 
 
-/* detect: the current run ended */
+/*
+ * detect: the current run ended at p (a boundary; untouched output resumes
+ * there).  A run still in this span (rs) is only rewritten on a hit; a run
+ * carried over from an earlier span or an escape is in runraw.
+ */
 static int
-dg_mask_run_end(dg_mask_t *m)
+dg_mask_run_end(dg_mask_t *m, const uint8_t *p)
 {
     int  kind, rc;
 
     kind = dg_mask_detect_kind(m->run, m->runlen);
+    rc = 0;
 
     if (kind >= 0) {
         m->stats.detect[kind]++;
-        rc = dg_mask_apply(&m->out, &m->detect[kind], m->run, m->runlen,
-                           m->hash_key, m->hash_key_len, 0);
-    } else {
+        if (m->rs) {
+            rc = dg_mask_flush_os(m, m->rs);
+        }
+        if (rc == 0) {
+            rc = dg_mask_apply(&m->out, &m->detect[kind], m->run, m->runlen,
+                               m->hash_key, m->hash_key_len, 0);
+        }
+        m->os = p;
+
+    } else if (m->rs == NULL) {
         rc = dg_mask_ref(m, m->runraw, m->runrawlen);
+        m->os = p;
     }
 
     m->runlen = 0;
     m->runrawlen = 0;
+    m->rs = NULL;
     return rc;
 }
 
 
-/* detect: add one alphanumeric character (raw bytes r) to the run */
+/* detect: move a run of this span (plain bytes [rs, p)) into runraw */
 static int
-dg_mask_run_add(dg_mask_t *m, uint8_t c, const uint8_t *r, size_t rl)
+dg_mask_run_carry(dg_mask_t *m, const uint8_t *p)
 {
     int  rc;
 
-    memcpy(m->runraw + m->runrawlen, r, rl);
-    m->runrawlen += rl;
+    rc = dg_mask_flush_os(m, m->rs);
+    memcpy(m->runraw, m->rs, p - m->rs);
+    m->runrawlen = p - m->rs;
+    m->rs = NULL;
+    return rc;
+}
+
+
+/* detect: one more run character c; raw bytes r (NULL: the byte at p) */
+static int
+dg_mask_run_add(dg_mask_t *m, uint8_t c, const uint8_t *p,
+    const uint8_t *r, size_t rl)
+{
+    int  rc;
+
+    if (m->runlen == 0) {
+        m->runrawlen = 0;
+        m->rs = (r == NULL && m->os != NULL) ? p : NULL;
+    }
+
     m->run[m->runlen++] = c;
+
+    if (m->rs == NULL) {
+        if (r == NULL) {
+            r = p;
+            rl = 1;
+        }
+        memcpy(m->runraw + m->runrawlen, r, rl);
+        m->runrawlen += rl;
+    }
 
     if (m->runlen > DG_MASK_RUN_MAX) {
         /* too long to be a hit: pass it and the rest of this run */
-        rc = dg_mask_ref(m, m->runraw, m->runrawlen);
+        rc = 0;
+        if (m->rs == NULL) {
+            rc = dg_mask_ref(m, m->runraw, m->runrawlen);
+            m->os = (r == p) ? p + 1 : p;
+        }
         m->runlen = 0;
         m->runrawlen = 0;
+        m->rs = NULL;
         m->runlong = 1;
         return rc;
     }
@@ -1371,6 +1418,7 @@ dg_mask_run_add(dg_mask_t *m, uint8_t c, const uint8_t *r, size_t rl)
 }
 
 
+/* a string scanned by detect: returns 1 at its end, 0 at the span end */
 static int
 dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
     const uint8_t **pp)
@@ -1399,17 +1447,14 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
                     m->os = p;
 
                 } else {
-                    rc = dg_mask_run_add(m, (uint8_t) m->ecp, m->escraw,
+                    rc = dg_mask_run_add(m, (uint8_t) m->ecp, p, m->escraw,
                                          m->escrawlen);
-                    if (m->runlong) {
-                        m->os = p;
-                    }
                 }
 
             } else {
                 rc = 0;
                 if (m->runlen) {
-                    rc = dg_mask_run_end(m);
+                    rc = dg_mask_run_end(m, p);
                 }
                 m->runlong = 0;
                 if (rc == 0) {
@@ -1424,35 +1469,42 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
             continue;
         }
 
+        if (m->runlen == 0) {
+            /* fast forward over what cannot start or extend a run */
+            if (m->runlong) {
+                while (dg_mask_cls[*p] & C_ALNUM) {
+                    if (++p == end) {
+                        goto out;
+                    }
+                }
+
+            } else {
+                while (!(dg_mask_cls[*p] & (C_ALNUM | C_STR))) {
+                    if (++p == end) {
+                        goto out;
+                    }
+                }
+            }
+            c = *p;
+        }
+
         k = dg_mask_cls[c];
 
         if (k & C_ALNUM) {
-            if (!m->runlong) {
-                if (m->runlen == 0) {
-                    rc = dg_mask_flush_os(m, p);
-                    if (rc != 0) {
-                        return rc;
-                    }
-                }
-                rc = dg_mask_run_add(m, c, p, 1);
-                if (rc != 0) {
-                    return rc;
-                }
-                if (m->runlong) {
-                    m->os = p + 1;
-                }
+            rc = dg_mask_run_add(m, c, p, NULL, 0);
+            if (rc != 0) {
+                return rc;
             }
             p++;
             continue;
         }
 
-        if (c >= 0x20 && c != '\\' && c != '"') {
+        if (!(k & C_STR)) {
             if (m->runlen) {
-                rc = dg_mask_run_end(m);
+                rc = dg_mask_run_end(m, p);
                 if (rc != 0) {
                     return rc;
                 }
-                m->os = p;
             }
             m->runlong = 0;
             p++;
@@ -1460,7 +1512,11 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
         }
 
         if (c == '\\') {
-            rc = dg_mask_flush_os(m, p);
+            if (m->runlen && m->rs) {
+                rc = dg_mask_run_carry(m, p);
+            } else {
+                rc = dg_mask_flush_os(m, p);
+            }
             if (rc != 0) {
                 return rc;
             }
@@ -1473,19 +1529,27 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
 
         if (c == '"') {
             if (m->runlen) {
-                rc = dg_mask_run_end(m);
+                rc = dg_mask_run_end(m, p);
                 if (rc != 0) {
                     return rc;
                 }
-                m->os = p;
             }
             m->runlong = 0;
-            p++;
-            *pp = p;
+            *pp = p + 1;
             return 1;
         }
 
         return DG_MASK_E_SYNTAX;
+    }
+
+out:
+
+    if (m->runlen && m->rs) {
+        /* the span ends inside a run: keep it */
+        rc = dg_mask_run_carry(m, p);
+        if (rc != 0) {
+            return rc;
+        }
     }
 
     *pp = p;
@@ -1657,6 +1721,7 @@ value:
             m->runlen = 0;
             m->runrawlen = 0;
             m->runlong = 0;
+            m->rs = NULL;
             goto s_dstr;
         }
         goto s_str;
