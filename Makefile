@@ -6,6 +6,7 @@
 #   make build    module (.so), command-line tool, unit tests
 #   make fuzz     run the libFuzzer targets for a bounded time (FUZZ_SECONDS)
 #   make asan     unit tests and fuzz corpora under AddressSanitizer
+#   make valgrind the same, then the nginx suite with nginx under valgrind
 #   make bench    benchmarks (scripts/bench-*)
 
 SHELL       := /bin/bash
@@ -22,6 +23,8 @@ CORE_HDR    := $(wildcard module/core/*.h)
 CORE_OBJ    := $(patsubst module/core/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
 UNIT_SRC    := $(sort $(wildcard module/core/t/t_*.c))
 UNIT_BIN    := $(patsubst module/core/t/%.c,$(BUILD)/t/%,$(UNIT_SRC))
+FUZZ_SRC    := $(sort $(wildcard module/fuzz/fuzz_*.c))
+CORPUS_BIN  := $(patsubst module/fuzz/fuzz_%.c,$(BUILD)/t/t_corpus_%,$(FUZZ_SRC))
 GLUE_SRC    := $(wildcard module/*.c module/*.h module/config)
 NGX_SRC     := /usr/share/nginx/src
 MODULE_SO   := $(BUILD)/modules/ngx_http_datagate_module.so
@@ -29,7 +32,7 @@ CLI_BIN     := $(BUILD)/bin/datagate
 FUZZ_SECONDS ?= 60
 
 .PHONY: all build deps core cli unit module test run stop fuzz asan bench \
-        clean certs
+        clean certs valgrind deps-check
 
 all: build
 
@@ -60,7 +63,15 @@ $(CLI_BIN): $(wildcard module/cli/*.c module/cli/*.h) $(BUILD)/libdgcore.a
 	$(CC) $(DG_CFLAGS) -Imodule/cli -o $@ $(filter %.c,$^) \
 	    $(BUILD)/libdgcore.a $(DG_LIBS)
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(CORPUS_BIN)
+
+# each fuzz target's kept corpus, replayed as a TAP test without libFuzzer
+$(BUILD)/t/t_corpus_%: module/fuzz/fuzz_%.c module/fuzz/replay.c \
+        $(BUILD)/libdgcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(DG_CFLAGS) -Imodule/core/t \
+	    -DREPLAY_CORPUS='"module/fuzz/corpus/$*"' -o $@ $< \
+	    module/fuzz/replay.c $(BUILD)/libdgcore.a $(DG_LIBS)
 
 $(BUILD)/t/%: module/core/t/%.c module/core/t/tap.h $(BUILD)/libdgcore.a
 	@mkdir -p $(dir $@)
@@ -99,6 +110,9 @@ fuzz:
 
 asan:
 	bash scripts/asan.sh
+
+valgrind: build certs
+	bash scripts/asan.sh --valgrind
 
 bench: build certs
 	bash scripts/bench-mask
