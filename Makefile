@@ -91,7 +91,9 @@ $(MODULE_SO): $(GLUE_SRC) $(CORE_SRC) $(CORE_HDR)
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }; \
 	fi
 	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
-	cp $(BUILD)/nginx-src/objs/ngx_http_datagate_module.so $@
+	@# replace, never overwrite in place: a running nginx maps this file
+	cp $(BUILD)/nginx-src/objs/ngx_http_datagate_module.so $@.tmp
+	mv -f $@.tmp $@
 
 certs:
 	bash certs/make-dev-certs.sh $(BUILD)/certs
@@ -116,6 +118,8 @@ valgrind: build certs
 
 bench: build certs
 	bash scripts/bench-mask
+	bash scripts/bench-redis
+	bash scripts/bench-audit
 
 clean:
 	rm -rf $(BUILD)

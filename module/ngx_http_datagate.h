@@ -111,6 +111,15 @@ typedef struct {
     ngx_http_datagate_redis_conf_t  redis;
     ngx_flag_t                      redis_enabled;
 
+    /* second tier of the decision cache (_access.c): decisions shared
+     * through Redis, MAC key HMAC-SHA-256(secret, "redis-decision") */
+    ngx_flag_t                      dcache_redis;
+    u_char                          dcache_key[32];
+
+    /* datagate_state (_limit.c): quota counters across restarts */
+    ngx_str_t                       state_path;
+    ngx_msec_t                      state_interval;
+
     /* _module.c: no datagate_secret: a random key per cycle */
     ngx_flag_t                      secret_generated;
     /* per-worker cache of the pseudonym keys, [nconsumers * 32] */
@@ -190,6 +199,7 @@ typedef struct {
 #define NGX_HTTP_DATAGATE_CACHE_HIT      1
 #define NGX_HTTP_DATAGATE_CACHE_MISS     2
 #define NGX_HTTP_DATAGATE_CACHE_BYPASS   3
+#define NGX_HTTP_DATAGATE_CACHE_REDIS    4   /* from the Redis tier */
 
 
 extern ngx_module_t  ngx_http_datagate_module;
@@ -209,6 +219,9 @@ const u_char *ngx_http_datagate_pseudonym_key(
 ngx_int_t ngx_http_datagate_access_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_datagate_access_handler(ngx_http_request_t *r);
 ngx_http_datagate_ctx_t *ngx_http_datagate_get_ctx(ngx_http_request_t *r);
+/* the ctx of a request refused by nginx before the access phase ran on
+ * an enforced location (request id, dataset, enforced) */
+ngx_http_datagate_ctx_t *ngx_http_datagate_error_ctx(ngx_http_request_t *r);
 /*
  * Answer reason as the JSON error (status from dg_reason_status(), headers
  * already in headers_out such as Retry-After are kept), log the denial and
@@ -331,6 +344,16 @@ typedef struct {
     void                           *cgrant;     /* compiled grant held */
     ngx_uint_t                      lim;        /* RS_NONE/WAIT/DONE */
     ngx_int_t                       lim_rc;     /* NGX_OK / NGX_DECLINED */
+
+    /* the decision's GET from the Redis tier (_access.c) */
+    ngx_uint_t                      dec;        /* RS_NONE/WAIT/DONE */
+    time_t                          dec_expires;
+    int32_t                         dec_grant;  /* index, -1 */
+    int32_t                         dec_purpose; /* index, -1 */
+    int8_t                          dec_plan;
+    uint8_t                         dec_reason;
+    unsigned                        dec_found:1; /* a verified value */
+    unsigned                        dec_write:1; /* write it back */
     unsigned                        unavailable:1;
     unsigned                        stale_ok:1; /* an entry within stale */
     unsigned                        held:1;     /* cleanup registered */
@@ -368,6 +391,18 @@ ngx_int_t ngx_http_datagate_incident_check(ngx_http_request_t *r,
  * NGX_AGAIN: waiting for Redis, the access handler will be re-entered */
 ngx_int_t ngx_http_datagate_limit(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
+
+/*
+ * datagate_state: quota counters in a file, so that they survive a
+ * restart without Redis.  _load seeds a fresh zone (init_zone, master);
+ * _save writes the file atomically (exit_master, and every interval=
+ * from worker 0); _init_process starts that timer.
+ */
+void ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log);
+ngx_int_t ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, ngx_uint_t wait);
+ngx_int_t ngx_http_datagate_state_init_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_DATAGATE_H_INCLUDED_ */

@@ -80,6 +80,8 @@ static ngx_int_t ngx_http_datagate_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_body(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_datagate_nginx_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
@@ -167,6 +169,28 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_datagate_get_ctx(r);
+
+    /* nginx's own error page on an enforced location: JSON instead */
+
+    if (r->err_status >= NGX_HTTP_BAD_REQUEST
+        && r->headers_out.status >= NGX_HTTP_BAD_REQUEST
+        && (ctx == NULL || ctx->status == 0)
+        && r->headers_out.content_type.len == sizeof("text/html") - 1
+        && ngx_strncasecmp(r->headers_out.content_type.data,
+                           (u_char *) "text/html", sizeof("text/html") - 1)
+           == 0
+        && ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module)
+           == NULL)
+    {
+        dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
+
+        if ((ctx && ctx->enforced)
+            || (ctx == NULL && dlcf->enable == 1 && !dlcf->status
+                && dlcf->dataset != NULL))
+        {
+            return ngx_http_datagate_nginx_error(r, ctx);
+        }
+    }
 
     if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->plan == NULL
         || !ctx->plan->masks || ctx->plan->rules == NULL)
@@ -287,6 +311,93 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     fctx->header_pending = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * An error nginx answers itself on an enforced request (its special
+ * response: the provider cannot be reached or timed out, a body too
+ * large, an internal error, proxy_intercept_errors, an error_page that
+ * serves HTML) becomes the JSON error of SPEC.md, nginx's status kept:
+ * 502/503/504 from the proxy are upstream_unavailable, 429
+ * rate_limited, other 5xx internal_error, 4xx request_rejected.  An
+ * error answer that the provider sent passes as the provider's answer
+ * (masked when it is JSON and the plan masks).  Headers nginx set for
+ * the error (Allow, WWW-Authenticate, ...) stay.
+ */
+static ngx_int_t
+ngx_http_datagate_nginx_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    ngx_buf_t                       *b;
+    ngx_uint_t                       status;
+    dg_reason_e                      reason;
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    status = r->headers_out.status;
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        reason = DG_R_RATE_LIMITED;
+
+    } else if (r->upstream
+               && (status == NGX_HTTP_BAD_GATEWAY
+                   || status == NGX_HTTP_SERVICE_UNAVAILABLE
+                   || status == NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        reason = DG_R_UPSTREAM_UNAVAILABLE;
+
+    } else if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        reason = DG_R_INTERNAL;
+
+    } else {
+        reason = DG_R_REQUEST_REJECTED;
+    }
+
+    if (ctx == NULL) {
+        /* refused before the access phase (e.g. 413): still audited */
+        ctx = ngx_http_datagate_error_ctx(r);
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->request = r;
+    fctx->ctx = ctx;
+    fctx->last_out = &fctx->out;
+
+    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "datagate: nginx answered %ui: %s consumer=%*s "
+                  "dataset=%*s, request_id=%s",
+                  status, dg_reason_code(reason),
+                  ctx->consumer ? ctx->consumer->id.len : 1,
+                  ctx->consumer ? ctx->consumer->id.data : "-",
+                  ctx->dataset ? ctx->dataset->id.len : 1,
+                  ctx->dataset ? ctx->dataset->id.data : "-",
+                  ctx->request_id);
+
+    b = ngx_http_datagate_error_body(r, ctx, reason, NULL);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* nginx's status stays (504 is not 502) */
+    r->headers_out.status = status;
+    ctx->status = status;
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_etag(r);
+
+    fctx->err = b;
+    fctx->error_mode = 1;
+
+    return ngx_http_next_header_filter(r);
 }
 
 

@@ -51,9 +51,12 @@ static char *ngx_http_datagate_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_datagate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_datagate_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_datagate_exit_master(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_datagate_depth_bounds = {
@@ -140,6 +143,13 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("datagate_state"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_datagate_state,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -170,7 +180,7 @@ ngx_module_t  ngx_http_datagate_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_datagate_exit_process,        /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_datagate_exit_master,         /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -280,6 +290,11 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* running out of zone memory is handled by eviction */
     dmcf->shpool->log_nomem = 0;
+
+    /* a fresh zone (start, restart): the quota counters of the last run */
+    if (dmcf->state_path.len) {
+        ngx_http_datagate_state_load(dmcf, shm_zone->shm.log);
+    }
 
     return NGX_OK;
 }
@@ -459,6 +474,10 @@ ngx_http_datagate_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_http_datagate_state_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_datagate_redis_init_process(cycle);
 }
 
@@ -475,6 +494,28 @@ ngx_http_datagate_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_datagate_redis_exit_process(cycle);
+}
+
+
+/*
+ * The master on its way out (stop or quit, not reload): the workers are
+ * gone, the zone is still mapped, and the master may write where the
+ * workers may not.
+ */
+static void
+ngx_http_datagate_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_datagate_module);
+    if (dmcf == NULL || dmcf->policy == NULL || dmcf->sh == NULL
+        || dmcf->state_path.len == 0)
+    {
+        return;
+    }
+
+    (void) ngx_http_datagate_state_save(dmcf, cycle->log, 1);
 }
 
 
@@ -504,6 +545,7 @@ ngx_http_datagate_create_main_conf(ngx_conf_t *cf)
      */
 
     dmcf->cache_ttl = NGX_CONF_UNSET;
+    dmcf->state_interval = NGX_CONF_UNSET_MSEC;
 
     return dmcf;
 }
@@ -514,10 +556,12 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_datagate_main_conf_t *dmcf = conf;
 
-    ngx_str_t   name;
-    ngx_uint_t  i;
+    ngx_str_t     name;
+    ngx_uint_t    i;
+    unsigned int  len;
 
     ngx_conf_init_value(dmcf->cache_ttl, NGX_HTTP_DATAGATE_CACHE_TTL);
+    ngx_conf_init_msec_value(dmcf->state_interval, 60000);
 
     if (dmcf->policy == NULL) {
 
@@ -557,6 +601,30 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
                       "datagate: no \"datagate_secret\": using a random key, "
                       "pseudonyms (mask \"hash\") change on every restart "
                       "and reload");
+    }
+
+    /* the Redis tier of the decision cache needs a key every node has */
+
+    if (dmcf->redis_enabled && !dmcf->secret_generated) {
+        len = 32;
+
+        if (HMAC(EVP_sha256(), dmcf->secret, (int) dmcf->secret_len,
+                 (u_char *) "redis-decision", sizeof("redis-decision") - 1,
+                 dmcf->dcache_key, &len)
+            == NULL
+            || len != 32)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "datagate: HMAC() failed");
+            return NGX_CONF_ERROR;
+        }
+
+        dmcf->dcache_redis = 1;
+
+    } else if (dmcf->redis_enabled) {
+        ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
+                      "datagate: no \"datagate_secret\": decisions are "
+                      "not shared through redis");
     }
 
     dmcf->pseudo_keys = ngx_pcalloc(cf->pool,
@@ -1214,4 +1282,70 @@ done:
     }
 
     return rv;
+}
+
+
+/* datagate_state PATH [interval=60s]; */
+static char *
+ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_datagate_main_conf_t *dmcf = conf;
+
+    ngx_str_t   *value, s;
+    ngx_msec_t   ms;
+
+    if (dmcf->state_path.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "datagate: \"datagate_state\" needs a path");
+        return NGX_CONF_ERROR;
+    }
+
+    dmcf->state_path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &dmcf->state_path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+
+        if (value[2].len <= sizeof("interval=") - 1
+            || ngx_strncmp(value[2].data, "interval=",
+                           sizeof("interval=") - 1)
+               != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "datagate: invalid parameter \"%V\"",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + sizeof("interval=") - 1;
+        s.len = value[2].len - (sizeof("interval=") - 1);
+
+        ms = ngx_parse_time(&s, 0);
+
+        if (ms == (ngx_msec_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "datagate: invalid interval \"%V\"",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ms != 0 && ms < 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "datagate: \"interval=\" must be 0 (only "
+                               "at exit) or at least 1s");
+            return NGX_CONF_ERROR;
+        }
+
+        dmcf->state_interval = ms;
+    }
+
+    return NGX_CONF_OK;
 }

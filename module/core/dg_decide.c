@@ -56,6 +56,10 @@ static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
     { "upstream_unmaskable",
       "the provider's response cannot be inspected and masked", 502 },
     { "internal_error", "internal error", 500 },
+    { "upstream_unavailable",
+      "the provider cannot be reached or did not answer in time", 502 },
+    { "request_rejected",
+      "the gateway cannot process this request", 400 },
 };
 
 

@@ -32,14 +32,19 @@
  *   a scalar is removed (counted in dropped); otherwise it is counted in
  *   unlisted.  Neither applies inside a listed (clear) value.
  * - Detect (DG_MASK_DETECT): unclassified string values (object members,
- *   array elements, a top-level string) are split into runs of ASCII
- *   letters/digits (\uXXXX escapes decoded); a run that validates as a
- *   resident ID, a mobile (11 digits 1[3-9]..., or 13 with a leading 86),
- *   a Luhn bank card (16-19 digits) or a USCC is replaced by conf->detect
- *   [kind] applied to it (CLEAR there means the kind's default: id_card,
- *   phone, bank_card, keep(6,4)); null/drop inside a string give "***".
- *   Memory stays bounded: a run longer than 19 characters cannot be a hit
- *   and is passed on.
+ *   array elements, a top-level string) are scanned (\uXXXX escapes
+ *   decoded) for candidates: every maximal run of digits, whatever is
+ *   around it (letters too: "tel13812345678" is caught), with the X/x
+ *   right after a run of 17 digits; and every maximal run of [0-9A-Z] of
+ *   exactly 18 characters.  A digit candidate that validates as a resident
+ *   ID (MOD 11-2), a mobile (11 digits 1[3-9]..., or 13 with a leading 86)
+ *   or a Luhn bank card (16-19 digits), or an 18-character run that
+ *   validates as one of those or a USCC (GB 32100), is replaced by
+ *   conf->detect[kind] applied to it (CLEAR there means the kind's
+ *   default: id_card, phone, bank_card, keep(6,4)); null/drop inside a
+ *   string give "***".  An 18-character hit wins over a digit hit inside
+ *   it.  Memory stays bounded: a run of more than 19 digits (or 18
+ *   [0-9A-Z]) cannot be a hit, and at most 20 characters are held.
  * - Limits: a held member prefix (separators + key) longer than max_value
  *   + 4 KiB, a key longer than max_value or a masked value (decoded)
  *   longer than max_value is DG_MASK_E_TOOBIG; nothing else is buffered.
@@ -65,8 +70,8 @@
 #define DG_MASK_DEF_VALUE   65536
 #define DG_MASK_DEF_DEPTH   64
 #define DG_MASK_MAX_DEPTH   4096
-#define DG_MASK_RUN_MAX     19      /* longest detect hit (bank card) */
-#define DG_MASK_RUNRAW      (6 * (DG_MASK_RUN_MAX + 1) + 8)
+#define DG_MASK_WIN         24      /* detect window, characters */
+#define DG_MASK_WINRAW      (6 * DG_MASK_WIN + 8)
 
 
 /* parser states */
@@ -182,20 +187,30 @@ struct dg_mask_s {
     uint8_t                     kesc;     /* held key has escapes */
     uint8_t                     eu;       /* escape is \u */
     uint8_t                     vlisted;
-    uint8_t                     runlong;
 
     uint8_t                     esc;        /* 0, 1 after '\', 2-5 hex */
     uint8_t                     num;
     uint8_t                     lit;
     uint8_t                     litpos;
 
-    const uint8_t              *rs;         /* detect run start in span */
-    size_t                      runlen;
-    size_t                      runrawlen;
-    size_t                      escrawlen;
-    uint8_t                     run[DG_MASK_RUN_MAX + 1];
+    /* detect window: candidate characters not yet decided */
+    const uint8_t              *ws;         /* raw start in span, or NULL:
+                                               raw bytes are in wraw */
+    uint8_t                     wn;         /* characters in the window */
+    uint8_t                     u0;         /* [0-9A-Z] run: start, */
+    uint8_t                     ulen;       /* length (0: none or long) */
+    uint8_t                     ulong;
+    uint8_t                     d0;         /* digit run: start, */
+    uint8_t                     dlen;       /* length (0: none or long) */
+    uint8_t                     dlong;
+    int8_t                      hkind;      /* pending hit: kind or -1, */
+    uint8_t                     h0;         /* start, */
+    uint8_t                     hl;         /* length */
+    uint8_t                     escrawlen;
     uint8_t                     escraw[8];
-    uint8_t                     runraw[DG_MASK_RUNRAW];
+    uint8_t                     wc[DG_MASK_WIN];
+    uint16_t                    wr[DG_MASK_WIN + 1]; /* raw offsets */
+    uint8_t                     wraw[DG_MASK_WINRAW];
 
     uint8_t                     wbuf[DG_MASK_WBUF];
 };
@@ -204,7 +219,7 @@ struct dg_mask_s {
 /* byte classes */
 #define C_WS        0x01
 #define C_STR       0x02    /* ends a plain string run: " \ or control */
-#define C_ALNUM     0x04
+#define C_DU        0x04    /* digit or A-Z: may start a candidate */
 #define C_HEX       0x08
 #define C_DIGIT     0x10
 
@@ -230,10 +245,8 @@ dg_mask_cls_init(void)
         if (c < 0x20 || c == '"' || c == '\\') {
             k |= C_STR;
         }
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-            || (c >= 'A' && c <= 'Z'))
-        {
-            k |= C_ALNUM;
+        if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) {
+            k |= C_DU;
         }
         if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
             || (c >= 'A' && c <= 'F'))
@@ -1328,93 +1341,245 @@ dg_mask_mstr_escaped(dg_mask_t *m)
 
 
 /*
- * detect: the current run ended at p (a boundary; untouched output resumes
- * there).  A run still in this span (rs) is only rewritten on a hit; a run
- * carried over from an earlier span or an escape is in runraw.
+ * detect.  Candidates in a string value (escapes decoded):
+ * - a maximal run of digits (bounded by anything but a digit, letters
+ *   included), with the X or x right after a run of 17 digits: resident
+ *   ID, mobile, bank card (dg_mask_detect_digits);
+ * - a maximal run of [0-9A-Z] of exactly 18 characters: any kind, USCC
+ *   included (dg_mask_detect_kind); it wins over a digit hit inside it.
+ * Characters from the start of the earliest live candidate are kept in a
+ * window of at most 20 characters: by reference in the span (ws) while
+ * they are plain bytes of this span and output by reference is on (os),
+ * else copied (wraw).  A hit is replaced by its kind's method; everything
+ * else leaves unchanged.
+ */
+
+/* drop the first k window characters (already written or passed) */
+static void
+dg_mask_win_shift(dg_mask_t *m, unsigned k)
+{
+    unsigned  i, off;
+
+    if (k == 0) {
+        return;
+    }
+
+    off = m->wr[k];
+
+    if (m->ws) {
+        m->ws += off;
+
+    } else {
+        memmove(m->wraw, m->wraw + off, m->wr[m->wn] - off);
+    }
+
+    for (i = k; i < m->wn; i++) {
+        m->wc[i - k] = m->wc[i];
+    }
+
+    for (i = k; i <= m->wn; i++) {
+        m->wr[i - k] = (uint16_t) (m->wr[i] - off);
+    }
+
+    m->wn = (uint8_t) (m->wn - k);
+    m->u0 = (uint8_t) (m->u0 >= k ? m->u0 - k : 0);
+    m->d0 = (uint8_t) (m->d0 >= k ? m->d0 - k : 0);
+}
+
+
+/* leave the window's raw bytes in wraw (span end, or an escape begins) */
+static int
+dg_mask_win_carry(dg_mask_t *m)
+{
+    int  rc;
+
+    if (m->wn == 0 || m->ws == NULL) {
+        return 0;
+    }
+
+    rc = dg_mask_flush_os(m, m->ws);
+    memcpy(m->wraw, m->ws, m->wr[m->wn]);
+    m->ws = NULL;
+    return rc;
+}
+
+
+/* write the pending hit, dropping the window up to its end */
+static int
+dg_mask_win_hit(dg_mask_t *m)
+{
+    unsigned  h0, he;
+    int       kind, rc;
+
+    kind = m->hkind;
+    h0 = m->h0;
+    he = h0 + m->hl;
+    m->hkind = -1;
+    m->stats.detect[kind]++;
+
+    if (m->ws) {
+        rc = dg_mask_flush_os(m, m->ws + m->wr[h0]);
+        m->os = m->ws + m->wr[he];
+
+    } else {
+        rc = dg_mask_ref(m, m->wraw, m->wr[h0]);
+    }
+
+    if (rc == 0) {
+        rc = dg_mask_apply(&m->out, &m->detect[kind], m->wc + h0, m->hl,
+                           m->hash_key, m->hash_key_len, 0);
+    }
+
+    dg_mask_win_shift(m, he);
+    return rc;
+}
+
+
+/*
+ * One string character c (an ASCII character or 0x80 for anything else)
+ * ending at 'after'.  Its raw bytes are r[0..rl) (an escape), or with r
+ * NULL the single plain byte before 'after'.  end: the string ended (no
+ * character, nothing appended).
  */
 static int
-dg_mask_run_end(dg_mask_t *m, const uint8_t *p)
+dg_mask_det_char(dg_mask_t *m, uint8_t c, const uint8_t *r, size_t rl,
+    const uint8_t *after, int end)
 {
-    int  kind, rc;
+    unsigned  i, s, cl, dig, up;
+    int       kind, rc;
 
-    kind = dg_mask_detect_kind(m->run, m->runlen);
+    dig = (c >= '0' && c <= '9');
+    up = dig || (c >= 'A' && c <= 'Z');
+
+    if (m->wn == 0) {
+        if (!up || end) {
+            /* plain output; it ends any (long) run */
+            m->ulong = 0;
+            m->dlong = 0;
+            if (r != NULL) {
+                rc = dg_mask_ref(m, r, rl);
+                m->os = after;
+                return rc;
+            }
+            return 0;
+        }
+
+        m->wr[0] = 0;
+        m->ws = (r == NULL && m->os != NULL) ? after - 1 : NULL;
+        if (m->ws == NULL) {
+            rc = dg_mask_flush_os(m, r == NULL ? after - 1 : after);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+
+    i = m->wn;
+
+    if (!end) {
+        m->wc[i] = c;
+        if (m->ws) {
+            m->wr[i + 1] = (uint16_t) (after - m->ws);
+
+        } else {
+            if (r == NULL) {
+                r = after - 1;
+                rl = 1;
+            }
+            memcpy(m->wraw + m->wr[i], r, rl);
+            m->wr[i + 1] = (uint16_t) (m->wr[i] + rl);
+        }
+        m->wn++;
+    }
+
+    /* digit run */
+    if (dig && !end) {
+        if (!m->dlong) {
+            if (m->dlen == 0) {
+                m->d0 = (uint8_t) i;
+            }
+            if (++m->dlen > 19) {
+                m->dlong = 1;
+                m->dlen = 0;
+            }
+        }
+
+    } else {
+        if (m->dlen) {
+            cl = m->dlen;
+            if (cl == 17 && !end && (c == 'X' || c == 'x')) {
+                cl = 18;
+            }
+            kind = dg_mask_detect_digits(m->wc + m->d0, cl);
+            if (kind >= 0) {
+                m->hkind = (int8_t) kind;
+                m->h0 = m->d0;
+                m->hl = (uint8_t) cl;
+            }
+            m->dlen = 0;
+        }
+        m->dlong = 0;
+    }
+
+    /* [0-9A-Z] run */
+    if (up && !end) {
+        if (!m->ulong) {
+            if (m->ulen == 0) {
+                m->u0 = (uint8_t) i;
+            }
+            if (++m->ulen > 18) {
+                m->ulong = 1;
+                m->ulen = 0;
+            }
+        }
+
+    } else {
+        if (m->ulen == 18) {
+            kind = dg_mask_detect_kind(m->wc + m->u0, 18);
+            if (kind >= 0) {
+                m->hkind = (int8_t) kind;
+                m->h0 = m->u0;
+                m->hl = 18;
+            }
+        }
+        m->ulen = 0;
+        m->ulong = 0;
+    }
+
+    /* a hit is decided once no [0-9A-Z] run that could contain it lives */
+    if (m->hkind >= 0 && m->ulen == 0) {
+        rc = dg_mask_win_hit(m);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    /* keep the window from the earliest live candidate */
+    s = m->wn;
+    if (m->ulen && m->u0 < s) {
+        s = m->u0;
+    }
+    if (m->dlen && m->d0 < s) {
+        s = m->d0;
+    }
+    if (m->hkind >= 0 && m->h0 < s) {
+        s = m->h0;
+    }
+
     rc = 0;
 
-    if (kind >= 0) {
-        m->stats.detect[kind]++;
-        if (m->rs) {
-            rc = dg_mask_flush_os(m, m->rs);
+    if (s) {
+        if (m->ws == NULL) {
+            rc = dg_mask_ref(m, m->wraw, m->wr[s]);
         }
-        if (rc == 0) {
-            rc = dg_mask_apply(&m->out, &m->detect[kind], m->run, m->runlen,
-                               m->hash_key, m->hash_key_len, 0);
-        }
-        m->os = p;
-
-    } else if (m->rs == NULL) {
-        rc = dg_mask_ref(m, m->runraw, m->runrawlen);
-        m->os = p;
+        dg_mask_win_shift(m, s);
     }
 
-    m->runlen = 0;
-    m->runrawlen = 0;
-    m->rs = NULL;
+    if (m->wn == 0 && m->ws == NULL) {
+        m->os = after;
+    }
+
     return rc;
-}
-
-
-/* detect: move a run of this span (plain bytes [rs, p)) into runraw */
-static int
-dg_mask_run_carry(dg_mask_t *m, const uint8_t *p)
-{
-    int  rc;
-
-    rc = dg_mask_flush_os(m, m->rs);
-    memcpy(m->runraw, m->rs, p - m->rs);
-    m->runrawlen = p - m->rs;
-    m->rs = NULL;
-    return rc;
-}
-
-
-/* detect: one more run character c; raw bytes r (NULL: the byte at p) */
-static int
-dg_mask_run_add(dg_mask_t *m, uint8_t c, const uint8_t *p,
-    const uint8_t *r, size_t rl)
-{
-    int  rc;
-
-    if (m->runlen == 0) {
-        m->runrawlen = 0;
-        m->rs = (r == NULL && m->os != NULL) ? p : NULL;
-    }
-
-    m->run[m->runlen++] = c;
-
-    if (m->rs == NULL) {
-        if (r == NULL) {
-            r = p;
-            rl = 1;
-        }
-        memcpy(m->runraw + m->runrawlen, r, rl);
-        m->runrawlen += rl;
-    }
-
-    if (m->runlen > DG_MASK_RUN_MAX) {
-        /* too long to be a hit: pass it and the rest of this run */
-        rc = 0;
-        if (m->rs == NULL) {
-            rc = dg_mask_ref(m, m->runraw, m->runrawlen);
-            m->os = (r == p) ? p + 1 : p;
-        }
-        m->runlen = 0;
-        m->runrawlen = 0;
-        m->rs = NULL;
-        m->runlong = 1;
-        return rc;
-    }
-
-    return 0;
 }
 
 
@@ -1441,57 +1606,31 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
                 continue;
             }
 
-            if (m->ecp < 0x80 && (dg_mask_cls[m->ecp] & C_ALNUM)) {
-                if (m->runlong) {
-                    rc = dg_mask_ref(m, m->escraw, m->escrawlen);
-                    m->os = p;
-
-                } else {
-                    rc = dg_mask_run_add(m, (uint8_t) m->ecp, p, m->escraw,
-                                         m->escrawlen);
-                }
-
-            } else {
-                rc = 0;
-                if (m->runlen) {
-                    rc = dg_mask_run_end(m, p);
-                }
-                m->runlong = 0;
-                if (rc == 0) {
-                    rc = dg_mask_ref(m, m->escraw, m->escrawlen);
-                }
-                m->os = p;
-            }
-
+            rc = dg_mask_det_char(m, m->ecp < 0x80 ? (uint8_t) m->ecp : 0x80,
+                                  m->escraw, m->escrawlen, p, 0);
             if (rc != 0) {
                 return rc;
             }
             continue;
         }
 
-        if (m->runlen == 0) {
-            /* fast forward over what cannot start or extend a run */
-            if (m->runlong) {
-                while (dg_mask_cls[*p] & C_ALNUM) {
-                    if (++p == end) {
-                        goto out;
-                    }
+        if (m->wn == 0 && !(dg_mask_cls[c] & (C_DU | C_STR))) {
+            /* fast forward over what cannot start a candidate; it ends
+             * any (long) run */
+            m->ulong = 0;
+            m->dlong = 0;
+            do {
+                if (++p == end) {
+                    goto out;
                 }
-
-            } else {
-                while (!(dg_mask_cls[*p] & (C_ALNUM | C_STR))) {
-                    if (++p == end) {
-                        goto out;
-                    }
-                }
-            }
+            } while (!(dg_mask_cls[*p] & (C_DU | C_STR)));
             c = *p;
         }
 
         k = dg_mask_cls[c];
 
-        if (k & C_ALNUM) {
-            rc = dg_mask_run_add(m, c, p, NULL, 0);
+        if (!(k & C_STR)) {
+            rc = dg_mask_det_char(m, c < 0x80 ? c : 0x80, NULL, 0, p + 1, 0);
             if (rc != 0) {
                 return rc;
             }
@@ -1499,24 +1638,8 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
             continue;
         }
 
-        if (!(k & C_STR)) {
-            if (m->runlen) {
-                rc = dg_mask_run_end(m, p);
-                if (rc != 0) {
-                    return rc;
-                }
-            }
-            m->runlong = 0;
-            p++;
-            continue;
-        }
-
         if (c == '\\') {
-            if (m->runlen && m->rs) {
-                rc = dg_mask_run_carry(m, p);
-            } else {
-                rc = dg_mask_flush_os(m, p);
-            }
+            rc = (m->wn != 0) ? dg_mask_win_carry(m) : dg_mask_flush_os(m, p);
             if (rc != 0) {
                 return rc;
             }
@@ -1528,13 +1651,10 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
         }
 
         if (c == '"') {
-            if (m->runlen) {
-                rc = dg_mask_run_end(m, p);
-                if (rc != 0) {
-                    return rc;
-                }
+            rc = dg_mask_det_char(m, 0, NULL, 0, p, 1);
+            if (rc != 0) {
+                return rc;
             }
-            m->runlong = 0;
             *pp = p + 1;
             return 1;
         }
@@ -1544,12 +1664,10 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
 
 out:
 
-    if (m->runlen && m->rs) {
-        /* the span ends inside a run: keep it */
-        rc = dg_mask_run_carry(m, p);
-        if (rc != 0) {
-            return rc;
-        }
+    /* the span ends inside a candidate: keep it */
+    rc = dg_mask_win_carry(m);
+    if (rc != 0) {
+        return rc;
     }
 
     *pp = p;
@@ -1718,10 +1836,13 @@ value:
             goto s_mstr;
         }
         if (!m->skip && (m->flags & DG_MASK_DETECT) && !m->vlisted) {
-            m->runlen = 0;
-            m->runrawlen = 0;
-            m->runlong = 0;
-            m->rs = NULL;
+            m->wn = 0;
+            m->ulen = 0;
+            m->ulong = 0;
+            m->dlen = 0;
+            m->dlong = 0;
+            m->hkind = -1;
+            m->ws = NULL;
             goto s_dstr;
         }
         goto s_str;

@@ -22,7 +22,7 @@ typedef enum {
     DG_MASK_ID_CARD,            /* keep first 6, last 4 */
     DG_MASK_PHONE,              /* keep first 3, last 4 */
     DG_MASK_NAME,               /* keep first character */
-    DG_MASK_BANK_CARD,          /* all but last 4 -> '*' */
+    DG_MASK_BANK_CARD,          /* 12 '*' then the last 4 */
     DG_MASK_EMAIL,              /* first char of local part + "***@domain" */
     DG_MASK_ADDRESS,            /* keep first a (default 6) chars + "****" */
     DG_MASK_KEEP,               /* keep first a and last b chars */

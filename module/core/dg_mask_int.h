@@ -54,6 +54,9 @@ int dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 /* a run of ASCII letters/digits: DG_DETECT_* kind it validates as, or -1 */
 int dg_mask_detect_kind(const uint8_t *run, size_t len);
 
+/* a run of digits, or 17 digits and X/x (len >= 1): kind or -1 (no USCC) */
+int dg_mask_detect_digits(const uint8_t *run, size_t len);
+
 /* default method for a detect kind whose configured method is CLEAR */
 void dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec);
 

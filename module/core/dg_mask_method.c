@@ -461,6 +461,50 @@ dg_mask_hash(dg_mask_out_t *o, const uint8_t *v, size_t len,
 }
 
 
+/*
+ * 6222021234567890123 -> ************0123: always 12 '*' then the last 4
+ * characters, so the length of the card is not shown either; a value of 4
+ * characters or fewer becomes one '*' per character.
+ */
+static int
+dg_mask_bank_card(dg_mask_out_t *o, const uint8_t *v, size_t len,
+    int quoted)
+{
+    long    n;
+    size_t  pb;
+    int     rc;
+
+    n = dg_mask_utf8_count(v, len);
+    if (n < 0) {
+        return DG_MASK_E_UTF8;
+    }
+
+    if (quoted) {
+        rc = dg_mask_out_put(o, (const uint8_t *) "\"", 1);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    if (n <= 4) {
+        rc = dg_mask_put_stars(o, n);
+
+    } else {
+        pb = dg_mask_utf8_off(v, len, n - 4);
+        rc = dg_mask_put_stars(o, 12);
+        if (rc == 0) {
+            rc = dg_mask_put_escaped(o, v + pb, len - pb);
+        }
+    }
+
+    if (rc == 0 && quoted) {
+        rc = dg_mask_out_put(o, (const uint8_t *) "\"", 1);
+    }
+
+    return rc;
+}
+
+
 int
 dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *key, size_t keylen,
@@ -488,10 +532,6 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         a = 1;
         kb = 0;
         break;
-    case DG_MASK_BANK_CARD:
-        a = 0;
-        kb = 4;
-        break;
     case DG_MASK_PLATE:
         a = 3;
         kb = 1;
@@ -503,6 +543,10 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     default:
         a = 0;
         break;
+    }
+
+    if (spec->method == DG_MASK_BANK_CARD) {
+        return dg_mask_bank_card(o, v, len, quoted);
     }
 
     if ((kb != (size_t) -1 || spec->method == DG_MASK_EMAIL)
@@ -609,10 +653,6 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 
     case DG_MASK_NAME:
         rc = dg_mask_keep(o, v, len, n, 1, 0);
-        break;
-
-    case DG_MASK_BANK_CARD:
-        rc = dg_mask_keep(o, v, len, n, 0, 4);
         break;
 
     case DG_MASK_EMAIL:
@@ -772,6 +812,33 @@ dg_mask_uscc_valid(const uint8_t *r)
     }
 
     return (31 - s % 31) % 31 == v[17];
+}
+
+
+int
+dg_mask_detect_digits(const uint8_t *r, size_t n)
+{
+    if (n == 18 && dg_mask_id_valid(r)) {
+        return DG_DETECT_ID_NUMBER;
+    }
+
+    if (r[n - 1] < '0' || r[n - 1] > '9') {
+        return -1;
+    }
+
+    if (n == 11 && r[0] == '1' && r[1] >= '3') {
+        return DG_DETECT_MOBILE;
+    }
+
+    if (n == 13 && r[0] == '8' && r[1] == '6' && r[2] == '1' && r[3] >= '3') {
+        return DG_DETECT_MOBILE;
+    }
+
+    if (n >= 16 && n <= 19 && dg_mask_luhn(r, n)) {
+        return DG_DETECT_BANK_CARD;
+    }
+
+    return -1;
 }
 
 

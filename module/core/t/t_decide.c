@@ -110,7 +110,7 @@ test_reason_names(void)
         "purpose_unknown", "purpose_not_granted", "grant_expired",
         "approval_required", "method_not_granted", "level_exceeded",
         "rate_limited", "policy_unavailable", "upstream_unmaskable",
-        "internal_error"
+        "internal_error", "upstream_unavailable", "request_rejected"
     };
     int                 i, statuses_ok, msgs_ok;
 
@@ -133,6 +133,10 @@ test_reason_names(void)
     is_int(dg_reason_status(DG_R_POLICY_UNAVAILABLE), 503, "policy: 503");
     is_int(dg_reason_status(DG_R_UPSTREAM_UNMASKABLE), 502, "upstream: 502");
     is_int(dg_reason_status(DG_R_INTERNAL), 500, "internal: 500");
+    is_int(dg_reason_status(DG_R_UPSTREAM_UNAVAILABLE), 502,
+           "upstream unavailable: 502");
+    is_int(dg_reason_status(DG_R_REQUEST_REJECTED), 400,
+           "request rejected: 400");
     is_str(dg_reason_code(DG_R_MAX), "internal_error", "out of range");
     is_str(dg_reason_code((dg_reason_e) -1), "internal_error",
            "negative out of range");
