@@ -83,12 +83,16 @@ module: $(MODULE_SO)
 # nginx's own build of a dynamic module, against Debian's nginx-dev tree
 $(MODULE_SO): $(GLUE_SRC) $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(BUILD)/modules
-	@if [ ! -f $(BUILD)/nginx-src/objs/Makefile ]; then \
+	@sig=$$(cat module/config; ls module/*.c module/core/*.c); \
+	sig=$$(echo "$$sig" | md5sum | cut -d' ' -f1); \
+	if [ ! -f $(BUILD)/nginx-src/objs/Makefile ] || \
+	   [ "$$(cat $(BUILD)/nginx-src/.dg-sig 2>/dev/null)" != "$$sig" ]; then \
 	    rm -rf $(BUILD)/nginx-src && cp -r $(NGX_SRC) $(BUILD)/nginx-src && \
 	    cd $(BUILD)/nginx-src && source ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" \
 	        --add-dynamic-module=$(TOP)/module >$(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }; \
+	    echo "$$sig" > $(BUILD)/nginx-src/.dg-sig; \
 	fi
 	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
 	@# replace, never overwrite in place: a running nginx maps this file
