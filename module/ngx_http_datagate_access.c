@@ -38,9 +38,9 @@
 
 /* the Redis tier of the decision cache (docs/redis.md) */
 #define NGX_HTTP_DATAGATE_DKEY_PREFIX      "datagate:decision:"
-#define NGX_HTTP_DATAGATE_DKEY_MAX         (sizeof(NGX_HTTP_DATAGATE_DKEY_PREFIX) \
-                                            + 16 + 3 * (DG_RS_ID_MAX + 1)    \
-                                            + 8 + 33)
+#define NGX_HTTP_DATAGATE_DKEY_MAX                                          \
+    (sizeof(NGX_HTTP_DATAGATE_DKEY_PREFIX) + 16 + 3 * (DG_RS_ID_MAX + 1)    \
+     + 8 + 33)
 #define NGX_HTTP_DATAGATE_DVAL_MAGIC       "DGD1 "
 #define NGX_HTTP_DATAGATE_DVAL_MAX         256
 
@@ -533,6 +533,13 @@ ngx_http_datagate_find_header(ngx_http_request_t *r, const char *name,
 }
 
 
+/* random bytes for generated request ids, drawn in bulk */
+static u_char      ngx_http_datagate_rnd[64 * NGX_HTTP_DATAGATE_REQUEST_ID_LEN
+                                         / 2];
+static size_t      ngx_http_datagate_rnd_pos;
+static ngx_pid_t   ngx_http_datagate_rnd_pid;
+
+
 static void
 ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
@@ -566,7 +573,33 @@ ngx_http_datagate_request_id(ngx_http_request_t *r,
         }
     }
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+    /*
+     * RAND_bytes() costs several microseconds a call (DRBG locks, a
+     * getpid()); the bytes of 64 ids are drawn at once, again in every
+     * new process (ngx_pid changes at fork).
+     */
+
+    if (ngx_http_datagate_rnd_pid != ngx_pid
+        || ngx_http_datagate_rnd_pos + sizeof(rnd)
+           > sizeof(ngx_http_datagate_rnd))
+    {
+        if (RAND_bytes(ngx_http_datagate_rnd, sizeof(ngx_http_datagate_rnd))
+            == 1)
+        {
+            ngx_http_datagate_rnd_pid = ngx_pid;
+            ngx_http_datagate_rnd_pos = 0;
+
+        } else {
+            ngx_http_datagate_rnd_pid = 0;
+        }
+    }
+
+    if (ngx_http_datagate_rnd_pid == ngx_pid) {
+        ngx_memcpy(rnd, ngx_http_datagate_rnd + ngx_http_datagate_rnd_pos,
+                   sizeof(rnd));
+        ngx_http_datagate_rnd_pos += sizeof(rnd);
+
+    } else {
         /* not expected; still unique enough for a trace id */
         for (i = 0; i < sizeof(rnd); i++) {
             rnd[i] = (u_char) ngx_random();
@@ -917,7 +950,7 @@ ngx_http_datagate_decide(ngx_http_request_t *r,
 
     key.data = buf;
     key.len = klen;
-    hash = ngx_crc32_short(buf, klen);
+    hash = ngx_crc32_long(buf, klen);   /* = ngx_crc32_short(), faster */
 
     st = ctx->pending;
 
@@ -1512,6 +1545,7 @@ ngx_http_datagate_dcache_cleanup(void *data)
 static void
 ngx_http_datagate_dcache_reply(void *data, void *reply)
 {
+    ngx_int_t                    rc;
     redisReply                  *rr;
     ngx_http_request_t          *r;
     ngx_http_datagate_ctx_t     *ctx;
@@ -1549,11 +1583,14 @@ ngx_http_datagate_dcache_reply(void *data, void *reply)
 
     } else if (rr->type == REDIS_REPLY_STRING) {
 
-        if (ngx_http_datagate_dcache_open(r, ctx, st, w->key, w->klen,
-                                          (u_char *) rr->str, rr->len)
-            == NGX_OK)
-        {
+        rc = ngx_http_datagate_dcache_open(r, ctx, st, w->key, w->klen,
+                                           (u_char *) rr->str, rr->len);
+
+        if (rc == NGX_OK) {
             st->dec_found = 1;
+
+        } else if (rc == NGX_DONE) {
+            st->dec_write = 1;
 
         } else {
             if (!ngx_http_datagate_dval_logged) {
@@ -1623,7 +1660,8 @@ ngx_http_datagate_dval_int(u_char **pos, u_char *end, int64_t *v)
 
 /*
  * "DGD1 REASON GRANT PURPOSE PLAN EXPIRES MAC": NGX_OK when the MAC
- * verifies and the fields parse (st->dec_* set); NGX_DECLINED.
+ * verifies and the fields parse (st->dec_* set); NGX_DONE when it is
+ * ours but expired; NGX_DECLINED.
  */
 static ngx_int_t
 ngx_http_datagate_dcache_open(ngx_http_request_t *r,
@@ -1703,10 +1741,14 @@ ngx_http_datagate_dcache_open(ngx_http_request_t *r,
         || v[0] < -1 || v[0] > INT32_MAX
         || v[1] < -1 || v[1] > INT32_MAX
         || v[2] < NGX_HTTP_DATAGATE_PLAN_NONE
-        || v[2] > NGX_HTTP_DATAGATE_PLAN_GRANT
-        || v[3] <= (int64_t) ngx_time())
+        || v[2] > NGX_HTTP_DATAGATE_PLAN_GRANT)
     {
         return NGX_DECLINED;
+    }
+
+    if (v[3] <= (int64_t) ngx_time()) {
+        /* ours, but its time is up (another node's clock): a miss */
+        return NGX_DONE;
     }
 
     st->dec_reason = (uint8_t) reason;
@@ -1928,14 +1970,47 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
 }
 
 
+/* the names ngx_http_datagate_push_header() was called with */
+typedef struct {
+    const char                      *name;
+    size_t                           len;
+    ngx_uint_t                       hash;
+    u_char                           low[32];
+} ngx_http_datagate_hdr_name_t;
+
+static ngx_http_datagate_hdr_name_t  ngx_http_datagate_hdr_names[8];
+
+
 static ngx_int_t
 ngx_http_datagate_push_header(ngx_http_request_t *r, ngx_list_t *list,
     const char *name, u_char *value, size_t len)
 {
-    size_t            nlen;
-    ngx_table_elt_t  *h;
+    size_t                           nlen;
+    ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
+    ngx_http_datagate_hdr_name_t    *known;
 
-    nlen = ngx_strlen(name);
+    /* name is a string literal: its lower case and hash are worked out
+     * once */
+
+    known = ngx_http_datagate_hdr_names;
+
+    for (i = 0; i < 8 && known[i].name != NULL; i++) {
+        if (known[i].name == name) {
+            break;
+        }
+    }
+
+    if (i < 8 && known[i].name == NULL) {
+        nlen = ngx_strlen(name);
+
+        if (nlen <= sizeof(known[i].low)) {
+            known[i].hash = ngx_hash_strlow(known[i].low, (u_char *) name,
+                                            nlen);
+            known[i].len = nlen;
+            known[i].name = name;
+        }
+    }
 
     h = ngx_list_push(list);
     if (h == NULL) {
@@ -1943,9 +2018,6 @@ ngx_http_datagate_push_header(ngx_http_request_t *r, ngx_list_t *list,
     }
 
     ngx_memzero(h, sizeof(ngx_table_elt_t));
-
-    h->key.data = (u_char *) name;
-    h->key.len = nlen;
 
     h->value.data = ngx_pnalloc(r->pool, len + 1);
     if (h->value.data == NULL) {
@@ -1955,6 +2027,18 @@ ngx_http_datagate_push_header(ngx_http_request_t *r, ngx_list_t *list,
     ngx_memcpy(h->value.data, value, len);
     h->value.data[len] = '\0';
     h->value.len = len;
+
+    h->key.data = (u_char *) name;
+
+    if (i < 8 && known[i].name == name) {
+        h->key.len = known[i].len;
+        h->lowcase_key = known[i].low;
+        h->hash = known[i].hash;
+        return NGX_OK;
+    }
+
+    nlen = ngx_strlen(name);
+    h->key.len = nlen;
 
     h->lowcase_key = ngx_pnalloc(r->pool, nlen);
     if (h->lowcase_key == NULL) {

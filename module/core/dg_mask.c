@@ -135,6 +135,7 @@ struct dg_mask_rules_s {
     dg_mask_any_t              *any;
     size_t                      anymask;
     uint64_t                    anylens;    /* bit per key length < 63 */
+    uint64_t                    anybits[4]; /* by length, first, last */
     uint8_t                    *str;
     size_t                      strlen;
 };
@@ -391,7 +392,22 @@ dg_mask_scan(const uint8_t *p, const uint8_t *end)
         if (bits) {
             return p + __builtin_ctz(bits);
         }
-        return dg_mask_scan_long(p + 16, end);
+        p += 16;
+
+        if (end - p >= 16) {
+            v = _mm_loadu_si128((const __m128i *) p);
+            x = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+            x = _mm_or_si128(x, _mm_cmpeq_epi8(_mm_min_epu8(v,
+                                                   _mm_set1_epi8(0x1f)), v));
+            bits = (uint32_t) _mm_movemask_epi8(x);
+            if (bits) {
+                return p + __builtin_ctz(bits);
+            }
+            p += 16;
+        }
+
+        return dg_mask_scan_long(p, end);
     }
 #endif
 
@@ -506,6 +522,14 @@ dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
 }
 
 
+/* a cheap 8-bit digest of a key (len >= 1) for the key-anywhere filter */
+static inline uint32_t
+dg_mask_filt(const uint8_t *k, size_t len)
+{
+    return (k[0] * 7u + k[len - 1] * 31u + (uint32_t) len * 13u) & 255;
+}
+
+
 static inline __attribute__((always_inline)) int32_t
 dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
 {
@@ -516,6 +540,11 @@ dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
     if (r->any == NULL
         || !(r->anylens & ((uint64_t) 1 << (len < 63 ? len : 63))))
     {
+        return -1;
+    }
+
+    h = dg_mask_filt(k, len);
+    if (!(r->anybits[h >> 6] & ((uint64_t) 1 << (h & 63)))) {
         return -1;
     }
 
@@ -644,6 +673,8 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
                     memcpy(r->str + r->strlen, s, len);
                     r->strlen += len;
                     r->anylens |= (uint64_t) 1 << (len < 63 ? len : 63);
+                    h = dg_mask_filt(s, len);
+                    r->anybits[h >> 6] |= (uint64_t) 1 << (h & 63);
                     break;
                 }
                 if (a->hash == h && a->len == len
@@ -1115,14 +1146,302 @@ dg_mask_key_decode(const uint8_t *s, size_t n, uint8_t *d)
 }
 
 
+/* the field a decoded key selects (or -1) under trie node 'node'; its
+ * child node (or -1) in *kn */
+static inline __attribute__((always_inline)) int32_t
+dg_mask_lookup(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
+    size_t len, int32_t *kn)
+{
+    int32_t  c, f;
+
+    c = -1;
+    f = -1;
+
+    if (node >= 0 && r->nodes[node].child >= 0) {
+        c = dg_mask_node_child(r, node, k, len);
+        if (c >= 0) {
+            f = r->nodes[c].field;
+        }
+    }
+
+    if (f < 0) {
+        f = dg_mask_any_find(r, k, len);
+    }
+
+    *kn = c;
+    return f;
+}
+
+
+/*
+ * A scalar value at q that passes unchanged and ends inside this span: a
+ * string without escapes (not when fast == 2: detect scans strings), a
+ * well-formed number followed by a byte, or a literal.  Returns the first
+ * byte after it, or NULL to leave it to the state machine.
+ */
+static inline __attribute__((always_inline)) const uint8_t *
+dg_mask_fast_scalar(const uint8_t *q, const uint8_t *end, int fast)
+{
+    const uint8_t  *e, *d;
+
+    switch (*q) {
+
+    case '"':
+        if (fast == 2) {
+            return NULL;
+        }
+        e = dg_mask_scan(q + 1, end);
+        return (e < end && *e == '"') ? e + 1 : NULL;
+
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        e = q + (*q == '-');
+        if (e == end) {
+            return NULL;
+        }
+        if (*e == '0') {
+            e++;
+        } else {
+            d = e;
+            while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
+                e++;
+            }
+            if (e == d) {
+                return NULL;
+            }
+        }
+        if (e == end) {
+            return NULL;
+        }
+        if (*e == '.') {
+            d = ++e;
+            while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
+                e++;
+            }
+            if (e == d || e == end) {
+                return NULL;
+            }
+        }
+        if (*e == 'e' || *e == 'E') {
+            e++;
+            if (e < end && (*e == '+' || *e == '-')) {
+                e++;
+            }
+            d = e;
+            while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
+                e++;
+            }
+            if (e == d || e == end) {
+                return NULL;
+            }
+        }
+        return e;
+
+    case 't':
+        return (end - q >= 4 && memcmp(q, "true", 4) == 0) ? q + 4 : NULL;
+
+    case 'f':
+        return (end - q >= 5 && memcmp(q, "false", 5) == 0) ? q + 5 : NULL;
+
+    case 'n':
+        return (end - q >= 4 && memcmp(q, "null", 4) == 0) ? q + 4 : NULL;
+    }
+
+    return NULL;
+}
+
+
+/* a member prefix parsed in one go */
+typedef struct {
+    const uint8_t              *k;          /* key */
+    const uint8_t              *q;          /* first byte of the value */
+    int32_t                     f;          /* field selected, or -1 */
+    int32_t                     kn;         /* trie node of the key */
+} dg_mask_pre_t;
+
+
+/*
+ * Members of an object walked normally, from *pp at the ',' (m->hcomma)
+ * or the opening quote of a member's key.  Whole members that are plain
+ * and in this span are taken here, with the effects of the general way
+ * (dg_mask_decide, dg_mask_member_emit, masking in place,
+ * dg_mask_value_done): unselected scalars that pass unchanged, selected
+ * strings and numbers (masked or clear).  Returns 0 when the last member
+ * taken is followed by something else than ',' (*pp there: go on after a
+ * value), 1 when the member at *pp has its prefix (separators, key, ':')
+ * in this span, parsed in *pre, but is left to the general way, 2 when
+ * its prefix is not whole here (hold it byte by byte), or an error.
+ */
+static int
+dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
+    const uint8_t *end, dg_mask_pre_t *pre)
+{
+    const dg_mask_rules_t  *r;
+    const dg_mask_spec_t   *act;
+    const uint8_t          *p, *q, *k, *e, *v;
+    size_t                  maxv, holdmax;
+    uint64_t                unl;
+    int32_t                 node, f, kn;
+    unsigned                comma, emitted, listed;
+    int                     ufast, sfast, ret, rc;
+
+    r = m->rules;
+    p = *pp;
+    maxv = m->max_value;
+    holdmax = m->holdmax;
+    node = fr->node;
+    comma = m->hcomma;
+    emitted = (fr->flags & DG_FR_EMITTED) ? 1 : 0;
+    listed = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+    unl = 0;
+    rc = 0;
+
+    /* output by reference must be on: members are passed through os */
+    sfast = (m->os != NULL);
+    ufast = sfast;
+    if (sfast && !listed) {
+        if (m->flags & DG_MASK_UNLISTED_DROP) {
+            ufast = 0;
+        } else if (m->flags & DG_MASK_DETECT) {
+            ufast = 2;
+        }
+    }
+
+    for ( ;; ) {
+        q = p + comma;
+        while (q < end && (dg_mask_cls[*q] & C_WS)) {
+            q++;
+        }
+
+        if (q == end || *q != '"') {
+            ret = 2;
+            break;
+        }
+
+        k = q + 1;
+        e = dg_mask_scan(k, end);
+
+        if (e == end || *e != '"' || (size_t) (e - k) > maxv) {
+            ret = 2;
+            break;
+        }
+
+        q = e + 1;
+        while (q < end && (dg_mask_cls[*q] & C_WS)) {
+            q++;
+        }
+
+        if (q == end || *q != ':') {
+            ret = 2;
+            break;
+        }
+
+        do {
+            q++;
+        } while (q < end && (dg_mask_cls[*q] & C_WS));
+
+        if (q == end || (size_t) (q - p) > holdmax) {
+            ret = 2;
+            break;
+        }
+
+        f = dg_mask_lookup(r, node, k, e - k, &kn);
+
+        pre->k = k;
+        pre->q = q;
+        pre->f = f;
+        pre->kn = kn;
+        ret = 1;
+
+        if (comma && !emitted) {
+            /* a leading comma to strip: the general way */
+            break;
+        }
+
+        if (f < 0 && ufast == 0 && sfast) {
+            /* allow-list: an unlisted scalar member is dropped (the
+             * comma before it goes too; see the strip above) */
+            if ((v = dg_mask_fast_scalar(q, end, 1)) == NULL) {
+                break;
+            }
+            rc = dg_mask_flush_os(m, p);
+            m->os = v;
+            m->stats.dropped++;
+            if (rc != 0) {
+                break;
+            }
+
+        } else if (f < 0) {
+            if (!ufast || (v = dg_mask_fast_scalar(q, end, ufast)) == NULL) {
+                break;
+            }
+            unl += !listed;
+            emitted = 1;
+
+        } else {
+            act = &m->actions[f];
+
+            if (!sfast || act->method == DG_MASK_DROP
+                || (*q != '"' && *q != '-' && !(dg_mask_cls[*q] & C_DIGIT))
+                || (v = dg_mask_fast_scalar(q, end, 1)) == NULL
+                || (size_t) (v - q) > maxv)
+            {
+                break;
+            }
+
+            m->stats.field_hits[f]++;
+
+            if (act->method != DG_MASK_CLEAR) {
+                rc = dg_mask_flush_os(m, q);
+                if (rc == 0) {
+                    if (*q == '"') {
+                        rc = dg_mask_apply(&m->out, act, q + 1, v - q - 2,
+                                           m->hash_key, m->hash_key_len, 1);
+                    } else {
+                        rc = dg_mask_apply(&m->out, act, q, v - q,
+                                           m->hash_key, m->hash_key_len, 1);
+                    }
+                }
+                m->os = v;
+                if (rc != 0) {
+                    emitted = 1;
+                    break;
+                }
+            }
+
+            emitted = 1;
+        }
+
+        p = v;
+        while (p < end && (dg_mask_cls[*p] & C_WS)) {
+            p++;
+        }
+
+        if (p == end || *p != ',') {
+            ret = 0;
+            break;
+        }
+
+        comma = 1;
+    }
+
+    m->stats.unlisted += unl;
+    if (emitted) {
+        fr->flags |= DG_FR_EMITTED;
+    }
+    m->hcomma = (uint8_t) comma;
+    *pp = p;
+
+    return rc ? rc : ret;
+}
+
+
 /* the closing quote of a held key is at q */
 static inline __attribute__((always_inline)) void
 dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
 {
-    const dg_mask_rules_t  *r;
-    const uint8_t          *k;
-    size_t                  len;
-    int32_t                 node, c, f;
+    const uint8_t  *k;
+    size_t          len;
 
     if (m->hlen) {
         /* the hold straddles spans: make the key contiguous */
@@ -1143,24 +1462,8 @@ dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
         k = m->kbuf;
     }
 
-    r = m->rules;
-    node = m->frames[m->depth - 1].node;
-    c = -1;
-    f = -1;
-
-    if (node >= 0 && r->nodes[node].child >= 0) {
-        c = dg_mask_node_child(r, node, k, len);
-        if (c >= 0) {
-            f = r->nodes[c].field;
-        }
-    }
-
-    if (f < 0) {
-        f = dg_mask_any_find(r, k, len);
-    }
-
-    m->knode = c;
-    m->kfield = f;
+    m->kfield = dg_mask_lookup(m->rules, m->frames[m->depth - 1].node, k,
+                               len, &m->knode);
 }
 
 
@@ -1831,6 +2134,19 @@ value:
             if (rc != 0) {
                 return rc;
             }
+
+            /* whole in this span without escapes: mask it in place */
+            q = dg_mask_scan(p, end);
+            if (q < end && *q == '"' && (size_t) (q - p) <= m->max_value) {
+                rc = dg_mask_apply(&m->out, &m->mspec, p, q - p,
+                                   m->hash_key, m->hash_key_len, 1);
+                if (rc != 0) {
+                    return rc;
+                }
+                p = q + 1;
+                goto done;
+            }
+
             m->vlen = 0;
             m->hi = 0;
             goto s_mstr;
@@ -1952,46 +2268,40 @@ member:
      * otherwise hold it byte by byte.  Both ways reach the same state.
      */
 
+    {
+        dg_mask_pre_t  pre;
+
+        r = dg_mask_members(m, &m->frames[m->depth - 1], &p, end, &pre);
+
+        if (r < 0) {
+            return r;
+        }
+
+        if (r == 0) {
+            goto s_after;
+        }
+
+        if (r == 1) {
+            m->hold = 1;
+            m->hs = p;
+            m->hlen = 0;
+            m->kesc = 0;
+            m->esc = 0;
+            m->key_off = pre.k - p;
+            m->knode = pre.kn;
+            m->kfield = pre.f;
+            m->member = 1;
+            p = pre.q;
+            c = *p;
+            goto value;
+        }
+    }
+
     m->hold = 1;
     m->hs = p;
     m->hlen = 0;
     m->kesc = 0;
     m->esc = 0;
-
-    q = p + m->hcomma;
-    while (q < end && (dg_mask_cls[*q] & C_WS)) {
-        q++;
-    }
-
-    if (q < end && *q == '"') {
-        const uint8_t  *k, *e;
-
-        k = q + 1;
-        e = dg_mask_scan(k, end);
-
-        if (e < end && *e == '"' && (size_t) (e - k) <= m->max_value) {
-            q = e + 1;
-            while (q < end && (dg_mask_cls[*q] & C_WS)) {
-                q++;
-            }
-
-            if (q < end && *q == ':') {
-                q++;
-                while (q < end && (dg_mask_cls[*q] & C_WS)) {
-                    q++;
-                }
-
-                if (q < end && (size_t) (q - p) <= m->holdmax) {
-                    m->key_off = k - p;
-                    dg_mask_key_end(m, e);
-                    m->member = 1;
-                    p = q;
-                    c = *p;
-                    goto value;
-                }
-            }
-        }
-    }
 
     if (m->hcomma) {
         p++;

@@ -505,6 +505,244 @@ dg_mask_bank_card(dg_mask_out_t *o, const uint8_t *v, size_t len,
 }
 
 
+/* bit 0: a byte JSON needs escaped (or 0x7f), bit 1: a non-ASCII byte */
+static unsigned
+dg_mask_classify(const uint8_t *v, size_t len)
+{
+    uint64_t  w, x, r, h;
+    size_t    i;
+    unsigned  c;
+
+#define DG_ONES  0x0101010101010101ull
+#define DG_HIGH  0x8080808080808080ull
+
+    r = 0;
+    h = 0;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, v + i, 8);
+        h |= w;
+        /* high bit of a byte set where the byte is < 0x20, '"', '\\' or
+         * 0x7f (exact for ASCII bytes; non-ASCII ones are seen in h) */
+        x = (w - DG_ONES * 0x20)
+            | ((w ^ (DG_ONES * '"')) - DG_ONES)
+            | ((w ^ (DG_ONES * '\\')) - DG_ONES)
+            | ((w ^ (DG_ONES * 0x7f)) - DG_ONES);
+        r |= x & ~w;
+    }
+
+    if (i < len && len >= 8) {
+        /* the last bytes: one more word overlapping the previous one */
+        memcpy(&w, v + len - 8, 8);
+        h |= w;
+        x = (w - DG_ONES * 0x20)
+            | ((w ^ (DG_ONES * '"')) - DG_ONES)
+            | ((w ^ (DG_ONES * '\\')) - DG_ONES)
+            | ((w ^ (DG_ONES * 0x7f)) - DG_ONES);
+        r |= x & ~w;
+        i = len;
+    }
+
+    c = ((r & DG_HIGH) ? 1 : 0) | ((h & DG_HIGH) ? 2 : 0);
+
+    for ( /* void */ ; i < len; i++) {
+        if (v[i] >= 0x80) {
+            c |= 2;
+        } else if (!dg_mask_plain[v[i]]) {
+            c |= 1;
+        }
+    }
+
+#undef DG_ONES
+#undef DG_HIGH
+
+    return c;
+}
+
+
+/* copy n bytes without a library call for short runs */
+static inline void
+dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
+{
+    uint64_t  a, b;
+    uint32_t  x, y;
+
+    if (n >= 8) {
+        if (n > 16) {
+            memcpy(d, s, n);
+            return;
+        }
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+        return;
+    }
+
+    if (n >= 4) {
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        memcpy(d, &x, 4);
+        memcpy(d + n - 4, &y, 4);
+        return;
+    }
+
+    while (n--) {
+        *d++ = *s++;
+    }
+}
+
+
+/*
+ * The common case written straight into the output buffer: keep-like
+ * methods, bank_card and email on a value that needs no escaping.
+ * Returns 0 (done), a negative error, or 1 (not handled: take the
+ * general way).
+ */
+static int
+dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, int quoted)
+{
+    const uint8_t  *at;
+    uint8_t        *d;
+    unsigned        cls;
+    size_t          a, b, n, pa, pb, k, need;
+    long            cnt;
+
+    switch (spec->method) {
+    case DG_MASK_ID_CARD:
+        a = 6;
+        b = 4;
+        break;
+    case DG_MASK_PHONE:
+        a = 3;
+        b = 4;
+        break;
+    case DG_MASK_NAME:
+        a = 1;
+        b = 0;
+        break;
+    case DG_MASK_PLATE:
+        a = 3;
+        b = 1;
+        break;
+    case DG_MASK_KEEP:
+        a = spec->a;
+        b = spec->b;
+        break;
+    case DG_MASK_BANK_CARD:
+        a = 0;
+        b = 4;
+        break;
+    case DG_MASK_EMAIL:
+        a = 0;
+        b = 0;
+        break;
+    default:
+        return 1;
+    }
+
+    need = len + 32;
+    if (need > o->cap - o->len) {
+        if (o->emit == NULL || need > o->cap) {
+            return 1;
+        }
+        if (dg_mask_out_flush(o) != 0) {
+            return DG_MASK_E_EMIT;
+        }
+    }
+
+    cls = dg_mask_classify(v, len);
+    if (cls & 1) {
+        return 1;
+    }
+
+    if (cls & 2) {
+        cnt = dg_mask_utf8_count(v, len);
+        if (cnt < 0) {
+            return DG_MASK_E_UTF8;
+        }
+        n = (size_t) cnt;
+
+    } else {
+        n = len;
+    }
+
+    d = o->buf + o->len;
+
+    if (quoted) {
+        *d++ = '"';
+    }
+
+    if (spec->method == DG_MASK_EMAIL) {
+        for (at = v + len; at > v; at--) {
+            if (at[-1] == '@') {
+                break;
+            }
+        }
+
+        if (at == v) {
+            memcpy(d, "***", 3);
+            d += 3;
+
+        } else {
+            at--;
+            if (at > v && dg_mask_utf8_off(v, at - v, 1) < (size_t) (at - v))
+            {
+                /* two or more characters before '@': keep the first */
+                k = dg_mask_utf8_off(v, at - v, 1);
+                memcpy(d, v, k);
+                d += k;
+            }
+            memcpy(d, "***", 3);
+            d += 3;
+            memcpy(d, at, v + len - at);
+            d += v + len - at;
+        }
+
+    } else if (n < a + b + 1 || (spec->method == DG_MASK_BANK_CARD && n <= 4))
+    {
+        memset(d, '*', n);
+        d += n;
+
+    } else {
+        if (cls & 2) {
+            pa = dg_mask_utf8_off(v, len, a);
+            pb = len;
+            for (k = b; k; k--) {
+                do {
+                    pb--;
+                } while (pb > 0 && (v[pb] & 0xc0) == 0x80);
+            }
+
+        } else {
+            pa = a;
+            pb = len - b;
+        }
+
+        dg_mask_cpy(d, v, pa);
+        d += pa;
+        k = (spec->method == DG_MASK_BANK_CARD) ? 12 : n - a - b;
+        if (k <= 16) {
+            /* the room asked for above takes 16 bytes here */
+            memcpy(d, DG_MASK_STARS, 16);
+        } else {
+            memset(d, '*', k);
+        }
+        d += k;
+        dg_mask_cpy(d, v + pb, len - pb);
+        d += len - pb;
+    }
+
+    if (quoted) {
+        *d++ = '"';
+    }
+
+    o->len = d - o->buf;
+    return 0;
+}
+
+
 int
 dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *key, size_t keylen,
@@ -514,105 +752,17 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     size_t  a;
     int     rc;
 
-    size_t  i, kb;
-
-    /* fast path: printable ASCII needing no escapes, kept a + b, written
-     * straight into the output buffer */
-    kb = (size_t) -1;
-    switch (spec->method) {
-    case DG_MASK_ID_CARD:
-        a = 6;
-        kb = 4;
-        break;
-    case DG_MASK_PHONE:
-        a = 3;
-        kb = 4;
-        break;
-    case DG_MASK_NAME:
-        a = 1;
-        kb = 0;
-        break;
-    case DG_MASK_PLATE:
-        a = 3;
-        kb = 1;
-        break;
-    case DG_MASK_KEEP:
-        a = spec->a;
-        kb = spec->b;
-        break;
-    default:
-        a = 0;
-        break;
+    if (spec->method <= DG_MASK_KEEP && spec->method != DG_MASK_CLEAR
+        && spec->method != DG_MASK_ADDRESS)
+    {
+        rc = dg_mask_apply_fast(o, spec, v, len, quoted);
+        if (rc <= 0) {
+            return rc;
+        }
     }
 
     if (spec->method == DG_MASK_BANK_CARD) {
         return dg_mask_bank_card(o, v, len, quoted);
-    }
-
-    if ((kb != (size_t) -1 || spec->method == DG_MASK_EMAIL)
-        && len + 8 <= o->cap - o->len)
-    {
-        for (i = 0; i < len && dg_mask_plain[v[i]]; i++) {
-            /* void */
-        }
-    } else {
-        i = (size_t) -1;
-    }
-
-    if (i == len && spec->method == DG_MASK_EMAIL) {
-        const uint8_t  *at = NULL;
-        uint8_t        *d = o->buf + o->len;
-
-        for (i = len; i > 0; i--) {
-            if (v[i - 1] == '@') {
-                at = v + i - 1;
-                break;
-            }
-        }
-
-        if (at != NULL && at > v) {
-            if (quoted) {
-                *d++ = '"';
-            }
-            if (at - v >= 2) {
-                *d++ = v[0];
-            }
-            memcpy(d, "***", 3);
-            d += 3;
-            memcpy(d, at, v + len - at);
-            d += v + len - at;
-            if (quoted) {
-                *d++ = '"';
-            }
-            o->len = d - o->buf;
-            return 0;
-        }
-
-        i = (size_t) -1;
-    }
-
-    if (kb != (size_t) -1) {
-        if (i == len) {
-            uint8_t  *d = o->buf + o->len;
-
-            if (quoted) {
-                *d++ = '"';
-            }
-            if (len < a + kb + 1) {
-                memset(d, '*', len);
-                d += len;
-            } else {
-                memcpy(d, v, a);
-                memset(d + a, '*', len - a - kb);
-                memcpy(d + len - kb, v + len - kb, kb);
-                d += len;
-            }
-            if (quoted) {
-                *d++ = '"';
-            }
-            o->len = d - o->buf;
-            return 0;
-        }
     }
 
     n = dg_mask_utf8_count(v, len);
