@@ -143,6 +143,14 @@ typedef struct {
 } ngx_http_datagate_loc_conf_t;
 
 
+typedef struct {
+    ngx_flag_t                      enforced;   /* a location under this
+                                                   server is enforced:
+                                                   refused client
+                                                   certificates get JSON */
+} ngx_http_datagate_srv_conf_t;
+
+
 /* per-request state, survives internal redirects via a pool cleanup */
 typedef struct {
     const dg_consumer_t            *consumer;

@@ -81,6 +81,10 @@ static ngx_int_t ngx_http_datagate_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_body(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_nginx_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+static dg_reason_e ngx_http_datagate_cert_refused(ngx_http_request_t *r,
+    const char **detail);
+static void ngx_http_datagate_cert_serial(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
@@ -157,6 +161,8 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     size_t                           size;
     ngx_uint_t                       gzip;
     dg_mask_t                       *m;
+    const char                      *detail;
+    dg_reason_e                      reason;
     dg_mask_conf_t                   conf;
     const u_char                    *key;
     ngx_http_datagate_ctx_t         *ctx;
@@ -182,13 +188,25 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
         && ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module)
            == NULL)
     {
+        /* a client certificate nginx refused (its 495/496, sent as 400
+         * before any location was chosen) on a server that enforces */
+
+        if (ctx == NULL && r->err_status == NGX_HTTP_BAD_REQUEST) {
+            reason = ngx_http_datagate_cert_refused(r, &detail);
+
+            if (reason != DG_R_OK) {
+                return ngx_http_datagate_nginx_error(r, NULL, reason,
+                                                     detail);
+            }
+        }
+
         dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
 
         if ((ctx && ctx->enforced)
             || (ctx == NULL && dlcf->enable == 1 && !dlcf->status
                 && dlcf->dataset != NULL))
         {
-            return ngx_http_datagate_nginx_error(r, ctx);
+            return ngx_http_datagate_nginx_error(r, ctx, DG_R_OK, NULL);
         }
     }
 
@@ -323,20 +341,25 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
  * rate_limited, other 5xx internal_error, 4xx request_rejected.  An
  * error answer that the provider sent passes as the provider's answer
  * (masked when it is JSON and the plan masks).  Headers nginx set for
- * the error (Allow, WWW-Authenticate, ...) stay.
+ * the error (Allow, WWW-Authenticate, ...) stay.  reason DG_R_OK: the
+ * code follows nginx's status; otherwise (a client certificate nginx
+ * refused) that reason, its status and detail replace nginx's 400.
  */
 static ngx_int_t
 ngx_http_datagate_nginx_error(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx)
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail)
 {
     ngx_buf_t                       *b;
-    ngx_uint_t                       status;
-    dg_reason_e                      reason;
+    ngx_uint_t                       status, keep;
     ngx_http_datagate_filter_ctx_t  *fctx;
 
     status = r->headers_out.status;
+    keep = (reason == DG_R_OK);
 
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+    if (!keep) {
+        /* a refused client certificate: the status of our reason */
+
+    } else if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
         reason = DG_R_RATE_LIMITED;
 
     } else if (r->upstream
@@ -359,6 +382,10 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
         if (ctx == NULL) {
             return NGX_ERROR;
         }
+
+        if (!keep) {
+            ngx_http_datagate_cert_serial(r, ctx);
+        }
     }
 
     fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
@@ -372,24 +399,44 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "datagate: nginx answered %ui: %s consumer=%*s "
-                  "dataset=%*s, request_id=%s",
-                  status, dg_reason_code(reason),
-                  ctx->consumer ? ctx->consumer->id.len : 1,
-                  ctx->consumer ? ctx->consumer->id.data : "-",
-                  ctx->dataset ? ctx->dataset->id.len : 1,
-                  ctx->dataset ? ctx->dataset->id.data : "-",
-                  ctx->request_id);
+    if (keep) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "datagate: nginx answered %ui: %s consumer=%*s "
+                      "dataset=%*s, request_id=%s",
+                      status, dg_reason_code(reason),
+                      ctx->consumer ? ctx->consumer->id.len : 1,
+                      ctx->consumer ? ctx->consumer->id.data : "-",
+                      ctx->dataset ? ctx->dataset->id.len : 1,
+                      ctx->dataset ? ctx->dataset->id.data : "-",
+                      ctx->request_id);
 
-    b = ngx_http_datagate_error_body(r, ctx, reason, NULL);
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "datagate: denied %s (%s) serial=%V, request_id=%s",
+                      dg_reason_code(reason), detail ? detail : "-",
+                      ctx->cert_serial.len
+                          ? &ctx->cert_serial
+                          : &(ngx_str_t) ngx_string("-"),
+                      ctx->request_id);
+    }
+
+    /* the verify error names what failed; "revoked" says it already */
+    b = ngx_http_datagate_error_body(r, ctx, reason,
+                                     reason == DG_R_CERT_REVOKED ? NULL
+                                                                 : detail);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    /* nginx's status stays (504 is not 502) */
-    r->headers_out.status = status;
-    ctx->status = status;
+    if (keep) {
+        /* nginx's status stays (504 is not 502) */
+        r->headers_out.status = status;
+        ctx->status = status;
+
+    } else {
+        /* nginx's 400 replaced: the access log and the audit say so */
+        r->err_status = r->headers_out.status;
+    }
 
     ngx_http_clear_accept_ranges(r);
     ngx_http_clear_etag(r);
@@ -398,6 +445,134 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
     fctx->error_mode = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * With ssl_verify_client, nginx refuses a request whose client certificate
+ * is missing (NGX_HTTPS_NO_CERT) or failed verification
+ * (NGX_HTTPS_CERT_ERROR: expired, unknown CA, revoked by ssl_crl, ...) in
+ * ngx_http_process_request(), before any location is chosen, and sends
+ * its page as a 400.  The same checks, redone here on a 400 of a server
+ * that has enforced locations, tell that answer from other 400s: no
+ * certificate is client_certificate_required, a revoked one cert_revoked,
+ * any other verify error client_certificate_required naming the error.
+ * DG_R_OK: not such a refusal, or a server without datagate.
+ */
+static dg_reason_e
+ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
+{
+#if (NGX_HTTP_SSL)
+
+    long                           rc;
+    X509                          *cert;
+    ngx_connection_t              *c;
+    ngx_http_ssl_srv_conf_t       *sscf;
+    ngx_http_datagate_srv_conf_t  *dscf;
+
+    *detail = NULL;
+    c = r->connection;
+
+    if (c->ssl == NULL || c->ssl->connection == NULL) {
+        return DG_R_OK;
+    }
+
+    dscf = ngx_http_get_module_srv_conf(r, ngx_http_datagate_module);
+    sscf = ngx_http_get_module_srv_conf(r, ngx_http_ssl_module);
+
+    if (dscf == NULL || !dscf->enforced || sscf == NULL || !sscf->verify) {
+        return DG_R_OK;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK
+        && (sscf->verify != 3 || !ngx_ssl_verify_error_optional(rc)))
+    {
+        *detail = X509_verify_cert_error_string(rc);
+
+        return (rc == X509_V_ERR_CERT_REVOKED) ? DG_R_CERT_REVOKED
+                                               : DG_R_CLIENT_CERT_REQUIRED;
+    }
+
+    if (sscf->verify == 1) {
+        cert = SSL_get_peer_certificate(c->ssl->connection);
+
+        if (cert == NULL) {
+            *detail = "no certificate was sent";
+            return DG_R_CLIENT_CERT_REQUIRED;
+        }
+
+        X509_free(cert);
+    }
+
+#else
+
+    *detail = NULL;
+
+#endif
+
+    return DG_R_OK;
+}
+
+
+/* the serial of a refused certificate, for the audit record: upper-case
+ * hex without leading zeros, as _access.c writes it */
+static void
+ngx_http_datagate_cert_serial(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx)
+{
+#if (NGX_HTTP_SSL)
+
+    char          *hex;
+    u_char        *p;
+    X509          *cert;
+    BIGNUM        *bn;
+    ngx_uint_t     len;
+
+    if (r->connection->ssl == NULL || r->connection->ssl->connection == NULL
+        || ctx->cert_serial.len)
+    {
+        return;
+    }
+
+    cert = SSL_get_peer_certificate(r->connection->ssl->connection);
+    if (cert == NULL) {
+        return;
+    }
+
+    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+    X509_free(cert);
+
+    if (bn == NULL) {
+        return;
+    }
+
+    hex = BN_bn2hex(bn);
+    BN_free(bn);
+
+    if (hex == NULL) {
+        return;
+    }
+
+    p = (u_char *) hex;
+
+    while (*p == '0' && p[1] != '\0') {
+        p++;
+    }
+
+    len = ngx_strlen(p);
+
+    ctx->cert_serial.data = ngx_pnalloc(r->pool, len + 1);
+
+    if (ctx->cert_serial.data != NULL) {
+        ngx_cpystrn(ctx->cert_serial.data, p, len + 1);
+        ctx->cert_serial.len = len;
+    }
+
+    OPENSSL_free(hex);
+
+#endif
 }
 
 
@@ -1227,6 +1402,7 @@ ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
 {
     size_t                  i;
     uint64_t                n;
+    const dg_mask_spec_t   *actions;
     const dg_mask_stats_t  *st;
 
     st = dg_mask_stats(fctx->mask);
@@ -1236,10 +1412,15 @@ ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
     }
 
     n = 0;
+    actions = fctx->ctx->plan ? fctx->ctx->plan->actions : NULL;
 
-    if (st->field_hits) {
+    /* values withheld (masked or dropped), not those shown in clear */
+
+    if (st->field_hits && actions) {
         for (i = 0; i < fctx->nfields; i++) {
-            n += st->field_hits[i];
+            if (actions[i].method != DG_MASK_CLEAR) {
+                n += st->field_hits[i];
+            }
         }
     }
 

@@ -294,9 +294,17 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
         return;
     }
 
+    /*
+     * field_hits[i] counts the members field i matched, whatever its
+     * action: only the values withheld (masked or dropped) count, not
+     * those shown in clear (level within clearance, or revealed)
+     */
+
     for (i = 0; i < n; i++) {
         if (plan->classes[i] >= 0
-            && (size_t) plan->classes[i] < p->nclasses)
+            && (size_t) plan->classes[i] < p->nclasses
+            && plan->actions != NULL
+            && plan->actions[i].method != DG_MASK_CLEAR)
         {
             per[plan->classes[i]] += ms->field_hits[i];
         }

@@ -31,6 +31,7 @@ static ngx_int_t ngx_http_datagate_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_datagate_init(ngx_conf_t *cf);
 static void *ngx_http_datagate_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_datagate_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_datagate_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -161,7 +162,7 @@ static ngx_http_module_t  ngx_http_datagate_module_ctx = {
     ngx_http_datagate_create_main_conf,    /* create main configuration */
     ngx_http_datagate_init_main_conf,      /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_datagate_create_srv_conf,     /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_datagate_create_loc_conf,     /* create location configuration */
@@ -666,6 +667,26 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
 
 
 static void *
+ngx_http_datagate_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_datagate_srv_conf_t  *dscf;
+
+    dscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_datagate_srv_conf_t));
+    if (dscf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     dscf->enforced = 0;
+     */
+
+    return dscf;
+}
+
+
+static void *
 ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_datagate_loc_conf_t  *dlcf;
@@ -700,6 +721,7 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_datagate_loc_conf_t *conf = child;
 
     ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_datagate_srv_conf_t   *dscf;
     ngx_http_datagate_main_conf_t  *dmcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -763,6 +785,20 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "for locations that serve no dataset)",
                            &clcf->name);
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Locations are merged with cf->ctx->srv_conf set to their server's
+     * (ngx_http_merge_servers()): a server with an enforced location
+     * answers a client certificate nginx refused with the JSON error
+     * (_filter.c), servers without one keep nginx's page.
+     */
+
+    if (conf->enable == 1 && !conf->status) {
+        dscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_datagate_module);
+        if (dscf != NULL) {
+            dscf->enforced = 1;
+        }
     }
 
     return NGX_CONF_OK;
@@ -1168,6 +1204,7 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t        *value;
     ngx_file_info_t   fi;
     char             *rv;
+    u_char            mode[5];
 
     if (dmcf->secret_path.len) {
         return "is duplicate";
@@ -1207,12 +1244,18 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (fi.st_mode & (S_IRGRP|S_IWGRP|S_IROTH|S_IWOTH)) {
+        /* ngx_sprintf() has no %o: four octal digits by hand */
+        mode[0] = (u_char) ('0' + ((fi.st_mode >> 9) & 7));
+        mode[1] = (u_char) ('0' + ((fi.st_mode >> 6) & 7));
+        mode[2] = (u_char) ('0' + ((fi.st_mode >> 3) & 7));
+        mode[3] = (u_char) ('0' + (fi.st_mode & 7));
+        mode[4] = '\0';
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "datagate: secret \"%V\" is readable or writable "
-                           "by group or others (mode %04o): it must be "
+                           "by group or others (mode %s): it must be "
                            "readable by its owner only (chmod 600)",
-                           &dmcf->secret_path,
-                           (unsigned) (fi.st_mode & 07777));
+                           &dmcf->secret_path, mode);
         goto done;
     }
 

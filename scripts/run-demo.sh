@@ -206,7 +206,7 @@ calls() {
     call "denied: a dataset that is never shared -> dataset_not_shared" \
          assistance /tax/1 "Data-Purpose: social-assistance"
 
-    call "refused by nginx itself: a certificate from a foreign CA (400)" \
+    call "refused: a certificate from a foreign CA -> client_certificate_required" \
          foreign /population/1 "Data-Purpose: social-assistance"
 
     call "statistics (JSON; ?format=prometheus for Prometheus text)" \

@@ -97,7 +97,7 @@ my @calls = (
     ['never shared', 'assistance', '/tax/1',
      ['Data-Purpose: social-assistance'], 403, 'dataset_not_shared'],
     ['foreign CA', 'foreign', '/population/1',
-     ['Data-Purpose: social-assistance'], 400, undef],
+     ['Data-Purpose: social-assistance'], 401, 'client_certificate_required'],
 );
 
 for my $t (@calls) {

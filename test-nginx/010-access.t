@@ -302,20 +302,25 @@ END2
 
 $n = start_nginx(policy => $POLICY, config => $CONFIG);
 
-for my $c (['foreign', 'foreign CA'], ['expired', 'expired'],
-           ['revoked', 'revoked (CRL)'])
+# (refused by nginx before any location; JSON on a server that enforces,
+# see 015-cert-errors.t)
+for my $c (['foreign', 'foreign CA', 401, 'client_certificate_required'],
+           ['expired', 'expired', 401, 'client_certificate_required'],
+           ['revoked', 'revoked (CRL)', 403, 'cert_revoked'])
 {
     my $r = $n->request('GET', '/person/1', cert => $c->[0],
                         headers => [@OK]);
-    ok($r->status == 400 || $r->{error},
-       "$c->[1] certificate refused by nginx")
+    is($r->status, $c->[2], "$c->[1] certificate refused: $c->[2]")
         or diag($r->status . ' ' . $r->body);
+    is(json_of($r)->{error}{code}, $c->[3], "$c->[1]: $c->[3]");
     unlike($r->body, qr/450103/, "$c->[1]: no data");
 }
 
 {
     my $r = $n->request('GET', '/person/1', headers => [@OK]);
-    is($r->status, 400, 'verify on, no certificate: 400 by nginx');
+    is($r->status, 401, 'verify on, no certificate: 401');
+    is(json_of($r)->{error}{code}, 'client_certificate_required',
+       'verify on, no certificate: client_certificate_required');
 }
 
 $n->stop;

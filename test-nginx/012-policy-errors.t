@@ -31,6 +31,19 @@ END
     like($out, qr/datagate: secret "\S+short\.key" has 31 bytes, it needs at least 32/,
          'short secret: says why');
 
+    # the mode is printed in octal (ngx_sprintf has no %o)
+    DGTest::spew("$dir/shared.key", 'y' x 32, 0600);
+    chmod 0640, "$dir/shared.key";
+    ($ok, $out) = nginx_t(policy => $POLICY,
+                          http_config => "datagate_secret $dir/shared.key;");
+    ok(!$ok, 'group-readable secret: nginx -t fails');
+    like($out, qr/datagate: secret "\S+shared\.key" is readable or writable by group or others \(mode 0640\): .*chmod 600/,
+         'group-readable secret: the mode in octal');
+    chmod 0602, "$dir/shared.key";
+    ($ok, $out) = nginx_t(policy => $POLICY,
+                          http_config => "datagate_secret $dir/shared.key;");
+    like($out, qr/\(mode 0602\)/, 'other-writable secret: the mode in octal');
+
     ($ok, $out) = nginx_t(policy => $POLICY,
                           http_config => "datagate_secret $dir/good.key;");
     ok($ok, 'good secret: nginx -t passes') or diag($out);

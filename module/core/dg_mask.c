@@ -16,6 +16,20 @@
  * Errors are detected at the same input byte whatever the split, so a
  * stream gives the same result fed whole or one byte at a time.
  *
+ * Speed (see scripts/bench-mask-engine.sh): members of an object walked
+ * normally go through dg_mask_members(), a tight loop that takes whole
+ * members found plain in the current span: key scanned 16 bytes at a time
+ * and looked up without copying (length bitmap and an 8-bit digest
+ * filter before the hash), scalar values skipped, selected strings and
+ * numbers masked in place from the span; the untouched bytes of all those
+ * members stay one pending run (os), written with one copy.  Anything
+ * else (containers, escapes, a member cut by the span end, a leading
+ * comma to strip, detect on strings) is left to the state machine below,
+ * at the same byte and with the same effects, so output and errors do
+ * not depend on which way a member went.  Masking methods write ASCII and
+ * escape-free UTF-8 values straight into the output buffer
+ * (dg_mask_apply_fast()).
+ *
  * Semantics (beyond dg_mask.h):
  * - Selectors: "key" matches that decoded key anywhere; "a.b", "data[].x",
  *   "$.a", "[].x" match from the root ("[]" = any element).  A path ending
@@ -1928,6 +1942,21 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
                 }
             } while (!(dg_mask_cls[*p] & (C_DU | C_STR)));
             c = *p;
+        }
+
+        if (m->wn == 0 && (dg_mask_cls[c] & C_DU)) {
+            const uint8_t  *q, *lim;
+
+            /* a run of fewer than 11 digits/capitals ended here by a byte
+             * that is not an escape holds no hit (the shortest is 11) */
+            lim = (end - p > 11) ? p + 11 : end;
+            for (q = p + 1; q < lim && (dg_mask_cls[*q] & C_DU); q++) {
+                /* void */
+            }
+            if (q < lim && *q != '\\') {
+                p = q;
+                continue;
+            }
         }
 
         k = dg_mask_cls[c];

@@ -1015,6 +1015,14 @@ dg_load_classes(dg_load_t *L)
                               "missing required key 'mask'");
             }
 
+            if (dg_y_null(mv) && mv->len != 0) {
+                /* YAML reads a plain null or ~ as "no value" */
+                return dg_err(L, f->name, mv->line, path, "mask",
+                              "unquoted '%.8s' is YAML for no value: for "
+                              "the null masking method write \"null\" in "
+                              "quotes (mask: \"null\")", mv->str);
+            }
+
             if (dg_expect(L, f->name, mv, path, "mask", DG_Y_SCALAR) != 0) {
                 return -1;
             }

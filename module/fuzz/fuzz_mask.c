@@ -116,15 +116,24 @@ fz_string(fz_walk_t *w, char *d, size_t cap)
 }
 
 
+/* a decoded key (may hold NUL bytes) equals the C string s */
 static int
-fz_key_class(const char *k, int *listed)
+fz_keyeq(const char *k, size_t klen, const char *s)
+{
+    return strlen(s) == klen && memcmp(k, s, klen) == 0;
+}
+
+
+static int
+fz_key_class(const char *k, size_t klen, int *listed)
 {
     size_t  i;
 
     *listed = 0;
 
     for (i = 0; i < FZ_NSEL; i++) {
-        if (strpbrk(fz_sel[i], ".[$") == NULL && strcmp(fz_sel[i], k) == 0) {
+        if (strpbrk(fz_sel[i], ".[$") == NULL && fz_keyeq(k, klen, fz_sel[i]))
+        {
             *listed = 1;
             switch (fz_act[i].method) {
             case DG_MASK_REDACT:
@@ -192,8 +201,9 @@ fz_scalar_check(fz_walk_t *w, int cls)
 static void
 fz_value(fz_walk_t *w, int cls, int in_listed)
 {
-    char  key[256];
-    int   kc, listed, scalar;
+    char    key[256];
+    size_t  klen;
+    int     kc, listed, scalar;
 
     fz_ws(w);
 
@@ -206,7 +216,7 @@ fz_value(fz_walk_t *w, int cls, int in_listed)
         }
         for ( ;; ) {
             fz_ws(w);
-            fz_string(w, key, sizeof(key));
+            klen = fz_string(w, key, sizeof(key));
             fz_ws(w);
             w->p++;             /* ':' */
             fz_ws(w);
@@ -214,15 +224,16 @@ fz_value(fz_walk_t *w, int cls, int in_listed)
             if (cls != FZ_NONE) {
                 fz_value(w, cls, in_listed);
             } else {
-                kc = fz_key_class(key, &listed);
+                kc = fz_key_class(key, klen, &listed);
                 if (!listed && scalar && !in_listed
                     && (w->flags & DG_MASK_UNLISTED_DROP))
                 {
                     /* allow-list mode let an unlisted scalar through;
                      * paths are listed only at their place, so accept
                      * their last step anywhere */
-                    if (strcmp(key, "idCard") != 0 && strcmp(key, "b") != 0
-                        && strcmp(key, "y") != 0)
+                    if (!fz_keyeq(key, klen, "idCard")
+                        && !fz_keyeq(key, klen, "b")
+                        && !fz_keyeq(key, klen, "y"))
                     {
                         fprintf(stderr, "unlisted \"%s\" survived\n", key);
                         abort();

@@ -257,6 +257,19 @@ test_validation(void)
     expect_err("classes:\n  a.b: {level: 1}\n",
                "classes.a.b.mask: missing required key 'mask'",
                "a class without mask");
+    expect_err("classes:\n  x: {level: 1, mask: null}\n",
+               "t.yaml:2: classes.x.mask: unquoted 'null' is YAML for no "
+               "value: for the null masking method write \"null\" in quotes",
+               "an unquoted null mask, with a hint");
+    expect_err("classes:\n  x:\n    level: 1\n    mask: ~\n",
+               "t.yaml:4: classes.x.mask: unquoted '~' is YAML for no value",
+               "a ~ mask, with a hint");
+    expect_err("classes:\n  x: {level: 1, mask: }\n",
+               "t.yaml:2: classes.x.mask: must not be empty",
+               "an empty mask");
+    expect_ok("classes:\n  x: {level: 1, mask: \"null\"}\n" PUR
+              "datasets:\n  - {id: d1, share: none, level: 1}\n",
+              "a quoted null mask");
 
     /* dangling references */
     expect_err(CLS PUR CON DS "grants:\n  - consumer: c2\n    dataset: d1\n"
