@@ -12,6 +12,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "dg_rstate.h"
+
 
 #define NGX_HTTP_DATAGATE_ZONE_DEFAULT      "datagate"
 #define NGX_HTTP_DATAGATE_ZONE_SIZE         (10 * 1024 * 1024)
@@ -1272,12 +1274,8 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto done;
     }
 
-    len = n;
-
-    /* a text key file may end in a newline */
-    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
-        len--;
-    }
+    /* a text key file may end in a newline; a binary one is used whole */
+    len = dg_secret_len(buf, n);
 
     if (len > NGX_HTTP_DATAGATE_SECRET_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -707,9 +707,7 @@ dg_grant_add(const dg_ropts_t *o)
     /* as the module reads datagate_secret: a text key file may end in a
      * newline; a key longer than a SHA-256 block is hashed by HMAC itself,
      * as the module does */
-    while (slen && (secret[slen - 1] == '\n' || secret[slen - 1] == '\r')) {
-        slen--;
-    }
+    slen = dg_secret_len((const uint8_t *) secret, slen);
 
     if (slen < 32) {
         fprintf(stderr, "datagate: %s: a key file holds at least 32 bytes\n",

@@ -68,6 +68,27 @@ dg_rs_key(char *buf, size_t cap, const char *prefix, const char *a,
 }
 
 
+size_t
+dg_secret_len(const uint8_t *buf, size_t len)
+{
+    size_t  i, n;
+
+    n = len;
+
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (buf[i] < 0x20 || buf[i] > 0x7e) {
+            return len;                 /* binary: every byte is key */
+        }
+    }
+
+    return n;
+}
+
+
 int
 dg_rs_mac_key(const uint8_t *secret, size_t len, uint8_t key[32])
 {

@@ -58,6 +58,14 @@ int dg_rs_id_ok(const char *s, size_t len);
 size_t dg_rs_key(char *buf, size_t cap, const char *prefix,
     const char *a, size_t alen, const char *b, size_t blen);
 
+/*
+ * The key in a datagate_secret file: a text key file (printable ASCII)
+ * may end in CR/LF, which is not part of the key; a binary key (random
+ * bytes) is used whole, whatever its last byte.  Returns the key length;
+ * the module and the CLI read the file the same way.
+ */
+size_t dg_secret_len(const uint8_t *buf, size_t len);
+
 /* K = HMAC-SHA-256(secret, "redis-mac"); 0 ok, -1 */
 int dg_rs_mac_key(const uint8_t *secret, size_t len, uint8_t key[32]);
 

@@ -74,5 +74,28 @@ main(void)
     ok(dg_rs_grant_seal(k1, key, klen, g, DG_RS_GRANT_MAX, env,
                         sizeof(env)) == 0, "too large: not sealed");
 
+    /* datagate_secret: text keys lose their line end, binary keys don't */
+    {
+        uint8_t  bin[33];
+        size_t   i;
+
+        for (i = 0; i < 32; i++) {
+            bin[i] = (uint8_t) (0x80 + i);
+        }
+        bin[31] = '\n';
+        is_int(dg_secret_len(bin, 32), 32,
+               "binary key ending in LF is used whole");
+        bin[31] = '\r';
+        is_int(dg_secret_len(bin, 32), 32,
+               "binary key ending in CR is used whole");
+        is_int(dg_secret_len((const uint8_t *)
+                             "0123456789abcdef0123456789abcdef\n", 33),
+               32, "text key: trailing newline is not key");
+        is_int(dg_secret_len((const uint8_t *)
+                             "0123456789abcdef0123456789abcdef\r\n", 34),
+               32, "text key: trailing CRLF is not key");
+        is_int(dg_secret_len((const uint8_t *) "", 0), 0, "empty file");
+    }
+
     return done_testing();
 }
