@@ -66,6 +66,11 @@ typedef struct {
 } ngx_http_datagate_cnode_t;
 
 
+/* a check that may wait for Redis and may deny with a reason */
+typedef ngx_int_t (*ngx_http_datagate_check_pt)(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
+
+
 enum {
     NGX_HTTP_DATAGATE_VAR_CONSUMER = 0,
     NGX_HTTP_DATAGATE_VAR_DATASET,
@@ -78,10 +83,12 @@ enum {
 };
 
 
+static ngx_int_t ngx_http_datagate_stage_check(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_check_pt check);
 static void ngx_http_datagate_ctx_cleanup(void *data);
 static ngx_http_datagate_ctx_t *ngx_http_datagate_create_ctx(
     ngx_http_request_t *r);
-static ngx_table_elt_t *ngx_http_datagate_find_header(ngx_http_request_t *r,
+static ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
     const char *name, size_t len);
 static void ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
@@ -244,13 +251,15 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
         }
 
-        h = ngx_http_datagate_find_header(r, "Data-Purpose",
+        h = ngx_http_datagate_find_header(&r->headers_in.headers,
+                                          "Data-Purpose",
                                           sizeof("Data-Purpose") - 1);
         if (h) {
             ctx->purpose = h->value;
         }
 
-        h = ngx_http_datagate_find_header(r, "Data-Approval",
+        h = ngx_http_datagate_find_header(&r->headers_in.headers,
+                                          "Data-Approval",
                                           sizeof("Data-Approval") - 1);
         if (h) {
             ctx->approval = h->value;
@@ -262,23 +271,10 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_DATAGATE_STAGE_GRANTS:
 
-        reason = DG_R_OK;
-
-        rc = ngx_http_datagate_runtime_grants(r, ctx, &reason);
-
-        if (rc == NGX_AGAIN) {
-            ctx->waiting = 1;
-            return NGX_AGAIN;
-        }
-
-        ctx->waiting = 0;
-
+        rc = ngx_http_datagate_stage_check(r, ctx,
+                                           ngx_http_datagate_runtime_grants);
         if (rc != NGX_OK) {
-            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
-        }
-
-        if (reason != DG_R_OK) {
-            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+            return rc;
         }
 
         ctx->stage = NGX_HTTP_DATAGATE_STAGE_DECIDE;
@@ -313,23 +309,10 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_DATAGATE_STAGE_INCIDENT:
 
-        reason = DG_R_OK;
-
-        rc = ngx_http_datagate_incident_check(r, ctx, &reason);
-
-        if (rc == NGX_AGAIN) {
-            ctx->waiting = 1;
-            return NGX_AGAIN;
-        }
-
-        ctx->waiting = 0;
-
+        rc = ngx_http_datagate_stage_check(r, ctx,
+                                           ngx_http_datagate_incident_check);
         if (rc != NGX_OK) {
-            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
-        }
-
-        if (reason != DG_R_OK) {
-            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+            return rc;
         }
 
         if (ctx->reason != DG_R_OK) {
@@ -395,6 +378,41 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
                    (ngx_uint_t) ctx->plan->masks);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * NGX_OK: the check passed; otherwise what the handler returns: NGX_AGAIN
+ * while the check waits, or the result of the denial it answered
+ */
+
+static ngx_int_t
+ngx_http_datagate_stage_check(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_check_pt check)
+{
+    ngx_int_t    rc;
+    dg_reason_e  reason;
+
+    reason = DG_R_OK;
+
+    rc = check(r, ctx, &reason);
+
+    if (rc == NGX_AGAIN) {
+        ctx->waiting = 1;
+        return NGX_AGAIN;
+    }
+
+    ctx->waiting = 0;
+
+    if (rc != NGX_OK) {
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
+    if (reason != DG_R_OK) {
+        return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -495,15 +513,17 @@ ngx_http_datagate_create_ctx(ngx_http_request_t *r)
 }
 
 
+/* a header of a request's headers_in or headers_out list by name */
+
 static ngx_table_elt_t *
-ngx_http_datagate_find_header(ngx_http_request_t *r, const char *name,
+ngx_http_datagate_find_header(ngx_list_t *headers, const char *name,
     size_t len)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
+    part = &headers->part;
     h = part->elts;
 
     for (i = 0; /* void */; i++) {
@@ -548,7 +568,8 @@ ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_uint_t        i;
     ngx_table_elt_t  *h;
 
-    h = ngx_http_datagate_find_header(r, "Datagate-Request-Id",
+    h = ngx_http_datagate_find_header(&r->headers_in.headers,
+                                      "Datagate-Request-Id",
                                       sizeof("Datagate-Request-Id") - 1);
 
     if (h && h->value.len >= 1
@@ -2155,32 +2176,13 @@ ngx_http_datagate_error_body(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_datagate_retry_after(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0
-            && h[i].key.len == sizeof("Retry-After") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
-                               sizeof("Retry-After") - 1) == 0)
-        {
-            return NGX_OK;
-        }
+    if (ngx_http_datagate_find_header(&r->headers_out.headers, "Retry-After",
+                                      sizeof("Retry-After") - 1)
+        != NULL)
+    {
+        return NGX_OK;
     }
 
     h = ngx_list_push(&r->headers_out.headers);

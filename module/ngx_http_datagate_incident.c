@@ -91,10 +91,9 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_datagate_incident_state(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st);
-static ngx_int_t ngx_http_datagate_incident_keys(
-    ngx_http_datagate_ctx_t *ctx, u_char *tuple, size_t *tlen,
-    ngx_http_datagate_ikeys_t *k);
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t **stp);
+static ngx_int_t ngx_http_datagate_incident_tuple(
+    ngx_http_datagate_ctx_t *ctx, u_char *tuple, size_t *tlen);
 static ngx_int_t ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
     u_char *tuple, size_t tlen);
@@ -149,12 +148,7 @@ ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
     ctx->extra = NULL;
     ctx->nextra = 0;
 
-    st = ngx_http_datagate_rstate(r, ctx);
-    if (st == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_datagate_incident_state(r, ctx, st);
+    rc = ngx_http_datagate_incident_state(r, ctx, &st);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -182,12 +176,7 @@ ngx_http_datagate_incident_check(ngx_http_request_t *r,
 
     *reason = DG_R_OK;
 
-    st = ngx_http_datagate_rstate(r, ctx);
-    if (st == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_datagate_incident_state(r, ctx, st);
+    rc = ngx_http_datagate_incident_state(r, ctx, &st);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -218,12 +207,12 @@ ngx_http_datagate_incident_check(ngx_http_request_t *r,
 
 
 /*
- * Fill st from the zone, or start an MGET: NGX_OK (st->inc DONE),
- * NGX_AGAIN, NGX_ERROR.
+ * Fill the request's state (*stp) from the zone, or start an MGET:
+ * NGX_OK (st->inc DONE), NGX_AGAIN, NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_datagate_incident_state(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st)
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t **stp)
 {
     u_char                         *env;
     size_t                          elen, tlen;
@@ -236,8 +225,16 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     ngx_atomic_uint_t               gen;
     ngx_slab_pool_t                *shpool;
     ngx_http_datagate_inode_t      *node;
+    ngx_http_datagate_rstate_t     *st;
     ngx_http_datagate_main_conf_t  *dmcf;
     u_char                          tuple[NGX_HTTP_DATAGATE_TUPLE_MAX];
+
+    st = ngx_http_datagate_rstate(r, ctx);
+    *stp = st;
+
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
 
     if (st->inc == NGX_HTTP_DATAGATE_RS_WAIT) {
         return NGX_AGAIN;
@@ -268,7 +265,7 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_datagate_incident_keys(ctx, tuple, &tlen, NULL) != NGX_OK) {
+    if (ngx_http_datagate_incident_tuple(ctx, tuple, &tlen) != NGX_OK) {
         /* an id no key can name cannot be revoked either */
         st->inc = NGX_HTTP_DATAGATE_RS_DONE;
         return NGX_OK;
@@ -404,9 +401,13 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
 }
 
 
+/*
+ * the tuple "SERIAL\nCONSUMER\nDATASET" of a request, whose keys
+ * ngx_http_datagate_tuple_keys() makes; NGX_DECLINED: no key can name it
+ */
 static ngx_int_t
-ngx_http_datagate_incident_keys(ngx_http_datagate_ctx_t *ctx, u_char *tuple,
-    size_t *tlen, ngx_http_datagate_ikeys_t *k)
+ngx_http_datagate_incident_tuple(ngx_http_datagate_ctx_t *ctx, u_char *tuple,
+    size_t *tlen)
 {
     u_char               *p;
     size_t                slen;
@@ -441,27 +442,6 @@ ngx_http_datagate_incident_keys(ngx_http_datagate_ctx_t *ctx, u_char *tuple,
     *p++ = '\n';
     p = ngx_cpymem(p, did->data, did->len);
     *tlen = p - tuple;
-
-    if (k == NULL) {
-        return NGX_OK;
-    }
-
-    k->klen[0] = dg_rs_key(k->keys[0], DG_RS_KEY_MAX, DG_RS_CERT, serial,
-                           slen, NULL, 0);
-    k->klen[1] = dg_rs_key(k->keys[1], DG_RS_KEY_MAX, DG_RS_CONSUMER,
-                           cid->data, cid->len, NULL, 0);
-    k->klen[2] = dg_rs_key(k->keys[2], DG_RS_KEY_MAX, DG_RS_DATASET,
-                           did->data, did->len, NULL, 0);
-    k->klen[3] = dg_rs_key(k->keys[3], DG_RS_KEY_MAX, DG_RS_GRANT_FROZEN,
-                           cid->data, cid->len, did->data, did->len);
-    k->klen[4] = dg_rs_key(k->keys[4], DG_RS_KEY_MAX, DG_RS_GRANT,
-                           cid->data, cid->len, did->data, did->len);
-
-    if (k->klen[0] == 0 || k->klen[1] == 0 || k->klen[2] == 0
-        || k->klen[3] == 0 || k->klen[4] == 0)
-    {
-        return NGX_DECLINED;
-    }
 
     return NGX_OK;
 }

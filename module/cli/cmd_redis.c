@@ -18,6 +18,7 @@
  */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,11 +82,18 @@ dg_redis_usage(FILE *f)
 }
 
 
+/* the options of a command, after its verb when that is still argv[0] */
+
 static int
-dg_ropts_parse(int argc, char **argv, dg_ropts_t *o)
+dg_ropts_parse(const char *verb, int argc, char **argv, dg_ropts_t *o)
 {
     int    i;
     char  *end;
+
+    if (argc > 0 && strcmp(argv[0], verb) == 0) {
+        argc--;
+        argv++;
+    }
 
     memset(o, 0, sizeof(*o));
     o->redis = getenv("DATAGATE_REDIS");
@@ -166,13 +174,37 @@ dg_ropts_parse(int argc, char **argv, dg_ropts_t *o)
 }
 
 
+/* AUTH or SELECT of a new connection; 0 ok, -1 error printed */
+static int
+dg_redis_setup(redisContext *c, const dg_ropts_t *o, const char *what,
+    const char *fmt, ...)
+{
+    va_list      ap;
+    redisReply  *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "datagate: redis %s: %s: %s\n", o->redis, what,
+                r ? r->str : c->errstr);
+        freeReplyObject(r);
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
 static redisContext *
 dg_redis_connect(const dg_ropts_t *o)
 {
     long             port;
     char             host[256], *end;
     const char      *colon;
-    redisReply      *r;
     redisContext    *c;
     struct timeval   tv;
 
@@ -225,28 +257,16 @@ dg_redis_connect(const dg_ropts_t *o)
         return NULL;
     }
 
-    if (o->password) {
-        r = redisCommand(c, "AUTH %s", o->password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "datagate: redis %s: AUTH: %s\n", o->redis,
-                    r ? r->str : c->errstr);
-            freeReplyObject(r);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(r);
+    if (o->password
+        && dg_redis_setup(c, o, "AUTH", "AUTH %s", o->password) != 0)
+    {
+        redisFree(c);
+        return NULL;
     }
 
-    if (o->db) {
-        r = redisCommand(c, "SELECT %ld", o->db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "datagate: redis %s: SELECT: %s\n", o->redis,
-                    r ? r->str : c->errstr);
-            freeReplyObject(r);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(r);
+    if (o->db && dg_redis_setup(c, o, "SELECT", "SELECT %ld", o->db) != 0) {
+        redisFree(c);
+        return NULL;
     }
 
     return c;
@@ -398,12 +418,7 @@ dg_cmd_incident(const char *verb, int argc, char **argv)
         return DG_EXIT_USAGE;
     }
 
-    if (argc > 0 && strcmp(argv[0], verb) == 0) {
-        argc--;
-        argv++;
-    }
-
-    if (dg_ropts_parse(argc, argv, &o) != 0) {
+    if (dg_ropts_parse(verb, argc, argv, &o) != 0) {
         return DG_EXIT_USAGE;
     }
 
@@ -892,12 +907,7 @@ dg_cmd_grant(int argc, char **argv)
 {
     dg_ropts_t  o;
 
-    if (argc > 0 && strcmp(argv[0], "grant") == 0) {
-        argc--;
-        argv++;
-    }
-
-    if (dg_ropts_parse(argc, argv, &o) != 0) {
+    if (dg_ropts_parse("grant", argc, argv, &o) != 0) {
         return DG_EXIT_USAGE;
     }
 

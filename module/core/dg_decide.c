@@ -63,36 +63,37 @@ static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
 };
 
 
+/* an unknown reason reads as an internal error */
+
+static const dg_reason_info_t *
+dg_reason_info(dg_reason_e r)
+{
+    if ((unsigned) r >= DG_R_MAX) {
+        r = DG_R_INTERNAL;
+    }
+
+    return &dg_reasons[r];
+}
+
+
 const char *
 dg_reason_code(dg_reason_e r)
 {
-    if ((unsigned) r >= DG_R_MAX) {
-        return "internal_error";
-    }
-
-    return dg_reasons[r].code;
+    return dg_reason_info(r)->code;
 }
 
 
 const char *
 dg_reason_message(dg_reason_e r)
 {
-    if ((unsigned) r >= DG_R_MAX) {
-        return "internal error";
-    }
-
-    return dg_reasons[r].message;
+    return dg_reason_info(r)->message;
 }
 
 
 int
 dg_reason_status(dg_reason_e r)
 {
-    if ((unsigned) r >= DG_R_MAX) {
-        return 500;
-    }
-
-    return dg_reasons[r].status;
+    return dg_reason_info(r)->status;
 }
 
 

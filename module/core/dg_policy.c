@@ -269,6 +269,22 @@ dg_check_keys(dg_load_t *L, const char *file, const dg_ynode_t *map,
 }
 
 
+/* an entry of a list section: a mapping of known keys; want names some */
+
+static int
+dg_item_map(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, const char *want, const char **allowed)
+{
+    if (it->type != DG_Y_MAP) {
+        return dg_err(L, file, it->line, path, NULL,
+                      "expected a mapping with %s, got %s", want,
+                      dg_ytype_name(it));
+    }
+
+    return dg_check_keys(L, file, it, path, allowed);
+}
+
+
 static int
 dg_expect(dg_load_t *L, const char *file, const dg_ynode_t *n,
     const char *path, const char *key, int type)
@@ -924,10 +940,81 @@ dg_count(dg_load_t *L, const char *key, int type)
 }
 
 
+/*
+ * room for the entries of a section in all files, and their id index
+ * when h is given; NULL with the error set
+ */
+
+static void *
+dg_section_alloc(dg_load_t *L, const char *key, int type, size_t size,
+    dg_hash_t *h)
+{
+    size_t   n;
+    void    *a;
+
+    n = dg_count(L, key, type);
+    if (L->failed) {
+        return NULL;
+    }
+
+    a = dg_arena_array(L->a, n ? n : 1, size);
+    if (a == NULL || (h != NULL && dg_hash_init(h, L->a, n) != 0)) {
+        (void) dg_err(L, L->files[0].name, 1, key, NULL, "out of memory");
+        return NULL;
+    }
+
+    return a;
+}
+
+
+/*
+ * the id of a consumer or dataset mapping: given, well formed and not
+ * defined before; what names the kind in the message, file_off and
+ * line_off locate src_file and src_line in the kind's struct
+ */
+
+static int
+dg_item_id(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, const dg_hash_t *h, const char *what,
+    size_t file_off, size_t line_off, dg_str_t *id)
+{
+    const char        *o;
+    const dg_str_t    *of;
+    const dg_hent_t   *e;
+    const dg_ynode_t  *idn;
+
+    idn = dg_ymap_get(it, "id");
+    if (idn == NULL) {
+        return dg_err(L, file, it->line, path, "id",
+                      "missing required key 'id'");
+    }
+
+    if (dg_id_ok(L, file, idn, path, "id") != 0) {
+        return -1;
+    }
+
+    e = dg_hash_find(h, idn->str, idn->len);
+    if (e != NULL) {
+        o = e->val;
+        of = (const dg_str_t *) (o + file_off);
+
+        return dg_err(L, file, idn->line, path, "id",
+                      "duplicate %s '%s' (first defined at %s:%u)", what,
+                      idn->str, of->data, *(const unsigned *) (o + line_off));
+    }
+
+    if (dg_str_set(L, idn, id) != 0) {
+        return dg_err(L, file, it->line, path, "id", "out of memory");
+    }
+
+    return 0;
+}
+
+
 static int
 dg_load_classes(dg_load_t *L)
 {
-    size_t             i, n;
+    size_t             i;
     char               path[DG_ID_MAX + 16];
     dg_class_t        *c;
     dg_ynode_t        *k, *v;
@@ -935,17 +1022,10 @@ dg_load_classes(dg_load_t *L)
     const dg_hent_t   *e;
     const dg_ynode_t  *sec, *mv;
 
-    n = dg_count(L, "classes", DG_Y_MAP);
-    if (L->failed) {
+    L->p->classes = dg_section_alloc(L, "classes", DG_Y_MAP,
+                                     sizeof(dg_class_t), &L->priv->classes);
+    if (L->p->classes == NULL) {
         return -1;
-    }
-
-    L->p->classes = dg_arena_array(L->a, n ? n : 1, sizeof(dg_class_t));
-    if (L->p->classes == NULL
-        || dg_hash_init(&L->priv->classes, L->a, n) != 0)
-    {
-        return dg_err(L, L->files[0].name, 1, "classes", NULL,
-                      "out of memory");
     }
 
     for (i = 0; i < L->nfiles; i++) {
@@ -1429,25 +1509,18 @@ dg_load_consumers(dg_load_t *L)
 {
     int                rc;
     char               path[64];
-    size_t             i, n, k, j;
+    size_t             i, k, j;
     unsigned           line;
     dg_pfile_t        *f;
     dg_ynode_t        *it;
     dg_consumer_t     *c;
-    const dg_hent_t   *e;
     const dg_ynode_t  *sec, *v, *idn;
 
-    n = dg_count(L, "consumers", DG_Y_SEQ);
-    if (L->failed) {
+    L->p->consumers = dg_section_alloc(L, "consumers", DG_Y_SEQ,
+                                       sizeof(dg_consumer_t),
+                                       &L->priv->consumers);
+    if (L->p->consumers == NULL) {
         return -1;
-    }
-
-    L->p->consumers = dg_arena_array(L->a, n ? n : 1, sizeof(dg_consumer_t));
-    if (L->p->consumers == NULL
-        || dg_hash_init(&L->priv->consumers, L->a, n) != 0)
-    {
-        return dg_err(L, L->files[0].name, 1, "consumers", NULL,
-                      "out of memory");
     }
 
     for (i = 0; i < L->nfiles; i++) {
@@ -1461,13 +1534,10 @@ dg_load_consumers(dg_load_t *L)
             snprintf(path, sizeof(path), "consumers[%zu]", k);
             line = it->line;
 
-            if (it->type != DG_Y_MAP) {
-                return dg_err(L, f->name, line, path, NULL,
-                              "expected a mapping with id, cert, clearance, "
-                              "got %s", dg_ytype_name(it));
-            }
-
-            if (dg_check_keys(L, f->name, it, path, dg_consumer_keys) != 0) {
+            if (dg_item_map(L, f->name, it, path, "id, cert, clearance",
+                            dg_consumer_keys)
+                != 0)
+            {
                 return -1;
             }
 
@@ -1477,28 +1547,12 @@ dg_load_consumers(dg_load_t *L)
             c->src_file.len = strlen(f->name);
             c->src_line = line;
 
-            idn = dg_ymap_get(it, "id");
-            if (idn == NULL) {
-                return dg_err(L, f->name, line, path, "id",
-                              "missing required key 'id'");
-            }
-
-            if (dg_id_ok(L, f->name, idn, path, "id") != 0) {
+            if (dg_item_id(L, f->name, it, path, &L->priv->consumers,
+                           "consumer", offsetof(dg_consumer_t, src_file),
+                           offsetof(dg_consumer_t, src_line), &c->id)
+                != 0)
+            {
                 return -1;
-            }
-
-            e = dg_hash_find(&L->priv->consumers, idn->str, idn->len);
-            if (e != NULL) {
-                const dg_consumer_t  *o = e->val;
-
-                return dg_err(L, f->name, idn->line, path, "id",
-                              "duplicate consumer '%s' (first defined at "
-                              "%s:%u)", idn->str, o->src_file.data,
-                              o->src_line);
-            }
-
-            if (dg_str_set(L, idn, &c->id) != 0) {
-                return dg_err(L, f->name, line, path, "id", "out of memory");
             }
 
             if (dg_get_text(L, f->name, it, path, "org", 0, DG_TEXT_MAX,
@@ -1580,26 +1634,20 @@ dg_load_datasets(dg_load_t *L)
 {
     int                rc;
     char               path[64];
-    size_t             i, n, k, j;
+    size_t             i, k, j;
     unsigned           line, on;
     dg_pfile_t        *f;
     dg_ynode_t        *it, *fk;
     dg_dataset_t      *d;
     const dg_hent_t   *e;
-    const dg_ynode_t  *sec, *v, *idn;
+    const dg_ynode_t  *sec, *v;
     dg_str_t           s;
 
-    n = dg_count(L, "datasets", DG_Y_SEQ);
-    if (L->failed) {
+    L->p->datasets = dg_section_alloc(L, "datasets", DG_Y_SEQ,
+                                      sizeof(dg_dataset_t),
+                                      &L->priv->datasets);
+    if (L->p->datasets == NULL) {
         return -1;
-    }
-
-    L->p->datasets = dg_arena_array(L->a, n ? n : 1, sizeof(dg_dataset_t));
-    if (L->p->datasets == NULL
-        || dg_hash_init(&L->priv->datasets, L->a, n) != 0)
-    {
-        return dg_err(L, L->files[0].name, 1, "datasets", NULL,
-                      "out of memory");
     }
 
     for (i = 0; i < L->nfiles; i++) {
@@ -1613,13 +1661,10 @@ dg_load_datasets(dg_load_t *L)
             snprintf(path, sizeof(path), "datasets[%zu]", k);
             line = it->line;
 
-            if (it->type != DG_Y_MAP) {
-                return dg_err(L, f->name, line, path, NULL,
-                              "expected a mapping with id, share, level, "
-                              "got %s", dg_ytype_name(it));
-            }
-
-            if (dg_check_keys(L, f->name, it, path, dg_dataset_keys) != 0) {
+            if (dg_item_map(L, f->name, it, path, "id, share, level",
+                            dg_dataset_keys)
+                != 0)
+            {
                 return -1;
             }
 
@@ -1630,28 +1675,12 @@ dg_load_datasets(dg_load_t *L)
             d->src_line = line;
             d->detect = L->p->detect;
 
-            idn = dg_ymap_get(it, "id");
-            if (idn == NULL) {
-                return dg_err(L, f->name, line, path, "id",
-                              "missing required key 'id'");
-            }
-
-            if (dg_id_ok(L, f->name, idn, path, "id") != 0) {
+            if (dg_item_id(L, f->name, it, path, &L->priv->datasets,
+                           "dataset", offsetof(dg_dataset_t, src_file),
+                           offsetof(dg_dataset_t, src_line), &d->id)
+                != 0)
+            {
                 return -1;
-            }
-
-            e = dg_hash_find(&L->priv->datasets, idn->str, idn->len);
-            if (e != NULL) {
-                const dg_dataset_t  *o = e->val;
-
-                return dg_err(L, f->name, idn->line, path, "id",
-                              "duplicate dataset '%s' (first defined at "
-                              "%s:%u)", idn->str, o->src_file.data,
-                              o->src_line);
-            }
-
-            if (dg_str_set(L, idn, &d->id) != 0) {
-                return dg_err(L, f->name, line, path, "id", "out of memory");
             }
 
             if (dg_get_text(L, f->name, it, path, "name", 0, DG_TEXT_MAX,
@@ -1816,13 +1845,10 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 
     priv = p->priv;
 
-    if (it->type != DG_Y_MAP) {
-        return dg_err(L, file, it->line, path, NULL,
-                      "expected a mapping with consumer, dataset, purposes, "
-                      "got %s", dg_ytype_name(it));
-    }
-
-    if (dg_check_keys(L, file, it, path, dg_grant_keys) != 0) {
+    if (dg_item_map(L, file, it, path, "consumer, dataset, purposes",
+                    dg_grant_keys)
+        != 0)
+    {
         return -1;
     }
 
@@ -2148,21 +2174,16 @@ static int
 dg_load_grants(dg_load_t *L)
 {
     char               path[64];
-    size_t             i, n, k;
+    size_t             i, k;
     dg_pfile_t        *f;
     dg_ynode_t        *it;
     dg_grant_t        *g;
     const dg_ynode_t  *sec;
 
-    n = dg_count(L, "grants", DG_Y_SEQ);
-    if (L->failed) {
-        return -1;
-    }
-
-    L->p->grants = dg_arena_array(L->a, n ? n : 1, sizeof(dg_grant_t));
+    L->p->grants = dg_section_alloc(L, "grants", DG_Y_SEQ,
+                                    sizeof(dg_grant_t), NULL);
     if (L->p->grants == NULL) {
-        return dg_err(L, L->files[0].name, 1, "grants", NULL,
-                      "out of memory");
+        return -1;
     }
 
     for (i = 0; i < L->nfiles; i++) {
@@ -2319,7 +2340,9 @@ dg_plan_datasets(dg_load_t *L)
             pl->actions = act;
             pl->classes = cls;
             pl->nfields = d->nfields;
-            pl->masks = flags != 0;
+            /* a dataset that lists fields always goes through the engine,
+             * count-only when all is clear: unlisted keys are counted */
+            pl->masks = flags != 0 || d->nfields > 0;
 
             for (j = 0; j < d->nfields; j++) {
                 cl = &L->p->classes[d->fields[j].cls];
@@ -2438,7 +2461,7 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     pl->actions = act;
     pl->classes = cls;
     pl->nfields = n;
-    pl->masks = flags != 0;
+    pl->masks = flags != 0 || n > 0;        /* see dg_plan_datasets() */
 
     for (j = 0; j < d->nfields; j++) {
         cl = &p->classes[d->fields[j].cls];

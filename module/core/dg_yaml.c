@@ -89,6 +89,7 @@ dg_yaml_parse(dg_arena_t *a, const char *name, const char *data, size_t len,
     size_t          depth, line;
     yaml_event_t    ev;
     dg_ynode_t     *root, *node, *parent;
+    yaml_char_t    *anchor, *tag;
     yaml_parser_t   parser;
     dg_ynode_t     *stack[DG_YAML_MAX_DEPTH + 1];
 
@@ -150,23 +151,26 @@ dg_yaml_parse(dg_arena_t *a, const char *name, const char *data, size_t len,
         case YAML_SCALAR_EVENT:
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT:
-            if ((ev.type == YAML_SCALAR_EVENT && ev.data.scalar.anchor)
-                || (ev.type == YAML_SEQUENCE_START_EVENT
-                    && ev.data.sequence_start.anchor)
-                || (ev.type == YAML_MAPPING_START_EVENT
-                    && ev.data.mapping_start.anchor))
-            {
+            if (ev.type == YAML_SCALAR_EVENT) {
+                anchor = ev.data.scalar.anchor;
+                tag = ev.data.scalar.tag;
+
+            } else if (ev.type == YAML_SEQUENCE_START_EVENT) {
+                anchor = ev.data.sequence_start.anchor;
+                tag = ev.data.sequence_start.tag;
+
+            } else {
+                anchor = ev.data.mapping_start.anchor;
+                tag = ev.data.mapping_start.tag;
+            }
+
+            if (anchor) {
                 dg_yaml_err(err, errlen, name, line,
                             "anchors are not allowed in a policy", NULL);
                 goto failed_event;
             }
 
-            if ((ev.type == YAML_SCALAR_EVENT && ev.data.scalar.tag)
-                || (ev.type == YAML_SEQUENCE_START_EVENT
-                    && ev.data.sequence_start.tag)
-                || (ev.type == YAML_MAPPING_START_EVENT
-                    && ev.data.mapping_start.tag))
-            {
+            if (tag) {
                 dg_yaml_err(err, errlen, name, line,
                             "tags are not allowed in a policy", NULL);
                 goto failed_event;
