@@ -490,4 +490,112 @@ END
     $m->stop;
 }
 
+# --- allow-list mode: no scalar outside a listed key survives, array
+#     elements included; a dataset whose fields are all shown is still
+#     walked (count-only) so unlisted keys are counted -------------------
+
+{
+    my $policy = <<'YAML';
+levels: {1: public, 2: internal, 3: sensitive, 4: core}
+classes:
+  person.name:  {level: 3, mask: name}
+  person.phone: {level: 3, mask: phone}
+purposes:
+  housing-security: {name: housing security}
+consumers:
+  - id: housing.registry
+    cert: {subject: "CN=housing,O=Housing,C=CN"}
+    clearance: 1
+  - id: hrss.portal
+    cert: {san: "DNS:hrss.gx.gov.cn"}
+    clearance: 4
+datasets:
+  - id: acceptance.allowlist
+    share: unconditional
+    level: 1
+    fields: {name: person.name, phone: person.phone}
+    unlisted: drop
+  - id: acceptance.counted
+    share: unconditional
+    level: 1
+    fields: {name: person.name, phone: person.phone}
+YAML
+    my $m = DGTest::Nginx->new(policy => $policy,
+        http_config => 'datagate_audit_log $TEST_NGINX_TESTDIR/audit.log;',
+        config => <<'END');
+        location /allow/ {
+            datagate_dataset acceptance.allowlist;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/fx/;
+        }
+        location /counted/ {
+            datagate_dataset acceptance.counted;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/fx/;
+        }
+END
+    my $acc = '{"name":"张三丰","newcol":["450102199003071238",'
+        . '"13812345678"],"newobj":{"k":"leak"},"mixed":[{"x":"leak4"},'
+        . '"leak5",["leak6"]]}';
+    my $pretty = qq({\n  "id": 7,\n  "name": "张三丰",\n  "tags": [\n    "a",\n)
+        . qq(    {"phone": "13812345678", "z": 1}\n  ],\n  "owner": {\n)
+        . qq(    "x": 1,\n    "phone": 13912345678\n  }\n}\n);
+    for ($acc, $pretty) { utf8::encode($_) }
+    DGTest::spew($m->dir . '/html/fx/acc.json', $acc);
+    DGTest::spew($m->dir . '/html/fx/pretty.json', $pretty);
+    DGTest::spew($m->dir . '/html/fx/top.json', '"450102199003071238"');
+    DGTest::spew($m->dir . '/html/fx/top.txt', 'plain 13812345678');
+    $m->start;
+
+    my @H = ('Data-Purpose: housing-security');
+    my $r = $m->request('GET', '/allow/acc.json', cert => 'housing',
+                        headers => [@H]);
+    is($r->status, 200, 'allow-list arrays: 200');
+    my $want = '{"name":"张**","newcol":[],"newobj":{},"mixed":[{},[]]}';
+    utf8::encode($want);
+    is($r->body, $want, 'allow-list: unlisted scalars removed, '
+       . 'array elements included');
+    unlike($r->body, qr/leak|4501021990|13812345678/,
+           'allow-list: nothing unlisted leaks');
+
+    $r = $m->request('GET', '/allow/pretty.json', cert => 'housing',
+                     headers => [@H]);
+    $want = qq({\n  "name": "张**",\n  "tags": [\n)
+        . qq(    {"phone": "138****5678"}\n  ],\n  "owner": {\n)
+        . qq(    "phone": "139****5678"\n  }\n}\n);
+    utf8::encode($want);
+    is($r->body, $want, 'allow-list pretty: no blank line where members '
+       . 'and elements were dropped');
+
+    $r = $m->request('GET', '/allow/top.json', cert => 'housing',
+                     headers => [@H]);
+    is($r->status, 200, 'allow-list scalar document: 200');
+    is($r->body, 'null', 'allow-list scalar document: null');
+
+    # count-only: all fields shown in clear to clearance 4
+    $r = $m->request('GET', '/counted/acc.json', cert => 'hrss',
+                     headers => [@H]);
+    is($r->status, 200, 'count-only: 200');
+    is($r->body, $acc, 'count-only: body passes byte for byte');
+    ok(!defined $r->header('Content-Length'),
+       'count-only: the body went through the masker');
+
+    $r = $m->request('GET', '/counted/top.txt', cert => 'hrss',
+                     headers => [@H]);
+    is($r->status, 502, 'count-only: a non-JSON answer is refused');
+    is(json_of($r)->{error}{code}, 'upstream_unmaskable',
+       'count-only: upstream_unmaskable');
+
+    $m->stop;
+
+    my %unlisted;
+    for (split /\n/, DGTest::slurp($m->dir . '/audit.log') // '') {
+        my $rec = eval { DGTest::json_decode($_) } or next;
+        next unless ($rec->{uri} // '') =~ /acc\.json/;
+        $unlisted{$rec->{dataset}} = $rec->{unlisted} // 0;
+    }
+    is($unlisted{'acceptance.counted'}, 2,
+       'count-only: unlisted keys counted in the audit record');
+    unlike($m->error_log, qr/\[(alert|crit|emerg)\]/,
+           'allow-list: no alert/crit');
+}
+
 done_testing();

@@ -10,8 +10,10 @@
  * member prefix.  A member is decided at the first byte of its value:
  * emitted (its prefix joins the untouched run, or is written from the hold
  * buffer when it straddled spans), masked, or dropped (prefix and value
- * vanish; a leading comma is stripped from the next member emitted when
- * nothing has been emitted before it in that object).
+ * vanish; a leading comma and the whitespace after it are stripped from
+ * the next member emitted when nothing has been emitted before it in that
+ * object).  In allow-list mode the elements of arrays are held and
+ * decided the same way (from the comma to the first byte of the value).
  *
  * Errors are detected at the same input byte whatever the split, so a
  * stream gives the same result fed whole or one byte at a time.
@@ -42,9 +44,18 @@
  *   masked: strings on their decoded text, numbers on their text (result
  *   is a string), null stays null, true/false become "***" (null for the
  *   null method); keys inside the value pass unchanged.
- * - Allow-list (DG_MASK_UNLISTED_DROP): an unmatched member whose value is
- *   a scalar is removed (counted in dropped); otherwise it is counted in
- *   unlisted.  Neither applies inside a listed (clear) value.
+ * - Allow-list (DG_MASK_UNLISTED_DROP): every scalar that no selector
+ *   covers is removed, wherever it is: an unmatched member whose value is
+ *   a scalar (key, value and a comma go), and a scalar element of an array
+ *   (with a comma); each is counted in dropped.  Objects and arrays are
+ *   kept and walked, so their container survives (possibly empty).  A
+ *   scalar document (the whole body is "abc" or 42) becomes null.  Without
+ *   the flag an unmatched member with a scalar value is counted in
+ *   unlisted.  None of this applies inside a listed (clear) or masked
+ *   value.
+ * - Dropping: when the members (elements) dropped are the first of their
+ *   container, the comma before the next one kept goes, and so does the
+ *   whitespace after that comma; other whitespace stays.
  * - Detect (DG_MASK_DETECT): unclassified string values (object members,
  *   array elements, a top-level string) are scanned (\uXXXX escapes
  *   decoded) for candidates: every maximal run of digits, whatever is
@@ -1481,32 +1492,40 @@ dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
 }
 
 
-/* a member is kept: its held prefix joins the output */
+/*
+ * A member (or an array element walked in allow-list mode) is kept: its
+ * held prefix joins the output.  plen: the held bytes from the comma up to
+ * the key's opening quote (or the element's first byte).  When nothing was
+ * emitted before it in its container, the comma and the whitespace after
+ * it are stripped, so dropping the first members leaves no blank line.
+ */
 static inline __attribute__((always_inline)) int
-dg_mask_member_emit(dg_mask_t *m)
+dg_mask_member_emit(dg_mask_t *m, size_t plen)
 {
     dg_mask_frame_t  *fr;
-    size_t            strip;
+    size_t            strip, s;
     int               rc;
 
     fr = &m->frames[m->depth - 1];
-    strip = (m->hcomma && !(fr->flags & DG_FR_EMITTED)) ? 1 : 0;
+    strip = (m->hcomma && !(fr->flags & DG_FR_EMITTED)) ? plen : 0;
     fr->flags |= DG_FR_EMITTED;
     m->hold = 0;
 
     if (m->hlen) {
+        /* the prefix straddles spans: hbuf, then this span from hs */
+        s = strip < m->hlen ? strip : m->hlen;
         rc = dg_mask_flush_os(m, m->hs);
         if (rc == 0) {
-            rc = dg_mask_ref(m, m->hbuf + strip, m->hlen - strip);
+            rc = dg_mask_ref(m, m->hbuf + s, m->hlen - s);
         }
         m->hlen = 0;
-        m->os = m->hs;
+        m->os = m->hs + (strip - s);
         return rc;
     }
 
     if (strip) {
         rc = dg_mask_flush_os(m, m->hs);
-        m->os = m->hs + 1;
+        m->os = m->hs + strip;
         return rc;
     }
 
@@ -1560,7 +1579,7 @@ dg_mask_decide(dg_mask_t *m, uint8_t c)
             m->mspec = *act;
         }
 
-        return dg_mask_member_emit(m);
+        return dg_mask_member_emit(m, m->key_off - 1);
     }
 
     m->vlisted = listed;
@@ -1572,7 +1591,30 @@ dg_mask_decide(dg_mask_t *m, uint8_t c)
         m->stats.unlisted++;
     }
 
-    return dg_mask_member_emit(m);
+    return dg_mask_member_emit(m, m->key_off - 1);
+}
+
+
+/*
+ * Allow-list mode, an element of an array walked normally (not listed):
+ * its first byte c at p decides it.  A scalar is dropped with the comma
+ * before it (held from the comma, like a member prefix); a container is
+ * kept and walked.
+ */
+static int
+dg_mask_elem_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
+{
+    dg_mask_frame_t  *fr;
+
+    if (c != '{' && c != '[') {
+        return dg_mask_member_drop(m);
+    }
+
+    fr = &m->frames[m->depth - 1];
+    m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
+    m->vlisted = 0;
+
+    return dg_mask_member_emit(m, m->hlen + (size_t) (p - m->hs));
 }
 
 
@@ -2110,6 +2152,12 @@ dg_mask_run_span(dg_mask_t *m, const uint8_t *p, const uint8_t *end)
         return DG_MASK_E_STATE;
     }
 
+/* allow-list mode: the elements of the innermost array (walked normally,
+ * not inside a listed value) are decided one by one */
+#define DG_ELEM_WALK(m)                                                      \
+    (((m)->flags & DG_MASK_UNLISTED_DROP) && !(m)->skip && !(m)->mask        \
+     && !((m)->frames[(m)->depth - 1].flags & DG_FR_LISTED))
+
 #define DG_SUSPEND(s)                                                        \
     if (p == end) {                                                          \
         m->state = (s);                                                      \
@@ -2134,8 +2182,9 @@ value:
     /* p is at the first byte c of a value */
 
     if (m->member) {
+        rc = (m->member == 2) ? dg_mask_elem_decide(m, c, p)
+                              : dg_mask_decide(m, c);
         m->member = 0;
-        rc = dg_mask_decide(m, c);
         if (rc != 0) {
             return rc;
         }
@@ -2144,6 +2193,22 @@ value:
         if (m->depth == 0) {
             m->vnode = 0;
             m->vlisted = 0;
+
+            if ((m->flags & DG_MASK_UNLISTED_DROP) && c != '{' && c != '[')
+            {
+                /* allow-list mode: a scalar document is listed by no
+                 * selector; it becomes null (valid JSON, nothing shown) */
+                rc = dg_mask_flush_os(m, p);
+                if (rc == 0) {
+                    rc = dg_mask_ref(m, (const uint8_t *) "null", 4);
+                }
+                if (rc != 0) {
+                    return rc;
+                }
+                m->skip = 1;
+                m->skip_depth = 0;
+                m->stats.dropped++;
+            }
 
         } else {
             fr = &m->frames[m->depth - 1];
@@ -2255,6 +2320,15 @@ s_arr_first:
         m->depth--;
         p++;
         goto done;
+    }
+
+    if (DG_ELEM_WALK(m)) {
+        /* allow-list: the first element is decided at once, no comma */
+        m->hold = 1;
+        m->hs = p;
+        m->hlen = 0;
+        m->hcomma = 0;
+        m->member = 2;
     }
 
     goto value;
@@ -2463,6 +2537,14 @@ s_after:
             p++;
             goto s_obj_next;
         }
+        if (DG_ELEM_WALK(m)) {
+            /* allow-list: hold the comma until the element decides */
+            m->hold = 1;
+            m->hs = p;
+            m->hlen = 0;
+            m->hcomma = 1;
+            m->member = 2;
+        }
         p++;
         goto s_value;
     }
@@ -2667,6 +2749,7 @@ done:
     goto s_end;
 
 #undef DG_SUSPEND
+#undef DG_ELEM_WALK
 }
 
 

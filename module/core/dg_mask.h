@@ -46,7 +46,9 @@ typedef struct {
 
 
 /* rule-set flags */
-#define DG_MASK_UNLISTED_DROP   0x01    /* drop scalar keys not listed */
+#define DG_MASK_UNLISTED_DROP   0x01    /* drop every scalar not listed
+                                           (members, array elements; a
+                                           scalar document becomes null) */
 #define DG_MASK_DETECT          0x02    /* content safety net */
 
 
@@ -99,7 +101,7 @@ typedef struct {
 typedef struct {
     uint64_t                   *field_hits; /* [nfields] values masked */
     uint64_t                    unlisted;   /* unknown scalar keys seen */
-    uint64_t                    dropped;    /* keys removed */
+    uint64_t                    dropped;    /* keys / elements removed */
     uint64_t                    detect[DG_DETECT_MAX];
     uint64_t                    bytes_in;
     uint64_t                    bytes_out;

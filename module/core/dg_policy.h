@@ -132,8 +132,12 @@ typedef struct {
     const dg_mask_spec_t       *actions;    /* [dg_mask_rules_nfields()] */
     const int                  *classes;    /* class index per field, -1 */
     size_t                      nfields;
-    unsigned                    masks:1;    /* some action is not CLEAR,
-                                               or unlisted drop, or detect */
+    unsigned                    masks:1;    /* the body goes through the
+                                               masker: some action is not
+                                               CLEAR, unlisted drop, detect,
+                                               or the dataset lists fields
+                                               (count-only when all is
+                                               clear) */
 } dg_plan_t;
 
 

@@ -9,8 +9,10 @@
  * runs must agree.  When masking succeeds the input must have been valid
  * JSON and the output must be valid JSON in which no value under a
  * classified key survives: "phone"/"secret.*" values are "***" or null,
- * "n" values null, "drop" keys absent, and in allow-list mode every key
- * with a scalar value is a listed one.
+ * "n" values null, "drop" keys absent, and in allow-list mode no scalar
+ * outside a listed (or masked) value survives: every key with a scalar
+ * value is a listed one, no array outside a listed value holds a scalar,
+ * and a scalar document is null.
  */
 
 #include <stdio.h>
@@ -203,7 +205,7 @@ fz_value(fz_walk_t *w, int cls, int in_listed)
 {
     char    key[256];
     size_t  klen;
-    int     kc, listed, scalar;
+    int     kc, listed, scalar, pathkey;
 
     fz_ws(w);
 
@@ -225,21 +227,18 @@ fz_value(fz_walk_t *w, int cls, int in_listed)
                 fz_value(w, cls, in_listed);
             } else {
                 kc = fz_key_class(key, klen, &listed);
-                if (!listed && scalar && !in_listed
+                /* paths are listed only at their place, so accept their
+                 * last step anywhere (its value, masked or clear, too) */
+                pathkey = fz_keyeq(key, klen, "idCard")
+                          || fz_keyeq(key, klen, "b")
+                          || fz_keyeq(key, klen, "y");
+                if (!listed && scalar && !in_listed && !pathkey
                     && (w->flags & DG_MASK_UNLISTED_DROP))
                 {
-                    /* allow-list mode let an unlisted scalar through;
-                     * paths are listed only at their place, so accept
-                     * their last step anywhere */
-                    if (!fz_keyeq(key, klen, "idCard")
-                        && !fz_keyeq(key, klen, "b")
-                        && !fz_keyeq(key, klen, "y"))
-                    {
-                        fprintf(stderr, "unlisted \"%s\" survived\n", key);
-                        abort();
-                    }
+                    fprintf(stderr, "unlisted \"%s\" survived\n", key);
+                    abort();
                 }
-                fz_value(w, kc, in_listed || listed);
+                fz_value(w, kc, in_listed || listed || pathkey);
             }
             fz_ws(w);
             if (*w->p++ == '}') {
@@ -256,6 +255,14 @@ fz_value(fz_walk_t *w, int cls, int in_listed)
             return;
         }
         for ( ;; ) {
+            fz_ws(w);
+            if (cls == FZ_NONE && !in_listed && *w->p != '{' && *w->p != '['
+                && (w->flags & DG_MASK_UNLISTED_DROP))
+            {
+                /* allow-list mode let an unlisted array element through */
+                fprintf(stderr, "unlisted array element survived\n");
+                abort();
+            }
             fz_value(w, cls, in_listed);
             fz_ws(w);
             if (*w->p++ == ']') {
@@ -387,6 +394,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         w.p = o1.p;
         w.end = o1.p + o1.len;
         w.flags = mode & 3;
+        fz_ws(&w);
+        if ((w.flags & DG_MASK_UNLISTED_DROP) && *w.p != '{' && *w.p != '['
+            && (w.end - w.p < 4 || memcmp(w.p, "null", 4) != 0))
+        {
+            /* allow-list mode: a scalar document becomes null */
+            fprintf(stderr, "unlisted scalar document survived\n");
+            abort();
+        }
         fz_value(&w, FZ_NONE, 0);
 
     } else if ((rc1 == DG_MASK_E_SYNTAX || rc1 == DG_MASK_E_TRUNCATED)

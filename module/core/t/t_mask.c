@@ -283,7 +283,22 @@ static const tcase_t  cases[] = {
     OK_("drop two first", "a=drop;b=drop", 0, "{\"a\":1,\"b\":2,\"c\":3}",
         "{\"c\":3}"),
     OK_("drop ws first", "a=drop", 0, "{ \"a\" : 1 , \"b\" : 2 }",
-        "{   \"b\" : 2 }"),
+        "{  \"b\" : 2 }"),
+    OK_("drop pretty first", "a=drop", 0,
+        "{\n  \"a\": 1,\n  \"owner\": \"x\",\n  \"b\": 2\n}",
+        "{\n  \"owner\": \"x\",\n  \"b\": 2\n}"),
+    OK_("drop pretty two first", "a=drop;b=drop", 0,
+        "{\n  \"a\": 1,\n  \"b\": [1],\n  \"owner\": \"x\"\n}",
+        "{\n  \"owner\": \"x\"\n}"),
+    OK_("drop pretty middle", "b=drop", 0,
+        "{\n  \"a\": 1,\n  \"b\": 2,\n  \"c\": 3\n}",
+        "{\n  \"a\": 1,\n  \"c\": 3\n}"),
+    OK_("drop pretty last", "c=drop", 0,
+        "{\r\n\t\"a\": 1,\r\n\t\"c\": 3\r\n}",
+        "{\r\n\t\"a\": 1\r\n}"),
+    OK_("drop pretty escaped key", "a=drop", 0,
+        "{\n  \"a\": 1,\n  \"\\u0062\": 2\n}",
+        "{\n  \"\\u0062\": 2\n}"),
     OK_("drop ws last", "c=drop", 0, "{ \"a\" : 1 , \"c\" : 3 }",
         "{ \"a\" : 1  }"),
     OK_("drop nested", "b=drop", 0,
@@ -306,8 +321,56 @@ static const tcase_t  cases[] = {
     { "unlisted drop", "name=name", UD,
       "{\"id\":1,\"name\":\"张三\",\"data\":{\"x\":1,\"name\":\"李四\"},"
       "\"list\":[1,2],\"o\":{}}",
-      "{\"name\":\"张*\",\"data\":{\"name\":\"李*\"},\"list\":[1,2],\"o\":{}}",
-      0, 0, 2, NULL, 0, 0 },
+      "{\"name\":\"张*\",\"data\":{\"name\":\"李*\"},\"list\":[],\"o\":{}}",
+      0, 0, 4, NULL, 0, 0 },
+    /* the acceptance payload: no scalar outside a listed key survives,
+     * array elements included */
+    { "unlisted arrays", "name=name;phone=phone", UD,
+      "{\"name\":\"张三丰\",\"newcol\":[\"450102199003071238\","
+      "\"13812345678\"],\"newobj\":{\"k\":\"leak\"},\"mixed\":[{\"x\":"
+      "\"leak4\"},\"leak5\",[\"leak6\"]]}",
+      "{\"name\":\"张**\",\"newcol\":[],\"newobj\":{},\"mixed\":[{},[]]}",
+      0, 0, 6, NULL, 0, 0 },
+    { "unlisted array scalars", "q=clear", UD,
+      "[1,\"a,]\",\"b\\\"\\u005d\",true,false,null,-1.5e3,{},[[0],[]],{\"a\""
+      ":[2]},3]",
+      "[{},[[],[]],{\"a\":[]}]", 0, 0, 10, NULL, 0, 0 },
+    OK_("unlisted array first kept", "q=clear", UD, "[{},1,[],2]",
+        "[{},[]]"),
+    OK_("unlisted array ws", "q=clear", UD,
+        "[ 1 , {} , 2 , [ 3 ] ]", "[  {}  , [  ] ]"),
+    OK_("unlisted array pretty", "name=name", UD,
+        "[\n  \"x\",\n  {\"name\": \"ab\", \"z\": 1},\n  7,\n  []\n]",
+        "[\n  {\"name\": \"a*\"},\n  []\n]"),
+    OK_("unlisted array all dropped", "q=clear", UD,
+        "{\"a\":[1,2,3],\"b\":[ ]}", "{\"a\":[],\"b\":[ ]}"),
+    OK_("unlisted listed array", "tags=clear;phone=phone", UD,
+        "{\"tags\":[\"a\",1,{\"z\":[2]}],\"phone\":[\"13812345678\","
+        "13912345678,{\"k\":\"13712345678\"},[null]],\"x\":[\"y\"]}",
+        "{\"tags\":[\"a\",1,{\"z\":[2]}],\"phone\":[\"138****5678\","
+        "\"139****5678\",{\"k\":\"137****5678\"},[null]],\"x\":[]}"),
+    OK_("unlisted path", "data[].idCard=id_card", UD,
+        "{\"data\":[{\"idCard\":\"450102199003071234\",\"x\":1},\"s\",5],"
+        "\"n\":[1],\"idCard\":\"1\"}",
+        "{\"data\":[{\"idCard\":\"450102********1234\"}],\"n\":[]}"),
+    OK_("unlisted array detect", "q=clear", UD | DT,
+        "[\"13812345678\",{\"note\":\"13812345678\",\"q\":[\"13812345678\"]}]",
+        "[{\"q\":[\"13812345678\"]}]"),
+    { "unlisted top string", "q=clear", UD, " \"abc\" ", " null ",
+      0, 0, 1, NULL, 0, 0 },
+    OK_("unlisted top number", "q=clear", UD, "42", "null"),
+    OK_("unlisted top number ws", "q=clear", UD, "-4.5e3\n", "null\n"),
+    OK_("unlisted top true", "q=clear", UD, "true", "null"),
+    OK_("unlisted top null", "q=clear", UD, "null", "null"),
+    OK_("unlisted top escaped", "q=clear", UD, "\"a\\\"\\u0041\"", "null"),
+    ERR_("unlisted top bad", "q=clear", UD, "\"a\\x\"", DG_MASK_E_SYNTAX),
+    ERR_("unlisted top trailing", "q=clear", UD, "1 2", DG_MASK_E_SYNTAX),
+    ERR_("unlisted array bad", "q=clear", UD, "[1,,2]", DG_MASK_E_SYNTAX),
+    ERR_("unlisted array trailing", "q=clear", UD, "[1,]",
+         DG_MASK_E_SYNTAX),
+    ERR_("unlisted array truncated", "q=clear", UD, "[1, ",
+         DG_MASK_E_TRUNCATED),
+
     { "unlisted count", "name=name", 0,
       "{\"id\":1,\"name\":\"张三\",\"data\":{\"x\":1,\"name\":\"李四\"},"
       "\"list\":[1,2]}",
@@ -863,6 +926,55 @@ test_state(void)
 }
 
 
+/* allow-list: the whitespace held after an array comma is bounded like a
+ * member prefix (max_value + 4 KiB) */
+static void
+test_elem_hold_limit(void)
+{
+    dg_mask_field_t   f[1] = { { "q", 1 } };
+    dg_mask_spec_t    a[1] = { { DG_MASK_CLEAR, 0, 0 } };
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    tm_buf_t          out;
+    void             *mem;
+    char             *doc;
+    size_t            n, cuts[3];
+    int               rc;
+
+    r = dg_mask_rules_compile(f, 1, DG_MASK_UNLISTED_DROP, NULL, 0);
+    setup_conf(&conf, r, a, 256, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+    doc = malloc(8192);
+
+    /* within the limit: "[{},    {}]" keeps both, the spaces stay */
+    n = sprintf(doc, "[{},");
+    memset(doc + n, ' ', 4000);
+    n += 4000;
+    n += sprintf(doc + n, "{}]");
+    cuts[0] = 2;
+    cuts[1] = 100;
+    cuts[2] = 3000;
+    memset(&out, 0, sizeof(out));
+    rc = tm_feed(mem, &conf, (uint8_t *) doc, n, cuts, 3, &out, NULL);
+    ok(rc == 0 && out.len == n && memcmp(out.p, doc, n) == 0,
+       "element hold within the limit passes");
+    free(out.p);
+
+    n = sprintf(doc, "[{},");
+    memset(doc + n, ' ', 5000);
+    n += 5000;
+    n += sprintf(doc + n, "2]");
+    memset(&out, 0, sizeof(out));
+    rc = tm_feed(mem, &conf, (uint8_t *) doc, n, cuts, 3, &out, NULL);
+    is_int(rc, DG_MASK_E_TOOBIG, "element hold over the limit fails");
+    free(out.p);
+
+    free(doc);
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
 /* a large document, fed in random spans, masked and unmasked */
 static void
 test_large(void)
@@ -945,6 +1057,7 @@ main(void)
     test_compile();
     test_state();
     test_large();
+    test_elem_hold_limit();
 
     return done_testing();
 }
