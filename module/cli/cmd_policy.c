@@ -270,9 +270,18 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
         }
     }
 
+    for (i = 0; i < pl->nfields; i++) {
+        if (pl->actions[i].method != DG_MASK_CLEAR) {
+            break;
+        }
+    }
+
     printf("\nmasking plan (%zu field%s, body %s):\n", pl->nfields,
            pl->nfields == 1 ? "" : "s",
-           pl->masks ? "is rewritten" : "passes unchanged");
+           !pl->masks ? "passes unchanged"
+           : (i < pl->nfields || d->unlisted_drop || d->detect)
+             ? "is rewritten"
+             : "is inspected and counted, shown in clear");
 
     kw = 3;
     cw = 5;
