@@ -199,6 +199,7 @@ main(int argc, char **argv)
     const char          *fl[3] = { "mask", "mask+detect", "mask+allowlist" };
 
     t = argc > 1 ? atof(argv[1]) : 0.5;
+    outlen = 0;
 
     for (i = 0; i < 6; i++) {
         f[i].selector = sel[i];

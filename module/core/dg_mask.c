@@ -21,8 +21,11 @@
  * Speed (see scripts/bench-mask-engine.sh): members of an object walked
  * normally go through dg_mask_members(), a tight loop that takes whole
  * members found plain in the current span: key scanned 16 bytes at a time
- * and looked up without copying (length bitmap and an 8-bit digest
- * filter before the hash), scalar values skipped, selected strings and
+ * and looked up without copying (an 11-bit digest of length, first and
+ * last byte indexes a table that rejects most unselected keys at once and
+ * names the one key-anywhere entry to compare, so the hash is only
+ * computed when two entries share a digest), separators tested for the
+ * compact case first, scalar values skipped, selected strings and
  * numbers masked in place from the span; the untouched bytes of all those
  * members stay one pending run (os), written with one copy.  Anything
  * else (containers, escapes, a member cut by the span end, a leading
@@ -160,7 +163,8 @@ struct dg_mask_rules_s {
     dg_mask_any_t              *any;
     size_t                      anymask;
     uint64_t                    anylens;    /* bit per key length < 63 */
-    uint64_t                    anybits[4]; /* by length, first, last */
+    uint8_t                     kslot[2048]; /* by key digest: see
+                                              * DG_KS_* */
     uint8_t                    *str;
     size_t                      strlen;
 };
@@ -547,11 +551,22 @@ dg_mask_node_child(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
 }
 
 
-/* a cheap 8-bit digest of a key (len >= 1) for the key-anywhere filter */
+/*
+ * An 11-bit digest of a key (len >= 1) indexes rules->kslot, which tells
+ * what the selectors have with that digest: nothing (most keys, rejected
+ * there), only keys of the path trie, or one key-anywhere entry (its
+ * index + 1: compared directly, no hash), or more than one.
+ */
+#define DG_KS_NONE      0
+#define DG_KS_MAXANY    253     /* 1..253: any[value - 1] */
+#define DG_KS_TRIE      254
+#define DG_KS_MANY      255
+
 static inline uint32_t
-dg_mask_filt(const uint8_t *k, size_t len)
+dg_mask_kfilt(const uint8_t *k, size_t len)
 {
-    return (k[0] * 7u + k[len - 1] * 31u + (uint32_t) len * 13u) & 255;
+    return ((k[0] | (uint32_t) k[len - 1] << 8 | (uint32_t) len << 16)
+            * 0x9e3779b1u) >> 21;
 }
 
 
@@ -565,11 +580,6 @@ dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
     if (r->any == NULL
         || !(r->anylens & ((uint64_t) 1 << (len < 63 ? len : 63))))
     {
-        return -1;
-    }
-
-    h = dg_mask_filt(k, len);
-    if (!(r->anybits[h >> 6] & ((uint64_t) 1 << (h & 63)))) {
         return -1;
     }
 
@@ -698,8 +708,16 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
                     memcpy(r->str + r->strlen, s, len);
                     r->strlen += len;
                     r->anylens |= (uint64_t) 1 << (len < 63 ? len : 63);
-                    h = dg_mask_filt(s, len);
-                    r->anybits[h >> 6] |= (uint64_t) 1 << (h & 63);
+                    h = dg_mask_kfilt(s, len);
+                    if ((r->kslot[h] == DG_KS_NONE
+                         || r->kslot[h] == DG_KS_TRIE)
+                        && j < DG_KS_MAXANY)
+                    {
+                        r->kslot[h] = (uint8_t) (j + 1);
+
+                    } else {
+                        r->kslot[h] = DG_KS_MANY;
+                    }
                     break;
                 }
                 if (a->hash == h && a->len == len
@@ -765,6 +783,10 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
                     r->strlen += k - s;
                     r->nodes[c].next = r->nodes[node].child;
                     r->nodes[node].child = c;
+                    h = dg_mask_kfilt(s, k - s);
+                    if (r->kslot[h] == DG_KS_NONE) {
+                        r->kslot[h] = DG_KS_TRIE;
+                    }
                 }
                 node = c;
                 s = k;
@@ -1177,10 +1199,24 @@ static inline __attribute__((always_inline)) int32_t
 dg_mask_lookup(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
     size_t len, int32_t *kn)
 {
-    int32_t  c, f;
+    const dg_mask_any_t  *a;
+    int32_t               c, f;
+    unsigned              ks;
 
     c = -1;
     f = -1;
+
+    if (len == 0) {
+        *kn = -1;
+        return -1;
+    }
+
+    ks = r->kslot[dg_mask_kfilt(k, len)];
+    if (ks == DG_KS_NONE) {
+        /* no selector has this key */
+        *kn = -1;
+        return -1;
+    }
 
     if (node >= 0 && r->nodes[node].child >= 0) {
         c = dg_mask_node_child(r, node, k, len);
@@ -1189,8 +1225,17 @@ dg_mask_lookup(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
         }
     }
 
-    if (f < 0) {
-        f = dg_mask_any_find(r, k, len);
+    if (f < 0 && ks != DG_KS_TRIE) {
+        if (ks == DG_KS_MANY) {
+            f = dg_mask_any_find(r, k, len);
+
+        } else {
+            /* the one key-anywhere entry with this digest */
+            a = &r->any[ks - 1];
+            if (a->len == len && dg_mask_keyeq(r->str + a->off, k, len)) {
+                f = a->field;
+            }
+        }
     }
 
     *kn = c;
@@ -1320,6 +1365,10 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     listed = (fr->flags & DG_FR_LISTED) ? 1 : 0;
     unl = 0;
     rc = 0;
+    k = NULL;
+    q = NULL;
+    f = -1;
+    kn = -1;
 
     /* output by reference must be on: members are passed through os */
     sfast = (m->os != NULL);
@@ -1333,14 +1382,17 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     }
 
     for ( ;; ) {
+        /* separators: the compact case (no whitespace) tested first */
         q = p + comma;
-        while (q < end && (dg_mask_cls[*q] & C_WS)) {
-            q++;
-        }
-
         if (q == end || *q != '"') {
-            ret = 2;
-            break;
+            while (q < end && (dg_mask_cls[*q] & C_WS)) {
+                q++;
+            }
+
+            if (q == end || *q != '"') {
+                ret = 2;
+                break;
+            }
         }
 
         k = q + 1;
@@ -1352,18 +1404,23 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         q = e + 1;
-        while (q < end && (dg_mask_cls[*q] & C_WS)) {
-            q++;
-        }
-
         if (q == end || *q != ':') {
-            ret = 2;
-            break;
+            while (q < end && (dg_mask_cls[*q] & C_WS)) {
+                q++;
+            }
+
+            if (q == end || *q != ':') {
+                ret = 2;
+                break;
+            }
         }
 
-        do {
-            q++;
-        } while (q < end && (dg_mask_cls[*q] & C_WS));
+        q++;
+        if (q != end && (dg_mask_cls[*q] & C_WS)) {
+            do {
+                q++;
+            } while (q < end && (dg_mask_cls[*q] & C_WS));
+        }
 
         if (q == end || (size_t) (q - p) > holdmax) {
             ret = 2;
@@ -1372,10 +1429,8 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
 
         f = dg_mask_lookup(r, node, k, e - k, &kn);
 
-        pre->k = k;
-        pre->q = q;
-        pre->f = f;
-        pre->kn = kn;
+        /* from here on k, q, f and kn stay as they are until the member
+         * is taken: *pre is written from them when one is left (ret 1) */
         ret = 1;
 
         if (comma && !emitted) {
@@ -1438,16 +1493,25 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         p = v;
-        while (p < end && (dg_mask_cls[*p] & C_WS)) {
-            p++;
-        }
-
         if (p == end || *p != ',') {
-            ret = 0;
-            break;
+            while (p < end && (dg_mask_cls[*p] & C_WS)) {
+                p++;
+            }
+
+            if (p == end || *p != ',') {
+                ret = 0;
+                break;
+            }
         }
 
         comma = 1;
+    }
+
+    if (ret == 1) {
+        pre->k = k;
+        pre->q = q;
+        pre->f = f;
+        pre->kn = kn;
     }
 
     m->stats.unlisted += unl;

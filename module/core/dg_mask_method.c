@@ -10,6 +10,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <emmintrin.h>
+#define DG_MASK_X86  1
+#endif
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include "dg_mask.h"
@@ -510,14 +514,82 @@ static unsigned
 dg_mask_classify(const uint8_t *v, size_t len)
 {
     uint64_t  w, x, r, h;
+    uint32_t  w4, x4, r4, h4;
     size_t    i;
     unsigned  c;
 
+#if (DG_MASK_X86)
+
+    if (len >= 16) {
+        __m128i   q, bs, del, ctl, a, e, m;
+
+        /* 16 bytes at a time, the last block overlapping the one before */
+        q = _mm_set1_epi8('"');
+        bs = _mm_set1_epi8('\\');
+        del = _mm_set1_epi8(0x7f);
+        ctl = _mm_set1_epi8(0x1f);
+        e = _mm_setzero_si128();
+        m = _mm_setzero_si128();
+
+        for (i = 0; ; i += 16) {
+            if (i + 16 > len) {
+                i = len - 16;
+            }
+            a = _mm_loadu_si128((const __m128i *) (v + i));
+            m = _mm_or_si128(m, a);
+            e = _mm_or_si128(e, _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(a, q), _mm_cmpeq_epi8(a, bs)),
+                    _mm_or_si128(_mm_cmpeq_epi8(a, del),
+                                 _mm_cmpeq_epi8(_mm_min_epu8(a, ctl), a))));
+            if (i + 16 >= len) {
+                break;
+            }
+        }
+
+        return (_mm_movemask_epi8(e) ? 1 : 0)
+               | (_mm_movemask_epi8(m) ? 2 : 0);
+    }
+
+#endif
+
 #define DG_ONES  0x0101010101010101ull
 #define DG_HIGH  0x8080808080808080ull
+#define DG_ONES4  0x01010101u
+#define DG_HIGH4  0x80808080u
 
     r = 0;
     h = 0;
+
+    if (len < 8) {
+        if (len < 4) {
+            c = 0;
+            for (i = 0; i < len; i++) {
+                if (v[i] >= 0x80) {
+                    c |= 2;
+                } else if (!dg_mask_plain[v[i]]) {
+                    c |= 1;
+                }
+            }
+            return c;
+        }
+
+        /* 4 to 7 bytes: two words, overlapping (exact as below) */
+        memcpy(&w4, v, 4);
+        h4 = w4;
+        x4 = (w4 - DG_ONES4 * 0x20)
+             | ((w4 ^ (DG_ONES4 * '"')) - DG_ONES4)
+             | ((w4 ^ (DG_ONES4 * '\\')) - DG_ONES4)
+             | ((w4 ^ (DG_ONES4 * 0x7f)) - DG_ONES4);
+        r4 = x4 & ~w4;
+        memcpy(&w4, v + len - 4, 4);
+        h4 |= w4;
+        x4 = (w4 - DG_ONES4 * 0x20)
+             | ((w4 ^ (DG_ONES4 * '"')) - DG_ONES4)
+             | ((w4 ^ (DG_ONES4 * '\\')) - DG_ONES4)
+             | ((w4 ^ (DG_ONES4 * 0x7f)) - DG_ONES4);
+        r4 |= x4 & ~w4;
+        return ((r4 & DG_HIGH4) ? 1 : 0) | ((h4 & DG_HIGH4) ? 2 : 0);
+    }
 
     for (i = 0; i + 8 <= len; i += 8) {
         memcpy(&w, v + i, 8);
@@ -531,7 +603,7 @@ dg_mask_classify(const uint8_t *v, size_t len)
         r |= x & ~w;
     }
 
-    if (i < len && len >= 8) {
+    if (i < len) {
         /* the last bytes: one more word overlapping the previous one */
         memcpy(&w, v + len - 8, 8);
         h |= w;
@@ -540,21 +612,14 @@ dg_mask_classify(const uint8_t *v, size_t len)
             | ((w ^ (DG_ONES * '\\')) - DG_ONES)
             | ((w ^ (DG_ONES * 0x7f)) - DG_ONES);
         r |= x & ~w;
-        i = len;
     }
 
     c = ((r & DG_HIGH) ? 1 : 0) | ((h & DG_HIGH) ? 2 : 0);
 
-    for ( /* void */ ; i < len; i++) {
-        if (v[i] >= 0x80) {
-            c |= 2;
-        } else if (!dg_mask_plain[v[i]]) {
-            c |= 1;
-        }
-    }
-
 #undef DG_ONES
 #undef DG_HIGH
+#undef DG_ONES4
+#undef DG_HIGH4
 
     return c;
 }
@@ -691,12 +756,12 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
             {
                 /* two or more characters before '@': keep the first */
                 k = dg_mask_utf8_off(v, at - v, 1);
-                memcpy(d, v, k);
+                dg_mask_cpy(d, v, k);
                 d += k;
             }
             memcpy(d, "***", 3);
             d += 3;
-            memcpy(d, at, v + len - at);
+            dg_mask_cpy(d, at, v + len - at);
             d += v + len - at;
         }
 
