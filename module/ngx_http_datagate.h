@@ -318,6 +318,21 @@ ngx_int_t ngx_http_datagate_redis_eval(
     ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
     int nargs, const char **args, const size_t *lens);
 
+/*
+ * A request waiting for a Redis reply: the first member of each waiting
+ * command's private data.  A pool cleanup (waiter_cleanup) clears it when
+ * the request goes before its reply; the reply handler reads r and ctx
+ * (NULL: gone) and calls waiter_detach before it frees the data.
+ */
+typedef struct {
+    ngx_http_request_t             *r;          /* NULL: gone / none */
+    ngx_http_datagate_ctx_t        *ctx;
+    ngx_pool_cleanup_t             *cln;
+} ngx_http_datagate_waiter_t;
+
+void ngx_http_datagate_waiter_cleanup(void *data);
+void ngx_http_datagate_waiter_detach(ngx_http_datagate_waiter_t *w);
+
 /* wall clock in milliseconds, the same in every worker and node */
 static ngx_inline uint64_t
 ngx_http_datagate_now_ms(void)

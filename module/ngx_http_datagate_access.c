@@ -113,7 +113,6 @@ static ngx_int_t ngx_http_datagate_dval_mac(
 static ngx_int_t ngx_http_datagate_dcache_fetch(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, u_char *key, size_t klen);
 static void ngx_http_datagate_dcache_reply(void *data, void *reply);
-static void ngx_http_datagate_dcache_cleanup(void *data);
 static ngx_int_t ngx_http_datagate_dcache_open(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st,
     u_char *key, size_t klen, u_char *val, size_t vlen);
@@ -914,9 +913,7 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
 
 /* one GET of a decision in flight; outlives its request */
 typedef struct {
-    ngx_http_request_t             *r;          /* NULL: gone */
-    ngx_http_datagate_ctx_t        *ctx;
-    ngx_pool_cleanup_t             *cln;
+    ngx_http_datagate_waiter_t      wait;       /* first */
     size_t                          klen;
     u_char                          key[1];
 } ngx_http_datagate_dwait_t;
@@ -1526,9 +1523,9 @@ ngx_http_datagate_dcache_fetch(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    w->r = r;
-    w->ctx = ctx;
-    w->cln = cln;
+    w->wait.r = r;
+    w->wait.ctx = ctx;
+    w->wait.cln = cln;
     w->klen = klen;
     ngx_memcpy(w->key, key, klen);
 
@@ -1544,22 +1541,10 @@ ngx_http_datagate_dcache_fetch(ngx_http_request_t *r,
         return rc;
     }
 
-    cln->handler = ngx_http_datagate_dcache_cleanup;
-    cln->data = w;
+    cln->handler = ngx_http_datagate_waiter_cleanup;
+    cln->data = &w->wait;
 
     return NGX_OK;
-}
-
-
-/* the request is gone before its reply */
-static void
-ngx_http_datagate_dcache_cleanup(void *data)
-{
-    ngx_http_datagate_dwait_t  *w = data;
-
-    w->r = NULL;
-    w->ctx = NULL;
-    w->cln = NULL;
 }
 
 
@@ -1574,13 +1559,10 @@ ngx_http_datagate_dcache_reply(void *data, void *reply)
     ngx_http_datagate_rstate_t  *st;
 
     w = data;
-    r = w->r;
-    ctx = w->ctx;
+    r = w->wait.r;
+    ctx = w->wait.ctx;
 
-    if (w->cln) {
-        w->cln->handler = NULL;     /* w is freed below */
-        w->cln = NULL;
-    }
+    ngx_http_datagate_waiter_detach(&w->wait);     /* w is freed below */
 
     if (r == NULL) {
         ngx_free(w);

@@ -60,9 +60,7 @@ typedef struct {
 
 /* one MGET in flight; outlives its request */
 typedef struct {
-    ngx_http_request_t             *r;          /* NULL: gone / none */
-    ngx_http_datagate_ctx_t        *ctx;
-    ngx_pool_cleanup_t             *cln;
+    ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
     ngx_atomic_uint_t               gen;        /* at the start */
     size_t                          tlen;
@@ -98,7 +96,6 @@ static ngx_int_t ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
     u_char *tuple, size_t tlen);
 static void ngx_http_datagate_incident_reply(void *data, void *reply);
-static void ngx_http_datagate_incident_cleanup(void *data);
 static void ngx_http_datagate_incident_store(
     ngx_http_datagate_main_conf_t *dmcf, u_char *tuple, size_t tlen,
     ngx_atomic_uint_t gen, uint32_t flags, u_char *env, size_t elen);
@@ -516,9 +513,9 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    f->r = NULL;
-    f->ctx = NULL;
-    f->cln = NULL;
+    f->wait.r = NULL;
+    f->wait.ctx = NULL;
+    f->wait.cln = NULL;
     f->dmcf = dmcf;
     f->gen = dmcf->sh ? dmcf->sh->incident_gen : 0;
     f->tlen = tlen;
@@ -531,9 +528,9 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        f->r = r;
-        f->ctx = ctx;
-        f->cln = cln;
+        f->wait.r = r;
+        f->wait.ctx = ctx;
+        f->wait.cln = cln;
     }
 
     argv[0] = "MGET";
@@ -548,32 +545,17 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
                                          NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1,
                                          argv, lens);
     if (rc != NGX_OK) {
-        if (f->cln) {
-            f->cln->handler = NULL;
-        }
-
+        ngx_http_datagate_waiter_detach(&f->wait);
         ngx_free(f);
         return rc;
     }
 
-    if (f->cln) {
-        f->cln->handler = ngx_http_datagate_incident_cleanup;
-        f->cln->data = f;
+    if (f->wait.cln) {
+        f->wait.cln->handler = ngx_http_datagate_waiter_cleanup;
+        f->wait.cln->data = &f->wait;
     }
 
     return NGX_OK;
-}
-
-
-/* the request is gone before its reply: the reply only fills the zone */
-static void
-ngx_http_datagate_incident_cleanup(void *data)
-{
-    ngx_http_datagate_ifetch_t  *f = data;
-
-    f->r = NULL;
-    f->ctx = NULL;
-    f->cln = NULL;
 }
 
 
@@ -600,13 +582,10 @@ ngx_http_datagate_incident_reply(void *data, void *reply)
     };
 
     f = data;
-    r = f->r;
-    ctx = f->ctx;
+    r = f->wait.r;
+    ctx = f->wait.ctx;
 
-    if (f->cln) {
-        f->cln->handler = NULL;     /* f is freed below */
-        f->cln = NULL;
-    }
+    ngx_http_datagate_waiter_detach(&f->wait);     /* f is freed below */
 
     rr = reply;
     ok = 0;

@@ -50,9 +50,7 @@ typedef struct {
 
 /* one EVALSHA in flight; outlives its request */
 typedef struct {
-    ngx_http_request_t             *r;
-    ngx_http_datagate_ctx_t        *ctx;
-    ngx_pool_cleanup_t             *cln;
+    ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
     int64_t                         window;
     size_t                          klen;
@@ -77,7 +75,6 @@ static ngx_int_t ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
     const dg_limit_t *l, u_char *key, size_t klen);
 static void ngx_http_datagate_limit_reply(void *data, void *reply);
-static void ngx_http_datagate_limit_cleanup(void *data);
 static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
     ngx_http_datagate_lres_t *res);
@@ -462,9 +459,9 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    w->r = r;
-    w->ctx = ctx;
-    w->cln = cln;
+    w->wait.r = r;
+    w->wait.ctx = ctx;
+    w->wait.cln = cln;
     w->dmcf = dmcf;
     w->window = start;
     w->klen = klen;
@@ -478,21 +475,10 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
         return rc;
     }
 
-    cln->handler = ngx_http_datagate_limit_cleanup;
-    cln->data = w;
+    cln->handler = ngx_http_datagate_waiter_cleanup;
+    cln->data = &w->wait;
 
     return NGX_OK;
-}
-
-
-static void
-ngx_http_datagate_limit_cleanup(void *data)
-{
-    ngx_http_datagate_lwait_t  *w = data;
-
-    w->r = NULL;
-    w->ctx = NULL;
-    w->cln = NULL;
 }
 
 
@@ -512,14 +498,11 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     ngx_http_datagate_main_conf_t  *dmcf;
 
     w = data;
-    r = w->r;
-    ctx = w->ctx;
+    r = w->wait.r;
+    ctx = w->wait.ctx;
     dmcf = w->dmcf;
 
-    if (w->cln) {
-        w->cln->handler = NULL;
-        w->cln = NULL;
-    }
+    ngx_http_datagate_waiter_detach(&w->wait);
 
     rr = reply;
     ok = 0;

@@ -215,6 +215,29 @@ ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
 }
 
 
+/* the request is gone before its reply: the reply must not touch it */
+void
+ngx_http_datagate_waiter_cleanup(void *data)
+{
+    ngx_http_datagate_waiter_t  *w = data;
+
+    w->r = NULL;
+    w->ctx = NULL;
+    w->cln = NULL;
+}
+
+
+/* the reply is here: the request's pool must not reach the data again */
+void
+ngx_http_datagate_waiter_detach(ngx_http_datagate_waiter_t *w)
+{
+    if (w->cln) {
+        w->cln->handler = NULL;
+        w->cln = NULL;
+    }
+}
+
+
 ngx_int_t
 ngx_http_datagate_redis_command(ngx_http_datagate_redis_handler_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen)
