@@ -11,6 +11,12 @@
  * Build and run: scripts/bench-mask-engine.sh [SECONDS [DOC [MODE]]]
  * (DOC 0-2 and MODE 0-2 pick one row; DG_MASK_NOSIMD=1 for the scalar
  * long-string scanner).
+ *
+ * BENCH_DOC=FILE masks that document instead (one row per mode) with the
+ * fields of BENCH_FIELDS ("sel=method,sel=method", default the four of
+ * scripts/bench/policy.yaml: id_card, name, phone, address), so the
+ * end-to-end benchmark's documents can be measured and profiled alone
+ * (BENCH_MODE=0-2 picks one mode).
  */
 
 #include <stdio.h>
@@ -18,6 +24,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/stat.h>
 #include "dg_mask.h"
 
 
@@ -178,6 +185,121 @@ bench_memcpy(const uint8_t *doc, size_t n, bench_out_t *o, double min_time)
 }
 
 
+static char *
+load_doc(const char *path, size_t *len)
+{
+    struct stat  st;
+    FILE        *f;
+    char        *d;
+
+    f = fopen(path, "rb");
+    if (f == NULL || fstat(fileno(f), &st) != 0) {
+        perror(path);
+        exit(1);
+    }
+    d = malloc(st.st_size + 1);
+    if (d == NULL || fread(d, 1, st.st_size, f) != (size_t) st.st_size) {
+        perror(path);
+        exit(1);
+    }
+    fclose(f);
+    *len = st.st_size;
+    return d;
+}
+
+
+/* BENCH_DOC: one document, the fields of BENCH_FIELDS */
+static int
+bench_file(const char *path, double t)
+{
+    static const unsigned  flags[3] = { 0, DG_MASK_DETECT,
+                                        DG_MASK_UNLISTED_DROP };
+    static const char     *fl[3] = { "mask", "mask+detect",
+                                     "mask+allowlist" };
+    dg_mask_field_t        f[32];
+    dg_mask_spec_t         a[32];
+    dg_mask_rules_t       *r;
+    dg_mask_conf_t         conf;
+    bench_out_t            o;
+    const char            *spec, *s, *eq, *end;
+    char                  *doc;
+    void                  *mem;
+    size_t                 n, nf, outlen, span, spans[2];
+    double                 mt, mc;
+    unsigned               v;
+    int                    i;
+
+    spec = getenv("BENCH_FIELDS");
+    if (spec == NULL || *spec == '\0') {
+        spec = "id_card=id_card,name=name,phone=phone,address=address";
+    }
+
+    for (nf = 0, s = spec; *s && nf < 32; s = *end ? end + 1 : end) {
+        end = strchr(s, ',');
+        if (end == NULL) {
+            end = s + strlen(s);
+        }
+        eq = memchr(s, '=', end - s);
+        if (eq == NULL
+            || dg_mask_spec_parse(eq + 1, end - eq - 1, &a[nf]) != 0)
+        {
+            fprintf(stderr, "bad BENCH_FIELDS entry: %.*s\n",
+                    (int) (end - s), s);
+            return 1;
+        }
+        f[nf].selector = s;
+        f[nf].len = eq - s;
+        nf++;
+    }
+
+    doc = load_doc(path, &n);
+    o.cap = 2 * n + 65536;
+    o.buf = malloc(o.cap);
+    mc = bench_memcpy((uint8_t *) doc, n, &o, t);
+
+    printf("%-8s %-15s %8s %10s %10s %8s\n", "bytes", "mode", "span",
+           "MB/s", "memcpy", "ratio");
+
+    for (v = 0; v < 3; v++) {
+        if (getenv("BENCH_MODE") != NULL
+            && (unsigned) atoi(getenv("BENCH_MODE")) != v)
+        {
+            continue;
+        }
+        r = dg_mask_rules_compile(f, nf, flags[v], NULL, 0);
+        if (r == NULL) {
+            fprintf(stderr, "rules failed\n");
+            return 1;
+        }
+        memset(&conf, 0, sizeof(conf));
+        conf.actions = a;
+        conf.max_value = 65536;
+        conf.max_depth = 64;
+        conf.rules = r;
+        mem = aligned_alloc(16, (dg_mask_size(&conf) + 15) & ~(size_t) 15);
+
+        spans[0] = n;
+        spans[1] = 16384;
+        for (i = 0; i < 2; i++) {
+            span = spans[i];
+            if (i == 1 && n <= span) {
+                continue;
+            }
+            mt = bench_mask(&conf, mem, (uint8_t *) doc, n, span, &o, t,
+                            &outlen);
+            printf("%-8zu %-15s %8s %10.0f %10.0f %8.3f\n", n, fl[v],
+                   i ? "16K" : "whole", mt, mc, mt / mc);
+        }
+        free(mem);
+        dg_mask_rules_free(r);
+    }
+
+    free(o.buf);
+    free(doc);
+    return 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -200,6 +322,10 @@ main(int argc, char **argv)
 
     t = argc > 1 ? atof(argv[1]) : 0.5;
     outlen = 0;
+
+    if (getenv("BENCH_DOC") != NULL) {
+        return bench_file(getenv("BENCH_DOC"), t);
+    }
 
     for (i = 0; i < 6; i++) {
         f[i].selector = sel[i];
