@@ -16,7 +16,8 @@
  * fields of BENCH_FIELDS ("sel=method,sel=method", default the four of
  * scripts/bench/policy.yaml: id_card, name, phone, address), so the
  * end-to-end benchmark's documents can be measured and profiled alone
- * (BENCH_MODE=0-2 picks one mode).
+ * (BENCH_MODE=0-2 picks one mode; BENCH_ITERS=N masks it exactly N times,
+ * for instruction counts under callgrind).
  */
 
 #include <stdio.h>
@@ -137,7 +138,8 @@ bench_mask(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
     do {
       long  b;
 
-      for (b = batch(n); b > 0; b--) {
+      b = getenv("BENCH_ITERS") ? atol(getenv("BENCH_ITERS")) : batch(n);
+      for ( /* void */ ; b > 0; b--) {
         m = dg_mask_init(mem, conf);
         o->len = 0;
         for (off = 0; ; off += k) {
@@ -154,7 +156,7 @@ bench_mask(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
         iters++;
       }
         t = now() - t0;
-    } while (t < min_time);
+    } while (t < min_time && getenv("BENCH_ITERS") == NULL);
 
     *outlen = o->len;
     return (double) n * iters / t / 1e6;

@@ -51,6 +51,16 @@ int dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *key, size_t keylen,
     int quoted);
 
+/*
+ * Tests: scan a value as the masking methods do, with the scalar scanner
+ * (simd 0) or the one the CPU allows (simd 1, whatever the length).
+ * Returns 0 and the code points, byte classes (1: a byte to escape,
+ * 2: non-ASCII) and, when the scanner computes it, the bitmap of bytes
+ * 0-63 that start a code point (0 otherwise); -1 for invalid UTF-8.
+ */
+int dg_mask_vscan_test(const uint8_t *v, size_t len, int simd, size_t *n,
+    unsigned *cls, uint64_t *lead);
+
 /* a run of ASCII letters/digits: DG_DETECT_* kind it validates as, or -1 */
 int dg_mask_detect_kind(const uint8_t *run, size_t len);
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #define DG_MASK_X86  1
 #endif
 #include <openssl/evp.h>
@@ -184,9 +184,12 @@ dg_mask_put_escaped(dg_mask_out_t *o, const uint8_t *p, size_t n)
 }
 
 
+static unsigned dg_mask_classify(const uint8_t *v, size_t len);
+
+
 /* strict UTF-8: returns the number of code points or -1 */
 static long
-dg_mask_utf8_count(const uint8_t *p, size_t n)
+dg_mask_utf8_count_scalar(const uint8_t *p, size_t n)
 {
     const uint8_t  *end;
     long            cnt;
@@ -252,6 +255,342 @@ dg_mask_utf8_count(const uint8_t *p, size_t n)
     }
 
     return cnt;
+}
+
+
+/*
+ * One pass over a value about to be masked (dg_mask_vscan): its byte
+ * classes (DG_VS_ESC: a byte a JSON string must escape, or 0x7f, which
+ * dg_mask_put_escaped escapes too; DG_VS_HIGH: a non-ASCII byte), its
+ * number of code points, and for its first 64 bytes a bitmap of the bytes
+ * that start a code point, so prefixes are cut without walking the value
+ * again.  Returns -1 when the value is not strict UTF-8 (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF, no cut sequence).
+ */
+
+#define DG_VS_ESC   1
+#define DG_VS_HIGH  2
+
+typedef struct {
+    size_t                      n;      /* code points */
+    uint64_t                    lead;   /* bit i: byte i starts one (i <
+                                           64); 0 when not computed */
+    unsigned                    cls;
+} dg_mask_vinfo_t;
+
+
+static int
+dg_mask_vscan_scalar(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+{
+    long  n;
+
+    vi->cls = dg_mask_classify(v, len);
+    vi->lead = 0;
+
+    if (!(vi->cls & DG_VS_HIGH)) {
+        vi->n = len;
+        return 0;
+    }
+
+    n = dg_mask_utf8_count_scalar(v, len);
+    if (n < 0) {
+        return -1;
+    }
+
+    vi->n = (size_t) n;
+    return 0;
+}
+
+
+#if (DG_MASK_X86)
+
+/*
+ * 32 bytes at a time (AVX2).  Validation is the lookup algorithm of Keiser and
+ * Lemire ("Validating UTF-8 in less than one instruction per byte",
+ * Software: Practice and Experience, 2021): three 16-entry tables, indexed
+ * by the high and low nibble of the previous byte and the high nibble of
+ * the current one, each give the set of errors that pair could be; an
+ * error is real when all three agree.  Bit 7 of that set means "two
+ * continuation bytes in a row", which is an error exactly when the byte
+ * is not the 3rd or 4th of a sequence that a lead byte 2 or 3 back
+ * announced.  A sequence cut by the end of the value is caught by the
+ * zero padding of the last block or, when the value fills its last block,
+ * by the check after the loop.
+ */
+
+#define DG_U8_TOO_SHORT    0x01     /* lead or ASCII, then lead or ASCII */
+#define DG_U8_TOO_LONG     0x02     /* ASCII, then continuation */
+#define DG_U8_OVERLONG_3   0x04     /* E0 80..9F */
+#define DG_U8_TOO_LARGE    0x08     /* F4 90..BF, F5..FF 90..BF */
+#define DG_U8_SURROGATE    0x10     /* ED A0..BF */
+#define DG_U8_OVERLONG_2   0x20     /* C0..C1 continuation */
+#define DG_U8_TOO_LARGE_80 0x40     /* F5..FF 80..8F */
+#define DG_U8_OVERLONG_4   0x40     /* F0 80..8F */
+#define DG_U8_TWO_CONTS    0x80     /* continuation, then continuation */
+#define DG_U8_CARRY        (DG_U8_TOO_SHORT | DG_U8_TOO_LONG               \
+                            | DG_U8_TWO_CONTS)
+
+__attribute__((target("avx2,popcnt")))
+static int
+dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+{
+    __m256i    t1h, t1l, t2h, tmax, nib, in, prev, pp, p1, p2, p3, sc, must,
+               err, hi, x;
+    uint8_t    tail[32];
+    uint64_t   lead;
+    size_t     i, k, n;
+    unsigned   valid, esc, m;
+
+    /* previous byte, high nibble */
+    t1h = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG,
+        DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG,
+        (char) DG_U8_TWO_CONTS, (char) DG_U8_TWO_CONTS,
+        (char) DG_U8_TWO_CONTS, (char) DG_U8_TWO_CONTS,
+        DG_U8_TOO_SHORT | DG_U8_OVERLONG_2,
+        DG_U8_TOO_SHORT,
+        DG_U8_TOO_SHORT | DG_U8_OVERLONG_3 | DG_U8_SURROGATE,
+        DG_U8_TOO_SHORT | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
+        | DG_U8_OVERLONG_4));
+
+    /* previous byte, low nibble */
+    t1l = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        (char) (DG_U8_CARRY | DG_U8_OVERLONG_3 | DG_U8_OVERLONG_2
+                | DG_U8_OVERLONG_4),
+        (char) (DG_U8_CARRY | DG_U8_OVERLONG_2),
+        (char) DG_U8_CARRY,
+        (char) DG_U8_CARRY,
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
+                | DG_U8_SURROGATE),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
+        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80)));
+
+    /* this byte, high nibble */
+    t2h = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT,
+        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT,
+        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+                | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE_80 | DG_U8_OVERLONG_4),
+        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+                | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE),
+        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+                | DG_U8_SURROGATE | DG_U8_TOO_LARGE),
+        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+                | DG_U8_SURROGATE | DG_U8_TOO_LARGE),
+        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT));
+
+    /* above these, a byte in the last 3 of a block starts a sequence that
+     * needs more bytes than the block has left */
+    tmax = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                            -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                            -1, -1, -1, -1, -1, (char) (0xf0 - 1),
+                            (char) (0xe0 - 1), (char) (0xc0 - 1));
+    nib = _mm256_set1_epi8(0x0f);
+    prev = _mm256_setzero_si256();
+    err = _mm256_setzero_si256();
+    hi = _mm256_setzero_si256();
+    lead = 0;
+    esc = 0;
+    n = 0;
+
+    for (i = 0; i < len; i += 32) {
+        k = len - i;
+
+        if (k >= 32) {
+            in = _mm256_loadu_si256((const __m256i *) (v + i));
+            valid = 0xffffffff;
+
+        } else {
+            /* never read past the value: the last block is padded with
+             * NULs, which are ASCII (a sequence cut before them is
+             * TOO_SHORT) and are masked out of the classes and counts
+             * below; fixed-size copies, overlapping, not a memcpy call */
+            memset(tail, 0, sizeof(tail));
+            if (k >= 16) {
+                memcpy(tail, v + i, 16);
+                memcpy(tail + k - 16, v + i + k - 16, 16);
+            } else if (k >= 8) {
+                memcpy(tail, v + i, 8);
+                memcpy(tail + k - 8, v + i + k - 8, 8);
+            } else if (k >= 4) {
+                memcpy(tail, v + i, 4);
+                memcpy(tail + k - 4, v + i + k - 4, 4);
+            } else {
+                tail[0] = v[i];
+                tail[k >> 1] = v[i + (k >> 1)];
+                tail[k - 1] = v[i + k - 1];
+            }
+            in = _mm256_loadu_si256((const __m256i *) tail);
+            valid = (1u << k) - 1;
+        }
+
+        x = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpeq_epi8(in, _mm256_set1_epi8('"')),
+                             _mm256_cmpeq_epi8(in, _mm256_set1_epi8('\\'))),
+                _mm256_or_si256(_mm256_cmpeq_epi8(in, _mm256_set1_epi8(0x7f)),
+                             _mm256_cmpeq_epi8(_mm256_min_epu8(in,
+                                                _mm256_set1_epi8(0x1f)), in)));
+        esc |= (unsigned) _mm256_movemask_epi8(x) & valid;
+
+        if (_mm256_movemask_epi8(in) == 0) {
+            /* all ASCII: one code point per byte; the only error left is
+             * a sequence the block before left unfinished */
+            n += (size_t) __builtin_popcount(valid);
+            if (i < 64) {
+                lead |= (uint64_t) valid << i;
+            }
+            err = _mm256_or_si256(err, _mm256_subs_epu8(prev, tmax));
+            prev = in;
+            continue;
+        }
+
+        hi = _mm256_or_si256(hi, in);
+
+        /* bytes that start a code point: all but 0x80..0xbf */
+        m = (unsigned) _mm256_movemask_epi8(_mm256_cmpgt_epi8(in,
+                                             _mm256_set1_epi8(-65))) & valid;
+        n += (size_t) __builtin_popcount(m);
+        if (i < 64) {
+            lead |= (uint64_t) m << i;
+        }
+
+        /* the 16 bytes before each lane: prev's high lane, in's low one */
+        pp = _mm256_permute2x128_si256(prev, in, 0x21);
+        p1 = _mm256_alignr_epi8(in, pp, 15);
+        sc = _mm256_and_si256(
+                 _mm256_and_si256(
+                     _mm256_shuffle_epi8(t1h, _mm256_and_si256(
+                                          _mm256_srli_epi16(p1, 4), nib)),
+                     _mm256_shuffle_epi8(t1l, _mm256_and_si256(p1, nib))),
+                 _mm256_shuffle_epi8(t2h, _mm256_and_si256(
+                                      _mm256_srli_epi16(in, 4), nib)));
+
+        /* 3rd byte of a 3- or 4-byte sequence, 4th of a 4-byte one */
+        p2 = _mm256_alignr_epi8(in, pp, 14);
+        p3 = _mm256_alignr_epi8(in, pp, 13);
+        must = _mm256_or_si256(_mm256_subs_epu8(p2, _mm256_set1_epi8(0xe0 - 0x80)),
+                            _mm256_subs_epu8(p3,
+                                _mm256_set1_epi8((char) (0xf0 - 0x80))));
+        must = _mm256_and_si256(must, _mm256_set1_epi8((char) 0x80));
+
+        err = _mm256_or_si256(err, _mm256_xor_si256(must, sc));
+        prev = in;
+    }
+
+    /* the value fills its last block: a lead byte in the last 3 bytes
+     * announcing more than is left */
+    err = _mm256_or_si256(err, _mm256_subs_epu8(prev, tmax));
+
+    if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(err, _mm256_setzero_si256()))
+        != -1)
+    {
+        return -1;
+    }
+
+    vi->n = n;
+    vi->lead = lead;
+    vi->cls = (esc ? DG_VS_ESC : 0)
+              | (_mm256_movemask_epi8(hi) ? DG_VS_HIGH : 0);
+
+    return 0;
+}
+
+#endif
+
+
+static int dg_mask_vscan_resolve(const uint8_t *v, size_t len,
+    dg_mask_vinfo_t *vi);
+
+static int  (*dg_mask_vscan_long)(const uint8_t *v, size_t len,
+    dg_mask_vinfo_t *vi) = dg_mask_vscan_resolve;
+
+
+/* values shorter than a block (most ids, phones, names) cost less in
+ * words than in a padded vector */
+static inline int
+dg_mask_vscan(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+{
+    if (len < 32) {
+        return dg_mask_vscan_scalar(v, len, vi);
+    }
+
+    return dg_mask_vscan_long(v, len, vi);
+}
+
+
+/* the first call picks the implementation by CPU (DG_MASK_NOSIMD=1 forces
+ * the scalar one, as for the string scanner in dg_mask.c) */
+static int
+dg_mask_vscan_resolve(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+{
+    const char  *e;
+
+    dg_mask_vscan_long = dg_mask_vscan_scalar;
+
+#if (DG_MASK_X86)
+    e = getenv("DG_MASK_NOSIMD");
+    if (e == NULL || *e != '1') {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2")
+            && __builtin_cpu_supports("popcnt"))
+        {
+            dg_mask_vscan_long = dg_mask_vscan_avx2;
+        }
+    }
+#else
+    (void) e;
+#endif
+
+    return dg_mask_vscan_long(v, len, vi);
+}
+
+
+int
+dg_mask_vscan_test(const uint8_t *v, size_t len, int simd, size_t *n,
+    unsigned *cls, uint64_t *lead)
+{
+    dg_mask_vinfo_t  vi;
+    int              rc;
+
+    if (simd) {
+        /* resolve the implementation first */
+        (void) dg_mask_vscan_long(v, 0, &vi);
+        rc = dg_mask_vscan_long(v, len, &vi);
+
+    } else {
+        rc = dg_mask_vscan_scalar(v, len, &vi);
+    }
+
+    if (rc == 0) {
+        *n = vi.n;
+        *cls = vi.cls;
+        *lead = vi.lead;
+    }
+
+    return rc;
+}
+
+
+/* strict UTF-8: the number of code points or -1 */
+static long
+dg_mask_utf8_count(const uint8_t *p, size_t n)
+{
+    dg_mask_vinfo_t  vi;
+
+    if (dg_mask_vscan(p, n, &vi) != 0) {
+        return -1;
+    }
+
+    return (long) vi.n;
 }
 
 
@@ -658,21 +997,46 @@ dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
 }
 
 
+/* byte offset of code point k of a scanned value */
+static inline size_t
+dg_mask_vinfo_off(const dg_mask_vinfo_t *vi, const uint8_t *v, size_t len,
+    size_t k)
+{
+    uint64_t  m;
+    size_t    i;
+
+    if (!(vi->cls & DG_VS_HIGH)) {
+        return k < len ? k : len;
+    }
+
+    m = vi->lead;
+    if (k < 64 && m) {
+        for (i = k; i && m; i--) {
+            m &= m - 1;
+        }
+        if (m) {
+            return (size_t) __builtin_ctzll(m);
+        }
+    }
+
+    return dg_mask_utf8_off(v, len, k);
+}
+
+
 /*
  * The common case written straight into the output buffer: keep-like
- * methods, bank_card and email on a value that needs no escaping.
- * Returns 0 (done), a negative error, or 1 (not handled: take the
- * general way).
+ * methods, address, bank_card and email on a value that needs no
+ * escaping, after one scan of the value (dg_mask_vscan).  Returns 0
+ * (done), a negative error, or 1 (not handled: take the general way).
  */
 static int
 dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, int quoted)
 {
-    const uint8_t  *at;
-    uint8_t        *d;
-    unsigned        cls;
-    size_t          a, b, n, pa, pb, k, need;
-    long            cnt;
+    dg_mask_vinfo_t  vi;
+    const uint8_t   *at;
+    uint8_t         *d;
+    size_t           a, b, n, pa, pb, k, need;
 
     switch (spec->method) {
     case DG_MASK_ID_CARD:
@@ -699,6 +1063,10 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         a = 0;
         b = 4;
         break;
+    case DG_MASK_ADDRESS:
+        a = spec->a ? spec->a : 6;
+        b = 0;
+        break;
     case DG_MASK_EMAIL:
         a = 0;
         b = 0;
@@ -717,22 +1085,16 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         }
     }
 
-    cls = dg_mask_classify(v, len);
-    if (cls & 1) {
+    if (dg_mask_vscan(v, len, &vi) != 0) {
+        /* the general way fails the same on every method */
+        return DG_MASK_E_UTF8;
+    }
+
+    if (vi.cls & DG_VS_ESC) {
         return 1;
     }
 
-    if (cls & 2) {
-        cnt = dg_mask_utf8_count(v, len);
-        if (cnt < 0) {
-            return DG_MASK_E_UTF8;
-        }
-        n = (size_t) cnt;
-
-    } else {
-        n = len;
-    }
-
+    n = vi.n;
     d = o->buf + o->len;
 
     if (quoted) {
@@ -752,10 +1114,9 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 
         } else {
             at--;
-            if (at > v && dg_mask_utf8_off(v, at - v, 1) < (size_t) (at - v))
-            {
+            k = dg_mask_vinfo_off(&vi, v, len, 1);
+            if (at > v && k < (size_t) (at - v)) {
                 /* two or more characters before '@': keep the first */
-                k = dg_mask_utf8_off(v, at - v, 1);
                 dg_mask_cpy(d, v, k);
                 d += k;
             }
@@ -765,14 +1126,28 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
             d += v + len - at;
         }
 
+    } else if (spec->method == DG_MASK_ADDRESS) {
+        if (n <= a) {
+            memset(d, '*', n);
+            d += n;
+
+        } else {
+            pa = dg_mask_vinfo_off(&vi, v, len, a);
+            dg_mask_cpy(d, v, pa);
+            d += pa;
+            memcpy(d, "****", 4);
+            d += 4;
+        }
+
     } else if (n < a + b + 1 || (spec->method == DG_MASK_BANK_CARD && n <= 4))
     {
         memset(d, '*', n);
         d += n;
 
     } else {
-        if (cls & 2) {
-            pa = dg_mask_utf8_off(v, len, a);
+        pa = dg_mask_vinfo_off(&vi, v, len, a);
+
+        if (vi.cls & DG_VS_HIGH) {
             pb = len;
             for (k = b; k; k--) {
                 do {
@@ -781,7 +1156,6 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
             }
 
         } else {
-            pa = a;
             pb = len - b;
         }
 
@@ -817,9 +1191,7 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     size_t  a;
     int     rc;
 
-    if (spec->method <= DG_MASK_KEEP && spec->method != DG_MASK_CLEAR
-        && spec->method != DG_MASK_ADDRESS)
-    {
+    if (spec->method != DG_MASK_CLEAR) {
         rc = dg_mask_apply_fast(o, spec, v, len, quoted);
         if (rc <= 0) {
             return rc;
