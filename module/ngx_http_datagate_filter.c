@@ -29,7 +29,8 @@
  * SLICE input bytes can produce, and ZBUF_SIZE + zlib's window when the
  * provider compresses.
  */
-#define NGX_HTTP_DATAGATE_SLICE       8192    /* plain input per step */
+#define NGX_HTTP_DATAGATE_SLICE       16384   /* plain input per step: a
+                                                 proxy buffer in one go */
 #define NGX_HTTP_DATAGATE_OUT_SIZE    16384   /* output buffer */
 #define NGX_HTTP_DATAGATE_OUT_BUSY    8       /* busy buffers before
                                                  input is held */

@@ -20,18 +20,22 @@
  *
  * Speed (see scripts/bench-mask-engine.sh): members of an object walked
  * normally go through dg_mask_members(), a tight loop that takes whole
- * members found plain in the current span: key scanned 16 bytes at a time
- * and looked up without copying (an 11-bit digest of length, first and
- * last byte indexes a table that rejects most unselected keys at once and
- * names the one key-anywhere entry to compare, so the hash is only
- * computed when two entries share a digest), separators tested for the
- * compact case first, scalar values skipped, selected strings and
- * numbers masked in place from the span; the untouched bytes of all those
- * members stay one pending run (os), written with one copy.  Anything
- * else (containers, escapes, a member cut by the span end, a leading
- * comma to strip, detect on strings) is left to the state machine below,
- * at the same byte and with the same effects, so output and errors do
- * not depend on which way a member went.  Masking methods write ASCII and
+ * members found plain in the current span: key and string ends found with
+ * the span's 64-byte blocks classified once with AVX2 (a bit per '"',
+ * '\\' or control byte, kept in m->blk for the span; dg_mask_str_end(),
+ * 16-byte SSE2 scans on other CPUs or with DG_MASK_NOSIMD=1), keys looked
+ * up without copying (an 11-bit digest of length, first and last byte
+ * indexes a table that rejects most unselected keys at once and names the
+ * one key-anywhere entry to compare, so the hash is only computed when
+ * two entries share a digest), "key":value tested first, scalar values
+ * skipped, selected strings and numbers masked in place from the span;
+ * the untouched bytes of all those members stay one pending run (os),
+ * written with one copy.  The loop is compiled once per CPU kind (and
+ * once more for plain masking, without the tests of the other modes).
+ * Anything else (containers, escapes, a member cut by the span end, a
+ * leading comma to strip, detect on strings) is left to the state machine
+ * below, at the same byte and with the same effects, so output and errors
+ * do not depend on which way a member went.  Masking methods write ASCII and
  * escape-free UTF-8 values straight into the output buffer
  * (dg_mask_apply_fast()).
  *
@@ -170,6 +174,14 @@ struct dg_mask_rules_s {
 };
 
 
+/* the member loop's block of the span (see dg_mask_blk_fill_avx2) */
+typedef struct {
+    const uint8_t              *base;       /* 64 bytes, or NULL: none */
+    const uint8_t              *lo;         /* the span start */
+    uint64_t                    sp;         /* bit i: base[i] ends a run */
+} dg_mask_blk_t;
+
+
 struct dg_mask_s {
     const dg_mask_rules_t      *rules;
     const dg_mask_spec_t       *actions;
@@ -190,6 +202,7 @@ struct dg_mask_s {
 
     const uint8_t              *os;         /* pending untouched run */
     const uint8_t              *hs;         /* held member prefix */
+    dg_mask_blk_t               blk;        /* member loop's block */
 
     size_t                      hlen;       /* held bytes in hbuf */
     size_t                      key_off;    /* key offset in the hold */
@@ -382,6 +395,11 @@ typedef const uint8_t *(*dg_mask_scan_pt)(const uint8_t *p,
     const uint8_t *end);
 
 static dg_mask_scan_pt  dg_mask_scan_long = dg_mask_scan_scalar;
+static int              dg_mask_avx2;   /* the member loop's AVX2 copy */
+#if (DG_MASK_X86)
+/* '"', '\\' and 0x1f in every byte: loaded, not built, in each block */
+static uint8_t          dg_mask_v32[3][32] __attribute__((aligned(32)));
+#endif
 
 
 static void
@@ -393,12 +411,17 @@ dg_mask_scan_init(void)
     e = getenv("DG_MASK_NOSIMD");
     if (e != NULL && *e == '1') {
         dg_mask_scan_long = dg_mask_scan_scalar;
+        dg_mask_avx2 = 0;
         return;
     }
 
     __builtin_cpu_init();
-    dg_mask_scan_long = __builtin_cpu_supports("avx2") ? dg_mask_scan_avx2
-                                                       : dg_mask_scan_sse2;
+    dg_mask_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+
+    memset(dg_mask_v32[0], '"', 32);
+    memset(dg_mask_v32[1], '\\', 32);
+    memset(dg_mask_v32[2], 0x1f, 32);
+    dg_mask_scan_long = dg_mask_avx2 ? dg_mask_scan_avx2 : dg_mask_scan_sse2;
 #endif
 }
 
@@ -441,6 +464,146 @@ dg_mask_scan(const uint8_t *p, const uint8_t *end)
 #endif
 
     return dg_mask_scan_scalar(p, end);
+}
+
+
+/*
+ * The member loop's string scanner on AVX2.  The span is cut in blocks of
+ * 64 bytes from its start (the last one ends at the span end, overlapping
+ * the one before it); a block carries a bit for each byte that ends a
+ * plain string run ('"', '\\' or a control byte).  One block usually
+ * holds the keys and short values of two or three members, so finding the
+ * end of one is a shift and a count of trailing zeros instead of a vector
+ * scan per string, and each byte is classified once.  The block lives in
+ * the stream (m->blk) for the whole span: the member loop is entered once
+ * per object.  Nothing outside the span is read: a span shorter than 64
+ * bytes leaves base NULL and dg_mask_scan() answers.
+ */
+
+#if (DG_MASK_X86)
+
+static inline __attribute__((target("avx2"))) uint64_t
+dg_mask_blk64_avx2(const uint8_t *b)
+{
+    __m256i  q, bs, ctl, v, w, x, y;
+
+    q = _mm256_load_si256((const __m256i *) dg_mask_v32[0]);
+    bs = _mm256_load_si256((const __m256i *) dg_mask_v32[1]);
+    ctl = _mm256_load_si256((const __m256i *) dg_mask_v32[2]);
+
+    v = _mm256_loadu_si256((const __m256i *) b);
+    w = _mm256_loadu_si256((const __m256i *) (b + 32));
+    x = _mm256_or_si256(_mm256_cmpeq_epi8(v, q), _mm256_cmpeq_epi8(v, bs));
+    x = _mm256_or_si256(x, _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v));
+    y = _mm256_or_si256(_mm256_cmpeq_epi8(w, q), _mm256_cmpeq_epi8(w, bs));
+    y = _mm256_or_si256(y, _mm256_cmpeq_epi8(_mm256_min_epu8(w, ctl), w));
+
+    return (uint32_t) _mm256_movemask_epi8(x)
+           | (uint64_t) (uint32_t) _mm256_movemask_epi8(y) << 32;
+}
+
+
+/* the block holds no run end at or after p: classify the next blocks
+ * (p is at or after the end of the current one, or there is none) */
+__attribute__((target("avx2"), noinline))
+static const uint8_t *
+dg_mask_blk_fill_avx2(dg_mask_blk_t *bk, const uint8_t *p,
+    const uint8_t *end)
+{
+    const uint8_t  *b;
+    uint64_t        bits;
+
+    if (p >= end) {
+        return end;
+    }
+
+    if (end - bk->lo < 64) {
+        bk->base = NULL;
+        return dg_mask_scan(p, end);
+    }
+
+    b = bk->lo + ((size_t) (p - bk->lo) & ~(size_t) 63);
+
+    if (end - b >= 64) {
+        bits = dg_mask_blk64_avx2(b);
+        bk->base = b;
+        bk->sp = bits;
+        bits >>= p - b;
+        if (bits) {
+            return p + (unsigned) __builtin_ctzll(bits);
+        }
+
+        for (b += 64; end - b >= 64; b += 64) {
+            bits = dg_mask_blk64_avx2(b);
+            if (bits) {
+                bk->base = b;
+                bk->sp = bits;
+                return b + (unsigned) __builtin_ctzll(bits);
+            }
+        }
+
+        if (b == end) {
+            return end;
+        }
+
+        p = b;
+    }
+
+    /* the last block ends at the span end */
+    b = end - 64;
+    bits = dg_mask_blk64_avx2(b);
+    bk->base = b;
+    bk->sp = bits;
+    bits >>= p - b;
+
+    return bits ? p + (unsigned) __builtin_ctzll(bits) : end;
+}
+
+#endif
+
+
+/* first '"', '\\' or control byte in [p, end) for the member loop */
+static inline __attribute__((always_inline)) const uint8_t *
+dg_mask_str_end(dg_mask_blk_t *bk, const uint8_t *p, const uint8_t *end,
+    const int avx2)
+{
+#if (DG_MASK_X86)
+    const uint8_t  *b;
+    uintptr_t       off;
+    uint64_t        bits;
+
+    if (avx2) {
+        /* a NULL base puts every span address out of the block */
+        off = (uintptr_t) p - (uintptr_t) bk->base;
+
+        if (off < 64) {
+            bits = bk->sp >> off;
+            if (bits) {
+                return p + (unsigned) __builtin_ctzll(bits);
+            }
+
+            /* none left in this block: the next one (the common case,
+             * in line) */
+            b = bk->base + 64;
+            if (end - b < 64) {
+                return dg_mask_blk_fill_avx2(bk, b, end);
+            }
+
+            bits = dg_mask_blk64_avx2(b);
+            bk->base = b;
+            bk->sp = bits;
+            if (bits) {
+                return b + (unsigned) __builtin_ctzll(bits);
+            }
+
+            p = b + 64;
+        }
+
+        return dg_mask_blk_fill_avx2(bk, p, end);
+    }
+#endif
+
+    return dg_mask_scan(p, end);
 }
 
 
@@ -1244,69 +1407,88 @@ dg_mask_lookup(const dg_mask_rules_t *r, int32_t node, const uint8_t *k,
 
 
 /*
- * A scalar value at q that passes unchanged and ends inside this span: a
- * string without escapes (not when fast == 2: detect scans strings), a
- * well-formed number followed by a byte, or a literal.  Returns the first
- * byte after it, or NULL to leave it to the state machine.
+ * A number at q (its first byte is '-' or a digit) that is well formed and
+ * followed by a byte in this span.  Returns that byte, or NULL to leave
+ * the number to the state machine.
  */
 static inline __attribute__((always_inline)) const uint8_t *
-dg_mask_fast_scalar(const uint8_t *q, const uint8_t *end, int fast)
+dg_mask_fast_number(const uint8_t *q, const uint8_t *end)
 {
     const uint8_t  *e, *d;
 
-    switch (*q) {
+    e = q + (*q == '-');
+    if (e == end) {
+        return NULL;
+    }
+    if (*e == '0') {
+        e++;
+    } else {
+        d = e;
+        while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
+            e++;
+        }
+        if (e == d) {
+            return NULL;
+        }
+    }
+    if (e == end) {
+        return NULL;
+    }
+    if (*e == '.') {
+        d = ++e;
+        while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
+            e++;
+        }
+        if (e == d || e == end) {
+            return NULL;
+        }
+    }
+    if (*e == 'e' || *e == 'E') {
+        e++;
+        if (e < end && (*e == '+' || *e == '-')) {
+            e++;
+        }
+        d = e;
+        while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
+            e++;
+        }
+        if (e == d || e == end) {
+            return NULL;
+        }
+    }
+    return e;
+}
 
-    case '"':
+
+/*
+ * A scalar value at q that passes unchanged and ends inside this span: a
+ * string without escapes (not when fast == 2: detect scans strings), a
+ * well-formed number followed by a byte, or a literal.  Returns the first
+ * byte after it, or NULL to leave it to the state machine.  Strings, the
+ * common case, are tested first.
+ */
+static inline __attribute__((always_inline)) const uint8_t *
+dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
+    int fast, const int avx2)
+{
+    const uint8_t  *e;
+    uint8_t         c;
+
+    c = *q;
+
+    if (c == '"') {
         if (fast == 2) {
             return NULL;
         }
-        e = dg_mask_scan(q + 1, end);
+        e = dg_mask_str_end(bk, q + 1, end, avx2);
         return (e < end && *e == '"') ? e + 1 : NULL;
+    }
 
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-        e = q + (*q == '-');
-        if (e == end) {
-            return NULL;
-        }
-        if (*e == '0') {
-            e++;
-        } else {
-            d = e;
-            while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
-                e++;
-            }
-            if (e == d) {
-                return NULL;
-            }
-        }
-        if (e == end) {
-            return NULL;
-        }
-        if (*e == '.') {
-            d = ++e;
-            while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
-                e++;
-            }
-            if (e == d || e == end) {
-                return NULL;
-            }
-        }
-        if (*e == 'e' || *e == 'E') {
-            e++;
-            if (e < end && (*e == '+' || *e == '-')) {
-                e++;
-            }
-            d = e;
-            while (e < end && (dg_mask_cls[*e] & C_DIGIT)) {
-                e++;
-            }
-            if (e == d || e == end) {
-                return NULL;
-            }
-        }
-        return e;
+    if (c == '-' || (dg_mask_cls[c] & C_DIGIT)) {
+        return dg_mask_fast_number(q, end);
+    }
 
+    switch (c) {
     case 't':
         return (end - q >= 4 && memcmp(q, "true", 4) == 0) ? q + 4 : NULL;
 
@@ -1330,30 +1512,30 @@ typedef struct {
 } dg_mask_pre_t;
 
 
+/* what dg_mask_members() may take of an unselected scalar member */
+#define DG_MM_NONE      0       /* nothing (no output by reference) */
+#define DG_MM_PASS      1       /* passes unchanged */
+#define DG_MM_DETECT    2       /* passes unless a string (detect) */
+#define DG_MM_DROP      3       /* dropped (allow-list) */
+
+
 /*
- * Members of an object walked normally, from *pp at the ',' (m->hcomma)
- * or the opening quote of a member's key.  Whole members that are plain
- * and in this span are taken here, with the effects of the general way
- * (dg_mask_decide, dg_mask_member_emit, masking in place,
- * dg_mask_value_done): unselected scalars that pass unchanged, selected
- * strings and numbers (masked or clear).  Returns 0 when the last member
- * taken is followed by something else than ',' (*pp there: go on after a
- * value), 1 when the member at *pp has its prefix (separators, key, ':')
- * in this span, parsed in *pre, but is left to the general way, 2 when
- * its prefix is not whole here (hold it byte by byte), or an error.
+ * The member loop, see dg_mask_members(); one copy for AVX2 (strings
+ * ended with the block of dg_mask_str_end()), one for other CPUs.
  */
-static int
-dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
-    const uint8_t *end, dg_mask_pre_t *pre)
+static inline __attribute__((always_inline)) int
+dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
+    const uint8_t *end, dg_mask_pre_t *pre, int mode, const int avx2)
 {
     const dg_mask_rules_t  *r;
     const dg_mask_spec_t   *act;
     const uint8_t          *p, *q, *k, *e, *v;
+    dg_mask_blk_t           bk;
     size_t                  maxv, holdmax;
-    uint64_t                unl;
+    uint64_t                unl;        /* unselected scalars passed */
     int32_t                 node, f, kn;
-    unsigned                comma, emitted, listed;
-    int                     ufast, sfast, ret, rc;
+    unsigned                comma, emitted, listed, strip, slow;
+    int                     ret, rc;
 
     r = m->rules;
     p = *pp;
@@ -1369,21 +1551,15 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     q = NULL;
     f = -1;
     kn = -1;
+    bk = m->blk;
 
-    /* output by reference must be on: members are passed through os */
-    sfast = (m->os != NULL);
-    ufast = sfast;
-    if (sfast && !listed) {
-        if (m->flags & DG_MASK_UNLISTED_DROP) {
-            ufast = 0;
-        } else if (m->flags & DG_MASK_DETECT) {
-            ufast = 2;
-        }
-    }
+    /* a leading comma to strip: the member is left to the general way */
+    strip = comma && !emitted;
 
     for ( ;; ) {
         /* separators: the compact case (no whitespace) tested first */
         q = p + comma;
+        slow = 0;
         if (q == end || *q != '"') {
             while (q < end && (dg_mask_cls[*q] & C_WS)) {
                 q++;
@@ -1393,18 +1569,24 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                 ret = 2;
                 break;
             }
+
+            slow = 1;
         }
 
         k = q + 1;
-        e = dg_mask_scan(k, end);
+        e = dg_mask_str_end(&bk, k, end, avx2);
 
         if (e == end || *e != '"' || (size_t) (e - k) > maxv) {
             ret = 2;
             break;
         }
 
-        q = e + 1;
-        if (q == end || *q != ':') {
+        if (end - e > 2 && e[1] == ':' && !(dg_mask_cls[e[2]] & C_WS)) {
+            /* "key":value */
+            q = e + 2;
+
+        } else {
+            q = e + 1;
             while (q < end && (dg_mask_cls[*q] & C_WS)) {
                 q++;
             }
@@ -1413,16 +1595,22 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                 ret = 2;
                 break;
             }
-        }
 
-        q++;
-        if (q != end && (dg_mask_cls[*q] & C_WS)) {
-            do {
+            q++;
+            while (q < end && (dg_mask_cls[*q] & C_WS)) {
                 q++;
-            } while (q < end && (dg_mask_cls[*q] & C_WS));
+            }
+
+            if (q == end) {
+                ret = 2;
+                break;
+            }
+
+            slow = 1;
         }
 
-        if (q == end || (size_t) (q - p) > holdmax) {
+        /* without whitespace the prefix is within maxv + 4 < holdmax */
+        if (slow && (size_t) (q - p) > holdmax) {
             ret = 2;
             break;
         }
@@ -1433,37 +1621,42 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
          * is taken: *pre is written from them when one is left (ret 1) */
         ret = 1;
 
-        if (comma && !emitted) {
-            /* a leading comma to strip: the general way */
+        if (mode == DG_MM_NONE || strip) {
+            /* no output by reference, or a leading comma to strip: the
+             * general way */
             break;
         }
 
-        if (f < 0 && ufast == 0 && sfast) {
-            /* allow-list: an unlisted scalar member is dropped (the
-             * comma before it goes too; see the strip above) */
-            if ((v = dg_mask_fast_scalar(q, end, 1)) == NULL) {
-                break;
-            }
-            rc = dg_mask_flush_os(m, p);
-            m->os = v;
-            m->stats.dropped++;
-            if (rc != 0) {
-                break;
-            }
+        if (f < 0) {
+            if (mode == DG_MM_DROP) {
+                /* allow-list: an unlisted scalar member is dropped (the
+                 * comma before it goes too; see the strip above) */
+                if ((v = dg_mask_fast_scalar(&bk, q, end, 1, avx2)) == NULL) {
+                    break;
+                }
+                rc = dg_mask_flush_os(m, p);
+                m->os = v;
+                m->stats.dropped++;
+                if (rc != 0) {
+                    break;
+                }
 
-        } else if (f < 0) {
-            if (!ufast || (v = dg_mask_fast_scalar(q, end, ufast)) == NULL) {
-                break;
+            } else {
+                v = dg_mask_fast_scalar(&bk, q, end,
+                                        mode == DG_MM_DETECT ? 2 : 1, avx2);
+                if (v == NULL) {
+                    break;
+                }
+                unl++;
+                emitted = 1;
             }
-            unl += !listed;
-            emitted = 1;
 
         } else {
             act = &m->actions[f];
 
-            if (!sfast || act->method == DG_MASK_DROP
+            if (act->method == DG_MASK_DROP
                 || (*q != '"' && *q != '-' && !(dg_mask_cls[*q] & C_DIGIT))
-                || (v = dg_mask_fast_scalar(q, end, 1)) == NULL
+                || (v = dg_mask_fast_scalar(&bk, q, end, 1, avx2)) == NULL
                 || (size_t) (v - q) > maxv)
             {
                 break;
@@ -1505,6 +1698,7 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         comma = 1;
+        strip = !emitted;
     }
 
     if (ret == 1) {
@@ -1514,14 +1708,91 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         pre->kn = kn;
     }
 
-    m->stats.unlisted += unl;
+    if (!listed) {
+        m->stats.unlisted += unl;
+    }
     if (emitted) {
         fr->flags |= DG_FR_EMITTED;
     }
     m->hcomma = (uint8_t) comma;
+    m->blk = bk;
     *pp = p;
 
     return rc ? rc : ret;
+}
+
+
+/*
+ * Members of an object walked normally, from *pp at the ',' (m->hcomma)
+ * or the opening quote of a member's key.  Whole members that are plain
+ * and in this span are taken here, with the effects of the general way
+ * (dg_mask_decide, dg_mask_member_emit, masking in place,
+ * dg_mask_value_done): unselected scalars that pass unchanged, selected
+ * strings and numbers (masked or clear).  Returns 0 when the last member
+ * taken is followed by something else than ',' (*pp there: go on after a
+ * value), 1 when the member at *pp has its prefix (separators, key, ':')
+ * in this span, parsed in *pre, but is left to the general way, 2 when
+ * its prefix is not whole here (hold it byte by byte), or an error.
+ */
+#if (DG_MASK_X86)
+
+__attribute__((target("avx2")))
+static int
+dg_mask_members_avx2(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
+    const uint8_t *end, dg_mask_pre_t *pre, int mode)
+{
+    return dg_mask_members_body(m, fr, pp, end, pre, mode, 1);
+}
+
+
+/* the common mode (masking only) without the tests of the others */
+__attribute__((target("avx2")))
+static int
+dg_mask_members_avx2_pass(dg_mask_t *m, dg_mask_frame_t *fr,
+    const uint8_t **pp, const uint8_t *end, dg_mask_pre_t *pre)
+{
+    return dg_mask_members_body(m, fr, pp, end, pre, DG_MM_PASS, 1);
+}
+
+#endif
+
+
+static int
+dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
+    const uint8_t *end, dg_mask_pre_t *pre)
+{
+    int  mode;
+
+    /* output by reference must be on: members are passed through os */
+    if (m->os == NULL) {
+        mode = DG_MM_NONE;
+
+    } else if (fr->flags & DG_FR_LISTED) {
+        mode = DG_MM_PASS;
+
+    } else if (m->flags & DG_MASK_UNLISTED_DROP) {
+        mode = DG_MM_DROP;
+
+    } else if (m->flags & DG_MASK_DETECT) {
+        mode = DG_MM_DETECT;
+
+    } else {
+        mode = DG_MM_PASS;
+    }
+
+#if (DG_MASK_X86)
+    /* not for detect: it leaves every string member to the state machine,
+     * entering this loop once per member, and the AVX2 copy costs more to
+     * enter and leave than it saves on one key */
+    if (dg_mask_avx2 && mode != DG_MM_DETECT) {
+        if (mode == DG_MM_PASS) {
+            return dg_mask_members_avx2_pass(m, fr, pp, end, pre);
+        }
+        return dg_mask_members_avx2(m, fr, pp, end, pre, mode);
+    }
+#endif
+
+    return dg_mask_members_body(m, fr, pp, end, pre, mode, 0);
 }
 
 
@@ -2844,6 +3115,8 @@ dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     end = p + n;
     m->os = m->emitting ? p : NULL;
     m->hs = p;
+    m->blk.base = NULL;
+    m->blk.lo = p;
 
     rc = dg_mask_run_span(m, p, end);
 
