@@ -193,77 +193,6 @@ dg_mask_put_escaped(dg_mask_out_t *o, const uint8_t *p, size_t n)
 static unsigned dg_mask_classify(const uint8_t *v, size_t len);
 
 
-/* strict UTF-8: returns the number of code points or -1 */
-static long
-dg_mask_utf8_count_scalar(const uint8_t *p, size_t n)
-{
-    const uint8_t  *end;
-    long            cnt;
-    uint32_t        c;
-
-    end = p + n;
-    cnt = 0;
-
-    while (p < end) {
-        c = *p;
-
-        if (c < 0x80) {
-            p++;
-            cnt++;
-            while (end - p >= 8) {
-                uint64_t  w;
-
-                memcpy(&w, p, 8);
-                if (w & 0x8080808080808080ull) {
-                    break;
-                }
-                p += 8;
-                cnt += 8;
-            }
-            continue;
-
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            if (end - p < 2 || (p[1] & 0xc0) != 0x80) {
-                return -1;
-            }
-            p += 2;
-
-        } else if (c >= 0xe0 && c <= 0xef) {
-            if (end - p < 3 || (p[1] & 0xc0) != 0x80
-                || (p[2] & 0xc0) != 0x80)
-            {
-                return -1;
-            }
-            c = ((c & 0x0f) << 12) | ((p[1] & 0x3f) << 6) | (p[2] & 0x3f);
-            if (c < 0x800 || (c >= 0xd800 && c <= 0xdfff)) {
-                return -1;
-            }
-            p += 3;
-
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            if (end - p < 4 || (p[1] & 0xc0) != 0x80
-                || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-            {
-                return -1;
-            }
-            c = ((c & 0x07) << 18) | ((p[1] & 0x3f) << 12)
-                | ((p[2] & 0x3f) << 6) | (p[3] & 0x3f);
-            if (c < 0x10000 || c > 0x10ffff) {
-                return -1;
-            }
-            p += 4;
-
-        } else {
-            return -1;
-        }
-
-        cnt++;
-    }
-
-    return cnt;
-}
-
-
 /*
  * One pass over a value about to be masked (dg_mask_vscan): its byte
  * classes (DG_VS_ESC: a byte a JSON string must escape, or 0x7f, which
@@ -285,25 +214,87 @@ typedef struct {
 } dg_mask_vinfo_t;
 
 
+/*
+ * Without vectors: the classes in 8-byte words; when there is a non-ASCII
+ * byte, one walk validates (RFC 3629 table 3.7: E0 A0..BF, ED 80..9F,
+ * F0 90..BF, F4 80..8F, other leads 80..BF), counts and marks the code
+ * points.  Runs of ASCII are stepped over 8 bytes at a time.
+ */
 static int
 dg_mask_vscan_scalar(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
 {
-    long  n;
+    uint64_t  lead, w;
+    size_t    i, n;
+    unsigned  c, b1;
 
     vi->cls = dg_mask_classify(v, len);
-    vi->lead = 0;
 
     if (!(vi->cls & DG_VS_HIGH)) {
         vi->n = len;
+        vi->lead = 0;
         return 0;
     }
 
-    n = dg_mask_utf8_count_scalar(v, len);
-    if (n < 0) {
-        return -1;
+    lead = 0;
+    n = 0;
+    i = 0;
+
+    while (i < len) {
+        c = v[i];
+
+        if (i < 64) {
+            lead |= 1ull << i;
+        }
+        n++;
+
+        if (c < 0x80) {
+            i++;
+            if (len - i >= 8 && i >= 64) {
+                memcpy(&w, v + i, 8);
+                if (!(w & 0x8080808080808080ull)) {
+                    i += 8;
+                    n += 8;
+                }
+            }
+            continue;
+        }
+
+        if (c < 0xc2) {
+            return -1;
+        }
+
+        b1 = (i + 1 < len) ? v[i + 1] : 0;
+        if ((b1 & 0xc0) != 0x80) {
+            return -1;
+        }
+
+        if (c < 0xe0) {
+            i += 2;
+            continue;
+        }
+
+        if (i + 2 >= len || (v[i + 2] & 0xc0) != 0x80
+            || (c == 0xe0 && b1 < 0xa0) || (c == 0xed && b1 > 0x9f))
+        {
+            return -1;
+        }
+
+        if (c < 0xf0) {
+            i += 3;
+            continue;
+        }
+
+        if (c > 0xf4 || i + 3 >= len || (v[i + 3] & 0xc0) != 0x80
+            || (c == 0xf0 && b1 < 0x90) || (c == 0xf4 && b1 > 0x8f))
+        {
+            return -1;
+        }
+
+        i += 4;
     }
 
-    vi->n = (size_t) n;
+    vi->n = n;
+    vi->lead = lead;
     return 0;
 }
 
@@ -974,12 +965,25 @@ dg_mask_classify(const uint8_t *v, size_t len)
 static inline void
 dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
 {
-    uint64_t  a, b;
+    uint64_t  a, b, c, e;
     uint32_t  x, y;
 
     if (n >= 8) {
         if (n > 16) {
-            memcpy(d, s, n);
+            if (n > 32) {
+                memcpy(d, s, n);
+                return;
+            }
+            /* two 16-byte moves, overlapping (a kept prefix of six
+             * Chinese characters is 18 bytes) */
+            memcpy(&a, s, 8);
+            memcpy(&b, s + 8, 8);
+            memcpy(&c, s + n - 16, 8);
+            memcpy(&e, s + n - 8, 8);
+            memcpy(d, &a, 8);
+            memcpy(d + 8, &b, 8);
+            memcpy(d + n - 16, &c, 8);
+            memcpy(d + n - 8, &e, 8);
             return;
         }
         memcpy(&a, s, 8);

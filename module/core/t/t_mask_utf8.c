@@ -100,15 +100,15 @@ check(const uint8_t *v, size_t len, const char *what)
     if (good && rr == 0) {
         good = (n0 == nr && n1 == nr && c0 == c1);
 
-        if (good && l1 != 0) {
-            /* the bitmap, where computed, names the code point starts */
+        if (good) {
+            /* the bitmaps, where computed, name the code point starts */
             lr = 0;
             for (size_t i = 0; i < len && i < 64; i++) {
                 if ((v[i] & 0xc0) != 0x80) {
                     lr |= 1ull << i;
                 }
             }
-            good = (l1 == lr);
+            good = (l0 == 0 || l0 == lr) && (l1 == 0 || l1 == lr);
         }
     }
 
