@@ -343,6 +343,11 @@ ngx_http_datagate_log_header(ngx_http_request_t *r, const char *name,
             i = 0;
         }
 
+        if (h[i].hash == 0) {
+            /* removed (nginx's convention), as the access phase reads it */
+            continue;
+        }
+
         if (h[i].key.len == len
             && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
         {
