@@ -23,7 +23,9 @@
  * members found plain in the current span: key and string ends found with
  * the span's 64-byte blocks classified once with AVX2 (a bit per '"',
  * '\\' or control byte, kept in m->blk for the span; dg_mask_str_end(),
- * 16-byte SSE2 scans on other CPUs or with DG_MASK_NOSIMD=1), keys looked
+ * 16-byte SSE2 scans on other CPUs or with DG_MASK_NOSIMD=1), a key seen
+ * before under the same path node recognised by one 32-byte compare of
+ * its '"' key '"' ':' token (the key memo, AVX2 only), other keys looked
  * up without copying (an 11-bit digest of length, first and last byte
  * indexes a table that rejects most unselected keys at once and names the
  * one key-anywhere entry to compare, so the hash is only computed when
@@ -174,6 +176,32 @@ struct dg_mask_rules_s {
 };
 
 
+/*
+ * Key memo of the AVX2 member loop: the '"' key '"' ':' tokens of plain
+ * keys it looked up, direct-mapped by their first 4 bytes.  Records of an
+ * array repeat their keys, so after the first one a member's key is
+ * recognised by one 32-byte compare, without finding its end or looking
+ * it up again.  An entry holds the result of dg_mask_lookup() under the
+ * frame node it was looked up under, and is used only under that node.
+ */
+#define DG_MASK_MEMO_BITS   6
+#define DG_MASK_MEMO        (1 << DG_MASK_MEMO_BITS)
+#define DG_MASK_MEMO_TOK    32
+
+typedef struct {
+    uint8_t                     tok[DG_MASK_MEMO_TOK];
+    uint32_t                    mask;       /* bit per token byte; 0: none */
+    int32_t                     node;
+    int32_t                     f;
+    int32_t                     kn;
+    uint32_t                    len;        /* token bytes, < 32 */
+} dg_mask_memo_t;
+
+/* by the token's first 4 bytes: '"' and 3 of the key, or "k": whole */
+#define dg_mask_memo_slot(w4)                                                \
+    (((w4) * 0x9e3779b1u) >> (32 - DG_MASK_MEMO_BITS))
+
+
 /* the member loop's block of the span (see dg_mask_blk_fill_avx2) */
 typedef struct {
     const uint8_t              *base;       /* 64 bytes, or NULL: none */
@@ -203,6 +231,7 @@ struct dg_mask_s {
     const uint8_t              *os;         /* pending untouched run */
     const uint8_t              *hs;         /* held member prefix */
     dg_mask_blk_t               blk;        /* member loop's block */
+    dg_mask_memo_t              memo[DG_MASK_MEMO];
 
     size_t                      hlen;       /* held bytes in hbuf */
     size_t                      key_off;    /* key offset in the hold */
@@ -500,6 +529,20 @@ dg_mask_blk64_avx2(const uint8_t *b)
 
     return (uint32_t) _mm256_movemask_epi8(x)
            | (uint64_t) (uint32_t) _mm256_movemask_epi8(y) << 32;
+}
+
+
+/* bit i: q[i] == tok[i], for the 32 bytes at q (the caller checked that
+ * they are in the span) */
+static inline __attribute__((target("avx2"))) uint32_t
+dg_mask_memo_cmp(const uint8_t *q, const uint8_t *tok)
+{
+    __m256i  a, b;
+
+    a = _mm256_loadu_si256((const __m256i *) q);
+    b = _mm256_loadu_si256((const __m256i *) tok);
+
+    return (uint32_t) _mm256_movemask_epi8(_mm256_cmpeq_epi8(a, b));
 }
 
 
@@ -1531,8 +1574,10 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     const dg_mask_spec_t   *act;
     const uint8_t          *p, *q, *k, *e, *v;
     dg_mask_blk_t           bk;
+    dg_mask_memo_t         *mo;
     size_t                  maxv, holdmax;
     uint64_t                unl;        /* unselected scalars passed */
+    uint32_t                w4;
     int32_t                 node, f, kn;
     unsigned                comma, emitted, listed, strip, slow;
     int                     ret, rc;
@@ -1574,6 +1619,34 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         k = q + 1;
+
+#if (DG_MASK_X86)
+        if (avx2 && end - q > DG_MASK_MEMO_TOK) {
+            /* a key seen before: "key": compared whole, with a byte
+             * after it that is not whitespace (the compact case below) */
+            memcpy(&w4, q, 4);
+            mo = &m->memo[dg_mask_memo_slot(w4)];
+
+            if (mo->node == node
+                && (dg_mask_memo_cmp(q, mo->tok) & mo->mask) == mo->mask
+                && mo->mask != 0
+                && !(dg_mask_cls[q[mo->len]] & C_WS))
+            {
+                e = q + mo->len - 2;
+                f = mo->f;
+                kn = mo->kn;
+                q += mo->len;
+
+                if (slow && (size_t) (q - p) > holdmax) {
+                    ret = 2;
+                    break;
+                }
+
+                goto found;
+            }
+        }
+#endif
+
         e = dg_mask_str_end(&bk, k, end, avx2);
 
         if (e == end || *e != '"' || (size_t) (e - k) > maxv) {
@@ -1616,6 +1689,25 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         f = dg_mask_lookup(r, node, k, e - k, &kn);
+
+#if (DG_MASK_X86)
+        if (avx2 && q - k + 1 < DG_MASK_MEMO_TOK && q[-1] == ':'
+            && q[-2] == '"' && end - (k - 1) > DG_MASK_MEMO_TOK)
+        {
+            /* remember a compact "key": token, bytes after it included
+             * (the mask leaves them out of the compare) */
+            memcpy(&w4, k - 1, 4);
+            mo = &m->memo[dg_mask_memo_slot(w4)];
+            memcpy(mo->tok, k - 1, DG_MASK_MEMO_TOK);
+            mo->len = (uint32_t) (q - k + 1);
+            mo->mask = (1u << mo->len) - 1;
+            mo->node = node;
+            mo->f = f;
+            mo->kn = kn;
+        }
+
+    found:
+#endif
 
         /* from here on k, q, f and kn stay as they are until the member
          * is taken: *pre is written from them when one is left (ret 1) */
