@@ -31,6 +31,8 @@
  * one key-anywhere entry to compare, so the hash is only computed when
  * two entries share a digest), "key":value tested first, scalar values
  * skipped, selected strings and numbers masked in place from the span;
+ * arrays of plain scalars under an unselected key skipped whole when
+ * nothing in them can be masked, dropped or scanned (dg_mask_fast_array);
  * the untouched bytes of all those members stay one pending run (os),
  * written with one copy.  The loop is compiled once per CPU kind (and
  * once more for plain masking, without the tests of the other modes).
@@ -178,14 +180,17 @@ struct dg_mask_rules_s {
 
 /*
  * Key memo of the AVX2 member loop: the '"' key '"' ':' tokens of plain
- * keys it looked up, direct-mapped by their first 4 bytes.  Records of an
+ * keys it looked up, in 64 sets of two by their first 4 bytes (two ways,
+ * so the two keys of a record that share a set do not evict each other
+ * on every record; the next one stored in a set replaces its older
+ * entry).  Records of an
  * array repeat their keys, so after the first one a member's key is
  * recognised by one 32-byte compare, without finding its end or looking
  * it up again.  An entry holds the result of dg_mask_lookup() under the
  * frame node it was looked up under, and is used only under that node.
  */
 #define DG_MASK_MEMO_BITS   6
-#define DG_MASK_MEMO        (1 << DG_MASK_MEMO_BITS)
+#define DG_MASK_MEMO        (1 << DG_MASK_MEMO_BITS)    /* sets */
 #define DG_MASK_MEMO_TOK    32
 
 typedef struct {
@@ -231,7 +236,8 @@ struct dg_mask_s {
     const uint8_t              *os;         /* pending untouched run */
     const uint8_t              *hs;         /* held member prefix */
     dg_mask_blk_t               blk;        /* member loop's block */
-    dg_mask_memo_t              memo[DG_MASK_MEMO];
+    dg_mask_memo_t              memo[DG_MASK_MEMO][2];
+    uint8_t                     memo_old[DG_MASK_MEMO]; /* way to replace */
 
     size_t                      hlen;       /* held bytes in hbuf */
     size_t                      key_off;    /* key offset in the hold */
@@ -543,6 +549,16 @@ dg_mask_memo_cmp(const uint8_t *q, const uint8_t *tok)
     b = _mm256_loadu_si256((const __m256i *) tok);
 
     return (uint32_t) _mm256_movemask_epi8(_mm256_cmpeq_epi8(a, b));
+}
+
+
+/* the memo entry mo holds the "key": token at q, looked up under node */
+static inline __attribute__((target("avx2"))) int
+dg_mask_memo_hit(const dg_mask_memo_t *mo, const uint8_t *q, int32_t node)
+{
+    return mo->node == node && mo->mask != 0
+           && (dg_mask_memo_cmp(q, mo->tok) & mo->mask) == mo->mask
+           && !(dg_mask_cls[q[mo->len]] & C_WS);
 }
 
 
@@ -1546,6 +1562,70 @@ dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
 }
 
 
+/*
+ * An array of plain scalars at q that passes unchanged and ends inside
+ * this span: what the state machine would do with it when nothing in it
+ * can be selected, masked, dropped or scanned (DG_MM_PASS: a scalar
+ * element has no key, a path cannot end in "[]", and the key of the array
+ * selected nothing).  Returns the first byte after the ']', or NULL to
+ * leave it to the state machine (a container inside, an escape, the span
+ * end, anything malformed: the state machine finds the same error).  The
+ * caller checked that the array fits under the depth limit.
+ */
+static inline __attribute__((always_inline)) const uint8_t *
+dg_mask_fast_array(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
+    const int avx2)
+{
+    const uint8_t  *p;
+
+    p = q + 1;
+
+    while (p < end && (dg_mask_cls[*p] & C_WS)) {
+        p++;
+    }
+
+    if (p == end) {
+        return NULL;
+    }
+
+    if (*p == ']') {
+        return p + 1;
+    }
+
+    for ( ;; ) {
+        /* p is at an element */
+        p = dg_mask_fast_scalar(bk, p, end, 1, avx2);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        while (p < end && (dg_mask_cls[*p] & C_WS)) {
+            p++;
+        }
+
+        if (p == end) {
+            return NULL;
+        }
+
+        if (*p == ']') {
+            return p + 1;
+        }
+
+        if (*p != ',') {
+            return NULL;
+        }
+
+        do {
+            p++;
+        } while (p < end && (dg_mask_cls[*p] & C_WS));
+
+        if (p == end) {
+            return NULL;
+        }
+    }
+}
+
+
 /* a member prefix parsed in one go */
 typedef struct {
     const uint8_t              *k;          /* key */
@@ -1625,12 +1705,10 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             /* a key seen before: "key": compared whole, with a byte
              * after it that is not whitespace (the compact case below) */
             memcpy(&w4, q, 4);
-            mo = &m->memo[dg_mask_memo_slot(w4)];
+            mo = m->memo[dg_mask_memo_slot(w4)];
 
-            if (mo->node == node
-                && (dg_mask_memo_cmp(q, mo->tok) & mo->mask) == mo->mask
-                && mo->mask != 0
-                && !(dg_mask_cls[q[mo->len]] & C_WS))
+            if (dg_mask_memo_hit(mo, q, node)
+                || dg_mask_memo_hit(++mo, q, node))
             {
                 e = q + mo->len - 2;
                 f = mo->f;
@@ -1697,7 +1775,9 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             /* remember a compact "key": token, bytes after it included
              * (the mask leaves them out of the compare) */
             memcpy(&w4, k - 1, 4);
-            mo = &m->memo[dg_mask_memo_slot(w4)];
+            w4 = dg_mask_memo_slot(w4);
+            mo = &m->memo[w4][m->memo_old[w4]];
+            m->memo_old[w4] ^= 1;
             memcpy(mo->tok, k - 1, DG_MASK_MEMO_TOK);
             mo->len = (uint32_t) (q - k + 1);
             mo->mask = (1u << mo->len) - 1;
@@ -1736,10 +1816,17 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             } else {
                 v = dg_mask_fast_scalar(&bk, q, end,
                                         mode == DG_MM_DETECT ? 2 : 1, avx2);
-                if (v == NULL) {
+                if (v != NULL) {
+                    unl++;
+
+                } else if (mode != DG_MM_PASS || *q != '['
+                           || m->depth >= m->max_depth
+                           || (v = dg_mask_fast_array(&bk, q, end, avx2))
+                              == NULL)
+                {
                     break;
                 }
-                unl++;
+
                 emitted = 1;
             }
 
