@@ -2895,6 +2895,37 @@ member:
         }
 
         if (r == 0) {
+            if (end - p >= 4 && p[0] == '}' && p[1] == ',' && p[2] == '{'
+                && p[3] == '"' && m->depth >= 2
+                && m->frames[m->depth - 2].type == '['
+                && !m->skip && !m->mask && !m->hold
+                && !((m->flags & DG_MASK_UNLISTED_DROP)
+                     && !(m->frames[m->depth - 2].flags & DG_FR_LISTED)))
+            {
+                /*
+                 * "},{" between two objects of an array walked normally
+                 * (not element by element): the steps of s_after, done,
+                 * s_value, value and s_obj_first, taken at once
+                 */
+                m->depth--;
+                p++;
+                dg_mask_value_done(m, p);
+
+                fr = &m->frames[m->depth - 1];
+                m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
+                m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+
+                fr = &m->frames[m->depth++];
+                fr->type = '{';
+                fr->node = m->vnode;
+                fr->flags = m->vlisted ? DG_FR_LISTED : 0;
+
+                p += 2;
+                m->esc = 0;
+                m->hcomma = 0;
+                goto member;
+            }
+
             goto s_after;
         }
 
