@@ -6,7 +6,8 @@
  * with 15 fields per record, 5 of them classified (id_card, name, phone,
  * bank_card, email), sized about 1 KB, 100 KB and 10 MB.
  *
- * Times are CPU time of this thread (the machines are shared and noisy).
+ * Times are CPU time of this thread (the machines are shared and noisy);
+ * each figure is the best of BENCH_REPEAT (5) runs, see bench_best().
  *
  * Build and run: scripts/bench-mask-engine.sh [SECONDS [DOC [MODE]]]
  * (DOC 0-2 and MODE 0-2 pick one row; DG_MASK_NOSIMD=1 for the scalar
@@ -163,6 +164,35 @@ bench_mask(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
 }
 
 
+/*
+ * The best of BENCH_REPEAT (5) runs of min_time / BENCH_REPEAT seconds
+ * each: on a shared machine other work only ever slows a run down, so the
+ * fastest run is the figure that repeats (one run under BENCH_ITERS).
+ */
+static double
+bench_best(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
+    size_t n, size_t span, bench_out_t *o, double min_time, size_t *outlen)
+{
+    double  best, mt;
+    int     r, reps;
+
+    reps = getenv("BENCH_REPEAT") ? atoi(getenv("BENCH_REPEAT")) : 5;
+    if (reps < 1 || getenv("BENCH_ITERS") != NULL) {
+        reps = 1;
+    }
+
+    best = 0;
+    for (r = 0; r < reps; r++) {
+        mt = bench_mask(conf, mem, doc, n, span, o, min_time / reps, outlen);
+        if (mt > best) {
+            best = mt;
+        }
+    }
+
+    return best;
+}
+
+
 static double
 bench_memcpy(const uint8_t *doc, size_t n, bench_out_t *o, double min_time)
 {
@@ -287,7 +317,7 @@ bench_file(const char *path, double t)
             if (i == 1 && n <= span) {
                 continue;
             }
-            mt = bench_mask(&conf, mem, (uint8_t *) doc, n, span, &o, t,
+            mt = bench_best(&conf, mem, (uint8_t *) doc, n, span, &o, t,
                             &outlen);
             printf("%-8zu %-15s %8s %10.0f %10.0f %8.3f\n", n, fl[v],
                    i ? "16K" : "whole", mt, mc, mt / mc);
@@ -378,7 +408,7 @@ main(int argc, char **argv)
                 if (s == 1 && n <= 16384) {
                     continue;
                 }
-                mt = bench_mask(&conf, mem, (uint8_t *) doc, n, spans[s], &o,
+                mt = bench_best(&conf, mem, (uint8_t *) doc, n, spans[s], &o,
                                 t, &outlen);
                 printf("%-8s %-15s %8s %10.0f %10.0f %8.3f\n", labels[i],
                        fl[v], s ? "16K" : "whole", mt, mc, mt / mc);
