@@ -2132,6 +2132,39 @@ dg_mask_elem_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
 }
 
 
+/* a value of the innermost array starts: its path node and listing */
+static inline __attribute__((always_inline)) void
+dg_mask_elem_start(dg_mask_t *m)
+{
+    dg_mask_frame_t  *fr;
+
+    fr = &m->frames[m->depth - 1];
+    m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
+    m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+}
+
+
+/* the value that starts is the container c (the caller checked the depth
+ * limit) */
+static inline __attribute__((always_inline)) void
+dg_mask_push(dg_mask_t *m, uint8_t c)
+{
+    dg_mask_frame_t  *fr;
+
+    fr = &m->frames[m->depth++];
+    fr->type = c;
+
+    if (m->skip || m->mask) {
+        fr->node = -1;
+        fr->flags = 0;
+
+    } else {
+        fr->node = m->vnode;
+        fr->flags = m->vlisted ? DG_FR_LISTED : 0;
+    }
+}
+
+
 /* a value ended; q is the first byte after it */
 static inline __attribute__((always_inline)) void
 dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
@@ -2725,9 +2758,7 @@ value:
             }
 
         } else {
-            fr = &m->frames[m->depth - 1];
-            m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
-            m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+            dg_mask_elem_start(m);
         }
     }
 
@@ -2776,15 +2807,7 @@ value:
         if (m->depth >= m->max_depth) {
             return DG_MASK_E_DEPTH;
         }
-        fr = &m->frames[m->depth++];
-        fr->type = c;
-        if (m->skip || m->mask) {
-            fr->node = -1;
-            fr->flags = 0;
-        } else {
-            fr->node = m->vnode;
-            fr->flags = m->vlisted ? DG_FR_LISTED : 0;
-        }
+        dg_mask_push(m, c);
         p++;
         if (c == '{') {
             goto s_obj_first;
@@ -2910,16 +2933,8 @@ member:
                 m->depth--;
                 p++;
                 dg_mask_value_done(m, p);
-
-                fr = &m->frames[m->depth - 1];
-                m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
-                m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
-
-                fr = &m->frames[m->depth++];
-                fr->type = '{';
-                fr->node = m->vnode;
-                fr->flags = m->vlisted ? DG_FR_LISTED : 0;
-
+                dg_mask_elem_start(m);
+                dg_mask_push(m, '{');
                 p += 2;
                 m->esc = 0;
                 m->hcomma = 0;
