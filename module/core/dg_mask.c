@@ -183,10 +183,9 @@ struct dg_mask_rules_s {
  * keys it looked up, in 64 sets of two by their first 4 bytes (two ways,
  * so the two keys of a record that share a set do not evict each other
  * on every record; the next one stored in a set replaces its older
- * entry).  Records of an
- * array repeat their keys, so after the first one a member's key is
- * recognised by one 32-byte compare, without finding its end or looking
- * it up again.  An entry holds the result of dg_mask_lookup() under the
+ * entry).  Records of an array repeat their keys, so after the first one
+ * a member's key is recognised by one 32-byte compare, without finding its
+ * end or looking it up again.  An entry holds the result of dg_mask_lookup() under the
  * frame node it was looked up under, and is used only under that node.
  */
 #define DG_MASK_MEMO_BITS   6
