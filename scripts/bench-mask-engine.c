@@ -217,6 +217,70 @@ bench_memcpy(const uint8_t *doc, size_t n, bench_out_t *o, double min_time)
 }
 
 
+static const unsigned  bench_flags[3] = { 0, DG_MASK_DETECT,
+                                         DG_MASK_UNLISTED_DROP };
+static const char     *bench_mode_names[3] = { "mask", "mask+detect",
+                                               "mask+allowlist" };
+
+
+/*
+ * One row per mode (all three, or only mode 'only') and span (whole, and
+ * 16 KB pieces when the document is longer): the fields f/a of nf
+ * entries, the document doc of n bytes, memcpy's figure mc.
+ */
+static int
+bench_rows(const char *label, const dg_mask_field_t *f,
+    const dg_mask_spec_t *a, size_t nf, const uint8_t *doc, size_t n,
+    double mc, double t, int only, bench_out_t *o, size_t *outlen)
+{
+    static const size_t  spans[2] = { 0, 16384 };
+    dg_mask_rules_t     *r;
+    dg_mask_conf_t       conf;
+    void                *mem;
+    size_t               span;
+    double               mt;
+    int                  v, i;
+
+    for (v = 0; v < 3; v++) {
+        if (only >= 0 && only != v) {
+            continue;
+        }
+
+        r = dg_mask_rules_compile(f, nf, bench_flags[v], NULL, 0);
+        if (r == NULL) {
+            fprintf(stderr, "rules failed\n");
+            return -1;
+        }
+
+        memset(&conf, 0, sizeof(conf));
+        conf.actions = a;
+        conf.max_value = 65536;
+        conf.max_depth = 64;
+        conf.rules = r;
+        mem = aligned_alloc(16, (dg_mask_size(&conf) + 15) & ~(size_t) 15);
+        if (mem == NULL) {
+            exit(1);
+        }
+
+        for (i = 0; i < 2; i++) {
+            span = i ? spans[i] : n;
+            if (i == 1 && n <= span) {
+                continue;
+            }
+            mt = bench_best(&conf, mem, doc, n, span, o, t, outlen);
+            printf("%-8s %-15s %8s %10.0f %10.0f %8.3f\n", label,
+                   bench_mode_names[v], i ? "16K" : "whole", mt, mc,
+                   mt / mc);
+        }
+
+        free(mem);
+        dg_mask_rules_free(r);
+    }
+
+    return 0;
+}
+
+
 static char *
 load_doc(const char *path, size_t *len)
 {
@@ -244,22 +308,14 @@ load_doc(const char *path, size_t *len)
 static int
 bench_file(const char *path, double t)
 {
-    static const unsigned  flags[3] = { 0, DG_MASK_DETECT,
-                                        DG_MASK_UNLISTED_DROP };
-    static const char     *fl[3] = { "mask", "mask+detect",
-                                     "mask+allowlist" };
     dg_mask_field_t        f[32];
     dg_mask_spec_t         a[32];
-    dg_mask_rules_t       *r;
-    dg_mask_conf_t         conf;
     bench_out_t            o;
     const char            *spec, *s, *eq, *end;
-    char                  *doc;
-    void                  *mem;
-    size_t                 n, nf, outlen, span, spans[2];
-    double                 mt, mc;
-    unsigned               v;
-    int                    i;
+    char                  *doc, label[32];
+    size_t                 n, nf, outlen;
+    double                 mc;
+    int                    rc;
 
     spec = getenv("BENCH_FIELDS");
     if (spec == NULL || *spec == '\0') {
@@ -292,43 +348,15 @@ bench_file(const char *path, double t)
     printf("%-8s %-15s %8s %10s %10s %8s\n", "bytes", "mode", "span",
            "MB/s", "memcpy", "ratio");
 
-    for (v = 0; v < 3; v++) {
-        if (getenv("BENCH_MODE") != NULL
-            && (unsigned) atoi(getenv("BENCH_MODE")) != v)
-        {
-            continue;
-        }
-        r = dg_mask_rules_compile(f, nf, flags[v], NULL, 0);
-        if (r == NULL) {
-            fprintf(stderr, "rules failed\n");
-            return 1;
-        }
-        memset(&conf, 0, sizeof(conf));
-        conf.actions = a;
-        conf.max_value = 65536;
-        conf.max_depth = 64;
-        conf.rules = r;
-        mem = aligned_alloc(16, (dg_mask_size(&conf) + 15) & ~(size_t) 15);
-
-        spans[0] = n;
-        spans[1] = 16384;
-        for (i = 0; i < 2; i++) {
-            span = spans[i];
-            if (i == 1 && n <= span) {
-                continue;
-            }
-            mt = bench_best(&conf, mem, (uint8_t *) doc, n, span, &o, t,
-                            &outlen);
-            printf("%-8zu %-15s %8s %10.0f %10.0f %8.3f\n", n, fl[v],
-                   i ? "16K" : "whole", mt, mc, mt / mc);
-        }
-        free(mem);
-        dg_mask_rules_free(r);
-    }
+    snprintf(label, sizeof(label), "%zu", n);
+    outlen = 0;
+    rc = bench_rows(label, f, a, nf, (uint8_t *) doc, n, mc, t,
+                    getenv("BENCH_MODE") ? atoi(getenv("BENCH_MODE")) : -1,
+                    &o, &outlen);
 
     free(o.buf);
     free(doc);
-    return 0;
+    return rc ? 1 : 0;
 }
 
 
@@ -341,16 +369,10 @@ main(int argc, char **argv)
     static const char   *labels[] = { "1 KB", "100 KB", "10 MB" };
     dg_mask_field_t      f[6];
     dg_mask_spec_t       a[6];
-    dg_mask_rules_t     *r[3];
-    dg_mask_conf_t       conf;
     bench_out_t          o;
     char                *doc;
-    void                *mem;
-    size_t               n, i, outlen, v;
-    double               mt, mc, t;
-    unsigned             flags[3] = { 0, DG_MASK_DETECT,
-                                      DG_MASK_UNLISTED_DROP };
-    const char          *fl[3] = { "mask", "mask+detect", "mask+allowlist" };
+    size_t               n, i, outlen;
+    double               mc, t;
 
     t = argc > 1 ? atof(argv[1]) : 0.5;
     outlen = 0;
@@ -370,18 +392,6 @@ main(int argc, char **argv)
     dg_mask_spec_parse("email", 5, &a[4]);
     dg_mask_spec_parse("clear", 5, &a[5]);
 
-    for (i = 0; i < 3; i++) {
-        r[i] = dg_mask_rules_compile(f, 6, flags[i], NULL, 0);
-    }
-
-    memset(&conf, 0, sizeof(conf));
-    conf.actions = a;
-    conf.max_value = 65536;
-    conf.max_depth = 64;
-    conf.rules = r[0];
-
-    mem = aligned_alloc(16, (dg_mask_size(&conf) + 15) & ~(size_t) 15);
-
     printf("%-8s %-15s %8s %10s %10s %8s\n", "doc", "mode", "span",
            "MB/s", "memcpy", "ratio");
 
@@ -395,24 +405,10 @@ main(int argc, char **argv)
 
         mc = bench_memcpy((uint8_t *) doc, n, &o, t);
 
-        for (v = 0; v < 3; v++) {
-            size_t  spans[2] = { n, 16384 };
-
-            if (argc > 3 && (size_t) atoi(argv[3]) != v) {
-                continue;
-            }
-            int     s;
-
-            conf.rules = r[v];
-            for (s = 0; s < 2; s++) {
-                if (s == 1 && n <= 16384) {
-                    continue;
-                }
-                mt = bench_best(&conf, mem, (uint8_t *) doc, n, spans[s], &o,
-                                t, &outlen);
-                printf("%-8s %-15s %8s %10.0f %10.0f %8.3f\n", labels[i],
-                       fl[v], s ? "16K" : "whole", mt, mc, mt / mc);
-            }
+        if (bench_rows(labels[i], f, a, 6, (uint8_t *) doc, n, mc, t,
+                       argc > 3 ? atoi(argv[3]) : -1, &o, &outlen) != 0)
+        {
+            return 1;
         }
 
         if (i == 0) {
@@ -424,9 +420,5 @@ main(int argc, char **argv)
         free(doc);
     }
 
-    free(mem);
-    for (i = 0; i < 3; i++) {
-        dg_mask_rules_free(r[i]);
-    }
     return 0;
 }
