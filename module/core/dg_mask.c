@@ -192,13 +192,14 @@ struct dg_mask_rules_s {
 #define DG_MASK_MEMO        (1 << DG_MASK_MEMO_BITS)    /* sets */
 #define DG_MASK_MEMO_TOK    32
 
-typedef struct {
+typedef struct dg_mask_memo_s {
     uint8_t                     tok[DG_MASK_MEMO_TOK];
     uint32_t                    mask;       /* bit per token byte; 0: none */
     int32_t                     node;
     int32_t                     f;
     int32_t                     kn;
     uint32_t                    len;        /* token bytes, < 32 */
+    struct dg_mask_memo_s      *next;       /* the key that followed */
 } dg_mask_memo_t;
 
 /* by the token's first 4 bytes: '"' and 3 of the key, or "k": whole */
@@ -236,6 +237,7 @@ struct dg_mask_s {
     const uint8_t              *hs;         /* held member prefix */
     dg_mask_blk_t               blk;        /* member loop's block */
     dg_mask_memo_t              memo[DG_MASK_MEMO][2];
+    dg_mask_memo_t             *memo_last;  /* entry of the last member */
     uint8_t                     memo_old[DG_MASK_MEMO]; /* way to replace */
 
     size_t                      hlen;       /* held bytes in hbuf */
@@ -1653,7 +1655,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     const dg_mask_spec_t   *act;
     const uint8_t          *p, *q, *k, *e, *v;
     dg_mask_blk_t           bk;
-    dg_mask_memo_t         *mo;
+    dg_mask_memo_t         *mo, *last;
     size_t                  maxv, holdmax;
     uint64_t                unl;        /* unselected scalars passed */
     uint32_t                w4;
@@ -1676,6 +1678,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     f = -1;
     kn = -1;
     bk = m->blk;
+    last = m->memo_last;
 
     /* a leading comma to strip: the member is left to the general way */
     strip = comma && !emitted;
@@ -1703,12 +1706,26 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         if (avx2 && end - q > DG_MASK_MEMO_TOK) {
             /* a key seen before: "key": compared whole, with a byte
              * after it that is not whitespace (the compact case below) */
-            memcpy(&w4, q, 4);
-            mo = m->memo[dg_mask_memo_slot(w4)];
+            mo = last ? last->next : NULL;
 
-            if (dg_mask_memo_hit(mo, q, node)
-                || dg_mask_memo_hit(++mo, q, node))
-            {
+            if (mo == NULL || !dg_mask_memo_hit(mo, q, node)) {
+                /* not the key that followed the last one last time:
+                 * its set */
+                memcpy(&w4, q, 4);
+                mo = m->memo[dg_mask_memo_slot(w4)];
+
+                if (!dg_mask_memo_hit(mo, q, node)
+                    && !dg_mask_memo_hit(++mo, q, node))
+                {
+                    mo = NULL;
+
+                } else if (last) {
+                    last->next = mo;
+                }
+            }
+
+            if (mo) {
+                last = mo;
                 e = q + mo->len - 2;
                 f = mo->f;
                 kn = mo->kn;
@@ -1783,6 +1800,14 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             mo->node = node;
             mo->f = f;
             mo->kn = kn;
+            mo->next = NULL;
+            if (last) {
+                last->next = mo;
+            }
+            last = mo;
+
+        } else {
+            last = NULL;
         }
 
     found:
@@ -1894,6 +1919,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     }
     m->hcomma = (uint8_t) comma;
     m->blk = bk;
+    m->memo_last = last;
     *pp = p;
 
     return rc ? rc : ret;
