@@ -236,7 +236,6 @@ struct dg_mask_s {
     const uint8_t              *os;         /* pending untouched run */
     const uint8_t              *hs;         /* held member prefix */
     dg_mask_blk_t               blk;        /* member loop's block */
-    dg_mask_memo_t              memo[DG_MASK_MEMO][2];
     dg_mask_memo_t             *memo_last;  /* entry of the last member */
     uint8_t                     memo_old[DG_MASK_MEMO]; /* way to replace */
 
@@ -292,6 +291,9 @@ struct dg_mask_s {
     uint8_t                     wraw[DG_MASK_WINRAW];
 
     uint8_t                     wbuf[DG_MASK_WBUF];
+
+    /* not cleared whole by dg_mask_init(): 8 KB, a mask each is enough */
+    dg_mask_memo_t              memo[DG_MASK_MEMO][2];
 };
 
 
@@ -1173,6 +1175,13 @@ dg_mask_init(void *mem, const dg_mask_conf_t *conf)
     m->hbuf = p;
     p += dg_mask_align(max_value + DG_MASK_SLACK);
     m->kbuf = p;
+
+    for (k = 0; k < DG_MASK_MEMO; k++) {
+        m->memo[k][0].mask = 0;
+        m->memo[k][0].next = NULL;
+        m->memo[k][1].mask = 0;
+        m->memo[k][1].next = NULL;
+    }
 
     m->out.buf = m->wbuf;
     m->out.cap = DG_MASK_WBUF;
