@@ -1636,6 +1636,9 @@ dg_mask_fast_array(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
 }
 
 
+static inline int dg_mask_next_record(dg_mask_t *m, const uint8_t *q);
+
+
 /* a member prefix parsed in one go */
 typedef struct {
     const uint8_t              *k;          /* key */
@@ -1904,6 +1907,22 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             }
 
             if (p == end || *p != ',') {
+                if (mode == DG_MM_PASS && end - p >= 4 && p[0] == '}'
+                    && p[1] == ',' && p[2] == '{' && p[3] == '"'
+                    && dg_mask_next_record(m, p + 1))
+                {
+                    /* the next record of the array: the "},{" step of
+                     * dg_mask_run_span() without leaving the loop; the
+                     * frame is the same slot, pushed anew */
+                    p += 3;
+                    node = fr->node;
+                    listed = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+                    emitted = 0;
+                    comma = 0;
+                    strip = 0;
+                    continue;
+                }
+
                 ret = 0;
                 break;
             }
@@ -2214,6 +2233,34 @@ dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
     if (!m->skip && m->os == NULL) {
         m->os = q;
     }
+}
+
+
+/*
+ * "},{" between two objects of an array walked normally (not element by
+ * element), at m->depth, q after the '}': the steps of s_after, done, s_value, value and
+ * s_obj_first taken at once, when they do no more than close the object
+ * and open the next one in the same frame slot.  Returns 0 and changes
+ * nothing when the general way is needed.
+ */
+static inline __attribute__((always_inline)) int
+dg_mask_next_record(dg_mask_t *m, const uint8_t *q)
+{
+    if (m->depth < 2 || m->frames[m->depth - 2].type != '['
+        || m->skip || m->mask || m->hold
+        || ((m->flags & DG_MASK_UNLISTED_DROP)
+            && !(m->frames[m->depth - 2].flags & DG_FR_LISTED)))
+    {
+        return 0;
+    }
+
+    m->depth--;
+    dg_mask_value_done(m, q);
+    dg_mask_elem_start(m);
+    dg_mask_push(m, '{');
+    m->esc = 0;
+
+    return 1;
 }
 
 
@@ -2953,24 +3000,9 @@ member:
 
         if (r == 0) {
             if (end - p >= 4 && p[0] == '}' && p[1] == ',' && p[2] == '{'
-                && p[3] == '"' && m->depth >= 2
-                && m->frames[m->depth - 2].type == '['
-                && !m->skip && !m->mask && !m->hold
-                && !((m->flags & DG_MASK_UNLISTED_DROP)
-                     && !(m->frames[m->depth - 2].flags & DG_FR_LISTED)))
+                && p[3] == '"' && dg_mask_next_record(m, p + 1))
             {
-                /*
-                 * "},{" between two objects of an array walked normally
-                 * (not element by element): the steps of s_after, done,
-                 * s_value, value and s_obj_first, taken at once
-                 */
-                m->depth--;
-                p++;
-                dg_mask_value_done(m, p);
-                dg_mask_elem_start(m);
-                dg_mask_push(m, '{');
-                p += 2;
-                m->esc = 0;
+                p += 3;
                 m->hcomma = 0;
                 goto member;
             }
