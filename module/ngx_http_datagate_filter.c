@@ -9,12 +9,13 @@
  * headers are still ours.
  *
  * Body filter: feeds every input buffer (inflated first when the provider
- * compressed it) to dg_mask_feed(); what the masker emits is copied into
- * output buffers taken from a free chain and recycled with
- * ngx_chain_update_chains().  Input is taken in slices and held while too
- * many output buffers are busy, so memory stays bounded whatever the size
- * of the response.  A masker error once the headers are out cuts the
- * connection: the client never sees a complete document.
+ * compressed it) to dg_mask_feed_into(), which writes the masked bytes
+ * straight into output buffers lent to it (ngx_http_datagate_lend), taken
+ * from a free chain and recycled with ngx_chain_update_chains().  Input is
+ * taken in slices and held while too many output buffers are busy, so
+ * memory stays bounded whatever the size of the response.  A masker error
+ * once the headers are out cuts the connection: the client never sees a
+ * complete document.
  */
 
 
@@ -104,7 +105,8 @@ static ngx_int_t ngx_http_datagate_feed(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done);
 static ngx_int_t ngx_http_datagate_finish(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b);
-static int ngx_http_datagate_emit(void *data, const uint8_t *p, size_t n);
+static int ngx_http_datagate_lend(void *data, size_t used, size_t need,
+    uint8_t **buf, size_t *cap);
 static ngx_int_t ngx_http_datagate_out_special(
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *in);
 static ngx_int_t ngx_http_datagate_append_out(
@@ -1110,8 +1112,8 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
             n = NGX_HTTP_DATAGATE_SLICE;
         }
 
-        rc = dg_mask_feed(fctx->mask, b->pos, n, 0, ngx_http_datagate_emit,
-                          fctx);
+        rc = dg_mask_feed_into(fctx->mask, b->pos, n, 0,
+                               ngx_http_datagate_lend, fctx);
 
         b->pos += n;
         fctx->fed += n;
@@ -1192,8 +1194,8 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
     }
 
     if (n) {
-        rc = dg_mask_feed(fctx->mask, fctx->zbuf, n, 0,
-                          ngx_http_datagate_emit, fctx);
+        rc = dg_mask_feed_into(fctx->mask, fctx->zbuf, n, 0,
+                               ngx_http_datagate_lend, fctx);
 
         fctx->fed += n;
 
@@ -1242,8 +1244,8 @@ ngx_http_datagate_finish(ngx_http_request_t *r,
 
     if (fctx->fed > 0) {
         /* an empty body has nothing to leak and stays empty */
-        rc = dg_mask_feed(fctx->mask, NULL, 0, 1, ngx_http_datagate_emit,
-                          fctx);
+        rc = dg_mask_feed_into(fctx->mask, NULL, 0, 1,
+                               ngx_http_datagate_lend, fctx);
 
         if (rc != DG_MASK_OK) {
             ngx_http_datagate_fail(r, fctx, NULL, rc);
@@ -1257,66 +1259,91 @@ ngx_http_datagate_finish(ngx_http_request_t *r,
 }
 
 
+/*
+ * The masker writes into fctx->obuf, from obuf->last on: used bytes
+ * written there since the last call are the response's now.  need != 0:
+ * lend at least need bytes more, the rest of obuf when it has that much
+ * room, else a fresh buffer (obuf, full or nearly, goes to the output
+ * chain).  need 0: the feed is over, obuf is as the masker left it.
+ */
 static int
-ngx_http_datagate_emit(void *data, const uint8_t *p, size_t n)
+ngx_http_datagate_lend(void *data, size_t used, size_t need, uint8_t **buf,
+    size_t *cap)
 {
     ngx_http_datagate_filter_ctx_t *fctx = data;
 
-    size_t        k;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    while (n) {
+    b = fctx->obuf;
 
-        b = fctx->obuf;
-
-        if (b == NULL || b->last == b->end) {
-
-            if (b) {
-                if (ngx_http_datagate_append_out(fctx, b) != NGX_OK) {
-                    return -1;
-                }
-
-                fctx->obuf = NULL;
-            }
-
-            if (fctx->free) {
-                cl = fctx->free;
-                fctx->free = cl->next;
-                b = cl->buf;
-                ngx_free_chain(fctx->request->pool, cl);
-
-                b->pos = b->start;
-                b->last = b->start;
-                b->flush = 0;
-                b->last_buf = 0;
-                b->last_in_chain = 0;
-
-            } else {
-                b = ngx_create_temp_buf(fctx->request->pool,
-                                        NGX_HTTP_DATAGATE_OUT_SIZE);
-                if (b == NULL) {
-                    return -1;
-                }
-
-                b->tag = (ngx_buf_tag_t) &ngx_http_datagate_filter_module;
-                b->recycled = 1;
-                fctx->nbufs++;
-            }
-
-            fctx->obuf = b;
+    if (used) {
+        if (b == NULL || used > (size_t) (b->end - b->last)) {
+            /* not what was lent: cannot happen */
+            return -1;
         }
 
-        k = b->end - b->last;
-
-        if (k > n) {
-            k = n;
-        }
-
-        b->last = ngx_cpymem(b->last, p, k);
-        p += k;
-        n -= k;
+        b->last += used;
     }
+
+    if (need == 0) {
+        return 0;
+    }
+
+    if (need > NGX_HTTP_DATAGATE_OUT_SIZE) {
+        return -1;
+    }
+
+    if (b && (size_t) (b->end - b->last) >= need) {
+        *buf = b->last;
+        *cap = b->end - b->last;
+        return 0;
+    }
+
+    if (b) {
+        if (b->last > b->pos
+            && ngx_http_datagate_append_out(fctx, b) != NGX_OK)
+        {
+            return -1;
+        }
+
+        /* an empty obuf (a fresh buffer is never too small) is dropped */
+        fctx->obuf = NULL;
+    }
+
+    if (fctx->free) {
+        cl = fctx->free;
+        fctx->free = cl->next;
+        b = cl->buf;
+        ngx_free_chain(fctx->request->pool, cl);
+
+        b->pos = b->start;
+        b->last = b->start;
+        b->flush = 0;
+        b->last_buf = 0;
+        b->last_in_chain = 0;
+
+    } else {
+        b = ngx_create_temp_buf(fctx->request->pool,
+                                NGX_HTTP_DATAGATE_OUT_SIZE);
+        if (b == NULL) {
+            return -1;
+        }
+
+        b->tag = (ngx_buf_tag_t) &ngx_http_datagate_filter_module;
+        b->recycled = 1;
+        fctx->nbufs++;
+    }
+
+    if ((size_t) (b->end - b->last) < need) {
+        /* a buffer of another size in the free chain: cannot happen */
+        return -1;
+    }
+
+    fctx->obuf = b;
+
+    *buf = b->last;
+    *cap = b->end - b->last;
 
     return 0;
 }

@@ -3379,28 +3379,66 @@ done:
 }
 
 
+static int dg_mask_feed_span(dg_mask_t *m, const uint8_t *p, size_t n,
+    int last);
+
+
 int
 dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     dg_mask_emit_pt emit, void *ctx)
 {
+    if (m == NULL || m->rc != 0 || m->done) {
+        return DG_MASK_E_STATE;
+    }
+
+    /* the last feed left the output empty */
+    m->out.buf = m->wbuf;
+    m->out.cap = DG_MASK_WBUF;
+    m->out.len = 0;
+    m->out.emit = emit;
+    m->out.lend = NULL;
+    m->out.ctx = ctx;
+
+    return dg_mask_feed_span(m, p, n, last);
+}
+
+
+int
+dg_mask_feed_into(dg_mask_t *m, const uint8_t *p, size_t n, int last,
+    dg_mask_lend_pt lend, void *ctx)
+{
+    if (m == NULL || m->rc != 0 || m->done) {
+        return DG_MASK_E_STATE;
+    }
+
+    if (lend == NULL) {
+        m->rc = DG_MASK_E_EMIT;
+        return DG_MASK_E_EMIT;
+    }
+
+    /* nothing lent yet: the first write asks for memory */
+    m->out.buf = m->wbuf;
+    m->out.cap = 0;
+    m->out.len = 0;
+    m->out.emit = NULL;
+    m->out.lend = lend;
+    m->out.ctx = ctx;
+
+    return dg_mask_feed_span(m, p, n, last);
+}
+
+
+static int
+dg_mask_feed_span(dg_mask_t *m, const uint8_t *p, size_t n, int last)
+{
     const uint8_t  *end;
     int             rc;
-
-    if (m == NULL) {
-        return DG_MASK_E_STATE;
-    }
-
-    if (m->rc != 0 || m->done) {
-        return DG_MASK_E_STATE;
-    }
 
     if (p == NULL) {
         n = 0;
         p = (const uint8_t *) "";
     }
 
-    m->out.emit = emit;
-    m->out.ctx = ctx;
     m->stats.bytes_in += n;
 
     end = p + n;

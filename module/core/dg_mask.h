@@ -113,6 +113,22 @@ typedef int (*dg_mask_emit_pt)(void *ctx, const uint8_t *p, size_t n);
 
 
 /*
+ * Direct output (dg_mask_feed_into): the owner lends the masker the memory
+ * it writes to, so no output byte is copied twice.  lend(ctx, used, need,
+ * &buf, &cap): the masker wrote used bytes at the start of the memory lent
+ * last (0: none, or nothing written); those bytes are the owner's now and
+ * that memory is no longer the masker's.  need 0: the feed is over, lend
+ * nothing.  Otherwise lend *buf with *cap >= need bytes (need is at most
+ * DG_MASK_LEND_NEED); the masker writes there until the next call.
+ * Return 0 on success, non-zero aborts the stream (DG_MASK_E_EMIT).
+ */
+typedef int (*dg_mask_lend_pt)(void *ctx, size_t used, size_t need,
+    uint8_t **buf, size_t *cap);
+
+#define DG_MASK_LEND_NEED       4096
+
+
+/*
  * Compile a rule set.  Returns NULL and fills err on a bad selector.
  * The rule set copies what it needs; fields may be freed afterwards.
  */
@@ -134,6 +150,17 @@ dg_mask_t *dg_mask_init(void *mem, const dg_mask_conf_t *conf);
  */
 int dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     dg_mask_emit_pt emit, void *ctx);
+
+/*
+ * dg_mask_feed writing into memory lent by lend (see dg_mask_lend_pt);
+ * every output byte is handed over by a call of lend: at the end of a
+ * feed, what was written since the last call goes with need 0 (no call
+ * when nothing was), so between feeds the masker holds none of the
+ * owner's memory.  After an error, what was written since the last call
+ * is not handed over.  Feeds with emit and with lend may alternate.
+ */
+int dg_mask_feed_into(dg_mask_t *m, const uint8_t *p, size_t n, int last,
+    dg_mask_lend_pt lend, void *ctx);
 
 const dg_mask_stats_t *dg_mask_stats(const dg_mask_t *m);
 const char *dg_mask_strerror(int rc);

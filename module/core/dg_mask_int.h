@@ -12,20 +12,25 @@
 
 /*
  * Output sink.  With emit set it is a coalescing write buffer that hands
- * full buffers (and long runs, by reference) to emit; without emit it is a
- * fixed buffer (dg_mask_value) and overflowing it is DG_MASK_E_TOOBIG.
+ * full buffers (and long runs, by reference) to emit; with lend set, buf
+ * is memory lent by the owner (cap 0: none lent yet), handed back full and
+ * exchanged for more (dg_mask_out_lend); with neither it is a fixed buffer
+ * (dg_mask_value) and overflowing it is DG_MASK_E_TOOBIG.  Nothing may
+ * keep a pointer into buf across a flush.
  */
 typedef struct {
     uint8_t                    *buf;
     size_t                      len;
     size_t                      cap;
     dg_mask_emit_pt             emit;
+    dg_mask_lend_pt             lend;
     void                       *ctx;
     uint64_t                   *bytes_out;
 } dg_mask_out_t;
 
 
 int dg_mask_out_flush(dg_mask_out_t *o);
+int dg_mask_out_lend(dg_mask_out_t *o, size_t need);
 int dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n);
 
 

@@ -53,6 +53,10 @@ static const char  *dg_mask_names[DG_MASK_METHOD_MAX] = {
 int
 dg_mask_out_flush(dg_mask_out_t *o)
 {
+    if (o->lend) {
+        return dg_mask_out_lend(o, 0);
+    }
+
     if (o->len == 0 || o->emit == NULL) {
         return 0;
     }
@@ -70,10 +74,88 @@ dg_mask_out_flush(dg_mask_out_t *o)
 }
 
 
+/*
+ * Lent memory: hand the bytes written back to the owner and, need != 0,
+ * take at least need bytes more; need 0: hold none of the owner's memory
+ * (buf keeps a non-NULL value, cap 0: nothing is written there).
+ */
+int
+dg_mask_out_lend(dg_mask_out_t *o, size_t need)
+{
+    uint8_t  *buf;
+    size_t    cap, used;
+
+    used = o->len;
+
+    if (need == 0 && used == 0) {
+        /* nothing written: the owner's view of its memory is current */
+        o->cap = 0;
+        return 0;
+    }
+
+    buf = NULL;
+    cap = 0;
+
+    if (o->lend(o->ctx, used, need, &buf, &cap) != 0) {
+        o->cap = 0;
+        o->len = 0;
+        return DG_MASK_E_EMIT;
+    }
+
+    if (o->bytes_out) {
+        *o->bytes_out += used;
+    }
+
+    o->len = 0;
+
+    if (need == 0) {
+        o->cap = 0;
+        return 0;
+    }
+
+    if (buf == NULL || cap < need) {
+        o->cap = 0;
+        return DG_MASK_E_EMIT;
+    }
+
+    o->buf = buf;
+    o->cap = cap;
+
+    return 0;
+}
+
+
 int
 dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n)
 {
     size_t  k;
+
+    if (o->lend) {
+        /* fill the memory lent, take more: every byte is copied once */
+        for ( ;; ) {
+            k = o->cap - o->len;
+
+            if (k > n) {
+                k = n;
+            }
+
+            if (k) {
+                memcpy(o->buf + o->len, p, k);
+                o->len += k;
+                p += k;
+                n -= k;
+            }
+
+            if (n == 0) {
+                return 0;
+            }
+
+            /* any room will do: the owner packs its buffers full */
+            if (dg_mask_out_lend(o, 1) != 0) {
+                return DG_MASK_E_EMIT;
+            }
+        }
+    }
 
     if (o->emit == NULL) {
         return DG_MASK_E_TOOBIG;
@@ -1087,11 +1169,21 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 
     need = len + 32;
     if (need > o->cap - o->len) {
-        if (o->emit == NULL || need > o->cap) {
-            return 1;
-        }
-        if (dg_mask_out_flush(o) != 0) {
-            return DG_MASK_E_EMIT;
+        if (o->lend) {
+            if (need > DG_MASK_LEND_NEED) {
+                return 1;
+            }
+            if (dg_mask_out_lend(o, need) != 0) {
+                return DG_MASK_E_EMIT;
+            }
+
+        } else {
+            if (o->emit == NULL || need > o->cap) {
+                return 1;
+            }
+            if (dg_mask_out_flush(o) != 0) {
+                return DG_MASK_E_EMIT;
+            }
         }
     }
 

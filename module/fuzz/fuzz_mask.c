@@ -353,6 +353,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cuts[nc++] = i;
         }
     }
+    /* the split run writes into memory lent in small or large pieces */
+    o2.lend = (h & 0x100) ? 1 + (h >> 9) % 64 : 1 + (h >> 9) % 20000;
+    o2.seed = h;
     rc2 = tm_feed(mem, &conf, doc, n, cuts, nc, &o2, NULL);
 
     if (rc1 != rc2) {

@@ -715,6 +715,10 @@ run_case(const tcase_t *tc)
         size_t  nc;
 
         memset(&out, 0, sizeof(out));
+        /* every other split into memory lent in pieces of 1 to 40
+         * bytes (dg_mask_feed_into) */
+        out.lend = (cut & 1) ? 40 : 0;
+        out.seed = (uint32_t) cut;
         nc = 0;
         if (cut <= n) {
             cuts[nc++] = cut;
@@ -921,6 +925,43 @@ test_state(void)
                         &out), DG_MASK_E_EMIT, "emit failure");
     free(out.p);
 
+    /* memory lent: a failing lend fails the stream, a NULL one too */
+    memset(&out, 0, sizeof(out));
+    out.lend = 16;
+    out.fail_after = 1;
+    m = dg_mask_init(mem, &conf);
+    is_int(dg_mask_feed_into(m, (const uint8_t *) "{\"a\":1}", 7, 1,
+                             tm_lend, &out), DG_MASK_E_EMIT, "lend failure");
+    is_int(dg_mask_feed_into(m, (const uint8_t *) " ", 1, 1, tm_lend, &out),
+           DG_MASK_E_STATE, "refused after a lend failure");
+    free(out.chunk);
+    free(out.p);
+
+    m = dg_mask_init(mem, &conf);
+    is_int(dg_mask_feed_into(m, (const uint8_t *) "{}", 2, 1, NULL, NULL),
+           DG_MASK_E_EMIT, "lend NULL refused");
+
+    /* emit and lend in turns on one stream */
+    memset(&out, 0, sizeof(out));
+    out.lend = 3;
+    m = dg_mask_init(mem, &conf);
+    is_int(dg_mask_feed(m, (const uint8_t *) "{\"a\":\"xy", 8, 0, tm_emit,
+                        &out), 0, "emit, then");
+    is_int(dg_mask_feed_into(m, (const uint8_t *) "z\",\"b\":\"q", 9, 0,
+                             tm_lend, &out), 0, "lend, then");
+    free(out.chunk);
+    out.chunk = NULL;
+    out.coff = 0;
+    out.ccap = 0;
+    is_int(dg_mask_feed(m, (const uint8_t *) "\",\"c\":3}", 8, 1, tm_emit,
+                        &out), 0, "emit again");
+    is_str(out.p ? (char *) out.p : "", "{\"a\":\"***\",\"b\":\"q\",\"c\":3}",
+           "emit and lend in turns: one output");
+    is_int(dg_mask_stats(m)->bytes_out, out.len,
+           "emit and lend in turns: bytes_out");
+    is_int(out.bad, 0, "lend contract kept");
+    free(out.p);
+
     free(mem);
     dg_mask_rules_free(r);
 }
@@ -1021,10 +1062,11 @@ test_large(void)
     for (i = 0; i < n && nc < 20000; i += 1 + rand() % 700) {
         cuts[nc++] = i;
     }
+    o2.lend = 20000;
     rc2 = tm_feed(mem, &conf, (uint8_t *) doc, n, cuts, nc, &o2, NULL);
 
     is_int(rc1, 0, "large doc whole");
-    is_int(rc2, 0, "large doc in random spans");
+    is_int(rc2, 0, "large doc in random spans, into memory lent");
     ok(o1.len == o2.len && memcmp(o1.p, o2.p, o1.len) == 0,
        "large doc: same output");
     ok(tm_json_valid(o1.p, o1.len), "large doc: valid JSON");

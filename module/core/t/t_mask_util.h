@@ -18,20 +18,22 @@ typedef struct {
     size_t      cap;
     int         fail_after;     /* > 0: emit fails on that call */
     int         calls;
+    size_t      lend;           /* > 0: tm_feed lends memory in pieces
+                                   of 1 to lend bytes (at least need) */
+    uint8_t    *chunk;          /* memory lent, its own allocation so
+                                   that a write past it is seen */
+    size_t      coff;           /* handed back of chunk */
+    size_t      ccap;
+    uint32_t    seed;
+    int         bad;            /* the masker broke the lend contract */
 } tm_buf_t;
 
 
 static int
-tm_emit(void *ctx, const uint8_t *p, size_t n)
+tm_append(tm_buf_t *b, const uint8_t *p, size_t n)
 {
-    tm_buf_t  *b = ctx;
     uint8_t   *np;
     size_t     nc;
-
-    b->calls++;
-    if (b->fail_after > 0 && b->calls >= b->fail_after) {
-        return -1;
-    }
 
     if (n == 0) {
         return 0;
@@ -53,6 +55,81 @@ tm_emit(void *ctx, const uint8_t *p, size_t n)
     memcpy(b->p + b->len, p, n);
     b->len += n;
     b->p[b->len] = '\0';
+    return 0;
+}
+
+
+static int
+tm_emit(void *ctx, const uint8_t *p, size_t n)
+{
+    tm_buf_t  *b = ctx;
+
+    b->calls++;
+    if (b->fail_after > 0 && b->calls >= b->fail_after) {
+        return -1;
+    }
+
+    return tm_append(b, p, n);
+}
+
+
+/* dg_mask_lend_pt: the rest of the chunk when it is large enough (half
+ * the time), else a fresh chunk of a pseudo-random size */
+static int
+tm_lend(void *ctx, size_t used, size_t need, uint8_t **buf, size_t *cap)
+{
+    tm_buf_t  *b = ctx;
+    size_t     size;
+
+    b->calls++;
+    if (b->fail_after > 0 && b->calls >= b->fail_after) {
+        return -1;
+    }
+
+    if (used) {
+        if (b->chunk == NULL || used > b->ccap - b->coff) {
+            b->bad++;
+            return -1;
+        }
+        if (tm_append(b, b->chunk + b->coff, used) != 0) {
+            return -1;
+        }
+        b->coff += used;
+    }
+
+    if (need == 0) {
+        return 0;
+    }
+
+    if (need > DG_MASK_LEND_NEED) {
+        b->bad++;
+        return -1;
+    }
+
+    b->seed = b->seed * 1103515245u + 12345u;
+
+    if (b->chunk && b->ccap - b->coff >= need && (b->seed & 0x10000)) {
+        *buf = b->chunk + b->coff;
+        *cap = b->ccap - b->coff;
+        return 0;
+    }
+
+    free(b->chunk);
+
+    size = 1 + (b->seed >> 17) % b->lend;
+    if (size < need) {
+        size = need;
+    }
+
+    b->chunk = malloc(size);
+    if (b->chunk == NULL) {
+        return -1;
+    }
+    b->coff = 0;
+    b->ccap = size;
+
+    *buf = b->chunk;
+    *cap = size;
     return 0;
 }
 
@@ -281,7 +358,8 @@ tm_json_valid(const uint8_t *p, size_t n)
 /*
  * Feed doc in pieces: split at cut (two spans) when cut <= n, or one byte
  * at a time when cut == (size_t) -1, or at the offsets in cuts[] (ncuts).
- * Returns the first error or DG_MASK_OK; output in out.
+ * Returns the first error or DG_MASK_OK; output in out (written into
+ * memory lent by tm_lend when out->lend, by tm_emit otherwise).
  */
 static int
 tm_feed(void *mem, const dg_mask_conf_t *conf, const uint8_t *doc, size_t n,
@@ -307,12 +385,29 @@ tm_feed(void *mem, const dg_mask_conf_t *conf, const uint8_t *doc, size_t n,
         if (to > n) {
             to = n;
         }
-        rc = dg_mask_feed(m, doc + from, to - from, i == ncuts, tm_emit,
-                          out);
+        if (out->lend) {
+            rc = dg_mask_feed_into(m, doc + from, to - from, i == ncuts,
+                                   tm_lend, out);
+
+            /* between feeds the masker holds none of the memory lent: a
+             * write there is a use after free */
+            free(out->chunk);
+            out->chunk = NULL;
+            out->coff = 0;
+            out->ccap = 0;
+
+        } else {
+            rc = dg_mask_feed(m, doc + from, to - from, i == ncuts,
+                              tm_emit, out);
+        }
         if (rc != DG_MASK_OK) {
             break;
         }
         from = to;
+    }
+
+    if (out->bad && rc == DG_MASK_OK) {
+        rc = -101;
     }
 
     if (st) {
