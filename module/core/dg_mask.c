@@ -1882,12 +1882,15 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             if (act->method != DG_MASK_CLEAR) {
                 rc = dg_mask_flush_os(m, q);
                 if (rc == 0) {
+                    /* the value and at least one byte after it are in
+                     * the span: it may be read in blocks up to end */
                     if (*q == '"') {
-                        rc = dg_mask_apply(&m->out, act, q + 1, v - q - 2,
-                                           m->hash_key, m->hash_key_len, 1);
+                        rc = dg_mask_apply_span(&m->out, act, q + 1,
+                                                v - q - 2, end, m->hash_key,
+                                                m->hash_key_len);
                     } else {
-                        rc = dg_mask_apply(&m->out, act, q, v - q,
-                                           m->hash_key, m->hash_key_len, 1);
+                        rc = dg_mask_apply_span(&m->out, act, q, v - q, end,
+                                                m->hash_key, m->hash_key_len);
                     }
                 }
                 m->os = v;

@@ -57,6 +57,41 @@ int dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     int quoted);
 
 /*
+ * dg_mask_apply(o, spec, v, len, key, keylen, 1) for a value whose input
+ * may be read up to end (end >= v + len: a stream's span, in which the
+ * closing quote and the byte after the value lie), so that it is loaded
+ * in whole vector blocks, without copying its tail.  Same output, errors
+ * and counters.  dg_mask_span_fn[method]: the common methods on values
+ * without escapes; returns 0, an error, or 1: not taken (NULL: none).
+ */
+typedef int (*dg_mask_span_pt)(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end);
+
+extern dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX];
+
+
+static inline int
+dg_mask_apply_span(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end, const uint8_t *key,
+    size_t keylen)
+{
+    dg_mask_span_pt  fn;
+    int              rc;
+
+    if (spec->method < DG_MASK_METHOD_MAX) {
+        fn = dg_mask_span_fn[spec->method];
+        if (fn != NULL) {
+            rc = fn(o, spec, v, len, end);
+            if (rc != 1) {
+                return rc;
+            }
+        }
+    }
+
+    return dg_mask_apply(o, spec, v, len, key, keylen, 1);
+}
+
+/*
  * Tests: scan a value as the masking methods do, with the scalar scanner
  * (simd 0) or the one the CPU allows (simd 1, whatever the length).
  * Returns 0 and the code points, byte classes (1: a byte to escape,

@@ -12,6 +12,10 @@
  * values of 32 bytes and more, in 8-byte words below that), and the
  * keep-like methods, address, bank_card and email then write an
  * escape-free value straight into the output buffer (dg_mask_apply_fast).
+ * A value in a stream's input span, which may be read past its end, goes
+ * first to dg_mask_span_fn (AVX2): one function per method, whole-block
+ * loads without a tail copy, Chinese text validated by a shorter check
+ * than the general one, the result written with 32-byte stores.
  */
 
 #include <stdlib.h>
@@ -393,8 +397,8 @@ dg_mask_vscan_scalar(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
  * continuation bytes in a row", which is an error exactly when the byte
  * is not the 3rd or 4th of a sequence that a lead byte 2 or 3 back
  * announced.  A sequence cut by the end of the value is caught by the
- * zero padding of the last block or, when the value fills its last block,
- * by the check after the loop.
+ * padding of the last block or, when the value fills its last block, by
+ * the check after the loop.
  */
 
 #define DG_U8_TOO_SHORT    0x01     /* lead or ASCII, then lead or ASCII */
@@ -409,76 +413,261 @@ dg_mask_vscan_scalar(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
 #define DG_U8_CARRY        (DG_U8_TOO_SHORT | DG_U8_TOO_LONG               \
                             | DG_U8_TWO_CONTS)
 
-__attribute__((target("avx2,popcnt")))
-static int
-dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
-{
-    __m256i    t1h, t1l, t2h, tmax, nib, in, prev, pp, p1, p2, p3, sc, must,
-               err, hi, x;
-    uint8_t    tail[32];
-    uint64_t   lead;
-    size_t     i, k, n;
-    unsigned   valid, esc, m;
+/* constants of the vector code: loaded, not built (a set1 is built in
+ * three instructions); filled by dg_mask_simd_init() before any use */
+enum {
+    DG_K_IDX = 0,               /* 0, 1, ... 31 */
+    DG_K_SP,                    /* ' ' */
+    DG_K_STAR,                  /* '*' */
+    DG_K_BF,                    /* 0xbf: signed, above it a byte starts a
+                                   code point */
+    DG_K_NIB,                   /* 0x0f */
+    DG_K_E0,                    /* 0xe0 - 0x80 */
+    DG_K_F0,                    /* 0xf0 - 0x80 */
+    DG_K_80,                    /* 0x80 */
+    DG_K_TMAX,                  /* 0xff..., 0xef, 0xdf, 0xbf: see
+                                   dg_mask_u8_cut_avx2() */
+    DG_K_ESC_HI,                /* see dg_mask_esc_avx2() */
+    DG_K_ESC_LO,
+    DG_K_T1H,                   /* see dg_mask_u8_err_avx2() */
+    DG_K_T1L,
+    DG_K_T2H,
+    DG_K_9F,                    /* see dg_mask_u8_cjk_avx2() */
+    DG_K_M113,
+    DG_K_ED,
+    DG_K_C0,
+    DG_K_MAX
+};
 
-    /* previous byte, high nibble */
-    t1h = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+static uint8_t  dg_mask_k32[DG_K_MAX][32] __attribute__((aligned(32)));
+
+#define DG_K(i)  _mm256_load_si256((const __m256i *) dg_mask_k32[i])
+
+
+static void
+dg_mask_k32_init(void)
+{
+    /* the previous byte by its high nibble */
+    static const uint8_t  t1h[16] = {
         DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG,
         DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG,
-        (char) DG_U8_TWO_CONTS, (char) DG_U8_TWO_CONTS,
-        (char) DG_U8_TWO_CONTS, (char) DG_U8_TWO_CONTS,
+        DG_U8_TWO_CONTS, DG_U8_TWO_CONTS, DG_U8_TWO_CONTS, DG_U8_TWO_CONTS,
         DG_U8_TOO_SHORT | DG_U8_OVERLONG_2,
         DG_U8_TOO_SHORT,
         DG_U8_TOO_SHORT | DG_U8_OVERLONG_3 | DG_U8_SURROGATE,
         DG_U8_TOO_SHORT | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
-        | DG_U8_OVERLONG_4));
+            | DG_U8_OVERLONG_4
+    };
 
-    /* previous byte, low nibble */
-    t1l = _mm256_broadcastsi128_si256(_mm_setr_epi8(
-        (char) (DG_U8_CARRY | DG_U8_OVERLONG_3 | DG_U8_OVERLONG_2
-                | DG_U8_OVERLONG_4),
-        (char) (DG_U8_CARRY | DG_U8_OVERLONG_2),
-        (char) DG_U8_CARRY,
-        (char) DG_U8_CARRY,
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
-                | DG_U8_SURROGATE),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80),
-        (char) (DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80)));
+    /* the previous byte by its low nibble */
+    static const uint8_t  t1l[16] = {
+        DG_U8_CARRY | DG_U8_OVERLONG_3 | DG_U8_OVERLONG_2 | DG_U8_OVERLONG_4,
+        DG_U8_CARRY | DG_U8_OVERLONG_2,
+        DG_U8_CARRY,
+        DG_U8_CARRY,
+        DG_U8_CARRY | DG_U8_TOO_LARGE,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80 | DG_U8_SURROGATE,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
+        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
+    };
 
-    /* this byte, high nibble */
-    t2h = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+    /* this byte by its high nibble */
+    static const uint8_t  t2h[16] = {
         DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT,
         DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT,
-        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-                | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE_80 | DG_U8_OVERLONG_4),
-        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-                | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE),
-        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-                | DG_U8_SURROGATE | DG_U8_TOO_LARGE),
-        (char) (DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-                | DG_U8_SURROGATE | DG_U8_TOO_LARGE),
-        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT));
+        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+            | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE_80 | DG_U8_OVERLONG_4,
+        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+            | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE,
+        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+            | DG_U8_SURROGATE | DG_U8_TOO_LARGE,
+        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
+            | DG_U8_SURROGATE | DG_U8_TOO_LARGE,
+        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT
+    };
 
-    /* above these, a byte in the last 3 of a block starts a sequence that
-     * needs more bytes than the block has left */
-    tmax = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                            -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                            -1, -1, -1, -1, -1, (char) (0xf0 - 1),
-                            (char) (0xe0 - 1), (char) (0xc0 - 1));
-    nib = _mm256_set1_epi8(0x0f);
+    /* the escapes (dg_mask_esc_avx2): by the high nibble 0-1 (controls)
+     * 1, 2 ('"') 2, 5 ('\\') 4, 7 (0x7f) 8; by the low one 1 always,
+     * and 2 2, 0xc 4, 0xf 8 */
+    static const uint8_t  esc_hi[16] = { 1, 1, 2, 0, 0, 4, 0, 8 };
+    static const uint8_t  esc_lo[16] = { 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         5, 1, 1, 9 };
+
+    /* the byte every other one repeats */
+    static const uint8_t  fill[DG_K_MAX] = {
+        [DG_K_SP] = ' ', [DG_K_STAR] = '*', [DG_K_BF] = 0xbf,
+        [DG_K_NIB] = 0x0f, [DG_K_E0] = 0xe0 - 0x80, [DG_K_F0] = 0xf0 - 0x80,
+        [DG_K_80] = 0x80, [DG_K_TMAX] = 0xff, [DG_K_9F] = 0x9f,
+        [DG_K_M113] = (uint8_t) -113, [DG_K_ED] = 0xed, [DG_K_C0] = 0xc0
+    };
+    unsigned              i;
+
+    for (i = 0; i < DG_K_MAX; i++) {
+        memset(dg_mask_k32[i], fill[i], 32);
+    }
+
+    for (i = 0; i < 32; i++) {
+        dg_mask_k32[DG_K_IDX][i] = (uint8_t) i;
+    }
+
+    dg_mask_k32[DG_K_TMAX][29] = 0xf0 - 1;
+    dg_mask_k32[DG_K_TMAX][30] = 0xe0 - 1;
+    dg_mask_k32[DG_K_TMAX][31] = 0xc0 - 1;
+
+    /* the tables, in both lanes (pshufb looks up within a lane) */
+    for (i = 0; i < 32; i += 16) {
+        memcpy(dg_mask_k32[DG_K_T1H] + i, t1h, 16);
+        memcpy(dg_mask_k32[DG_K_T1L] + i, t1l, 16);
+        memcpy(dg_mask_k32[DG_K_T2H] + i, t2h, 16);
+        memcpy(dg_mask_k32[DG_K_ESC_HI] + i, esc_hi, 16);
+        memcpy(dg_mask_k32[DG_K_ESC_LO] + i, esc_lo, 16);
+    }
+}
+
+
+/* the Keiser-Lemire errors of block in after block prev (0: none) */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+dg_mask_u8_err_avx2(__m256i in, __m256i prev)
+{
+    __m256i  t1h, t1l, t2h, nib, pp, p1, p2, p3, sc, must;
+
+    t1h = DG_K(DG_K_T1H);
+    t1l = DG_K(DG_K_T1L);
+    t2h = DG_K(DG_K_T2H);
+    nib = DG_K(DG_K_NIB);
+
+    /* the 16 bytes before each lane: prev's high lane, in's low one */
+    pp = _mm256_permute2x128_si256(prev, in, 0x21);
+    p1 = _mm256_alignr_epi8(in, pp, 15);
+    sc = _mm256_and_si256(
+             _mm256_and_si256(
+                 _mm256_shuffle_epi8(t1h, _mm256_and_si256(
+                                      _mm256_srli_epi16(p1, 4), nib)),
+                 _mm256_shuffle_epi8(t1l, _mm256_and_si256(p1, nib))),
+             _mm256_shuffle_epi8(t2h, _mm256_and_si256(
+                                  _mm256_srli_epi16(in, 4), nib)));
+
+    /* 3rd byte of a 3- or 4-byte sequence, 4th of a 4-byte one */
+    p2 = _mm256_alignr_epi8(in, pp, 14);
+    p3 = _mm256_alignr_epi8(in, pp, 13);
+    must = _mm256_or_si256(
+               _mm256_subs_epu8(p2, DG_K(DG_K_E0)),
+               _mm256_subs_epu8(p3, DG_K(DG_K_F0)));
+    must = _mm256_and_si256(must, DG_K(DG_K_80));
+
+    return _mm256_xor_si256(must, sc);
+}
+
+
+/*
+ * Strict UTF-8 of the common kind, in fewer instructions than the above:
+ * each byte ASCII, a continuation, or a lead E1..EF other than ED, which
+ * announces two continuations and cannot start an overlong form, a
+ * surrogate or anything above U+FFFF; and the continuations exactly where
+ * the leads announce them.  *lead: the leads of the block before (in) and
+ * of this one (out).  Returns non-zero in the bytes where that fails
+ * (Chinese text passes; other text, valid or not, is left to the full
+ * check).  A lead in the last 2 bytes of the last block is checked by the
+ * caller (dg_mask_u8_cjk_cut()).
+ */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+dg_mask_u8_cjk_avx2(__m256i in, __m256i *lead)
+{
+    __m256i  l, c, pp, e;
+
+    /* E1..EF: in + 0x9f is 0x80..0x8e, below -113 as signed */
+    l = _mm256_andnot_si256(_mm256_cmpeq_epi8(in, DG_K(DG_K_ED)),
+                            _mm256_cmpgt_epi8(DG_K(DG_K_M113),
+                                _mm256_add_epi8(in, DG_K(DG_K_9F))));
+    /* 80..BF: below -64 as signed */
+    c = _mm256_cmpgt_epi8(DG_K(DG_K_C0), in);
+
+    /* the continuations the leads announce: 1 and 2 bytes on */
+    pp = _mm256_permute2x128_si256(*lead, l, 0x21);
+    e = _mm256_or_si256(_mm256_alignr_epi8(l, pp, 15),
+                        _mm256_alignr_epi8(l, pp, 14));
+    *lead = l;
+
+    /* continuations not announced or missing; a non-ASCII byte that is
+     * neither */
+    return _mm256_or_si256(_mm256_xor_si256(c, e),
+                           _mm256_xor_si256(_mm256_or_si256(c, l),
+                               _mm256_cmpgt_epi8(_mm256_setzero_si256(),
+                                                 in)));
+}
+
+
+/* the leads of dg_mask_u8_cjk_avx2() in the last 2 bytes of a block */
+static inline __attribute__((always_inline, target("avx2"))) uint32_t
+dg_mask_u8_cjk_cut(__m256i lead)
+{
+    return (uint32_t) _mm256_movemask_epi8(lead) >> 30;
+}
+
+
+/* non-zero where a lead byte in the last 3 of a block announces more
+ * bytes than the block has left */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+dg_mask_u8_cut_avx2(__m256i in)
+{
+    return _mm256_subs_epu8(in, DG_K(DG_K_TMAX));
+}
+
+
+/* non-zero in each byte a JSON string must escape ('"', '\\', the
+ * controls) and in 0x7f: a table for the high nibble and one for the low
+ * one give the set of those bytes each could be; an escape when they
+ * share one.  A non-ASCII byte gets 0 from the low table (pshufb) */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+dg_mask_esc_avx2(__m256i in)
+{
+    return _mm256_and_si256(
+               _mm256_shuffle_epi8(DG_K(DG_K_ESC_HI),
+                   _mm256_and_si256(_mm256_srli_epi16(in, 4),
+                                    DG_K(DG_K_NIB))),
+               _mm256_shuffle_epi8(DG_K(DG_K_ESC_LO), in));
+}
+
+
+/* bytes 0..k-1 of a block (k <= 32) */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+dg_mask_first_avx2(size_t k)
+{
+    return _mm256_cmpgt_epi8(_mm256_set1_epi8((char) k), DG_K(DG_K_IDX));
+}
+
+
+/*
+ * avail: bytes readable from v (>= len).  A last block that is not full is
+ * loaded whole when avail allows it, copied otherwise; either way its
+ * bytes past the value become spaces, which are ASCII (a sequence cut
+ * before them is TOO_SHORT), need no escape and are kept out of the
+ * counts.
+ */
+__attribute__((target("avx2,popcnt")))
+static int
+dg_mask_vscan_avx2_avail(const uint8_t *v, size_t len, size_t avail,
+    dg_mask_vinfo_t *vi)
+{
+    __m256i    in, prev, err, hi, escv;
+    uint8_t    tail[32];
+    uint64_t   lead;
+    size_t     i, k, n;
+    unsigned   valid, m;
+
     prev = _mm256_setzero_si256();
     err = _mm256_setzero_si256();
     hi = _mm256_setzero_si256();
+    escv = _mm256_setzero_si256();
     lead = 0;
-    esc = 0;
     n = 0;
 
     for (i = 0; i < len; i += 32) {
@@ -489,36 +678,36 @@ dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
             valid = 0xffffffff;
 
         } else {
-            /* never read past the value: the last block is padded with
-             * NULs, which are ASCII (a sequence cut before them is
-             * TOO_SHORT) and are masked out of the classes and counts
-             * below; fixed-size copies, overlapping, not a memcpy call */
-            memset(tail, 0, sizeof(tail));
-            if (k >= 16) {
-                memcpy(tail, v + i, 16);
-                memcpy(tail + k - 16, v + i + k - 16, 16);
-            } else if (k >= 8) {
-                memcpy(tail, v + i, 8);
-                memcpy(tail + k - 8, v + i + k - 8, 8);
-            } else if (k >= 4) {
-                memcpy(tail, v + i, 4);
-                memcpy(tail + k - 4, v + i + k - 4, 4);
+            if (avail - i >= 32) {
+                in = _mm256_loadu_si256((const __m256i *) (v + i));
+
             } else {
-                tail[0] = v[i];
-                tail[k >> 1] = v[i + (k >> 1)];
-                tail[k - 1] = v[i + k - 1];
+                /* never read past what the caller allows: fixed-size
+                 * copies, overlapping, not a memcpy call */
+                memset(tail, ' ', sizeof(tail));
+                if (k >= 16) {
+                    memcpy(tail, v + i, 16);
+                    memcpy(tail + k - 16, v + i + k - 16, 16);
+                } else if (k >= 8) {
+                    memcpy(tail, v + i, 8);
+                    memcpy(tail + k - 8, v + i + k - 8, 8);
+                } else if (k >= 4) {
+                    memcpy(tail, v + i, 4);
+                    memcpy(tail + k - 4, v + i + k - 4, 4);
+                } else {
+                    tail[0] = v[i];
+                    tail[k >> 1] = v[i + (k >> 1)];
+                    tail[k - 1] = v[i + k - 1];
+                }
+                in = _mm256_loadu_si256((const __m256i *) tail);
             }
-            in = _mm256_loadu_si256((const __m256i *) tail);
+
+            in = _mm256_blendv_epi8(DG_K(DG_K_SP), in,
+                                    dg_mask_first_avx2(k));
             valid = (1u << k) - 1;
         }
 
-        x = _mm256_or_si256(
-                _mm256_or_si256(_mm256_cmpeq_epi8(in, _mm256_set1_epi8('"')),
-                             _mm256_cmpeq_epi8(in, _mm256_set1_epi8('\\'))),
-                _mm256_or_si256(_mm256_cmpeq_epi8(in, _mm256_set1_epi8(0x7f)),
-                             _mm256_cmpeq_epi8(_mm256_min_epu8(in,
-                                                _mm256_set1_epi8(0x1f)), in)));
-        esc |= (unsigned) _mm256_movemask_epi8(x) & valid;
+        escv = _mm256_or_si256(escv, dg_mask_esc_avx2(in));
 
         if (_mm256_movemask_epi8(in) == 0) {
             /* all ASCII: one code point per byte; the only error left is
@@ -527,7 +716,7 @@ dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
             if (i < 64) {
                 lead |= (uint64_t) valid << i;
             }
-            err = _mm256_or_si256(err, _mm256_subs_epu8(prev, tmax));
+            err = _mm256_or_si256(err, dg_mask_u8_cut_avx2(prev));
             prev = in;
             continue;
         }
@@ -536,51 +725,38 @@ dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
 
         /* bytes that start a code point: all but 0x80..0xbf */
         m = (unsigned) _mm256_movemask_epi8(_mm256_cmpgt_epi8(in,
-                                             _mm256_set1_epi8(-65))) & valid;
+                                             DG_K(DG_K_BF))) & valid;
         n += (size_t) __builtin_popcount(m);
         if (i < 64) {
             lead |= (uint64_t) m << i;
         }
 
-        /* the 16 bytes before each lane: prev's high lane, in's low one */
-        pp = _mm256_permute2x128_si256(prev, in, 0x21);
-        p1 = _mm256_alignr_epi8(in, pp, 15);
-        sc = _mm256_and_si256(
-                 _mm256_and_si256(
-                     _mm256_shuffle_epi8(t1h, _mm256_and_si256(
-                                          _mm256_srli_epi16(p1, 4), nib)),
-                     _mm256_shuffle_epi8(t1l, _mm256_and_si256(p1, nib))),
-                 _mm256_shuffle_epi8(t2h, _mm256_and_si256(
-                                      _mm256_srli_epi16(in, 4), nib)));
-
-        /* 3rd byte of a 3- or 4-byte sequence, 4th of a 4-byte one */
-        p2 = _mm256_alignr_epi8(in, pp, 14);
-        p3 = _mm256_alignr_epi8(in, pp, 13);
-        must = _mm256_or_si256(_mm256_subs_epu8(p2, _mm256_set1_epi8(0xe0 - 0x80)),
-                            _mm256_subs_epu8(p3,
-                                _mm256_set1_epi8((char) (0xf0 - 0x80))));
-        must = _mm256_and_si256(must, _mm256_set1_epi8((char) 0x80));
-
-        err = _mm256_or_si256(err, _mm256_xor_si256(must, sc));
+        err = _mm256_or_si256(err, dg_mask_u8_err_avx2(in, prev));
         prev = in;
     }
 
     /* the value fills its last block: a lead byte in the last 3 bytes
      * announcing more than is left */
-    err = _mm256_or_si256(err, _mm256_subs_epu8(prev, tmax));
+    err = _mm256_or_si256(err, dg_mask_u8_cut_avx2(prev));
 
-    if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(err, _mm256_setzero_si256()))
-        != -1)
-    {
+    if (!_mm256_testz_si256(err, err)) {
         return -1;
     }
 
     vi->n = n;
     vi->lead = lead;
-    vi->cls = (esc ? DG_VS_ESC : 0)
+    vi->cls = (!_mm256_testz_si256(escv, escv) ? DG_VS_ESC : 0)
               | (_mm256_movemask_epi8(hi) ? DG_VS_HIGH : 0);
 
     return 0;
+}
+
+
+__attribute__((target("avx2,popcnt")))
+static int
+dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+{
+    return dg_mask_vscan_avx2_avail(v, len, len, vi);
 }
 
 #endif
@@ -606,14 +782,21 @@ dg_mask_vscan(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
 }
 
 
-/* the first call picks the implementation by CPU (DG_MASK_NOSIMD=1 forces
- * the scalar one, as for the string scanner in dg_mask.c) */
-static int
-dg_mask_vscan_resolve(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+#if (DG_MASK_X86)
+static void dg_mask_span_init(void);
+#endif
+
+
+/* the first call of either picks the implementations of the value scanner
+ * and of dg_mask_apply_span by CPU (DG_MASK_NOSIMD=1 forces the scalar
+ * ones, as for the string scanner in dg_mask.c) */
+static void
+dg_mask_simd_init(void)
 {
     const char  *e;
 
     dg_mask_vscan_long = dg_mask_vscan_scalar;
+    memset(dg_mask_span_fn, 0, sizeof(dg_mask_span_fn));
 
 #if (DG_MASK_X86)
     e = getenv("DG_MASK_NOSIMD");
@@ -622,12 +805,24 @@ dg_mask_vscan_resolve(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
         if (__builtin_cpu_supports("avx2")
             && __builtin_cpu_supports("popcnt"))
         {
+            dg_mask_k32_init();
             dg_mask_vscan_long = dg_mask_vscan_avx2;
+
+            if (__builtin_cpu_supports("bmi")) {
+                dg_mask_span_init();
+            }
         }
     }
 #else
     (void) e;
 #endif
+}
+
+
+static int
+dg_mask_vscan_resolve(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+{
+    dg_mask_simd_init();
 
     return dg_mask_vscan_long(v, len, vi);
 }
@@ -1417,6 +1612,510 @@ dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
     }
 
     return (int) o.len;
+}
+
+
+/*
+ * dg_mask_span_fn: dg_mask_apply(..., 1) of a value in a stream's input
+ * span, readable up to end.  With AVX2 a value of up to 96 bytes is
+ * loaded in whole blocks (the bytes after it are replaced, never used)
+ * and a longer one is scanned without copying its last block; the masked
+ * value is written with 32-byte stores into the room asked for
+ * (len + 64).  The keep-like methods, address and bank_card, on a value
+ * that needs no escaping, are done as dg_mask_apply_fast() does them;
+ * everything else is left to dg_mask_apply() (1).  Without AVX2 (or with
+ * DG_MASK_NOSIMD=1) the table is emptied at the first call.
+ */
+
+static int dg_mask_span_resolve(dg_mask_out_t *o,
+    const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
+    const uint8_t *end);
+
+dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX] = {
+    [DG_MASK_ID_CARD] = dg_mask_span_resolve,
+    [DG_MASK_PHONE] = dg_mask_span_resolve,
+    [DG_MASK_NAME] = dg_mask_span_resolve,
+    [DG_MASK_PLATE] = dg_mask_span_resolve,
+    [DG_MASK_KEEP] = dg_mask_span_resolve,
+    [DG_MASK_BANK_CARD] = dg_mask_span_resolve,
+    [DG_MASK_ADDRESS] = dg_mask_span_resolve
+};
+
+
+/* the kept prefix (a) and suffix (b) of the methods done here; 0: none */
+static inline __attribute__((always_inline)) int
+dg_mask_span_ab(const dg_mask_spec_t *spec, size_t *a, size_t *b)
+{
+    switch (spec->method) {
+    case DG_MASK_ID_CARD:
+        *a = 6;
+        *b = 4;
+        return 1;
+    case DG_MASK_PHONE:
+        *a = 3;
+        *b = 4;
+        return 1;
+    case DG_MASK_NAME:
+        *a = 1;
+        *b = 0;
+        return 1;
+    case DG_MASK_PLATE:
+        *a = 3;
+        *b = 1;
+        return 1;
+    case DG_MASK_KEEP:
+        *a = spec->a;
+        *b = spec->b;
+        return 1;
+    case DG_MASK_BANK_CARD:
+        *a = 0;
+        *b = 4;
+        return 1;
+    case DG_MASK_ADDRESS:
+        *a = spec->a ? spec->a : 6;
+        *b = 0;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+#if (DG_MASK_X86)
+
+/* n '*' in 32-byte stores: up to 31 more bytes are written */
+static inline __attribute__((always_inline, target("avx2"))) void
+dg_mask_span_stars(uint8_t *d, size_t n)
+{
+    size_t  i;
+
+    i = 0;
+    do {
+        _mm256_storeu_si256((__m256i *) (d + i), DG_K(DG_K_STAR));
+        i += 32;
+    } while (i < n);
+}
+
+
+/* n <= 32 bytes without a library call */
+static inline __attribute__((always_inline)) void
+dg_mask_cpy32(uint8_t *d, const uint8_t *s, size_t n)
+{
+    uint64_t  a, b, c, e;
+
+    if (n > 16) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + 8, 8);
+        memcpy(&c, s + n - 16, 8);
+        memcpy(&e, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + 8, &b, 8);
+        memcpy(d + n - 16, &c, 8);
+        memcpy(d + n - 8, &e, 8);
+        return;
+    }
+
+    dg_mask_cpy(d, s, n);
+}
+
+
+static int dg_mask_apply_span_long(dg_mask_out_t *o,
+    const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
+    const uint8_t *end);
+
+
+/*
+ * Write the masked value of a scanned, escape-free value (n code points;
+ * lead: the code point starts of bytes 0-63; high: not all ASCII) as
+ * dg_mask_apply_fast() does, with 32-byte stores: o has len + 64 bytes of
+ * room and 32 bytes from v may be read.  leaf: without a library call, so
+ * that the caller stays a leaf; a kept prefix or suffix longer than 32
+ * bytes, or a cut past byte 63, is left to dg_mask_apply_span_long() (its
+ * bytes written so far are past o->len, so nothing is done yet).
+ */
+static inline __attribute__((always_inline, target("avx2,bmi"))) int
+dg_mask_span_put(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end, unsigned method,
+    size_t a, size_t b, size_t n, uint64_t lead, int high, const int leaf)
+{
+    uint8_t  *d;
+    uint64_t  m;
+    size_t    pa, pb, k;
+
+    d = o->buf + o->len;
+    *d++ = '"';
+
+    if (method == DG_MASK_ADDRESS ? n <= a
+        : n < a + b + 1 || (method == DG_MASK_BANK_CARD && n <= 4))
+    {
+        /* too short to keep anything */
+        dg_mask_span_stars(d, n);
+        d += n;
+        *d++ = '"';
+        o->len = d - o->buf;
+        return 0;
+    }
+
+    /* the byte offset of code point a (dg_mask_vinfo_off) */
+    if (!high) {
+        pa = a;
+
+    } else {
+        m = lead;
+        if (a < 64) {
+            /* a constant in most copies: unrolled, one blsr each */
+#pragma GCC unroll 8
+            for (k = a; k; k--) {
+                m &= m - 1;
+            }
+        }
+
+        if (a < 64 && m) {
+            pa = (size_t) __builtin_ctzll(m);
+
+        } else if (leaf) {
+            return dg_mask_apply_span_long(o, spec, v, len, end);
+
+        } else {
+            pa = dg_mask_utf8_off(v, len, a);
+        }
+    }
+
+    if (pa <= 32) {
+        _mm256_storeu_si256((__m256i *) d,
+                            _mm256_loadu_si256((const __m256i *) v));
+
+    } else if (leaf) {
+        return dg_mask_apply_span_long(o, spec, v, len, end);
+
+    } else {
+        memcpy(d, v, pa);
+    }
+    d += pa;
+
+    if (method == DG_MASK_ADDRESS) {
+        memcpy(d, "****\"", 5);
+        d += 5;
+        o->len = d - o->buf;
+        return 0;
+    }
+
+    if (high) {
+        pb = len;
+        for (k = b; k; k--) {
+            do {
+                pb--;
+            } while (pb > 0 && (v[pb] & 0xc0) == 0x80);
+        }
+
+    } else {
+        pb = len - b;
+    }
+
+    k = (method == DG_MASK_BANK_CARD) ? 12 : n - a - b;
+    dg_mask_span_stars(d, k);
+    d += k;
+
+    k = len - pb;
+    if (k <= 32 && (size_t) (end - v) - pb >= 32) {
+        _mm256_storeu_si256((__m256i *) d,
+                            _mm256_loadu_si256((const __m256i *) (v + pb)));
+
+    } else if (k <= 32) {
+        dg_mask_cpy32(d, v + pb, k);
+
+    } else if (leaf) {
+        return dg_mask_apply_span_long(o, spec, v, len, end);
+
+    } else {
+        memcpy(d, v + pb, k);
+    }
+    d += k;
+
+    *d++ = '"';
+    o->len = d - o->buf;
+    return 0;
+}
+
+
+/*
+ * The common case, kept a leaf: a value of up to 96 bytes, the blocks
+ * that hold it readable, room in the buffer.  Whole blocks are loaded; in
+ * the last one the bytes after the value become spaces (ASCII: a sequence
+ * cut by the end is TOO_SHORT; no escape; kept out of the code point
+ * starts).  One copy per method, so that its cuts are constants, and
+ * values of one block apart from longer ones (fewer registers).
+ */
+
+/* the value fits the leaf: its last block is readable, the room is there */
+#define dg_mask_span_fits(o, v, len, end)                                    \
+    ((len) - 1 < 96                                                           \
+     && (size_t) ((end) - (v)) >= (((len) - 1) & ~(size_t) 31) + 32         \
+     && (len) + 64 <= (o)->cap - (o)->len)
+
+
+static inline __attribute__((always_inline, target("avx2,popcnt,bmi"))) int
+dg_mask_span_one(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end, const unsigned method,
+    size_t a, size_t b)
+{
+    __m256i   in, lm, esc, l3, bad;
+    uint64_t  lead;
+
+    lm = dg_mask_first_avx2(len);
+    in = _mm256_blendv_epi8(DG_K(DG_K_SP),
+                            _mm256_loadu_si256((const __m256i *) v), lm);
+    esc = dg_mask_esc_avx2(in);
+
+    if (_mm256_movemask_epi8(in) == 0) {
+        if (!_mm256_testz_si256(esc, esc)) {
+            /* the general way */
+            return 1;
+        }
+
+        return dg_mask_span_put(o, spec, v, len, end, method, a, b, len, 0, 0,
+                                1);
+    }
+
+    l3 = _mm256_setzero_si256();
+    bad = dg_mask_u8_cjk_avx2(in, &l3);
+
+    if (!_mm256_testz_si256(bad, bad) || dg_mask_u8_cjk_cut(l3)) {
+        /* not the common kind: the full check */
+        if (!_mm256_testz_si256(_mm256_or_si256(dg_mask_u8_err_avx2(in,
+                                                    _mm256_setzero_si256()),
+                                                dg_mask_u8_cut_avx2(in)),
+                                _mm256_cmpeq_epi8(in, in)))
+        {
+            return DG_MASK_E_UTF8;
+        }
+    }
+
+    if (!_mm256_testz_si256(esc, esc)) {
+        return 1;
+    }
+
+    lead = (uint32_t) _mm256_movemask_epi8(_mm256_and_si256(lm,
+                          _mm256_cmpgt_epi8(in, DG_K(DG_K_BF))));
+
+    return dg_mask_span_put(o, spec, v, len, end, method, a, b,
+                            (size_t) __builtin_popcountll(lead), lead, 1, 1);
+}
+
+
+/* a block of a value: accumulates the escapes and the failures of the
+ * common-kind check (*cut: a sequence the block before left unfinished
+ * before an ASCII block), returns its code point starts */
+static inline __attribute__((always_inline, target("avx2"))) uint32_t
+dg_mask_span_blk(__m256i in, __m256i *l3, __m256i *bad, uint32_t *cut,
+    __m256i *esc)
+{
+    *esc = _mm256_or_si256(*esc, dg_mask_esc_avx2(in));
+
+    if (_mm256_movemask_epi8(in) == 0) {
+        *cut |= dg_mask_u8_cjk_cut(*l3);
+        *l3 = _mm256_setzero_si256();
+        return 0xffffffff;
+    }
+
+    *bad = _mm256_or_si256(*bad, dg_mask_u8_cjk_avx2(in, l3));
+
+    return (uint32_t) _mm256_movemask_epi8(_mm256_cmpgt_epi8(in,
+                                               DG_K(DG_K_BF)));
+}
+
+
+/* two or three blocks: the full ones, then the last; text not of the
+ * common kind (dg_mask_u8_cjk_avx2) is checked the long way */
+static inline __attribute__((always_inline, target("avx2,popcnt,bmi"))) int
+dg_mask_span_more(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end, const unsigned method,
+    size_t a, size_t b)
+{
+    __m256i   in, lm, l3, bad, esc;
+    uint64_t  lead;
+    uint32_t  m, cut;
+    size_t    ib, n;
+
+    ib = (len - 1) & ~(size_t) 31;      /* 32 or 64 */
+    cut = 0;
+    l3 = _mm256_setzero_si256();
+    bad = _mm256_setzero_si256();
+    esc = _mm256_setzero_si256();
+
+    in = _mm256_loadu_si256((const __m256i *) v);
+    m = dg_mask_span_blk(in, &l3, &bad, &cut, &esc);
+    lead = m;
+    n = (size_t) __builtin_popcount(m);
+
+    if (ib == 64) {
+        in = _mm256_loadu_si256((const __m256i *) (v + 32));
+        m = dg_mask_span_blk(in, &l3, &bad, &cut, &esc);
+        lead |= (uint64_t) m << 32;
+        n += (size_t) __builtin_popcount(m);
+    }
+
+    lm = dg_mask_first_avx2(len - ib);
+    in = _mm256_blendv_epi8(DG_K(DG_K_SP),
+                            _mm256_loadu_si256((const __m256i *) (v + ib)),
+                            lm);
+    m = dg_mask_span_blk(in, &l3, &bad, &cut, &esc) & (uint32_t) (
+            _mm256_movemask_epi8(lm));
+    n += (size_t) __builtin_popcount(m);
+    if (ib == 32) {
+        lead |= (uint64_t) m << 32;
+    }
+
+    if (!_mm256_testz_si256(bad, bad) || (cut | dg_mask_u8_cjk_cut(l3))) {
+        return dg_mask_apply_span_long(o, spec, v, len, end);
+    }
+
+    if (!_mm256_testz_si256(esc, esc)) {
+        return 1;
+    }
+
+    /* valid: as many code points as bytes only when all are ASCII */
+    return dg_mask_span_put(o, spec, v, len, end, method, a, b, n, lead,
+                            n != len, 1);
+}
+
+
+#define DG_MASK_SPAN_FN(name, method, a, b)                                  \
+    __attribute__((target("avx2,popcnt,bmi"), noinline))                      \
+    static int                                                                \
+    name##_more(dg_mask_out_t *o, const dg_mask_spec_t *spec,                 \
+        const uint8_t *v, size_t len, const uint8_t *end)                     \
+    {                                                                         \
+        if (!dg_mask_span_fits(o, v, len, end)) {                             \
+            return dg_mask_apply_span_long(o, spec, v, len, end);             \
+        }                                                                     \
+                                                                              \
+        return dg_mask_span_more(o, spec, v, len, end, method, a, b);         \
+    }                                                                         \
+                                                                              \
+    __attribute__((target("avx2,popcnt,bmi"), noinline))                      \
+    static int                                                                \
+    name(dg_mask_out_t *o, const dg_mask_spec_t *spec, const uint8_t *v,      \
+        size_t len, const uint8_t *end)                                       \
+    {                                                                         \
+        /* one block, readable, room: else the checks in full */             \
+        if (len - 1 < 32 && end - v >= 32                                     \
+            && len + 64 <= o->cap - o->len)                                   \
+        {                                                                     \
+            return dg_mask_span_one(o, spec, v, len, end, method, a, b);      \
+        }                                                                     \
+                                                                              \
+        return name##_more(o, spec, v, len, end);                             \
+    }
+
+DG_MASK_SPAN_FN(dg_mask_span_id_card, DG_MASK_ID_CARD, 6, 4)
+DG_MASK_SPAN_FN(dg_mask_span_phone, DG_MASK_PHONE, 3, 4)
+DG_MASK_SPAN_FN(dg_mask_span_name, DG_MASK_NAME, 1, 0)
+DG_MASK_SPAN_FN(dg_mask_span_plate, DG_MASK_PLATE, 3, 1)
+DG_MASK_SPAN_FN(dg_mask_span_bank_card, DG_MASK_BANK_CARD, 0, 4)
+DG_MASK_SPAN_FN(dg_mask_span_keep, DG_MASK_KEEP, spec->a, spec->b)
+DG_MASK_SPAN_FN(dg_mask_span_address6, DG_MASK_ADDRESS, 6, 0)
+DG_MASK_SPAN_FN(dg_mask_span_address_a, DG_MASK_ADDRESS, spec->a, 0)
+
+
+/* address(a): the default (6) with its cut a constant */
+__attribute__((target("avx2,popcnt,bmi")))
+static int
+dg_mask_span_address(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end)
+{
+    if (spec->a == 0 || spec->a == 6) {
+        return dg_mask_span_address6(o, spec, v, len, end);
+    }
+
+    return dg_mask_span_address_a(o, spec, v, len, end);
+}
+
+#undef DG_MASK_SPAN_FN
+
+
+/* the rest: a longer value, little to read after it, no room left, a cut
+ * past what the leaf takes */
+__attribute__((target("avx2,popcnt,bmi"), noinline))
+static int
+dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end)
+{
+    dg_mask_vinfo_t  vi;
+    size_t           a, b, need, avail;
+
+    avail = end - v;
+    need = len + 64;
+
+    if (!dg_mask_span_ab(spec, &a, &b) || avail < 32) {
+        return 1;
+    }
+
+    if (need > o->cap - o->len) {
+        if (o->lend) {
+            if (need > DG_MASK_LEND_NEED) {
+                return 1;
+            }
+
+            if (dg_mask_out_lend(o, need) != 0) {
+                return DG_MASK_E_EMIT;
+            }
+
+        } else {
+            if (o->emit == NULL || need > o->cap) {
+                return 1;
+            }
+
+            if (dg_mask_out_flush(o) != 0) {
+                return DG_MASK_E_EMIT;
+            }
+        }
+
+        /* room now: the leaf, when it takes the value */
+        if (dg_mask_span_fits(o, v, len, end)) {
+            return dg_mask_span_fn[spec->method](o, spec, v, len, end);
+        }
+    }
+
+    if (dg_mask_vscan_avx2_avail(v, len, avail, &vi) != 0) {
+        return DG_MASK_E_UTF8;
+    }
+
+    if (vi.cls & DG_VS_ESC) {
+        return 1;
+    }
+
+    return dg_mask_span_put(o, spec, v, len, end, spec->method, a, b, vi.n,
+                            vi.lead, (vi.cls & DG_VS_HIGH) ? 1 : 0, 0);
+}
+
+
+static void
+dg_mask_span_init(void)
+{
+    dg_mask_span_fn[DG_MASK_ID_CARD] = dg_mask_span_id_card;
+    dg_mask_span_fn[DG_MASK_PHONE] = dg_mask_span_phone;
+    dg_mask_span_fn[DG_MASK_NAME] = dg_mask_span_name;
+    dg_mask_span_fn[DG_MASK_PLATE] = dg_mask_span_plate;
+    dg_mask_span_fn[DG_MASK_KEEP] = dg_mask_span_keep;
+    dg_mask_span_fn[DG_MASK_BANK_CARD] = dg_mask_span_bank_card;
+    dg_mask_span_fn[DG_MASK_ADDRESS] = dg_mask_span_address;
+}
+
+#endif
+
+
+static int
+dg_mask_span_resolve(dg_mask_out_t *o, const dg_mask_spec_t *spec,
+    const uint8_t *v, size_t len, const uint8_t *end)
+{
+    dg_mask_simd_init();
+
+    if (dg_mask_span_fn[spec->method] == NULL) {
+        return 1;
+    }
+
+    return dg_mask_span_fn[spec->method](o, spec, v, len, end);
 }
 
 

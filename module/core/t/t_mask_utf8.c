@@ -127,6 +127,118 @@ check(const uint8_t *v, size_t len, const char *what)
 }
 
 
+/* emit for the span test: appends to a buffer */
+typedef struct {
+    uint8_t   buf[4096];
+    size_t    len;
+} span_sink_t;
+
+
+static int
+span_emit(void *ctx, const uint8_t *p, size_t n)
+{
+    span_sink_t  *k = ctx;
+
+    if (k->len + n > sizeof(k->buf)) {
+        return -1;
+    }
+    memcpy(k->buf + k->len, p, n);
+    k->len += n;
+    return 0;
+}
+
+
+/*
+ * dg_mask_apply_span() against dg_mask_value() for one value: the value is
+ * copied to the end of a heap block of len + slack bytes (end), so that a
+ * read past end is caught under AddressSanitizer; the output buffer is
+ * either large (no emit) or small, partly filled and flushed through emit.
+ */
+static int
+span_check(const dg_mask_spec_t *spec, const uint8_t *val, size_t len,
+    size_t slack, int small)
+{
+    static uint8_t    big[2048];
+    static uint8_t    want[2048];
+    static const uint8_t  key[] = "k3y";
+    span_sink_t      *sink;
+    dg_mask_out_t     o;
+    uint8_t          *blk, *sbuf;
+    size_t            pre, got_len;
+    int               rw, rg, good;
+    const uint8_t    *got;
+
+    blk = malloc(len + slack ? len + slack : 1);
+    sink = malloc(sizeof(*sink));
+    sbuf = malloc(160);
+    if (blk == NULL || sink == NULL || sbuf == NULL) {
+        free(blk);
+        free(sink);
+        free(sbuf);
+        return 0;
+    }
+
+    memcpy(blk, val, len);
+    memset(blk + len, '"', slack);
+    sink->len = 0;
+
+    rw = dg_mask_value(spec, blk, len, key, 3, want, sizeof(want));
+
+    memset(&o, 0, sizeof(o));
+    pre = 0;
+    if (small) {
+        /* a small buffer, partly used: the room check, the flush */
+        pre = rnd(160);
+        memset(sbuf, 'p', pre);
+        o.buf = sbuf;
+        o.cap = 160;
+        o.len = pre;
+        o.emit = span_emit;
+        o.ctx = sink;
+    } else {
+        o.buf = big;
+        o.cap = sizeof(big);
+    }
+
+    rg = dg_mask_apply_span(&o, spec, blk, len, blk + len + slack, key, 3);
+
+    if (small && rg == 0) {
+        rg = dg_mask_out_flush(&o);
+    }
+    if (small) {
+        got = sink->buf;
+        got_len = sink->len;
+    } else {
+        got = big;
+        got_len = o.len;
+    }
+
+    if (rw < 0) {
+        good = (rg == rw);
+    } else if (small) {
+        good = (rg == 0 && got_len == pre + (size_t) rw
+                && memcmp(got + pre, want, rw) == 0);
+        for (size_t i = 0; good && i < pre; i++) {
+            good = (got[i] == 'p');
+        }
+    } else {
+        good = (rg == 0 && got_len == (size_t) rw
+                && memcmp(got, want, rw) == 0);
+    }
+
+    if (!good) {
+        diag("span: method %u a %u b %u len %zu slack %zu small %d: "
+             "value %d/%zu, span %d/%zu", spec->method, spec->a, spec->b,
+             len, slack, small, rw, rw > 0 ? (size_t) rw : 0, rg, got_len);
+    }
+
+    free(blk);
+    free(sink);
+    free(sbuf);
+    return good;
+}
+
+
 int
 main(void)
 {
@@ -171,6 +283,28 @@ main(void)
         }
     }
     ok(all, "malformed sequences are refused at every offset");
+
+    /* the same through masking in a span (the value scanners there), with
+     * the value at the very end of what may be read and 40 bytes after */
+    all = 1;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (pos = 0; pos + strlen(bad[i]) <= 70; pos++) {
+            dg_mask_spec_t  sp;
+
+            for (k = 0; k + 3 <= pos; k += 3) {
+                memcpy(buf + k, "\xe4\xb8\xad", 3);
+            }
+            memset(buf + k, 'x', 70 - k);
+            memcpy(buf + pos, bad[i], strlen(bad[i]));
+
+            memset(&sp, 0, sizeof(sp));
+            sp.method = (uint8_t) (pos % 2 ? DG_MASK_ADDRESS : DG_MASK_NAME);
+            all &= span_check(&sp, buf, pos + strlen(bad[i]), 0, 0);
+            all &= span_check(&sp, buf, 70, 40, 0);
+            all &= span_check(&sp, buf, pos + strlen(bad[i]), 40, 0);
+        }
+    }
+    ok(all, "and when masked in a span");
 
     all = 1;
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -222,6 +356,67 @@ main(void)
     }
     is_int((long long) fails, 0,
            "and on 200000 values of random troublesome bytes");
+    /* masking a value in a span: every method, every length up to 150,
+     * valid and not, with 0..100 readable bytes after it */
+    {
+        static const size_t  slacks[] = { 0, 1, 2, 3, 15, 31, 32, 33, 63,
+                                           64, 65, 100 };
+        dg_mask_spec_t       spec;
+
+        fails = 0;
+        for (it = 0; it < 300000 && fails < 5; it++) {
+            size_t  want = rnd(151), turn = rnd(100);
+            int     runs = rnd(3);
+
+            len = 0;
+            while (len < want) {
+                /* runs: Chinese up to turn, then ASCII (or the reverse),
+                 * so that whole blocks of either are common */
+                const char  *c = runs == 0
+                    ? chars[rnd(sizeof(chars) / sizeof(chars[0]))]
+                    : ((len < turn) == (runs == 1)) ? chars[5 + rnd(2)]
+                                                    : chars[rnd(4)];
+
+                if (len + strlen(c) > want) {
+                    break;
+                }
+                memcpy(buf + len, c, strlen(c));
+                len += strlen(c);
+            }
+
+            for (k = rnd(6) == 0 ? rnd(3) + 1 : 0; k > 0 && len > 0; k--) {
+                buf[rnd(len)] = pool[rnd(sizeof(pool))];
+            }
+
+            if (rnd(6) == 0 && len > 0) {
+                /* a byte taken out: a sequence cut anywhere, often at
+                 * a block end before ASCII */
+                pos = rnd(len);
+                memmove(buf + pos, buf + pos + 1, len - pos - 1);
+                len--;
+            }
+
+            memset(&spec, 0, sizeof(spec));
+            spec.method = (uint8_t) (1 + rnd(DG_MASK_METHOD_MAX - 1));
+            if (spec.method == DG_MASK_KEEP || spec.method == DG_MASK_ADDRESS) {
+                spec.a = (uint8_t) (rnd(4) == 0 ? rnd(80) : rnd(8));
+                spec.b = spec.method == DG_MASK_KEEP
+                         ? (uint8_t) (rnd(4) == 0 ? rnd(80) : rnd(8)) : 0;
+            }
+
+            if (!span_check(&spec, buf, len,
+                            rnd(3) ? slacks[rnd(sizeof(slacks)
+                                                / sizeof(slacks[0]))]
+                                   : rnd(130),
+                            rnd(4) == 0))
+            {
+                fails++;
+            }
+        }
+        is_int((long long) fails, 0,
+               "masking in a span agrees with dg_mask_value on 300000 values");
+    }
+
     is_str(dg_mask_strerror(DG_MASK_E_UTF8), "invalid UTF-8 in a masked value",
            "the error the methods return for it");
 
