@@ -1696,6 +1696,71 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     strip = comma && !emitted;
 
     for ( ;; ) {
+#if (DG_MASK_X86)
+        if (avx2 && mode == DG_MM_PASS && !strip && last != NULL) {
+            /*
+             * The common case in a run of records, kept short: the key
+             * that followed the last one last time, selecting nothing,
+             * with a plain string or number after it and no whitespace.
+             * Anything else is left to the way below.
+             */
+            while ((mo = last->next) != NULL) {
+                q = p + comma;
+
+                if (end - q <= DG_MASK_MEMO_TOK || mo->node != node
+                    || (dg_mask_memo_cmp(q, mo->tok) & mo->mask) != mo->mask)
+                {
+                    break;
+                }
+
+                v = q + mo->len;
+
+                if (mo->f >= 0) {
+                    /* a selected member: masked below */
+                    if (dg_mask_cls[*v] & C_WS) {
+                        break;
+                    }
+
+                    k = q + 1;
+                    e = v - 2;
+                    f = mo->f;
+                    kn = mo->kn;
+                    q = v;
+                    last = mo;
+                    goto found;
+                }
+
+                if (*v == '"') {
+                    e = dg_mask_str_end(&bk, v + 1, end, 1);
+                    if (e == end || *e != '"') {
+                        break;
+                    }
+                    v = e + 1;
+
+                } else if (*v == '-' || (dg_mask_cls[*v] & C_DIGIT)) {
+                    v = dg_mask_fast_number(v, end);
+                    if (v == NULL) {
+                        break;
+                    }
+
+                } else {
+                    break;
+                }
+
+                last = mo;
+                unl++;
+                emitted = 1;
+
+                if (v == end || *v != ',') {
+                    goto taken;
+                }
+
+                p = v;
+                comma = 1;
+            }
+        }
+#endif
+
         /* separators: the compact case (no whitespace) tested first */
         q = p + comma;
         slow = 0;
@@ -1902,6 +1967,10 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
 
             emitted = 1;
         }
+
+#if (DG_MASK_X86)
+    taken:
+#endif
 
         p = v;
         if (p == end || *p != ',') {

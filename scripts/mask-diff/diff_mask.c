@@ -131,6 +131,30 @@ static void gval(int d) {
     }
 }
 
+/* an array of records that repeat one key order, now and then with a key
+ * left out, two swapped, or whitespace: the key memo's predictions */
+static void grecs(void) {
+    unsigned nk = 2 + R(10), nr = 2 + R(30), order[12];
+    for (unsigned i = 0; i < nk; i++) order[i] = R(NKEYS);
+    put("{\"data\":[", 9);
+    for (unsigned r = 0; r < nr; r++) {
+        if (r) put(",", 1);
+        if (R(6) == 0) { unsigned a = R(nk), b = R(nk), t = order[a]; order[a] = order[b]; order[b] = t; }
+        put("{", 1);
+        int first = 1;
+        for (unsigned i = 0; i < nk; i++) {
+            if (R(12) == 0) continue;
+            if (!first) put(",", 1);
+            first = 0;
+            put("\"", 1); puts_(keys[order[i]]); put("\"", 1);
+            if (R(20) == 0) put(": ", 2); else put(":", 1);
+            gval(R(10) == 0 ? 1 : 5);
+        }
+        put("}", 1);
+    }
+    put("]}", 2);
+}
+
 static void mutate(uint8_t *d, size_t *n, size_t cap) {
     unsigned k = R(4);
     for (unsigned i = 0; i < k && *n; i++) {
@@ -205,7 +229,8 @@ int main(int argc, char **argv) {
             int k = R(ndocs); size_t s = R(2) && dlen[k] > 0;
             memcpy(gbuf, docs[k] + s, dlen[k] - s); GN = dlen[k] - s;
         } else if (R(3)) {
-            if (R(2)) gobj(0); else { put("{\"data\":", 8); garr(0); put("}", 1); }
+            if (R(3) == 0) grecs();
+            else if (R(2)) gobj(0); else { put("{\"data\":", 8); garr(0); put("}", 1); }
         } else gval(0);
         if (R(8) == 0) mutate((uint8_t *) gbuf, &GN, GC);
         /* rules */
