@@ -1743,6 +1743,15 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                         break;
                     }
 
+                } else if (end - v > 5 && memcmp(v, "true", 4) == 0) {
+                    v += 4;
+
+                } else if (end - v > 5 && memcmp(v, "false", 5) == 0) {
+                    v += 5;
+
+                } else if (end - v > 5 && memcmp(v, "null", 4) == 0) {
+                    v += 4;
+
                 } else {
                     break;
                 }
