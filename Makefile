@@ -122,7 +122,7 @@ valgrind: build certs
 
 bench: build certs
 	bash scripts/bench-mask
-	bash scripts/bench-redis
+	perl scripts/bench-redis
 	bash scripts/bench-audit
 
 clean:
