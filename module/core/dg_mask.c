@@ -25,7 +25,9 @@
  * '\\' or control byte, kept in m->blk for the span; dg_mask_str_end(),
  * 16-byte SSE2 scans on other CPUs or with DG_MASK_NOSIMD=1), a key seen
  * before under the same path node recognised by one 32-byte compare of
- * its '"' key '"' ':' token (the key memo, AVX2 only), other keys looked
+ * its '"' key '"' ':' token (the key memo, AVX2 only; the key that
+ * followed the last one last time is tried first, and a short loop takes
+ * the members of a run of records that come in that order), other keys looked
  * up without copying (an 11-bit digest of length, first and last byte
  * indexes a table that rejects most unselected keys at once and names the
  * one key-anywhere entry to compare, so the hash is only computed when
@@ -34,14 +36,17 @@
  * arrays of plain scalars under an unselected key skipped whole when
  * nothing in them can be masked, dropped or scanned (dg_mask_fast_array);
  * the untouched bytes of all those members stay one pending run (os),
- * written with one copy.  The loop is compiled once per CPU kind (and
- * once more for plain masking, without the tests of the other modes).
+ * written with one copy; the "},{" between the records of an array is
+ * taken without leaving the loop.  The loop is compiled once per CPU kind
+ * (and once more for plain masking, without the tests of the other
+ * modes).
  * Anything else (containers, escapes, a member cut by the span end, a
  * leading comma to strip, detect on strings) is left to the state machine
  * below, at the same byte and with the same effects, so output and errors
  * do not depend on which way a member went.  Masking methods write ASCII and
  * escape-free UTF-8 values straight into the output buffer
- * (dg_mask_apply_fast()).
+ * (dg_mask_apply_span(), dg_mask_apply_fast()), which with
+ * dg_mask_feed_into() is memory lent by the caller.
  *
  * Semantics (beyond dg_mask.h):
  * - Selectors: "key" matches that decoded key anywhere; "a.b", "data[].x",
@@ -185,8 +190,12 @@ struct dg_mask_rules_s {
  * on every record; the next one stored in a set replaces its older
  * entry).  Records of an array repeat their keys, so after the first one
  * a member's key is recognised by one 32-byte compare, without finding its
- * end or looking it up again.  An entry holds the result of dg_mask_lookup() under the
- * frame node it was looked up under, and is used only under that node.
+ * end or looking it up again.  An entry holds the result of
+ * dg_mask_lookup() under the frame node it was looked up under, and is
+ * used only under that node.  next links an entry to the one of the key
+ * that followed it last time: tried first, it spares the set lookup and
+ * shortens the chain from one member to the next.  A stale link only
+ * costs a failed compare.
  */
 #define DG_MASK_MEMO_BITS   6
 #define DG_MASK_MEMO        (1 << DG_MASK_MEMO_BITS)    /* sets */
@@ -2319,10 +2328,10 @@ dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
 
 /*
  * "},{" between two objects of an array walked normally (not element by
- * element), at m->depth, q after the '}': the steps of s_after, done, s_value, value and
- * s_obj_first taken at once, when they do no more than close the object
- * and open the next one in the same frame slot.  Returns 0 and changes
- * nothing when the general way is needed.
+ * element), at m->depth, q after the '}': the steps of s_after, done,
+ * s_value, value and s_obj_first taken at once, when they do no more than
+ * close the object and open the next one in the same frame slot.  Returns
+ * 0 and changes nothing when the general way is needed.
  */
 static inline __attribute__((always_inline)) int
 dg_mask_next_record(dg_mask_t *m, const uint8_t *q)
