@@ -31,6 +31,7 @@ typedef struct {
 
 int dg_mask_out_flush(dg_mask_out_t *o);
 int dg_mask_out_lend(dg_mask_out_t *o, size_t need);
+int dg_mask_out_room(dg_mask_out_t *o, size_t need);
 int dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n);
 
 

@@ -129,6 +129,35 @@ dg_mask_out_lend(dg_mask_out_t *o, size_t need)
 }
 
 
+/*
+ * Room for need bytes more at o->buf + o->len, flushing or asking the
+ * owner for memory when there is too little: 0, 1 when it cannot be had
+ * (no owner, or more than a buffer or a loan holds: the caller takes the
+ * general way), or DG_MASK_E_EMIT.
+ */
+int
+dg_mask_out_room(dg_mask_out_t *o, size_t need)
+{
+    if (need <= o->cap - o->len) {
+        return 0;
+    }
+
+    if (o->lend) {
+        if (need > DG_MASK_LEND_NEED) {
+            return 1;
+        }
+
+        return dg_mask_out_lend(o, need) != 0 ? DG_MASK_E_EMIT : 0;
+    }
+
+    if (o->emit == NULL || need > o->cap) {
+        return 1;
+    }
+
+    return dg_mask_out_flush(o) != 0 ? DG_MASK_E_EMIT : 0;
+}
+
+
 int
 dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n)
 {
@@ -1323,7 +1352,8 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     dg_mask_vinfo_t  vi;
     const uint8_t   *at;
     uint8_t         *d;
-    size_t           a, b, n, pa, pb, k, need;
+    size_t           a, b, n, pa, pb, k;
+    int              rc;
 
     switch (spec->method) {
     case DG_MASK_ID_CARD:
@@ -1362,24 +1392,9 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         return 1;
     }
 
-    need = len + 32;
-    if (need > o->cap - o->len) {
-        if (o->lend) {
-            if (need > DG_MASK_LEND_NEED) {
-                return 1;
-            }
-            if (dg_mask_out_lend(o, need) != 0) {
-                return DG_MASK_E_EMIT;
-            }
-
-        } else {
-            if (o->emit == NULL || need > o->cap) {
-                return 1;
-            }
-            if (dg_mask_out_flush(o) != 0) {
-                return DG_MASK_E_EMIT;
-            }
-        }
+    rc = dg_mask_out_room(o, len + 32);
+    if (rc != 0) {
+        return rc;
     }
 
     if (dg_mask_vscan(v, len, &vi) != 0) {
@@ -2043,6 +2058,7 @@ dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 {
     dg_mask_vinfo_t  vi;
     size_t           a, b, need, avail;
+    int              rc;
 
     avail = end - v;
     need = len + 64;
@@ -2052,23 +2068,9 @@ dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     }
 
     if (need > o->cap - o->len) {
-        if (o->lend) {
-            if (need > DG_MASK_LEND_NEED) {
-                return 1;
-            }
-
-            if (dg_mask_out_lend(o, need) != 0) {
-                return DG_MASK_E_EMIT;
-            }
-
-        } else {
-            if (o->emit == NULL || need > o->cap) {
-                return 1;
-            }
-
-            if (dg_mask_out_flush(o) != 0) {
-                return DG_MASK_E_EMIT;
-            }
+        rc = dg_mask_out_room(o, need);
+        if (rc != 0) {
+            return rc;
         }
 
         /* room now: the leaf, when it takes the value */
