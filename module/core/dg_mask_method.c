@@ -1313,6 +1313,35 @@ dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
 }
 
 
+/* a keep-like value of n code points too short to keep any: all stars */
+static inline int
+dg_mask_all_stars(unsigned method, size_t n, size_t a, size_t b)
+{
+    return n < a + b + 1 || (method == DG_MASK_BANK_CARD && n <= 4);
+}
+
+
+/* the byte offset of the last b code points of the valid UTF-8 at v
+ * (high: it has a non-ASCII byte) */
+static inline size_t
+dg_mask_tail_off(const uint8_t *v, size_t len, size_t b, int high)
+{
+    size_t  pb;
+
+    if (!high) {
+        return len - b;
+    }
+
+    for (pb = len; b; b--) {
+        do {
+            pb--;
+        } while (pb > 0 && (v[pb] & 0xc0) == 0x80);
+    }
+
+    return pb;
+}
+
+
 /* byte offset of code point k of a scanned value */
 static inline size_t
 dg_mask_vinfo_off(const dg_mask_vinfo_t *vi, const uint8_t *v, size_t len,
@@ -1451,25 +1480,14 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
             d += 4;
         }
 
-    } else if (n < a + b + 1 || (spec->method == DG_MASK_BANK_CARD && n <= 4))
-    {
+    } else if (dg_mask_all_stars(spec->method, n, a, b)) {
         memset(d, '*', n);
         d += n;
 
     } else {
         pa = dg_mask_vinfo_off(&vi, v, len, a);
 
-        if (vi.cls & DG_VS_HIGH) {
-            pb = len;
-            for (k = b; k; k--) {
-                do {
-                    pb--;
-                } while (pb > 0 && (v[pb] & 0xc0) == 0x80);
-            }
-
-        } else {
-            pb = len - b;
-        }
+        pb = dg_mask_tail_off(v, len, b, vi.cls & DG_VS_HIGH);
 
         dg_mask_cpy(d, v, pa);
         d += pa;
@@ -1761,7 +1779,7 @@ dg_mask_span_put(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     *d++ = '"';
 
     if (method == DG_MASK_ADDRESS ? n <= a
-        : n < a + b + 1 || (method == DG_MASK_BANK_CARD && n <= 4))
+        : dg_mask_all_stars(method, n, a, b))
     {
         /* too short to keep anything */
         dg_mask_span_stars(d, n);
@@ -1815,17 +1833,7 @@ dg_mask_span_put(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         return 0;
     }
 
-    if (high) {
-        pb = len;
-        for (k = b; k; k--) {
-            do {
-                pb--;
-            } while (pb > 0 && (v[pb] & 0xc0) == 0x80);
-        }
-
-    } else {
-        pb = len - b;
-    }
+    pb = dg_mask_tail_off(v, len, b, high);
 
     k = (method == DG_MASK_BANK_CARD) ? 12 : n - a - b;
     dg_mask_span_stars(d, k);
