@@ -40,6 +40,28 @@
 /* r->buffered while input or output is held (SSI 1, sub 2, copy 4) */
 #define NGX_HTTP_DATAGATE_BUFFERED    0x08
 
+/*
+ * Maskers the worker keeps between responses: the memory is reused while
+ * it is still in the caches, and for the same rules the key memo too
+ * (dg_mask_reinit()), so the first record of a response is not looked up
+ * again.  At most MASKERS idle ones, each of one location's masker size:
+ * bounded by configuration.
+ */
+#define NGX_HTTP_DATAGATE_MASKERS     8
+
+
+typedef struct ngx_http_datagate_masker_s  ngx_http_datagate_masker_t;
+
+struct ngx_http_datagate_masker_s {
+    ngx_http_datagate_masker_t     *next;
+    size_t                          size;   /* bytes for the masker */
+    dg_mask_t                      *mask;   /* NULL: to initialise */
+};
+
+
+static ngx_http_datagate_masker_t  *ngx_http_datagate_maskers;
+static ngx_uint_t                   ngx_http_datagate_nmaskers;
+
 
 typedef struct {
     ngx_http_request_t             *request;
@@ -107,6 +129,9 @@ static ngx_int_t ngx_http_datagate_finish(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b);
 static int ngx_http_datagate_lend(void *data, size_t used, size_t need,
     uint8_t **buf, size_t *cap);
+static dg_mask_t *ngx_http_datagate_masker_get(ngx_http_request_t *r,
+    const dg_mask_conf_t *conf);
+static void ngx_http_datagate_masker_put(void *data);
 static ngx_int_t ngx_http_datagate_out_special(
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *in);
 static ngx_int_t ngx_http_datagate_append_out(
@@ -160,8 +185,6 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 static ngx_int_t
 ngx_http_datagate_header_filter(ngx_http_request_t *r)
 {
-    void                            *mem;
-    size_t                           size;
     ngx_uint_t                       gzip;
     dg_mask_t                       *m;
     const char                      *detail;
@@ -290,17 +313,8 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
         conf.hash_key_len = 32;
     }
 
-    size = dg_mask_size(&conf);
-
-    mem = ngx_palloc(r->pool, size + 16);
-    if (mem == NULL) {
-        return NGX_ERROR;
-    }
-
-    m = dg_mask_init(ngx_align_ptr(mem, 16), &conf);
+    m = ngx_http_datagate_masker_get(r, &conf);
     if (m == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "datagate: dg_mask_init() failed");
         return ngx_http_datagate_unmaskable(r, ctx, fctx,
                                             "masker not available");
     }
@@ -1266,6 +1280,86 @@ ngx_http_datagate_finish(ngx_http_request_t *r,
  * room, else a fresh buffer (obuf, full or nearly, goes to the output
  * chain).  need 0: the feed is over, obuf is as the masker left it.
  */
+/*
+ * A masker for this response, set up for conf: an idle one of the worker
+ * when one is large enough, or a new one; it goes back to the worker when
+ * the request's pool is destroyed (after the log phase, which reads its
+ * counters).  NULL (logged): none could be had.
+ */
+static dg_mask_t *
+ngx_http_datagate_masker_get(ngx_http_request_t *r,
+    const dg_mask_conf_t *conf)
+{
+    size_t                       size;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_datagate_masker_t  *mk;
+
+    size = dg_mask_size(conf);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    mk = ngx_http_datagate_maskers;
+
+    if (mk != NULL) {
+        ngx_http_datagate_maskers = mk->next;
+        ngx_http_datagate_nmaskers--;
+
+        if (mk->size < size) {
+            /* kept for a location with a smaller buffer */
+            ngx_free(mk);
+            mk = NULL;
+        }
+    }
+
+    if (mk == NULL) {
+        mk = ngx_alloc(sizeof(ngx_http_datagate_masker_t) + size + 15,
+                       r->connection->log);
+        if (mk == NULL) {
+            return NULL;
+        }
+
+        mk->size = size;
+        mk->mask = NULL;
+    }
+
+    cln->handler = ngx_http_datagate_masker_put;
+    cln->data = mk;
+
+    if (mk->mask != NULL) {
+        mk->mask = dg_mask_reinit(mk->mask, conf);
+
+    } else {
+        mk->mask = dg_mask_init(ngx_align_ptr(mk + 1, 16), conf);
+    }
+
+    if (mk->mask == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "datagate: dg_mask_init() failed");
+    }
+
+    return mk->mask;
+}
+
+
+static void
+ngx_http_datagate_masker_put(void *data)
+{
+    ngx_http_datagate_masker_t  *mk = data;
+
+    if (ngx_http_datagate_nmaskers >= NGX_HTTP_DATAGATE_MASKERS) {
+        ngx_free(mk);
+        return;
+    }
+
+    mk->next = ngx_http_datagate_maskers;
+    ngx_http_datagate_maskers = mk;
+    ngx_http_datagate_nmaskers++;
+}
+
+
 static int
 ngx_http_datagate_lend(void *data, size_t used, size_t need, uint8_t **buf,
     size_t *cap)

@@ -182,11 +182,13 @@ bench_mask(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
     double      t0, t, tc, cold;
     size_t      off, k;
     long        iters;
-    int         rc, chill;
+    int         rc, chill, reuse;
 
     iters = 0;
     cold = 0;
+    m = NULL;
     chill = getenv("BENCH_COLD") != NULL && atoi(getenv("BENCH_COLD")) > 0;
+    reuse = getenv("BENCH_REUSE") != NULL && atoi(getenv("BENCH_REUSE")) > 0;
     t0 = now();
 
     do {
@@ -199,7 +201,8 @@ bench_mask(const dg_mask_conf_t *conf, void *mem, const uint8_t *doc,
             bench_chill();
             cold += now() - tc;
         }
-        m = dg_mask_init(mem, conf);
+        m = (reuse && m != NULL) ? dg_mask_reinit(m, conf)
+                                 : dg_mask_init(mem, conf);
         o->len = 0;
         for (off = 0; ; off += k) {
             k = n - off < span ? n - off : span;

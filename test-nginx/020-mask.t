@@ -127,6 +127,10 @@ my $CONFIG = <<'END';
             datagate_mask_buffer 256;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/fx/;
         }
+        location /re/ {
+            datagate_dataset realestate.property;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/fx/;
+        }
         location /echo {
             datagate_dataset open.echo;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
@@ -314,6 +318,46 @@ $n->start;
                      headers => [@OK]);
     ok(!$r->{truncated}, 'big unmasked value streams through');
     is(json_of($r)->{note}, $big_value, 'big unmasked value intact');
+}
+
+# the worker reuses its maskers from response to response (and their key
+# memo when the rules are the same): responses of two datasets that select
+# different keys of the same records, alternated on one worker, stay
+# exactly what each dataset gives, in both directions (a memo answering
+# for the other rules would show a selected key in clear, or keep a key
+# the allow-list of realestate.property drops)
+{
+    my $recs = '{"data":[' . join(',', map {
+        qq({"id":$_,"id_card":"45010319900307124$_","phone":"1381234567$_",)
+        . qq("owner_id":"45010219800101123$_","note":"n$_"})
+    } 1 .. 6) . ']}';
+    DGTest::spew($n->dir . '/html/fx/recs.json', $recs);
+
+    my (%first, $bad);
+    for my $i (1 .. 6) {
+        for my $k ('fx', 're') {
+            my $r = $k eq 'fx'
+                ? $n->request('GET', '/fx/recs.json', cert => 'assistance',
+                              headers => [@OK])
+                : $n->request('GET', '/re/recs.json', cert => 'housing',
+                              headers => ['Data-Purpose: housing-security']);
+            $first{$k} //= $r->body;
+            $bad++ if $r->status != 200 || $r->body ne $first{$k};
+        }
+    }
+    ok(!$bad, 'two datasets alternated on one worker: every response '
+       . 'the same as the first of its dataset');
+    unlike($first{fx}, qr/45010319900307124|13812345678/,
+           'population.person: id_card and phone masked');
+    like($first{fx}, qr/"owner_id":"45010219800101123/,
+         'population.person: owner_id (not its field) in clear');
+    unlike($first{re}, qr/45010219800101123/,
+           'realestate.property: owner_id masked');
+    unlike($first{re}, qr/id_card|phone|note/,
+           'realestate.property (allow-list): id_card, phone and note '
+           . '(not its fields) dropped');
+    is(() = $first{re} =~ /"owner_id":"450102\*{8}123\d"/g, 6,
+       'realestate.property: the six owner_id masked');
 }
 
 # variables

@@ -180,6 +180,7 @@ struct dg_mask_rules_s {
                                               * DG_KS_* */
     uint8_t                    *str;
     size_t                      strlen;
+    uint64_t                    serial;     /* unique in the process */
 };
 
 
@@ -246,6 +247,7 @@ struct dg_mask_s {
     const uint8_t              *hs;         /* held member prefix */
     dg_mask_blk_t               blk;        /* member loop's block */
     dg_mask_memo_t             *memo_last;  /* entry of the last member */
+    uint64_t                    memo_serial; /* rules the memo is of */
     uint8_t                     memo_old[DG_MASK_MEMO]; /* way to replace */
 
     size_t                      hlen;       /* held bytes in hbuf */
@@ -314,6 +316,7 @@ struct dg_mask_s {
 #define C_DIGIT     0x10
 
 static uint8_t  dg_mask_cls[256];
+static uint64_t dg_mask_rules_serial;    /* see dg_mask_reinit() */
 static int      dg_mask_cls_ready;
 
 
@@ -887,6 +890,8 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
         goto nomem;
     }
 
+    r->serial = __atomic_add_fetch(&dg_mask_rules_serial, 1,
+                                   __ATOMIC_RELAXED);
     r->nfields = nfields;
     r->flags = flags;
     nodecap = total + 1;
@@ -1120,8 +1125,31 @@ dg_mask_size(const dg_mask_conf_t *conf)
 }
 
 
+static dg_mask_t *dg_mask_setup(void *mem, const dg_mask_conf_t *conf,
+    int keep_memo);
+
+
 dg_mask_t *
 dg_mask_init(void *mem, const dg_mask_conf_t *conf)
+{
+    return dg_mask_setup(mem, conf, 0);
+}
+
+
+dg_mask_t *
+dg_mask_reinit(dg_mask_t *m, const dg_mask_conf_t *conf)
+{
+    /* the memo holds lookups in the rules it was filled with: kept for
+     * the same rules (by serial, not by address: freed rules compiled
+     * again may come back at the same address) */
+    return dg_mask_setup(m, conf,
+                         m != NULL && conf != NULL && conf->rules != NULL
+                         && m->memo_serial == conf->rules->serial);
+}
+
+
+static dg_mask_t *
+dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
 {
     dg_mask_t  *m;
     uint8_t    *p;
@@ -1185,12 +1213,16 @@ dg_mask_init(void *mem, const dg_mask_conf_t *conf)
     p += dg_mask_align(max_value + DG_MASK_SLACK);
     m->kbuf = p;
 
-    for (k = 0; k < DG_MASK_MEMO; k++) {
-        m->memo[k][0].mask = 0;
-        m->memo[k][0].next = NULL;
-        m->memo[k][1].mask = 0;
-        m->memo[k][1].next = NULL;
+    if (!keep_memo) {
+        for (k = 0; k < DG_MASK_MEMO; k++) {
+            m->memo[k][0].mask = 0;
+            m->memo[k][0].next = NULL;
+            m->memo[k][1].mask = 0;
+            m->memo[k][1].next = NULL;
+        }
     }
+
+    m->memo_serial = conf->rules->serial;
 
     m->out.buf = m->wbuf;
     m->out.cap = DG_MASK_WBUF;

@@ -144,6 +144,17 @@ size_t dg_mask_size(const dg_mask_conf_t *conf);
 dg_mask_t *dg_mask_init(void *mem, const dg_mask_conf_t *conf);
 
 /*
+ * Initialise again, for the next document, a stream that dg_mask_init()
+ * or dg_mask_reinit() returned, in memory of at least dg_mask_size(conf)
+ * bytes (the caller's to check when conf changed).  The output is the
+ * same as after dg_mask_init(); with the same rules as before, the keys
+ * the last documents looked up are still known, which spares the first
+ * record of the next document its lookups.  Whatever the previous
+ * document left (an error, a stream cut short) is forgotten.
+ */
+dg_mask_t *dg_mask_reinit(dg_mask_t *m, const dg_mask_conf_t *conf);
+
+/*
  * Feed the next input span; last != 0 on the final one (may be empty).
  * Every output byte goes through emit.  Returns DG_MASK_OK or an error;
  * after an error the stream refuses further input.

@@ -1085,6 +1085,153 @@ test_large(void)
 }
 
 
+/*
+ * dg_mask_reinit(): one masker reused from document to document gives what
+ * a fresh one gives (output, error, counters), whether the documents
+ * repeat their key order or not, after an error, and when the rules
+ * change, even to rules compiled again at the address of freed ones: the
+ * key memo must never answer for other rules.
+ */
+static const char  *reinit_docs[] = {
+    "{\"data\":[{\"id\":1,\"id_card\":\"110101199003077777\",\"name\":"
+        "\"\xe5\xbc\xa0\xe4\xb8\x89\",\"phone\":\"13800138000\","
+        "\"gender\":\"m\"},{\"id\":2,\"id_card\":\"110101199003071234\","
+        "\"name\":\"\xe6\x9d\x8e\xe5\x9b\x9b\",\"phone\":\"13900139000\","
+        "\"gender\":\"f\"}],\"total\":2}",
+    "{\"data\":[{\"gender\":\"m\",\"phone\":\"13800138000\",\"name\":"
+        "\"ab\",\"id\":3},{\"gender\":\"f\",\"name\":\"cd\",\"phone\":"
+        "\"139\",\"id\":4,\"id_card\":null}]}",
+    "[{\"name\":\"x\",\"zzz\":[1,2,{\"name\":\"y\"}]},{\"name\":\"z\","
+        "\"zzz\":{\"phone\":\"1\"}}]",
+    "{\"data\":[{\"id\":1,\"name\":\"a\\u0062\",\"phone\":\"1\"},"
+        "{\"id\":2,\"na\\u006de\":\"cd\",\"phone\":\"2\"}]}",
+    "{\"data\":[{\"id\":1,\"name\":\"trunc",
+    "{\"data\":[{\"id\":1,\"id_card\":\"1\",\"name\":\"a\",\"phone\":"
+        "\"2\",\"gender\":\"m\"},{\"id\":2,\"id_card\":\"3\",\"name\":"
+        "\"b\",\"phone\":\"4\",\"gender\":\"f\"}] }",
+};
+
+
+static int
+reinit_same(dg_mask_t *m, void *fresh, const dg_mask_conf_t *conf,
+    const char *doc, size_t cut)
+{
+    tm_buf_t                a, b;
+    dg_mask_t              *f;
+    const dg_mask_stats_t  *sa, *sb;
+    size_t                  n, i;
+    int                     ra, rb, same;
+
+    n = strlen(doc);
+    if (cut > n) {
+        cut = n;
+    }
+
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+
+    m = dg_mask_reinit(m, conf);
+    f = dg_mask_init(fresh, conf);
+    if (m == NULL || f == NULL) {
+        return 0;
+    }
+
+    ra = dg_mask_feed(m, (const uint8_t *) doc, cut, 0, tm_emit, &a);
+    if (ra == 0) {
+        ra = dg_mask_feed(m, (const uint8_t *) doc + cut, n - cut, 1,
+                          tm_emit, &a);
+    }
+    rb = dg_mask_feed(f, (const uint8_t *) doc, n, 1, tm_emit, &b);
+
+    sa = dg_mask_stats(m);
+    sb = dg_mask_stats(f);
+
+    same = ra == rb
+           && (ra != 0
+               || (a.len == b.len && (a.len == 0
+                                      || memcmp(a.p, b.p, a.len) == 0)))
+           && sa->unlisted == sb->unlisted
+           && sa->dropped == sb->dropped && sa->bytes_in == sb->bytes_in
+           && (ra != 0 || sa->bytes_out == sb->bytes_out);
+
+    for (i = 0; same && i < dg_mask_rules_nfields(conf->rules); i++) {
+        same = sa->field_hits[i] == sb->field_hits[i];
+    }
+
+    free(a.p);
+    free(b.p);
+
+    return same;
+}
+
+
+static void
+test_reinit(void)
+{
+    static const char  *sels[] = {
+        "id_card=id_card;name=name;phone=phone",
+        "gender=redact;id=null;zzz=redact",
+        "name=redact;data[].phone=phone",
+    };
+    dg_mask_field_t   f[T_MAXF];
+    dg_mask_spec_t    a[T_MAXF];
+    char              buf[T_MAXF][128];
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    dg_mask_t        *m;
+    void             *mem, *fresh;
+    size_t            i, d, bad, runs;
+    int               nf;
+    uint32_t          seed;
+
+    mem = NULL;
+    fresh = NULL;
+    m = NULL;
+    seed = 7;
+
+    for (i = 0; i < 2 * sizeof(sels) / sizeof(sels[0]); i++) {
+        nf = parse_sel(sels[i % 3], f, a, buf);
+        r = dg_mask_rules_compile(f, nf, 0, NULL, 0);
+        if (!ok(r != NULL, "reinit: rules %zu compile", i)) {
+            return;
+        }
+
+        setup_conf(&conf, r, a, 1024, 16);
+
+        if (mem == NULL) {
+            mem = tm_alloc(dg_mask_size(&conf));
+            fresh = tm_alloc(dg_mask_size(&conf));
+            m = dg_mask_init(mem, &conf);
+        }
+
+        bad = 0;
+        runs = 0;
+
+        for (d = 0; d < 40; d++) {
+            seed = seed * 1103515245 + 12345;
+            runs++;
+            if (!reinit_same(m, fresh, &conf,
+                             reinit_docs[(d + i) % (sizeof(reinit_docs)
+                                                   / sizeof(reinit_docs[0]))],
+                             (seed >> 16) % 200))
+            {
+                bad++;
+            }
+        }
+
+        ok(bad == 0, "reinit: rules %zu (%s): %zu documents on one masker "
+           "as on fresh ones", i, sels[i % 3], runs);
+
+        /* freed before the next rules are compiled: they may come back
+         * at the same address, with another memo */
+        dg_mask_rules_free(r);
+    }
+
+    free(mem);
+    free(fresh);
+}
+
+
 int
 main(void)
 {
@@ -1100,6 +1247,7 @@ main(void)
     test_state();
     test_large();
     test_elem_hold_limit();
+    test_reinit();
 
     return done_testing();
 }
