@@ -650,27 +650,35 @@ dg_mask_str_end(dg_mask_blk_t *bk, const uint8_t *p, const uint8_t *end,
         /* a NULL base puts every span address out of the block */
         off = (uintptr_t) p - (uintptr_t) bk->base;
 
-        if (off < 64) {
-            bits = bk->sp >> off;
-            if (bits) {
-                return p + (unsigned) __builtin_ctzll(bits);
+        if (off < 128) {
+            if (off < 64) {
+                bits = bk->sp >> off;
+                if (bits) {
+                    return p + (unsigned) __builtin_ctzll(bits);
+                }
             }
 
-            /* none left in this block: the next one (the common case,
-             * in line) */
+            /* none left in this block, or p in the next one: the next
+             * one (the common cases, in line) */
             b = bk->base + 64;
             if (end - b < 64) {
-                return dg_mask_blk_fill_avx2(bk, b, end);
+                return dg_mask_blk_fill_avx2(bk, p > b ? p : b, end);
             }
 
             bits = dg_mask_blk64_avx2(b);
             bk->base = b;
             bk->sp = bits;
+
+            if (p > b) {
+                bits >>= p - b;
+                b = p;
+            }
+
             if (bits) {
                 return b + (unsigned) __builtin_ctzll(bits);
             }
 
-            p = b + 64;
+            p = bk->base + 64;
         }
 
         return dg_mask_blk_fill_avx2(bk, p, end);
@@ -1689,6 +1697,42 @@ typedef struct {
 } dg_mask_pre_t;
 
 
+/*
+ * A selected string or number at q, ending before v in this span (v - q
+ * within max_value; for a number, a byte after it): counted and masked
+ * into the output in place, or passed when clear.  Returns 0, 1 to leave
+ * the value to the general way, or an error.
+ */
+static inline __attribute__((always_inline)) int
+dg_mask_take_selected(dg_mask_t *m, const dg_mask_spec_t *act, int32_t f,
+    const uint8_t *q, const uint8_t *v, const uint8_t *end)
+{
+    int  rc;
+
+    m->stats.field_hits[f]++;
+
+    if (act->method == DG_MASK_CLEAR) {
+        return 0;
+    }
+
+    rc = dg_mask_flush_os(m, q);
+    if (rc == 0) {
+        /* the value and the byte after it are in the span: it may be read
+         * in blocks up to end */
+        if (*q == '"') {
+            rc = dg_mask_apply_span(&m->out, act, q + 1, v - q - 2, end,
+                                    m->hash_key, m->hash_key_len);
+        } else {
+            rc = dg_mask_apply_span(&m->out, act, q, v - q, end,
+                                    m->hash_key, m->hash_key_len);
+        }
+    }
+    m->os = v;
+
+    return rc;
+}
+
+
 /* what dg_mask_members() may take of an unselected scalar member */
 #define DG_MM_NONE      0       /* nothing (no output by reference) */
 #define DG_MM_PASS      1       /* passes unchanged */
@@ -1768,7 +1812,38 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                     kn = mo->kn;
                     q = v;
                     last = mo;
-                    goto found;
+                    act = &m->actions[f];
+
+                    if (*v != '"' || act->method == DG_MASK_DROP) {
+                        goto found;
+                    }
+
+                    /* a plain string: masked here, without leaving the
+                     * loop; anything else as found below */
+                    e = dg_mask_str_end(&bk, v + 1, end, 1);
+                    if (e == end || *e != '"'
+                        || (size_t) (e + 1 - v) > maxv)
+                    {
+                        e = v - 2;
+                        goto found;
+                    }
+
+                    v = e + 1;
+                    rc = dg_mask_take_selected(m, act, f, q, v, end);
+                    emitted = 1;
+
+                    if (rc != 0) {
+                        ret = 1;
+                        goto done;
+                    }
+
+                    if (v == end || *v != ',') {
+                        goto taken;
+                    }
+
+                    p = v;
+                    comma = 1;
+                    continue;
                 }
 
                 if (*v == '"') {
@@ -1992,30 +2067,12 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                 break;
             }
 
-            m->stats.field_hits[f]++;
-
-            if (act->method != DG_MASK_CLEAR) {
-                rc = dg_mask_flush_os(m, q);
-                if (rc == 0) {
-                    /* the value and at least one byte after it are in
-                     * the span: it may be read in blocks up to end */
-                    if (*q == '"') {
-                        rc = dg_mask_apply_span(&m->out, act, q + 1,
-                                                v - q - 2, end, m->hash_key,
-                                                m->hash_key_len);
-                    } else {
-                        rc = dg_mask_apply_span(&m->out, act, q, v - q, end,
-                                                m->hash_key, m->hash_key_len);
-                    }
-                }
-                m->os = v;
-                if (rc != 0) {
-                    emitted = 1;
-                    break;
-                }
-            }
-
+            rc = dg_mask_take_selected(m, act, f, q, v, end);
             emitted = 1;
+
+            if (rc != 0) {
+                break;
+            }
         }
 
 #if (DG_MASK_X86)
@@ -2053,6 +2110,10 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         comma = 1;
         strip = !emitted;
     }
+
+#if (DG_MASK_X86)
+done:
+#endif
 
     if (ret == 1) {
         pre->k = k;
