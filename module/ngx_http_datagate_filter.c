@@ -25,10 +25,11 @@
 
 
 /*
- * Memory per response: the masker (datagate_mask_buffer + its nesting
- * stack), at most OUT_BUSY output buffers in flight plus what one step of
- * SLICE input bytes can produce, and ZBUF_SIZE + zlib's window when the
- * provider compresses.
+ * Memory per response: the masker (twice datagate_mask_buffer + its
+ * nesting stack), at most OUT_BUSY output buffers in flight plus what one
+ * step of SLICE input bytes can produce, and ZBUF_SIZE + zlib's window
+ * when the provider compresses.  Per worker, up to MASKERS idle maskers
+ * kept for the next responses.
  */
 #define NGX_HTTP_DATAGATE_SLICE       16384   /* plain input per step: a
                                                  proxy buffer in one go */
