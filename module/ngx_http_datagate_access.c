@@ -968,7 +968,7 @@ ngx_http_datagate_decide(ngx_http_request_t *r,
 
     key.data = buf;
     key.len = klen;
-    hash = ngx_crc32_long(buf, klen);   /* = ngx_crc32_short(), faster */
+    hash = ngx_murmur_hash2(buf, klen);
 
     st = ctx->pending;
 
