@@ -27,12 +27,15 @@
  * before under the same path node recognised by one 32-byte compare of
  * its '"' key '"' ':' token (the key memo, AVX2 only; the key that
  * followed the last one last time is tried first, and a short loop takes
- * the members of a run of records that come in that order), other keys looked
- * up without copying (an 11-bit digest of length, first and last byte
- * indexes a table that rejects most unselected keys at once and names the
- * one key-anywhere entry to compare, so the hash is only computed when
- * two entries share a digest), "key":value tested first, scalar values
- * skipped, selected strings and numbers masked in place from the span;
+ * the members of a run of records that come in that order, masking their
+ * selected plain strings itself; the memo outlives a document when the
+ * stream is initialised again with dg_mask_reinit() for the same rules),
+ * other keys looked up without copying (an 11-bit digest of length,
+ * first and last byte indexes a table that rejects most unselected keys at
+ * once and names the one key-anywhere entry to compare, so the hash is
+ * only computed when two entries share a digest), "key":value tested
+ * first, scalar values skipped, selected strings and numbers masked in
+ * place from the span;
  * arrays of plain scalars under an unselected key skipped whole when
  * nothing in them can be masked, dropped or scanned (dg_mask_fast_array);
  * the untouched bytes of all those members stay one pending run (os),
