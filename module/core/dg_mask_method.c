@@ -1267,19 +1267,15 @@ dg_mask_classify(const uint8_t *v, size_t len)
 }
 
 
-/* copy n bytes without a library call for short runs */
-static inline void
-dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
+/* n <= 32 bytes without a library call */
+static inline __attribute__((always_inline)) void
+dg_mask_cpy32(uint8_t *d, const uint8_t *s, size_t n)
 {
     uint64_t  a, b, c, e;
     uint32_t  x, y;
 
     if (n >= 8) {
         if (n > 16) {
-            if (n > 32) {
-                memcpy(d, s, n);
-                return;
-            }
             /* two 16-byte moves, overlapping (a kept prefix of six
              * Chinese characters is 18 bytes) */
             memcpy(&a, s, 8);
@@ -1310,6 +1306,19 @@ dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
     while (n--) {
         *d++ = *s++;
     }
+}
+
+
+/* copy n bytes without a library call for short runs */
+static inline void
+dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
+{
+    if (n > 32) {
+        memcpy(d, s, n);
+        return;
+    }
+
+    dg_mask_cpy32(d, s, n);
 }
 
 
@@ -1727,28 +1736,6 @@ dg_mask_span_stars(uint8_t *d, size_t n)
         _mm256_storeu_si256((__m256i *) (d + i), DG_K(DG_K_STAR));
         i += 32;
     } while (i < n);
-}
-
-
-/* n <= 32 bytes without a library call */
-static inline __attribute__((always_inline)) void
-dg_mask_cpy32(uint8_t *d, const uint8_t *s, size_t n)
-{
-    uint64_t  a, b, c, e;
-
-    if (n > 16) {
-        memcpy(&a, s, 8);
-        memcpy(&b, s + 8, 8);
-        memcpy(&c, s + n - 16, 8);
-        memcpy(&e, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + 8, &b, 8);
-        memcpy(d + n - 16, &c, 8);
-        memcpy(d + n - 8, &e, 8);
-        return;
-    }
-
-    dg_mask_cpy(d, s, n);
 }
 
 
