@@ -39,8 +39,9 @@
  * arrays of plain scalars under an unselected key skipped whole when
  * nothing in them can be masked, dropped or scanned (dg_mask_fast_array);
  * the untouched bytes of all those members stay one pending run (os),
- * written with one copy; the "},{" between the records of an array is
- * taken without leaving the loop.  The loop is compiled once per CPU kind
+ * written with one copy (four 32-byte moves when it is short, before a
+ * masked value: dg_mask_flush_os_avx2); the "},{" between the records of
+ * an array is taken without leaving the loop.  The loop is compiled once per CPU kind
  * (and once more for plain masking, without the tests of the other
  * modes).
  * Anything else (containers, escapes, a member cut by the span end, a
@@ -1313,6 +1314,54 @@ dg_mask_flush_os(dg_mask_t *m, const uint8_t *p)
 }
 
 
+#if (DG_MASK_X86)
+
+/*
+ * dg_mask_flush_os() for the member loop, where the run before a masked
+ * value is short (the keys and values between two masked ones): up to
+ * 128 bytes, with 128 readable from its start in the span and 128 of
+ * room, move in four 32-byte loads and stores instead of a library call
+ * whose branches depend on the length (the bytes written after the run
+ * are not counted: the next write goes over them).
+ */
+static inline __attribute__((target("avx2"))) int
+dg_mask_flush_os_avx2(dg_mask_t *m, const uint8_t *p, const uint8_t *end)
+{
+    const uint8_t  *os;
+    uint8_t        *d;
+    size_t          n;
+    __m256i         a, b, c, e;
+
+    os = m->os;
+    m->os = NULL;
+
+    if (os == NULL || p <= os) {
+        return 0;
+    }
+
+    n = p - os;
+
+    if (n > 128 || end - os < 128 || m->out.cap - m->out.len < 128) {
+        return dg_mask_out_put(&m->out, os, n);
+    }
+
+    d = m->out.buf + m->out.len;
+    a = _mm256_loadu_si256((const __m256i *) os);
+    b = _mm256_loadu_si256((const __m256i *) (os + 32));
+    c = _mm256_loadu_si256((const __m256i *) (os + 64));
+    e = _mm256_loadu_si256((const __m256i *) (os + 96));
+    _mm256_storeu_si256((__m256i *) d, a);
+    _mm256_storeu_si256((__m256i *) (d + 32), b);
+    _mm256_storeu_si256((__m256i *) (d + 64), c);
+    _mm256_storeu_si256((__m256i *) (d + 96), e);
+    m->out.len += n;
+
+    return 0;
+}
+
+#endif
+
+
 /* the number of held bytes may grow by k at p */
 static inline int
 dg_mask_hold_room(dg_mask_t *m, const uint8_t *p, size_t k)
@@ -1708,7 +1757,7 @@ typedef struct {
  */
 static inline __attribute__((always_inline)) int
 dg_mask_take_selected(dg_mask_t *m, const dg_mask_spec_t *act, int32_t f,
-    const uint8_t *q, const uint8_t *v, const uint8_t *end)
+    const uint8_t *q, const uint8_t *v, const uint8_t *end, const int avx2)
 {
     int  rc;
 
@@ -1718,6 +1767,11 @@ dg_mask_take_selected(dg_mask_t *m, const dg_mask_spec_t *act, int32_t f,
         return 0;
     }
 
+#if (DG_MASK_X86)
+    if (avx2) {
+        rc = dg_mask_flush_os_avx2(m, q, end);
+    } else
+#endif
     rc = dg_mask_flush_os(m, q);
     if (rc == 0) {
         /* the value and the byte after it are in the span: it may be read
@@ -1832,7 +1886,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                     }
 
                     v = e + 1;
-                    rc = dg_mask_take_selected(m, act, f, q, v, end);
+                    rc = dg_mask_take_selected(m, act, f, q, v, end, avx2);
                     emitted = 1;
 
                     if (rc != 0) {
@@ -2070,7 +2124,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                 break;
             }
 
-            rc = dg_mask_take_selected(m, act, f, q, v, end);
+            rc = dg_mask_take_selected(m, act, f, q, v, end, avx2);
             emitted = 1;
 
             if (rc != 0) {

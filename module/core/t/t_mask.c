@@ -6,6 +6,7 @@
  * output must be valid JSON.
  */
 
+#define _GNU_SOURCE     /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1232,6 +1233,91 @@ test_reinit(void)
 }
 
 
+/*
+ * The untouched run before a masked value, of every length from 0 to 200
+ * bytes, with bytes after it in the span (the member loop moves short
+ * runs in whole 32-byte blocks): the document fed whole must give what
+ * it gives fed one byte at a time (the state machine, run by run).
+ */
+static void
+test_run_lengths(void)
+{
+    dg_mask_field_t   f[T_MAXF];
+    dg_mask_spec_t    a[T_MAXF];
+    char              buf[T_MAXF][128];
+    char              doc[2048];
+    dg_mask_rules_t  *r;
+    dg_mask_conf_t    conf;
+    dg_mask_t        *m;
+    tm_buf_t          whole, bytes;
+    void             *mem;
+    size_t            len, n, i, bad;
+    int               nf, rc;
+
+    nf = parse_sel("id_card=id_card;name=name", f, a, buf);
+    r = dg_mask_rules_compile(f, nf, 0, NULL, 0);
+    if (!ok(r != NULL, "run lengths: rules compile")) {
+        return;
+    }
+
+    setup_conf(&conf, r, a, 1024, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+    bad = 0;
+
+    for (len = 0; len <= 200; len++) {
+        /* records whose pad makes the run before id_card len bytes
+         * longer, then a value masked right after (a run of 10) */
+        n = (size_t) snprintf(doc, sizeof(doc), "{\"data\":[");
+        for (i = 0; i < 3; i++) {
+            n += (size_t) snprintf(doc + n, sizeof(doc) - n,
+                                   "%s{\"pad\":\"%.*s\",\"id_card\":"
+                                   "\"11010119900307%04zu\",\"name\":"
+                                   "\"\xe5\xbc\xa0\xe4\xb8\x89\","
+                                   "\"tail\":\"%s\"}",
+                                   i ? "," : "", (int) len,
+                                   "0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "0123456789abcdefghijklmnopqrstuvwxyz"
+                                   "0123456789abcdefghijklmnopqrstuvwxyz",
+                                   len + i,
+                                   "after the masked value, to be read "
+                                   "past the run in whole blocks");
+        }
+        n += (size_t) snprintf(doc + n, sizeof(doc) - n, "]}");
+
+        memset(&whole, 0, sizeof(whole));
+        memset(&bytes, 0, sizeof(bytes));
+
+        m = dg_mask_init(mem, &conf);
+        rc = dg_mask_feed(m, (const uint8_t *) doc, n, 1, tm_emit, &whole);
+
+        m = dg_mask_init(mem, &conf);
+        for (i = 0; rc == 0 && i < n; i++) {
+            rc = dg_mask_feed(m, (const uint8_t *) doc + i, 1, i == n - 1,
+                              tm_emit, &bytes);
+        }
+
+        if (rc != 0 || whole.len != bytes.len
+            || memcmp(whole.p, bytes.p, whole.len) != 0
+            || memmem(whole.p, whole.len, "11010119900307", 14) != NULL)
+        {
+            bad++;
+        }
+
+        free(whole.p);
+        free(bytes.p);
+    }
+
+    ok(bad == 0, "run lengths: runs of 0-200 bytes before a masked value "
+       "whole as byte by byte (%zu differ)", bad);
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
 int
 main(void)
 {
@@ -1248,6 +1334,7 @@ main(void)
     test_large();
     test_elem_hold_limit();
     test_reinit();
+    test_run_lengths();
 
     return done_testing();
 }
