@@ -13,7 +13,10 @@
  * straight into output buffers lent to it (ngx_http_datagate_lend), taken
  * from a free chain and recycled with ngx_chain_update_chains().  Input is
  * taken in slices and held while too many output buffers are busy, so
- * memory stays bounded whatever the size of the response.  A masker error
+ * memory stays bounded whatever the size of the response, and held after
+ * each NGX_HTTP_DATAGATE_TURN bytes until the next cycle of the event loop
+ * (ngx_http_datagate_yield), so that a long response does not keep the
+ * worker from its other connections.  A masker error
  * once the headers are out cuts the connection: the client never sees a
  * complete document.
  */
@@ -37,6 +40,9 @@
 #define NGX_HTTP_DATAGATE_OUT_BUSY    8       /* busy buffers before
                                                  input is held */
 #define NGX_HTTP_DATAGATE_ZBUF_SIZE   8192    /* inflate step */
+#define NGX_HTTP_DATAGATE_TURN        65536   /* plain input masked before
+                                                 the worker's other
+                                                 connections get a turn */
 
 /* r->buffered while input or output is held (SSI 1, sub 2, copy 4) */
 #define NGX_HTTP_DATAGATE_BUFFERED    0x08
@@ -86,6 +92,8 @@ typedef struct {
     ngx_buf_t                      *err;        /* our 502 body */
 
     uint64_t                        fed;        /* plain bytes fed */
+    uint64_t                        turn_fed;   /* fed when this turn began */
+    ngx_event_t                     turn;       /* the next turn */
 
     unsigned                        gzip:1;
     unsigned                        zstarted:1;
@@ -97,6 +105,8 @@ typedef struct {
     unsigned                        failed:1;
     unsigned                        header_pending:1;
     unsigned                        flush_seen:1;
+    unsigned                        yielded:1;
+    unsigned                        turn_cln:1;
 } ngx_http_datagate_filter_ctx_t;
 
 
@@ -124,6 +134,12 @@ static ngx_int_t ngx_http_datagate_encoding(ngx_http_request_t *r,
     ngx_uint_t *gzip);
 static ngx_int_t ngx_http_datagate_process(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx);
+static ngx_int_t ngx_http_datagate_ready_out(
+    ngx_http_datagate_filter_ctx_t *fctx);
+static ngx_int_t ngx_http_datagate_yield(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx);
+static void ngx_http_datagate_next_turn(ngx_event_t *ev);
+static void ngx_http_datagate_next_turn_cleanup(void *data);
 static ngx_int_t ngx_http_datagate_feed(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done);
 static ngx_int_t ngx_http_datagate_finish(ngx_http_request_t *r,
@@ -892,11 +908,11 @@ ngx_http_datagate_body(ngx_http_request_t *r,
              * DATAGATE_OUT_BUSY buffers of output: a small document the
              * masker refuses anywhere gets a clean 502.
              */
-            return NGX_OK;
+            return fctx->yielded ? NGX_AGAIN : NGX_OK;
         }
 
         if (fctx->out == NULL && !flush) {
-            return fctx->busy ? NGX_AGAIN : NGX_OK;
+            return (fctx->busy || fctx->yielded) ? NGX_AGAIN : NGX_OK;
         }
 
         if (fctx->header_pending) {
@@ -1040,24 +1056,25 @@ ngx_http_datagate_process(ngx_http_request_t *r,
             return NGX_AGAIN;
         }
 
+        if ((fctx->in_buf != NULL || fctx->in != NULL)
+            && fctx->fed - fctx->turn_fed >= NGX_HTTP_DATAGATE_TURN)
+        {
+            /* a long response: the worker's other connections first, the
+             * rest in the next turn of the event loop */
+            if (ngx_http_datagate_yield(r, fctx) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            return ngx_http_datagate_ready_out(fctx) == NGX_OK
+                   ? NGX_AGAIN : NGX_ERROR;
+        }
+
         if (fctx->in_buf == NULL) {
 
             if (fctx->in == NULL) {
                 /* all input fed: what is ready goes out now (a slow
                  * provider's bytes are not kept back) */
-                if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos
-                    && !fctx->header_pending)
-                {
-                    if (ngx_http_datagate_append_out(fctx, fctx->obuf)
-                        != NGX_OK)
-                    {
-                        return NGX_ERROR;
-                    }
-
-                    fctx->obuf = NULL;
-                }
-
-                return NGX_OK;
+                return ngx_http_datagate_ready_out(fctx);
             }
 
             fctx->in_buf = fctx->in->buf;
@@ -1102,6 +1119,101 @@ ngx_http_datagate_process(ngx_http_request_t *r,
                 return NGX_ERROR;
             }
         }
+    }
+}
+
+
+/* the output buffer being filled joins the output chain, unless the
+ * header is still held */
+static ngx_int_t
+ngx_http_datagate_ready_out(ngx_http_datagate_filter_ctx_t *fctx)
+{
+    if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos
+        && !fctx->header_pending)
+    {
+        if (ngx_http_datagate_append_out(fctx, fctx->obuf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        fctx->obuf = NULL;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_HTTP_DATAGATE_TURN bytes masked since the last turn began: the
+ * filter holds the rest of the input and asks for the next turn with an
+ * event posted for the next cycle of the event loop (after the events
+ * that are ready now, other connections' included), so that a long
+ * response does not keep the worker from its other requests while both
+ * the provider and the client keep up.  The pipe stops calling while the
+ * filter holds its buffers; the event calls the request's write handler,
+ * which calls the filter again.
+ */
+static ngx_int_t
+ngx_http_datagate_yield(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    fctx->yielded = 1;
+
+    if (fctx->turn.posted) {
+        return NGX_OK;
+    }
+
+    if (!fctx->turn_cln) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            ngx_http_datagate_fail(r, fctx, "out of memory", DG_MASK_E_EMIT);
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_datagate_next_turn_cleanup;
+        cln->data = fctx;
+        fctx->turn_cln = 1;
+
+        fctx->turn.handler = ngx_http_datagate_next_turn;
+        fctx->turn.data = fctx;
+        fctx->turn.log = r->connection->log;
+    }
+
+    ngx_post_event(&fctx->turn, &ngx_posted_next_events);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_datagate_next_turn(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    fctx = ev->data;
+    c = fctx->request->connection;
+
+    fctx->yielded = 0;
+    fctx->turn_fed = fctx->fed;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "datagate: next turn at %uL bytes", fctx->fed);
+
+    /* as when the client can take more: the upstream's pipe (or
+     * ngx_http_writer once the provider is done) calls the filter */
+    c->write->handler(c->write);
+}
+
+
+static void
+ngx_http_datagate_next_turn_cleanup(void *data)
+{
+    ngx_http_datagate_filter_ctx_t  *fctx = data;
+
+    if (fctx->turn.posted) {
+        ngx_delete_posted_event(&fctx->turn);
     }
 }
 
