@@ -1065,8 +1065,7 @@ ngx_http_datagate_process(ngx_http_request_t *r,
                 return NGX_ERROR;
             }
 
-            return ngx_http_datagate_ready_out(fctx) == NGX_OK
-                   ? NGX_AGAIN : NGX_ERROR;
+            return NGX_AGAIN;
         }
 
         if (fctx->in_buf == NULL) {
