@@ -490,8 +490,9 @@ END
 # --- a long response takes turns with the worker's other connections:
 #     every 64 KB of input the filter holds the rest and asks for the next
 #     turn of the event loop; the response still arrives whole, masked,
-#     through the pipe (buffered), without it (unbuffered), over HTTP/2,
-#     to a slow reader, and a client gone mid-turn leaves nothing behind ---
+#     through the pipe (buffered), without it (unbuffered), inflated from
+#     a gzip'd provider, over HTTP/2, to a slow reader, and a client gone
+#     mid-turn leaves nothing behind --------------------------------------
 
 {
     my $rec = '{"id_card":"450103199003071242","name":"韦秀兰",'
@@ -523,6 +524,12 @@ H2
             proxy_buffering off;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/turns;
         }
+        location /gz/turns {
+            datagate_dataset population.person;
+            error_log logs/turns-gz.log debug;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+            proxy_set_header Accept-Encoding gzip;
+        }
 END
     open my $fh, '>', $m->dir . '/html/turns.json' or die;
     binmode $fh, ':utf8';
@@ -542,7 +549,7 @@ END
         like($body, qr/\]\}\z/, "$what: the document ends");
     };
 
-    for my $loc (qw(/turns /unbuffered/turns)) {
+    for my $loc (qw(/turns /unbuffered/turns /gz/turns)) {
         my $r = $m->request('GET', $loc, cert => 'assistance',
                             headers => [@OK], timeout => 60);
         is($r->status, 200, "turns $loc: 200");
@@ -553,6 +560,11 @@ END
            'turns: buffered, the response took turns');
     cmp_ok($turns->('turns-unbuffered.log'), '>=', 20,
            'turns: unbuffered, the response took turns');
+    my $gzlog = DGTest::slurp($m->dir . '/logs/turns-gz.log') // '';
+    like($gzlog, qr/Content-Encoding: gzip/i,
+         'turns: the provider compressed its answer');
+    cmp_ok($turns->('turns-gz.log'), '>=', 20,
+           'turns: compressed by the provider, the response took turns');
 
     # a slow reader: output held (busy buffers) and turns interleave
     {
