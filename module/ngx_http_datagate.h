@@ -135,6 +135,7 @@ typedef struct {
     ngx_str_t                       dataset_id;
     ngx_uint_t                      dataset_index; /* into policy */
     size_t                          mask_buffer;
+    size_t                          mask_turn;  /* 0: no turns */
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
     const dg_dataset_t             *dataset;    /* resolved at conf time */

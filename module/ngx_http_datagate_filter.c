@@ -14,7 +14,7 @@
  * from a free chain and recycled with ngx_chain_update_chains().  Input is
  * taken in slices and held while too many output buffers are busy, so
  * memory stays bounded whatever the size of the response, and held after
- * each NGX_HTTP_DATAGATE_TURN bytes until the next cycle of the event loop
+ * each datagate_mask_turn bytes until the next cycle of the event loop
  * (ngx_http_datagate_yield), so that a long response does not keep the
  * worker from its other connections.  A masker error
  * once the headers are out cuts the connection: the client never sees a
@@ -40,9 +40,6 @@
 #define NGX_HTTP_DATAGATE_OUT_BUSY    8       /* busy buffers before
                                                  input is held */
 #define NGX_HTTP_DATAGATE_ZBUF_SIZE   8192    /* inflate step */
-#define NGX_HTTP_DATAGATE_TURN        65536   /* plain input masked before
-                                                 the worker's other
-                                                 connections get a turn */
 
 /* r->buffered while input or output is held (SSI 1, sub 2, copy 4) */
 #define NGX_HTTP_DATAGATE_BUFFERED    0x08
@@ -93,6 +90,7 @@ typedef struct {
 
     uint64_t                        fed;        /* plain bytes fed */
     uint64_t                        turn_fed;   /* fed when this turn began */
+    size_t                          turn_size;  /* datagate_mask_turn */
     ngx_event_t                     turn;       /* the next turn */
 
     unsigned                        gzip:1;
@@ -133,8 +131,6 @@ static ngx_uint_t ngx_http_datagate_is_json(ngx_str_t *type);
 static ngx_int_t ngx_http_datagate_encoding(ngx_http_request_t *r,
     ngx_uint_t *gzip);
 static ngx_int_t ngx_http_datagate_process(ngx_http_request_t *r,
-    ngx_http_datagate_filter_ctx_t *fctx);
-static ngx_int_t ngx_http_datagate_ready_out(
     ngx_http_datagate_filter_ctx_t *fctx);
 static ngx_int_t ngx_http_datagate_yield(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx);
@@ -338,6 +334,7 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
 
     fctx->mask = m;
     fctx->nfields = dg_mask_rules_nfields(ctx->plan->rules);
+    fctx->turn_size = dlcf->mask_turn;
     ctx->mask = m;
 
     if (gzip) {
@@ -1056,8 +1053,8 @@ ngx_http_datagate_process(ngx_http_request_t *r,
             return NGX_AGAIN;
         }
 
-        if ((fctx->in_buf != NULL || fctx->in != NULL)
-            && fctx->fed - fctx->turn_fed >= NGX_HTTP_DATAGATE_TURN)
+        if ((fctx->in_buf != NULL || fctx->in != NULL) && fctx->turn_size
+            && fctx->fed - fctx->turn_fed >= fctx->turn_size)
         {
             /* a long response: the worker's other connections first, the
              * rest in the next turn of the event loop */
@@ -1073,7 +1070,19 @@ ngx_http_datagate_process(ngx_http_request_t *r,
             if (fctx->in == NULL) {
                 /* all input fed: what is ready goes out now (a slow
                  * provider's bytes are not kept back) */
-                return ngx_http_datagate_ready_out(fctx);
+                if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos
+                    && !fctx->header_pending)
+                {
+                    if (ngx_http_datagate_append_out(fctx, fctx->obuf)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    fctx->obuf = NULL;
+                }
+
+                return NGX_OK;
             }
 
             fctx->in_buf = fctx->in->buf;
@@ -1122,27 +1131,8 @@ ngx_http_datagate_process(ngx_http_request_t *r,
 }
 
 
-/* the output buffer being filled joins the output chain, unless the
- * header is still held */
-static ngx_int_t
-ngx_http_datagate_ready_out(ngx_http_datagate_filter_ctx_t *fctx)
-{
-    if (fctx->obuf && fctx->obuf->last > fctx->obuf->pos
-        && !fctx->header_pending)
-    {
-        if (ngx_http_datagate_append_out(fctx, fctx->obuf) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        fctx->obuf = NULL;
-    }
-
-    return NGX_OK;
-}
-
-
 /*
- * NGX_HTTP_DATAGATE_TURN bytes masked since the last turn began: the
+ * datagate_mask_turn bytes masked since the last turn began: the
  * filter holds the rest of the input and asks for the next turn with an
  * event posted for the next cycle of the event loop (after the events
  * that are ready now, other connections' included), so that a long

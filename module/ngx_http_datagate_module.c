@@ -132,6 +132,13 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       offsetof(ngx_http_datagate_loc_conf_t, mask_buffer),
       NULL },
 
+    { ngx_string("datagate_mask_turn"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_datagate_loc_conf_t, mask_turn),
+      NULL },
+
     { ngx_string("datagate_mask_depth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -709,6 +716,7 @@ ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
 
     dlcf->enable = NGX_CONF_UNSET;
     dlcf->mask_buffer = NGX_CONF_UNSET_SIZE;
+    dlcf->mask_turn = NGX_CONF_UNSET_SIZE;
     dlcf->mask_depth = NGX_CONF_UNSET_UINT;
     dlcf->dataset_index = NGX_CONF_UNSET_UINT;
 
@@ -729,6 +737,8 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_size_value(conf->mask_buffer, prev->mask_buffer,
                               64 * 1024);
+    ngx_conf_merge_size_value(conf->mask_turn, prev->mask_turn,
+                              2 * 1024 * 1024);
     ngx_conf_merge_uint_value(conf->mask_depth, prev->mask_depth, 64);
 
     if (conf->dataset_id.len == 0) {

@@ -224,3 +224,18 @@ datasets:
 --- nginx_t_fails
 --- error_log
 qr/"datagate_mask_buffer" must be at least 256 bytes/
+
+=== TEST 13: datagate_mask_turn not a size
+--- policy
+purposes: {p: {name: p}}
+datasets:
+  - {id: d, share: unconditional, level: 1}
+--- config
+        location /x {
+            datagate_dataset d;
+            datagate_mask_turn lots;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+        }
+--- nginx_t_fails
+--- error_log
+qr/"datagate_mask_turn" directive invalid value in .*nginx\.conf:\d+/

@@ -488,11 +488,12 @@ END
 }
 
 # --- a long response takes turns with the worker's other connections:
-#     every 64 KB of input the filter holds the rest and asks for the next
-#     turn of the event loop; the response still arrives whole, masked,
-#     through the pipe (buffered), without it (unbuffered), inflated from
-#     a gzip'd provider, over HTTP/2, to a slow reader, and a client gone
-#     mid-turn leaves nothing behind --------------------------------------
+#     every datagate_mask_turn (64k here) of input the filter holds the
+#     rest and asks for the next turn of the event loop; the response
+#     still arrives whole, masked, through the pipe (buffered), without it
+#     (unbuffered), inflated from a gzip'd provider, over HTTP/2, to a
+#     slow reader, and a client gone mid-turn leaves nothing behind; 0
+#     turns it off -------------------------------------------------------
 
 {
     my $rec = '{"id_card":"450103199003071242","name":"韦秀兰",'
@@ -509,6 +510,7 @@ END
         location /turns {
             datagate_dataset population.person;
             error_log logs/turns-h2.log debug;
+            datagate_mask_turn 64k;
             proxy_pass http://127.0.0.1:\$TEST_NGINX_UPSTREAM_PORT;
         }
     }
@@ -516,19 +518,28 @@ H2
         location /turns {
             datagate_dataset population.person;
             error_log logs/turns.log debug;
+            datagate_mask_turn 64k;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
         }
         location /unbuffered/turns {
             datagate_dataset population.person;
             error_log logs/turns-unbuffered.log debug;
+            datagate_mask_turn 64k;
             proxy_buffering off;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/turns;
         }
         location /gz/turns {
             datagate_dataset population.person;
             error_log logs/turns-gz.log debug;
+            datagate_mask_turn 64k;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
             proxy_set_header Accept-Encoding gzip;
+        }
+        location /noturns/turns {
+            datagate_dataset population.person;
+            error_log logs/noturns.log debug;
+            datagate_mask_turn 0;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/turns;
         }
 END
     open my $fh, '>', $m->dir . '/html/turns.json' or die;
@@ -549,7 +560,7 @@ END
         like($body, qr/\]\}\z/, "$what: the document ends");
     };
 
-    for my $loc (qw(/turns /unbuffered/turns /gz/turns)) {
+    for my $loc (qw(/turns /unbuffered/turns /gz/turns /noturns/turns)) {
         my $r = $m->request('GET', $loc, cert => 'assistance',
                             headers => [@OK], timeout => 60);
         is($r->status, 200, "turns $loc: 200");
@@ -565,9 +576,11 @@ END
          'turns: the provider compressed its answer');
     cmp_ok($turns->('turns-gz.log'), '>=', 20,
            'turns: compressed by the provider, the response took turns');
+    is($turns->('noturns.log'), 0, 'turns: datagate_mask_turn 0, none');
 
-    # a slow reader: output held (busy buffers) and turns interleave
-    {
+    # a raw TLS connection that has sent GET /turns (@hdr: more headers)
+    my $get_turns = sub {
+        my (@hdr) = @_;
         my $s = IO::Socket::SSL->new(
             PeerAddr => '127.0.0.1', PeerPort => $m->port,
             SSL_verify_mode => SSL_VERIFY_NONE,
@@ -575,8 +588,13 @@ END
             SSL_key_file => "$DGTest::CERTS/assistance.key")
             or die "connect: $SSL_ERROR";
         print $s "GET /turns HTTP/1.1\r\nHost: localhost\r\n"
-            . "Connection: close\r\n" . join('', map { "$_\r\n" } @OK)
-            . "\r\n";
+            . join('', map { "$_\r\n" } @hdr, @OK) . "\r\n";
+        return $s;
+    };
+
+    # a slow reader: output held (busy buffers) and turns interleave
+    {
+        my $s = $get_turns->('Connection: close');
         my $raw = '';
         eval {
             local $SIG{ALRM} = sub { die "timeout\n" };
@@ -602,14 +620,7 @@ END
 
     # clients that leave in the middle of a response, some mid-turn
     for my $i (1 .. 5) {
-        my $s = IO::Socket::SSL->new(
-            PeerAddr => '127.0.0.1', PeerPort => $m->port,
-            SSL_verify_mode => SSL_VERIFY_NONE,
-            SSL_cert_file => "$DGTest::CERTS/assistance.crt",
-            SSL_key_file => "$DGTest::CERTS/assistance.key")
-            or die "connect: $SSL_ERROR";
-        print $s "GET /turns HTTP/1.1\r\nHost: localhost\r\n"
-            . join('', map { "$_\r\n" } @OK) . "\r\n";
+        my $s = $get_turns->();
         my $got = 0;
         eval {
             local $SIG{ALRM} = sub { die "timeout\n" };
