@@ -78,6 +78,21 @@ sub drip_server {
     return ($port, $pid);
 }
 
+# a second gateway server on $port speaking HTTP/2, with mutual TLS as
+# the harness's own, holding the given locations
+sub h2_server {
+    my ($port, $locations) = @_;
+    return <<"END";
+    server {
+        listen 127.0.0.1:$port ssl http2;
+        ssl_certificate \$TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key \$TEST_NGINX_CERTS/server.key;
+        ssl_client_certificate \$TEST_NGINX_CERTS/ca.crt;
+        ssl_verify_client on;
+$locations    }
+END
+}
+
 sub stop_server {
     my ($pid) = @_;
     kill 'KILL', $pid;
@@ -405,19 +420,13 @@ $n->start;
         delay => 0.05, no_end => 1);
 
     my $h2port = DGTest::free_port();
-    my $m = start_nginx(policy => $POLICY, http_config => <<"H2", config => <<"END");
-    server {
-        listen 127.0.0.1:$h2port ssl http2;
-        ssl_certificate \$TEST_NGINX_CERTS/server.crt;
-        ssl_certificate_key \$TEST_NGINX_CERTS/server.key;
-        ssl_client_certificate \$TEST_NGINX_CERTS/ca.crt;
-        ssl_verify_client on;
+    my $m = start_nginx(policy => $POLICY,
+        http_config => h2_server($h2port, <<"H2"), config => <<"END");
         location /chunked-unbuffered {
             datagate_dataset population.person;
             proxy_buffering off;
             proxy_pass http://127.0.0.1:$p1;
         }
-    }
 H2
         location /chunked-buffered {
             datagate_dataset population.person;
@@ -500,20 +509,14 @@ END
         . '"phone":"13877112345","note":"' . ('t' x 100) . '"}';
     my $count = 12000;      # ~2 MB: about 30 turns
     my $h2port = DGTest::free_port();
-    my $m = DGTest::Nginx->new(policy => $POLICY, http_config => <<"H2", config => <<'END');
-    server {
-        listen 127.0.0.1:$h2port ssl http2;
-        ssl_certificate \$TEST_NGINX_CERTS/server.crt;
-        ssl_certificate_key \$TEST_NGINX_CERTS/server.key;
-        ssl_client_certificate \$TEST_NGINX_CERTS/ca.crt;
-        ssl_verify_client on;
+    my $m = DGTest::Nginx->new(policy => $POLICY,
+        http_config => h2_server($h2port, <<'H2'), config => <<'END');
         location /turns {
             datagate_dataset population.person;
             error_log logs/turns-h2.log debug;
             datagate_mask_turn 64k;
-            proxy_pass http://127.0.0.1:\$TEST_NGINX_UPSTREAM_PORT;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
         }
-    }
 H2
         location /turns {
             datagate_dataset population.person;
