@@ -41,9 +41,9 @@
  * the untouched bytes of all those members stay one pending run (os),
  * written with one copy (four 32-byte moves when it is short, before a
  * masked value: dg_mask_flush_os_avx2); the "},{" between the records of
- * an array is taken without leaving the loop.  The loop is compiled once per CPU kind
- * (and once more for plain masking, without the tests of the other
- * modes).
+ * an array is taken without leaving the loop.  The loop is compiled once
+ * per CPU kind (and once more for plain masking, without the tests of the
+ * other modes).
  * Anything else (containers, escapes, a member cut by the span end, a
  * leading comma to strip, detect on strings) is left to the state machine
  * below, at the same byte and with the same effects, so output and errors
@@ -1333,17 +1333,15 @@ dg_mask_flush_os_avx2(dg_mask_t *m, const uint8_t *p, const uint8_t *end)
     __m256i         a, b, c, e;
 
     os = m->os;
-    m->os = NULL;
 
-    if (os == NULL || p <= os) {
-        return 0;
+    if (os == NULL || p <= os || p - os > 128 || end - os < 128
+        || m->out.cap - m->out.len < 128)
+    {
+        return dg_mask_flush_os(m, p);
     }
 
     n = p - os;
-
-    if (n > 128 || end - os < 128 || m->out.cap - m->out.len < 128) {
-        return dg_mask_out_put(&m->out, os, n);
-    }
+    m->os = NULL;
 
     d = m->out.buf + m->out.len;
     a = _mm256_loadu_si256((const __m256i *) os);
