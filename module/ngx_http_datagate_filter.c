@@ -91,7 +91,8 @@ typedef struct {
     uint64_t                        fed;        /* plain bytes fed */
     uint64_t                        turn_fed;   /* fed when this turn began */
     size_t                          turn_size;  /* datagate_mask_turn */
-    ngx_event_t                     turn;       /* the next turn */
+    ngx_event_t                     turn;       /* the next turn; posted:
+                                                   input held for it */
 
     unsigned                        gzip:1;
     unsigned                        zstarted:1;
@@ -103,8 +104,6 @@ typedef struct {
     unsigned                        failed:1;
     unsigned                        header_pending:1;
     unsigned                        flush_seen:1;
-    unsigned                        yielded:1;
-    unsigned                        turn_cln:1;
 } ngx_http_datagate_filter_ctx_t;
 
 
@@ -905,11 +904,11 @@ ngx_http_datagate_body(ngx_http_request_t *r,
              * DATAGATE_OUT_BUSY buffers of output: a small document the
              * masker refuses anywhere gets a clean 502.
              */
-            return fctx->yielded ? NGX_AGAIN : NGX_OK;
+            return fctx->turn.posted ? NGX_AGAIN : NGX_OK;
         }
 
         if (fctx->out == NULL && !flush) {
-            return (fctx->busy || fctx->yielded) ? NGX_AGAIN : NGX_OK;
+            return (fctx->busy || fctx->turn.posted) ? NGX_AGAIN : NGX_OK;
         }
 
         if (fctx->header_pending) {
@@ -1147,13 +1146,12 @@ ngx_http_datagate_yield(ngx_http_request_t *r,
 {
     ngx_pool_cleanup_t  *cln;
 
-    fctx->yielded = 1;
-
     if (fctx->turn.posted) {
         return NGX_OK;
     }
 
-    if (!fctx->turn_cln) {
+    if (fctx->turn.handler == NULL) {
+        /* the first turn of the response */
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
             ngx_http_datagate_fail(r, fctx, "out of memory", DG_MASK_E_EMIT);
@@ -1162,7 +1160,6 @@ ngx_http_datagate_yield(ngx_http_request_t *r,
 
         cln->handler = ngx_http_datagate_next_turn_cleanup;
         cln->data = fctx;
-        fctx->turn_cln = 1;
 
         fctx->turn.handler = ngx_http_datagate_next_turn;
         fctx->turn.data = fctx;
@@ -1184,7 +1181,6 @@ ngx_http_datagate_next_turn(ngx_event_t *ev)
     fctx = ev->data;
     c = fctx->request->connection;
 
-    fctx->yielded = 0;
     fctx->turn_fed = fctx->fed;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
