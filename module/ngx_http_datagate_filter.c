@@ -6,7 +6,9 @@
  * plan with masks, main request, a body), checks the content type and the
  * encoding, clears Content-Length and Accept-Ranges, weakens the ETag and
  * sets up the core masker; or answers 502 upstream_unmaskable while the
- * headers are still ours.
+ * headers are still ours.  The header is held until the first masked
+ * bytes go; when the whole document is masked by then, Content-Length is
+ * set again, to the masked body's.
  *
  * Body filter: feeds every input buffer (inflated first when the provider
  * compressed it) to dg_mask_feed_into(), which writes the masked bytes
@@ -121,6 +123,8 @@ static void ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
+static void ngx_http_datagate_set_length(ngx_http_request_t *r,
+    ngx_chain_t *out);
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
@@ -914,6 +918,12 @@ ngx_http_datagate_body(ngx_http_request_t *r,
         if (fctx->header_pending) {
             fctx->header_pending = 0;
 
+            if (fctx->done) {
+                /* the whole masked document is here: its length is known
+                 * and the client gets it without chunked framing */
+                ngx_http_datagate_set_length(r, fctx->out);
+            }
+
             rc = ngx_http_next_header_filter(r);
 
             if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -950,6 +960,22 @@ ngx_http_datagate_body(ngx_http_request_t *r,
             return rc;
         }
     }
+}
+
+
+static void
+ngx_http_datagate_set_length(ngx_http_request_t *r, ngx_chain_t *out)
+{
+    off_t         len;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    for (cl = out; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    r->headers_out.content_length_n = len;
 }
 
 
