@@ -557,6 +557,49 @@ dg_mask_blk64_avx2(const uint8_t *b)
 }
 
 
+/* the first len (> 10) of the 64 bytes at s (readable) hold a run of 11
+ * digits or capitals */
+static inline __attribute__((target("avx2"))) int
+dg_mask_du64_avx2(const uint8_t *s, size_t len)
+{
+    __m256i   v, w, d, u;
+    uint64_t  m;
+
+    d = _mm256_set1_epi8('0' - 1);
+    u = _mm256_set1_epi8('A' - 1);
+
+    v = _mm256_loadu_si256((const __m256i *) s);
+    w = _mm256_loadu_si256((const __m256i *) (s + 32));
+
+    /* signed compares: bytes from 0x80 up are negative, never in range */
+    v = _mm256_or_si256(
+            _mm256_and_si256(_mm256_cmpgt_epi8(v, d),
+                             _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v)),
+            _mm256_and_si256(_mm256_cmpgt_epi8(v, u),
+                             _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v)));
+    w = _mm256_or_si256(
+            _mm256_and_si256(_mm256_cmpgt_epi8(w, d),
+                             _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), w)),
+            _mm256_and_si256(_mm256_cmpgt_epi8(w, u),
+                             _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), w)));
+
+    m = (uint32_t) _mm256_movemask_epi8(v)
+        | (uint64_t) (uint32_t) _mm256_movemask_epi8(w) << 32;
+
+    if (len < 64) {
+        m &= ((uint64_t) 1 << len) - 1;
+    }
+
+    /* then bit i: bytes i to i + 10 all set */
+    m &= m >> 1;
+    m &= m >> 2;
+    m &= m >> 4;
+    m &= m >> 3;
+
+    return m != 0;
+}
+
+
 /* bit i: q[i] == tok[i], for the 32 bytes at q (the caller checked that
  * they are in the span) */
 static inline __attribute__((target("avx2"))) uint32_t
@@ -1629,11 +1672,68 @@ dg_mask_fast_number(const uint8_t *q, const uint8_t *end)
 
 
 /*
+ * Detect: the plain string [s, e) holds no run of 11 or more digits and
+ * capitals (C_DU), so no candidate (the shortest, a mobile number, has
+ * 11) and the state machine would pass it unchanged.  On AVX2, windows of
+ * 64 bytes 53 apart, each a bitmap of its C_DU bytes in which a run of 11
+ * set bits is found by shifts; any such run of the string lies whole in
+ * one window.  A window that would read past the span is taken byte by
+ * byte.
+ */
+static inline __attribute__((always_inline)) int
+dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
+    const int avx2)
+{
+    const uint8_t  *p;
+    unsigned        run;
+
+#if (DG_MASK_X86)
+    if (avx2) {
+        for ( ;; ) {
+            if (e - s < 11) {
+                return 1;
+            }
+
+            if (end - s < 64) {
+                break;
+            }
+
+            if (dg_mask_du64_avx2(s, (size_t) (e - s))) {
+                return 0;
+            }
+
+            if (e - s <= 64) {
+                return 1;
+            }
+
+            s += 53;
+        }
+    }
+#endif
+
+    run = 0;
+
+    for (p = s; p < e; p++) {
+        if (dg_mask_cls[*p] & C_DU) {
+            if (++run == 11) {
+                return 0;
+            }
+
+        } else {
+            run = 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
  * A scalar value at q that passes unchanged and ends inside this span: a
- * string without escapes (not when fast == 2: detect scans strings), a
- * well-formed number followed by a byte, or a literal.  Returns the first
- * byte after it, or NULL to leave it to the state machine.  Strings, the
- * common case, are tested first.
+ * string without escapes (when fast == 2, detect, only one that holds no
+ * candidate, dg_mask_det_clean), a well-formed number followed by a byte,
+ * or a literal.  Returns the first byte after it, or NULL to leave it to
+ * the state machine.  Strings, the common case, are tested first.
  */
 static inline __attribute__((always_inline)) const uint8_t *
 dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
@@ -1645,11 +1745,14 @@ dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
     c = *q;
 
     if (c == '"') {
-        if (fast == 2) {
+        e = dg_mask_str_end(bk, q + 1, end, avx2);
+        if (e == end || *e != '"') {
             return NULL;
         }
-        e = dg_mask_str_end(bk, q + 1, end, avx2);
-        return (e < end && *e == '"') ? e + 1 : NULL;
+        if (fast == 2 && !dg_mask_det_clean(q + 1, e, end, avx2)) {
+            return NULL;
+        }
+        return e + 1;
     }
 
     if (c == '-' || (dg_mask_cls[c] & C_DIGIT)) {
@@ -2251,10 +2354,7 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     }
 
 #if (DG_MASK_X86)
-    /* not for detect: it leaves every string member to the state machine,
-     * entering this loop once per member, and the AVX2 copy costs more to
-     * enter and leave than it saves on one key */
-    if (dg_mask_avx2 && mode != DG_MM_DETECT) {
+    if (dg_mask_avx2) {
         if (mode == DG_MM_PASS) {
             return dg_mask_members_avx2_pass(m, fr, pp, end, pre);
         }

@@ -93,7 +93,9 @@ static void gstr(void) {
         "user@x.cn", "\\n", "\\\"", "\\\\", "\\u0041", "\\ud83d\\ude00", "\\u00e9", "6222021234567890123",
         "91450100MA5L0ABC1X", "x y z", "\x7f", "é", "tel13812345678", "🙂", "\\/", "@", "2024-05-11",
         "12345678901234567890123", "0771-5551234", "桂A12345", "10.2.3.4",
-        "0123456789abcdefghijklmnopqrstuvwxyz0123456789" };
+        "0123456789abcdefghijklmnopqrstuvwxyz0123456789",
+        /* runs of digits and capitals around 11 (detect's shortest) */
+        "ABCDE", "12345", "0123456789", "Q" };
     static const char *bad[] = { "\\ud800", "\xc3", "\x01", "\\x", "\\u12", "\xff", "\xed\xa0\x80" };
     unsigned n = R(5);
     put("\"", 1);

@@ -1318,6 +1318,103 @@ test_run_lengths(void)
 }
 
 
+/*
+ * Detect passes plain strings without a run of 11 digits or capitals in
+ * one step (dg_mask_det_clean, windows of 64 bytes 53 apart): a mobile
+ * number at every offset of strings up to 200 bytes is still masked, a
+ * run of 10 still passes, each document whole as byte by byte.
+ */
+static void
+test_detect_offsets(void)
+{
+    static const char  fill[] = "abcdefghij-ABCDEFGHI-0123456789-";
+    dg_mask_rules_t   *r;
+    dg_mask_conf_t     conf;
+    dg_mask_t         *m;
+    tm_buf_t           whole, bytes;
+    char               doc[4096], s10[256], s11[256];
+    void              *mem;
+    size_t             n, i, off, tail, bad, leak, miss;
+    int                rc;
+
+    r = dg_mask_rules_compile(NULL, 0, DG_MASK_DETECT, NULL, 0);
+    if (!ok(r != NULL, "detect offsets: rules compile")) {
+        return;
+    }
+
+    setup_conf(&conf, r, NULL, 1024, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+    bad = leak = miss = 0;
+
+    for (off = 0; off <= 150; off++) {
+        for (tail = 0; tail <= 70; tail += 7) {
+            /* fill (runs of at most 10) with the number at off, tail
+             * bytes after it; and the same with a run of 10 instead */
+            for (i = 0; i < off; i++) {
+                s10[i] = s11[i] = fill[i % (sizeof(fill) - 1)];
+            }
+            s10[off] = s11[off] = '-';
+            memcpy(s11 + off + 1, "13812345678", 11);
+            memcpy(s10 + off + 1, "1381234567", 10);
+            s10[off + 11] = '-';
+            s10[off + 12] = s11[off + 12] = '-';
+            for (i = off + 13; i < off + 13 + tail; i++) {
+                s10[i] = s11[i] = fill[i % (sizeof(fill) - 1)];
+            }
+            s10[i] = s11[i] = '\0';
+
+            n = (size_t) snprintf(doc, sizeof(doc),
+                                  "[{\"a\":\"%s\",\"b\":\"%s\","
+                                  "\"c\":1},{\"a\":\"%s\",\"b\":\"%s\","
+                                  "\"c\":2}]", s10, s11, s10, s11);
+
+            memset(&whole, 0, sizeof(whole));
+            memset(&bytes, 0, sizeof(bytes));
+
+            m = dg_mask_init(mem, &conf);
+            rc = dg_mask_feed(m, (const uint8_t *) doc, n, 1, tm_emit,
+                              &whole);
+
+            m = dg_mask_init(mem, &conf);
+            for (i = 0; rc == 0 && i < n; i++) {
+                rc = dg_mask_feed(m, (const uint8_t *) doc + i, 1,
+                                  i == n - 1, tm_emit, &bytes);
+            }
+
+            if (rc != 0 || whole.len != bytes.len
+                || memcmp(whole.p, bytes.p, whole.len) != 0)
+            {
+                bad++;
+            }
+
+            if (rc == 0 && memmem(whole.p, whole.len, "13812345678", 11)) {
+                leak++;
+            }
+
+            if (rc == 0 && (memmem(whole.p, whole.len, s10, strlen(s10))
+                            == NULL
+                            || memmem(whole.p, whole.len, "138****5678", 11)
+                               == NULL))
+            {
+                miss++;
+            }
+
+            free(whole.p);
+            free(bytes.p);
+        }
+    }
+
+    ok(bad == 0, "detect offsets: whole as byte by byte (%zu differ)", bad);
+    ok(leak == 0, "detect offsets: a mobile number at every offset is "
+       "masked (%zu leak)", leak);
+    ok(miss == 0, "detect offsets: a run of 10 passes unchanged (%zu not)",
+       miss);
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
 int
 main(void)
 {
@@ -1335,6 +1432,7 @@ main(void)
     test_elem_hold_limit();
     test_reinit();
     test_run_lengths();
+    test_detect_offsets();
 
     return done_testing();
 }
