@@ -1672,59 +1672,77 @@ dg_mask_fast_number(const uint8_t *q, const uint8_t *end)
 
 
 /*
- * Detect: the plain string [s, e) holds no run of 11 or more digits and
- * capitals (C_DU), so no candidate (the shortest, a mobile number, has
- * 11) and the state machine would pass it unchanged.  On AVX2, windows of
- * 64 bytes 53 apart, each a bitmap of its C_DU bytes in which a run of 11
- * set bits is found by shifts; any such run of the string lies whole in
- * one window.  A window that would read past the span is taken byte by
- * byte.
+ * Detect: the plain string [s, e) holds no run of digits and capitals
+ * (C_DU) that dg_mask_det_char() could take for a candidate, so the state
+ * machine would pass it unchanged.  Hits come from runs of 11 or more
+ * (the shortest, a mobile number, has 11); of the runs of digits alone,
+ * those of 12, 14 or 15 and of 20 or more hold none (dg_mask_detect_digits
+ * takes 11, 13, 16-19 and 18 with a final X, which is a capital).
+ */
+static int
+dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
+{
+    const uint8_t  *q;
+    size_t          n;
+    unsigned        digits;
+
+    while (p < e) {
+        if (!(dg_mask_cls[*p] & C_DU)) {
+            p++;
+            continue;
+        }
+
+        digits = 1;
+        for (q = p; q < e && (dg_mask_cls[*q] & C_DU); q++) {
+            digits &= (dg_mask_cls[*q] & C_DIGIT) ? 1 : 0;
+        }
+
+        n = (size_t) (q - p);
+        if (n >= 11
+            && !(digits && (n == 12 || n == 14 || n == 15 || n >= 20)))
+        {
+            return 0;
+        }
+
+        p = q;
+    }
+
+    return 1;
+}
+
+
+/*
+ * The same, the common case first: on AVX2, windows of 64 bytes 53 apart,
+ * each a bitmap of its C_DU bytes in which a run of 11 set bits is found
+ * by shifts; any run of 11 of the string lies whole in one window.  Only
+ * a string with such a run, or a window that would read past the span,
+ * is taken byte by byte.
  */
 static inline __attribute__((always_inline)) int
 dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
     const int avx2)
 {
-    const uint8_t  *p;
-    unsigned        run;
-
 #if (DG_MASK_X86)
+    const uint8_t  *w;
+
     if (avx2) {
-        for ( ;; ) {
-            if (e - s < 11) {
+        for (w = s; e - w >= 11 && end - w >= 64; w += 53) {
+            if (dg_mask_du64_avx2(w, (size_t) (e - w))) {
+                return dg_mask_det_runs(s, e);
+            }
+
+            if (e - w <= 64) {
                 return 1;
             }
+        }
 
-            if (end - s < 64) {
-                break;
-            }
-
-            if (dg_mask_du64_avx2(s, (size_t) (e - s))) {
-                return 0;
-            }
-
-            if (e - s <= 64) {
-                return 1;
-            }
-
-            s += 53;
+        if (e - w < 11) {
+            return 1;
         }
     }
 #endif
 
-    run = 0;
-
-    for (p = s; p < e; p++) {
-        if (dg_mask_cls[*p] & C_DU) {
-            if (++run == 11) {
-                return 0;
-            }
-
-        } else {
-            run = 0;
-        }
-    }
-
-    return 1;
+    return dg_mask_det_runs(s, e);
 }
 
 

@@ -1319,22 +1319,25 @@ test_run_lengths(void)
 
 
 /*
- * Detect passes plain strings without a run of 11 digits or capitals in
- * one step (dg_mask_det_clean, windows of 64 bytes 53 apart): a mobile
- * number at every offset of strings up to 200 bytes is still masked, a
- * run of 10 still passes, each document whole as byte by byte.
+ * Detect passes plain strings that cannot hold a candidate in one step
+ * (dg_mask_det_clean, windows of 64 bytes 53 apart): at every offset of
+ * strings up to 233 bytes a mobile number is still masked, also right
+ * after a capital or with 86 before it, while runs of 10 digits or of 12 pass unchanged, each
+ * document whole as byte by byte.
  */
 static void
 test_detect_offsets(void)
 {
     static const char  fill[] = "abcdefghij-ABCDEFGHI-0123456789-";
+    static const char *run[5] = { "1381234567", "13812345678", "A13812345678",
+                                  "138123456789", "8613812345678" };
     dg_mask_rules_t   *r;
     dg_mask_conf_t     conf;
     dg_mask_t         *m;
     tm_buf_t           whole, bytes;
-    char               doc[4096], s10[256], s11[256];
+    char               doc[4096], str[5][256];
     void              *mem;
-    size_t             n, i, off, tail, bad, leak, miss;
+    size_t             n, i, j, k, off, tail, bad, leak, miss;
     int                rc;
 
     r = dg_mask_rules_compile(NULL, 0, DG_MASK_DETECT, NULL, 0);
@@ -1348,25 +1351,29 @@ test_detect_offsets(void)
 
     for (off = 0; off <= 150; off++) {
         for (tail = 0; tail <= 70; tail += 7) {
-            /* fill (runs of at most 10) with the number at off, tail
-             * bytes after it; and the same with a run of 10 instead */
-            for (i = 0; i < off; i++) {
-                s10[i] = s11[i] = fill[i % (sizeof(fill) - 1)];
+            /* fill (runs of at most 10), '-', the run, '-', more fill */
+            for (j = 0; j < 5; j++) {
+                for (i = 0; i < off; i++) {
+                    str[j][i] = fill[i % (sizeof(fill) - 1)];
+                }
+                str[j][i++] = '-';
+                k = strlen(run[j]);
+                memcpy(str[j] + i, run[j], k);
+                i += k;
+                str[j][i++] = '-';
+                for (k = 0; k < tail; k++, i++) {
+                    str[j][i] = fill[i % (sizeof(fill) - 1)];
+                }
+                str[j][i] = '\0';
             }
-            s10[off] = s11[off] = '-';
-            memcpy(s11 + off + 1, "13812345678", 11);
-            memcpy(s10 + off + 1, "1381234567", 10);
-            s10[off + 11] = '-';
-            s10[off + 12] = s11[off + 12] = '-';
-            for (i = off + 13; i < off + 13 + tail; i++) {
-                s10[i] = s11[i] = fill[i % (sizeof(fill) - 1)];
-            }
-            s10[i] = s11[i] = '\0';
 
             n = (size_t) snprintf(doc, sizeof(doc),
-                                  "[{\"a\":\"%s\",\"b\":\"%s\","
-                                  "\"c\":1},{\"a\":\"%s\",\"b\":\"%s\","
-                                  "\"c\":2}]", s10, s11, s10, s11);
+                                  "[{\"a\":\"%s\",\"b\":\"%s\",\"c\":\"%s\","
+                                  "\"d\":\"%s\",\"e\":\"%s\",\"f\":1},"
+                                  "{\"a\":\"%s\",\"b\":\"%s\",\"c\":\"%s\","
+                                  "\"d\":\"%s\",\"e\":\"%s\"}]",
+                                  str[0], str[1], str[2], str[3], str[4],
+                                  str[0], str[1], str[2], str[3], str[4]);
 
             memset(&whole, 0, sizeof(whole));
             memset(&bytes, 0, sizeof(bytes));
@@ -1387,13 +1394,19 @@ test_detect_offsets(void)
                 bad++;
             }
 
-            if (rc == 0 && memmem(whole.p, whole.len, "13812345678", 11)) {
+            if (rc == 0 && (memmem(whole.p, whole.len, "13812345678-", 12)
+                            || memmem(whole.p, whole.len, "8613812", 7)))
+            {
                 leak++;
             }
 
-            if (rc == 0 && (memmem(whole.p, whole.len, s10, strlen(s10))
+            if (rc == 0 && (memmem(whole.p, whole.len, str[0], strlen(str[0]))
                             == NULL
-                            || memmem(whole.p, whole.len, "138****5678", 11)
+                            || memmem(whole.p, whole.len, str[3],
+                                      strlen(str[3])) == NULL
+                            || memmem(whole.p, whole.len, "-138****5678-", 13)
+                               == NULL
+                            || memmem(whole.p, whole.len, "A138****5678-", 13)
                                == NULL))
             {
                 miss++;
@@ -1407,8 +1420,8 @@ test_detect_offsets(void)
     ok(bad == 0, "detect offsets: whole as byte by byte (%zu differ)", bad);
     ok(leak == 0, "detect offsets: a mobile number at every offset is "
        "masked (%zu leak)", leak);
-    ok(miss == 0, "detect offsets: a run of 10 passes unchanged (%zu not)",
-       miss);
+    ok(miss == 0, "detect offsets: runs of 10 and 12 digits pass unchanged, "
+       "the numbers masked where expected (%zu not)", miss);
 
     free(mem);
     dg_mask_rules_free(r);
