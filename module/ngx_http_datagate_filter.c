@@ -123,8 +123,6 @@ static void ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
-static void ngx_http_datagate_set_length(ngx_http_request_t *r,
-    ngx_chain_t *out);
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
@@ -921,7 +919,11 @@ ngx_http_datagate_body(ngx_http_request_t *r,
             if (fctx->done) {
                 /* the whole masked document is here: its length is known
                  * and the client gets it without chunked framing */
-                ngx_http_datagate_set_length(r, fctx->out);
+                r->headers_out.content_length_n = 0;
+
+                for (cl = fctx->out; cl; cl = cl->next) {
+                    r->headers_out.content_length_n += ngx_buf_size(cl->buf);
+                }
             }
 
             rc = ngx_http_next_header_filter(r);
@@ -960,22 +962,6 @@ ngx_http_datagate_body(ngx_http_request_t *r,
             return rc;
         }
     }
-}
-
-
-static void
-ngx_http_datagate_set_length(ngx_http_request_t *r, ngx_chain_t *out)
-{
-    off_t         len;
-    ngx_chain_t  *cl;
-
-    len = 0;
-
-    for (cl = out; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    r->headers_out.content_length_n = len;
 }
 
 
