@@ -31,6 +31,38 @@ sub json_of {
     return (eval { $r->json }) || {};
 }
 
+# a raw TLS connection to $port with the assistance certificate
+sub tls_connect {
+    my ($port) = @_;
+    return IO::Socket::SSL->new(
+        PeerAddr => '127.0.0.1', PeerPort => $port,
+        SSL_verify_mode => SSL_VERIFY_NONE,
+        SSL_cert_file => "$DGTest::CERTS/assistance.crt",
+        SSL_key_file => "$DGTest::CERTS/assistance.key")
+        or die "connect: $SSL_ERROR";
+}
+
+# what $s sends until it closes, $done->(bytes so far) is true or $secs
+# pass; $pause seconds between reads (a slow reader)
+sub read_until {
+    my ($s, $secs, $done, $pause) = @_;
+    my $raw = '';
+    eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm $secs;
+        while (1) {
+            my $n = sysread($s, my $buf, 65536);
+            last unless $n;
+            $raw .= $buf;
+            last if $done && $done->($raw);
+            sleep $pause if $pause;
+        }
+        alarm 0;
+    };
+    alarm 0;
+    return $raw;
+}
+
 # a tiny origin that answers every request with the given pieces, one
 # write per piece, $delay seconds apart (chunked unless $o{length})
 sub drip_server {
@@ -238,33 +270,17 @@ $n->start;
     # an HTTP/1.0 client cannot take chunks: with the length known it
     # keeps its connection for a second masked response
     {
-        my $s = IO::Socket::SSL->new(
-            PeerAddr => '127.0.0.1', PeerPort => $n->port,
-            SSL_verify_mode => SSL_VERIFY_NONE,
-            SSL_cert_file => "$DGTest::CERTS/assistance.crt",
-            SSL_key_file => "$DGTest::CERTS/assistance.key")
-            or die "connect: $SSL_ERROR";
+        my $s = tls_connect($n->port);
         my @got;
         for my $i (1, 2) {
             print $s "GET /person/1 HTTP/1.0\r\nConnection: keep-alive\r\n"
                 . join('', map { "$_\r\n" } @OK) . "\r\n";
-            my $raw = '';
-            my $len;
-            eval {
-                local $SIG{ALRM} = sub { die "timeout\n" };
-                alarm 10;
-                while (1) {
-                    my $n = sysread($s, my $buf, 65536);
-                    last unless $n;
-                    $raw .= $buf;
-                    ($len) = $raw =~ /\r\nContent-Length: (\d+)\r\n/i;
-                    last if defined $len && $raw =~ /\r\n\r\n/
-                        && length($raw) - $+[0] >= $len;
-                }
-                alarm 0;
-            };
-            alarm 0;
-            push @got, $raw;
+            # the whole response, by its Content-Length
+            push @got, read_until($s, 10, sub {
+                my ($len) = $_[0] =~ /\r\nContent-Length: (\d+)\r\n/i;
+                return defined $len && $_[0] =~ /\r\n\r\n/
+                    && length($_[0]) - $+[0] >= $len;
+            });
         }
         close $s;
         for my $i (0, 1) {
@@ -634,12 +650,7 @@ END
     # a raw TLS connection that has sent GET /turns (@hdr: more headers)
     my $get_turns = sub {
         my (@hdr) = @_;
-        my $s = IO::Socket::SSL->new(
-            PeerAddr => '127.0.0.1', PeerPort => $m->port,
-            SSL_verify_mode => SSL_VERIFY_NONE,
-            SSL_cert_file => "$DGTest::CERTS/assistance.crt",
-            SSL_key_file => "$DGTest::CERTS/assistance.key")
-            or die "connect: $SSL_ERROR";
+        my $s = tls_connect($m->port);
         print $s "GET /turns HTTP/1.1\r\nHost: localhost\r\n"
             . join('', map { "$_\r\n" } @hdr, @OK) . "\r\n";
         return $s;
@@ -648,19 +659,7 @@ END
     # a slow reader: output held (busy buffers) and turns interleave
     {
         my $s = $get_turns->('Connection: close');
-        my $raw = '';
-        eval {
-            local $SIG{ALRM} = sub { die "timeout\n" };
-            alarm 60;
-            while (1) {
-                my $n = sysread($s, my $buf, 65536);
-                last unless $n;
-                $raw .= $buf;
-                sleep 0.005;
-            }
-            alarm 0;
-        };
-        alarm 0;
+        my $raw = read_until($s, 60, undef, 0.005);
         close $s;
         my ($head, $body) = split /\r\n\r\n/, $raw, 2;
         like($head, qr/^HTTP\/1\.1 200/, 'turns: slow reader: 200');
@@ -674,18 +673,7 @@ END
     # clients that leave in the middle of a response, some mid-turn
     for my $i (1 .. 5) {
         my $s = $get_turns->();
-        my $got = 0;
-        eval {
-            local $SIG{ALRM} = sub { die "timeout\n" };
-            alarm 20;
-            while ($got < $i * 100_000) {
-                my $n = sysread($s, my $buf, 65536);
-                last unless $n;
-                $got += $n;
-            }
-            alarm 0;
-        };
-        alarm 0;
+        read_until($s, 20, sub { length($_[0]) >= $i * 100_000 });
         close $s;
     }
     my $r = $m->request('GET', '/turns', cert => 'assistance',
