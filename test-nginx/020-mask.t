@@ -14,6 +14,7 @@ use Test::More;
 use IO::Socket::INET;
 use IO::Socket::SSL;
 use IO::Compress::Gzip qw(gzip $GzipError);
+use IO::Uncompress::Gunzip ();
 use POSIX ();
 use Time::HiRes qw(sleep);
 use DGTest;
@@ -158,6 +159,14 @@ my $CONFIG = <<'END';
             # the provider compresses whatever datagate asks for
             proxy_set_header Accept-Encoding gzip;
         }
+        # the gateway compresses the masked answer for its client
+        location /zip/person/ {
+            datagate_dataset population.person;
+            gzip on;
+            gzip_types application/json;
+            gzip_min_length 1;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/person/;
+        }
         location = /text {
             datagate_dataset population.person;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
@@ -266,6 +275,27 @@ $n->start;
                          headers => [@OK]);
     is(json_of($r2)->{household}{household_id}, $j->{household}{household_id},
        'pseudonym stable for one consumer');
+
+    # gzip after datagate: the length set for the masked body gives way
+    # to the compressed one's framing; without Accept-Encoding it stays
+    {
+        my $z = $n->request('GET', '/zip/person/1', cert => 'assistance',
+                            headers => [@OK, 'Accept-Encoding: gzip']);
+        is($z->header('Content-Encoding'), 'gzip',
+           'gzip at the gateway: compressed');
+        ok(!defined $z->header('Content-Length')
+           || $z->header('Content-Length') == length $z->body,
+           'gzip at the gateway: no Content-Length of the plain body');
+        my $plain;
+        IO::Uncompress::Gunzip::gunzip(\$z->body => \$plain);
+        is($plain, $r->body, 'gzip at the gateway: the masked document');
+
+        $z = $n->request('GET', '/zip/person/1', cert => 'assistance',
+                         headers => [@OK]);
+        is($z->header('Content-Length'), length $z->body,
+           'gzip at the gateway, not asked for: Content-Length');
+        is($z->body, $r->body, 'gzip at the gateway, not asked for: same');
+    }
 
     # an HTTP/1.0 client cannot take chunks: with the length known it
     # keeps its connection for a second masked response
