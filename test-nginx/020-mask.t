@@ -35,12 +35,13 @@ sub json_of {
 # a raw TLS connection to $port with the assistance certificate
 sub tls_connect {
     my ($port) = @_;
-    return IO::Socket::SSL->new(
+    my $s = IO::Socket::SSL->new(
         PeerAddr => '127.0.0.1', PeerPort => $port,
         SSL_verify_mode => SSL_VERIFY_NONE,
         SSL_cert_file => "$DGTest::CERTS/assistance.crt",
         SSL_key_file => "$DGTest::CERTS/assistance.key")
         or die "connect: $SSL_ERROR";
+    return $s;
 }
 
 # what $s sends until it closes, $done->(bytes so far) is true or $secs
