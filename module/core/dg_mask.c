@@ -557,34 +557,31 @@ dg_mask_blk64_avx2(const uint8_t *b)
 }
 
 
+/* bit i: the byte at s + i is a digit or a capital (C_DU), for 32 bytes;
+ * signed compares: bytes from 0x80 up are negative, never in range */
+static inline __attribute__((target("avx2"))) uint32_t
+dg_mask_du32_avx2(const uint8_t *s)
+{
+    __m256i  v;
+
+    v = _mm256_loadu_si256((const __m256i *) s);
+
+    return (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(
+        _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
+                         _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v)),
+        _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
+                         _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v))));
+}
+
+
 /* the first len (> 10) of the 64 bytes at s (readable) hold a run of 11
  * digits or capitals */
 static inline __attribute__((target("avx2"))) int
 dg_mask_du64_avx2(const uint8_t *s, size_t len)
 {
-    __m256i   v, w, d, u;
     uint64_t  m;
 
-    d = _mm256_set1_epi8('0' - 1);
-    u = _mm256_set1_epi8('A' - 1);
-
-    v = _mm256_loadu_si256((const __m256i *) s);
-    w = _mm256_loadu_si256((const __m256i *) (s + 32));
-
-    /* signed compares: bytes from 0x80 up are negative, never in range */
-    v = _mm256_or_si256(
-            _mm256_and_si256(_mm256_cmpgt_epi8(v, d),
-                             _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v)),
-            _mm256_and_si256(_mm256_cmpgt_epi8(v, u),
-                             _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v)));
-    w = _mm256_or_si256(
-            _mm256_and_si256(_mm256_cmpgt_epi8(w, d),
-                             _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), w)),
-            _mm256_and_si256(_mm256_cmpgt_epi8(w, u),
-                             _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), w)));
-
-    m = (uint32_t) _mm256_movemask_epi8(v)
-        | (uint64_t) (uint32_t) _mm256_movemask_epi8(w) << 32;
+    m = dg_mask_du32_avx2(s) | (uint64_t) dg_mask_du32_avx2(s + 32) << 32;
 
     if (len < 64) {
         m &= ((uint64_t) 1 << len) - 1;
