@@ -244,6 +244,10 @@ ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
 ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
 ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+/* a header of a headers_in or headers_out list by name (any case; entries
+ * removed with hash 0 are skipped), or NULL */
+ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
+    const char *name, size_t len);
 
 
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */

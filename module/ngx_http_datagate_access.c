@@ -88,8 +88,6 @@ static ngx_int_t ngx_http_datagate_stage_check(ngx_http_request_t *r,
 static void ngx_http_datagate_ctx_cleanup(void *data);
 static ngx_http_datagate_ctx_t *ngx_http_datagate_create_ctx(
     ngx_http_request_t *r);
-static ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
-    const char *name, size_t len);
 static void ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 static dg_reason_e ngx_http_datagate_identify(ngx_http_request_t *r,
@@ -514,7 +512,7 @@ ngx_http_datagate_create_ctx(ngx_http_request_t *r)
 
 /* a header of a request's headers_in or headers_out list by name */
 
-static ngx_table_elt_t *
+ngx_table_elt_t *
 ngx_http_datagate_find_header(ngx_list_t *headers, const char *name,
     size_t len)
 {

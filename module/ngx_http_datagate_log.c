@@ -324,36 +324,12 @@ static void
 ngx_http_datagate_log_header(ngx_http_request_t *r, const char *name,
     size_t len, ngx_str_t *value)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
-            /* removed (nginx's convention), as the access phase reads it */
-            continue;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            *value = h[i].value;
-            return;
-        }
+    /* removed entries (hash 0) are skipped, as the access phase reads it */
+    h = ngx_http_datagate_find_header(&r->headers_in.headers, name, len);
+    if (h != NULL) {
+        *value = h->value;
     }
 }
 

@@ -7,6 +7,7 @@
  * "FILE:LINE: FIELD: message".
  */
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2927,54 +2928,42 @@ dg_policy_free(dg_policy_t *p)
 
 /* lookups */
 
-const dg_consumer_t *
-dg_policy_consumer(const dg_policy_t *p, const char *id, size_t len)
+static const void *
+dg_policy_find(const dg_policy_t *p, size_t table, const char *id,
+    size_t len)
 {
-    const dg_hent_t          *e;
-    const dg_policy_priv_t   *priv;
+    const dg_hent_t  *e;
 
     if (p == NULL || id == NULL) {
         return NULL;
     }
 
-    priv = p->priv;
-    e = dg_hash_find(&priv->consumers, id, len);
+    /* table: offsetof() one of the hashes of dg_policy_priv_t */
+    e = dg_hash_find((const dg_hash_t *) ((const char *) p->priv + table),
+                     id, len);
 
     return e ? e->val : NULL;
+}
+
+
+const dg_consumer_t *
+dg_policy_consumer(const dg_policy_t *p, const char *id, size_t len)
+{
+    return dg_policy_find(p, offsetof(dg_policy_priv_t, consumers), id, len);
 }
 
 
 const dg_dataset_t *
 dg_policy_dataset(const dg_policy_t *p, const char *id, size_t len)
 {
-    const dg_hent_t          *e;
-    const dg_policy_priv_t   *priv;
-
-    if (p == NULL || id == NULL) {
-        return NULL;
-    }
-
-    priv = p->priv;
-    e = dg_hash_find(&priv->datasets, id, len);
-
-    return e ? e->val : NULL;
+    return dg_policy_find(p, offsetof(dg_policy_priv_t, datasets), id, len);
 }
 
 
 const dg_purpose_t *
 dg_policy_purpose(const dg_policy_t *p, const char *id, size_t len)
 {
-    const dg_hent_t          *e;
-    const dg_policy_priv_t   *priv;
-
-    if (p == NULL || id == NULL) {
-        return NULL;
-    }
-
-    priv = p->priv;
-    e = dg_hash_find(&priv->purposes, id, len);
-
-    return e ? e->val : NULL;
+    return dg_policy_find(p, offsetof(dg_policy_priv_t, purposes), id, len);
 }
 
 
