@@ -11,27 +11,7 @@
 #include "dg_policy.h"
 
 
-static char                 top[1024];
 static dg_policy_t         *P;
-
-
-static void
-find_top(void)
-{
-    const char  *env, *f, *cut;
-
-    env = getenv("DG_TOP");
-    if (env != NULL) {
-        snprintf(top, sizeof(top), "%s/", env);
-        return;
-    }
-
-    f = __FILE__;
-    cut = strstr(f, "module/core/t/");
-    if (cut != NULL) {
-        snprintf(top, sizeof(top), "%.*s", (int) (cut - f), f);
-    }
-}
 
 
 /* seconds since the epoch of Y-M-D h:m:s in UTC+8 */
@@ -440,8 +420,8 @@ main(void)
 {
     char  err[DG_ERRLEN], path[1200];
 
-    find_top();
-    snprintf(path, sizeof(path), "%smodule/core/t/policies/decide.yaml", top);
+    snprintf(path, sizeof(path), "%smodule/core/t/policies/decide.yaml",
+             tap_top());
 
     P = dg_policy_load(path, err, sizeof(err));
     if (!ok(P != NULL, "decide fixture loads")) {

@@ -17,7 +17,7 @@
 #include "dg_policy.h"
 
 
-static char  top[1024];
+static const char  *top;
 
 
 static const char *
@@ -33,25 +33,6 @@ fixture(const char *rel)
     return b;
 }
 
-
-static void
-find_top(void)
-{
-    const char  *env, *f, *cut;
-
-    env = getenv("DG_TOP");
-    if (env != NULL) {
-        snprintf(top, sizeof(top), "%s/", env);
-        return;
-    }
-
-    /* __FILE__ is module/core/t/t_policy.c relative to the top */
-    f = __FILE__;
-    cut = strstr(f, "module/core/t/");
-    if (cut != NULL) {
-        snprintf(top, sizeof(top), "%.*s", (int) (cut - f), f);
-    }
-}
 
 
 /* load a policy from text; returns the policy or NULL, error in err */
@@ -889,7 +870,7 @@ test_runtime_grant(void)
 int
 main(void)
 {
-    find_top();
+    top = tap_top();
 
     test_sample();
     test_validation();

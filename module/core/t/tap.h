@@ -6,6 +6,7 @@
 #define DG_TAP_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
 
@@ -94,5 +95,36 @@ done_testing(void)
     printf("1..%d\n", tap_n);
     return tap_failed ? 1 : 0;
 }
+
+/*
+ * The top of the checkout, ending in '/' ("" when the test runs from it):
+ * $DG_TOP, or the part of this header's path, as the compiler was given
+ * it, before module/core/t/.  Fixtures are found relative to it.
+ */
+static inline const char *
+tap_top(void)
+{
+    static char   top[1024];
+    const char   *env, *f, *cut;
+
+    if (top[0] != '\0') {
+        return top;
+    }
+
+    env = getenv("DG_TOP");
+    if (env != NULL) {
+        snprintf(top, sizeof(top), "%s/", env);
+        return top;
+    }
+
+    f = __FILE__;
+    cut = strstr(f, "module/core/t/");
+    if (cut != NULL) {
+        snprintf(top, sizeof(top), "%.*s", (int) (cut - f), f);
+    }
+
+    return top;
+}
+
 
 #endif /* DG_TAP_H */
