@@ -34,7 +34,6 @@ fixture(const char *rel)
 }
 
 
-
 /* load a policy from text; returns the policy or NULL, error in err */
 
 static dg_policy_t *
