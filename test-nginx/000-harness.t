@@ -321,7 +321,46 @@ GET /extra/item
 {"id_card": "qr/^450103\\d{11}[\\dX]$/"}
 
 
-=== TEST 15: a block that is skipped
+=== TEST 15: the adversarial provider: an interim answer, then a body
+--- config
+    location / {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_EVIL_PORT;
+    }
+--- evil
+>>> early
+send_raw(head(103, 'Link: </x.css>; rel=preload'));
+my $b = person_json();
+send_raw(head(200, 'Content-Type: application/json',
+              'Content-Length: ' . length $b) . $b);
+--- request
+GET /early/1
+--- cert: assistance
+--- error_code: 103
+
+
+=== TEST 16: the adversarial provider: a lying length is cut short
+--- config
+    location / {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_EVIL_PORT;
+    }
+--- evil
+>>> short
+send_raw(head(200, 'Content-Type: application/json', 'Content-Length: 100')
+         . '{"a":');
+--- init
+my $r = $DGTest::INSTANCE->request('GET', '/nothing', cert => 'assistance');
+$r->status == 404 or die "unknown scenario: " . $r->status;
+--- request
+GET /short?x=1
+--- cert: assistance
+--- more_headers
+X-Evil: seen
+--- error_code: 200
+--- truncated: 1
+--- wait: 0.1
+
+
+=== TEST 17: a block that is skipped
 --- skip: shows that --- skip works
 --- request
 GET /

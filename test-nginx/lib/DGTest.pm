@@ -33,6 +33,7 @@ use JSON::PP;
 use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
+use DGEvil;
 
 our @EXPORT = qw(run_tests blocks start_nginx nginx_t request start_redis
                  free_port cert_info json_match json_decode run_cmd);
@@ -240,6 +241,7 @@ sub vars {
         CLI           => $CLI,
     );
     $v{REDIS_PORT} = $self->{redis_port} if $self->{redis_port};
+    $v{EVIL_PORT} = $self->evil_port;
     return \%v;
 }
 
@@ -262,6 +264,28 @@ sub expand {
     }ge;
     return $s;
 }
+
+# the adversarial provider (DGEvil.pm): its port is chosen on first use, the
+# origin itself starts with the instance (start) or on demand (start_evil)
+sub evil_port {
+    my ($self) = @_;
+    return $self->{evil_port} //= DGTest::free_port();
+}
+
+# scenarios: { NAME => perl code }, written to $dir/evil/NAME.pl
+sub evil_scenarios {
+    my ($self, %sc) = @_;
+    DGTest::spew("$self->{dir}/evil/$_.pl", $self->expand($sc{$_}))
+        for keys %sc;
+}
+
+sub start_evil {
+    my ($self) = @_;
+    return $self->{evil} ||= DGTest::Evil->start($self->{dir},
+                                                 $self->evil_port);
+}
+
+sub evil { $_[0]{evil} }
 
 sub write_policy {
     my ($self, $yaml) = @_;
@@ -415,6 +439,7 @@ sub test_conf {
 sub start {
     my ($self) = @_;
     $self->write_conf;
+    $self->start_evil if $self->{evil_wanted} || -d "$self->{dir}/evil";
     unlink "$self->{dir}/nginx.pid";
     return $self->start_valgrind if $VALGRIND;
     my ($rc, $out) = $self->run_nginx();
@@ -553,6 +578,7 @@ sub stop {
         waitpid $pid, 0;
         delete $self->{child};
     }
+    (delete $self->{evil})->stop if $self->{evil};
     $current = undef if $current && $current == $self;
 }
 
@@ -1077,6 +1103,15 @@ sub run_block {
 
     my $inst = DGTest::Nginx->new(%o);
     $inst->write_policy($s->{policy}) if exists $s->{policy};
+
+    # the adversarial provider: "--- evil" holds ">>> NAME" scenarios
+    if (exists $s->{evil}) {
+        my @parts = split /^>>> *(\S+)\s*\n/m, $s->{evil};
+        shift @parts;
+        $inst->evil_scenarios(@parts);
+    }
+    $inst->{evil_wanted} = 1
+        if grep { /TEST_NGINX_EVIL_PORT/ } values %$s;
 
     if (exists $s->{user_files}) {
         my $uf = section($b, $inst, 'user_files');
