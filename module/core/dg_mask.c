@@ -390,6 +390,8 @@ struct dg_mask_s {
 
 static uint8_t  dg_mask_cls[256];
 static uint8_t  dg_det_ascii[128];       /* detect character codes */
+static uint32_t dg_det_one;     /* bit n: n digits may be a candidate */
+static uint32_t dg_det_onex;    /* bit n: n digits and an X may be one */
 static uint64_t dg_mask_rules_serial;    /* see dg_mask_reinit() */
 static int      dg_mask_cls_ready;
 
@@ -442,6 +444,18 @@ dg_mask_cls_init(void)
                               ? (uint8_t) c
                               : (c == ' ' || c == '-') ? DG_DET_SEP
                                                        : DG_DET_OTHER;
+        }
+    }
+
+    for (c = 1; c <= DG_DET_DIGITS; c++) {
+        uint8_t  g = (uint8_t) c;
+
+        if (dg_mask_detect_shape(&g, 1)) {
+            dg_det_one |= (uint32_t) 1 << c;
+        }
+        g++;
+        if (dg_mask_detect_shape(&g, 1) & (1u << DG_DETECT_ID_NUMBER)) {
+            dg_det_onex |= (uint32_t) 1 << c;
         }
     }
 
@@ -1853,28 +1867,47 @@ dg_mask_det_shaped(uint8_t *g, unsigned ng, unsigned x)
 
 
 /*
- * Detect: the run [p, q) of C_DC bytes (the string ends at e) holds
- * nothing dg_det_char() could take for a hit.  Clean when it is ASCII,
- * its [0-9A-Z] runs of 11 or more are digits alone, and no groups of its
- * chains (as dg_det_char() forms them) have a candidate's shape.
+ * Detect: the ASCII run [p, q) of C_DC bytes (the string ends at e), with
+ * nd digits and nu digits and capitals, holds nothing dg_det_char() could
+ * take for a hit: none of its [0-9A-Z] runs of 18 has a capital, and no
+ * groups of its chains (as dg_det_char() forms them) with 11 digits or
+ * more have a candidate's shape.
  */
 static int
-dg_mask_det_run_clean(const uint8_t *p, const uint8_t *q, const uint8_t *e)
+dg_mask_det_run_clean(const uint8_t *p, const uint8_t *q, const uint8_t *e,
+    size_t nd, size_t nu)
 {
     const uint8_t  *t, *u;
     uint8_t         g[DG_DETECT_GROUPS];
-    unsigned        ng, upper;
+    unsigned        ng, sum, upper;
+
+    if (nu >= DG_DET_URUN) {
+        for (t = p; t < q; t = u) {
+            upper = 0;
+            for (u = t; u < q && (dg_mask_cls[*u] & C_DU); u++) {
+                upper |= !(dg_mask_cls[*u] & C_DIGIT);
+            }
+            if (upper && (size_t) (u - t) == DG_DET_URUN) {
+                return 0;
+            }
+            if (u == t) {
+                u++;
+            }
+        }
+    }
+
+    if (nd < DG_DET_SHORT) {
+        return 1;
+    }
 
     ng = 0;
+    sum = 0;
 
     for (t = p; t < q; ) {
-        if (*t >= 0x80) {
-            return 0;
-        }
-
         if (!(dg_mask_cls[*t] & C_DIGIT)) {
             /* a capital, or a separator that does not join two groups */
             ng = 0;
+            sum = 0;
             t++;
             continue;
         }
@@ -1885,16 +1918,21 @@ dg_mask_det_run_clean(const uint8_t *p, const uint8_t *q, const uint8_t *e)
 
         if ((size_t) (u - t) > DG_DET_DIGITS) {
             ng = 0;
+            sum = 0;
 
         } else {
             if (ng == DG_DETECT_GROUPS) {
+                sum -= g[0];
                 memmove(g, g + 1, DG_DETECT_GROUPS - 1);
                 ng--;
             }
             g[ng++] = (uint8_t) (u - t);
+            sum += (unsigned) (u - t);
 
-            if (dg_mask_det_shaped(g, ng,
-                                   u < e && (*u == 'X' || *u == 'x')))
+            /* every shape has 11 digits or more */
+            if (sum + 1 >= DG_DET_SHORT
+                && dg_mask_det_shaped(g, ng,
+                                      u < e && (*u == 'X' || *u == 'x')))
             {
                 return 0;
             }
@@ -1909,20 +1947,8 @@ dg_mask_det_run_clean(const uint8_t *p, const uint8_t *q, const uint8_t *e)
         }
 
         ng = 0;
+        sum = 0;
         t = u;
-    }
-
-    for (t = p; t < q; t = u) {
-        upper = 0;
-        for (u = t; u < q && (dg_mask_cls[*u] & C_DU); u++) {
-            upper |= !(dg_mask_cls[*u] & C_DIGIT);
-        }
-        if (upper && (size_t) (u - t) >= DG_DET_SHORT) {
-            return 0;
-        }
-        if (u == t) {
-            u++;
-        }
     }
 
     return 1;
@@ -1933,12 +1959,16 @@ dg_mask_det_run_clean(const uint8_t *p, const uint8_t *q, const uint8_t *e)
  * Detect: the plain string [p, e) holds nothing dg_det_char() could take
  * for a hit, so the state machine would pass it unchanged.  Every hit
  * lies in a run of 11 or more C_DC bytes (the shortest, a mobile, has 11
- * digits), which is then looked at closely.
+ * digits); such a run of digits alone is one group, others are looked at
+ * closely (dg_mask_det_run_clean()); a run with a byte from 0x80 up (a
+ * full-width digit or separator) is left to the state machine.
  */
 static int
 dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
 {
     const uint8_t  *q;
+    size_t          n, nd, nu;
+    unsigned        k, digits, hi;
 
     while (p < e) {
         if (!(dg_mask_cls[*p] & C_DC)) {
@@ -1946,12 +1976,34 @@ dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
             continue;
         }
 
-        for (q = p; q < e && (dg_mask_cls[*q] & C_DC); q++) {
-            /* void */
+        digits = C_DIGIT;
+        hi = 0;
+        nd = 0;
+        nu = 0;
+        for (q = p; q < e && ((k = dg_mask_cls[*q]) & C_DC); q++) {
+            digits &= k;
+            nd += (k & C_DIGIT) != 0;
+            nu += (k & C_DU) != 0;
+            hi |= *q;
         }
 
-        if (q - p >= DG_DET_SHORT && !dg_mask_det_run_clean(p, q, e)) {
-            return 0;
+        n = (size_t) (q - p);
+
+        if (n >= DG_DET_SHORT) {
+            if (digits) {
+                /* one group (an X would be in the run, an x after it) */
+                if (n <= DG_DET_DIGITS
+                    && ((dg_det_one >> n) & 1
+                        || ((dg_det_onex >> n) & 1 && q < e && *q == 'x')))
+                {
+                    return 0;
+                }
+
+            } else if ((hi & 0x80)
+                       || !dg_mask_det_run_clean(p, q, e, nd, nu))
+            {
+                return 0;
+            }
         }
 
         p = q;
@@ -1961,12 +2013,135 @@ dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
 }
 
 
+static uint8_t dg_det_mb_code(const uint8_t *p);
+
+
+#if (DG_MASK_X86)
+
+/* bits of the 32 bytes at s: digits (*d), ' ' and '-' (*sp), digits and
+ * capitals (*u), EF and E3 (*mb) */
+static inline __attribute__((target("avx2"))) void
+dg_mask_det_bits32_avx2(const uint8_t *s, uint32_t *d, uint32_t *sp,
+    uint32_t *u, uint32_t *mb)
+{
+    __m256i  v, dg, up;
+
+    v = _mm256_loadu_si256((const __m256i *) s);
+
+    dg = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
+                          _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v));
+    up = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
+                          _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v));
+
+    *d = (uint32_t) _mm256_movemask_epi8(dg);
+    *u = (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(dg, up));
+    *sp = (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')),
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8('-'))));
+    *mb = (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8((char) 0xef)),
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8((char) 0xe3))));
+}
+
+
+/*
+ * Detect, a closer look at a string [s, e) in which dg_mask_dc64_avx2()
+ * found a run of 11 C_DC bytes, on windows of 64 bytes 41 apart (any
+ * candidate, 23 bytes at most in ASCII, lies whole in one).  Bitmaps of
+ * each window: digits D, separators S, [0-9A-Z] U; G = D and the
+ * separators between two digits: a candidate's digits and separators
+ * are in one run of G, with 11 digits or more.  A run of G with 11
+ * digits or more and no separator is one group, judged by its length
+ * (an ID's X or x after it is assumed); a window with a chain of 11
+ * digits or more, a run of 18 in U (a USCC) or a full-width digit or
+ * separator is left to dg_mask_det_runs().  Returns 1 when clean.
+ */
+__attribute__((target("avx2,popcnt,bmi"), noinline))
+static int
+dg_mask_det_fine_avx2(const uint8_t *s, const uint8_t *e,
+    const uint8_t *end)
+{
+    const uint8_t  *w, *b;
+    uint64_t        d, sp, u, mb, g, m, r, lim;
+    uint32_t        d0, d1, s0, s1, u0, u1, b0, b1;
+    unsigned        i, n;
+
+    for (w = s; ; w += 41) {
+        if (end - w < 64) {
+            return dg_mask_det_runs(s, e);
+        }
+
+        dg_mask_det_bits32_avx2(w, &d0, &s0, &u0, &b0);
+        dg_mask_det_bits32_avx2(w + 32, &d1, &s1, &u1, &b1);
+
+        lim = (e - w < 64) ? ((uint64_t) 1 << (e - w)) - 1 : ~(uint64_t) 0;
+        d = (d0 | (uint64_t) d1 << 32) & lim;
+        sp = (s0 | (uint64_t) s1 << 32) & lim;
+        u = (u0 | (uint64_t) u1 << 32) & lim;
+        mb = (b0 | (uint64_t) b1 << 32) & lim;
+
+        /* a full-width digit or separator */
+        while (mb) {
+            b = w + __builtin_ctzll(mb);
+            if (e - b >= 3 && dg_det_mb_code(b) != DG_DET_OTHER) {
+                return dg_mask_det_runs(s, e);
+            }
+            mb &= mb - 1;
+        }
+
+        /* a run of 18 digits and capitals */
+        m = u & u >> 1;
+        m &= m >> 2;
+        m &= m >> 4;
+        m &= m >> 8;
+        m &= m >> 1;
+        if (m) {
+            return dg_mask_det_runs(s, e);
+        }
+
+        /* runs of 11 or more in G */
+        g = d | (sp & d << 1 & d >> 1);
+        m = g & g >> 1;
+        m &= m >> 2;
+        m &= m >> 4;
+        m &= m >> 3;
+
+        while (m) {
+            i = (unsigned) __builtin_ctzll(m);
+            r = ~(g >> i);
+            n = r ? (unsigned) __builtin_ctzll(r) : 64 - i;
+            r = (n + i < 64) ? (((uint64_t) 1 << n) - 1) << i
+                             : ~(uint64_t) 0 << i;
+
+            if (__builtin_popcountll(d & r) >= DG_DET_SHORT) {
+                if (sp & r) {
+                    return dg_mask_det_runs(s, e);
+                }
+                if (n <= DG_DET_DIGITS
+                    && ((dg_det_one | dg_det_onex) >> n) & 1)
+                {
+                    return 0;
+                }
+            }
+
+            m &= ~r;
+        }
+
+        if (e - w <= 64) {
+            return 1;
+        }
+    }
+}
+
+#endif
+
+
 /*
  * The same, the common case first: on AVX2, windows of 64 bytes 53 apart,
  * each a bitmap of its C_DC bytes in which a run of 11 set bits is found
- * by shifts; any run of 11 of the string lies whole in one window.  Only
- * a string with such a run, or a window that would read past the span,
- * is taken byte by byte.
+ * by shifts; any run of 11 of the string lies whole in one window.  A
+ * string with such a run is looked at closer (dg_mask_det_fine_avx2()),
+ * one with a window that would read past the span byte by byte.
  */
 static inline __attribute__((always_inline)) int
 dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
@@ -1978,7 +2153,7 @@ dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
     if (avx2) {
         for (w = s; e - w >= DG_DET_SHORT && end - w >= 64; w += 53) {
             if (dg_mask_dc64_avx2(w, (size_t) (e - w))) {
-                return dg_mask_det_runs(s, e);
+                return dg_mask_det_fine_avx2(s, e, end);
             }
 
             if (e - w <= 64) {
@@ -2005,14 +2180,9 @@ dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
 static inline int
 dg_mask_det_number(const uint8_t *q, const uint8_t *e)
 {
-    uint8_t  n;
-
-    if (e - q < DG_DET_SHORT || e - q > DG_DET_NUMBER) {
-        return 0;
-    }
-
-    n = (uint8_t) (e - q);
-    if (dg_mask_detect_shape(&n, 1) == 0) {
+    if (e - q < DG_DET_SHORT || e - q > DG_DET_NUMBER
+        || !((dg_det_one >> (e - q)) & 1))
+    {
         return 0;
     }
 
@@ -2790,23 +2960,19 @@ dg_mask_hold_put(dg_mask_t *m, size_t a, size_t b)
 
 
 /*
- * A member walked normally is kept, its value starting at p: as
- * dg_mask_member_emit(), the key scanned by detect when m->kdet (it is
- * then written, with the whole prefix, instead of passed by reference).
+ * A member walked normally is kept, its value starting at p, its key to
+ * be scanned by detect (m->kdet): as dg_mask_member_emit(), but the
+ * prefix is written, the key masked, instead of passed by reference.
  * The key is whole in hbuf when part of the prefix is held there, else
  * in this span.
  */
-static int
-dg_mask_member_emit_key(dg_mask_t *m, const uint8_t *p)
+static __attribute__((noinline)) int
+dg_mask_member_emit_kdet(dg_mask_t *m, const uint8_t *p)
 {
     dg_mask_frame_t  *fr;
     const uint8_t    *k;
     size_t            strip;
     int               rc;
-
-    if (!m->kdet) {
-        return dg_mask_member_emit(m, m->key_off - 1);
-    }
 
     m->kdet = 0;
     fr = &m->frames[m->depth - 1];
@@ -2889,7 +3055,8 @@ dg_mask_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
             m->mspec = *act;
         }
 
-        return dg_mask_member_emit_key(m, p);
+        return m->kdet ? dg_mask_member_emit_kdet(m, p)
+                       : dg_mask_member_emit(m, m->key_off - 1);
     }
 
     m->vlisted = listed;
@@ -2908,7 +3075,8 @@ dg_mask_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
         }
     }
 
-    return dg_mask_member_emit_key(m, p);
+    return m->kdet ? dg_mask_member_emit_kdet(m, p)
+                   : dg_mask_member_emit(m, m->key_off - 1);
 }
 
 
@@ -3786,9 +3954,11 @@ dg_det_scan(dg_mask_det_t *d, const uint8_t *p, const uint8_t *end,
         }
 
         if (c == '"') {
-            rc = dg_det_char(d, 0, NULL, 0, p, DG_DET_END);
-            if (rc != 0) {
-                return rc;
+            if (d->wn) {
+                rc = dg_det_char(d, 0, NULL, 0, p, DG_DET_END);
+                if (rc != 0) {
+                    return rc;
+                }
             }
             *pp = p + 1;
             return 1;
