@@ -1621,6 +1621,234 @@ test_detect_offsets(void)
 }
 
 
+/*
+ * The forms detect reads (digits in groups, country codes, full-width
+ * digits and separators, escapes, an ID's x, a USCC) at every offset of
+ * a string and of a key: masked the same in both, the same as
+ * dg_mask_detect_text() masks that text, and the same whole, in two
+ * pieces at every cut and byte by byte (cut inside a UTF-8 character,
+ * an escape, at a separator).
+ */
+static void
+test_detect_forms(void)
+{
+    static const char  *form[][2] = {
+        { "+86 138 7711 2345", "+86 138 **** 2345" },
+        { "138-7711-2345", "138-****-2345" },
+        { "\xef\xbc\x91\xef\xbc\x93\xef\xbc\x98\xef\xbc\x97\xef\xbc\x97"
+          "\xef\xbc\x91\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93\xef\xbc\x94"
+          "\xef\xbc\x95", "138****2345" },
+        { "\xef\xbc\x91\xef\xbc\x93\xef\xbc\x98\xef\xbc\x8d\xef\xbc\x97"
+          "\xef\xbc\x97\xef\xbc\x91\xef\xbc\x91\xef\xbc\x8d\xef\xbc\x92"
+          "\xef\xbc\x93\xef\xbc\x94\xef\xbc\x95",
+          "138\xef\xbc\x8d****\xef\xbc\x8d" "2345" },
+        { "138\xe3\x80\x80" "7711\xe3\x80\x80" "2345",
+          "138\xe3\x80\x80****\xe3\x80\x80" "2345" },
+        { "450103 19900307 1242", "450103 ******** 1242" },
+        { "6222 0221 0310 3456 786", "************6786" },
+        { "008613877112345", "0086138****2345" },
+        { "11010519491231002x", "110105********002x" },
+        { "4111-1111-1111-1111", "****-****-****-1111" },
+        { "91350100M000100Y43", "913501********0Y43" },
+        { "\\u0031\\u0033\\u0038 7711\\u00202345", "138 ****\\u00202345" },
+        { "\\uff11\\uff13\\uff18\\u30007711 2345", "138\\u3000**** 2345" }
+    };
+    static const char   fill[] = "ab,c \xe4\xb8\xad" "d-e/f1 g";
+    dg_mask_rules_t    *r;
+    dg_mask_conf_t      conf;
+    dg_mask_t          *m;
+    tm_buf_t            whole, bytes, two;
+    char                doc[2048], str[512], want[512], txt[1024];
+    void               *mem;
+    size_t              n, i, j, k, off, fl, cut, bad, miss, diff;
+    int                 rc, tl;
+
+    r = dg_mask_rules_compile(NULL, 0, DG_MASK_DETECT, NULL, 0);
+    if (!ok(r != NULL, "detect forms: rules compile")) {
+        return;
+    }
+
+    setup_conf(&conf, r, NULL, 1024, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+    bad = miss = diff = 0;
+    fl = sizeof(fill) - 1;
+
+    for (j = 0; j < sizeof(form) / sizeof(form[0]); j++) {
+        for (off = 0; off <= 70; off++) {
+            /* fill (no candidate, and a letter before the form), the
+             * form, a letter, more fill */
+            for (i = 0, k = 0; i < off; i++) {
+                str[k++] = fill[i % fl];
+            }
+            str[k++] = 'z';
+            n = strlen(form[j][0]);
+            memcpy(str + k, form[j][0], n);
+            k += n;
+            memcpy(str + k, "z,end", 6);
+
+            for (i = 0, k = 0; i < off; i++) {
+                want[k++] = fill[i % fl];
+            }
+            want[k++] = 'z';
+            n = strlen(form[j][1]);
+            memcpy(want + k, form[j][1], n);
+            k += n;
+            memcpy(want + k, "z,end", 6);
+
+            n = (size_t) snprintf(doc, sizeof(doc),
+                                  "[{\"v\":\"%s\",\"%s\":[\"%s\"]},\"%s\"]",
+                                  str, str, str, str);
+
+            memset(&whole, 0, sizeof(whole));
+            memset(&bytes, 0, sizeof(bytes));
+
+            m = dg_mask_init(mem, &conf);
+            rc = dg_mask_feed(m, (const uint8_t *) doc, n, 1, tm_emit,
+                              &whole);
+
+            m = dg_mask_init(mem, &conf);
+            for (i = 0; rc == 0 && i < n; i++) {
+                rc = dg_mask_feed(m, (const uint8_t *) doc + i, 1,
+                                  i == n - 1, tm_emit, &bytes);
+            }
+
+            for (cut = 1; rc == 0 && cut < n; cut += 7) {
+                memset(&two, 0, sizeof(two));
+                rc = tm_feed(mem, &conf, (const uint8_t *) doc, n, &cut, 1,
+                             &two, NULL);
+                if (rc != 0 || two.len != whole.len
+                    || memcmp(two.p, whole.p, whole.len) != 0)
+                {
+                    bad++;
+                }
+                free(two.p);
+            }
+
+            if (rc != 0 || whole.len != bytes.len
+                || memcmp(whole.p, bytes.p, whole.len) != 0)
+            {
+                bad++;
+            }
+
+            snprintf(txt, sizeof(txt),
+                     "[{\"v\":\"%s\",\"%s\":[\"%s\"]},\"%s\"]",
+                     want, want, want, want);
+            if (rc != 0 || whole.len != strlen(txt)
+                || memcmp(whole.p, txt, whole.len) != 0)
+            {
+                if (!miss) {
+                    diag("detect forms: '%s' gave '%.*s'", str,
+                         (int) whole.len, whole.p ? (char *) whole.p : "");
+                }
+                miss++;
+            }
+
+            tl = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) str,
+                                     strlen(str), DG_MASK_TEXT_JSON,
+                                     (uint8_t *) txt, sizeof(txt), NULL);
+            if (tl != (int) strlen(want) || memcmp(txt, want, tl) != 0) {
+                diff++;
+            }
+
+            free(whole.p);
+            free(bytes.p);
+        }
+    }
+
+    ok(bad == 0, "detect forms: whole as in two pieces and byte by byte "
+       "(%zu differ)", bad);
+    ok(miss == 0, "detect forms: masked in values, keys and elements at "
+       "every offset (%zu not)", miss);
+    ok(diff == 0, "detect forms: dg_mask_detect_text() masks the same "
+       "(%zu differ)", diff);
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
+/* the safety net on one whole text, JSON or plain (header values) */
+static void
+test_detect_text(void)
+{
+    dg_mask_spec_t  spec[DG_DETECT_MAX];
+    uint64_t        hits[DG_DETECT_MAX];
+    uint8_t         out[256];
+    const char     *in;
+    int             n;
+
+    memset(hits, 0, sizeof(hits));
+    in = "id=450103199003071242; tel=\"+86 138-7711-2345\"\\x";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), hits);
+    ok(n > 0 && (size_t) n == strlen("id=450103********1242; "
+                                     "tel=\"+86 138-****-2345\"\\x")
+       && memcmp(out, "id=450103********1242; tel=\"+86 138-****-2345\"\\x",
+                 n) == 0, "detect text: plain, quotes and backslash are "
+       "characters");
+    ok(hits[DG_DETECT_ID_NUMBER] == 1 && hits[DG_DETECT_MOBILE] == 1,
+       "detect text: hits counted");
+
+    in = "attachment; filename=\"13877112345.pdf\"";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "attachment; filename=\"138****2345.pdf\"", n)
+       == 0, "detect text: a file name");
+
+    in = "no hit 2024-05-11 09:30:00";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n == (int) strlen(in) && memcmp(out, in, n) == 0,
+       "detect text: nothing hit, a copy");
+
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) "", 0, 0, out,
+                            sizeof(out), NULL);
+    is_int(n, 0, "detect text: empty");
+
+    in = "13877112345";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, 5, NULL);
+    is_int(n, DG_MASK_E_TOOBIG, "detect text: output too small");
+
+    in = "a\\u0031\\u0033877112345\\n";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            DG_MASK_TEXT_JSON, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "a138****2345\\n", n) == 0,
+       "detect text: JSON escapes read");
+
+    in = "a\\q";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            DG_MASK_TEXT_JSON, out, sizeof(out), NULL);
+    is_int(n, DG_MASK_E_SYNTAX, "detect text: a bad escape");
+
+    in = "a\\u00";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            DG_MASK_TEXT_JSON, out, sizeof(out), NULL);
+    is_int(n, DG_MASK_E_SYNTAX, "detect text: a cut escape");
+
+    in = "x\xef\xbc";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n == 3 && memcmp(out, in, 3) == 0, "detect text: a cut character "
+       "passes");
+
+    memset(spec, 0, sizeof(spec));
+    spec[DG_DETECT_MOBILE].method = DG_MASK_REDACT;
+    in = "tel 138 7711 2345";
+    n = dg_mask_detect_text(spec, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "tel ***", n) == 0,
+       "detect text: a method that is no mask of each digit replaces the "
+       "separators too");
+
+    spec[DG_DETECT_MOBILE].method = DG_MASK_HASH;
+    n = dg_mask_detect_text(spec, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "tel 138 **** 2345", n) == 0,
+       "detect text: hash without a key: the default method");
+}
+
+
 int
 main(void)
 {
@@ -1639,6 +1867,8 @@ main(void)
     test_reinit();
     test_run_lengths();
     test_detect_offsets();
+    test_detect_forms();
+    test_detect_text();
 
     return done_testing();
 }
