@@ -63,33 +63,35 @@
  *   drop: member removed.  Other methods: every scalar of the value is
  *   masked: strings on their decoded text, numbers on their text (result
  *   is a string), null stays null, true/false become "***" (null for the
- *   null method); keys inside the value pass unchanged.
- * - Allow-list (DG_MASK_UNLISTED_DROP): every scalar that no selector
- *   covers is removed, wherever it is: an unmatched member whose value is
- *   a scalar (key, value and a comma go), and a scalar element of an array
- *   (with a comma); each is counted in dropped.  Objects and arrays are
- *   kept and walked, so their container survives (possibly empty).  A
- *   scalar document (the whole body is "abc" or 42) becomes null.  Without
- *   the flag an unmatched member with a scalar value is counted in
- *   unlisted.  None of this applies inside a listed (clear) or masked
- *   value.
+ *   null method); keys inside the value are scanned by detect (whatever
+ *   DG_MASK_DETECT says) and otherwise pass unchanged.
+ * - Allow-list (DG_MASK_UNLISTED_DROP): an unmatched member goes whole,
+ *   key and value (a comma with it), unless its value is an object or
+ *   array and its key is a step of a path selector at that place or a
+ *   container (dg_mask_rules_compile_ex(), DG_MASK_F_WALK): that one is
+ *   kept and walked.  A scalar element of an array walked goes too (with
+ *   a comma); objects and arrays there are kept and walked.  Each removal
+ *   is counted in dropped.  A scalar document (the whole body is "abc" or
+ *   42) becomes null.  Without the flag an unmatched member with a scalar
+ *   value is counted in unlisted.  None of this applies inside a listed
+ *   (clear) or masked value.
  * - Dropping: when the members (elements) dropped are the first of their
  *   container, the comma before the next one kept goes, and so does the
  *   whitespace after that comma; other whitespace stays.
- * - Detect (DG_MASK_DETECT): unclassified string values (object members,
- *   array elements, a top-level string) are scanned (\uXXXX escapes
- *   decoded) for candidates: every maximal run of digits, whatever is
- *   around it (letters too: "tel13812345678" is caught), with the X/x
- *   right after a run of 17 digits; and every maximal run of [0-9A-Z] of
- *   exactly 18 characters.  A digit candidate that validates as a resident
- *   ID (MOD 11-2), a mobile (11 digits 1[3-9]..., or 13 with a leading 86)
- *   or a Luhn bank card (16-19 digits), or an 18-character run that
- *   validates as one of those or a USCC (GB 32100), is replaced by
- *   conf->detect[kind] applied to it (CLEAR there means the kind's
- *   default: id_card, phone, bank_card, keep(6,4)); null/drop inside a
- *   string give "***".  An 18-character hit wins over a digit hit inside
- *   it.  Memory stays bounded: a run of more than 19 digits (or 18
- *   [0-9A-Z]) cannot be a hit, and at most 20 characters are held.
+ * - Detect (DG_MASK_DETECT): strings (object members, array elements, a
+ *   top-level string), keys and numbers that are digits alone, outside
+ *   classified and listed values, are scanned for candidates (see
+ *   dg_det_char(): digits in groups, country codes, full-width digits,
+ *   \uXXXX escapes decoded; 18-character [0-9A-Z] runs) that validate
+ *   (dg_mask_detect_groups(), dg_mask_detect_kind()); a hit is replaced
+ *   by conf->detect[kind] applied to its digits (CLEAR there means the
+ *   kind's default: id_card, phone, bank_card, keep(6,4)), separators
+ *   kept in place when the result has one character per digit; null/drop
+ *   inside a text give "***".  A number that is a hit becomes a string.
+ *   A key that may hold a hit is written by dg_mask_member_emit_kdet()
+ *   (scanned whole: it is held anyway) instead of passed by reference.
+ *   Memory stays bounded: at most DG_DET_WIN characters are kept, and
+ *   DG_DET_NUMBER digits of a number.
  * - Limits: a held member prefix (separators + key) longer than max_value
  *   + 4 KiB, a key longer than max_value or a masked value (decoded)
  *   longer than max_value is DG_MASK_E_TOOBIG; nothing else is buffered.
@@ -2200,8 +2202,9 @@ dg_mask_det_number(const uint8_t *q, const uint8_t *e)
  * A scalar value at q that passes unchanged and ends inside this span: a
  * string without escapes (when fast == 2, detect, only one that holds no
  * candidate, dg_mask_det_clean), a well-formed number followed by a byte
- * (with detect, not one that may be a hit), or a literal.  Returns the first byte after it, or NULL to leave it to
- * the state machine.  Strings, the common case, are tested first.
+ * (with detect, not one that may be a hit), or a literal.  Returns the
+ * first byte after it, or NULL to leave it to the state machine.
+ * Strings, the common case, are tested first.
  */
 static inline __attribute__((always_inline)) const uint8_t *
 dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,

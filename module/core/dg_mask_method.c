@@ -2375,7 +2375,7 @@ static const dg_mask_shape_t  dg_mask_shapes[] = {
 unsigned
 dg_mask_detect_shape(const uint8_t *g, unsigned ng)
 {
-    const dg_mask_shape_t  *s;
+    const dg_mask_shape_t  *s, *end;
     unsigned                n, i;
 
     if (ng == 1) {
@@ -2394,10 +2394,9 @@ dg_mask_detect_shape(const uint8_t *g, unsigned ng)
         return 0;
     }
 
-    for (s = dg_mask_shapes;
-         s < dg_mask_shapes + sizeof(dg_mask_shapes) / sizeof(dg_mask_shapes[0]);
-         s++)
-    {
+    end = dg_mask_shapes + sizeof(dg_mask_shapes) / sizeof(dg_mask_shapes[0]);
+
+    for (s = dg_mask_shapes; s < end; s++) {
         if (s->ng != ng) {
             continue;
         }
