@@ -1664,7 +1664,7 @@ test_detect_forms(void)
     dg_mask_conf_t      conf;
     dg_mask_t          *m;
     tm_buf_t            whole, bytes, two;
-    char                doc[2048], str[512], want[512], txt[1024];
+    char                doc[2048], str[256], want[256], txt[2048];
     void               *mem;
     size_t              n, i, j, k, off, fl, cut, bad, miss, diff;
     int                 rc, tl;
