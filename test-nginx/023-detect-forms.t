@@ -46,7 +46,7 @@ Data-Purpose: p
 77112345|9003071242|03103456786|１２４２
 
 
-=== TEST 2: a resident ID, a mobile and a card as JSON numbers become masked strings; other numbers stay
+=== TEST 2: a resident ID, a mobile and a card as JSON numbers (a fraction of zeros too) become masked strings; other numbers stay
 --- policy
 purposes: {p: {name: p}}
 consumers:
@@ -62,7 +62,7 @@ datasets:
         }
 --- user_files
 >>> f/numbers.json
-{"id":7,"phone":13877112345,"id_number":450103199003071242,"card":6222022103103456786,"cc":8613877112345,"list":[13977104001,42],"amount":13877112345.5,"ms":1715391000000,"us":1715391000000000,"order":202405110930001238,"neg":-13877112345,"exp":13877112345e0}
+{"id":7,"float_id":450103199003071242.0,"phone":13877112345,"id_number":450103199003071242,"card":6222022103103456786,"cc":8613877112345,"list":[13977104001,42],"amount":13877112345.5,"ms":1715391000000,"us":1715391000000000,"order":202405110930001238,"neg":-13877112345,"exp":13877112345e0}
 --- request
 GET /f/numbers.json
 --- cert: assistance
@@ -70,7 +70,7 @@ GET /f/numbers.json
 Data-Purpose: p
 --- error_code: 200
 --- response_body
-{"id":7,"phone":"138****2345","id_number":"450103********1242","card":"************6786","cc":"86138****2345","list":["139****4001",42],"amount":13877112345.5,"ms":1715391000000,"us":1715391000000000,"order":202405110930001238,"neg":-13877112345,"exp":13877112345e0}
+{"id":7,"float_id":"450103********1242","phone":"138****2345","id_number":"450103********1242","card":"************6786","cc":"86138****2345","list":["139****4001",42],"amount":13877112345.5,"ms":1715391000000,"us":1715391000000000,"order":202405110930001238,"neg":-13877112345,"exp":13877112345e0}
 
 
 === TEST 3: object keys that hold an ID or a mobile are masked like values, in any form

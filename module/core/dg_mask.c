@@ -87,11 +87,13 @@
  *   by conf->detect[kind] applied to its digits (CLEAR there means the
  *   kind's default: id_card, phone, bank_card, keep(6,4)), separators
  *   kept in place when the result has one character per digit; null/drop
- *   inside a text give "***".  A number that is a hit becomes a string.
+ *   inside a text give "***".  A number that is a hit (digits alone, or
+ *   with a fraction of zeros: 13877112345.0, as spreadsheets write them)
+ *   becomes a string.
  *   A key that may hold a hit is written by dg_mask_member_emit_kdet()
  *   (scanned whole: it is held anyway) instead of passed by reference.
  *   Memory stays bounded: at most DG_DET_WIN characters are kept, and
- *   DG_DET_NUMBER digits of a number.
+ *   DG_DET_NUMBER bytes of a number.
  * - Limits: a held member prefix (separators + key) longer than max_value
  *   + 4 KiB, a key longer than max_value or a masked value (decoded)
  *   longer than max_value is DG_MASK_E_TOOBIG; nothing else is buffered.
@@ -132,7 +134,8 @@
 #define DG_DET_DIGITS       19      /* the longest group of a candidate */
 #define DG_DET_URUN         18      /* the [0-9A-Z] run of a USCC */
 #define DG_DET_SHORT        11      /* the shortest candidate, a mobile */
-#define DG_DET_NUMBER       19      /* the most digits of a number hit */
+#define DG_DET_NUMBER       31      /* the longest number that may be a
+                                       hit: 19 digits, a fraction of 0s */
 #define DG_DET_RES          256     /* a method's result on a hit */
 
 /* window character codes besides '0'-'9', 'A'-'Z' and 'x' */
@@ -2177,24 +2180,41 @@ dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
 }
 
 
-/* detect: the number [q, e) (well formed) may be a hit: digits alone, as
- * many as one group of a candidate has */
-static inline int
+/*
+ * detect: the number [q, e) (well formed) may be a hit: digits alone, as
+ * many as one group of a candidate has, with no fraction or one of zeros
+ * (13877112345.0).  Returns the count of its digits before any fraction,
+ * or 0.
+ */
+static inline size_t
 dg_mask_det_number(const uint8_t *q, const uint8_t *e)
 {
-    if (e - q < DG_DET_SHORT || e - q > DG_DET_NUMBER
-        || !((dg_det_one >> (e - q)) & 1))
-    {
+    const uint8_t  *t;
+    size_t          n;
+
+    if (e - q < DG_DET_SHORT || e - q > DG_DET_NUMBER) {
         return 0;
     }
 
-    for ( ; q < e; q++) {
-        if (!(dg_mask_cls[*q] & C_DIGIT)) {
+    for (t = q; t < e && (dg_mask_cls[*t] & C_DIGIT); t++) {
+        /* void */
+    }
+
+    n = (size_t) (t - q);
+
+    if (t < e) {
+        if (*t != '.') {
+            return 0;
+        }
+        for (t++; t < e && *t == '0'; t++) {
+            /* void */
+        }
+        if (t < e) {
             return 0;
         }
     }
 
-    return 1;
+    return (n <= DG_DET_DIGITS && (dg_det_one >> n) & 1) ? n : 0;
 }
 
 
@@ -2228,7 +2248,7 @@ dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
 
     if (c == '-' || (dg_mask_cls[c] & C_DIGIT)) {
         e = dg_mask_fast_number(q, end);
-        if (fast == 2 && e != NULL && dg_mask_det_number(q, e)) {
+        if (fast == 2 && e != NULL && dg_mask_det_number(q, e) != 0) {
             return NULL;
         }
         return e;
@@ -4207,8 +4227,9 @@ dg_mask_num_det(dg_mask_t *m, const uint8_t *q)
 
     kind = -1;
     skip = 0;
+    n = dg_mask_det_number(d, d + n);     /* the digits before a fraction */
 
-    if (n >= DG_DET_SHORT && n <= DG_DET_NUMBER) {
+    if (n) {
         g = (uint8_t) n;
         kind = dg_mask_detect_groups(d, n, &g, 1, &skip);
     }
@@ -4852,7 +4873,8 @@ s_num:
     }
 
     if (!m->mask
-        && (m->num == N_INT || m->num == N_FRAC || m->num == N_EXP))
+        && (m->num == N_INT
+            || ((m->num == N_FRAC || m->num == N_EXP) && !m->ndet)))
     {
         while (dg_mask_cls[*p] & C_DIGIT) {
             if (++p == end) {
@@ -4883,8 +4905,8 @@ s_num:
         goto done;
     }
 
-    if (m->ndet && nx != N_INT) {
-        /* a fraction or an exponent: no hit */
+    if (m->ndet && (nx == N_E || (nx == N_FRAC && c != '0'))) {
+        /* an exponent or a fraction that is not all zeros: no hit */
         rc = dg_mask_num_release(m);
         if (rc != 0) {
             return rc;

@@ -2125,7 +2125,9 @@ dg_mask_span_resolve(dg_mask_out_t *o, const dg_mask_spec_t *spec,
  * - mobile: 11 digits in a segment the operators use (dg_mask_mobile);
  * - bank card: 16 to 19 digits, Luhn, and an issuer the card schemes use
  *   (first digit 3-6 or 9, or 2221-2720);
- * - USCC (GB 32100): 18 characters, check character.
+ * - USCC (GB 32100): 18 characters: a registration authority (1-9, A, N,
+ *   Y), an organisation type (1-5, 9), a division code of a province, the
+ *   check character.
  * Dates, timestamps, amounts and order numbers mostly fail the province,
  * date, segment or issuer test before the check digit is even computed.
  */
@@ -2321,6 +2323,15 @@ dg_mask_uscc_valid(const uint8_t *r)
     const char         *f;
     unsigned            i, s, v[18];
     int                 c;
+
+    if (!((r[0] >= '1' && r[0] <= '9') || r[0] == 'A' || r[0] == 'N'
+          || r[0] == 'Y')
+        || !((r[1] >= '1' && r[1] <= '5') || r[1] == '9')
+        || r[2] < '0' || r[2] > '9' || r[3] < '0' || r[3] > '9'
+        || !(dg_mask_provinces[r[2] - '0'] & (1u << (r[3] - '0'))))
+    {
+        return 0;
+    }
 
     for (i = 0; i < 18; i++) {
         c = r[i];
