@@ -363,6 +363,42 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     rc1 = tm_feed(mem, &conf, doc, n, NULL, 0, &o1, NULL);
 
+    /* the safety net on the whole input as one text: plain text never
+     * fails with room enough, JSON text only on a bad escape or quote,
+     * and without a hit the output is the input */
+    {
+        static uint8_t  *tx;
+        static size_t    txcap;
+        uint64_t         hits[DG_DETECT_MAX];
+        int              t, json;
+
+        if (3 * n + 64 > txcap) {
+            free(tx);
+            txcap = 3 * n + 64;
+            tx = malloc(txcap);
+            if (tx == NULL) {
+                abort();
+            }
+        }
+
+        for (json = 0; json <= 1; json++) {
+            memset(hits, 0, sizeof(hits));
+            t = dg_mask_detect_text(conf.detect, key, sizeof(key) - 1, doc,
+                                    n, json ? DG_MASK_TEXT_JSON : 0, tx,
+                                    txcap, hits);
+            if (t < 0 && (!json || t != DG_MASK_E_SYNTAX)) {
+                fprintf(stderr, "detect text failed: %d\n", t);
+                abort();
+            }
+            if (t >= 0 && hits[0] + hits[1] + hits[2] + hits[3] == 0
+                && ((size_t) t != n || (n && memcmp(tx, doc, n) != 0)))
+            {
+                fprintf(stderr, "detect text changed a text without hit\n");
+                abort();
+            }
+        }
+    }
+
     /* cut points from a hash of the input */
     h = 2166136261u;
     for (i = 0; i < size; i++) {
