@@ -548,19 +548,15 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
 }
 
 
-/* the serial of a refused certificate, for the audit record: upper-case
- * hex without leading zeros, as _access.c writes it */
+/* the serial of a refused certificate, for the audit record, as
+ * _access.c writes it */
 static void
 ngx_http_datagate_cert_serial(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
 #if (NGX_HTTP_SSL)
 
-    char          *hex;
-    u_char        *p;
-    X509          *cert;
-    BIGNUM        *bn;
-    ngx_uint_t     len;
+    X509  *cert;
 
     if (r->connection->ssl == NULL || r->connection->ssl->connection == NULL
         || ctx->cert_serial.len)
@@ -573,36 +569,13 @@ ngx_http_datagate_cert_serial(ngx_http_request_t *r,
         return;
     }
 
-    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+    if (ngx_http_datagate_cert_serial_str(cert, r->pool, &ctx->cert_serial)
+        != NGX_OK)
+    {
+        ngx_str_null(&ctx->cert_serial);
+    }
+
     X509_free(cert);
-
-    if (bn == NULL) {
-        return;
-    }
-
-    hex = BN_bn2hex(bn);
-    BN_free(bn);
-
-    if (hex == NULL) {
-        return;
-    }
-
-    p = (u_char *) hex;
-
-    while (*p == '0' && p[1] != '\0') {
-        p++;
-    }
-
-    len = ngx_strlen(p);
-
-    ctx->cert_serial.data = ngx_pnalloc(r->pool, len + 1);
-
-    if (ctx->cert_serial.data != NULL) {
-        ngx_cpystrn(ctx->cert_serial.data, p, len + 1);
-        ctx->cert_serial.len = len;
-    }
-
-    OPENSSL_free(hex);
 
 #endif
 }

@@ -391,8 +391,21 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     dg_arec_str(rec, "cert_serial", (char *) ctx->cert_serial.data,
                 ctx->cert_serial.len);
 
-    dg_arec_str(rec, "client", (char *) r->connection->addr_text.data,
-                r->connection->addr_text.len);
+    /* the address the rules used, the TCP peer, and the one a proxy or
+     * nginx's real_ip named (only when there is one) */
+
+    (void) ngx_http_datagate_client_addr(r, ctx);
+
+    dg_arec_str(rec, "client", (char *) ctx->client_text.data,
+                ctx->client_text.len);
+
+    dg_arec_str(rec, "peer", (char *) ctx->peer_text.data,
+                ctx->peer_text.len);
+
+    if (ctx->forwarded_text.len) {
+        dg_arec_str(rec, "forwarded", (char *) ctx->forwarded_text.data,
+                    ctx->forwarded_text.len);
+    }
 
     dg_arec_cstr(rec, "country", ctx->country[0]
                                  ? (char *) ctx->country : NULL);
