@@ -264,6 +264,12 @@ ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_datagate_client_addr(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 #if (NGX_HTTP_SSL)
+/* NGX_OK when the request's server{} is the one whose TLS context verified
+ * the client certificate (its SSL_CTX is the connection's) */
+ngx_int_t ngx_http_datagate_ssl_bound(ngx_http_request_t *r);
+#define NGX_HTTP_DATAGATE_SSL_UNBOUND                                       \
+    "the TLS handshake was made for another server name; connect with "    \
+    "this server's name (SNI)"
 /* the serial of a certificate as dg_serial_normalize() writes it, in pool */
 ngx_int_t ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
     ngx_str_t *out);

@@ -104,7 +104,6 @@ static void ngx_http_datagate_request_id(ngx_http_request_t *r,
 static dg_reason_e ngx_http_datagate_identify(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx);
 #if (NGX_HTTP_SSL)
-static ngx_int_t ngx_http_datagate_ssl_bound(ngx_http_request_t *r);
 static ngx_http_datagate_conn_id_t *ngx_http_datagate_cert_identity(
     ngx_http_request_t *r, ngx_http_datagate_main_conf_t *dmcf, X509 *cert);
 #endif
@@ -668,8 +667,21 @@ ngx_http_datagate_identify(ngx_http_request_t *r,
     }
 
     if (ngx_http_datagate_ssl_bound(r) != NGX_OK) {
-        ctx->detail = "the TLS handshake was made for another server name; "
-                      "connect with this server's name (SNI)";
+        ctx->detail = NGX_HTTP_DATAGATE_SSL_UNBOUND;
+
+        /* the audit record names the certificate all the same */
+        cert = SSL_get_peer_certificate(c->ssl->connection);
+        if (cert != NULL) {
+            if (ngx_http_datagate_cert_serial_str(cert, r->pool,
+                                                  &ctx->cert_serial)
+                != NGX_OK)
+            {
+                ngx_str_null(&ctx->cert_serial);
+            }
+
+            X509_free(cert);
+        }
+
         return DG_R_CLIENT_CERT_REQUIRED;
     }
 
@@ -770,7 +782,7 @@ ngx_http_datagate_identify(ngx_http_request_t *r,
  * would reach this one.  So identity counts only when the request's
  * server is the one whose context verified it.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_datagate_ssl_bound(ngx_http_request_t *r)
 {
     SSL_CTX                  *verified;

@@ -521,17 +521,26 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
     if (rc != X509_V_OK
         && (sscf->verify != 3 || !ngx_ssl_verify_error_optional(rc)))
     {
-        *detail = X509_verify_cert_error_string(rc);
+        if (rc == X509_V_ERR_CERT_REVOKED) {
+            *detail = X509_verify_cert_error_string(rc);
+            return DG_R_CERT_REVOKED;
+        }
 
-        return (rc == X509_V_ERR_CERT_REVOKED) ? DG_R_CERT_REVOKED
-                                               : DG_R_CLIENT_CERT_REQUIRED;
+        /* checked against another server's CAs: say why */
+        *detail = (ngx_http_datagate_ssl_bound(r) == NGX_OK)
+                  ? X509_verify_cert_error_string(rc)
+                  : NGX_HTTP_DATAGATE_SSL_UNBOUND;
+
+        return DG_R_CLIENT_CERT_REQUIRED;
     }
 
     if (sscf->verify == 1) {
         cert = SSL_get_peer_certificate(c->ssl->connection);
 
         if (cert == NULL) {
-            *detail = "no certificate was sent";
+            *detail = (ngx_http_datagate_ssl_bound(r) == NGX_OK)
+                      ? "no certificate was sent"
+                      : NGX_HTTP_DATAGATE_SSL_UNBOUND;
             return DG_R_CLIENT_CERT_REQUIRED;
         }
 
