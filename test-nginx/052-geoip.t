@@ -4,9 +4,9 @@
 # the database does not know is denied, a bad file fails nginx -t naming
 # it, and a reload reopens the database.
 #
-# The clients appear from other places through the realip module (the
-# address in X-Real-IP), and once for real by binding the client socket to
-# another loopback address.
+# The clients appear from other places through a proxy datagate trusts
+# (datagate_real_ip_from 127.0.0.1, the address in X-Real-IP), and once
+# for real by binding the client socket to another loopback address.
 
 use strict;
 use warnings;
@@ -61,8 +61,8 @@ sub gateway {
     $n->{http_config} = "datagate_audit_log $d/audit.log;\n"
         . (defined $geo ? $geo : "datagate_geoip $db;");
     $n->{config} = <<"EOF";
-        set_real_ip_from 127.0.0.1;
-        real_ip_header X-Real-IP;
+        datagate_real_ip_from 127.0.0.1;
+        datagate_real_ip_header X-Real-IP;
         location /enterprise/ {
             datagate on;
             datagate_dataset enterprise.registration;
