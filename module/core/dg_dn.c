@@ -108,6 +108,30 @@ dg_dn_string_type(int type)
 }
 
 
+/* a short name usable as a type: a letter, then letters, digits, '-' */
+static int
+dg_dn_name_ok(const char *s)
+{
+    size_t  i;
+
+    if (s == NULL || !((s[0] >= 'a' && s[0] <= 'z')
+                       || (s[0] >= 'A' && s[0] <= 'Z')))
+    {
+        return 0;
+    }
+
+    for (i = 1; s[i] != '\0'; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return i < DG_DN_TYPE_MAX;
+}
+
+
 /* the canonical name of an attribute type; -1: does not fit */
 static int
 dg_dn_type_obj(const ASN1_OBJECT *obj, char *type)
@@ -119,7 +143,7 @@ dg_dn_type_obj(const ASN1_OBJECT *obj, char *type)
 
     if (nid != NID_undef) {
         sn = OBJ_nid2sn(nid);
-        if (sn != NULL && strlen(sn) < DG_DN_TYPE_MAX) {
+        if (dg_dn_name_ok(sn)) {
             strcpy(type, sn);
             return 0;
         }
@@ -514,9 +538,13 @@ dg_dn_type_text(const char *s, size_t len, char *type, int *nidp)
         return nid;
     }
 
-    nid = NID_undef;
+    /* a short name as OpenSSL writes it first: canonical names map back
+     * to themselves */
+    nid = OBJ_sn2nid(buf);
 
-    for (i = 0; i < sizeof(dg_dn_nids) / sizeof(dg_dn_nids[0]); i++) {
+    for (i = 0; nid == NID_undef
+                && i < sizeof(dg_dn_nids) / sizeof(dg_dn_nids[0]); i++)
+    {
         sn = OBJ_nid2sn(dg_dn_nids[i]);
         ln = OBJ_nid2ln(dg_dn_nids[i]);
 
@@ -534,10 +562,6 @@ dg_dn_type_text(const char *s, size_t len, char *type, int *nidp)
         if (strcasecmp(buf, dg_dn_aliases[i].name) == 0) {
             nid = dg_dn_aliases[i].nid;
         }
-    }
-
-    if (nid == NID_undef) {
-        nid = OBJ_sn2nid(buf);
     }
 
     if (nid == NID_undef) {
