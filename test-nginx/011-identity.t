@@ -414,7 +414,7 @@ consumers:
     clearance: 1
 --- nginx_t_fails
 --- error_log
-qr/policy\.yaml:4: consumers\[0\]\.cert\.subject: C='China': a country is a two-letter code/
+qr/policy\.yaml:4: consumers\[0\]\.cert\.subject: C='China': a country is two capital letters/
 
 === TEST 16: an unknown attribute type fails nginx -t
 --- policy

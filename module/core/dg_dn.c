@@ -108,6 +108,15 @@ dg_dn_string_type(int type)
 }
 
 
+/* ISO 3166-1 alpha-2, as certificates carry it: "CN" */
+static int
+dg_dn_country_ok(const unsigned char *v, size_t len)
+{
+    return len == DG_DN_COUNTRY_LEN
+           && v[0] >= 'A' && v[0] <= 'Z' && v[1] >= 'A' && v[1] <= 'Z';
+}
+
+
 /* a short name usable as a type: a letter, then letters, digits, '-' */
 static int
 dg_dn_name_ok(const char *s)
@@ -874,10 +883,10 @@ dg_dn_parse(const char *s, size_t len, char *out, size_t cap, char *err,
         }
 
         if (nid == NID_countryName && !a->der
-            && a->vlen != DG_DN_COUNTRY_LEN)
+            && !dg_dn_country_ok(dn.vals + a->vpos, a->vlen))
         {
-            return dg_dn_fail(&in, "C='%s': a country is a two-letter code "
-                              "(ISO 3166), such as C=CN",
+            return dg_dn_fail(&in, "C='%s': a country is two capital "
+                              "letters (ISO 3166), such as C=CN",
                               (const char *) dn.vals + a->vpos, a->vlen);
         }
 
