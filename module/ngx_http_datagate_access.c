@@ -786,7 +786,7 @@ ngx_int_t
 ngx_http_datagate_ssl_bound(ngx_http_request_t *r)
 {
     SSL_CTX                  *verified;
-    const char               *sni;
+    ngx_str_t                 sni;
     ngx_http_ssl_srv_conf_t  *sscf;
 
     sscf = ngx_http_get_module_srv_conf(r, ngx_http_ssl_module);
@@ -796,13 +796,19 @@ ngx_http_datagate_ssl_bound(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    sni = SSL_get_servername(r->connection->ssl->connection,
-                             TLSEXT_NAMETYPE_host_name);
+    /* the server name as nginx validated it, when it chose a server */
+    ngx_str_null(&sni);
+
+#ifdef SSL_CTRL_SET_TLSEXT_HOSTNAME
+    if (r->http_connection->ssl_servername) {
+        sni = *r->http_connection->ssl_servername;
+    }
+#endif
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "datagate: client certificate refused: verified for "
-                  "another server{} (TLS server name \"%s\", host \"%V\")",
-                  sni ? sni : "", &r->headers_in.server);
+                  "another server{} (TLS server name \"%V\", host \"%V\")",
+                  &sni, &r->headers_in.server);
 
     return NGX_DECLINED;
 }
