@@ -702,10 +702,10 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
  * "lost": audit records that could not be written after the record SEQ
  * (its hash HASH) and that no record has counted yet (_log.c); only when
  * there are any.  Then one line per budget with requests counted in a
- * window that has not ended.  The key is the budget's (consumer, dataset), not a policy
- * index, so the counters survive a policy change as well.  Rate-limit
- * state (GCRA) is not kept: an idle bucket is full anyway after at most
- * (burst + 1) / rate seconds.
+ * window that has not ended.  The key is the budget's (consumer,
+ * dataset), not a policy index, so the counters survive a policy change
+ * as well.  Rate-limit state (GCRA) is not kept: an idle bucket is full
+ * anyway after at most (burst + 1) / rate seconds.
  */
 
 #define NGX_HTTP_DATAGATE_STATE_MAGIC    "DGQ1\n"

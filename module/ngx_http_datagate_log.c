@@ -405,7 +405,7 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
      */
 
 #define ngx_http_datagate_astr(dst, d, l)                                     \
-    (dst).data = (const char *) (d); (dst).len = (l)
+    do { (dst).data = (const char *) (d); (dst).len = (l); } while (0)
 
     if (ctx->request_id[0]) {
         ngx_http_datagate_astr(f.request_id, ctx->request_id,
