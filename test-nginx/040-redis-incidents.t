@@ -109,18 +109,18 @@ datasets:/m;
     is($rc, 0, 'revoke cert -5a:5a') or diag($out);
     is($redis->cmd('EXISTS', 'datagate:revoked:cert:-5A5A'), 1,
        'the key keeps the sign');
-    ok(defined poll_until(1, sub { code_of($neg->()) eq 'cert_revoked' }),
+    ok(defined poll_until(5, sub { code_of($neg->()) eq 'cert_revoked' }),
        'negative serial: revoked at run time');
     is(get($n, 'assistance')->status, 200, '... nobody else is');
 
     cli($rp, 'unrevoke', 'cert', '-5A5A');
-    ok(defined poll_until(1, sub { $neg->()->status == 200 }),
+    ok(defined poll_until(5, sub { $neg->()->status == 200 }),
        'unrevoked: allowed again (5A5A stays revoked: another serial)');
 
     ($rc, $out) = cli($rp, 'revoke', 'cert', '(Negative)5a:5a');
     is($rc, 0, 'revoke cert (Negative)5a:5a, as openssl x509 -text '
        . 'writes it') or diag($out);
-    ok(defined poll_until(1, sub { code_of($neg->()) eq 'cert_revoked' }),
+    ok(defined poll_until(5, sub { code_of($neg->()) eq 'cert_revoked' }),
        '... the same certificate');
     cli($rp, 'unrevoke', 'cert', '-5A5A');
     cli($rp, 'unrevoke', 'cert', '5A5A');
