@@ -13,7 +13,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use DGTest qw(:DEFAULT $CERTS);
+use DGTest qw(:DEFAULT $CERTS $CLI);
 
 my $POLICY = <<'YAML';
 purposes: {p: {name: p}}
@@ -346,6 +346,35 @@ EOF
     $n->stop;
     unlike($n->error_log, qr/\[(alert|crit|emerg)\]/,
            'no alert, crit, emerg');
+}
+
+# --- datagate policy check: the same names, the same refusals ---------------
+
+SKIP: {
+    skip "$CLI not built", 6 unless -x $CLI;
+    my $dir = DGTest::base_dir();
+    my $check = sub {
+        my ($cert) = @_;
+        my $f = "$dir/check-" . int(rand(1e9)) . '.yaml';
+        DGTest::spew($f, "purposes: {p: {}}\nconsumers:\n  - id: c\n"
+                         . "    cert: $cert\n    clearance: 1\n");
+        return run_cmd($CLI, 'policy', 'check', $f);
+    };
+    my ($rc, $out) = $check->('{subject: "C = CN, O = 广西, CN = 民政厅", '
+                              . 'issuer: "CN=datagate dev CA,O=datagate '
+                              . 'development,C=CN"}');
+    is($rc, 0, 'policy check: one-line subject and an issuer') or diag($out);
+    ($rc, $out) = $check->('{issuer: "CN=datagate dev CA"}');
+    isnt($rc, 0, 'policy check: an issuer alone is refused');
+    like($out, qr/check-\d+\.yaml:4: consumers\[0\]\.cert: at least one of subject/,
+         '... with file and line');
+    ($rc, $out) = $check->('{subject: "CN=x,C=China"}');
+    isnt($rc, 0, 'policy check: C=China is refused');
+    like($out, qr/\.yaml:4: consumers\[0\]\.cert\.subject: C='China'/,
+         '... with file and line');
+    ($rc, $out) = $check->('{subject: "CN=x", issuer_key_id: "zz:yy"}');
+    like($out, qr/issuer_key_id: bad key identifier/,
+         'policy check: a bad issuer_key_id is refused');
 }
 
 done_testing();
