@@ -250,6 +250,18 @@ ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
     const char *name, size_t len);
 
 
+/* ---- ngx_http_datagate_request.c: what a request may look like -------- */
+
+/* NGX_OK; NGX_DECLINED with *detail saying why the request is refused
+ * (400 request_rejected); NGX_ERROR */
+ngx_int_t ngx_http_datagate_request_check(ngx_http_request_t *r,
+    const char **detail);
+/* how often a header named name appears in headers, any case, '_' read as
+ * '-'; *underscore (if not NULL) set when a '_' spelling is among them */
+ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
+    ngx_str_t *name, ngx_uint_t *underscore);
+
+
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);

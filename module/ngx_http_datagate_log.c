@@ -427,6 +427,9 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     if (ctx->unmaskable) {
         dg_arec_cstr(rec, "detail", ctx->unmaskable);
+
+    } else if (ctx->reason == DG_R_REQUEST_REJECTED && ctx->detail) {
+        dg_arec_cstr(rec, "detail", ctx->detail);
     }
 
     if (ctx->cut) {
