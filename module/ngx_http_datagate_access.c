@@ -3,8 +3,9 @@
  * datagate: the access phase.
  *
  * identity (verified client certificate) -> consumer -> network / geo ->
- * the request's path and headers (_request.c) -> run-time grants -> decision (shared-memory cache in front of dg_decide)
- * -> incident controls -> rate limit -> upstream request headers.
+ * the request's path and headers (_request.c) -> run-time grants ->
+ * decision (shared-memory cache in front of dg_decide) -> incident
+ * controls -> rate limit -> upstream request headers.
  *
  * The handler is re-entrant: every step that may wait for Redis returns
  * NGX_AGAIN and the handler resumes from ctx->stage when the phases are
