@@ -60,12 +60,12 @@ ngx_http_datagate_geoip_open(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf)
 {
     int                  rc;
-    off_t                size;
     u_char              *path, *open_path;
     MMDB_s              *mmdb;
     ngx_err_t            err;
     ngx_pool_cleanup_t  *cln;
 #if (NGX_HTTP_DATAGATE_GEOIP_MEMFD)
+    off_t                size;
     ngx_fd_t             fd;
     u_char               fdpath[NGX_HTTP_DATAGATE_GEOIP_FDPATH];
 #endif
@@ -86,8 +86,6 @@ ngx_http_datagate_geoip_open(ngx_conf_t *cf,
     if (cln == NULL) {
         return NGX_ERROR;
     }
-
-    size = 0;
 
 #if (NGX_HTTP_DATAGATE_GEOIP_MEMFD)
 

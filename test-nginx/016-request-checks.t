@@ -326,7 +326,7 @@ for my $c (@dups) {
 
 # HTTP/2: repeated fields, and the path checks
 SKIP: {
-    skip 'curl without HTTP/2', 8 unless `curl --version` =~ /HTTP2/;
+    skip 'curl without HTTP/2', 10 unless `curl --version` =~ /HTTP2/;
     my $h2 = DGTest::free_port();
     my $m = DGTest::Nginx->new(policy => $POLICY, config => $CONFIG,
                                http_config => <<"END");
@@ -364,6 +364,7 @@ END
        . 'provider');
     $m->stop;
     unlike($m->error_log, qr/\[(alert|crit)\]/, 'HTTP/2: no alert/crit');
+    is($m->valgrind_errors, '', 'HTTP/2: valgrind clean (when asked)');
 }
 
 # underscores_in_headers on: "Data_Purpose" is refused, "Datagate_*"
@@ -394,9 +395,11 @@ END
          'Datagate_* headers: the gateway\'s own consumer header');
     $u->stop;
     unlike($u->error_log, qr/\[(alert|crit)\]/, 'underscores: no alert');
+    is($u->valgrind_errors, '', 'underscores: valgrind clean (when asked)');
 }
 
 $n->stop;
+is($n->valgrind_errors, '', 'valgrind clean (when asked)');
 my $log = $n->error_log;
 unlike($log, qr/\[(alert|crit)\]/, 'no alert/crit');
 like($log, qr/datagate: denied request_rejected consumer=civil-affairs\.assistance/,

@@ -311,6 +311,7 @@ sub spew_raw {
     $answers->('after cp and reload', 'A');
 
     $g->stop;
+    is($g->valgrind_errors, '', 'valgrind clean (when asked)');
     my $log = $g->error_log;
     unlike($log, qr/exited on signal/, 'no worker died');
     unlike($log, qr/\[(alert|crit)\]/, 'no alert or crit');
