@@ -200,7 +200,6 @@ ngx_int_t
 ngx_http_datagate_response_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
-    size_t                          len;
     ngx_uint_t                      i, provider;
     const u_char                   *key;
     ngx_list_part_t                *part;
@@ -281,16 +280,8 @@ ngx_http_datagate_response_headers(ngx_http_request_t *r,
         }
     }
 
-    /* 3. the safety net on what stays */
-
-    len = ngx_min(hs.max, DG_MASK_TEXT_MAX);
-
-    hs.work = ngx_palloc(r->pool, dg_mask_text_work(len));
-    hs.out = ngx_pnalloc(r->pool, dg_mask_text_outcap(len));
-
-    if (hs.work == NULL || hs.out == NULL) {
-        return NGX_ERROR;
-    }
+    /* 3. the safety net on what stays (its memory taken at the first
+     * value that may hold a hit, for the longest one) */
 
     part = &r->headers_out.headers.part;
     h = part->elts;
@@ -562,6 +553,21 @@ ngx_http_datagate_hdr_scan(ngx_http_datagate_hdr_t *hs, ngx_str_t *value,
 
     if (value->len > DG_MASK_TEXT_MAX) {
         return NGX_DECLINED;
+    }
+
+    if (!dg_mask_text_candidate(value->data, value->len)) {
+        return NGX_OK;
+    }
+
+    if (hs->work == NULL) {
+        len = ngx_min(hs->max, DG_MASK_TEXT_MAX);
+
+        hs->work = ngx_palloc(r->pool, dg_mask_text_work(len));
+        hs->out = ngx_pnalloc(r->pool, dg_mask_text_outcap(len));
+
+        if (hs->work == NULL || hs->out == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     ngx_memzero(hits, sizeof(hits));

@@ -11,7 +11,7 @@
  * The text is first read through its encodings, into a view in which
  * every character remembers the raw bytes it came from:
  *   - percent-encoding (%34), again and again (%2534 is %34 is 4), also
- *     of UTF-8 (%EF%BC%94 is the full-width 4);
+ *     of UTF-8 (%EF%BC%94 is the full-width 4), and %uXXXX;
  *   - \uXXXX escapes and HTML character references (&#52; &#x34;);
  *   - full-width letters and digits (４, Ｘ) and the other spaces and
  *     dashes people type (U+3000, U+00A0, U+2010-U+2015, ...) as their
@@ -19,8 +19,9 @@
  * In that view a candidate is a group of digits (bounded by anything
  * that is not a digit, letters included; an X or x right after 17 digits
  * is an ID's check character), or several groups joined by at most
- * DG_TEXT_GAP_MAX separators (space, tab, '-', '+'), as in "138 7711
- * 2345", "+86 138-7711-2345" or "450103 19900307 1242".  From each group
+ * DG_TEXT_GAP_MAX separators (space, tab, '-', '+', '.'), as in "138 7711
+ * 2345", "+86 138-7711-2345", "138.7711.2345" or "450103 19900307 1242"
+ * (a mobile also after 86 or 0086).  From each group
  * the longest run of joined groups (at most 19 digits) that validates is
  * a hit, and the search goes on after it; a group of 20 digits or more
  * holds none (as in the JSON engine).  A run of exactly 18 of [0-9A-Z]
@@ -43,6 +44,8 @@
 #define DG_TEXT_DIGITS_MAX  19      /* the longest value (a bank card) */
 #define DG_TEXT_HIT_MIN     11      /* the shortest value (a mobile) */
 #define DG_TEXT_USCC_LEN    18
+#define DG_TEXT_IDD         "0086"  /* China's code dialled from abroad */
+#define DG_TEXT_IDD_LEN     15      /* 0086 and a mobile */
 #define DG_TEXT_HIT_OUT     64      /* the most a method writes for a hit
                                        (hash: 32 hex digits) */
 #define DG_TEXT_OTHER       0x100   /* a decoded character that is not
@@ -104,6 +107,32 @@ dg_mask_text_outcap(size_t len)
 }
 
 
+/*
+ * Every character of a hit in the decoded view comes from raw bytes that
+ * start with a digit, '%', '\\', '&' or a UTF-8 lead byte: fewer than
+ * HIT_MIN of those, and there is none.
+ */
+int
+dg_mask_text_candidate(const uint8_t *v, size_t len)
+{
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if ((v[i] >= '0' && v[i] <= '9') || v[i] == '%' || v[i] == '\\'
+            || v[i] == '&' || v[i] >= 0xc0)
+        {
+            if (++n >= DG_TEXT_HIT_MIN) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 int
 dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
     void *work, uint8_t *out, size_t *outlen, uint64_t *hits)
@@ -119,8 +148,7 @@ dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
         return DG_MASK_E_TOOBIG;
     }
 
-    /* fewer than HIT_MIN bytes cannot hold a hit in any encoding */
-    if (len < DG_TEXT_HIT_MIN) {
+    if (!dg_mask_text_candidate(v, len)) {
         return 0;
     }
 
@@ -239,7 +267,19 @@ dg_text_decode(dg_text_ch_t *ch, size_t n, int *changed)
         k = 0;                  /* characters taken */
         cp = 0;
 
-        if (c == '%' && i + 2 < n
+        if (c == '%' && i + 5 < n
+            && (ch[i + 1].c == 'u' || ch[i + 1].c == 'U'))
+        {
+            /* %uXXXX, as some servers write a code point */
+            for (m = 0; m < 4 && dg_text_hex(ch[i + 2 + m].c) >= 0; m++) {
+                cp = cp * 16 + (uint32_t) dg_text_hex(ch[i + 2 + m].c);
+            }
+
+            if (m == 4) {
+                k = 6;
+            }
+
+        } else if (c == '%' && i + 2 < n
             && dg_text_hex(ch[i + 1].c) >= 0 && dg_text_hex(ch[i + 2].c) >= 0)
         {
             /* a byte, whatever it is: UTF-8 is put together below */
@@ -375,6 +415,10 @@ dg_text_cp_ascii(uint32_t cp)
     case 0xff0b:    /* full-width plus */
         return '+';
 
+    case 0xff0e:    /* full-width full stop */
+    case 0x3002:    /* ideographic full stop */
+        return '.';
+
     case 0xff05:    /* full-width percent */
         return '%';
     }
@@ -412,7 +456,7 @@ dg_text_is_digit(uint32_t c)
 static int
 dg_text_is_sep(uint32_t c)
 {
-    return c == ' ' || c == '\t' || c == '-' || c == '+';
+    return c == ' ' || c == '\t' || c == '-' || c == '+' || c == '.';
 }
 
 
@@ -508,6 +552,17 @@ dg_text_digits(const dg_text_ch_t *ch, size_t n, dg_text_hit_t *hits,
 
             if (nd >= DG_TEXT_HIT_MIN) {
                 kind = dg_mask_detect_digits(d, nd);
+
+                if (kind < 0 && nd == DG_TEXT_IDD_LEN
+                    && memcmp(d, DG_TEXT_IDD, sizeof(DG_TEXT_IDD) - 1) == 0
+                    && dg_mask_detect_digits(d + sizeof(DG_TEXT_IDD) - 1,
+                                             DG_TEXT_HIT_MIN)
+                       == DG_DETECT_MOBILE)
+                {
+                    /* 0086 and a mobile, as dialled from abroad */
+                    kind = DG_DETECT_MOBILE;
+                }
+
                 if (kind >= 0) {
                     best_kind = kind;
                     best_e = ge;

@@ -48,6 +48,13 @@ static const tcase_t  cases[] = {
       "0,0,1,0" },
     { "gap of three", "138 - 7711 - 2345", "138****2345", "0,1,0,0" },
     { "gap too long", "138    7711    2345", NULL, "0,0,0,0" },
+    { "mobile with dots", "tel 138.7711.2345", "tel 138****2345",
+      "0,1,0,0" },
+    { "mobile after 0086", "t=008613877112345", "t=008********2345",
+      "0,1,0,0" },
+    { "mobile after 0086 and a space", "0086 138 7711 2345",
+      "008********2345", "0,1,0,0" },
+    { "a decimal is no card", "x=1715391000.123", NULL, "0,0,0,0" },
 
     /* encodings */
     { "percent",
@@ -68,6 +75,8 @@ static const tcase_t  cases[] = {
       "%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95", "n=138****2345", "0,1,0,0" },
     { "ideographic space", "138\xe3\x80\x80" "7711\xe3\x80\x80" "2345",
       "138****2345", "0,1,0,0" },
+    { "%u escapes", "%u0031%u0033%u0038%u0037%u0037%u0031%u0031%u0032"
+      "%u0033%u0034%u0035", "138****2345", "0,1,0,0" },
     { "\\u escapes", "\\u0031\\u0033\\u0038\\u0037\\u0037\\u0031\\u0031"
       "\\u0032\\u0033\\u0034\\u0035", "138****2345", "0,1,0,0" },
     { "\\uFF11 escapes", "\\uFF11\\uFF13\\uFF18\\uFF17\\uFF17\\uFF11"
@@ -237,6 +246,15 @@ main(void)
     }
 
     free(big);
+
+    /* the quick test before the scan */
+
+    ok(!dg_mask_text_candidate((const uint8_t *) "max-age=31536000", 16),
+       "candidate: 8 digits cannot hold a hit");
+    ok(dg_mask_text_candidate((const uint8_t *) "%31%33%38%37", 12),
+       "candidate: escapes may");
+    ok(dg_mask_text_candidate((const uint8_t *) "13877112345", 11),
+       "candidate: 11 digits may");
 
     /* limits */
 
