@@ -285,9 +285,27 @@ my @cases = (
 
 my $n = DGTest::Nginx->new(policy => $POLICY, config => $CONFIG);
 my $audit = $n->dir . '/audit.log';
+my $h2port = DGTest::free_port();
 $n->{http_config} = "datagate_audit_log $audit;\n"
     . '    log_format dg "$uri masked=$datagate_masked";' . "\n"
-    . '    access_log ' . $n->dir . '/dg.log dg;';
+    . '    access_log ' . $n->dir . '/dg.log dg;' . "\n" . <<"END";
+    server {
+        listen 127.0.0.1:$h2port ssl http2;
+        ssl_certificate \$TEST_NGINX_CERTS/server.crt;
+        ssl_certificate_key \$TEST_NGINX_CERTS/server.key;
+        ssl_client_certificate \$TEST_NGINX_CERTS/ca.crt;
+        ssl_verify_client on;
+        http2_push_preload on;
+        location /d/ {
+            datagate_dataset person.default;
+            proxy_pass http://127.0.0.1:\$TEST_NGINX_EVIL_PORT/;
+        }
+        location /l/ {
+            datagate_dataset person.listed;
+            proxy_pass http://127.0.0.1:\$TEST_NGINX_EVIL_PORT/;
+        }
+    }
+END
 
 my %sc;
 for my $i (0 .. $#cases) {
@@ -329,6 +347,29 @@ for my $i (0 .. $#cases) {
     like((split /\r\n/, $r->{raw})[0] // '',
          qr{^HTTP/1\.1 \d{3}( [A-Za-z ]*)?$},
          "$name: nginx's status line") if $method eq 'GET';
+}
+
+# --- HTTP/2, with server push of Link preloads -------------------------
+
+SKIP: {
+    skip 'curl without HTTP/2', 6 unless `curl --version` =~ /HTTP2/;
+    $n->evil_scenarios(h2 => scenario(200,
+        ["Link: </person/$PHONE>; rel=preload", "X-Person-Id: $ID",
+         "Set-Cookie: uid=$ID"]));
+    my $certs = $DGTest::CERTS;
+    for my $loc ('d', 'l') {
+        my $out = `curl -s -D - --http2 --cacert $certs/ca.crt --cert $certs/assistance.crt --key $certs/assistance.key -H 'Data-Purpose: social-assistance' https://localhost:$h2port/$loc/h2 2>&1`;
+        like($out, qr{^HTTP/2 200}, "HTTP/2 ($loc): 200");
+        ok(!clear_values($out), "HTTP/2 ($loc): no clear value")
+            or diag($out);
+        if ($loc eq 'd') {
+            unlike($out, qr/^(link|x-person-id|set-cookie):/mi,
+                   'HTTP/2: the provider\'s other headers dropped');
+        } else {
+            like($out, qr{^link: </person/138\*{4}2345>; rel=preload}mi,
+                 'HTTP/2: a listed Link masked');
+        }
+    }
 }
 
 # --- a dataset whose plan does not mask: headers pass as sent ------------
