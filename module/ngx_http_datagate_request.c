@@ -174,7 +174,7 @@ ngx_http_datagate_header_count(ngx_list_t *headers, ngx_str_t *name,
 static ngx_int_t
 ngx_http_datagate_check_headers(ngx_http_request_t *r, const char **detail)
 {
-    u_char      *p, *last;
+    u_char      *p;
     size_t       size;
     ngx_str_t   *name;
     ngx_uint_t   n, underscore;
@@ -195,8 +195,6 @@ ngx_http_datagate_check_headers(ngx_http_request_t *r, const char **detail)
             return NGX_ERROR;
         }
 
-        last = p + size;
-
         if (n > 1) {
             ngx_snprintf(p, size, "the header \"%V\" is sent more than "
                          "once%Z", name);
@@ -206,7 +204,6 @@ ngx_http_datagate_check_headers(ngx_http_request_t *r, const char **detail)
                          "\"_\"%Z", name);
         }
 
-        *(last - 1) = '\0';
         *detail = (const char *) p;
 
         return NGX_DECLINED;
