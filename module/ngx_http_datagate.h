@@ -145,6 +145,8 @@ typedef struct {
     u_char                         *pseudo_done;
     /* methods for the detect hits, from the policy classes */
     dg_mask_spec_t                  detect[DG_DETECT_MAX];
+    /* _headers.c: loc_conf arrays of the enforced locations (void **) */
+    ngx_array_t                    *enforced_locs;
 } ngx_http_datagate_main_conf_t;
 
 
@@ -199,6 +201,11 @@ typedef struct {
     int                             mask_rc;    /* DG_MASK_OK or error */
     uint64_t                        masked;     /* values masked */
     const char                     *unmaskable; /* why 502 / cut */
+
+    /* response headers (_headers.c): the provider's dropped, safety-net
+     * hits in what passed (also in masked) */
+    uint64_t                        hdr_dropped;
+    uint64_t                        hdr_detect[DG_DETECT_MAX];
 
     /* incident state and run-time grants (_incident.c, _redis.c) */
     const dg_grant_t              **extra;      /* run-time grants */
@@ -298,9 +305,38 @@ ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
     const char *name, size_t len);
 
 
+/* ---- ngx_http_datagate_request.c: what a request may look like -------- */
+
+/* NGX_OK; NGX_DECLINED with *detail saying why the request is refused
+ * (400 request_rejected); NGX_ERROR */
+ngx_int_t ngx_http_datagate_request_check(ngx_http_request_t *r,
+    const char **detail);
+/* how often a header named name appears in headers, any case, '_' read as
+ * '-'; *underscore (if not NULL) set when a '_' spelling is among them */
+ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
+    ngx_str_t *name, ngx_uint_t *underscore);
+
+
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
+
+/* merge of an enforced location: remember its confs */
+ngx_int_t ngx_http_datagate_headers_location(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* postconfiguration: the enforced locations' upstreams ignore X-Accel-* */
+ngx_int_t ngx_http_datagate_headers_init(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* why an answer to an allowed enforced request must be refused, or NULL */
+const char *ngx_http_datagate_headers_refused(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_loc_conf_t *dlcf);
+/* the response-header rule of a plan that masks: allow-list and safety
+ * net (counts in ctx->hdr_dropped, hdr_detect, masked) */
+ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */

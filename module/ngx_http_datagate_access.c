@@ -3,8 +3,9 @@
  * datagate: the access phase.
  *
  * identity (verified client certificate) -> consumer -> network / geo ->
- * run-time grants -> decision (shared-memory cache in front of dg_decide)
- * -> incident controls -> rate limit -> upstream request headers.
+ * the request's path and headers (_request.c) -> run-time grants ->
+ * decision (shared-memory cache in front of dg_decide) -> incident
+ * controls -> rate limit -> upstream request headers.
  *
  * The handler is re-entrant: every step that may wait for Redis returns
  * NGX_AGAIN and the handler resumes from ctx->stage when the phases are
@@ -257,6 +258,21 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         reason = ngx_http_datagate_identify(r, dmcf, ctx);
         if (reason != DG_R_OK) {
             return ngx_http_datagate_send_error(r, ctx, reason, ctx->detail);
+        }
+
+        /* a path the provider may read as another location's, a header
+         * datagate reads sent twice (_request.c) */
+
+        rc = ngx_http_datagate_request_check(r, &ctx->detail);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_REQUEST_REJECTED,
+                                                ctx->detail);
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
         }
 
         if (ctx->dataset == NULL) {
@@ -588,12 +604,22 @@ ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
     u_char            c, rnd[NGX_HTTP_DATAGATE_REQUEST_ID_LEN / 2];
-    ngx_uint_t        i;
+    ngx_str_t         name = ngx_string("Datagate-Request-Id");
+    ngx_uint_t        i, underscore;
     ngx_table_elt_t  *h;
 
     h = ngx_http_datagate_find_header(&r->headers_in.headers,
-                                      "Datagate-Request-Id",
-                                      sizeof("Datagate-Request-Id") - 1);
+                                      (char *) name.data, name.len);
+
+    /* sent twice (refused, _request.c): neither is the request's id */
+    if (h
+        && (ngx_http_datagate_header_count(&r->headers_in.headers, &name,
+                                           &underscore)
+            != 1
+            || underscore))
+    {
+        h = NULL;
+    }
 
     if (h && h->value.len >= 1
         && h->value.len <= NGX_HTTP_DATAGATE_REQUEST_ID_MAX)
@@ -2284,9 +2310,13 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
         }
 
         if (h[i].key.len >= sizeof("Datagate-") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate-",
-                               sizeof("Datagate-") - 1) == 0)
+            && (ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate-",
+                                sizeof("Datagate-") - 1) == 0
+                || ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate_",
+                                   sizeof("Datagate_") - 1) == 0))
         {
+            /* "Datagate_" too: CGI-style servers read it as "Datagate-"
+             * (underscores_in_headers on) */
             continue;
         }
 
