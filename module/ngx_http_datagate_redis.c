@@ -68,6 +68,7 @@ typedef struct {
     ngx_uint_t                      state;
     ngx_uint_t                      handshake;  /* replies still due */
     ngx_uint_t                      persist;    /* _RP_* bits, so far */
+    unsigned                        epoch_recheck:1; /* a 2nd GET is due */
     redisReader                    *shadow;     /* vets what comes in */
     size_t                          partial;    /* bytes of the reply
                                                    still arriving */
@@ -1016,7 +1017,7 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
     size_t                          lens[4];
-    ngx_uint_t                      i, handshake, create, lost, ok;
+    ngx_uint_t                      i, handshake, create, lost, ok, recheck;
     redisReply                     *r;
     const char                     *argv[4];
     ngx_http_datagate_rconn_t      *rc;
@@ -1061,6 +1062,7 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
 
     create = 0;
     lost = 0;
+    recheck = 0;
     old[0] = '\0';
 
     ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
@@ -1068,6 +1070,14 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     if (r->type == REDIS_REPLY_NIL) {
         if (sh->redis_epoch[0] == '\0') {
             create = 1;
+
+        } else if (!rc->epoch_recheck) {
+            /*
+             * another worker may have learned the epoch it just created
+             * after this GET ran and before its answer is read here: a
+             * second GET, sent now, runs after that SET, and tells
+             */
+            recheck = 1;
 
         } else if (!sh->redis_untrusted) {
             sh->redis_untrusted = 1;
@@ -1092,6 +1102,25 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     }
 
     ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
+
+    rc->epoch_recheck = recheck;
+
+    if (recheck) {
+        if (ngx_http_datagate_redis_epoch_get(rc) != NGX_OK) {
+            if (handshake) {
+                ngx_http_datagate_redis_fail(rc, "cannot queue the epoch");
+            }
+
+            return;
+        }
+
+        if (handshake) {
+            rc->handshake++;
+            ngx_http_datagate_redis_handshake_next(rc);
+        }
+
+        return;
+    }
 
     if (lost) {
         ngx_log_error(NGX_LOG_ERR, rc->rd->log, 0,
