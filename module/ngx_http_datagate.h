@@ -366,6 +366,7 @@ ngx_http_datagate_now_ms(void)
 typedef struct {
     const dg_dataset_t             *dataset;    /* state is for this */
     const dg_grant_t               *lim_grant;  /* limit is for this */
+    const dg_dataset_t             *lim_dataset; /* grant and dataset */
     ngx_uint_t                      inc;        /* RS_NONE/WAIT/DONE */
     uint32_t                        flags;      /* INC_* */
     const dg_grant_t               *extra[1];

@@ -364,8 +364,9 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
     ctx->reason = DG_R_OK;
     ctx->stage = NGX_HTTP_DATAGATE_STAGE_DONE;
 
-    method = dg_method_bit((const char *) r->method_name.data,
-                           r->method_name.len);
+    method = dg_policy_method_bit(dmcf->policy,
+                                  (const char *) r->method_name.data,
+                                  r->method_name.len);
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "datagate: allowed consumer=%*s purpose=%V method:%ui "
@@ -936,8 +937,11 @@ ngx_http_datagate_decide(ngx_http_request_t *r,
                                      + 2 * (2 + NGX_HTTP_DATAGATE_MAX_KEYPART)];
     u_char                       rkey[NGX_HTTP_DATAGATE_DKEY_MAX];
 
-    method = dg_method_bit((const char *) r->method_name.data,
-                           r->method_name.len);
+    /* a method no dataset of this policy names is DG_METHOD_OTHER:
+     * refused, whatever its name (the cache key holds the bit) */
+    method = dg_policy_method_bit(dmcf->policy,
+                                  (const char *) r->method_name.data,
+                                  r->method_name.len);
 
     ngx_memzero(&req, sizeof(dg_request_t));
 

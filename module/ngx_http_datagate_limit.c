@@ -1,10 +1,16 @@
 
 /*
- * datagate: rate limits and quotas per grant (consumer, dataset).
+ * datagate: rate limits and quotas per (consumer, dataset).
  *
- * Rate: GCRA from the grant's "rate: 100r/s burst=50"; quota: a count per
- * window from "quota: 100000/day" (days in UTC+8).  The arithmetic is
- * core/dg_gcra.c; the same in Redis is the Lua script DG_GCRA_LUA.
+ * Rate: GCRA from "rate: 100r/s burst=50"; quota: a count per window from
+ * "quota: 100000/day" (days in UTC+8).  The arithmetic is core/dg_gcra.c;
+ * the same in Redis is the Lua script DG_GCRA_LUA.
+ *
+ * Each of rate and quota comes from the grant that allowed the request
+ * when it sets one, else from the dataset: a grant's is counted in the
+ * grant budget "CONSUMER|DATASET", a dataset's in the dataset budget
+ * "dataset:CONSUMER|DATASET" of that consumer.  Ids hold no ':', so the
+ * two kinds of budget never share a key (docs/redis.md).
  *
  *   - without datagate_redis (the embedded default): one budget per node,
  *     kept in the shared zone's limits tree like limit_req; it survives a
@@ -31,7 +37,20 @@
 #include <hiredis/hiredis.h>
 
 
-#define NGX_HTTP_DATAGATE_LIMIT_KEY     (2 * DG_RS_ID_MAX + 2)
+/* the dataset budget's key: this, then CONSUMER|DATASET */
+#define NGX_HTTP_DATAGATE_DS_BUDGET     "dataset:"
+#define NGX_HTTP_DATAGATE_LIMIT_KEY                                         \
+    (sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) + 2 * DG_RS_ID_MAX + 2)
+
+
+/* what one request is counted against: rate and quota, each in its key */
+typedef struct {
+    dg_limit_t                      limit;
+    size_t                          rklen;      /* 0: no rate */
+    size_t                          qklen;      /* 0: no quota */
+    u_char                          rkey[NGX_HTTP_DATAGATE_LIMIT_KEY];
+    u_char                          qkey[NGX_HTTP_DATAGATE_LIMIT_KEY];
+} ngx_http_datagate_budget_t;
 
 
 typedef struct {
@@ -53,8 +72,7 @@ typedef struct {
     ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
     int64_t                         window;
-    size_t                          klen;
-    u_char                          key[1];
+    ngx_http_datagate_budget_t      b;
 } ngx_http_datagate_lwait_t;
 
 
@@ -68,38 +86,41 @@ typedef struct {
 } ngx_http_datagate_lres_t;
 
 
+static ngx_int_t ngx_http_datagate_limit_budget(
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_budget_t *b);
 static ngx_int_t ngx_http_datagate_limit_local(ngx_http_request_t *r,
-    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
-    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res);
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
+    ngx_uint_t share, ngx_http_datagate_lres_t *res);
 static ngx_int_t ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
-    const dg_limit_t *l, u_char *key, size_t klen);
+    ngx_http_datagate_budget_t *b);
 static void ngx_http_datagate_limit_reply(void *data, void *reply);
 static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
     ngx_http_datagate_lres_t *res);
 static ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
-    uint64_t now);
+    uint64_t now, ngx_http_datagate_lnode_t *keep);
 
 
 ngx_int_t
 ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 {
-    u_char                         *p;
-    size_t                          klen;
     ngx_int_t                       rc;
-    const dg_limit_t               *l;
-    const dg_grant_t               *g;
     ngx_http_datagate_lres_t        res;
+    ngx_http_datagate_budget_t      b;
     ngx_http_datagate_rstate_t     *st;
     ngx_http_datagate_main_conf_t  *dmcf;
-    u_char                          key[NGX_HTTP_DATAGATE_LIMIT_KEY];
 
-    g = ctx->grant;
+    rc = ngx_http_datagate_limit_budget(ctx, &b);
 
-    if (g == NULL || (!(g->limit.rate > 0.0) && g->limit.quota == 0)) {
+    if (rc == NGX_DECLINED) {
+        /* nothing limits this request */
         return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
     }
 
     st = ngx_http_datagate_rstate(r, ctx);
@@ -111,35 +132,21 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         return NGX_AGAIN;
     }
 
-    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == g) {
+    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == ctx->grant
+        && st->lim_dataset == ctx->dataset)
+    {
         return st->lim_rc;
     }
 
-    /* first time, or an internal redirect to another grant */
-    st->lim_grant = g;
-
-    l = &g->limit;
-
-    /* one budget per (consumer, dataset) */
-
-    if (g->consumer == NULL || g->dataset == NULL
-        || g->consumer->id.len + g->dataset->id.len + 1 > sizeof(key)
-        || !dg_rs_id_ok(g->consumer->id.data, g->consumer->id.len)
-        || !dg_rs_id_ok(g->dataset->id.data, g->dataset->id.len))
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(key, g->consumer->id.data, g->consumer->id.len);
-    *p++ = '|';
-    p = ngx_cpymem(p, g->dataset->id.data, g->dataset->id.len);
-    klen = p - key;
+    /* first time, or an internal redirect to another grant or dataset */
+    st->lim_grant = ctx->grant;
+    st->lim_dataset = ctx->dataset;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
 
     if (dmcf->redis_enabled) {
 
-        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, l, key, klen);
+        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, &b);
 
         if (rc == NGX_OK) {
             st->lim = NGX_HTTP_DATAGATE_RS_WAIT;
@@ -158,17 +165,109 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         }
     }
 
-    if (ngx_http_datagate_limit_local(r, dmcf, l, key, klen,
-                                      dmcf->redis_enabled, &res)
+    if (ngx_http_datagate_limit_local(r, dmcf, &b, dmcf->redis_enabled, &res)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, l, &res);
+    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &b.limit, &res);
     st->lim = NGX_HTTP_DATAGATE_RS_DONE;
 
     return st->lim_rc;
+}
+
+
+/*
+ * The budget of an allowed request: rate and quota each from the grant
+ * that allowed it when the grant sets one, else from the dataset, each
+ * counted in the key of where it came from.  NGX_DECLINED: no limit.
+ */
+static ngx_int_t
+ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
+    ngx_http_datagate_budget_t *b)
+{
+    u_char               *p, *k;
+    size_t               *klen;
+    ngx_uint_t            i;
+    const dg_grant_t     *g;
+    const dg_dataset_t   *ds;
+    const dg_consumer_t  *c;
+
+    g = ctx->grant;
+    ds = ctx->dataset;
+    c = ctx->consumer;
+
+    if (ds == NULL || c == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&b->limit, sizeof(dg_limit_t));
+    b->rklen = 0;
+    b->qklen = 0;
+
+    if (g != NULL && g->limit.rate > 0.0) {
+        b->limit.rate = g->limit.rate;
+        b->limit.burst = g->limit.burst;
+        b->rklen = 1;
+
+    } else if (ds->limit.rate > 0.0) {
+        b->limit.rate = ds->limit.rate;
+        b->limit.burst = ds->limit.burst;
+        b->rklen = 2;
+    }
+
+    if (g != NULL && g->limit.quota) {
+        b->limit.quota = g->limit.quota;
+        b->limit.quota_period = g->limit.quota_period;
+        b->qklen = 1;
+
+    } else if (ds->limit.quota) {
+        b->limit.quota = ds->limit.quota;
+        b->limit.quota_period = ds->limit.quota_period;
+        b->qklen = 2;
+    }
+
+    if (b->rklen == 0 && b->qklen == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (c->id.len + ds->id.len + 1
+        + sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) > NGX_HTTP_DATAGATE_LIMIT_KEY
+        || !dg_rs_id_ok(c->id.data, c->id.len)
+        || !dg_rs_id_ok(ds->id.data, ds->id.len))
+    {
+        return NGX_ERROR;
+    }
+
+    /* 1: the grant budget, 2: the dataset budget of this consumer */
+
+    for (i = 0; i < 2; i++) {
+        k = i == 0 ? b->rkey : b->qkey;
+        klen = i == 0 ? &b->rklen : &b->qklen;
+
+        if (*klen == 0) {
+            continue;
+        }
+
+        p = k;
+
+        if (*klen == 2) {
+            p = ngx_cpymem(p, NGX_HTTP_DATAGATE_DS_BUDGET,
+                           sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1);
+        }
+
+        p = ngx_cpymem(p, c->id.data, c->id.len);
+        *p++ = '|';
+        p = ngx_cpymem(p, ds->id.data, ds->id.len);
+        *klen = p - k;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "datagate: budget rate \"%*s\" quota \"%*s\"",
+                   b->rklen, b->rkey, b->qklen, b->qkey);
+
+    return NGX_OK;
 }
 
 
@@ -176,17 +275,18 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_datagate_limit_local(ngx_http_request_t *r,
-    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
-    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res)
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
+    ngx_uint_t share, ngx_http_datagate_lres_t *res)
 {
     int64_t                     now_us, now_s;
     uint64_t                    now, quota;
     ngx_uint_t                  nodes;
     ngx_time_t                 *tp;
     dg_gcra_t                   gcra;
+    const dg_limit_t           *l;
     dg_gcra_result_t            gr;
     dg_quota_result_t           qr;
-    ngx_http_datagate_lnode_t  *node;
+    ngx_http_datagate_lnode_t  *rnode, *qnode;
 
     ngx_memzero(res, sizeof(ngx_http_datagate_lres_t));
     res->allowed = 1;
@@ -196,6 +296,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    l = &b->limit;
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000 + tp->msec;
     now_us = (int64_t) now * 1000;
@@ -214,9 +315,30 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-    node = ngx_http_datagate_limit_node(dmcf, key, klen, now);
+    /* the rate's node and the quota's: one node when both come from the
+     * same budget, else two, the second never evicting the first */
 
-    if (node == NULL) {
+    rnode = NULL;
+    qnode = NULL;
+
+    if (gcra.interval) {
+        rnode = ngx_http_datagate_limit_node(dmcf, b->rkey, b->rklen, now,
+                                             NULL);
+    }
+
+    if (l->quota) {
+        if (rnode != NULL && b->qklen == b->rklen
+            && ngx_memcmp(b->qkey, b->rkey, b->rklen) == 0)
+        {
+            qnode = rnode;
+
+        } else {
+            qnode = ngx_http_datagate_limit_node(dmcf, b->qkey, b->qklen,
+                                                 now, rnode);
+        }
+    }
+
+    if ((gcra.interval && rnode == NULL) || (l->quota && qnode == NULL)) {
         ngx_shmtx_unlock(&dmcf->shpool->mutex);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "datagate: zone full, cannot rate-limit");
@@ -225,7 +347,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
     /* rate first, without taking a cell, then the quota, then commit */
 
-    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, node->tat, &gr)) {
+    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, rnode->tat, &gr)) {
         ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
         res->allowed = 0;
@@ -240,10 +362,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
         if (share) {
             /* what the cluster had used, as Redis last said, is gone */
-            if (node->seen_window == dg_quota_window_start(now_s,
+            if (qnode->seen_window == dg_quota_window_start(now_s,
                                                             l->quota_period))
             {
-                quota = node->seen < quota ? quota - node->seen : 0;
+                quota = qnode->seen < quota ? quota - qnode->seen : 0;
             }
 
             quota = quota ? dg_quota_share(quota, (unsigned) nodes) : 0;
@@ -262,10 +384,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
             }
         }
 
-        node->period = l->quota_period;
+        qnode->period = l->quota_period;
 
-        if (!dg_quota_check(quota, l->quota_period, now_s, &node->window,
-                            &node->count, &qr))
+        if (!dg_quota_check(quota, l->quota_period, now_s, &qnode->window,
+                            &qnode->count, &qr))
         {
             ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
@@ -283,7 +405,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
     }
 
     if (gcra.interval) {
-        (void) dg_gcra_check(&gcra, now_us, &node->tat, &gr);
+        (void) dg_gcra_check(&gcra, now_us, &rnode->tat, &gr);
 
         res->limit = gr.limit;
         res->remaining = gr.remaining;
@@ -296,10 +418,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 }
 
 
-/* find or make the node of key; with the zone locked */
+/* find or make the node of key, never evicting keep; zone locked */
 static ngx_http_datagate_lnode_t *
 ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
-    u_char *key, size_t klen, uint64_t now)
+    u_char *key, size_t klen, uint64_t now, ngx_http_datagate_lnode_t *keep)
 {
     size_t                      size;
     uint32_t                    hash;
@@ -339,6 +461,10 @@ ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
         q = ngx_queue_last(&t->queue);
         old = ngx_queue_data(q, ngx_http_datagate_lnode_t, queue);
 
+        if (old == keep) {
+            break;
+        }
+
         ngx_queue_remove(q);
         ngx_rbtree_delete(&t->rbtree, &old->sn.node);
         ngx_slab_free_locked(dmcf->shpool, old);
@@ -371,7 +497,7 @@ ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
 static ngx_int_t
 ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
-    const dg_limit_t *l, u_char *key, size_t klen)
+    ngx_http_datagate_budget_t *b)
 {
     int                         n;
     u_char                     *p;
@@ -379,6 +505,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     int64_t                     now_s, start;
     ngx_int_t                   rc;
     dg_gcra_t                   gcra;
+    const dg_limit_t           *l;
     const char                 *args[9];
     ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_lwait_t  *w;
@@ -390,6 +517,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    l = &b->limit;
     gcra.interval = 0;
     gcra.tolerance = 0;
     gcra.limit = 0;
@@ -408,7 +536,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     if (gcra.interval) {
         p = ngx_cpymem(rkey, DG_RS_RATE, sizeof(DG_RS_RATE) - 1);
-        p = ngx_cpymem(p, key, klen);
+        p = ngx_cpymem(p, b->rkey, b->rklen);
         args[0] = (const char *) rkey;
         lens[0] = p - rkey;
     }
@@ -418,7 +546,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     if (l->quota) {
         p = ngx_cpymem(qkey, DG_RS_QUOTA, sizeof(DG_RS_QUOTA) - 1);
-        p = ngx_cpymem(p, key, klen);
+        p = ngx_cpymem(p, b->qkey, b->qklen);
         p = ngx_sprintf(p, ":%L", start);
         args[1] = (const char *) qkey;
         lens[1] = p - qkey;
@@ -447,8 +575,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     n = 9;
 
-    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t) + klen,
-                  r->connection->log);
+    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t), r->connection->log);
     if (w == NULL) {
         return NGX_ERROR;
     }
@@ -464,8 +591,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     w->wait.cln = cln;
     w->dmcf = dmcf;
     w->window = start;
-    w->klen = klen;
-    ngx_memcpy(w->key, key, klen);
+    w->b = *b;
 
     rc = ngx_http_datagate_redis_eval(ngx_http_datagate_limit_reply, w, 2, n,
                                       args, lens);
@@ -525,13 +651,14 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
                       (size_t) rr->len, rr->str);
     }
 
-    if (ok && v[6] > 0 && dmcf->sh) {
+    if (ok && v[6] > 0 && w->b.qklen && dmcf->sh) {
         /* remember the cluster's quota use for the per-node fallback */
         now = ngx_http_datagate_now_ms();
 
         ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-        node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen, now);
+        node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen, now,
+                                            NULL);
         if (node) {
             node->seen_window = w->window;
             node->seen = (uint64_t) v[6];
@@ -547,9 +674,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 
     st = ctx->pending;
 
-    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT
-        || ctx->grant == NULL)
-    {
+    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT) {
         ngx_free(w);
         return;
     }
@@ -563,8 +688,8 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
         res.retry_ms = v[4] > 0 ? v[4] : 0;
         res.reset_ms = v[5] > 0 ? v[5] : 0;
 
-        st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
-                                                    &ctx->grant->limit, &res);
+        st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &w->b.limit,
+                                                    &res);
 
     } else {
         /* Redis failed us: this node's share (the breaker is open now) */
@@ -574,12 +699,9 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
             (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
         }
 
-        if (ngx_http_datagate_limit_local(r, dmcf, &ctx->grant->limit,
-                                          w->key, w->klen, 1, &res)
-            == NGX_OK)
+        if (ngx_http_datagate_limit_local(r, dmcf, &w->b, 1, &res) == NGX_OK)
         {
-            st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
-                                                        &ctx->grant->limit,
+            st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &w->b.limit,
                                                         &res);
         } else {
             st->lim_rc = NGX_ERROR;
@@ -1099,7 +1221,7 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
         }
 
         node = ngx_http_datagate_limit_node(dmcf, key.data, key.len,
-                                            (uint64_t) now * 1000);
+                                            (uint64_t) now * 1000, NULL);
         if (node == NULL) {
             break;
         }
