@@ -19,6 +19,10 @@ my $secret = shared_secret();
 my @gw = map { gateway(redis => $rp, secret => $secret, workers => 2) }
          1 .. 2;
 
+# grant add checks every grant against the policy the gateways load:
+# --policy, else $DATAGATE_POLICY (here, for every call below)
+$ENV{DATAGATE_POLICY} = $gw[0]->policy_file;
+
 my $dir = DGTest::base_dir();
 DGTest::spew("$dir/hrss.yaml", <<'Y');
 consumer: hrss.portal
