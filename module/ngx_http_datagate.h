@@ -18,6 +18,7 @@
 
 #include "dg_policy.h"
 #include "dg_mask.h"
+#include "dg_rstate.h"
 
 
 #define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
@@ -28,6 +29,12 @@
 /* ---- ngx_http_datagate_redis.c: cluster state ------------------------ */
 
 typedef struct ngx_http_datagate_redis_s  ngx_http_datagate_redis_t;
+
+/* what keeps Redis's data across its restart (INFO, CONFIG GET) */
+#define NGX_HTTP_DATAGATE_RP_KNOWN      0x01    /* the check answered */
+#define NGX_HTTP_DATAGATE_RP_AOF        0x02    /* appendonly yes */
+#define NGX_HTTP_DATAGATE_RP_AOF_WEAK   0x04    /* appendfsync no */
+#define NGX_HTTP_DATAGATE_RP_REPLICA    0x08    /* connected_slaves > 0 */
 
 typedef struct {
     ngx_str_t                       addr_text;  /* "HOST:PORT" as given */
@@ -82,7 +89,12 @@ typedef struct {
 
     /* Redis state (_redis.c) */
     ngx_atomic_t                    redis_up;
-    ngx_atomic_t                    redis_degraded;
+    ngx_atomic_t                    redis_degraded;  /* requests, a count */
+    ngx_atomic_t                    redis_persistence; /* _RP_* bits */
+    ngx_atomic_t                    redis_untrusted; /* lost its state */
+    u_char                          redis_epoch[DG_RS_EPOCH_MAX + 1];
+    unsigned                        redis_lost_logged:1;
+    unsigned                        redis_volatile_logged:1;
 } ngx_http_datagate_shctx_t;
 
 

@@ -2198,8 +2198,12 @@ ngx_http_datagate_send_error(ngx_http_request_t *r,
     case DG_R_CERT_REVOKED:
     case DG_R_CONSUMER_SUSPENDED:
     case DG_R_DATASET_FROZEN:
-    case DG_R_POLICY_UNAVAILABLE:
         level = NGX_LOG_WARN;
+        break;
+    case DG_R_POLICY_UNAVAILABLE:
+        /* the outage itself is logged once, by _redis.c; each refusal is
+         * counted in the statistics */
+        level = NGX_LOG_INFO;
         break;
     case DG_R_INTERNAL:
         level = NGX_LOG_ERR;

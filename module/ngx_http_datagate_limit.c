@@ -41,6 +41,7 @@
 #define NGX_HTTP_DATAGATE_DS_BUDGET     "dataset:"
 #define NGX_HTTP_DATAGATE_LIMIT_KEY                                         \
     (sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) + 2 * DG_RS_ID_MAX + 2)
+#define NGX_HTTP_DATAGATE_LIMIT_REPLY   9       /* DG_GCRA_LUA returns */
 
 
 /* what one request is counted against: rate and quota, each in its key */
@@ -62,6 +63,9 @@ typedef struct {
     uint32_t                        period;     /* of that window, s */
     int64_t                         seen_window;
     uint64_t                        seen;       /* cluster count (Redis) */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;   /* admitted alone, not yet
+                                                   added to Redis's count */
     uint64_t                        last;       /* ms */
     u_char                          data[1];
 } ngx_http_datagate_lnode_t;
@@ -71,7 +75,9 @@ typedef struct {
 typedef struct {
     ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
-    int64_t                         window;
+    int64_t                         add_window;
+    uint64_t                        add;        /* unsynced, in flight
+                                                   (the quota's budget) */
     ngx_http_datagate_budget_t      b;
 } ngx_http_datagate_lwait_t;
 
@@ -98,6 +104,8 @@ static void ngx_http_datagate_limit_reply(void *data, void *reply);
 static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
     ngx_http_datagate_lres_t *res);
+static void ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
+    ngx_uint_t answered, uint64_t added);
 static ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
     uint64_t now, ngx_http_datagate_lnode_t *keep);
@@ -402,6 +410,16 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
         res->limit = l->quota;
         res->remaining = qr.remaining;
         res->reset_ms = qr.reset * 1000;
+
+        if (share) {
+            /* to be added to the cluster's count when Redis is back */
+            if (qnode->unsynced_window != qnode->window) {
+                qnode->unsynced_window = qnode->window;
+                qnode->unsynced = 0;
+            }
+
+            qnode->unsynced++;
+        }
     }
 
     if (gcra.interval) {
@@ -501,17 +519,19 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 {
     int                         n;
     u_char                     *p;
-    size_t                      lens[9];
+    size_t                      lens[10];
     int64_t                     now_s, start;
     ngx_int_t                   rc;
     dg_gcra_t                   gcra;
     const dg_limit_t           *l;
-    const char                 *args[9];
+    const char                 *args[10];
     ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_lwait_t  *w;
+    uint64_t                    add;
+    ngx_http_datagate_lnode_t  *node;
     u_char                      rkey[DG_RS_KEY_MAX];
-    u_char                      qkey[DG_RS_KEY_MAX + NGX_INT64_LEN];
-    u_char                      num[7][NGX_INT64_LEN + 1];
+    u_char                      qkey[DG_RS_KEY_MAX];
+    u_char                      num[8][NGX_INT64_LEN + 1];
 
     if (!ngx_http_datagate_redis_ready()) {
         return NGX_DECLINED;
@@ -529,6 +549,28 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     now_s = ngx_time();
     start = dg_quota_window_start(now_s, l->quota_period);
 
+    /*
+     * what this node admitted alone while Redis was away goes with this
+     * call; back into the node if the call fails
+     */
+    add = 0;
+
+    if (l->quota && dmcf->sh) {
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+        node = ngx_http_datagate_limit_node(dmcf, b->qkey, b->qklen,
+                                            ngx_http_datagate_now_ms(), NULL);
+        if (node && node->unsynced) {
+            if (node->unsynced_window == start) {
+                add = node->unsynced;
+            }
+
+            node->unsynced = 0;
+        }
+
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+    }
+
     /* KEYS */
 
     args[0] = "";
@@ -545,14 +587,14 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     lens[1] = 0;
 
     if (l->quota) {
+        /* the script appends ":START" of the window Redis's clock is in */
         p = ngx_cpymem(qkey, DG_RS_QUOTA, sizeof(DG_RS_QUOTA) - 1);
         p = ngx_cpymem(p, b->qkey, b->qklen);
-        p = ngx_sprintf(p, ":%L", start);
         args[1] = (const char *) qkey;
         lens[1] = p - qkey;
     }
 
-    /* ARGV: T, tau, limit, quota, period, window start, window end */
+    /* ARGV: T, tau, limit, quota, period, UTC offset, added, its window */
 
     args[2] = (const char *) num[0];
     lens[2] = ngx_sprintf(num[0], "%L", gcra.interval) - num[0];
@@ -566,22 +608,27 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     lens[6] = ngx_sprintf(num[4], "%ui", (ngx_uint_t) l->quota_period)
               - num[4];
     args[7] = (const char *) num[5];
-    lens[7] = ngx_sprintf(num[5], "%L", start) - num[5];
+    lens[7] = ngx_sprintf(num[5], "%d", DG_UTC_OFFSET) - num[5];
     args[8] = (const char *) num[6];
-    lens[8] = ngx_sprintf(num[6], "%L",
-                          start + (l->quota_period ? l->quota_period
-                                                   : 86400))
-              - num[6];
+    lens[8] = ngx_sprintf(num[6], "%uL", add) - num[6];
+    args[9] = (const char *) num[7];
+    lens[9] = ngx_sprintf(num[7], "%L", start) - num[7];
 
-    n = 9;
+    n = 10;
 
     w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t), r->connection->log);
     if (w == NULL) {
         return NGX_ERROR;
     }
 
+    w->dmcf = dmcf;
+    w->add_window = start;
+    w->add = add;
+    w->b = *b;
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        ngx_http_datagate_limit_unsynced(w, 0, 0);
         ngx_free(w);
         return NGX_ERROR;
     }
@@ -590,13 +637,12 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     w->wait.ctx = ctx;
     w->wait.cln = cln;
     w->dmcf = dmcf;
-    w->window = start;
-    w->b = *b;
 
     rc = ngx_http_datagate_redis_eval(ngx_http_datagate_limit_reply, w, 2, n,
                                       args, lens);
 
     if (rc != NGX_OK) {
+        ngx_http_datagate_limit_unsynced(w, 0, 0);
         ngx_free(w);
         return rc;
     }
@@ -613,7 +659,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 {
     uint64_t                        now;
     ngx_uint_t                      i, ok;
-    long long                       v[7];
+    long long                       v[NGX_HTTP_DATAGATE_LIMIT_REPLY];
     redisReply                     *rr;
     ngx_http_request_t             *r;
     ngx_http_datagate_ctx_t        *ctx;
@@ -633,10 +679,12 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     rr = reply;
     ok = 0;
 
-    if (rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 7) {
+    if (rr && rr->type == REDIS_REPLY_ARRAY
+        && rr->elements == NGX_HTTP_DATAGATE_LIMIT_REPLY)
+    {
         ok = 1;
 
-        for (i = 0; i < 7; i++) {
+        for (i = 0; i < NGX_HTTP_DATAGATE_LIMIT_REPLY; i++) {
             if (rr->element[i]->type != REDIS_REPLY_INTEGER) {
                 ok = 0;
                 break;
@@ -651,6 +699,10 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
                       (size_t) rr->len, rr->str);
     }
 
+    /* what was not added (a failed call) goes back to the node */
+    ngx_http_datagate_limit_unsynced(w, ok, ok && v[8] > 0 ? (uint64_t) v[8]
+                                                          : 0);
+
     if (ok && v[6] > 0 && w->b.qklen && dmcf->sh) {
         /* remember the cluster's quota use for the per-node fallback */
         now = ngx_http_datagate_now_ms();
@@ -660,7 +712,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
         node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen, now,
                                             NULL);
         if (node) {
-            node->seen_window = w->window;
+            node->seen_window = v[7];
             node->seen = (uint64_t) v[6];
         }
 
@@ -714,6 +766,51 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
+}
+
+
+/*
+ * The node's own admissions that went with a call: those Redis added are
+ * in its count now (and leave this node's, so that the per-node share of
+ * a later outage is not charged twice); after a failed call they go back,
+ * unless their window has ended.  Those Redis did not add although it
+ * answered belong to a window that has ended by its clock: dropped.
+ */
+static void
+ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
+    ngx_uint_t answered, uint64_t added)
+{
+    ngx_http_datagate_lnode_t      *node;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dmcf = w->dmcf;
+
+    if (w->add == 0 || dmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen,
+                                        ngx_http_datagate_now_ms(), NULL);
+
+    if (node && node->window == w->add_window) {
+        if (answered) {
+            node->count -= node->count < added ? node->count : added;
+
+        } else {
+            if (node->unsynced_window != w->add_window) {
+                node->unsynced_window = w->add_window;
+                node->unsynced = 0;
+            }
+
+            node->unsynced += w->add;
+        }
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    w->add = 0;
 }
 
 
@@ -827,6 +924,7 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
  */
 
 #define NGX_HTTP_DATAGATE_STATE_MAGIC    "DGQ1\n"
+#define NGX_HTTP_DATAGATE_STATE_EPOCH    "epoch "
 #define NGX_HTTP_DATAGATE_STATE_MAX      (64 * 1024 * 1024)
 #define NGX_HTTP_DATAGATE_STATE_PERIOD   (366 * 86400)
 
@@ -883,6 +981,7 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     const char                 *what;
     ngx_http_datagate_lnode_t  *node;
     ngx_http_datagate_qsave_t  *e;
+    u_char                      epoch[DG_RS_EPOCH_MAX + 1];
 
     if (dmcf->sh == NULL || dmcf->state_path.len == 0) {
         return NGX_OK;
@@ -962,9 +1061,12 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
         count = i;
     }
 
+    ngx_cpystrn(epoch, dmcf->sh->redis_epoch, sizeof(epoch));
+
     ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
     size = sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1
+           + sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) + sizeof(epoch)
            + count * (3 * NGX_INT64_LEN + 4) + keys;
 
     buf = ngx_alloc(size, log);
@@ -974,6 +1076,10 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
 
     p = ngx_cpymem(buf, NGX_HTTP_DATAGATE_STATE_MAGIC,
                    sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1);
+
+    if (epoch[0]) {
+        p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_EPOCH "%s\n", epoch);
+    }
 
     for (i = 0; i < count; i++) {
         p = ngx_sprintf(p, "%L %uD %uL ", e[i].window, e[i].period,
@@ -1202,6 +1308,19 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
         if (nl == NULL) {
             bad++;      /* a torn last line */
             break;
+        }
+
+        /* the Redis epoch this node last saw (_redis.c) */
+        if (nl - p > (ssize_t) sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1
+            && nl - p <= (ssize_t) (sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH)
+                                    - 1 + DG_RS_EPOCH_MAX)
+            && ngx_strncmp(p, NGX_HTTP_DATAGATE_STATE_EPOCH,
+                           sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1) == 0)
+        {
+            p += sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1;
+            ngx_memcpy(dmcf->sh->redis_epoch, p, nl - p);
+            dmcf->sh->redis_epoch[nl - p] = '\0';
+            continue;
         }
 
         if (ngx_http_datagate_state_line(p, nl, &window, &period, &count,
