@@ -252,6 +252,57 @@ is_deeply([reached()], [], 'nor did these');
     reached();
 }
 
+# --- method overrides a provider's framework may obey ----------------------
+
+{
+    my @over = (
+        ['X-HTTP-Method-Override: DELETE', '/open/1'],
+        ['X-HTTP-Method: PUT', '/open/1'],
+        ['X-Method-Override: patch', '/open/1'],
+        ['x-http-method-override:  delete ', '/open/1'],
+        ['X-HTTP-Method-Override: GET, DELETE', '/open/1'],
+        ['X-HTTP-Method-Override: GET', '/open/1?_method=DELETE'],
+        [undef, '/open/1?_method=delete'],
+        [undef, '/open/1?a=1&_method=PUT'],
+        [undef, '/open/1?%5Fmethod=DELETE'],
+        [undef, '/open/1?%5fMETHOD=DELETE'],
+        [undef, '/open/1?.method=DELETE'],
+        [undef, '/open/1?+method=DELETE'],
+        [undef, '/open/1?[method=DELETE'],
+        [undef, '/open/1?x=1;_method=DELETE'],
+        [undef, '/open/1?_method=%44ELETE'],
+        [undef, '/open/1?_method=' . ('A' x 500)],
+        ['X-HTTP-Method-Override: ' . ('D' x 100), '/open/1'],
+    );
+    for my $c (@over) {
+        my ($h, $uri) = @$c;
+        my $what = substr(($h // '') . " $uri", 0, 60);
+        my $r = call('GET', $uri, 'assistance', 'p',
+                     headers => [defined $h ? $h : ()]);
+        is(code_of($r), 'method_not_granted', "override refused: $what");
+    }
+    # market's grant narrows open.post to GET for p: no override past it
+    my $r = call('GET', '/open-post/1', 'market', 'p',
+                 headers => ['X-HTTP-Method-Override: POST']);
+    is(code_of($r), 'method_not_granted',
+       'override outside the grant\'s methods: refused');
+    # a POST on open.post overridden to PROPFIND: both allowed
+    $r = call('POST', '/open-post/1', 'assistance', 'p', body => '{}',
+              headers => ['X-HTTP-Method-Override: PROPFIND']);
+    is($r->status, 200, 'override to an allowed method: allowed');
+    $r = call('GET', '/open/1?_method=GET&x=_method', 'assistance', 'p',
+              headers => ['X-HTTP-Method-Override: get']);
+    is($r->status, 200, 'overrides naming the request\'s own method: allowed');
+    $r = call('GET', '/open/1?method=DELETE&x_method=PUT&_methods=PUT',
+              'assistance', 'p', headers => ['X-HTTP-Method-Override:']);
+    is($r->status, 200, 'other parameters, an empty override: allowed');
+    is_deeply([reached()], ['POST /rec/post/1',
+                            'GET /rec/open/1?_method=GET&x=_method',
+                            'GET /rec/open/1?method=DELETE&x_method=PUT'
+                            . '&_methods=PUT'],
+              'no refused override reached the provider');
+}
+
 # the audit of a refused method names it, and the decision
 
 $n->stop;
@@ -259,6 +310,20 @@ my $log = $n->error_log;
 like($log, qr/datagate: denied method_not_granted consumer=market dataset=open purpose=p/,
      'the denial is logged');
 unlike($log, qr/\[(alert|crit|emerg)\]/, 'no alert/crit');
+
+# with underscores_in_headers on, a CGI-style provider reads
+# X_HTTP_Method_Override as X-HTTP-Method-Override: so does the gateway
+{
+    my $m = start_nginx(policy => $POLICY,
+                        config => "        underscores_in_headers on;\n"
+                                  . $CONFIG);
+    my $r = $m->request(GET => '/open/1', cert => 'market',
+                        headers => ['Data-Purpose: p',
+                                    'X_HTTP_Method_Override: DELETE']);
+    is(code_of($r), 'method_not_granted',
+       'X_HTTP_Method_Override (underscores_in_headers on): refused');
+    $m->stop;
+}
 
 # --- nginx -t: bad methods with file and line ---------------------------------
 

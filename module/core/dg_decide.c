@@ -439,9 +439,7 @@ dg_grant_check(const dg_grant_t *g, const dg_request_t *req)
         return DG_R_APPROVAL_REQUIRED;
     }
 
-    if ((req->method & dg_grant_methods(g)) == 0
-        || (req->method & DG_METHOD_OTHER))
-    {
+    if (req->method == 0 || (req->method & ~dg_grant_methods(g))) {
         return DG_R_METHOD_NOT_GRANTED;
     }
 
@@ -562,10 +560,13 @@ dg_decide(const dg_policy_t *p, const dg_request_t *req, dg_decision_t *d)
 
     d->purpose = pu;
 
-    /* the dataset's methods bound everyone; grants only narrow them */
+    /*
+     * the dataset's methods bound everyone; grants only narrow them.
+     * Every bit of the request must be allowed (its method and any
+     * override of it); no list holds DG_METHOD_OTHER
+     */
 
-    if ((req->method & ds->methods) == 0 || (req->method & DG_METHOD_OTHER))
-    {
+    if (req->method == 0 || (req->method & ~ds->methods)) {
         d->reason = DG_R_METHOD_NOT_GRANTED;
         return;
     }

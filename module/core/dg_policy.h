@@ -263,7 +263,10 @@ typedef struct {
     const dg_dataset_t         *dataset;
     dg_str_t                    purpose;        /* data == NULL: absent */
     dg_str_t                    approval;       /* data == NULL: absent */
-    unsigned                    method;         /* DG_METHOD_* */
+    unsigned                    method;         /* DG_METHOD_* bits: the
+                                                   request's method and any
+                                                   override of it, each of
+                                                   which must be allowed */
     time_t                      now;
     const dg_grant_t          **extra_grants;   /* run-time grants, or NULL */
     size_t                      nextra;

@@ -485,6 +485,23 @@ test_unconditional(void)
               "... but not for another purpose");
     ok(d.grant == NULL, "... by clearance");
 
+    /* a method and its override: both must be allowed */
+    is_reason(decide("c4", "open", "p-a", NULL, GET | DG_METHOD_DELETE, t24,
+                     NULL),
+              DG_R_METHOD_NOT_GRANTED, "GET overridden to DELETE: refused");
+    is_reason(decide("c4", "open", "p-a", NULL, GET | POST, t24, NULL),
+              DG_R_OK, "GET overridden to POST: both allowed");
+    is_reason(decide("c4", "open", "p-b", NULL, GET | propfind, t24, &d),
+              DG_R_OK, "override within the grant's methods");
+    ok(d.grant == g7, "... through the grant");
+    is_reason(decide("c4", "open", "p-b", NULL, GET | POST, t24, &d),
+              DG_R_METHOD_NOT_GRANTED, "override outside the grant's");
+    is_reason(decide("c4", "open", "p-a", NULL, GET | DG_METHOD_OTHER, t24,
+                     NULL),
+              DG_R_METHOD_NOT_GRANTED, "an override nobody names");
+    is_reason(decide("c4", "open", "p-a", NULL, 0, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED, "no method bit at all");
+
     /* the plan of g6: clearance 2, reveal name, drop phone */
     ok(g6->plan.nfields == 3
        && g6->plan.actions[0].method == DG_MASK_ID_CARD
