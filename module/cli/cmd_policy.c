@@ -518,7 +518,7 @@ static int
 dg_policy_explain(int argc, char **argv)
 {
     int                   i, rc, y, m, d;
-    char                  err[DG_ERRLEN], a[16], b[16], mbuf[256];
+    char                  err[DG_ERRLEN], a[16], b[16], mbuf[1024];
     size_t                n, k;
     const char           *path, *consumer, *dataset, *purpose, *method;
     const char           *approval, *at, *v;

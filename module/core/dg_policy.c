@@ -232,7 +232,7 @@ dg_check_keys(dg_load_t *L, const char *file, const dg_ynode_t *map,
     const char *path, const char **allowed)
 {
     size_t       i, n;
-    char         list[256];
+    char         list[1024];
     dg_ynode_t  *k;
     const char  *hint, **a;
 
@@ -585,7 +585,7 @@ dg_load_methods(dg_load_t *L, const dg_policy_t *p, const char *file,
     unsigned *bits)
 {
     int                rc;
-    char               mb[DG_METHOD_NAME_MAX + 1], list[256];
+    char               mb[DG_METHOD_NAME_MAX + 1], list[1024];
     size_t             j, k;
     unsigned           bit;
     const dg_ynode_t  *seq, *x;
