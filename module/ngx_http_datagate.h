@@ -418,7 +418,8 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
 
 /*
  * After dg_decide(): revoked certificate serial, suspended consumer,
- * frozen dataset, frozen grant (ctx->grant).  Any hit overrides the
+ * frozen dataset, frozen grant (ctx->grant; on an unconditional dataset
+ * the pair, grant or not).  Any hit overrides the
  * decision: *reason = DG_R_CERT_REVOKED etc.; none: *reason = DG_R_OK.
  * Same NGX_OK / NGX_AGAIN / NGX_ERROR contract as above.
  */
