@@ -444,11 +444,13 @@ test_validation(void)
                "an empty dataset method list");
     expect_err(CLS PUR CON DS "    methods: GET\n",
                "datasets[0].methods: expected a list", "methods not a list");
-    expect_err(CLS PUR CON DS "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG]\n",
+    expect_err(CLS PUR CON DS
+               "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG]\n",
                "datasets[0].methods: bad method "
                "'ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG': 1 to 32 characters",
                "a method of 33 characters");
-    expect_ok(CLS PUR CON DS "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF]\n",
+    expect_ok(CLS PUR CON DS
+              "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF]\n",
               "a method of 32 characters");
     expect_err(CLS PUR CON DS "    methods: [GET]\n" GR
                "    methods: [HEAD]\n",
