@@ -94,6 +94,9 @@ typedef struct {
 
 static ngx_int_t ngx_http_datagate_limit_budget(
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_budget_t *b);
+static size_t ngx_http_datagate_limit_key(u_char *key,
+    const dg_consumer_t *c, const dg_dataset_t *ds,
+    ngx_uint_t dataset_budget);
 static ngx_int_t ngx_http_datagate_limit_local(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
     ngx_uint_t share, ngx_http_datagate_lres_t *res);
@@ -195,9 +198,6 @@ static ngx_int_t
 ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
     ngx_http_datagate_budget_t *b)
 {
-    u_char               *p, *k;
-    size_t               *klen;
-    ngx_uint_t            i;
     const dg_grant_t     *g;
     const dg_dataset_t   *ds;
     const dg_consumer_t  *c;
@@ -214,32 +214,6 @@ ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
     b->rklen = 0;
     b->qklen = 0;
 
-    if (g != NULL && g->limit.rate > 0.0) {
-        b->limit.rate = g->limit.rate;
-        b->limit.burst = g->limit.burst;
-        b->rklen = 1;
-
-    } else if (ds->limit.rate > 0.0) {
-        b->limit.rate = ds->limit.rate;
-        b->limit.burst = ds->limit.burst;
-        b->rklen = 2;
-    }
-
-    if (g != NULL && g->limit.quota) {
-        b->limit.quota = g->limit.quota;
-        b->limit.quota_period = g->limit.quota_period;
-        b->qklen = 1;
-
-    } else if (ds->limit.quota) {
-        b->limit.quota = ds->limit.quota;
-        b->limit.quota_period = ds->limit.quota_period;
-        b->qklen = 2;
-    }
-
-    if (b->rklen == 0 && b->qklen == 0) {
-        return NGX_DECLINED;
-    }
-
     if (c->id.len + ds->id.len + 1
         + sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) > NGX_HTTP_DATAGATE_LIMIT_KEY
         || !dg_rs_id_ok(c->id.data, c->id.len)
@@ -248,27 +222,30 @@ ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    /* 1: the grant budget, 2: the dataset budget of this consumer */
+    if (g != NULL && g->limit.rate > 0.0) {
+        b->limit.rate = g->limit.rate;
+        b->limit.burst = g->limit.burst;
+        b->rklen = ngx_http_datagate_limit_key(b->rkey, c, ds, 0);
 
-    for (i = 0; i < 2; i++) {
-        k = i == 0 ? b->rkey : b->qkey;
-        klen = i == 0 ? &b->rklen : &b->qklen;
+    } else if (ds->limit.rate > 0.0) {
+        b->limit.rate = ds->limit.rate;
+        b->limit.burst = ds->limit.burst;
+        b->rklen = ngx_http_datagate_limit_key(b->rkey, c, ds, 1);
+    }
 
-        if (*klen == 0) {
-            continue;
-        }
+    if (g != NULL && g->limit.quota) {
+        b->limit.quota = g->limit.quota;
+        b->limit.quota_period = g->limit.quota_period;
+        b->qklen = ngx_http_datagate_limit_key(b->qkey, c, ds, 0);
 
-        p = k;
+    } else if (ds->limit.quota) {
+        b->limit.quota = ds->limit.quota;
+        b->limit.quota_period = ds->limit.quota_period;
+        b->qklen = ngx_http_datagate_limit_key(b->qkey, c, ds, 1);
+    }
 
-        if (*klen == 2) {
-            p = ngx_cpymem(p, NGX_HTTP_DATAGATE_DS_BUDGET,
-                           sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1);
-        }
-
-        p = ngx_cpymem(p, c->id.data, c->id.len);
-        *p++ = '|';
-        p = ngx_cpymem(p, ds->id.data, ds->id.len);
-        *klen = p - k;
+    if (b->rklen == 0 && b->qklen == 0) {
+        return NGX_DECLINED;
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
@@ -276,6 +253,28 @@ ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
                    b->rklen, b->rkey, b->qklen, b->qkey);
 
     return NGX_OK;
+}
+
+
+/* the grant budget's key CONSUMER|DATASET, or the dataset budget's */
+static size_t
+ngx_http_datagate_limit_key(u_char *key, const dg_consumer_t *c,
+    const dg_dataset_t *ds, ngx_uint_t dataset_budget)
+{
+    u_char  *p;
+
+    p = key;
+
+    if (dataset_budget) {
+        p = ngx_cpymem(p, NGX_HTTP_DATAGATE_DS_BUDGET,
+                       sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1);
+    }
+
+    p = ngx_cpymem(p, c->id.data, c->id.len);
+    *p++ = '|';
+    p = ngx_cpymem(p, ds->id.data, ds->id.len);
+
+    return p - key;
 }
 
 
