@@ -232,7 +232,7 @@ dg_check_keys(dg_load_t *L, const char *file, const dg_ynode_t *map,
     const char *path, const char **allowed)
 {
     size_t       i, n;
-    char         list[1024];
+    char         list[256];
     dg_ynode_t  *k;
     const char  *hint, **a;
 
