@@ -333,6 +333,24 @@ Y
     is($rc, 2, 'grant remove: a bad id is a usage error');
 }
 
+# --- policy check: dataset methods, rate and quota -------------------------
+
+for my $c (
+    ["    rate: 10r/h\n", qr/bad\.yaml:5: datasets\[0\]\.rate: bad rate '10r\/h'/],
+    ["    quota: 10/week\n", qr/bad\.yaml:5: datasets\[0\]\.quota: bad quota '10\/week'/],
+    ["    methods: [GET, \"P OST\"]\n", qr/bad\.yaml:5: datasets\[0\]\.methods: bad method 'P OST'/],
+    ["    methods: [GET, HEAD, GET]\n", qr/bad\.yaml:5: datasets\[0\]\.methods: method GET is listed twice/],
+)
+{
+    my ($line, $re) = @$c;
+    my $f = put('bad.yaml', "purposes: {p: {}}\ndatasets:\n"
+                . "  - id: d\n    share: unconditional\n" . $line
+                . "    level: 1\n");
+    my ($rc, $out) = dg('policy', 'check', $f);
+    is($rc, 1, "policy check: $line refused");
+    like($out, $re, "policy check: file, line and field");
+}
+
 # --- policy explain: methods, grants on unconditional datasets, limits ----
 
 {
