@@ -332,6 +332,15 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
         }
 
+        /* no data without a record: while audit records cannot be
+         * written (on_failure=deny), what the policy allows is refused;
+         * before the limit, so that the refusal costs no budget */
+        if (ngx_http_datagate_audit_check(dmcf) != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_AUDIT_UNAVAILABLE,
+                                                NULL);
+        }
+
         ctx->stage = NGX_HTTP_DATAGATE_STAGE_LIMIT;
 
         /* fall through */

@@ -31,6 +31,7 @@
 
 
 #include "ngx_http_datagate.h"
+#include "dg_audit.h"
 #include "dg_gcra.h"
 #include "dg_rstate.h"
 
@@ -912,17 +913,23 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
  * fsync, rename):
  *
  *     DGQ1
+ *     epoch VALUE
+ *     lost SEQ HASH COUNT
  *     WINDOW_START PERIOD COUNT CONSUMER|DATASET
  *     ...
  *
- * one line per budget with requests counted in a window that has not
- * ended.  The key is the budget's (consumer, dataset), not a policy
- * index, so the counters survive a policy change as well.  Rate-limit
- * state (GCRA) is not kept: an idle bucket is full anyway after at most
- * (burst + 1) / rate seconds.
+ * "epoch": the Redis epoch this node last saw (_redis.c), with
+ * datagate_redis.  "lost": audit records that could not be written after the record SEQ
+ * (its hash HASH) and that no record has counted yet (_log.c); only when
+ * there are any.  Then one line per budget with requests counted in a
+ * window that has not ended.  The key is the budget's (consumer,
+ * dataset), not a policy index, so the counters survive a policy change
+ * as well.  Rate-limit state (GCRA) is not kept: an idle bucket is full
+ * anyway after at most (burst + 1) / rate seconds.
  */
 
 #define NGX_HTTP_DATAGATE_STATE_MAGIC    "DGQ1\n"
+#define NGX_HTTP_DATAGATE_STATE_LOST     "lost "
 #define NGX_HTTP_DATAGATE_STATE_EPOCH    "epoch "
 #define NGX_HTTP_DATAGATE_STATE_MAX      (64 * 1024 * 1024)
 #define NGX_HTTP_DATAGATE_STATE_PERIOD   (366 * 86400)
@@ -935,6 +942,11 @@ typedef struct {
     size_t                          klen;
     u_char                         *key;
 } ngx_http_datagate_qsave_t;
+
+
+static ngx_int_t ngx_http_datagate_state_lost(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_log_t *log, u_char *p,
+    u_char *end);
 
 
 static ngx_event_t  ngx_http_datagate_state_ev;
@@ -969,9 +981,11 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log, ngx_uint_t wait)
 {
     u_char                     *buf, *p, *kp;
+    u_char                      lhash[DG_AUDIT_HEXLEN + 1];
     size_t                      size, keys;
     ssize_t                     n;
     int64_t                     now;
+    uint64_t                    lost, lseq;
     ngx_fd_t                    fd;
     ngx_err_t                   err;
     ngx_str_t                   tmp;
@@ -1007,6 +1021,9 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     }
 
     /* count, copy out under the lock, write without it */
+
+    lseq = 0;
+    lost = ngx_http_datagate_audit_lost(dmcf, &lseq, lhash);
 
     count = 0;
     keys = 0;
@@ -1066,6 +1083,8 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
 
     size = sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1
            + sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) + sizeof(epoch)
+           + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) + 2 * NGX_INT64_LEN
+           + DG_AUDIT_HEXLEN + 3
            + count * (3 * NGX_INT64_LEN + 4) + keys;
 
     buf = ngx_alloc(size, log);
@@ -1078,6 +1097,11 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
 
     if (epoch[0]) {
         p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_EPOCH "%s\n", epoch);
+    }
+
+    if (lost) {
+        p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_LOST "%uL %*s %uL\n",
+                        lseq, (size_t) DG_AUDIT_HEXLEN, lhash, lost);
     }
 
     for (i = 0; i < count; i++) {
@@ -1169,6 +1193,44 @@ failed:
     ngx_free(tmp.data);
 
     return NGX_ERROR;
+}
+
+
+/* the rest of a "lost SEQ HASH COUNT" line; NGX_DECLINED: malformed */
+static ngx_int_t
+ngx_http_datagate_state_lost(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, u_char *p, u_char *end)
+{
+    u_char     *h, hash[DG_AUDIT_HEXLEN + 1];
+    ngx_int_t   seq, lost;
+
+    h = ngx_strlchr(p, end, ' ');
+    if (h == NULL || end - h < DG_AUDIT_HEXLEN + 3
+        || h[DG_AUDIT_HEXLEN + 1] != ' ')
+    {
+        return NGX_DECLINED;
+    }
+
+    seq = ngx_atoi(p, h - p);
+    lost = ngx_atoi(h + DG_AUDIT_HEXLEN + 2, end - (h + DG_AUDIT_HEXLEN + 2));
+
+    if (seq == NGX_ERROR || lost == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    for (p = h + 1; p < h + 1 + DG_AUDIT_HEXLEN; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_memcpy(hash, h + 1, DG_AUDIT_HEXLEN);
+    hash[DG_AUDIT_HEXLEN] = '\0';
+
+    ngx_http_datagate_audit_lost_restore(dmcf, log, (uint64_t) seq, hash,
+                                         (uint64_t) lost);
+
+    return NGX_OK;
 }
 
 
@@ -1307,6 +1369,20 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
         if (nl == NULL) {
             bad++;      /* a torn last line */
             break;
+        }
+
+        if (nl - p > (ssize_t) sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1
+            && ngx_strncmp(p, NGX_HTTP_DATAGATE_STATE_LOST,
+                           sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1) == 0)
+        {
+            if (ngx_http_datagate_state_lost(dmcf, log,
+                    p + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1, nl)
+                != NGX_OK)
+            {
+                bad++;
+            }
+
+            continue;
         }
 
         /* the Redis epoch this node last saw (_redis.c) */

@@ -35,6 +35,7 @@ typedef struct {
     uint64_t                           overflow_bytes;
     uint64_t                           audit_seq;
     uint64_t                           audit_failed;
+    uint64_t                           audit_lost;
     ngx_uint_t                         audit_failing;
     u_char                             audit_last[DG_AUDIT_HEXLEN + 1];
     ngx_uint_t                         redis_up;
@@ -267,7 +268,8 @@ ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
     st->overflow_bytes = sh->stats_overflow_bytes;
     st->audit_seq = sh->audit_seq;
     st->audit_failed = sh->audit_failed;
-    st->audit_failing = sh->audit_failing;
+    st->audit_failing = sh->audit_failing ? 1 : 0;
+    st->audit_lost = sh->audit_lost;
 
     if (sh->audit_last[0]) {
         ngx_memcpy(st->audit_last, sh->audit_last, DG_AUDIT_HEXLEN);
@@ -494,11 +496,15 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
 
     if (dmcf && dmcf->audit_file) {
         p = ngx_sprintf(p, "\"audit\":{\"enabled\":true,\"alg\":\"%s\","
+                           "\"on_failure\":\"%s\","
                            "\"seq\":%uL,\"last_hash\":\"%s\","
-                           "\"write_failures\":%uL,\"failing\":%s},",
+                           "\"write_failures\":%uL,\"failing\":%s,"
+                           "\"lost\":%uL},",
                         dg_audit_alg_name((int) dmcf->audit_hash),
+                        dmcf->audit_serve ? "serve" : "deny",
                         st->audit_seq, st->audit_last, st->audit_failed,
-                        st->audit_failing ? "true" : "false");
+                        st->audit_failing ? "true" : "false",
+                        st->audit_lost);
 
     } else {
         p = ngx_sprintf(p, "\"audit\":{\"enabled\":false,"
@@ -671,6 +677,17 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         st->redis_up, st->redis_degraded, st->redis_degraded_total,
         st->redis_trusted,
         ngx_http_datagate_status_persistent(st->redis_persistence));
+
+    p = ngx_sprintf(p,
+        "# HELP datagate_audit_failing Whether audit records cannot be "
+        "written (the last write failed).\n"
+        "# TYPE datagate_audit_failing gauge\n"
+        "datagate_audit_failing %ui\n"
+        "# HELP datagate_audit_lost_records Audit records lost that no "
+        "record written has counted yet.\n"
+        "# TYPE datagate_audit_lost_records gauge\n"
+        "datagate_audit_lost_records %uL\n",
+        st->audit_failing, st->audit_lost);
 
     return p;
 }
