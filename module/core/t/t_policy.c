@@ -15,6 +15,7 @@
 
 #include "tap.h"
 #include "dg_policy.h"
+#include "dg_header.h"
 
 
 static const char  *top;
@@ -103,6 +104,41 @@ expect_ok(const char *yaml, const char *what)
 
 
 static void
+test_headers(void)
+{
+    char                 err[DG_ERRLEN];
+    dg_policy_t         *p;
+    const dg_dataset_t  *d;
+
+    p = load(CLS PUR CON DS "    headers: [X-Total-Count, Link, Location]\n",
+             err);
+    d = p ? dg_policy_dataset(p, "d1", 2) : NULL;
+
+    ok(d != NULL && d->nheaders == 3, "headers: three names loaded");
+    ok(d != NULL && dg_header_listed(d, "x-total-count", 13)
+       && dg_header_listed(d, "LOCATION", 8)
+       && !dg_header_listed(d, "X-Person-Id", 11),
+       "headers: listed names match in any case, others do not");
+    ok(dg_header_is_safe("content-type", 12)
+       && dg_header_is_safe("RateLimit-Reset", 15)
+       && !dg_header_is_safe("Set-Cookie", 10)
+       && !dg_header_is_safe("Location", 8)
+       && !dg_header_is_safe("ETag", 4), "the safe set");
+    ok(dg_header_name_ok("X-Total-Count", 13)
+       && !dg_header_name_ok("", 0) && !dg_header_name_ok("a b", 3)
+       && !dg_header_name_ok("a\0b", 3), "header names");
+
+    dg_policy_free(p);
+
+    p = load(CLS PUR CON DS, err);
+    d = p ? dg_policy_dataset(p, "d1", 2) : NULL;
+    ok(d != NULL && d->nheaders == 0 && d->headers == NULL,
+       "no headers: none listed");
+    dg_policy_free(p);
+}
+
+
+static void
 test_sample(void)
 {
     char                 err[DG_ERRLEN];
@@ -182,7 +218,7 @@ test_validation(void)
                "an unknown dataset key");
 
     /* types */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: [1]\n",
                "t.yaml:9: consumers[0].clearance: expected a single value, "
                "got a list", "a list where a number belongs");
@@ -200,14 +236,14 @@ test_validation(void)
                "mapping", "a list at the top level");
 
     /* missing required keys */
-    expect_err(CLS PUR "consumers:\n  - cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - cert: {subject: CN=y}\n"
                "    clearance: 1\n",
                "t.yaml:7: consumers[0].id: missing required key 'id'",
                "a consumer without id");
     expect_err(CLS PUR "consumers:\n  - id: c1\n    clearance: 1\n",
                "t.yaml:7: consumers[0].cert: missing required key 'cert'",
                "a consumer without cert");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n",
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n",
                "consumers[0].clearance: missing required key 'clearance'",
                "a consumer without clearance");
     expect_err(CLS PUR CON "datasets:\n  - share: none\n    level: 1\n",
@@ -278,22 +314,22 @@ test_validation(void)
                "dataset 'd1'", "revealing a key that is not a field");
 
     /* values */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [10.0.0.0/33]\n",
                "t.yaml:10: consumers[0].networks: bad network '10.0.0.0/33'",
                "a prefix longer than 32");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [300.1.1.1]\n",
                "consumers[0].networks: bad network '300.1.1.1'",
                "a bad IPv4 address");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [\"2001:db8::/129\"]\n",
                "consumers[0].networks: bad network", "a bad IPv6 prefix");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [10.0.0.1/8]\n",
                "consumers[0].networks: '10.0.0.1/8' has host bits set",
                "host bits beyond the prefix");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    geo: {countries: [China]}\n",
                "consumers[0].geo.countries: bad country 'China'",
                "a bad country code");
@@ -317,7 +353,7 @@ test_validation(void)
     expect_err("classes:\n  a.b: {level: 0, mask: name}\n",
                "t.yaml:2: classes.a.b.level: expected a whole number from 1",
                "class level 0");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 5\n",
                "consumers[0].clearance: expected a whole number from 0 to 4",
                "clearance 5");
@@ -349,7 +385,7 @@ test_validation(void)
                "    cert: {subject: \"/C=CN/O=x/CN=y\"}\n    clearance: 1\n",
                "consumers[0].cert.subject: '/C=CN/O=x/CN=y' is in the old",
                "an OpenSSL one-line subject");
-    expect_err(CLS PUR "consumers:\n  - id: c 1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c 1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n",
                "t.yaml:7: consumers[0].id: bad id 'c 1'", "a bad id");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n    share: sometimes\n"
@@ -361,6 +397,40 @@ test_validation(void)
                "a bad unlisted");
     expect_err(CLS PUR CON DS "    detect: maybe\n",
                "datasets[0].detect: expected on or off", "a bad detect");
+    expect_err(CLS PUR CON DS "    headers: [X-Total-Count, \"X Person\"]\n",
+               "t.yaml:15: datasets[0].headers: bad header name 'X Person'",
+               "a header name with a space");
+    expect_err(CLS PUR CON DS "    headers: [\"X-Id:\"]\n",
+               "datasets[0].headers: bad header name 'X-Id:'",
+               "a header name with a colon");
+    expect_err(CLS PUR CON DS "    headers: [\"X-\u00e9\"]\n",
+               "datasets[0].headers: bad header name",
+               "a header name that is not ASCII");
+    expect_err(CLS PUR CON DS "    headers:\n      - X-Total-Count\n"
+               "      - x-total-count\n",
+               "t.yaml:17: datasets[0].headers: 'x-total-count' is listed "
+               "twice", "a header listed twice, in another case");
+    expect_err(CLS PUR CON DS "    headers: [X-Accel-Redirect]\n",
+               "datasets[0].headers: 'X-Accel-Redirect' cannot be listed: "
+               "X-Accel-* headers are instructions to nginx",
+               "an X-Accel-* header");
+    expect_err(CLS PUR CON DS "    headers: [datagate-request-id]\n",
+               "'datagate-request-id' cannot be listed: Datagate-* headers "
+               "are the gateway's own", "a Datagate-* header");
+    expect_err(CLS PUR CON DS "    headers: [ETag]\n",
+               "'ETag' cannot be listed: a validator or digest",
+               "ETag");
+    expect_err(CLS PUR CON DS "    headers: [Content-Digest]\n",
+               "'Content-Digest' cannot be listed: a validator or digest",
+               "Content-Digest");
+    expect_err(CLS PUR CON DS "    headers: []\n",
+               "datasets[0].headers: must not be an empty list",
+               "an empty headers list");
+    expect_err(CLS PUR CON DS "    headers: X-Total-Count\n",
+               "datasets[0].headers: expected a list", "headers not a list");
+    expect_err(CLS PUR CON DS "    header: [X-Total-Count]\n",
+               "datasets[0].header: unknown key 'header'",
+               "a misspelt headers key");
     expect_err(BASE "    methods: [GET, FETCH]\n",
                "t.yaml:19: grants[0].methods: method FETCH is not allowed on "
                "dataset 'd1' (its methods: GET, HEAD); a grant can only "
@@ -374,8 +444,8 @@ test_validation(void)
                "an approval number with a space");
 
     /* duplicates */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
-               "    clearance: 1\n  - id: c1\n    cert: {subject: y=z}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
+               "    clearance: 1\n  - id: c1\n    cert: {subject: CN=z}\n"
                "    clearance: 1\n",
                "t.yaml:10: consumers[1].id: duplicate consumer 'c1' (first "
                "defined at t.yaml:7)", "a duplicate consumer id");
@@ -383,8 +453,8 @@ test_validation(void)
                "    level: 1\n  - id: d1\n    share: none\n    level: 2\n",
                "t.yaml:14: datasets[1].id: duplicate dataset 'd1' (first "
                "defined at t.yaml:11)", "a duplicate dataset id");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
-               "    clearance: 1\n  - id: c2\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
+               "    clearance: 1\n  - id: c2\n    cert: {subject: CN=y}\n"
                "    clearance: 2\n",
                "t.yaml:10: consumers[id=c2].cert: same certificate matchers "
                "as consumer 'c1' (t.yaml:7)", "unreachable consumer");
@@ -951,6 +1021,7 @@ main(void)
     top = tap_top();
 
     test_sample();
+    test_headers();
     test_validation();
     test_limits();
     test_directory();
