@@ -18,6 +18,7 @@
 
 #include "dg_policy.h"
 #include "dg_mask.h"
+#include "dg_rstate.h"
 
 
 #define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
@@ -28,6 +29,12 @@
 /* ---- ngx_http_datagate_redis.c: cluster state ------------------------ */
 
 typedef struct ngx_http_datagate_redis_s  ngx_http_datagate_redis_t;
+
+/* what keeps Redis's data across its restart (INFO, CONFIG GET) */
+#define NGX_HTTP_DATAGATE_RP_KNOWN      0x01    /* the check answered */
+#define NGX_HTTP_DATAGATE_RP_AOF        0x02    /* appendonly yes */
+#define NGX_HTTP_DATAGATE_RP_AOF_WEAK   0x04    /* appendfsync no */
+#define NGX_HTTP_DATAGATE_RP_REPLICA    0x08    /* connected_slaves > 0 */
 
 typedef struct {
     ngx_str_t                       addr_text;  /* "HOST:PORT" as given */
@@ -66,12 +73,15 @@ typedef struct {
 
     ngx_atomic_t                    incident_gen; /* bumped on any change */
 
-    /* audit chain (_log.c): one chain for all workers, under shpool lock */
+    /* audit chain (_log.c): one chain for all workers, under shpool lock;
+     * audit_failing is also read without it (the access phase) */
     u_char                          audit_last[65];
     ngx_uint_t                      audit_seq;
     ngx_atomic_t                    audit_failed;
+    ngx_atomic_t                    audit_failing;  /* last write failed */
     uint64_t                        audit_lost;     /* since last write */
-    unsigned                        audit_failing:1; /* last write failed */
+    uint64_t                        audit_torn_dev; /* the file that ends */
+    uint64_t                        audit_torn_ino; /* in a torn line */
     unsigned                        audit_need_lf:1; /* a torn line before */
 
     /* counters (_log.c, _status.c), under shpool lock */
@@ -82,7 +92,12 @@ typedef struct {
 
     /* Redis state (_redis.c) */
     ngx_atomic_t                    redis_up;
-    ngx_atomic_t                    redis_degraded;
+    ngx_atomic_t                    redis_degraded;  /* requests, a count */
+    ngx_atomic_t                    redis_persistence; /* _RP_* bits */
+    ngx_atomic_t                    redis_untrusted; /* lost its state */
+    u_char                          redis_epoch[DG_RS_EPOCH_MAX + 1];
+    unsigned                        redis_lost_logged:1;
+    unsigned                        redis_volatile_logged:1;
 } ngx_http_datagate_shctx_t;
 
 
@@ -103,6 +118,9 @@ typedef struct {
     ngx_str_t                       audit_path;
     ngx_open_file_t                *audit_file;
     ngx_uint_t                      audit_hash; /* 0: SHA-256, 1: SM3 */
+    ngx_uint_t                      audit_serve; /* on_failure=serve */
+    ngx_str_t                       audit_conf_file; /* where the */
+    ngx_uint_t                      audit_conf_line; /* directive is */
 
     ngx_str_t                       secret_path;
     u_char                          secret[64];
@@ -127,6 +145,8 @@ typedef struct {
     u_char                         *pseudo_done;
     /* methods for the detect hits, from the policy classes */
     dg_mask_spec_t                  detect[DG_DETECT_MAX];
+    /* _headers.c: loc_conf arrays of the enforced locations (void **) */
+    ngx_array_t                    *enforced_locs;
 } ngx_http_datagate_main_conf_t;
 
 
@@ -141,6 +161,9 @@ typedef struct {
     const dg_dataset_t             *dataset;    /* resolved at conf time */
     ngx_str_t                       dataset_file; /* where it was named */
     ngx_uint_t                      dataset_line;
+    ngx_array_t                    *real_ip_from; /* ngx_cidr_t: trusted
+                                                   proxies, NULL: none */
+    ngx_str_t                       real_ip_header; /* or "proxy_protocol" */
 } ngx_http_datagate_loc_conf_t;
 
 
@@ -179,6 +202,11 @@ typedef struct {
     uint64_t                        masked;     /* values masked */
     const char                     *unmaskable; /* why 502 / cut */
 
+    /* response headers (_headers.c): the provider's dropped, safety-net
+     * hits in what passed (also in masked) */
+    uint64_t                        hdr_dropped;
+    uint64_t                        hdr_detect[DG_DETECT_MAX];
+
     /* incident state and run-time grants (_incident.c, _redis.c) */
     const dg_grant_t              **extra;      /* run-time grants */
     size_t                          nextra;
@@ -201,6 +229,14 @@ typedef struct {
     const dg_purpose_t             *purpose_def; /* NULL: unknown */
     time_t                          expires;    /* decision valid until */
     u_char                          region[64];
+
+    /* client address (_access.c: ngx_http_datagate_client_addr()) */
+    struct sockaddr                *client;     /* network and geo rules */
+    ngx_str_t                       client_text;
+    ngx_str_t                       peer_text;  /* the TCP peer */
+    ngx_str_t                       forwarded_text; /* a proxy's or
+                                                   real_ip's, empty: none */
+    unsigned                        addr_done:1;
 } ngx_http_datagate_ctx_t;
 
 
@@ -244,15 +280,63 @@ ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
 ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
 ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+/*
+ * The address the network and geo rules see (ctx->client): the TCP peer,
+ * or, when the peer is one of datagate_real_ip_from, the client its
+ * datagate_real_ip_header names; also the texts for the audit record.
+ * Computed once per request; NGX_ERROR: the peer is not known.
+ */
+ngx_int_t ngx_http_datagate_client_addr(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+#if (NGX_HTTP_SSL)
+/* NGX_OK when the request's server{} is the one whose TLS context verified
+ * the client certificate (its SSL_CTX is the connection's) */
+ngx_int_t ngx_http_datagate_ssl_bound(ngx_http_request_t *r);
+#define NGX_HTTP_DATAGATE_SSL_UNBOUND                                       \
+    "the TLS handshake was made for another server name; connect with "    \
+    "this server's name (SNI)"
+/* the serial of a certificate as dg_serial_normalize() writes it, in pool */
+ngx_int_t ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
+    ngx_str_t *out);
+#endif
 /* a header of a headers_in or headers_out list by name (any case; entries
  * removed with hash 0 are skipped), or NULL */
 ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
     const char *name, size_t len);
 
 
+/* ---- ngx_http_datagate_request.c: what a request may look like -------- */
+
+/* NGX_OK; NGX_DECLINED with *detail saying why the request is refused
+ * (400 request_rejected); NGX_ERROR */
+ngx_int_t ngx_http_datagate_request_check(ngx_http_request_t *r,
+    const char **detail);
+/* how often a header named name appears in headers, any case, '_' read as
+ * '-'; *underscore (if not NULL) set when a '_' spelling is among them */
+ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
+    ngx_str_t *name, ngx_uint_t *underscore);
+
+
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
+
+/* merge of an enforced location: remember its confs */
+ngx_int_t ngx_http_datagate_headers_location(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* postconfiguration: the enforced locations' upstreams ignore X-Accel-* */
+ngx_int_t ngx_http_datagate_headers_init(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* why an answer to an allowed enforced request must be refused, or NULL */
+const char *ngx_http_datagate_headers_refused(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_loc_conf_t *dlcf);
+/* the response-header rule of a plan that masks: allow-list and safety
+ * net (counts in ctx->hdr_dropped, hdr_detect, masked) */
+ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */
@@ -281,6 +365,22 @@ typedef struct {
 ngx_int_t ngx_http_datagate_log_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
+
+/* NGX_OK: go on; NGX_DECLINED: audit records cannot be written and
+ * on_failure=deny: the request must be refused (503 audit_unavailable) */
+ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
+
+/*
+ * Records lost since the last one written, and that record's seq and
+ * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_limit.c); with
+ * the zone locked.  _restore puts a loss read back from the file into a
+ * fresh zone, unless a record written since has counted it already.
+ */
+uint64_t ngx_http_datagate_audit_lost(ngx_http_datagate_main_conf_t *dmcf,
+    uint64_t *seq, u_char *hash);
+void ngx_http_datagate_audit_lost_restore(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_log_t *log, uint64_t seq,
+    u_char *hash, uint64_t lost);
 
 
 /* ---- ngx_http_datagate_status.c ---------------------------------------- */
@@ -366,6 +466,7 @@ ngx_http_datagate_now_ms(void)
 typedef struct {
     const dg_dataset_t             *dataset;    /* state is for this */
     const dg_grant_t               *lim_grant;  /* limit is for this */
+    const dg_dataset_t             *lim_dataset; /* grant and dataset */
     ngx_uint_t                      inc;        /* RS_NONE/WAIT/DONE */
     uint32_t                        flags;      /* INC_* */
     const dg_grant_t               *extra[1];
@@ -405,7 +506,8 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
 
 /*
  * After dg_decide(): revoked certificate serial, suspended consumer,
- * frozen dataset, frozen grant (ctx->grant).  Any hit overrides the
+ * frozen dataset, frozen grant (ctx->grant; on an unconditional dataset
+ * the pair, grant or not).  Any hit overrides the
  * decision: *reason = DG_R_CERT_REVOKED etc.; none: *reason = DG_R_OK.
  * Same NGX_OK / NGX_AGAIN / NGX_ERROR contract as above.
  */

@@ -123,6 +123,8 @@ static void ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
+static ngx_int_t ngx_http_datagate_refuse(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, const char *why);
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
@@ -251,16 +253,31 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->plan == NULL
-        || !ctx->plan->masks || ctx->plan->rules == NULL)
+        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
     {
         return ngx_http_next_header_filter(r);
     }
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
 
-    if (dlcf->enable != 1
-        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
+    /* an internal redirect the provider asked for, or one that left the
+     * dataset's location */
+
+    detail = ngx_http_datagate_headers_refused(r, ctx, dlcf);
+
+    if (detail != NULL) {
+        return ngx_http_datagate_refuse(r, ctx, detail);
+    }
+
+    /* the response-header rule: every answer of a plan that masks */
+
+    if (ctx->plan->masks
+        && ngx_http_datagate_response_headers(r, ctx) != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (dlcf->enable != 1 || !ctx->plan->masks || ctx->plan->rules == NULL) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -473,6 +490,15 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
     ngx_http_clear_accept_ranges(r);
     ngx_http_clear_etag(r);
 
+    /* what the provider's answer left (WWW-Authenticate of an
+     * intercepted 401, ...) follows the response-header rule */
+
+    if (ctx->allowed && ctx->plan && ctx->plan->masks
+        && ngx_http_datagate_response_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     fctx->err = b;
     fctx->error_mode = 1;
 
@@ -521,17 +547,26 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
     if (rc != X509_V_OK
         && (sscf->verify != 3 || !ngx_ssl_verify_error_optional(rc)))
     {
-        *detail = X509_verify_cert_error_string(rc);
+        if (rc == X509_V_ERR_CERT_REVOKED) {
+            *detail = X509_verify_cert_error_string(rc);
+            return DG_R_CERT_REVOKED;
+        }
 
-        return (rc == X509_V_ERR_CERT_REVOKED) ? DG_R_CERT_REVOKED
-                                               : DG_R_CLIENT_CERT_REQUIRED;
+        /* checked against another server's CAs: say why */
+        *detail = (ngx_http_datagate_ssl_bound(r) == NGX_OK)
+                  ? X509_verify_cert_error_string(rc)
+                  : NGX_HTTP_DATAGATE_SSL_UNBOUND;
+
+        return DG_R_CLIENT_CERT_REQUIRED;
     }
 
     if (sscf->verify == 1) {
         cert = SSL_get_peer_certificate(c->ssl->connection);
 
         if (cert == NULL) {
-            *detail = "no certificate was sent";
+            *detail = (ngx_http_datagate_ssl_bound(r) == NGX_OK)
+                      ? "no certificate was sent"
+                      : NGX_HTTP_DATAGATE_SSL_UNBOUND;
             return DG_R_CLIENT_CERT_REQUIRED;
         }
 
@@ -548,19 +583,15 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
 }
 
 
-/* the serial of a refused certificate, for the audit record: upper-case
- * hex without leading zeros, as _access.c writes it */
+/* the serial of a refused certificate, for the audit record, as
+ * _access.c writes it */
 static void
 ngx_http_datagate_cert_serial(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
 #if (NGX_HTTP_SSL)
 
-    char          *hex;
-    u_char        *p;
-    X509          *cert;
-    BIGNUM        *bn;
-    ngx_uint_t     len;
+    X509  *cert;
 
     if (r->connection->ssl == NULL || r->connection->ssl->connection == NULL
         || ctx->cert_serial.len)
@@ -573,36 +604,13 @@ ngx_http_datagate_cert_serial(ngx_http_request_t *r,
         return;
     }
 
-    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+    if (ngx_http_datagate_cert_serial_str(cert, r->pool, &ctx->cert_serial)
+        != NGX_OK)
+    {
+        ngx_str_null(&ctx->cert_serial);
+    }
+
     X509_free(cert);
-
-    if (bn == NULL) {
-        return;
-    }
-
-    hex = BN_bn2hex(bn);
-    BN_free(bn);
-
-    if (hex == NULL) {
-        return;
-    }
-
-    p = (u_char *) hex;
-
-    while (*p == '0' && p[1] != '\0') {
-        p++;
-    }
-
-    len = ngx_strlen(p);
-
-    ctx->cert_serial.data = ngx_pnalloc(r->pool, len + 1);
-
-    if (ctx->cert_serial.data != NULL) {
-        ngx_cpystrn(ctx->cert_serial.data, p, len + 1);
-        ctx->cert_serial.len = len;
-    }
-
-    OPENSSL_free(hex);
 
 #endif
 }
@@ -664,6 +672,28 @@ ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     fctx->error_mode = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/* 502 upstream_unmaskable before anything of the answer went out */
+static ngx_int_t
+ngx_http_datagate_refuse(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
+    const char *why)
+{
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->request = r;
+    fctx->ctx = ctx;
+    fctx->last_out = &fctx->out;
+
+    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
+
+    return ngx_http_datagate_unmaskable(r, ctx, fctx, why);
 }
 
 
@@ -1658,6 +1688,9 @@ ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
 
     for (i = 0; i < DG_DETECT_MAX; i++) {
         n += st->detect[i];
+
+        /* and the response headers' (_headers.c) */
+        n += fctx->ctx->hdr_detect[i];
     }
 
     fctx->ctx->masked = n;

@@ -1,10 +1,16 @@
 
 /*
- * datagate: rate limits and quotas per grant (consumer, dataset).
+ * datagate: rate limits and quotas per (consumer, dataset).
  *
- * Rate: GCRA from the grant's "rate: 100r/s burst=50"; quota: a count per
- * window from "quota: 100000/day" (days in UTC+8).  The arithmetic is
- * core/dg_gcra.c; the same in Redis is the Lua script DG_GCRA_LUA.
+ * Rate: GCRA from "rate: 100r/s burst=50"; quota: a count per window from
+ * "quota: 100000/day" (days in UTC+8).  The arithmetic is core/dg_gcra.c;
+ * the same in Redis is the Lua script DG_GCRA_LUA.
+ *
+ * Each of rate and quota comes from the grant that allowed the request
+ * when it sets one, else from the dataset: a grant's is counted in the
+ * grant budget "CONSUMER|DATASET", a dataset's in the dataset budget
+ * "dataset:CONSUMER|DATASET" of that consumer.  Ids hold no ':', so the
+ * two kinds of budget never share a key (docs/redis.md).
  *
  *   - without datagate_redis (the embedded default): one budget per node,
  *     kept in the shared zone's limits tree like limit_req; it survives a
@@ -25,13 +31,28 @@
 
 
 #include "ngx_http_datagate.h"
+#include "dg_audit.h"
 #include "dg_gcra.h"
 #include "dg_rstate.h"
 
 #include <hiredis/hiredis.h>
 
 
-#define NGX_HTTP_DATAGATE_LIMIT_KEY     (2 * DG_RS_ID_MAX + 2)
+/* the dataset budget's key: this, then CONSUMER|DATASET */
+#define NGX_HTTP_DATAGATE_DS_BUDGET     "dataset:"
+#define NGX_HTTP_DATAGATE_LIMIT_KEY                                         \
+    (sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) + 2 * DG_RS_ID_MAX + 2)
+#define NGX_HTTP_DATAGATE_LIMIT_REPLY   9       /* DG_GCRA_LUA returns */
+
+
+/* what one request is counted against: rate and quota, each in its key */
+typedef struct {
+    dg_limit_t                      limit;
+    size_t                          rklen;      /* 0: no rate */
+    size_t                          qklen;      /* 0: no quota */
+    u_char                          rkey[NGX_HTTP_DATAGATE_LIMIT_KEY];
+    u_char                          qkey[NGX_HTTP_DATAGATE_LIMIT_KEY];
+} ngx_http_datagate_budget_t;
 
 
 typedef struct {
@@ -43,6 +64,9 @@ typedef struct {
     uint32_t                        period;     /* of that window, s */
     int64_t                         seen_window;
     uint64_t                        seen;       /* cluster count (Redis) */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;   /* admitted alone, not yet
+                                                   added to Redis's count */
     uint64_t                        last;       /* ms */
     u_char                          data[1];
 } ngx_http_datagate_lnode_t;
@@ -52,9 +76,10 @@ typedef struct {
 typedef struct {
     ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
-    int64_t                         window;
-    size_t                          klen;
-    u_char                          key[1];
+    int64_t                         add_window;
+    uint64_t                        add;        /* unsynced, in flight
+                                                   (the quota's budget) */
+    ngx_http_datagate_budget_t      b;
 } ngx_http_datagate_lwait_t;
 
 
@@ -68,38 +93,46 @@ typedef struct {
 } ngx_http_datagate_lres_t;
 
 
+static ngx_int_t ngx_http_datagate_limit_budget(
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_budget_t *b);
+static size_t ngx_http_datagate_limit_key(u_char *key,
+    const dg_consumer_t *c, const dg_dataset_t *ds,
+    ngx_uint_t dataset_budget);
 static ngx_int_t ngx_http_datagate_limit_local(ngx_http_request_t *r,
-    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
-    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res);
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
+    ngx_uint_t share, ngx_http_datagate_lres_t *res);
 static ngx_int_t ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
-    const dg_limit_t *l, u_char *key, size_t klen);
+    ngx_http_datagate_budget_t *b);
 static void ngx_http_datagate_limit_reply(void *data, void *reply);
 static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
     ngx_http_datagate_lres_t *res);
+static void ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
+    ngx_uint_t answered, uint64_t added);
 static ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
-    uint64_t now);
+    uint64_t now, ngx_http_datagate_lnode_t *keep);
 
 
 ngx_int_t
 ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 {
-    u_char                         *p;
-    size_t                          klen;
     ngx_int_t                       rc;
-    const dg_limit_t               *l;
-    const dg_grant_t               *g;
     ngx_http_datagate_lres_t        res;
+    ngx_http_datagate_budget_t      b;
     ngx_http_datagate_rstate_t     *st;
     ngx_http_datagate_main_conf_t  *dmcf;
-    u_char                          key[NGX_HTTP_DATAGATE_LIMIT_KEY];
 
-    g = ctx->grant;
+    rc = ngx_http_datagate_limit_budget(ctx, &b);
 
-    if (g == NULL || (!(g->limit.rate > 0.0) && g->limit.quota == 0)) {
+    if (rc == NGX_DECLINED) {
+        /* nothing limits this request */
         return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
     }
 
     st = ngx_http_datagate_rstate(r, ctx);
@@ -111,35 +144,21 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         return NGX_AGAIN;
     }
 
-    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == g) {
+    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == ctx->grant
+        && st->lim_dataset == ctx->dataset)
+    {
         return st->lim_rc;
     }
 
-    /* first time, or an internal redirect to another grant */
-    st->lim_grant = g;
-
-    l = &g->limit;
-
-    /* one budget per (consumer, dataset) */
-
-    if (g->consumer == NULL || g->dataset == NULL
-        || g->consumer->id.len + g->dataset->id.len + 1 > sizeof(key)
-        || !dg_rs_id_ok(g->consumer->id.data, g->consumer->id.len)
-        || !dg_rs_id_ok(g->dataset->id.data, g->dataset->id.len))
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(key, g->consumer->id.data, g->consumer->id.len);
-    *p++ = '|';
-    p = ngx_cpymem(p, g->dataset->id.data, g->dataset->id.len);
-    klen = p - key;
+    /* first time, or an internal redirect to another grant or dataset */
+    st->lim_grant = ctx->grant;
+    st->lim_dataset = ctx->dataset;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
 
     if (dmcf->redis_enabled) {
 
-        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, l, key, klen);
+        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, &b);
 
         if (rc == NGX_OK) {
             st->lim = NGX_HTTP_DATAGATE_RS_WAIT;
@@ -158,17 +177,105 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         }
     }
 
-    if (ngx_http_datagate_limit_local(r, dmcf, l, key, klen,
-                                      dmcf->redis_enabled, &res)
+    if (ngx_http_datagate_limit_local(r, dmcf, &b, dmcf->redis_enabled, &res)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, l, &res);
+    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &b.limit, &res);
     st->lim = NGX_HTTP_DATAGATE_RS_DONE;
 
     return st->lim_rc;
+}
+
+
+/*
+ * The budget of an allowed request: rate and quota each from the grant
+ * that allowed it when the grant sets one, else from the dataset, each
+ * counted in the key of where it came from.  NGX_DECLINED: no limit.
+ */
+static ngx_int_t
+ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
+    ngx_http_datagate_budget_t *b)
+{
+    const dg_grant_t     *g;
+    const dg_dataset_t   *ds;
+    const dg_consumer_t  *c;
+
+    g = ctx->grant;
+    ds = ctx->dataset;
+    c = ctx->consumer;
+
+    if (ds == NULL || c == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&b->limit, sizeof(dg_limit_t));
+    b->rklen = 0;
+    b->qklen = 0;
+
+    if (c->id.len + ds->id.len + 1
+        + sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) > NGX_HTTP_DATAGATE_LIMIT_KEY
+        || !dg_rs_id_ok(c->id.data, c->id.len)
+        || !dg_rs_id_ok(ds->id.data, ds->id.len))
+    {
+        return NGX_ERROR;
+    }
+
+    if (g != NULL && g->limit.rate > 0.0) {
+        b->limit.rate = g->limit.rate;
+        b->limit.burst = g->limit.burst;
+        b->rklen = ngx_http_datagate_limit_key(b->rkey, c, ds, 0);
+
+    } else if (ds->limit.rate > 0.0) {
+        b->limit.rate = ds->limit.rate;
+        b->limit.burst = ds->limit.burst;
+        b->rklen = ngx_http_datagate_limit_key(b->rkey, c, ds, 1);
+    }
+
+    if (g != NULL && g->limit.quota) {
+        b->limit.quota = g->limit.quota;
+        b->limit.quota_period = g->limit.quota_period;
+        b->qklen = ngx_http_datagate_limit_key(b->qkey, c, ds, 0);
+
+    } else if (ds->limit.quota) {
+        b->limit.quota = ds->limit.quota;
+        b->limit.quota_period = ds->limit.quota_period;
+        b->qklen = ngx_http_datagate_limit_key(b->qkey, c, ds, 1);
+    }
+
+    if (b->rklen == 0 && b->qklen == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "datagate: budget rate \"%*s\" quota \"%*s\"",
+                   b->rklen, b->rkey, b->qklen, b->qkey);
+
+    return NGX_OK;
+}
+
+
+/* the grant budget's key CONSUMER|DATASET, or the dataset budget's */
+static size_t
+ngx_http_datagate_limit_key(u_char *key, const dg_consumer_t *c,
+    const dg_dataset_t *ds, ngx_uint_t dataset_budget)
+{
+    u_char  *p;
+
+    p = key;
+
+    if (dataset_budget) {
+        p = ngx_cpymem(p, NGX_HTTP_DATAGATE_DS_BUDGET,
+                       sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1);
+    }
+
+    p = ngx_cpymem(p, c->id.data, c->id.len);
+    *p++ = '|';
+    p = ngx_cpymem(p, ds->id.data, ds->id.len);
+
+    return p - key;
 }
 
 
@@ -176,17 +283,18 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_datagate_limit_local(ngx_http_request_t *r,
-    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
-    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res)
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
+    ngx_uint_t share, ngx_http_datagate_lres_t *res)
 {
     int64_t                     now_us, now_s;
     uint64_t                    now, quota;
     ngx_uint_t                  nodes;
     ngx_time_t                 *tp;
     dg_gcra_t                   gcra;
+    const dg_limit_t           *l;
     dg_gcra_result_t            gr;
     dg_quota_result_t           qr;
-    ngx_http_datagate_lnode_t  *node;
+    ngx_http_datagate_lnode_t  *rnode, *qnode;
 
     ngx_memzero(res, sizeof(ngx_http_datagate_lres_t));
     res->allowed = 1;
@@ -196,6 +304,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    l = &b->limit;
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000 + tp->msec;
     now_us = (int64_t) now * 1000;
@@ -214,9 +323,30 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-    node = ngx_http_datagate_limit_node(dmcf, key, klen, now);
+    /* the rate's node and the quota's: one node when both come from the
+     * same budget, else two, the second never evicting the first */
 
-    if (node == NULL) {
+    rnode = NULL;
+    qnode = NULL;
+
+    if (gcra.interval) {
+        rnode = ngx_http_datagate_limit_node(dmcf, b->rkey, b->rklen, now,
+                                             NULL);
+    }
+
+    if (l->quota) {
+        if (rnode != NULL && b->qklen == b->rklen
+            && ngx_memcmp(b->qkey, b->rkey, b->rklen) == 0)
+        {
+            qnode = rnode;
+
+        } else {
+            qnode = ngx_http_datagate_limit_node(dmcf, b->qkey, b->qklen,
+                                                 now, rnode);
+        }
+    }
+
+    if ((gcra.interval && rnode == NULL) || (l->quota && qnode == NULL)) {
         ngx_shmtx_unlock(&dmcf->shpool->mutex);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "datagate: zone full, cannot rate-limit");
@@ -225,7 +355,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
     /* rate first, without taking a cell, then the quota, then commit */
 
-    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, node->tat, &gr)) {
+    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, rnode->tat, &gr)) {
         ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
         res->allowed = 0;
@@ -240,10 +370,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
         if (share) {
             /* what the cluster had used, as Redis last said, is gone */
-            if (node->seen_window == dg_quota_window_start(now_s,
+            if (qnode->seen_window == dg_quota_window_start(now_s,
                                                             l->quota_period))
             {
-                quota = node->seen < quota ? quota - node->seen : 0;
+                quota = qnode->seen < quota ? quota - qnode->seen : 0;
             }
 
             quota = quota ? dg_quota_share(quota, (unsigned) nodes) : 0;
@@ -262,10 +392,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
             }
         }
 
-        node->period = l->quota_period;
+        qnode->period = l->quota_period;
 
-        if (!dg_quota_check(quota, l->quota_period, now_s, &node->window,
-                            &node->count, &qr))
+        if (!dg_quota_check(quota, l->quota_period, now_s, &qnode->window,
+                            &qnode->count, &qr))
         {
             ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
@@ -280,10 +410,20 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
         res->limit = l->quota;
         res->remaining = qr.remaining;
         res->reset_ms = qr.reset * 1000;
+
+        if (share) {
+            /* to be added to the cluster's count when Redis is back */
+            if (qnode->unsynced_window != qnode->window) {
+                qnode->unsynced_window = qnode->window;
+                qnode->unsynced = 0;
+            }
+
+            qnode->unsynced++;
+        }
     }
 
     if (gcra.interval) {
-        (void) dg_gcra_check(&gcra, now_us, &node->tat, &gr);
+        (void) dg_gcra_check(&gcra, now_us, &rnode->tat, &gr);
 
         res->limit = gr.limit;
         res->remaining = gr.remaining;
@@ -296,10 +436,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 }
 
 
-/* find or make the node of key; with the zone locked */
+/* find or make the node of key, never evicting keep; zone locked */
 static ngx_http_datagate_lnode_t *
 ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
-    u_char *key, size_t klen, uint64_t now)
+    u_char *key, size_t klen, uint64_t now, ngx_http_datagate_lnode_t *keep)
 {
     size_t                      size;
     uint32_t                    hash;
@@ -339,6 +479,10 @@ ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
         q = ngx_queue_last(&t->queue);
         old = ngx_queue_data(q, ngx_http_datagate_lnode_t, queue);
 
+        if (old == keep) {
+            break;
+        }
+
         ngx_queue_remove(q);
         ngx_rbtree_delete(&t->rbtree, &old->sn.node);
         ngx_slab_free_locked(dmcf->shpool, old);
@@ -371,25 +515,29 @@ ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
 static ngx_int_t
 ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
-    const dg_limit_t *l, u_char *key, size_t klen)
+    ngx_http_datagate_budget_t *b)
 {
     int                         n;
     u_char                     *p;
-    size_t                      lens[9];
+    size_t                      lens[10];
     int64_t                     now_s, start;
     ngx_int_t                   rc;
     dg_gcra_t                   gcra;
-    const char                 *args[9];
+    const dg_limit_t           *l;
+    const char                 *args[10];
     ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_lwait_t  *w;
+    uint64_t                    add;
+    ngx_http_datagate_lnode_t  *node;
     u_char                      rkey[DG_RS_KEY_MAX];
-    u_char                      qkey[DG_RS_KEY_MAX + NGX_INT64_LEN];
-    u_char                      num[7][NGX_INT64_LEN + 1];
+    u_char                      qkey[DG_RS_KEY_MAX];
+    u_char                      num[8][NGX_INT64_LEN + 1];
 
     if (!ngx_http_datagate_redis_ready()) {
         return NGX_DECLINED;
     }
 
+    l = &b->limit;
     gcra.interval = 0;
     gcra.tolerance = 0;
     gcra.limit = 0;
@@ -401,6 +549,28 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     now_s = ngx_time();
     start = dg_quota_window_start(now_s, l->quota_period);
 
+    /*
+     * what this node admitted alone while Redis was away goes with this
+     * call; back into the node if the call fails
+     */
+    add = 0;
+
+    if (l->quota && dmcf->sh) {
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+        node = ngx_http_datagate_limit_node(dmcf, b->qkey, b->qklen,
+                                            ngx_http_datagate_now_ms(), NULL);
+        if (node && node->unsynced) {
+            if (node->unsynced_window == start) {
+                add = node->unsynced;
+            }
+
+            node->unsynced = 0;
+        }
+
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+    }
+
     /* KEYS */
 
     args[0] = "";
@@ -408,7 +578,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     if (gcra.interval) {
         p = ngx_cpymem(rkey, DG_RS_RATE, sizeof(DG_RS_RATE) - 1);
-        p = ngx_cpymem(p, key, klen);
+        p = ngx_cpymem(p, b->rkey, b->rklen);
         args[0] = (const char *) rkey;
         lens[0] = p - rkey;
     }
@@ -417,14 +587,14 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     lens[1] = 0;
 
     if (l->quota) {
+        /* the script appends ":START" of the window Redis's clock is in */
         p = ngx_cpymem(qkey, DG_RS_QUOTA, sizeof(DG_RS_QUOTA) - 1);
-        p = ngx_cpymem(p, key, klen);
-        p = ngx_sprintf(p, ":%L", start);
+        p = ngx_cpymem(p, b->qkey, b->qklen);
         args[1] = (const char *) qkey;
         lens[1] = p - qkey;
     }
 
-    /* ARGV: T, tau, limit, quota, period, window start, window end */
+    /* ARGV: T, tau, limit, quota, period, UTC offset, added, its window */
 
     args[2] = (const char *) num[0];
     lens[2] = ngx_sprintf(num[0], "%L", gcra.interval) - num[0];
@@ -438,23 +608,27 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     lens[6] = ngx_sprintf(num[4], "%ui", (ngx_uint_t) l->quota_period)
               - num[4];
     args[7] = (const char *) num[5];
-    lens[7] = ngx_sprintf(num[5], "%L", start) - num[5];
+    lens[7] = ngx_sprintf(num[5], "%d", DG_UTC_OFFSET) - num[5];
     args[8] = (const char *) num[6];
-    lens[8] = ngx_sprintf(num[6], "%L",
-                          start + (l->quota_period ? l->quota_period
-                                                   : 86400))
-              - num[6];
+    lens[8] = ngx_sprintf(num[6], "%uL", add) - num[6];
+    args[9] = (const char *) num[7];
+    lens[9] = ngx_sprintf(num[7], "%L", start) - num[7];
 
-    n = 9;
+    n = 10;
 
-    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t) + klen,
-                  r->connection->log);
+    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t), r->connection->log);
     if (w == NULL) {
         return NGX_ERROR;
     }
 
+    w->dmcf = dmcf;
+    w->add_window = start;
+    w->add = add;
+    w->b = *b;
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        ngx_http_datagate_limit_unsynced(w, 0, 0);
         ngx_free(w);
         return NGX_ERROR;
     }
@@ -463,14 +637,12 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     w->wait.ctx = ctx;
     w->wait.cln = cln;
     w->dmcf = dmcf;
-    w->window = start;
-    w->klen = klen;
-    ngx_memcpy(w->key, key, klen);
 
     rc = ngx_http_datagate_redis_eval(ngx_http_datagate_limit_reply, w, 2, n,
                                       args, lens);
 
     if (rc != NGX_OK) {
+        ngx_http_datagate_limit_unsynced(w, 0, 0);
         ngx_free(w);
         return rc;
     }
@@ -487,7 +659,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 {
     uint64_t                        now;
     ngx_uint_t                      i, ok;
-    long long                       v[7];
+    long long                       v[NGX_HTTP_DATAGATE_LIMIT_REPLY];
     redisReply                     *rr;
     ngx_http_request_t             *r;
     ngx_http_datagate_ctx_t        *ctx;
@@ -507,10 +679,12 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     rr = reply;
     ok = 0;
 
-    if (rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 7) {
+    if (rr && rr->type == REDIS_REPLY_ARRAY
+        && rr->elements == NGX_HTTP_DATAGATE_LIMIT_REPLY)
+    {
         ok = 1;
 
-        for (i = 0; i < 7; i++) {
+        for (i = 0; i < NGX_HTTP_DATAGATE_LIMIT_REPLY; i++) {
             if (rr->element[i]->type != REDIS_REPLY_INTEGER) {
                 ok = 0;
                 break;
@@ -525,15 +699,20 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
                       (size_t) rr->len, rr->str);
     }
 
-    if (ok && v[6] > 0 && dmcf->sh) {
+    /* what was not added (a failed call) goes back to the node */
+    ngx_http_datagate_limit_unsynced(w, ok, ok && v[8] > 0 ? (uint64_t) v[8]
+                                                          : 0);
+
+    if (ok && v[6] > 0 && w->b.qklen && dmcf->sh) {
         /* remember the cluster's quota use for the per-node fallback */
         now = ngx_http_datagate_now_ms();
 
         ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-        node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen, now);
+        node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen, now,
+                                            NULL);
         if (node) {
-            node->seen_window = w->window;
+            node->seen_window = v[7];
             node->seen = (uint64_t) v[6];
         }
 
@@ -547,9 +726,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 
     st = ctx->pending;
 
-    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT
-        || ctx->grant == NULL)
-    {
+    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT) {
         ngx_free(w);
         return;
     }
@@ -563,8 +740,8 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
         res.retry_ms = v[4] > 0 ? v[4] : 0;
         res.reset_ms = v[5] > 0 ? v[5] : 0;
 
-        st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
-                                                    &ctx->grant->limit, &res);
+        st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &w->b.limit,
+                                                    &res);
 
     } else {
         /* Redis failed us: this node's share (the breaker is open now) */
@@ -574,12 +751,9 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
             (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
         }
 
-        if (ngx_http_datagate_limit_local(r, dmcf, &ctx->grant->limit,
-                                          w->key, w->klen, 1, &res)
-            == NGX_OK)
+        if (ngx_http_datagate_limit_local(r, dmcf, &w->b, 1, &res) == NGX_OK)
         {
-            st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
-                                                        &ctx->grant->limit,
+            st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &w->b.limit,
                                                         &res);
         } else {
             st->lim_rc = NGX_ERROR;
@@ -592,6 +766,51 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
+}
+
+
+/*
+ * The node's own admissions that went with a call: those Redis added are
+ * in its count now (and leave this node's, so that the per-node share of
+ * a later outage is not charged twice); after a failed call they go back,
+ * unless their window has ended.  Those Redis did not add although it
+ * answered belong to a window that has ended by its clock: dropped.
+ */
+static void
+ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
+    ngx_uint_t answered, uint64_t added)
+{
+    ngx_http_datagate_lnode_t      *node;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dmcf = w->dmcf;
+
+    if (w->add == 0 || dmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen,
+                                        ngx_http_datagate_now_ms(), NULL);
+
+    if (node && node->window == w->add_window) {
+        if (answered) {
+            node->count -= node->count < added ? node->count : added;
+
+        } else {
+            if (node->unsynced_window != w->add_window) {
+                node->unsynced_window = w->add_window;
+                node->unsynced = 0;
+            }
+
+            node->unsynced += w->add;
+        }
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    w->add = 0;
 }
 
 
@@ -694,17 +913,24 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
  * fsync, rename):
  *
  *     DGQ1
+ *     epoch VALUE
+ *     lost SEQ HASH COUNT
  *     WINDOW_START PERIOD COUNT CONSUMER|DATASET
  *     ...
  *
- * one line per budget with requests counted in a window that has not
- * ended.  The key is the budget's (consumer, dataset), not a policy
- * index, so the counters survive a policy change as well.  Rate-limit
- * state (GCRA) is not kept: an idle bucket is full anyway after at most
- * (burst + 1) / rate seconds.
+ * "epoch": the Redis epoch this node last saw (_redis.c), with
+ * datagate_redis.  "lost": audit records that could not be written after the record SEQ
+ * (its hash HASH) and that no record has counted yet (_log.c); only when
+ * there are any.  Then one line per budget with requests counted in a
+ * window that has not ended.  The key is the budget's (consumer,
+ * dataset), not a policy index, so the counters survive a policy change
+ * as well.  Rate-limit state (GCRA) is not kept: an idle bucket is full
+ * anyway after at most (burst + 1) / rate seconds.
  */
 
 #define NGX_HTTP_DATAGATE_STATE_MAGIC    "DGQ1\n"
+#define NGX_HTTP_DATAGATE_STATE_LOST     "lost "
+#define NGX_HTTP_DATAGATE_STATE_EPOCH    "epoch "
 #define NGX_HTTP_DATAGATE_STATE_MAX      (64 * 1024 * 1024)
 #define NGX_HTTP_DATAGATE_STATE_PERIOD   (366 * 86400)
 
@@ -716,6 +942,11 @@ typedef struct {
     size_t                          klen;
     u_char                         *key;
 } ngx_http_datagate_qsave_t;
+
+
+static ngx_int_t ngx_http_datagate_state_lost(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_log_t *log, u_char *p,
+    u_char *end);
 
 
 static ngx_event_t  ngx_http_datagate_state_ev;
@@ -750,9 +981,11 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log, ngx_uint_t wait)
 {
     u_char                     *buf, *p, *kp;
+    u_char                      lhash[DG_AUDIT_HEXLEN + 1];
     size_t                      size, keys;
     ssize_t                     n;
     int64_t                     now;
+    uint64_t                    lost, lseq;
     ngx_fd_t                    fd;
     ngx_err_t                   err;
     ngx_str_t                   tmp;
@@ -761,6 +994,7 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     const char                 *what;
     ngx_http_datagate_lnode_t  *node;
     ngx_http_datagate_qsave_t  *e;
+    u_char                      epoch[DG_RS_EPOCH_MAX + 1];
 
     if (dmcf->sh == NULL || dmcf->state_path.len == 0) {
         return NGX_OK;
@@ -787,6 +1021,9 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     }
 
     /* count, copy out under the lock, write without it */
+
+    lseq = 0;
+    lost = ngx_http_datagate_audit_lost(dmcf, &lseq, lhash);
 
     count = 0;
     keys = 0;
@@ -840,9 +1077,14 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
         count = i;
     }
 
+    ngx_cpystrn(epoch, dmcf->sh->redis_epoch, sizeof(epoch));
+
     ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
     size = sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1
+           + sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) + sizeof(epoch)
+           + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) + 2 * NGX_INT64_LEN
+           + DG_AUDIT_HEXLEN + 3
            + count * (3 * NGX_INT64_LEN + 4) + keys;
 
     buf = ngx_alloc(size, log);
@@ -852,6 +1094,15 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
 
     p = ngx_cpymem(buf, NGX_HTTP_DATAGATE_STATE_MAGIC,
                    sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1);
+
+    if (epoch[0]) {
+        p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_EPOCH "%s\n", epoch);
+    }
+
+    if (lost) {
+        p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_LOST "%uL %*s %uL\n",
+                        lseq, (size_t) DG_AUDIT_HEXLEN, lhash, lost);
+    }
 
     for (i = 0; i < count; i++) {
         p = ngx_sprintf(p, "%L %uD %uL ", e[i].window, e[i].period,
@@ -942,6 +1193,44 @@ failed:
     ngx_free(tmp.data);
 
     return NGX_ERROR;
+}
+
+
+/* the rest of a "lost SEQ HASH COUNT" line; NGX_DECLINED: malformed */
+static ngx_int_t
+ngx_http_datagate_state_lost(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, u_char *p, u_char *end)
+{
+    u_char     *h, hash[DG_AUDIT_HEXLEN + 1];
+    ngx_int_t   seq, lost;
+
+    h = ngx_strlchr(p, end, ' ');
+    if (h == NULL || end - h < DG_AUDIT_HEXLEN + 3
+        || h[DG_AUDIT_HEXLEN + 1] != ' ')
+    {
+        return NGX_DECLINED;
+    }
+
+    seq = ngx_atoi(p, h - p);
+    lost = ngx_atoi(h + DG_AUDIT_HEXLEN + 2, end - (h + DG_AUDIT_HEXLEN + 2));
+
+    if (seq == NGX_ERROR || lost == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    for (p = h + 1; p < h + 1 + DG_AUDIT_HEXLEN; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_memcpy(hash, h + 1, DG_AUDIT_HEXLEN);
+    hash[DG_AUDIT_HEXLEN] = '\0';
+
+    ngx_http_datagate_audit_lost_restore(dmcf, log, (uint64_t) seq, hash,
+                                         (uint64_t) lost);
+
+    return NGX_OK;
 }
 
 
@@ -1082,6 +1371,33 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
             break;
         }
 
+        if (nl - p > (ssize_t) sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1
+            && ngx_strncmp(p, NGX_HTTP_DATAGATE_STATE_LOST,
+                           sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1) == 0)
+        {
+            if (ngx_http_datagate_state_lost(dmcf, log,
+                    p + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1, nl)
+                != NGX_OK)
+            {
+                bad++;
+            }
+
+            continue;
+        }
+
+        /* the Redis epoch this node last saw (_redis.c) */
+        if (nl - p > (ssize_t) sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1
+            && nl - p <= (ssize_t) (sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH)
+                                    - 1 + DG_RS_EPOCH_MAX)
+            && ngx_strncmp(p, NGX_HTTP_DATAGATE_STATE_EPOCH,
+                           sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1) == 0)
+        {
+            p += sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1;
+            ngx_memcpy(dmcf->sh->redis_epoch, p, nl - p);
+            dmcf->sh->redis_epoch[nl - p] = '\0';
+            continue;
+        }
+
         if (ngx_http_datagate_state_line(p, nl, &window, &period, &count,
                                          &key)
             != NGX_OK
@@ -1099,7 +1415,7 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
         }
 
         node = ngx_http_datagate_limit_node(dmcf, key.data, key.len,
-                                            (uint64_t) now * 1000);
+                                            (uint64_t) now * 1000, NULL);
         if (node == NULL) {
             break;
         }

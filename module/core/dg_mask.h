@@ -196,8 +196,9 @@ int dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
     size_t outcap);
 
 /*
- * The safety net on one whole text (a response header value, a key):
- * hits (any form detect reads in a stream) are masked with detect[kind]
+ * The stream's safety net on one whole text (a key, or a string's
+ * contents, held whole): hits (the forms detect reads in a stream, with
+ * the same rules) are masked with detect[kind]
  * (NULL, or a CLEAR entry: the kind's default method), everything else
  * is copied unchanged.  flags: DG_MASK_TEXT_JSON when s is the contents
  * of a JSON string (escapes decoded to match, written back as they
@@ -212,6 +213,28 @@ int dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
 int dg_mask_detect_text(const dg_mask_spec_t *detect,
     const uint8_t *hash_key, size_t hash_key_len, const uint8_t *s,
     size_t len, unsigned flags, uint8_t *out, size_t outcap, uint64_t *hits);
+
+/*
+ * The safety net on one text, such as a response header value
+ * (dg_mask_text.c): resident IDs, mobiles, bank cards and credit codes,
+ * also percent-encoded (repeatedly), as \uXXXX, %uXXXX or &#NN; escapes,
+ * in full-width digits or in groups joined by spaces, '-', '+' or '.', are
+ * masked in place with conf->detect[kind] (a CLEAR method, or hash without a
+ * key, means the kind's default); conf->rules and actions are not used.
+ * work: dg_mask_text_work(len) bytes, aligned for a pointer; out:
+ * dg_mask_text_outcap(len) bytes.  Returns the number of hits, each also
+ * added to hits[kind] (hits may be NULL): 0 leaves out unwritten,
+ * otherwise the masked text is out[0..*outlen).  A negative DG_MASK_E_*
+ * on an error (a text longer than DG_MASK_TEXT_MAX: DG_MASK_E_TOOBIG).
+ */
+#define DG_MASK_TEXT_MAX        (1024 * 1024)
+
+size_t dg_mask_text_work(size_t len);
+size_t dg_mask_text_outcap(size_t len);
+/* 0: v cannot hold a hit (dg_mask_text() would return 0 at once) */
+int dg_mask_text_candidate(const uint8_t *v, size_t len);
+int dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
+    void *work, uint8_t *out, size_t *outlen, uint64_t *hits);
 
 /* method name <-> spec, for the policy loader: "keep(3,4)", "address(8)" */
 int dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec);

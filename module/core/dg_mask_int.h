@@ -102,9 +102,13 @@ dg_mask_apply_span(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 int dg_mask_vscan_test(const uint8_t *v, size_t len, int simd, size_t *n,
     unsigned *cls, uint64_t *lead);
 
-/* an 18-character run of [0-9A-Z] (digits, capitals, x): DG_DETECT_*
+/* an 18-character run of [0-9A-Z] (digits and capitals): DG_DETECT_*
  * kind it validates as, or -1 */
 int dg_mask_detect_kind(const uint8_t *run, size_t len);
+
+/* a run of digits, or 17 digits and X/x, as one group (len >= 1): kind or
+ * -1 (no USCC); a mobile after 86 or 0086 in the run counts */
+int dg_mask_detect_digits(const uint8_t *run, size_t len);
 
 /*
  * Detect candidates written in groups of digits (one separator between

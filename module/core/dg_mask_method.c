@@ -2474,6 +2474,22 @@ dg_mask_detect_groups(const uint8_t *d, size_t n, const uint8_t *g,
 
 
 int
+dg_mask_detect_digits(const uint8_t *r, size_t n)
+{
+    uint8_t   g;
+    unsigned  skip;
+
+    if (n == 0 || n > DG_CARD_MAX) {
+        return -1;
+    }
+
+    g = (uint8_t) n;
+
+    return dg_mask_detect_groups(r, n, &g, 1, &skip);
+}
+
+
+int
 dg_mask_detect_kind(const uint8_t *r, size_t n)
 {
     size_t  i, digits;

@@ -22,7 +22,9 @@
 
 #include <openssl/evp.h>
 
+#include "dg_dn.h"
 #include "dg_util.h"
+#include "dg_header.h"
 
 
 #define DG_ID_MAX               128
@@ -73,12 +75,13 @@ static const char *dg_consumer_keys[] = {
     "id", "org", "cert", "clearance", "networks", "geo", NULL
 };
 static const char *dg_cert_keys[] = {
-    "subject", "fingerprint_sha256", "serial", "san", NULL
+    "subject", "fingerprint_sha256", "serial", "san", "issuer",
+    "issuer_key_id", NULL
 };
 static const char *dg_geo_keys[] = { "countries", "regions", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
-    "detect", "containers", NULL
+    "detect", "containers", "methods", "rate", "quota", "headers", NULL
 };
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
@@ -565,6 +568,151 @@ dg_list_strs(dg_load_t *L, const char *file, const dg_ynode_t *seq,
 
     *out = a;
     *n = k;
+
+    return 0;
+}
+
+
+/*
+ * methods: [GET, HEAD, ...] -> DG_METHOD_* bits.  A name is what nginx
+ * accepts as a request method: 1..DG_METHOD_NAME_MAX of A-Z, '_' and '-'
+ * (lower-case letters are taken as upper case).  With ds == NULL (a
+ * dataset's list), a name other than the seven known methods becomes an
+ * extension method of the policy with a bit of its own; with ds (a
+ * grant's list), every name must be one of the methods of ds, since a
+ * grant only narrows them.  Returns 1 set, 0 absent, -1 error.
+ */
+static int
+dg_load_methods(dg_load_t *L, const dg_policy_t *p, const char *file,
+    const dg_ynode_t *it, const char *path, const dg_dataset_t *ds,
+    unsigned *bits)
+{
+    int                rc;
+    char               mb[DG_METHOD_NAME_MAX + 1], list[1024];
+    size_t             j, k;
+    unsigned           bit;
+    const dg_ynode_t  *seq, *x;
+
+    *bits = 0;
+
+    rc = dg_get_list(L, file, it, path, "methods", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    for (x = seq->child; x; x = x->next) {
+
+        if (x->len == 0 || x->len > DG_METHOD_NAME_MAX) {
+            return dg_err(L, file, x->line, path, "methods",
+                          "bad method '%.40s': 1 to %d characters",
+                          x->str, DG_METHOD_NAME_MAX);
+        }
+
+        for (j = 0; j < x->len; j++) {
+            mb[j] = x->str[j];
+
+            if (mb[j] >= 'a' && mb[j] <= 'z') {
+                mb[j] = (char) (mb[j] - 'a' + 'A');
+
+            } else if (!((mb[j] >= 'A' && mb[j] <= 'Z') || mb[j] == '_'
+                         || mb[j] == '-'))
+            {
+                return dg_err(L, file, x->line, path, "methods",
+                              "bad method '%.40s': a method name has only "
+                              "letters, '_' and '-' (what nginx accepts in "
+                              "a request)", x->str);
+            }
+        }
+
+        mb[x->len] = '\0';
+
+        bit = dg_policy_method_bit(p, mb, x->len);
+
+        if (ds != NULL) {
+            if (bit == DG_METHOD_OTHER || !(bit & ds->methods)) {
+                return dg_err(L, file, x->line, path, "methods",
+                              "method %s is not allowed on dataset '%s' "
+                              "(its methods: %s); a grant can only narrow "
+                              "the methods of its dataset",
+                              mb, ds->id.data,
+                              dg_methods_str(p, ds->methods, list,
+                                             sizeof(list)));
+            }
+
+        } else if (bit == DG_METHOD_OTHER) {
+            /* an extension method: the next bit of this policy */
+            k = L->p->nxmethods;
+
+            if (k == DG_METHOD_EXT_MAX) {
+                return dg_err(L, file, x->line, path, "methods",
+                              "method %s: a policy may name at most %d "
+                              "methods besides GET, HEAD, POST, PUT, "
+                              "DELETE, PATCH and OPTIONS", mb,
+                              DG_METHOD_EXT_MAX);
+            }
+
+            L->p->xmethods[k].data = dg_arena_strndup(L->a, mb, x->len);
+            if (L->p->xmethods[k].data == NULL) {
+                return dg_err(L, file, x->line, path, "methods",
+                              "out of memory");
+            }
+
+            L->p->xmethods[k].len = x->len;
+            L->p->nxmethods++;
+            bit = DG_METHOD_EXT_FIRST << k;
+        }
+
+        if (*bits & bit) {
+            return dg_err(L, file, x->line, path, "methods",
+                          "method %s is listed twice", mb);
+        }
+
+        *bits |= bit;
+    }
+
+    return 1;
+}
+
+
+/* rate: and quota: of a dataset or grant; 0 ok, -1 error */
+static int
+dg_load_limits(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_limit_t *l, dg_str_t *rate_str, dg_str_t *quota_str)
+{
+    int                rc;
+    const dg_ynode_t  *v;
+
+    rc = dg_get_text(L, file, it, path, "rate", 0, 64, rate_str, &v);
+    if (rc < 0) {
+        return -1;
+    }
+
+    if (rc > 0 && dg_limit_parse_rate(rate_str->data, rate_str->len, l) != 0)
+    {
+        return dg_err(L, file, v->line, path, "rate",
+                      "bad rate '%s': expected e.g. 100r/s, 100r/s burst=50 "
+                      "or 6000r/m", rate_str->data);
+    }
+
+    rc = dg_get_text(L, file, it, path, "quota", 0, 64, quota_str, &v);
+    if (rc < 0) {
+        return -1;
+    }
+
+    if (rc > 0
+        && dg_limit_parse_quota(quota_str->data, quota_str->len, l) != 0)
+    {
+        return dg_err(L, file, v->line, path, "quota",
+                      "bad quota '%s': expected e.g. 100000/day, 5000/hour "
+                      "or 100/minute", quota_str->data);
+    }
+
+    if (rate_str->data == NULL) {
+        rate_str->data = "";
+    }
+    if (quota_str->data == NULL) {
+        quota_str->data = "";
+    }
 
     return 0;
 }
@@ -1304,11 +1452,44 @@ dg_cidr_parse(const char *s, size_t len, dg_cidr_t *c)
 }
 
 
+/* a distinguished name, canonical (dg_dn.h): 0 absent or set, -1 error */
+static int
+dg_load_dn(dg_load_t *L, const char *file, const dg_ynode_t *cm,
+    const char *path, const char *key, dg_str_t *out)
+{
+    int                rc;
+    size_t             n;
+    char               err[DG_ERRLEN];
+    const dg_ynode_t  *v;
+    char               buf[DG_DN_MAX];
+    dg_str_t           text;
+
+    rc = dg_get_text(L, file, cm, path, key, 0, DG_TEXT_MAX, &text, &v);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    n = dg_dn_parse(text.data, text.len, buf, sizeof(buf), err, sizeof(err));
+    if (n == 0) {
+        return dg_err(L, file, v->line, path, key, "%s", err);
+    }
+
+    out->data = dg_arena_strndup(L->a, buf, n);
+    out->len = n;
+
+    if (out->data == NULL) {
+        return dg_err(L, file, v->line, path, key, "out of memory");
+    }
+
+    return 0;
+}
+
+
 static int
 dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
     const char *cpath, dg_consumer_t *c)
 {
-    int                rc, any;
+    int                any;
     char               path[80], buf[DG_SAN_MAX + 8];
     size_t             n, i;
     const dg_ynode_t  *v;
@@ -1327,25 +1508,12 @@ dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
 
     any = 0;
 
-    rc = dg_get_text(L, file, cm, path, "subject", 0, DG_TEXT_MAX,
-                     &c->subject, &v);
-    if (rc < 0) {
+    if (dg_load_dn(L, file, cm, path, "subject", &c->subject) != 0) {
         return -1;
     }
-    if (rc > 0) {
+
+    if (c->subject.len) {
         any = 1;
-        if (c->subject.data[0] == '/') {
-            return dg_err(L, file, v->line, path, "subject",
-                          "'%.64s' is in the old /C=../O=.. form; write it "
-                          "in RFC 2253 form as nginx's $ssl_client_s_dn "
-                          "prints it, e.g. \"CN=x,O=y,C=CN\"",
-                          c->subject.data);
-        }
-        if (strchr(c->subject.data, '=') == NULL) {
-            return dg_err(L, file, v->line, path, "subject",
-                          "'%.64s' is not a distinguished name such as "
-                          "\"CN=x,O=y,C=CN\"", c->subject.data);
-        }
     }
 
     v = dg_ymap_get(cm, "fingerprint_sha256");
@@ -1374,8 +1542,9 @@ dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
         n = dg_serial_normalize(v->str, v->len, buf, 128);
         if (n == 0) {
             return dg_err(L, file, v->line, path, "serial",
-                          "bad serial '%.100s': expected hex digits such as "
-                          "1A2B3C or 1A:2B:3C", v->str);
+                          "bad serial '%.100s': expected hex digits as "
+                          "OpenSSL prints them, such as 1A2B3C, 1A:2B:3C or "
+                          "-5A5A", v->str);
         }
         c->serial.data = dg_arena_strndup(L->a, buf, n);
         c->serial.len = n;
@@ -1422,10 +1591,34 @@ dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
         }
     }
 
+    if (dg_load_dn(L, file, cm, path, "issuer", &c->issuer) != 0) {
+        return -1;
+    }
+
+    v = dg_ymap_get(cm, "issuer_key_id");
+    if (v != NULL) {
+        if (dg_expect(L, file, v, path, "issuer_key_id", DG_Y_SCALAR) != 0) {
+            return -1;
+        }
+        c->issuer_key_id_len = dg_keyid_parse(v->str, v->len,
+                                              c->issuer_key_id,
+                                              DG_KEYID_MAX);
+        if (c->issuer_key_id_len == 0) {
+            return dg_err(L, file, v->line, path, "issuer_key_id",
+                          "bad key identifier '%.100s': expected hex digits "
+                          "such as 8A:1F:..:C3 (openssl x509 -text, \"X509v3 "
+                          "Authority Key Identifier\"), at most %d bytes",
+                          v->str, DG_KEYID_MAX);
+        }
+    }
+
     if (!any) {
         return dg_err(L, file, cm->line, path, NULL,
                       "at least one of subject, fingerprint_sha256, serial, "
-                      "san is required");
+                      "san is required%s",
+                      (c->issuer.len || c->issuer_key_id_len)
+                      ? " (issuer and issuer_key_id only say which CA "
+                        "signed it, not which certificate)" : "");
     }
 
     return 0;
@@ -1630,7 +1823,6 @@ dg_load_consumers(dg_load_t *L)
 }
 
 
-
 /*
  * containers: selectors (like fields') of keys whose object or array is
  * kept and walked in allow-list mode although no field selects them, so
@@ -1690,6 +1882,50 @@ dg_load_containers(dg_load_t *L, const char *file, const dg_ynode_t *it,
 
     return dg_list_strs(L, file, seq, path, "containers", &d->containers,
                         &d->ncontainers);
+}
+
+
+/* "headers:": response headers of the provider passed besides the safe
+ * set, by name, any case */
+static int
+dg_load_headers(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d)
+{
+    int                rc;
+    const char        *why;
+    const dg_ynode_t  *seq, *x, *y;
+
+    rc = dg_get_list(L, file, it, path, "headers", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    for (x = seq->child; x; x = x->next) {
+        if (!dg_header_name_ok(x->str, x->len)) {
+            return dg_err(L, file, x->line, path, "headers",
+                          "bad header name '%.64s': expected 1 to %d "
+                          "letters, digits or !#$%%&'*+-.^_`|~ (such as "
+                          "X-Total-Count)", x->str, DG_HEADER_NAME_MAX);
+        }
+
+        why = dg_header_refused(x->str, x->len);
+        if (why != NULL) {
+            return dg_err(L, file, x->line, path, "headers",
+                          "'%.64s' cannot be listed: %s", x->str, why);
+        }
+
+        for (y = seq->child; y != x; y = y->next) {
+            if (y->len == x->len && strncasecmp(y->str, x->str, x->len) == 0)
+            {
+                return dg_err(L, file, x->line, path, "headers",
+                              "'%.64s' is listed twice (names are compared "
+                              "in any case)", x->str);
+            }
+        }
+    }
+
+    return dg_list_strs(L, file, seq, path, "headers", &d->headers,
+                        &d->nheaders);
 }
 
 
@@ -1811,6 +2047,27 @@ dg_load_datasets(dg_load_t *L)
                 d->detect = on;
             }
 
+            rc = dg_load_methods(L, L->p, f->name, it, path, NULL,
+                                 &d->methods);
+            if (rc < 0) {
+                return -1;
+            }
+
+            if (rc == 0) {
+                d->methods = DG_METHOD_DEFAULT;
+            }
+
+            if (dg_load_limits(L, f->name, it, path, &d->limit, &d->rate_str,
+                               &d->quota_str)
+                != 0)
+            {
+                return -1;
+            }
+
+            if (dg_load_headers(L, f->name, it, path, d) != 0) {
+                return -1;
+            }
+
             v = dg_ymap_get(it, "fields");
             if (v != NULL && !dg_y_null(v)) {
                 if (v->type != DG_Y_MAP) {
@@ -1904,7 +2161,6 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 {
     int                rc, y, m, dd;
     size_t             j;
-    unsigned           bit;
     const char        *hint;
     dg_str_t           s;
     const dg_hent_t   *e;
@@ -1969,11 +2225,15 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
                       "granted", s.data);
     }
 
-    if (g->dataset->share == DG_SHARE_UNCONDITIONAL) {
+    if (g->dataset->share == DG_SHARE_UNCONDITIONAL
+        && g->consumer->clearance < g->dataset->level)
+    {
         return dg_err(L, file, v->line, path, "dataset",
-                      "dataset '%s' has share: unconditional (无条件共享): "
-                      "access follows the consumer's clearance and grants "
-                      "do not apply", s.data);
+                      "consumer '%s' has clearance %u, below level %u of "
+                      "unconditional dataset '%s': a grant there only adds "
+                      "to access by clearance, so it could never apply",
+                      g->consumer->id.data, g->consumer->clearance,
+                      g->dataset->level, s.data);
     }
 
     /* purposes */
@@ -2097,34 +2357,10 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
         }
     }
 
-    /* methods */
+    /* methods: a subset of the dataset's */
 
-    rc = dg_get_list(L, file, it, path, "methods", &seq);
-    if (rc < 0) {
+    if (dg_load_methods(L, p, file, it, path, g->dataset, &g->methods) < 0) {
         return -1;
-    }
-
-    if (rc > 0) {
-        for (x = seq->child; x; x = x->next) {
-            char  mb[16];
-
-            bit = 0;
-            if (x->len < sizeof(mb)) {
-                for (j = 0; j < x->len; j++) {
-                    mb[j] = (x->str[j] >= 'a' && x->str[j] <= 'z')
-                            ? (char) (x->str[j] - 32) : x->str[j];
-                }
-                bit = dg_method_bit(mb, x->len);
-            }
-
-            if (bit == 0 || bit == DG_METHOD_OTHER) {
-                return dg_err(L, file, x->line, path, "methods",
-                              "unknown method '%.32s' (GET, HEAD, POST, PUT, "
-                              "DELETE, PATCH, OPTIONS)", x->str);
-            }
-
-            g->methods |= bit;
-        }
     }
 
     /* reveal: fields of the dataset, by name */
@@ -2201,37 +2437,22 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 
     /* rate, quota */
 
-    rc = dg_get_text(L, file, it, path, "rate", 0, 64, &g->rate_str, &v);
-    if (rc < 0) {
+    if (dg_load_limits(L, file, it, path, &g->limit, &g->rate_str,
+                       &g->quota_str)
+        != 0)
+    {
         return -1;
     }
 
-    if (rc > 0 && dg_limit_parse_rate(g->rate_str.data, g->rate_str.len,
-                                      &g->limit) != 0)
+    if (g->dataset->share == DG_SHARE_UNCONDITIONAL && g->methods == 0
+        && g->nreveal == 0 && g->ndrop == 0 && g->rate_str.len == 0
+        && g->quota_str.len == 0)
     {
-        return dg_err(L, file, v->line, path, "rate",
-                      "bad rate '%s': expected e.g. 100r/s, 100r/s burst=50 "
-                      "or 6000r/m", g->rate_str.data);
-    }
-
-    rc = dg_get_text(L, file, it, path, "quota", 0, 64, &g->quota_str, &v);
-    if (rc < 0) {
-        return -1;
-    }
-
-    if (rc > 0 && dg_limit_parse_quota(g->quota_str.data, g->quota_str.len,
-                                       &g->limit) != 0)
-    {
-        return dg_err(L, file, v->line, path, "quota",
-                      "bad quota '%s': expected e.g. 100000/day, 5000/hour "
-                      "or 100/minute", g->quota_str.data);
-    }
-
-    if (g->rate_str.data == NULL) {
-        g->rate_str.data = "";
-    }
-    if (g->quota_str.data == NULL) {
-        g->quota_str.data = "";
+        return dg_err(L, file, it->line, path, NULL,
+                      "a grant on unconditional dataset '%s' adds methods, "
+                      "reveal, drop, rate or quota to access by clearance; "
+                      "this one sets none of them and would have no effect",
+                      g->dataset->id.data);
     }
 
     return 0;
@@ -2664,7 +2885,11 @@ dg_same_cert_check(dg_load_t *L, const dg_consumer_t *c)
                 || memcmp(o->fingerprint, c->fingerprint, 32) == 0)
             && dg_str_eq(&o->serial, &c->serial)
             && dg_str_eq(&o->subject, &c->subject)
-            && dg_str_eq(&o->san, &c->san))
+            && dg_str_eq(&o->san, &c->san)
+            && dg_str_eq(&o->issuer, &c->issuer)
+            && o->issuer_key_id_len == c->issuer_key_id_len
+            && memcmp(o->issuer_key_id, c->issuer_key_id,
+                      c->issuer_key_id_len) == 0)
         {
             snprintf(path, sizeof(path), "consumers[id=%s].cert",
                      c->id.data);
@@ -3167,6 +3392,24 @@ dg_cert_matches(const dg_consumer_t *c, const dg_norm_id_t *n)
             || n->id->subject.len != c->subject.len
             || memcmp(n->id->subject.data, c->subject.data, c->subject.len)
                != 0))
+    {
+        return 0;
+    }
+
+    if (c->issuer.len
+        && (n->id->issuer.data == NULL
+            || n->id->issuer.len != c->issuer.len
+            || memcmp(n->id->issuer.data, c->issuer.data, c->issuer.len)
+               != 0))
+    {
+        return 0;
+    }
+
+    if (c->issuer_key_id_len
+        && (n->id->issuer_key_id == NULL
+            || n->id->issuer_key_id_len != c->issuer_key_id_len
+            || memcmp(n->id->issuer_key_id, c->issuer_key_id,
+                      c->issuer_key_id_len) != 0))
     {
         return 0;
     }

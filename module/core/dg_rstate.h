@@ -11,6 +11,8 @@
  *   datagate:grant:CONSUMER|DATASET       run-time grant (envelope below)
  *   datagate:rl:CONSUMER|DATASET          GCRA state (TAT, microseconds)
  *   datagate:quota:CONSUMER|DATASET:START quota count of the window
+ *   datagate:rl:dataset:CONSUMER|DATASET  the same for a dataset's own
+ *   datagate:quota:dataset:C|D:START      limits (each consumer's budget)
  *   channel datagate:events               "VERB KIND ARG" on every change
  *
  * Incident keys are restrictive: their presence is the state, the value
@@ -41,6 +43,9 @@
 #define DG_RS_GRANT             "datagate:grant:"
 #define DG_RS_RATE              "datagate:rl:"
 #define DG_RS_QUOTA             "datagate:quota:"
+#define DG_RS_EPOCH             "datagate:epoch"
+#define DG_RS_EPOCH_LEN         32          /* hex digits of a new epoch */
+#define DG_RS_EPOCH_MAX         64          /* longest accepted */
 
 #define DG_RS_ID_MAX            256         /* consumer / dataset / serial */
 #define DG_RS_KEY_MAX           (64 + 2 * DG_RS_ID_MAX)

@@ -724,6 +724,7 @@ package DGTest;
 
 # http_request(METHOD, URI, port => P, cert => NAME, headers => [...] | {...},
 #              body => STR, timeout => S, ssl => 0|1, host => H,
+#              sni => NAME ('' sends none; default localhost),
 #              raw => STR (sent as is))
 # -> DGTest::Response {status, headers => {lc => [values]}, body, raw,
 #                      truncated, error}
@@ -739,7 +740,7 @@ sub http_request {
     if ($ssl) {
         %sslopt = (SSL_verify_mode => SSL_VERIFY_PEER,
                    SSL_ca_file => "$CERTS/ca.crt",
-                   SSL_hostname => 'localhost',
+                   SSL_hostname => defined $o{sni} ? $o{sni} : 'localhost',
                    SSL_verifycn_name => 'localhost',
                    SSL_verifycn_scheme => 'http');
         if ($o{cert}) {
@@ -1155,8 +1156,9 @@ sub run_block {
     $reqs = [ $reqs ] unless ref $reqs eq 'ARRAY';
     my %v = map { $_ => section($b, $inst, $_) } qw(cert more_headers
         request_body error_code response_headers response_headers_like
+        response_head_unlike
         response_body response_body_like response_body_unlike
-        response_json response_json_subset truncated timeout);
+        response_json response_json_subset truncated timeout sni host);
 
     for my $i (0 .. $#$reqs) {
         my $req = $reqs->[$i];
@@ -1169,7 +1171,9 @@ sub run_block {
             cert    => pick($v{cert}, $i),
             headers => [ split /\n/, pick($v{more_headers}, $i) // '' ],
             defined $body ? (body => $body) : (),
-            timeout => pick($v{timeout}, $i));
+            timeout => pick($v{timeout}, $i),
+            sni     => pick($v{sni}, $i),
+            host    => pick($v{host}, $i));
         check_response($tn, $res, { map { $_ => pick($v{$_}, $i) } keys %v });
     }
 
@@ -1207,6 +1211,14 @@ sub check_response {
         for (grep { /\S/ } split /\n/, $e->{response_headers_like}) {
             my ($h, $re) = /^([^:]+):\s*(.*?)\s*$/ or next;
             like($res->header($h) // '', qr/$re/, "$tn: header $h like");
+        }
+    }
+    if (defined $e->{response_head_unlike}) {
+        # the status line and every header line, as sent
+        my $i = index($res->{raw}, "\r\n\r\n");
+        my $head = $i < 0 ? $res->{raw} : substr($res->{raw}, 0, $i);
+        for my $re (grep { /\S/ } split /\n/, $e->{response_head_unlike}) {
+            unlike($head, qr/$re/, "$tn: response head unlike $re");
         }
     }
     if (defined $e->{response_body}) {

@@ -15,6 +15,7 @@
 
 #include "tap.h"
 #include "dg_policy.h"
+#include "dg_header.h"
 #include "dg_mask.h"
 
 
@@ -104,6 +105,41 @@ expect_ok(const char *yaml, const char *what)
 
 
 static void
+test_headers(void)
+{
+    char                 err[DG_ERRLEN];
+    dg_policy_t         *p;
+    const dg_dataset_t  *d;
+
+    p = load(CLS PUR CON DS "    headers: [X-Total-Count, Link, Location]\n",
+             err);
+    d = p ? dg_policy_dataset(p, "d1", 2) : NULL;
+
+    ok(d != NULL && d->nheaders == 3, "headers: three names loaded");
+    ok(d != NULL && dg_header_listed(d, "x-total-count", 13)
+       && dg_header_listed(d, "LOCATION", 8)
+       && !dg_header_listed(d, "X-Person-Id", 11),
+       "headers: listed names match in any case, others do not");
+    ok(dg_header_is_safe("content-type", 12)
+       && dg_header_is_safe("RateLimit-Reset", 15)
+       && !dg_header_is_safe("Set-Cookie", 10)
+       && !dg_header_is_safe("Location", 8)
+       && !dg_header_is_safe("ETag", 4), "the safe set");
+    ok(dg_header_name_ok("X-Total-Count", 13)
+       && !dg_header_name_ok("", 0) && !dg_header_name_ok("a b", 3)
+       && !dg_header_name_ok("a\0b", 3), "header names");
+
+    dg_policy_free(p);
+
+    p = load(CLS PUR CON DS, err);
+    d = p ? dg_policy_dataset(p, "d1", 2) : NULL;
+    ok(d != NULL && d->nheaders == 0 && d->headers == NULL,
+       "no headers: none listed");
+    dg_policy_free(p);
+}
+
+
+static void
 test_sample(void)
 {
     char                 err[DG_ERRLEN];
@@ -119,7 +155,7 @@ test_sample(void)
 
     is_int(p->nconsumers, 4, "sample: 4 consumers");
     is_int(p->ndatasets, 5, "sample: 5 datasets");
-    is_int(p->ngrants, 5, "sample: 5 grants");
+    is_int(p->ngrants, 6, "sample: 6 grants");
     is_int(strlen(p->version_hex), 64, "sample: version is 64 hex digits");
     is_str(p->level_names[4].data, "高敏感", "sample: level 4 name");
 
@@ -183,7 +219,7 @@ test_validation(void)
                "an unknown dataset key");
 
     /* types */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: [1]\n",
                "t.yaml:9: consumers[0].clearance: expected a single value, "
                "got a list", "a list where a number belongs");
@@ -201,14 +237,14 @@ test_validation(void)
                "mapping", "a list at the top level");
 
     /* missing required keys */
-    expect_err(CLS PUR "consumers:\n  - cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - cert: {subject: CN=y}\n"
                "    clearance: 1\n",
                "t.yaml:7: consumers[0].id: missing required key 'id'",
                "a consumer without id");
     expect_err(CLS PUR "consumers:\n  - id: c1\n    clearance: 1\n",
                "t.yaml:7: consumers[0].cert: missing required key 'cert'",
                "a consumer without cert");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n",
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n",
                "consumers[0].clearance: missing required key 'clearance'",
                "a consumer without clearance");
     expect_err(CLS PUR CON "datasets:\n  - share: none\n    level: 1\n",
@@ -279,22 +315,22 @@ test_validation(void)
                "dataset 'd1'", "revealing a key that is not a field");
 
     /* values */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [10.0.0.0/33]\n",
                "t.yaml:10: consumers[0].networks: bad network '10.0.0.0/33'",
                "a prefix longer than 32");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [300.1.1.1]\n",
                "consumers[0].networks: bad network '300.1.1.1'",
                "a bad IPv4 address");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [\"2001:db8::/129\"]\n",
                "consumers[0].networks: bad network", "a bad IPv6 prefix");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [10.0.0.1/8]\n",
                "consumers[0].networks: '10.0.0.1/8' has host bits set",
                "host bits beyond the prefix");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    geo: {countries: [China]}\n",
                "consumers[0].geo.countries: bad country 'China'",
                "a bad country code");
@@ -318,7 +354,7 @@ test_validation(void)
     expect_err("classes:\n  a.b: {level: 0, mask: name}\n",
                "t.yaml:2: classes.a.b.level: expected a whole number from 1",
                "class level 0");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 5\n",
                "consumers[0].clearance: expected a whole number from 0 to 4",
                "clearance 5");
@@ -350,7 +386,7 @@ test_validation(void)
                "    cert: {subject: \"/C=CN/O=x/CN=y\"}\n    clearance: 1\n",
                "consumers[0].cert.subject: '/C=CN/O=x/CN=y' is in the old",
                "an OpenSSL one-line subject");
-    expect_err(CLS PUR "consumers:\n  - id: c 1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c 1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n",
                "t.yaml:7: consumers[0].id: bad id 'c 1'", "a bad id");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n    share: sometimes\n"
@@ -362,9 +398,45 @@ test_validation(void)
                "a bad unlisted");
     expect_err(CLS PUR CON DS "    detect: maybe\n",
                "datasets[0].detect: expected on or off", "a bad detect");
+    expect_err(CLS PUR CON DS "    headers: [X-Total-Count, \"X Person\"]\n",
+               "t.yaml:15: datasets[0].headers: bad header name 'X Person'",
+               "a header name with a space");
+    expect_err(CLS PUR CON DS "    headers: [\"X-Id:\"]\n",
+               "datasets[0].headers: bad header name 'X-Id:'",
+               "a header name with a colon");
+    expect_err(CLS PUR CON DS "    headers: [\"X-\u00e9\"]\n",
+               "datasets[0].headers: bad header name",
+               "a header name that is not ASCII");
+    expect_err(CLS PUR CON DS "    headers:\n      - X-Total-Count\n"
+               "      - x-total-count\n",
+               "t.yaml:17: datasets[0].headers: 'x-total-count' is listed "
+               "twice", "a header listed twice, in another case");
+    expect_err(CLS PUR CON DS "    headers: [X-Accel-Redirect]\n",
+               "datasets[0].headers: 'X-Accel-Redirect' cannot be listed: "
+               "X-Accel-* headers are instructions to nginx",
+               "an X-Accel-* header");
+    expect_err(CLS PUR CON DS "    headers: [datagate-request-id]\n",
+               "'datagate-request-id' cannot be listed: Datagate-* headers "
+               "are the gateway's own", "a Datagate-* header");
+    expect_err(CLS PUR CON DS "    headers: [ETag]\n",
+               "'ETag' cannot be listed: a validator or digest",
+               "ETag");
+    expect_err(CLS PUR CON DS "    headers: [Content-Digest]\n",
+               "'Content-Digest' cannot be listed: a validator or digest",
+               "Content-Digest");
+    expect_err(CLS PUR CON DS "    headers: []\n",
+               "datasets[0].headers: must not be an empty list",
+               "an empty headers list");
+    expect_err(CLS PUR CON DS "    headers: X-Total-Count\n",
+               "datasets[0].headers: expected a list", "headers not a list");
+    expect_err(CLS PUR CON DS "    header: [X-Total-Count]\n",
+               "datasets[0].header: unknown key 'header'",
+               "a misspelt headers key");
     expect_err(BASE "    methods: [GET, FETCH]\n",
-               "t.yaml:19: grants[0].methods: unknown method 'FETCH'",
-               "an unknown method");
+               "t.yaml:19: grants[0].methods: method FETCH is not allowed on "
+               "dataset 'd1' (its methods: GET, HEAD); a grant can only "
+               "narrow the methods of its dataset",
+               "a grant method its dataset does not allow");
     expect_err(BASE "    reveal: [name]\n    drop: [name]\n",
                "t.yaml:20: grants[0].drop: 'name' is both revealed and "
                "dropped", "revealing and dropping the same key");
@@ -373,8 +445,8 @@ test_validation(void)
                "an approval number with a space");
 
     /* duplicates */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
-               "    clearance: 1\n  - id: c1\n    cert: {subject: y=z}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
+               "    clearance: 1\n  - id: c1\n    cert: {subject: CN=z}\n"
                "    clearance: 1\n",
                "t.yaml:10: consumers[1].id: duplicate consumer 'c1' (first "
                "defined at t.yaml:7)", "a duplicate consumer id");
@@ -382,8 +454,8 @@ test_validation(void)
                "    level: 1\n  - id: d1\n    share: none\n    level: 2\n",
                "t.yaml:14: datasets[1].id: duplicate dataset 'd1' (first "
                "defined at t.yaml:11)", "a duplicate dataset id");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
-               "    clearance: 1\n  - id: c2\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
+               "    clearance: 1\n  - id: c2\n    cert: {subject: CN=y}\n"
                "    clearance: 2\n",
                "t.yaml:10: consumers[id=c2].cert: same certificate matchers "
                "as consumer 'c1' (t.yaml:7)", "unreachable consumer");
@@ -401,8 +473,85 @@ test_validation(void)
                "a grant on a share: none dataset");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 1\n" GR,
-               "grants[0].dataset: dataset 'd1' has share: unconditional",
-               "a grant on an unconditional dataset");
+               "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
+               "adds methods, reveal, drop, rate or quota to access by "
+               "clearance; this one sets none of them and would have no "
+               "effect", "a grant on an unconditional dataset adding nothing");
+    expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
+               "    share: unconditional\n    level: 3\n" GR
+               "    rate: 1r/s\n",
+               "t.yaml:16: grants[0].dataset: consumer 'c1' has clearance 2, "
+               "below level 3 of unconditional dataset 'd1'",
+               "a grant for a consumer below an unconditional level");
+    expect_ok(CLS PUR CON "datasets:\n  - id: d1\n"
+              "    share: unconditional\n    level: 1\n" GR
+              "    rate: 1r/s\n",
+              "a grant on an unconditional dataset that adds a rate");
+    expect_ok(CLS PUR CON "datasets:\n  - id: d1\n"
+              "    share: unconditional\n    level: 2\n"
+              "    fields: {name: person.name}\n" GR
+              "    valid: {until: 2020-01-01}\n    approval: A-1\n"
+              "    methods: [HEAD]\n    reveal: [name]\n    drop: [x]\n"
+              "    quota: 5/day\n",
+              "a grant on an unconditional dataset with every key");
+
+    /* dataset methods */
+    expect_ok(CLS PUR CON DS "    methods: [GET, post, PROPFIND, X_Y-Z]\n"
+              GR "    methods: [POST, PROPFIND]\n",
+              "dataset methods, an extension method, grant methods within");
+    expect_err(CLS PUR CON DS "    methods: [GET, GE T]\n",
+               "t.yaml:15: datasets[0].methods: bad method 'GE T': a method "
+               "name has only letters, '_' and '-'", "a method with a space");
+    expect_err(CLS PUR CON DS "    methods: [\"GET/1\"]\n",
+               "datasets[0].methods: bad method 'GET/1'",
+               "a method with a slash");
+    expect_err(CLS PUR CON DS "    methods: [M2]\n",
+               "datasets[0].methods: bad method 'M2'", "a method with a digit");
+    expect_err(CLS PUR CON DS "    methods: [GET, get]\n",
+               "t.yaml:15: datasets[0].methods: method GET is listed twice",
+               "a method listed twice (any case)");
+    expect_err(CLS PUR CON DS "    methods: []\n",
+               "datasets[0].methods: must not be an empty list",
+               "an empty dataset method list");
+    expect_err(CLS PUR CON DS "    methods: GET\n",
+               "datasets[0].methods: expected a list", "methods not a list");
+    expect_err(CLS PUR CON DS
+               "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG]\n",
+               "datasets[0].methods: bad method "
+               "'ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG': 1 to 32 characters",
+               "a method of 33 characters");
+    expect_ok(CLS PUR CON DS
+              "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF]\n",
+              "a method of 32 characters");
+    expect_err(CLS PUR CON DS "    methods: [GET]\n" GR
+               "    methods: [HEAD]\n",
+               "t.yaml:20: grants[0].methods: method HEAD is not allowed on "
+               "dataset 'd1' (its methods: GET)",
+               "a grant method outside a [GET] dataset");
+    expect_err(CLS PUR CON DS "    methods: [A, B, C, D, E, F, G, H, I, J, "
+               "K, L, M, N, O, P]\n"
+               "  - id: d2\n    share: none\n    level: 1\n"
+               "    methods: [A, Q]\n",
+               "t.yaml:19: datasets[1].methods: method Q: a policy may name "
+               "at most 16 methods besides GET",
+               "a 17th extension method");
+    expect_ok(CLS PUR CON DS "    methods: [A, B, C, D, E, F, G, H, I, J, "
+              "K, L, M, N, O, P]\n"
+              "  - id: d2\n    share: none\n    level: 1\n"
+              "    methods: [A, P, GET]\n",
+              "16 extension methods, shared between datasets");
+
+    /* dataset limits */
+    expect_err(CLS PUR CON DS "    rate: 5r/h\n",
+               "t.yaml:15: datasets[0].rate: bad rate '5r/h'",
+               "a bad dataset rate");
+    expect_err(CLS PUR CON DS "    quota: 5/fortnight\n",
+               "t.yaml:15: datasets[0].quota: bad quota '5/fortnight'",
+               "a bad dataset quota");
+    expect_err(CLS PUR CON DS "    quota: 0/day\n",
+               "datasets[0].quota: bad quota '0/day'", "a zero quota");
+    expect_ok(CLS PUR CON DS "    rate: 10r/m burst=3\n    quota: 1/minute\n",
+              "dataset rate and quota");
 
     /* limits */
     expect_err(BASE "    rate: 100r/h\n",
@@ -977,6 +1126,7 @@ main(void)
     top = tap_top();
 
     test_sample();
+    test_headers();
     test_validation();
     test_limits();
     test_directory();
