@@ -235,7 +235,12 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
 
     lg->decision = ctx->allowed ? "allowed" : "denied";
 
-    if (ctx->unmaskable || ctx->cut) {
+    if (ctx->cut_reason != DG_R_OK) {
+        /* an incident control ended the answer while it streamed */
+        lg->decision = "cut";
+        lg->reason = dg_reason_code(ctx->cut_reason);
+
+    } else if (ctx->unmaskable || ctx->cut) {
         lg->reason = dg_reason_code(DG_R_UPSTREAM_UNMASKABLE);
 
     } else if (ctx->reason == DG_R_OK && !ctx->allowed) {
