@@ -236,8 +236,7 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
     lg->decision = ctx->allowed ? "allowed" : "denied";
 
     if (ctx->cut_reason != DG_R_OK) {
-        /* an incident control ended the answer while it streamed */
-        lg->decision = "cut";
+        /* allowed, then ended by an incident control (_watch.c) */
         lg->reason = dg_reason_code(ctx->cut_reason);
 
     } else if (ctx->unmaskable || ctx->cut) {

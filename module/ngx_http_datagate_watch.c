@@ -27,8 +27,8 @@
  * When a control denies the request after its header went out, the
  * answer ends: the connection is cut (HTTP/2: the stream, with
  * RST_STREAM; the connection's other streams are checked on their own),
- * the error log says why, and the audit record says "decision":"cut",
- * the control's reason and "cut":true.
+ * the error log says why, and the audit record keeps "decision":"allowed"
+ * (the policy's answer) with the control's reason and "cut":true.
  */
 
 
@@ -369,6 +369,7 @@ ngx_http_datagate_watch_timer(ngx_event_t *ev)
     dg_reason_e                 reason;
     ngx_connection_t           *c;
     ngx_http_request_t         *r;
+    ngx_http_upstream_t        *u;
     ngx_http_datagate_watch_t  *w;
 
     w = ev->data;
@@ -405,22 +406,36 @@ ngx_http_datagate_watch_timer(ngx_event_t *ev)
             return;
         }
 
+        ngx_http_datagate_watch_cut(w, reason);
+
         if (!w->header) {
             /* the provider answered (its status is set), the masker
              * still holds the header (it sends nothing before a full
              * buffer or the end): the connection is closed without an
              * answer, as nginx's 444 */
             r->headers_out.status = NGX_HTTP_CLOSE;
+            w->ctx->cut = 0;
         }
-
-        ngx_http_datagate_watch_cut(w, reason);
     }
 
     /*
-     * the answer stalls between buffers or waits in nginx's buffers for
-     * the client (or a cut the body filter made has not ended it yet):
-     * end the request now
+     * the answer stalls between buffers, waits in nginx's buffers for the
+     * client, or is held by the masker (or a cut the body filter made has
+     * not ended it yet): end the request now
      */
+
+    u = r->upstream;
+
+    if (u != NULL && u->cleanup != NULL && *u->cleanup != NULL) {
+        /*
+         * the provider's side first, by the upstream module's own
+         * cleanup (as nginx's ending of a terminated request runs it),
+         * with the request held: that cleanup finalizes the request
+         * itself, which must not free it under the termination below
+         */
+        r->main->count++;
+        (*u->cleanup)(r);
+    }
 
     ngx_http_finalize_request(r, NGX_ERROR);
     ngx_http_run_posted_requests(c);

@@ -4,7 +4,7 @@
 # answer; masked or not; HTTP/1.1 or HTTP/2) ends it within the second
 # promised for new requests: the connection is cut (HTTP/2: the stream is
 # reset, the connection's other streams go on), few clear values follow
-# the control, and the audit record says "decision":"cut" and why.
+# the control, and the audit record says why and "cut":true.
 # Controls on someone else leave the answer alone.  Also the refresh
 # timing of the incident state: a change written without a pub/sub message
 # is in force for every request that starts 500 ms after it, and past
@@ -25,6 +25,13 @@ use DGTest qw(:DEFAULT $CLI $CERTS);
 use DGRedis;
 
 my $CLEAR = qr/"phone":"13877112345"/;    # a value nobody masks here
+
+# under valgrind the timings cannot hold: the flows run, their timed
+# assertions are TODO, and the workers' logs are checked for invalid
+# memory accesses at the end
+our $TODO;
+$TODO = 'timings under valgrind' if $DGTest::VALGRIND;
+my @instances;
 
 # --- the adversarial provider's scenarios ----------------------------------
 
@@ -109,7 +116,8 @@ $locations
     }
 C
     $n->start;
-    DGTest::wait_port($n->{h1}, 5);
+    DGTest::wait_port($n->{h1}, $DGTest::VALGRIND ? 60 : 5);
+    push @instances, $n;
     return $n;
 }
 
@@ -208,7 +216,7 @@ sub cut_ok {
            "$what: clear values more than 1 s after the control: bounded")
         or diag("$late late, " . length($res->{raw}) . ' bytes in all');
     my $a = audit_of($n, $uri);
-    is($a->{decision}, 'cut', "$what: audit decision cut");
+    is($a->{decision}, 'allowed', "$what: audit decision: the policy's");
     is($a->{reason}, $reason, "$what: audit reason $reason");
     is($a->{cut}, JSON::PP::true, "$what: audit cut true");
     is($a->{status}, 200, "$what: audit status 200");
@@ -229,7 +237,9 @@ my $redis = start_redis();
 my $rp = $redis->port;
 my $secret = shared_secret();
 my $n = stream_gateway(redis => $rp, secret => $secret,
-                       redis_opts => 'timeout=500ms');
+                       redis_opts => $DGTest::VALGRIND
+                                     ? 'timeout=3s connect_timeout=3s'
+                                     : 'timeout=500ms');
 my $serial = DGTest::cert_info('assistance')->{serial};
 my $dir = $n->dir;
 
@@ -339,8 +349,9 @@ Y
     ok(!$res->{truncated}, 'grant replaced, same reveal: not cut');
     like($res->{raw}, qr/"id_card":"450103199003071242"/,
          '(id_card revealed by the grant)');
-    is(audit_of($n, $uri)->{decision}, 'allowed',
-       'grant replaced, same reveal: audit allowed');
+    my $a = audit_of($n, $uri);
+    is($a->{decision}, 'allowed', 'grant replaced, same reveal: allowed');
+    is($a->{reason}, 'ok', 'grant replaced, same reveal: audit ok');
 
     # replaced by one that no longer reveals id_card
     $uri = '/person/drip?c=7';
@@ -389,7 +400,7 @@ for my $c (['assistance', '/person/stall?c=9', 'civil-affairs.assistance',
         or diag('ended at ' . ($res->{eof} // 'never'));
     is($res->{raw}, '', 'held by the masker: nothing was sent');
     my $a = audit_of($n, $uri);
-    is($a->{decision}, 'cut', 'held by the masker: audit cut');
+    ok(!exists $a->{cut}, 'held by the masker: not "cut" (nothing went out)');
     is($a->{reason}, 'consumer_suspended', 'held by the masker: reason');
     is($a->{status}, 444, 'held by the masker: audit status 444');
     cli($rp, qw(unsuspend consumer civil-affairs.assistance));
@@ -483,7 +494,7 @@ SKIP: {
        'HTTP/2 enterprise: every record');
     is($p->{conns} + $e->{conns}, 1, 'HTTP/2: one connection for both');
     my $a = audit_of($n, '/person/drip?c=11');
-    is($a->{decision}, 'cut', 'HTTP/2 person: audit cut');
+    is($a->{cut}, JSON::PP::true, 'HTTP/2 person: audit cut');
     is($a->{reason}, 'dataset_frozen', 'HTTP/2 person: audit reason');
     is(audit_of($n, '/enterprise/drip/60?c=h2')->{decision}, 'allowed',
        'HTTP/2 enterprise: audit allowed');
@@ -594,6 +605,17 @@ $n->stop;
        'single node: controls exist only with datagate_redis');
     cli($rp, qw(unsuspend consumer civil-affairs.assistance));
     $g->stop;
+}
+
+if ($DGTest::VALGRIND) {
+    local $TODO;
+    for my $i (@instances) {
+        $i->stop;
+        my $log = join '', map { DGTest::slurp($_) }
+                  glob $i->dir . '/valgrind.*.log';
+        unlike($log, qr/^==\d+== (Invalid (read|write|free)|Mismatched)/m,
+               'valgrind: no invalid memory access');
+    }
 }
 
 done_testing;
