@@ -123,6 +123,8 @@ static void ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
+static ngx_int_t ngx_http_datagate_refuse(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, const char *why);
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
@@ -250,16 +252,31 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->plan == NULL
-        || !ctx->plan->masks || ctx->plan->rules == NULL)
+        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
     {
         return ngx_http_next_header_filter(r);
     }
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
 
-    if (dlcf->enable != 1
-        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
+    /* an internal redirect the provider asked for, or one that left the
+     * dataset's location */
+
+    detail = ngx_http_datagate_headers_refused(r, ctx, dlcf);
+
+    if (detail != NULL) {
+        return ngx_http_datagate_refuse(r, ctx, detail);
+    }
+
+    /* the response-header rule: every answer of a plan that masks */
+
+    if (ctx->plan->masks
+        && ngx_http_datagate_response_headers(r, ctx) != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (dlcf->enable != 1 || !ctx->plan->masks || ctx->plan->rules == NULL) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -472,6 +489,15 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
     ngx_http_clear_accept_ranges(r);
     ngx_http_clear_etag(r);
 
+    /* what the provider's answer left (WWW-Authenticate of an
+     * intercepted 401, ...) follows the response-header rule */
+
+    if (ctx->allowed && ctx->plan && ctx->plan->masks
+        && ngx_http_datagate_response_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     fctx->err = b;
     fctx->error_mode = 1;
 
@@ -663,6 +689,28 @@ ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     fctx->error_mode = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/* 502 upstream_unmaskable before anything of the answer went out */
+static ngx_int_t
+ngx_http_datagate_refuse(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
+    const char *why)
+{
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    fctx->request = r;
+    fctx->ctx = ctx;
+    fctx->last_out = &fctx->out;
+
+    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
+
+    return ngx_http_datagate_unmaskable(r, ctx, fctx, why);
 }
 
 
@@ -1657,6 +1705,9 @@ ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
 
     for (i = 0; i < DG_DETECT_MAX; i++) {
         n += st->detect[i];
+
+        /* and the response headers' (_headers.c) */
+        n += fctx->ctx->hdr_detect[i];
     }
 
     fctx->ctx->masked = n;

@@ -65,6 +65,7 @@ typedef enum {
     DG_R_INTERNAL,              /* 500 */
     DG_R_UPSTREAM_UNAVAILABLE,  /* 502 (also 503, 504 as nginx says) */
     DG_R_REQUEST_REJECTED,      /* 400 (nginx's own 4xx answer) */
+    DG_R_AUDIT_UNAVAILABLE,     /* 503 */
     DG_R_MAX
 } dg_reason_e;
 
@@ -159,6 +160,10 @@ typedef struct {
     size_t                      nfields;
     unsigned                    unlisted_drop:1;
     unsigned                    detect:1;
+    dg_str_t                   *headers;    /* "headers:": provider response
+                                               headers passed besides the
+                                               safe set (dg_header.h) */
+    size_t                      nheaders;
 
     /* unconditional access: plan by consumer clearance 0..4 */
     dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];
