@@ -135,6 +135,10 @@ static void ngx_http_datagate_redis_fsync(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_datagate_redis_epoch(redisAsyncContext *ac,
     void *reply, void *privdata);
+static void ngx_http_datagate_redis_epoch_blind(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac,
+    redisReply *r, ngx_http_datagate_rconn_t *rc, ngx_uint_t blind);
 static ngx_int_t ngx_http_datagate_redis_epoch_get(
     ngx_http_datagate_rconn_t *rc);
 static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
@@ -982,20 +986,37 @@ ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
 }
 
 
-/* GET datagate:epoch on the command connection (handshake or an event) */
+/*
+ * GET datagate:epoch on the command connection (handshake or an event).
+ * Asked while this node knows no epoch yet ("blind"), a missing key may
+ * only mean that another worker of the node is creating it meanwhile.
+ */
 static ngx_int_t
 ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
 {
-    size_t       lens[2];
-    const char  *argv[2];
+    size_t                      lens[2];
+    ngx_uint_t                  blind;
+    const char                 *argv[2];
+    ngx_http_datagate_shctx_t  *sh;
 
     argv[0] = "GET";
     lens[0] = 3;
     argv[1] = DG_RS_EPOCH;
     lens[1] = sizeof(DG_RS_EPOCH) - 1;
 
-    return redisAsyncCommandArgv(rc->ac, ngx_http_datagate_redis_epoch, rc,
-                                 2, argv, lens)
+    sh = rc->rd->dmcf->sh;
+    blind = 0;
+
+    if (sh) {
+        ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
+        blind = (sh->redis_epoch[0] == '\0');
+        ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
+    }
+
+    return redisAsyncCommandArgv(rc->ac,
+                                 blind ? ngx_http_datagate_redis_epoch_blind
+                                       : ngx_http_datagate_redis_epoch,
+                                 rc, 2, argv, lens)
            == REDIS_OK ? NGX_OK : NGX_ERROR;
 }
 
@@ -1015,18 +1036,29 @@ static void
 ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
+    ngx_http_datagate_redis_epoch_reply(ac, reply, privdata, 0);
+}
+
+
+static void
+ngx_http_datagate_redis_epoch_blind(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_datagate_redis_epoch_reply(ac, reply, privdata, 1);
+}
+
+
+static void
+ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac, redisReply *r,
+    ngx_http_datagate_rconn_t *rc, ngx_uint_t blind)
+{
     size_t                          lens[4];
     ngx_uint_t                      i, handshake, create, lost, ok;
-    redisReply                     *r;
     const char                     *argv[4];
-    ngx_http_datagate_rconn_t      *rc;
     ngx_http_datagate_shctx_t      *sh;
     u_char                          bytes[DG_RS_EPOCH_LEN / 2];
     u_char                          epoch[DG_RS_EPOCH_LEN];
     u_char                          old[DG_RS_EPOCH_MAX + 1];
-
-    rc = privdata;
-    r = reply;
 
     handshake = rc->state == NGX_HTTP_DATAGATE_RS_CONNECTING;
 
@@ -1068,6 +1100,10 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     if (r->type == REDIS_REPLY_NIL) {
         if (sh->redis_epoch[0] == '\0') {
             create = 1;
+
+        } else if (blind) {
+            /* asked before another worker of this node created the
+             * epoch it now knows: this answer predates it, nothing lost */
 
         } else if (!sh->redis_untrusted) {
             sh->redis_untrusted = 1;
