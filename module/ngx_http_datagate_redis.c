@@ -68,6 +68,7 @@ typedef struct {
     ngx_uint_t                      state;
     ngx_uint_t                      handshake;  /* replies still due */
     ngx_uint_t                      persist;    /* _RP_* bits, so far */
+    unsigned                        epoch_recheck:1; /* a 2nd GET is due */
     redisReader                    *shadow;     /* vets what comes in */
     size_t                          partial;    /* bytes of the reply
                                                    still arriving */
@@ -135,10 +136,6 @@ static void ngx_http_datagate_redis_fsync(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_datagate_redis_epoch(redisAsyncContext *ac,
     void *reply, void *privdata);
-static void ngx_http_datagate_redis_epoch_blind(redisAsyncContext *ac,
-    void *reply, void *privdata);
-static void ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac,
-    redisReply *r, ngx_http_datagate_rconn_t *rc, ngx_uint_t blind);
 static ngx_int_t ngx_http_datagate_redis_epoch_get(
     ngx_http_datagate_rconn_t *rc);
 static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
@@ -986,37 +983,20 @@ ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
 }
 
 
-/*
- * GET datagate:epoch on the command connection (handshake or an event).
- * Asked while this node knows no epoch yet ("blind"), a missing key may
- * only mean that another worker of the node is creating it meanwhile.
- */
+/* GET datagate:epoch on the command connection (handshake or an event) */
 static ngx_int_t
 ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
 {
-    size_t                      lens[2];
-    ngx_uint_t                  blind;
-    const char                 *argv[2];
-    ngx_http_datagate_shctx_t  *sh;
+    size_t       lens[2];
+    const char  *argv[2];
 
     argv[0] = "GET";
     lens[0] = 3;
     argv[1] = DG_RS_EPOCH;
     lens[1] = sizeof(DG_RS_EPOCH) - 1;
 
-    sh = rc->rd->dmcf->sh;
-    blind = 0;
-
-    if (sh) {
-        ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
-        blind = (sh->redis_epoch[0] == '\0');
-        ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
-    }
-
-    return redisAsyncCommandArgv(rc->ac,
-                                 blind ? ngx_http_datagate_redis_epoch_blind
-                                       : ngx_http_datagate_redis_epoch,
-                                 rc, 2, argv, lens)
+    return redisAsyncCommandArgv(rc->ac, ngx_http_datagate_redis_epoch, rc,
+                                 2, argv, lens)
            == REDIS_OK ? NGX_OK : NGX_ERROR;
 }
 
@@ -1036,29 +1016,18 @@ static void
 ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
-    ngx_http_datagate_redis_epoch_reply(ac, reply, privdata, 0);
-}
-
-
-static void
-ngx_http_datagate_redis_epoch_blind(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    ngx_http_datagate_redis_epoch_reply(ac, reply, privdata, 1);
-}
-
-
-static void
-ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac, redisReply *r,
-    ngx_http_datagate_rconn_t *rc, ngx_uint_t blind)
-{
     size_t                          lens[4];
-    ngx_uint_t                      i, handshake, create, lost, ok;
+    ngx_uint_t                      i, handshake, create, lost, ok, recheck;
+    redisReply                     *r;
     const char                     *argv[4];
+    ngx_http_datagate_rconn_t      *rc;
     ngx_http_datagate_shctx_t      *sh;
     u_char                          bytes[DG_RS_EPOCH_LEN / 2];
     u_char                          epoch[DG_RS_EPOCH_LEN];
     u_char                          old[DG_RS_EPOCH_MAX + 1];
+
+    rc = privdata;
+    r = reply;
 
     handshake = rc->state == NGX_HTTP_DATAGATE_RS_CONNECTING;
 
@@ -1093,6 +1062,7 @@ ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac, redisReply *r,
 
     create = 0;
     lost = 0;
+    recheck = 0;
     old[0] = '\0';
 
     ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
@@ -1101,9 +1071,13 @@ ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac, redisReply *r,
         if (sh->redis_epoch[0] == '\0') {
             create = 1;
 
-        } else if (blind) {
-            /* asked before another worker of this node created the
-             * epoch it now knows: this answer predates it, nothing lost */
+        } else if (!rc->epoch_recheck) {
+            /*
+             * another worker may have learned the epoch it just created
+             * after this GET ran and before its answer is read here: a
+             * second GET, sent now, runs after that SET, and tells
+             */
+            recheck = 1;
 
         } else if (!sh->redis_untrusted) {
             sh->redis_untrusted = 1;
@@ -1128,6 +1102,25 @@ ngx_http_datagate_redis_epoch_reply(redisAsyncContext *ac, redisReply *r,
     }
 
     ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
+
+    rc->epoch_recheck = recheck;
+
+    if (recheck) {
+        if (ngx_http_datagate_redis_epoch_get(rc) != NGX_OK) {
+            if (handshake) {
+                ngx_http_datagate_redis_fail(rc, "cannot queue the epoch");
+            }
+
+            return;
+        }
+
+        if (handshake) {
+            rc->handshake++;
+            ngx_http_datagate_redis_handshake_next(rc);
+        }
+
+        return;
+    }
 
     if (lost) {
         ngx_log_error(NGX_LOG_ERR, rc->rd->log, 0,
