@@ -225,6 +225,8 @@ typedef struct {
     /* a long answer ended by an incident control (_watch.c) */
     void                           *watch;
     dg_reason_e                     cut_reason; /* DG_R_OK: none */
+    unsigned                        method;     /* DG_METHOD_* bits the
+                                                   decision was made for */
 
     /* _access.c */
     ngx_http_request_t             *request;
@@ -482,6 +484,7 @@ ngx_http_datagate_now_ms(void)
 typedef struct {
     const dg_dataset_t             *dataset;    /* state is for this */
     const dg_grant_t               *lim_grant;  /* limit is for this */
+    const dg_dataset_t             *lim_dataset; /* grant and dataset */
     ngx_uint_t                      inc;        /* RS_NONE/WAIT/DONE */
     uint32_t                        flags;      /* INC_* */
     const dg_grant_t               *extra[1];
@@ -521,7 +524,8 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
 
 /*
  * After dg_decide(): revoked certificate serial, suspended consumer,
- * frozen dataset, frozen grant (ctx->grant).  Any hit overrides the
+ * frozen dataset, frozen grant (ctx->grant; on an unconditional dataset
+ * the pair, grant or not).  Any hit overrides the
  * decision: *reason = DG_R_CERT_REVOKED etc.; none: *reason = DG_R_OK.
  * Same NGX_OK / NGX_AGAIN / NGX_ERROR contract as above.
  */

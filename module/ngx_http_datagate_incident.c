@@ -202,9 +202,16 @@ ngx_http_datagate_incident_check(ngx_http_request_t *r,
         *reason = DG_R_DATASET_FROZEN;
 
     } else if ((st->flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN)
-               && ctx->grant != NULL)
+               && (ctx->grant != NULL
+                   || (ctx->dataset != NULL
+                       && ctx->dataset->share == DG_SHARE_UNCONDITIONAL)))
     {
-        /* SPEC: a frozen grant answers like a frozen dataset */
+        /*
+         * SPEC: a frozen grant answers like a frozen dataset.  On an
+         * unconditional dataset access does not need a grant, so the
+         * freeze holds for the pair whatever grant or purpose: the
+         * consumer cannot step around it by declaring another purpose
+         */
         *reason = DG_R_DATASET_FROZEN;
 
     } else if (st->unavailable) {
@@ -1219,8 +1226,7 @@ ngx_http_datagate_incident_redecide(ngx_http_request_t *r,
     req.purpose.len = ctx->purpose.len;
     req.approval.data = (const char *) ctx->approval.data;
     req.approval.len = ctx->approval.len;
-    req.method = dg_method_bit((const char *) r->method_name.data,
-                               r->method_name.len);
+    req.method = ctx->method;
     req.now = ngx_time();
     req.extra_grants = extra[0] ? extra : NULL;
     req.nextra = extra[0] ? 1 : 0;

@@ -1,10 +1,16 @@
 
 /*
- * datagate: rate limits and quotas per grant (consumer, dataset).
+ * datagate: rate limits and quotas per (consumer, dataset).
  *
- * Rate: GCRA from the grant's "rate: 100r/s burst=50"; quota: a count per
- * window from "quota: 100000/day" (days in UTC+8).  The arithmetic is
- * core/dg_gcra.c; the same in Redis is the Lua script DG_GCRA_LUA.
+ * Rate: GCRA from "rate: 100r/s burst=50"; quota: a count per window from
+ * "quota: 100000/day" (days in UTC+8).  The arithmetic is core/dg_gcra.c;
+ * the same in Redis is the Lua script DG_GCRA_LUA.
+ *
+ * Each of rate and quota comes from the grant that allowed the request
+ * when it sets one, else from the dataset: a grant's is counted in the
+ * grant budget "CONSUMER|DATASET", a dataset's in the dataset budget
+ * "dataset:CONSUMER|DATASET" of that consumer.  Ids hold no ':', so the
+ * two kinds of budget never share a key (docs/redis.md).
  *
  *   - without datagate_redis (the embedded default): one budget per node,
  *     kept in the shared zone's limits tree like limit_req; it survives a
@@ -32,8 +38,21 @@
 #include <hiredis/hiredis.h>
 
 
-#define NGX_HTTP_DATAGATE_LIMIT_KEY     (2 * DG_RS_ID_MAX + 2)
+/* the dataset budget's key: this, then CONSUMER|DATASET */
+#define NGX_HTTP_DATAGATE_DS_BUDGET     "dataset:"
+#define NGX_HTTP_DATAGATE_LIMIT_KEY                                         \
+    (sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) + 2 * DG_RS_ID_MAX + 2)
 #define NGX_HTTP_DATAGATE_LIMIT_REPLY   9       /* DG_GCRA_LUA returns */
+
+
+/* what one request is counted against: rate and quota, each in its key */
+typedef struct {
+    dg_limit_t                      limit;
+    size_t                          rklen;      /* 0: no rate */
+    size_t                          qklen;      /* 0: no quota */
+    u_char                          rkey[NGX_HTTP_DATAGATE_LIMIT_KEY];
+    u_char                          qkey[NGX_HTTP_DATAGATE_LIMIT_KEY];
+} ngx_http_datagate_budget_t;
 
 
 typedef struct {
@@ -58,9 +77,9 @@ typedef struct {
     ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
     int64_t                         add_window;
-    uint64_t                        add;        /* unsynced, in flight */
-    size_t                          klen;
-    u_char                          key[1];
+    uint64_t                        add;        /* unsynced, in flight
+                                                   (the quota's budget) */
+    ngx_http_datagate_budget_t      b;
 } ngx_http_datagate_lwait_t;
 
 
@@ -74,12 +93,17 @@ typedef struct {
 } ngx_http_datagate_lres_t;
 
 
+static ngx_int_t ngx_http_datagate_limit_budget(
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_budget_t *b);
+static size_t ngx_http_datagate_limit_key(u_char *key,
+    const dg_consumer_t *c, const dg_dataset_t *ds,
+    ngx_uint_t dataset_budget);
 static ngx_int_t ngx_http_datagate_limit_local(ngx_http_request_t *r,
-    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
-    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res);
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
+    ngx_uint_t share, ngx_http_datagate_lres_t *res);
 static ngx_int_t ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
-    const dg_limit_t *l, u_char *key, size_t klen);
+    ngx_http_datagate_budget_t *b);
 static void ngx_http_datagate_limit_reply(void *data, void *reply);
 static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
@@ -88,26 +112,27 @@ static void ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
     ngx_uint_t answered, uint64_t added);
 static ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
-    uint64_t now);
+    uint64_t now, ngx_http_datagate_lnode_t *keep);
 
 
 ngx_int_t
 ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 {
-    u_char                         *p;
-    size_t                          klen;
     ngx_int_t                       rc;
-    const dg_limit_t               *l;
-    const dg_grant_t               *g;
     ngx_http_datagate_lres_t        res;
+    ngx_http_datagate_budget_t      b;
     ngx_http_datagate_rstate_t     *st;
     ngx_http_datagate_main_conf_t  *dmcf;
-    u_char                          key[NGX_HTTP_DATAGATE_LIMIT_KEY];
 
-    g = ctx->grant;
+    rc = ngx_http_datagate_limit_budget(ctx, &b);
 
-    if (g == NULL || (!(g->limit.rate > 0.0) && g->limit.quota == 0)) {
+    if (rc == NGX_DECLINED) {
+        /* nothing limits this request */
         return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
     }
 
     st = ngx_http_datagate_rstate(r, ctx);
@@ -119,35 +144,21 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         return NGX_AGAIN;
     }
 
-    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == g) {
+    if (st->lim == NGX_HTTP_DATAGATE_RS_DONE && st->lim_grant == ctx->grant
+        && st->lim_dataset == ctx->dataset)
+    {
         return st->lim_rc;
     }
 
-    /* first time, or an internal redirect to another grant */
-    st->lim_grant = g;
-
-    l = &g->limit;
-
-    /* one budget per (consumer, dataset) */
-
-    if (g->consumer == NULL || g->dataset == NULL
-        || g->consumer->id.len + g->dataset->id.len + 1 > sizeof(key)
-        || !dg_rs_id_ok(g->consumer->id.data, g->consumer->id.len)
-        || !dg_rs_id_ok(g->dataset->id.data, g->dataset->id.len))
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(key, g->consumer->id.data, g->consumer->id.len);
-    *p++ = '|';
-    p = ngx_cpymem(p, g->dataset->id.data, g->dataset->id.len);
-    klen = p - key;
+    /* first time, or an internal redirect to another grant or dataset */
+    st->lim_grant = ctx->grant;
+    st->lim_dataset = ctx->dataset;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
 
     if (dmcf->redis_enabled) {
 
-        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, l, key, klen);
+        rc = ngx_http_datagate_limit_redis(r, ctx, dmcf, &b);
 
         if (rc == NGX_OK) {
             st->lim = NGX_HTTP_DATAGATE_RS_WAIT;
@@ -166,17 +177,105 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         }
     }
 
-    if (ngx_http_datagate_limit_local(r, dmcf, l, key, klen,
-                                      dmcf->redis_enabled, &res)
+    if (ngx_http_datagate_limit_local(r, dmcf, &b, dmcf->redis_enabled, &res)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, l, &res);
+    st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &b.limit, &res);
     st->lim = NGX_HTTP_DATAGATE_RS_DONE;
 
     return st->lim_rc;
+}
+
+
+/*
+ * The budget of an allowed request: rate and quota each from the grant
+ * that allowed it when the grant sets one, else from the dataset, each
+ * counted in the key of where it came from.  NGX_DECLINED: no limit.
+ */
+static ngx_int_t
+ngx_http_datagate_limit_budget(ngx_http_datagate_ctx_t *ctx,
+    ngx_http_datagate_budget_t *b)
+{
+    const dg_grant_t     *g;
+    const dg_dataset_t   *ds;
+    const dg_consumer_t  *c;
+
+    g = ctx->grant;
+    ds = ctx->dataset;
+    c = ctx->consumer;
+
+    if (ds == NULL || c == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&b->limit, sizeof(dg_limit_t));
+    b->rklen = 0;
+    b->qklen = 0;
+
+    if (c->id.len + ds->id.len + 1
+        + sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) > NGX_HTTP_DATAGATE_LIMIT_KEY
+        || !dg_rs_id_ok(c->id.data, c->id.len)
+        || !dg_rs_id_ok(ds->id.data, ds->id.len))
+    {
+        return NGX_ERROR;
+    }
+
+    if (g != NULL && g->limit.rate > 0.0) {
+        b->limit.rate = g->limit.rate;
+        b->limit.burst = g->limit.burst;
+        b->rklen = ngx_http_datagate_limit_key(b->rkey, c, ds, 0);
+
+    } else if (ds->limit.rate > 0.0) {
+        b->limit.rate = ds->limit.rate;
+        b->limit.burst = ds->limit.burst;
+        b->rklen = ngx_http_datagate_limit_key(b->rkey, c, ds, 1);
+    }
+
+    if (g != NULL && g->limit.quota) {
+        b->limit.quota = g->limit.quota;
+        b->limit.quota_period = g->limit.quota_period;
+        b->qklen = ngx_http_datagate_limit_key(b->qkey, c, ds, 0);
+
+    } else if (ds->limit.quota) {
+        b->limit.quota = ds->limit.quota;
+        b->limit.quota_period = ds->limit.quota_period;
+        b->qklen = ngx_http_datagate_limit_key(b->qkey, c, ds, 1);
+    }
+
+    if (b->rklen == 0 && b->qklen == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "datagate: budget rate \"%*s\" quota \"%*s\"",
+                   b->rklen, b->rkey, b->qklen, b->qkey);
+
+    return NGX_OK;
+}
+
+
+/* the grant budget's key CONSUMER|DATASET, or the dataset budget's */
+static size_t
+ngx_http_datagate_limit_key(u_char *key, const dg_consumer_t *c,
+    const dg_dataset_t *ds, ngx_uint_t dataset_budget)
+{
+    u_char  *p;
+
+    p = key;
+
+    if (dataset_budget) {
+        p = ngx_cpymem(p, NGX_HTTP_DATAGATE_DS_BUDGET,
+                       sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1);
+    }
+
+    p = ngx_cpymem(p, c->id.data, c->id.len);
+    *p++ = '|';
+    p = ngx_cpymem(p, ds->id.data, ds->id.len);
+
+    return p - key;
 }
 
 
@@ -184,17 +283,18 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_datagate_limit_local(ngx_http_request_t *r,
-    ngx_http_datagate_main_conf_t *dmcf, const dg_limit_t *l, u_char *key,
-    size_t klen, ngx_uint_t share, ngx_http_datagate_lres_t *res)
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_budget_t *b,
+    ngx_uint_t share, ngx_http_datagate_lres_t *res)
 {
     int64_t                     now_us, now_s;
     uint64_t                    now, quota;
     ngx_uint_t                  nodes;
     ngx_time_t                 *tp;
     dg_gcra_t                   gcra;
+    const dg_limit_t           *l;
     dg_gcra_result_t            gr;
     dg_quota_result_t           qr;
-    ngx_http_datagate_lnode_t  *node;
+    ngx_http_datagate_lnode_t  *rnode, *qnode;
 
     ngx_memzero(res, sizeof(ngx_http_datagate_lres_t));
     res->allowed = 1;
@@ -204,6 +304,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    l = &b->limit;
     tp = ngx_timeofday();
     now = (uint64_t) tp->sec * 1000 + tp->msec;
     now_us = (int64_t) now * 1000;
@@ -222,9 +323,30 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-    node = ngx_http_datagate_limit_node(dmcf, key, klen, now);
+    /* the rate's node and the quota's: one node when both come from the
+     * same budget, else two, the second never evicting the first */
 
-    if (node == NULL) {
+    rnode = NULL;
+    qnode = NULL;
+
+    if (gcra.interval) {
+        rnode = ngx_http_datagate_limit_node(dmcf, b->rkey, b->rklen, now,
+                                             NULL);
+    }
+
+    if (l->quota) {
+        if (rnode != NULL && b->qklen == b->rklen
+            && ngx_memcmp(b->qkey, b->rkey, b->rklen) == 0)
+        {
+            qnode = rnode;
+
+        } else {
+            qnode = ngx_http_datagate_limit_node(dmcf, b->qkey, b->qklen,
+                                                 now, rnode);
+        }
+    }
+
+    if ((gcra.interval && rnode == NULL) || (l->quota && qnode == NULL)) {
         ngx_shmtx_unlock(&dmcf->shpool->mutex);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "datagate: zone full, cannot rate-limit");
@@ -233,7 +355,7 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
     /* rate first, without taking a cell, then the quota, then commit */
 
-    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, node->tat, &gr)) {
+    if (gcra.interval && !dg_gcra_peek(&gcra, now_us, rnode->tat, &gr)) {
         ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
         res->allowed = 0;
@@ -248,10 +370,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
         if (share) {
             /* what the cluster had used, as Redis last said, is gone */
-            if (node->seen_window == dg_quota_window_start(now_s,
+            if (qnode->seen_window == dg_quota_window_start(now_s,
                                                             l->quota_period))
             {
-                quota = node->seen < quota ? quota - node->seen : 0;
+                quota = qnode->seen < quota ? quota - qnode->seen : 0;
             }
 
             quota = quota ? dg_quota_share(quota, (unsigned) nodes) : 0;
@@ -270,10 +392,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
             }
         }
 
-        node->period = l->quota_period;
+        qnode->period = l->quota_period;
 
-        if (!dg_quota_check(quota, l->quota_period, now_s, &node->window,
-                            &node->count, &qr))
+        if (!dg_quota_check(quota, l->quota_period, now_s, &qnode->window,
+                            &qnode->count, &qr))
         {
             ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
@@ -291,17 +413,17 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 
         if (share) {
             /* to be added to the cluster's count when Redis is back */
-            if (node->unsynced_window != node->window) {
-                node->unsynced_window = node->window;
-                node->unsynced = 0;
+            if (qnode->unsynced_window != qnode->window) {
+                qnode->unsynced_window = qnode->window;
+                qnode->unsynced = 0;
             }
 
-            node->unsynced++;
+            qnode->unsynced++;
         }
     }
 
     if (gcra.interval) {
-        (void) dg_gcra_check(&gcra, now_us, &node->tat, &gr);
+        (void) dg_gcra_check(&gcra, now_us, &rnode->tat, &gr);
 
         res->limit = gr.limit;
         res->remaining = gr.remaining;
@@ -314,10 +436,10 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
 }
 
 
-/* find or make the node of key; with the zone locked */
+/* find or make the node of key, never evicting keep; zone locked */
 static ngx_http_datagate_lnode_t *
 ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
-    u_char *key, size_t klen, uint64_t now)
+    u_char *key, size_t klen, uint64_t now, ngx_http_datagate_lnode_t *keep)
 {
     size_t                      size;
     uint32_t                    hash;
@@ -357,6 +479,10 @@ ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
         q = ngx_queue_last(&t->queue);
         old = ngx_queue_data(q, ngx_http_datagate_lnode_t, queue);
 
+        if (old == keep) {
+            break;
+        }
+
         ngx_queue_remove(q);
         ngx_rbtree_delete(&t->rbtree, &old->sn.node);
         ngx_slab_free_locked(dmcf->shpool, old);
@@ -389,7 +515,7 @@ ngx_http_datagate_limit_node(ngx_http_datagate_main_conf_t *dmcf,
 static ngx_int_t
 ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_main_conf_t *dmcf,
-    const dg_limit_t *l, u_char *key, size_t klen)
+    ngx_http_datagate_budget_t *b)
 {
     int                         n;
     u_char                     *p;
@@ -397,6 +523,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     int64_t                     now_s, start;
     ngx_int_t                   rc;
     dg_gcra_t                   gcra;
+    const dg_limit_t           *l;
     const char                 *args[10];
     ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_lwait_t  *w;
@@ -410,6 +537,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    l = &b->limit;
     gcra.interval = 0;
     gcra.tolerance = 0;
     gcra.limit = 0;
@@ -430,8 +558,8 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     if (l->quota && dmcf->sh) {
         ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-        node = ngx_http_datagate_limit_node(dmcf, key, klen,
-                                            ngx_http_datagate_now_ms());
+        node = ngx_http_datagate_limit_node(dmcf, b->qkey, b->qklen,
+                                            ngx_http_datagate_now_ms(), NULL);
         if (node && node->unsynced) {
             if (node->unsynced_window == start) {
                 add = node->unsynced;
@@ -450,7 +578,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     if (gcra.interval) {
         p = ngx_cpymem(rkey, DG_RS_RATE, sizeof(DG_RS_RATE) - 1);
-        p = ngx_cpymem(p, key, klen);
+        p = ngx_cpymem(p, b->rkey, b->rklen);
         args[0] = (const char *) rkey;
         lens[0] = p - rkey;
     }
@@ -461,7 +589,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     if (l->quota) {
         /* the script appends ":START" of the window Redis's clock is in */
         p = ngx_cpymem(qkey, DG_RS_QUOTA, sizeof(DG_RS_QUOTA) - 1);
-        p = ngx_cpymem(p, key, klen);
+        p = ngx_cpymem(p, b->qkey, b->qklen);
         args[1] = (const char *) qkey;
         lens[1] = p - qkey;
     }
@@ -488,8 +616,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     n = 10;
 
-    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t) + klen,
-                  r->connection->log);
+    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t), r->connection->log);
     if (w == NULL) {
         return NGX_ERROR;
     }
@@ -497,8 +624,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     w->dmcf = dmcf;
     w->add_window = start;
     w->add = add;
-    w->klen = klen;
-    ngx_memcpy(w->key, key, klen);
+    w->b = *b;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -511,10 +637,6 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     w->wait.ctx = ctx;
     w->wait.cln = cln;
     w->dmcf = dmcf;
-    w->add_window = start;
-    w->add = add;
-    w->klen = klen;
-    ngx_memcpy(w->key, key, klen);
 
     rc = ngx_http_datagate_redis_eval(ngx_http_datagate_limit_reply, w, 2, n,
                                       args, lens);
@@ -581,13 +703,14 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     ngx_http_datagate_limit_unsynced(w, ok, ok && v[8] > 0 ? (uint64_t) v[8]
                                                           : 0);
 
-    if (ok && v[6] > 0 && dmcf->sh) {
+    if (ok && v[6] > 0 && w->b.qklen && dmcf->sh) {
         /* remember the cluster's quota use for the per-node fallback */
         now = ngx_http_datagate_now_ms();
 
         ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-        node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen, now);
+        node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen, now,
+                                            NULL);
         if (node) {
             node->seen_window = v[7];
             node->seen = (uint64_t) v[6];
@@ -603,9 +726,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 
     st = ctx->pending;
 
-    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT
-        || ctx->grant == NULL)
-    {
+    if (st == NULL || st->lim != NGX_HTTP_DATAGATE_RS_WAIT) {
         ngx_free(w);
         return;
     }
@@ -619,8 +740,8 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
         res.retry_ms = v[4] > 0 ? v[4] : 0;
         res.reset_ms = v[5] > 0 ? v[5] : 0;
 
-        st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
-                                                    &ctx->grant->limit, &res);
+        st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &w->b.limit,
+                                                    &res);
 
     } else {
         /* Redis failed us: this node's share (the breaker is open now) */
@@ -630,12 +751,9 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
             (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
         }
 
-        if (ngx_http_datagate_limit_local(r, dmcf, &ctx->grant->limit,
-                                          w->key, w->klen, 1, &res)
-            == NGX_OK)
+        if (ngx_http_datagate_limit_local(r, dmcf, &w->b, 1, &res) == NGX_OK)
         {
-            st->lim_rc = ngx_http_datagate_limit_result(r, ctx,
-                                                        &ctx->grant->limit,
+            st->lim_rc = ngx_http_datagate_limit_result(r, ctx, &w->b.limit,
                                                         &res);
         } else {
             st->lim_rc = NGX_ERROR;
@@ -673,8 +791,8 @@ ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
 
     ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-    node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen,
-                                        ngx_http_datagate_now_ms());
+    node = ngx_http_datagate_limit_node(dmcf, w->b.qkey, w->b.qklen,
+                                        ngx_http_datagate_now_ms(), NULL);
 
     if (node && node->window == w->add_window) {
         if (answered) {
@@ -1297,7 +1415,7 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
         }
 
         node = ngx_http_datagate_limit_node(dmcf, key.data, key.len,
-                                            (uint64_t) now * 1000);
+                                            (uint64_t) now * 1000, NULL);
         if (node == NULL) {
             break;
         }

@@ -68,7 +68,6 @@ typedef struct {
     ngx_uint_t                      state;
     ngx_uint_t                      handshake;  /* replies still due */
     ngx_uint_t                      persist;    /* _RP_* bits, so far */
-    unsigned                        epoch_recheck:1; /* a 2nd GET is due */
     redisReader                    *shadow;     /* vets what comes in */
     size_t                          partial;    /* bytes of the reply
                                                    still arriving */
@@ -77,6 +76,7 @@ typedef struct {
     unsigned                        freeing:1;
     unsigned                        was_ready:1;
     unsigned                        logged_down:1;
+    unsigned                        epoch_recheck:1; /* a GET after a nil */
 } ngx_http_datagate_rconn_t;
 
 
@@ -505,6 +505,7 @@ ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
     rc->freeing = 0;
     rc->state = NGX_HTTP_DATAGATE_RS_CONNECTING;
     rc->handshake = 0;
+    rc->epoch_recheck = 0;
 
     ac->data = rc;
     ac->ev.data = rc;
@@ -1017,7 +1018,8 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
     size_t                          lens[4];
-    ngx_uint_t                      i, handshake, create, lost, ok, recheck;
+    ngx_uint_t                      i, handshake, create, lost, ok, again,
+                                    back;
     redisReply                     *r;
     const char                     *argv[4];
     ngx_http_datagate_rconn_t      *rc;
@@ -1062,7 +1064,8 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
 
     create = 0;
     lost = 0;
-    recheck = 0;
+    again = 0;
+    back = 0;
     old[0] = '\0';
 
     ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
@@ -1071,13 +1074,14 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
         if (sh->redis_epoch[0] == '\0') {
             create = 1;
 
-        } else if (!rc->epoch_recheck) {
+        } else if (!sh->redis_untrusted && !rc->epoch_recheck) {
             /*
-             * another worker may have learned the epoch it just created
-             * after this GET ran and before its answer is read here: a
-             * second GET, sent now, runs after that SET, and tells
+             * this nil may have been sent before another worker of the
+             * node created the epoch it remembers now: ask once more
+             * before distrusting Redis
              */
-            recheck = 1;
+            rc->epoch_recheck = 1;
+            again = 1;
 
         } else if (!sh->redis_untrusted) {
             sh->redis_untrusted = 1;
@@ -1099,28 +1103,18 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
         sh->redis_untrusted = 0;
         sh->redis_lost_logged = 0;
 
+    } else if (sh->redis_untrusted) {
+        /* the epoch this node remembers is back: Redis was restored */
+        sh->redis_untrusted = 0;
+        sh->redis_lost_logged = 0;
+        back = 1;
+    }
+
+    if (r->type == REDIS_REPLY_STRING) {
+        rc->epoch_recheck = 0;
     }
 
     ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
-
-    rc->epoch_recheck = recheck;
-
-    if (recheck) {
-        if (ngx_http_datagate_redis_epoch_get(rc) != NGX_OK) {
-            if (handshake) {
-                ngx_http_datagate_redis_fail(rc, "cannot queue the epoch");
-            }
-
-            return;
-        }
-
-        if (handshake) {
-            rc->handshake++;
-            ngx_http_datagate_redis_handshake_next(rc);
-        }
-
-        return;
-    }
 
     if (lost) {
         ngx_log_error(NGX_LOG_ERR, rc->rd->log, 0,
@@ -1138,6 +1132,27 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
                       "\"%s\"): its incident state is trusted",
                       &rc->rd->dmcf->redis.addr_text, (size_t) r->len,
                       r->str, old);
+
+    } else if (back) {
+        ngx_log_error(NGX_LOG_WARN, rc->rd->log, 0,
+                      "datagate: redis %V holds the epoch \"%*s\" again "
+                      "(restored): its incident state is trusted",
+                      &rc->rd->dmcf->redis.addr_text, (size_t) r->len,
+                      r->str);
+    }
+
+    if (again) {
+        if (ngx_http_datagate_redis_epoch_get(rc) != NGX_OK) {
+            if (handshake) {
+                ngx_http_datagate_redis_fail(rc, "cannot queue the epoch");
+            }
+
+            return;
+        }
+
+        if (handshake) {
+            rc->handshake++;
+        }
     }
 
     if (create) {

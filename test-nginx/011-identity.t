@@ -243,7 +243,7 @@ consumers:
     cert: {subject: "CN=assistance,O=Civil Affairs,C=CN"}
     clearance: 1
 datasets:
-  - {id: d, share: unconditional, level: 1}
+  - {id: d, share: unconditional, level: 1, methods: [GET, POST]}
 --- http_config
     datagate_cache zone=dg:1m ttl=30s;
     log_format dg 'dg $datagate_request_id $datagate_cache $datagate_decision';

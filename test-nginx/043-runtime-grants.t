@@ -19,6 +19,10 @@ my $secret = shared_secret();
 my @gw = map { gateway(redis => $rp, secret => $secret, workers => 2) }
          1 .. 2;
 
+# grant add checks every grant against the policy the gateways load:
+# --policy, else $DATAGATE_POLICY (here, for every call below)
+$ENV{DATAGATE_POLICY} = $gw[0]->policy_file;
+
 my $dir = DGTest::base_dir();
 DGTest::spew("$dir/hrss.yaml", <<'Y');
 consumer: hrss.portal
@@ -154,6 +158,69 @@ for my $what (sort keys %bad) {
                       $secret, '--policy', $gw[0]->policy_file);
     is($rc, 0, 'grant add --policy: a good grant') or diag($out);
     $redis->cmd('DEL', $key);
+}
+
+# a run-time grant on an unconditional dataset only adds: here a budget
+# for market on enterprise.registry (by clearance, unlimited) for one
+# purpose; a freeze of the pair holds whatever purpose is declared
+{
+    my $other = sub {
+        $gw[0]->request(GET => '/enterprise/1', cert => 'market',
+                        headers => ['Data-Purpose: employment-service']);
+    };
+    DGTest::spew("$dir/market.yaml", <<'Y');
+consumer: market.supervision
+dataset: enterprise.registry
+purposes: [social-assistance]
+rate: 1r/m burst=1
+valid: {until: 2099-12-31}
+Y
+    is(get($gw[0], 'market')->status, 200,
+       'unconditional, no grant: allowed by clearance');
+    ($rc, $out) = cli($rp, 'grant', 'add', "$dir/market.yaml", '--secret',
+                      $secret);
+    is($rc, 0, 'grant add on an unconditional dataset') or diag($out);
+    unlike($out, qr/replaces/, 'a first grant replaces nothing');
+    ok(defined poll_until(2, sub { get($gw[0], 'market')->status == 429 }),
+       'its rate applies to its purpose');
+    is($other->()->status, 200,
+       'another purpose: by clearance, not limited by the grant');
+
+    cli($rp, qw(freeze grant market.supervision enterprise.registry));
+    ok(defined poll_until(1, sub { code_of($other->()) eq 'dataset_frozen' }),
+       'freeze grant on an unconditional dataset: the pair, any purpose');
+    cli($rp, qw(unfreeze grant market.supervision enterprise.registry));
+    ok(defined poll_until(1, sub { $other->()->status == 200 }), 'unfreeze');
+
+    ($rc, $out) = cli($rp, 'grant', 'add', "$dir/market.yaml", '--secret',
+                      $secret);
+    like($out, qr/replaces the earlier run-time grant/,
+         'grant add says when it replaces one');
+
+    ($rc, $out) = cli($rp, qw(grant remove market.supervision
+                              enterprise.registry));
+    is($rc, 0, 'grant remove') or diag($out);
+    ok(defined poll_until(2, sub { get($gw[0], 'market')->status == 200 }),
+       'removed: back to access by clearance, no grant budget');
+    ($rc, $out) = cli($rp, qw(grant remove market.supervision
+                              enterprise.registry));
+    like($out, qr/there was none/, 'removing it again: there was none');
+
+    # what the gateways would ignore is never written
+    DGTest::spew("$dir/gone.yaml", <<'Y');
+consumer: market.supervision
+dataset: enterprise.registry
+purposes: [social-assistance]
+rate: 1r/m
+valid: {until: 2020-12-31}
+Y
+    ($rc, $out) = cli($rp, 'grant', 'add', "$dir/gone.yaml", '--secret',
+                      $secret);
+    is($rc, 1, 'an expired grant: refused');
+    like($out, qr/ended with 2020-12-31/, '... and says so');
+    is($redis->cmd('EXISTS',
+                   'datagate:grant:market.supervision|enterprise.registry'),
+       0, '... nothing written');
 }
 
 for my $n (@gw) {

@@ -331,7 +331,7 @@ Y
     my $add = sub {
         my ($f) = @_;
         my ($rc, $out) = cli($rp, 'grant', 'add', "$dir/$f", '--secret',
-                             $secret);
+                             $secret, '--policy', $n->policy_file);
         is($rc, 0, "grant add $f") or diag($out);
     };
 

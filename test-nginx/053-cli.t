@@ -224,4 +224,206 @@ $x[0] =~ s/,"hash":("[0-9a-f]{64}")\}/,"hash": $1}/;
 is($rc, 1, 'reformatted record: exit 1');
 like($out, qr/space\.log:1: not an audit record/, 'reformatted: line 1');
 
+# --- grant add: a run-time grant the gateways would refuse is never stored -
+#
+# Redis is a closed port here: a grant that passes the policy check fails
+# only when it is written (exit 3), one that does not is refused before
+# (exit 1), so nothing is ever written.
+
+{
+    my $policy = put('grant-policy.yaml', <<'Y');
+purposes:
+  p: {name: P}
+consumers:
+  - {id: c1, cert: {subject: "CN=c1"}, clearance: 2}
+  - {id: c0, cert: {subject: "CN=c0"}, clearance: 0}
+datasets:
+  - {id: cond, share: conditional, level: 3, fields: {name: n}}
+  - {id: open, share: unconditional, level: 1, methods: [GET, HEAD, POST]}
+  - {id: secret, share: none, level: 4}
+classes:
+  n: {level: 3, mask: name}
+Y
+    my $secret = put('grant.secret', 'k' x 40);
+    chmod 0600, $secret;
+    my $dead = DGTest::free_port();
+    local $ENV{DATAGATE_POLICY};
+    delete $ENV{DATAGATE_POLICY};
+
+    my $add = sub {
+        my ($yaml, @more) = @_;
+        my $f = put('grant.yaml', $yaml);
+        return dg('grant', 'add', $f, '--secret', $secret,
+                  '--redis', "127.0.0.1:$dead", @more);
+    };
+    my $g = "dataset: cond\npurposes: [p]\nvalid: {until: 2099-12-31}\n";
+
+    my @refused = (
+        ['an unknown consumer', "consumer: nobody\n$g",
+         qr/grant:1: grant\.consumer: unknown consumer 'nobody'/],
+        ['an unknown dataset', "consumer: c1\ndataset: kond\n"
+         . "purposes: [p]\n", qr/unknown dataset 'kond' \(did you mean 'cond'\?\)/],
+        ['a share: none dataset', "consumer: c1\ndataset: secret\n"
+         . "purposes: [p]\n", qr/share: none/],
+        ['an unknown purpose', "consumer: c1\ndataset: cond\n"
+         . "purposes: [p, x]\n", qr/unknown purpose 'x'/],
+        ['an expired grant', "consumer: c1\n$g"
+         =~ s/2099-12-31/2021-06-30/r,
+         qr/grant\.valid\.until: the grant ended with 2021-06-30 \(UTC\+8\); refused: the gateways would answer grant_expired/],
+        ['a method the dataset does not allow', "consumer: c1\n$g"
+         . "methods: [POST]\n", qr/method POST is not allowed on dataset 'cond'/],
+        ['a reveal of no field', "consumer: c1\n$g" . "reveal: [x]\n",
+         qr/'x' is not a field of dataset 'cond'/],
+        ['a bad date', "consumer: c1\ndataset: cond\npurposes: [p]\n"
+         . "valid: {until: 2024-02-30}\n", qr/bad date '2024-02-30'/],
+        ['an unknown key', "consumer: c1\n$g" . "ratee: 1r/s\n",
+         qr/unknown key 'ratee'/],
+        ['unconditional, clearance below the level', "consumer: c0\n"
+         . "dataset: open\npurposes: [p]\nrate: 1r/s\n",
+         qr/clearance 0, below level 1 of unconditional dataset 'open'/],
+        ['unconditional, adding nothing', "consumer: c1\ndataset: open\n"
+         . "purposes: [p]\n", qr/would have no effect/],
+        ['two documents', "consumer: c1\n$g---\nconsumer: c1\n",
+         qr/one YAML document/],
+        ['a list', "- consumer: c1\n", qr/a grant is one mapping/],
+    );
+
+    for my $c (@refused) {
+        my ($what, $yaml, $re) = @$c;
+        my ($rc, $out) = $add->($yaml, '--policy', $policy);
+        is($rc, 1, "grant add, $what: refused (exit 1)") or diag($out);
+        like($out, $re, "grant add, $what: says why") or diag($out);
+        unlike($out, qr/redis/i, "grant add, $what: Redis never asked");
+    }
+
+    my ($rc, $out) = $add->("consumer: c1\n$g", '--policy', $policy);
+    is($rc, 3, 'a good grant passes the check (then Redis is closed)');
+    like($out, qr/redis 127\.0\.0\.1:$dead/, '... the error is Redis\'s');
+
+    ($rc, $out) = $add->("consumer: c1\ndataset: open\npurposes: [p]\n"
+                         . "methods: [POST]\nquota: 5/day\n",
+                         '--policy', $policy);
+    is($rc, 3, 'a grant on an unconditional dataset passes the check');
+    like($out, qr/warning: \S+ has no valid\.until/,
+         '... with a warning: no valid.until');
+
+    # the policy comes from --policy, else $DATAGATE_POLICY, else the
+    # default path; without one nothing is written
+    SKIP: {
+        skip '/etc/datagate/policy/ exists here', 2
+            if -e '/etc/datagate/policy/';
+        ($rc, $out) = $add->("consumer: c1\n$g");
+        is($rc, 3, 'no policy: refused (exit 3)');
+        like($out, qr{/etc/datagate/policy/.*\n.*give it with --policy PATH}s,
+             'no policy: names the default and how to give one');
+    }
+    {
+        local $ENV{DATAGATE_POLICY} = $policy;
+        ($rc, $out) = $add->("consumer: nobody\n$g");
+        is($rc, 1, '$DATAGATE_POLICY: the grant is checked against it');
+        like($out, qr/policy \Q$policy\E/, '... and the refusal names it');
+    }
+    ($rc, $out) = $add->("consumer: c1\n$g", '--policy', put('broken.yaml',
+                                                             "datasets: 1\n"));
+    is($rc, 3, 'a policy that does not load: exit 3');
+    like($out, qr/broken\.yaml:1: datasets: /, '... with its error');
+
+    ($rc, $out) = dg('grant', 'remove', 'c|1', 'cond', '--redis',
+                     "127.0.0.1:$dead");
+    is($rc, 2, 'grant remove: a bad id is a usage error');
+}
+
+# --- policy check: dataset methods, rate and quota -------------------------
+
+for my $c (
+    ["    rate: 10r/h\n", qr/bad\.yaml:5: datasets\[0\]\.rate: bad rate '10r\/h'/],
+    ["    quota: 10/week\n", qr/bad\.yaml:5: datasets\[0\]\.quota: bad quota '10\/week'/],
+    ["    methods: [GET, \"P OST\"]\n", qr/bad\.yaml:5: datasets\[0\]\.methods: bad method 'P OST'/],
+    ["    methods: [GET, HEAD, GET]\n", qr/bad\.yaml:5: datasets\[0\]\.methods: method GET is listed twice/],
+)
+{
+    my ($line, $re) = @$c;
+    my $f = put('bad.yaml', "purposes: {p: {}}\ndatasets:\n"
+                . "  - id: d\n    share: unconditional\n" . $line
+                . "    level: 1\n");
+    my ($rc, $out) = dg('policy', 'check', $f);
+    is($rc, 1, "policy check: $line refused");
+    like($out, $re, "policy check: file, line and field");
+}
+
+# --- policy explain: methods, grants on unconditional datasets, limits ----
+
+{
+    my $policy = put('explain.yaml', <<'Y');
+classes:
+  n: {level: 3, mask: name}
+  ph: {level: 3, mask: phone}
+purposes:
+  p: {name: P}
+  q: {name: Q}
+consumers:
+  - {id: c1, cert: {subject: "CN=c1"}, clearance: 2}
+datasets:
+  - id: open
+    share: unconditional
+    level: 1
+    fields: {name: n, phone: ph}
+    methods: [GET, HEAD, POST, PROPFIND]
+    rate: 10r/s burst=5
+    quota: 1000/day
+grants:
+  - consumer: c1
+    dataset: open
+    purposes: [p]
+    approval: A-1
+    methods: [GET]
+    reveal: [name]
+    drop: [phone]
+    rate: 100r/s
+Y
+    my $ex = sub { dg('policy', 'explain', $policy, '--consumer', 'c1',
+                      '--dataset', 'open', @_) };
+
+    my ($rc, $out) = $ex->('--purpose', 'p', '--approval', 'A-1');
+    is($rc, 0, 'explain: allowed');
+    like($out, qr/methods GET, HEAD, POST, PROPFIND \(grants may narrow them\)/,
+         'explain: the dataset\'s methods');
+    like($out, qr/limits 10r\/s burst=5, 1000\/day \(each consumer its own budget/,
+         'explain: the dataset\'s limits');
+    like($out, qr/and this grant applies, adding its methods, reveal, drop and limits:\n\s+grant at \S+explain\.yaml:18/,
+         'explain: the grant that applies, with file and line');
+    like($out, qr/rate:\s+100r\/s, the grant's; budget c1\|open/,
+         'explain: the rate is the grant\'s, in the grant budget');
+    like($out, qr/quota:\s+1000\/day, the dataset's \(the grant sets none\); budget dataset:c1\|open/,
+         'explain: the quota is the dataset\'s, in the dataset budget');
+    like($out, qr/name\s+n\s+3\s+clear\s+level 3 > clearance 2: revealed by grant/,
+         'explain: reveal by the grant');
+    like($out, qr/phone\s+ph\s+3\s+drop\s+dropped by grant/,
+         'explain: drop by the grant');
+
+    ($rc, $out) = $ex->('--purpose', 'p');
+    is($rc, 0, 'explain: without the approval still allowed');
+    like($out, qr/no grant applies \(a grant only adds and never takes access away\):\n\s+not applied \(no Data-Approval\): grant at/,
+         'explain: why the grant does not apply');
+    like($out, qr/rate:\s+10r\/s burst=5, the dataset's; budget dataset:c1\|open/,
+         'explain: the dataset\'s rate then');
+
+    ($rc, $out) = $ex->('--purpose', 'p', '--at', '2024-05-01',
+                        '--method', 'PROPFIND', '--approval', 'A-1');
+    is($rc, 1, 'explain: PROPFIND narrowed away by the grant');
+    like($out, qr/method_not_granted.*PROPFIND is not among the methods of the grant at/s,
+         'explain: names the grant');
+
+    ($rc, $out) = $ex->('--purpose', 'q', '--method', 'PROPFIND');
+    is($rc, 0, 'explain: an extension method of the dataset');
+
+    ($rc, $out) = $ex->('--purpose', 'q', '--method', 'DELETE');
+    is($rc, 1, 'explain: DELETE denied');
+    like($out, qr/DELETE is not among the methods of dataset open \(GET, HEAD, POST, PROPFIND\), at \S+explain\.yaml:10; grants cannot add to them/,
+         'explain: the dataset\'s methods, with file and line');
+
+    ($rc, $out) = $ex->('--purpose', 'q', '--method', 'propfind');
+    is($rc, 1, 'explain: methods are case-sensitive');
+}
+
 done_testing();

@@ -51,22 +51,28 @@ dg_policy_usage(FILE *out)
 "        Evaluates one request against the policy as the gateway would\n"
 "        once the client certificate has been mapped to the consumer, and\n"
 "        prints the decision, its reason code (the JSON error code the\n"
-"        consumer would receive) and the policy rule behind it, then the\n"
-"        masking plan field by field: JSON key, class, class level against\n"
-"        the consumer's clearance, method, and why (masked by level,\n"
-"        revealed by the grant, dropped by the grant, clear), plus the\n"
-"        unlisted-key and detect modes of the dataset.\n"
+"        consumer would receive) and the policy rule behind it: the\n"
+"        dataset's methods, the grant that allows (or, on an unconditional\n"
+"        dataset, the grant that applies and what it adds, and why the\n"
+"        others do not apply); then the rate and quota that apply, whose\n"
+"        they are (the grant's or the dataset's) and the budget they are\n"
+"        counted in; then the masking plan field by field: JSON key,\n"
+"        class, class level against the consumer's clearance, method, and\n"
+"        why (masked by level, revealed by the grant, dropped by the\n"
+"        grant, clear), plus the unlisted-key and detect modes.\n"
 "\n"
 "        Network, geo, incident controls (revoked, suspended, frozen) and\n"
-"        rate limits are run-time state and are not evaluated here; the\n"
-"        consumer's network and geo rules are listed for reference.\n"
+"        the counters of rate limits and quotas are run-time state and\n"
+"        are not evaluated here; the consumer's network and geo rules are\n"
+"        listed for reference.\n"
 "\n"
 "OPTIONS (explain)\n"
 "    --consumer ID      consumer id as in the policy (required)\n"
 "    --dataset ID       dataset id as in `datagate_dataset` (required)\n"
 "    --purpose ID       the Data-Purpose header; leave out to see\n"
 "                       purpose_required\n"
-"    --method METHOD    HTTP method, default GET\n"
+"    --method METHOD    HTTP method, default GET (case-sensitive, as in\n"
+"                       HTTP)\n"
 "    --approval NUMBER  the Data-Approval header\n"
 "    --at YYYY-MM-DD    evaluate at noon (UTC+8) of that day instead of now\n"
 "    Options also take the --name=value form.\n"
@@ -138,32 +144,10 @@ dg_date_str(time_t t, char buf[16])
 
 
 static void
-dg_print_methods(unsigned m)
-{
-    static const char  *names[] = { "GET", "HEAD", "POST", "PUT", "DELETE",
-                                    "PATCH", "OPTIONS" };
-    unsigned            i, first;
-
-    if (m == 0) {
-        m = DG_METHOD_GET | DG_METHOD_HEAD;
-    }
-
-    first = 1;
-
-    for (i = 0; i < 7; i++) {
-        if (m & (1u << i)) {
-            printf("%s%s", first ? "" : ", ", names[i]);
-            first = 0;
-        }
-    }
-}
-
-
-static void
-dg_print_grant(const dg_grant_t *g)
+dg_print_grant(const dg_policy_t *p, const dg_grant_t *g)
 {
     size_t  i;
-    char    a[16], b[16];
+    char    a[16], b[16], m[256];
 
     printf("grant at %s:%u: %s -> %s for [", g->src_file.data, g->src_line,
            g->consumer->id.data, g->dataset->id.data);
@@ -191,14 +175,120 @@ dg_print_grant(const dg_grant_t *g)
                a[0] ? a : "(open)", b[0] ? b : "(open)");
     }
 
-    printf("             methods ");
-    dg_print_methods(g->methods);
-    printf("%s\n", g->methods ? "" : " (default)");
+    printf("             methods %s%s\n",
+           dg_methods_str(p, dg_grant_methods(g), m, sizeof(m)),
+           g->methods ? "" : " (the dataset's)");
+
+    if (g->nreveal) {
+        printf("             reveal");
+        for (i = 0; i < g->nreveal; i++) {
+            printf("%s%s", i ? ", " : " ", g->reveal[i].data);
+        }
+        printf("\n");
+    }
+
+    if (g->ndrop) {
+        printf("             drop");
+        for (i = 0; i < g->ndrop; i++) {
+            printf("%s%s", i ? ", " : " ", g->drop[i].data);
+        }
+        printf("\n");
+    }
 
     if (g->rate_str.len || g->quota_str.len) {
         printf("             limits %s%s%s\n", g->rate_str.data,
                g->rate_str.len && g->quota_str.len ? ", " : "",
                g->quota_str.data);
+    }
+}
+
+
+/* why a grant of the pair does not apply to the request, or NULL */
+static const char *
+dg_grant_skip(const dg_grant_t *g, const dg_request_t *req,
+    const dg_purpose_t *pu)
+{
+    size_t  i;
+
+    for (i = 0; i < g->npurposes; i++) {
+        if (g->purposes[i] == pu) {
+            break;
+        }
+    }
+
+    if (pu == NULL || i == g->npurposes) {
+        return "it does not list the purpose";
+    }
+
+    if ((g->valid_from && req->now < g->valid_from)
+        || (g->valid_until && req->now > g->valid_until))
+    {
+        return "outside its validity window";
+    }
+
+    if (g->approval.len
+        && (req->approval.data == NULL
+            || req->approval.len != g->approval.len
+            || memcmp(req->approval.data, g->approval.data, g->approval.len)
+               != 0))
+    {
+        return req->approval.data ? "a different Data-Approval"
+                                  : "no Data-Approval";
+    }
+
+    return NULL;
+}
+
+
+/* rate and quota of an allowed request: where each comes from, and the
+ * budget it is counted in (as the gateway keys it, docs/redis.md) */
+static void
+dg_print_limits(const dg_dataset_t *ds, const dg_consumer_t *c,
+    const dg_grant_t *g)
+{
+    int          n;
+    const char  *what[2], *val[2];
+    int          from_grant[2];
+
+    n = 0;
+
+    what[0] = "rate";
+    what[1] = "quota";
+    val[0] = val[1] = NULL;
+    from_grant[0] = from_grant[1] = 0;
+
+    if (g != NULL && g->rate_str.len) {
+        val[0] = g->rate_str.data;
+        from_grant[0] = 1;
+    } else if (ds->rate_str.len) {
+        val[0] = ds->rate_str.data;
+    }
+
+    if (g != NULL && g->quota_str.len) {
+        val[1] = g->quota_str.data;
+        from_grant[1] = 1;
+    } else if (ds->quota_str.len) {
+        val[1] = ds->quota_str.data;
+    }
+
+    for (n = 0; n < 2; n++) {
+        printf("  %-10s ", n == 0 ? "rate:" : "quota:");
+
+        if (val[n] == NULL) {
+            printf("none (neither %s nor the dataset sets a %s)\n",
+                   g != NULL ? "the grant" : "a grant", what[n]);
+            continue;
+        }
+
+        if (from_grant[n]) {
+            printf("%s, the grant's; budget %s|%s (this consumer's under "
+                   "its grants)\n", val[n], c->id.data, ds->id.data);
+        } else {
+            printf("%s, the dataset's%s; budget dataset:%s|%s (this "
+                   "consumer's own)\n", val[n],
+                   g != NULL ? " (the grant sets none)" : "",
+                   c->id.data, ds->id.data);
+        }
     }
 }
 
@@ -487,7 +577,7 @@ static int
 dg_policy_explain(int argc, char **argv)
 {
     int                   i, rc, y, m, d;
-    char                  err[DG_ERRLEN], a[16], b[16];
+    char                  err[DG_ERRLEN], a[16], b[16], mbuf[1024];
     size_t                n, k;
     const char           *path, *consumer, *dataset, *purpose, *method;
     const char           *approval, *at, *v;
@@ -571,13 +661,14 @@ dg_policy_explain(int argc, char **argv)
         }
     }
 
-    req.method = dg_method_bit(method, strlen(method));
-
     p = dg_policy_load(path, err, sizeof(err));
     if (p == NULL) {
         fprintf(stderr, "%s\n", err);
         return DG_EXIT_RUNTIME;
     }
+
+    /* as the gateway: the policy's extension methods have their bits */
+    req.method = dg_policy_method_bit(p, method, strlen(method));
 
     ds = dg_policy_dataset(p, dataset, strlen(dataset));
     if (ds == NULL) {
@@ -634,6 +725,15 @@ dg_policy_explain(int argc, char **argv)
              : "share: unconditional (无条件共享)",
            ds->level, p->level_names[ds->level].data, ds->src_file.data,
            ds->src_line);
+    printf("             methods %s (grants may narrow them)\n",
+           dg_methods_str(p, ds->methods, mbuf, sizeof(mbuf)));
+
+    if (ds->rate_str.len || ds->quota_str.len) {
+        printf("             limits %s%s%s (each consumer its own budget, "
+               "unless a grant sets its own)\n", ds->rate_str.data,
+               ds->rate_str.len && ds->quota_str.len ? ", " : "",
+               ds->quota_str.data);
+    }
 
     if (dec.purpose != NULL) {
         printf("  purpose:   %s (%s)\n", dec.purpose->id.data,
@@ -646,10 +746,39 @@ dg_policy_explain(int argc, char **argv)
 
     case DG_R_OK:
         if (ds->share == DG_SHARE_UNCONDITIONAL) {
-            printf("unconditional dataset: clearance %u >= level %u\n",
-                   c->clearance, ds->level);
+            printf("unconditional dataset: clearance %u >= level %u, "
+                   "%s among the dataset's methods\n",
+                   c->clearance, ds->level, method);
+
+            n = dg_policy_grants(p, c, ds, gl, 64);
+
+            if (dec.grant != NULL) {
+                printf("             and this grant applies, adding its "
+                       "methods, reveal, drop and limits:\n"
+                       "             ");
+                dg_print_grant(p, dec.grant);
+
+            } else if (n == 0) {
+                printf("             no grant adds to it\n");
+
+            } else {
+                printf("             no grant applies (a grant only adds "
+                       "and never takes access away):\n");
+            }
+
+            for (k = 0; k < n && k < 64; k++) {
+                if (gl[k] == dec.grant) {
+                    continue;
+                }
+                printf("             not applied (%s): ",
+                       dg_grant_skip(gl[k], &req, dec.purpose)
+                       ? dg_grant_skip(gl[k], &req, dec.purpose)
+                       : "another grant came first");
+                dg_print_grant(p, gl[k]);
+            }
+
         } else {
-            dg_print_grant(dec.grant);
+            dg_print_grant(p, dec.grant);
         }
         break;
 
@@ -684,7 +813,7 @@ dg_policy_explain(int argc, char **argv)
                    "are:\n", c->id.data, ds->id.data, purpose);
             for (k = 0; k < n && k < 64; k++) {
                 printf("             ");
-                dg_print_grant(gl[k]);
+                dg_print_grant(p, gl[k]);
             }
         }
         break;
@@ -699,19 +828,27 @@ dg_policy_explain(int argc, char **argv)
         }
         printf("outside the validity window %s .. %s of the ",
                a[0] ? a : "(open)", b[0] ? b : "(open)");
-        dg_print_grant(dec.grant);
+        dg_print_grant(p, dec.grant);
         break;
 
     case DG_R_APPROVAL_REQUIRED:
         printf("%s Data-Approval %s is needed by the ",
                approval ? "a different" : "missing:",
                dec.grant->approval.data);
-        dg_print_grant(dec.grant);
+        dg_print_grant(p, dec.grant);
         break;
 
     case DG_R_METHOD_NOT_GRANTED:
-        printf("%s is not among the methods of the ", method);
-        dg_print_grant(dec.grant);
+        if (dec.grant == NULL) {
+            printf("%s is not among the methods of dataset %s (%s), at "
+                   "%s:%u; grants cannot add to them\n", method,
+                   ds->id.data,
+                   dg_methods_str(p, ds->methods, mbuf, sizeof(mbuf)),
+                   ds->src_file.data, ds->src_line);
+        } else {
+            printf("%s is not among the methods of the ", method);
+            dg_print_grant(p, dec.grant);
+        }
         break;
 
     default:
@@ -726,6 +863,7 @@ dg_policy_explain(int argc, char **argv)
             dg_date_str(dec.expires, b);
             printf("  expires:   end of %s (UTC+8)\n", b);
         }
+        dg_print_limits(ds, c, dec.grant);
         dg_print_plan(p, ds, c, dec.grant, dec.plan);
         rc = DG_EXIT_OK;
     }

@@ -7,6 +7,8 @@
  *   datagate freeze dataset ID           / unfreeze dataset ID
  *   datagate freeze grant CONSUMER DATASET / unfreeze grant C D
  *   datagate grant add FILE.yaml --secret PATH [--policy PATH]
+ *                (checked against the policy first: --policy, else
+ *                $DATAGATE_POLICY, else DG_CLI_POLICY)
  *   datagate grant remove CONSUMER DATASET
  *   datagate grant list
  *   datagate incident list
@@ -37,6 +39,8 @@
 
 
 #define DG_CLI_SECRET_MAX       4096    /* as datagate_secret */
+#define DG_CLI_POLICY           "/etc/datagate/policy/"  /* config/ */
+#define DG_CLI_TZ_OFFSET        (8 * 3600)      /* grant dates: UTC+8 */
 #define DG_CLI_FILE_MAX         (DG_RS_GRANT_MAX - 128)
 
 
@@ -77,7 +81,10 @@ dg_redis_usage(FILE *f)
 "  password=SECRET db=N          as in the datagate_redis directive\n"
 "  --timeout MS                  connect and command timeout (2000)\n"
 "  --secret PATH                 key file of datagate_secret (grant add)\n"
-"  --policy PATH                 check a run-time grant against a policy\n"
+"  --policy PATH                 the policy the gateways load: grant add\n"
+"                                refuses a grant they would refuse\n"
+"                                (default $DATAGATE_POLICY, else\n"
+"                                " DG_CLI_POLICY ")\n"
 "  --reason TEXT                 note stored with an incident control\n"
 "\n"
 "Every change is published on the channel datagate:events; every node\n"
@@ -678,23 +685,101 @@ cleanup:
 }
 
 
+/*
+ * Compile a run-time grant against the policy the gateways load, as they
+ * will (dg_grant_compile: known consumer, dataset shared, known purposes,
+ * methods within the dataset's, ...), and refuse one that has already
+ * expired.  DG_EXIT_OK, DG_EXIT_FAIL (refused) or DG_EXIT_RUNTIME (the
+ * policy does not load); the reason is printed.
+ */
+static int
+dg_grant_check_policy(const dg_ropts_t *o, const char *file,
+    const char *yaml, size_t ylen)
+{
+    int           rc;
+    char          err[DG_ERRLEN], day[16];
+    time_t        now, t;
+    struct tm     tm;
+    const char   *path, *env;
+    dg_grant_t   *g;
+    dg_policy_t  *p;
+
+    path = o->policy;
+    env = getenv("DATAGATE_POLICY");
+
+    if (path == NULL && env != NULL && env[0] != '\0') {
+        path = env;
+    }
+
+    if (path == NULL) {
+        path = DG_CLI_POLICY;
+    }
+
+    p = dg_policy_load(path, err, sizeof(err));
+    if (p == NULL) {
+        fprintf(stderr, "datagate: %s\n"
+                "datagate: grant add checks a grant against the policy the "
+                "gateways load: give it with --policy PATH (or "
+                "$DATAGATE_POLICY; default " DG_CLI_POLICY ")\n", err);
+        return DG_EXIT_RUNTIME;
+    }
+
+    rc = DG_EXIT_FAIL;
+
+    g = dg_grant_compile(p, yaml, ylen, err, sizeof(err));
+    if (g == NULL) {
+        fprintf(stderr, "datagate: %s: %s\n"
+                "datagate: refused: the gateways would ignore this grant "
+                "(policy %s, version %.12s)\n", file, err, path,
+                p->version_hex);
+        goto done;
+    }
+
+    now = time(NULL);
+
+    if (g->valid_until && now > g->valid_until) {
+        t = g->valid_until + DG_CLI_TZ_OFFSET;
+        gmtime_r(&t, &tm);
+        strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+        fprintf(stderr, "datagate: %s: grant.valid.until: the grant ended "
+                "with %s (UTC+8); refused: the gateways would answer "
+                "grant_expired\n", file, day);
+        goto done;
+    }
+
+    if (g->valid_until == 0) {
+        fprintf(stderr, "datagate: warning: %s has no valid.until: whoever "
+                "can write to Redis can put a copy of it back at any later "
+                "time (docs/redis.md)\n", file);
+    }
+
+    rc = DG_EXIT_OK;
+
+done:
+
+    dg_grant_free(g);
+    dg_policy_free(p);
+
+    return rc;
+}
+
+
 static int
 dg_grant_add(const dg_ropts_t *o)
 {
-    int            rc;
+    int            rc, replaced;
     char          *yaml, *secret, *val, *env;
     char           key[DG_RS_KEY_MAX], msg[DG_RS_KEY_MAX + 64];
     char           consumer[DG_RS_ID_MAX + 1], dataset[DG_RS_ID_MAX + 1];
-    char           err[DG_ERRLEN];
-    size_t         ylen, slen, klen, vlen, lens[3];
+    size_t         ylen, slen, klen, vlen, lens[4];
     uint8_t        mkey[32];
-    const char    *cmd[3];
-    dg_grant_t    *g;
-    dg_policy_t   *p;
+    const char    *cmd[4];
+    redisReply    *r;
     redisContext  *c;
 
     if (o->nargs != 2) {
-        fprintf(stderr, "datagate: grant add FILE.yaml --secret PATH\n");
+        fprintf(stderr, "datagate: grant add FILE.yaml --secret PATH "
+                "[--policy PATH]\n");
         return DG_EXIT_USAGE;
     }
 
@@ -741,25 +826,14 @@ dg_grant_add(const dg_ropts_t *o)
         goto cleanup;
     }
 
-    if (o->policy) {
-        p = dg_policy_load(o->policy, err, sizeof(err));
-        if (p == NULL) {
-            fprintf(stderr, "datagate: %s\n", err);
-            rc = DG_EXIT_FAIL;
-            goto cleanup;
-        }
+    /* never store what the gateways would refuse */
 
-        g = dg_grant_compile(p, yaml, ylen, err, sizeof(err));
-        if (g == NULL) {
-            fprintf(stderr, "datagate: %s: %s\n", o->args[1], err);
-            dg_policy_free(p);
-            rc = DG_EXIT_FAIL;
-            goto cleanup;
-        }
-
-        dg_grant_free(g);
-        dg_policy_free(p);
+    rc = dg_grant_check_policy(o, o->args[1], yaml, ylen);
+    if (rc != DG_EXIT_OK) {
+        goto cleanup;
     }
+
+    rc = DG_EXIT_RUNTIME;
 
     klen = dg_rs_key(key, sizeof(key), DG_RS_GRANT, consumer,
                      strlen(consumer), dataset, strlen(dataset));
@@ -793,16 +867,23 @@ dg_grant_add(const dg_ropts_t *o)
         goto cleanup;
     }
 
+    /* SET ... GET: say when an earlier run-time grant is replaced (one
+     * per consumer and dataset) */
     cmd[0] = "SET";
     cmd[1] = key;
     cmd[2] = val;
+    cmd[3] = "GET";
     lens[0] = 3;
     lens[1] = klen;
     lens[2] = vlen;
+    lens[3] = 3;
 
-    if (dg_redis_run(c, "SET", NULL, 3, cmd, lens) != 0) {
+    if (dg_redis_run(c, "SET", &r, 4, cmd, lens) != 0) {
         goto cleanup;
     }
+
+    replaced = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
 
     snprintf(msg, sizeof(msg), "grant add %s|%s", consumer, dataset);
 
@@ -810,8 +891,10 @@ dg_grant_add(const dg_ropts_t *o)
         goto cleanup;
     }
 
-    printf("grant add %s %s: done%s\n", consumer, dataset,
-           o->policy ? " (checked against the policy)" : "");
+    printf("grant add %s %s: done (checked against the policy)%s\n",
+           consumer, dataset,
+           replaced ? "; it replaces the earlier run-time grant of the pair"
+                    : "");
     rc = DG_EXIT_OK;
 
 cleanup:

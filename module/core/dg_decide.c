@@ -7,6 +7,7 @@
  * caller (the nginx glue); everything else is here.
  */
 
+#include <stdio.h>
 #include <string.h>
 
 #include "dg_util.h"
@@ -46,7 +47,8 @@ static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
     { "approval_required",
       "the grant requires its approval number in the Data-Approval header",
       403 },
-    { "method_not_granted", "the grant does not allow this HTTP method",
+    { "method_not_granted",
+      "the HTTP method is not allowed on this dataset for this consumer",
       403 },
     { "level_exceeded",
       "the dataset's level is above the consumer's clearance", 403 },
@@ -130,6 +132,82 @@ dg_method_bit(const char *name, size_t len)
     }
 
     return DG_METHOD_OTHER;
+}
+
+
+unsigned
+dg_policy_method_bit(const dg_policy_t *p, const char *name, size_t len)
+{
+    size_t    i;
+    unsigned  bit;
+
+    bit = dg_method_bit(name, len);
+
+    if (bit != DG_METHOD_OTHER || p == NULL || name == NULL) {
+        return bit;
+    }
+
+    for (i = 0; i < p->nxmethods && i < DG_METHOD_EXT_MAX; i++) {
+        if (p->xmethods[i].len == len
+            && memcmp(p->xmethods[i].data, name, len) == 0)
+        {
+            return DG_METHOD_EXT_FIRST << i;
+        }
+    }
+
+    return DG_METHOD_OTHER;
+}
+
+
+const char *
+dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf, size_t cap)
+{
+    static const char  *names[] = { "GET", "HEAD", "POST", "PUT", "DELETE",
+                                    "PATCH", "OPTIONS" };
+    size_t              i, n;
+    const char         *sep;
+
+    if (buf == NULL || cap == 0) {
+        return "";
+    }
+
+    buf[0] = '\0';
+    n = 0;
+    sep = "";
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if ((bits & (1u << i)) && n < cap) {
+            n += (size_t) snprintf(buf + n, cap - n, "%s%s", sep, names[i]);
+            sep = ", ";
+        }
+    }
+
+    for (i = 0; p != NULL && i < p->nxmethods && i < DG_METHOD_EXT_MAX; i++)
+    {
+        if ((bits & (DG_METHOD_EXT_FIRST << i)) && n < cap) {
+            n += (size_t) snprintf(buf + n, cap - n, "%s%.*s", sep,
+                                   (int) p->xmethods[i].len,
+                                   p->xmethods[i].data);
+            sep = ", ";
+        }
+    }
+
+    if (n == 0) {
+        snprintf(buf, cap, "(none)");
+    }
+
+    return buf;
+}
+
+
+unsigned
+dg_grant_methods(const dg_grant_t *g)
+{
+    if (g->methods) {
+        return g->methods;
+    }
+
+    return g->dataset ? g->dataset->methods : DG_METHOD_DEFAULT;
 }
 
 
@@ -403,8 +481,6 @@ dg_grant_has_purpose(const dg_grant_t *g, const dg_purpose_t *pu)
 static dg_reason_e
 dg_grant_check(const dg_grant_t *g, const dg_request_t *req)
 {
-    unsigned  methods;
-
     if ((g->valid_from && req->now < g->valid_from)
         || (g->valid_until && req->now > g->valid_until))
     {
@@ -420,9 +496,7 @@ dg_grant_check(const dg_grant_t *g, const dg_request_t *req)
         return DG_R_APPROVAL_REQUIRED;
     }
 
-    methods = g->methods ? g->methods : (DG_METHOD_GET | DG_METHOD_HEAD);
-
-    if ((req->method & methods) == 0 || (req->method & DG_METHOD_OTHER)) {
+    if (req->method == 0 || (req->method & ~dg_grant_methods(g))) {
         return DG_R_METHOD_NOT_GRANTED;
     }
 
@@ -448,9 +522,18 @@ dg_specificity(dg_reason_e r)
 }
 
 
+/*
+ * One grant of the pair: 1 when it allows (the decision is made).  On a
+ * conditional dataset a failing grant leaves its reason when it got
+ * further than the others.  On an unconditional dataset (adds) a grant
+ * outside its window or without its approval does not apply at all, so
+ * it takes nothing away; one that applies but does not allow the method
+ * narrows the dataset's methods, and says so unless another allows.
+ */
+
 static int
 dg_consider(const dg_grant_t *g, const dg_request_t *req,
-    const dg_purpose_t *pu, dg_decision_t *d, int *best)
+    const dg_purpose_t *pu, dg_decision_t *d, int *best, int adds)
 {
     dg_reason_e  r;
 
@@ -468,10 +551,15 @@ dg_consider(const dg_grant_t *g, const dg_request_t *req,
         return 1;
     }
 
+    if (adds && r != DG_R_METHOD_NOT_GRANTED) {
+        return 0;
+    }
+
     if (dg_specificity(r) > *best) {
         *best = dg_specificity(r);
         d->reason = r;
         d->grant = g;
+        d->plan = NULL;
     }
 
     return 0;
@@ -481,7 +569,7 @@ dg_consider(const dg_grant_t *g, const dg_request_t *req,
 void
 dg_decide(const dg_policy_t *p, const dg_request_t *req, dg_decision_t *d)
 {
-    int                       best;
+    int                       best, adds;
     size_t                    i;
     dg_cd_key_t               key;
     const dg_hent_t          *e;
@@ -529,20 +617,34 @@ dg_decide(const dg_policy_t *p, const dg_request_t *req, dg_decision_t *d)
 
     d->purpose = pu;
 
+    /*
+     * the dataset's methods bound everyone; grants only narrow them.
+     * Every bit of the request must be allowed (its method and any
+     * override of it); no list holds DG_METHOD_OTHER
+     */
+
+    if (req->method == 0 || (req->method & ~ds->methods)) {
+        d->reason = DG_R_METHOD_NOT_GRANTED;
+        return;
+    }
+
     if (ds->share == DG_SHARE_UNCONDITIONAL) {
         if (c->clearance < ds->level || c->clearance > DG_LEVEL_MAX) {
             d->reason = DG_R_LEVEL_EXCEEDED;
             return;
         }
 
+        /* allowed by clearance; a grant that applies adds to it */
         d->reason = DG_R_OK;
         d->plan = &ds->plan_by_clearance[c->clearance];
-        return;
+        adds = 1;
+
+    } else {
+        /* conditional: a grant for (consumer, dataset, purpose) */
+        d->reason = DG_R_PURPOSE_NOT_GRANTED;
+        adds = 0;
     }
 
-    /* conditional: a grant for (consumer, dataset, purpose) */
-
-    d->reason = DG_R_PURPOSE_NOT_GRANTED;
     best = 0;
     priv = p->priv;
 
@@ -556,7 +658,7 @@ dg_decide(const dg_policy_t *p, const dg_request_t *req, dg_decision_t *d)
     {
         g = e->val;
         if (g->consumer == c && g->dataset == ds
-            && dg_consider(g, req, pu, d, &best))
+            && dg_consider(g, req, pu, d, &best, adds))
         {
             return;
         }
@@ -565,7 +667,7 @@ dg_decide(const dg_policy_t *p, const dg_request_t *req, dg_decision_t *d)
     for (i = 0; i < req->nextra && req->extra_grants != NULL; i++) {
         g = req->extra_grants[i];
         if (g != NULL && g->consumer == c && g->dataset == ds
-            && dg_consider(g, req, pu, d, &best))
+            && dg_consider(g, req, pu, d, &best, adds))
         {
             return;
         }

@@ -1266,9 +1266,12 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
     m->kbuf = p;
 
     if (!keep_memo) {
+        /* node too: dg_mask_memo_hit() compares it before the mask */
         for (k = 0; k < DG_MASK_MEMO; k++) {
+            m->memo[k][0].node = 0;
             m->memo[k][0].mask = 0;
             m->memo[k][0].next = NULL;
+            m->memo[k][1].node = 0;
             m->memo[k][1].mask = 0;
             m->memo[k][1].next = NULL;
         }

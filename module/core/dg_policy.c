@@ -81,7 +81,7 @@ static const char *dg_cert_keys[] = {
 static const char *dg_geo_keys[] = { "countries", "regions", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
-    "detect", "headers", NULL
+    "detect", "methods", "rate", "quota", "headers", NULL
 };
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
@@ -568,6 +568,151 @@ dg_list_strs(dg_load_t *L, const char *file, const dg_ynode_t *seq,
 
     *out = a;
     *n = k;
+
+    return 0;
+}
+
+
+/*
+ * methods: [GET, HEAD, ...] -> DG_METHOD_* bits.  A name is what nginx
+ * accepts as a request method: 1..DG_METHOD_NAME_MAX of A-Z, '_' and '-'
+ * (lower-case letters are taken as upper case).  With ds == NULL (a
+ * dataset's list), a name other than the seven known methods becomes an
+ * extension method of the policy with a bit of its own; with ds (a
+ * grant's list), every name must be one of the methods of ds, since a
+ * grant only narrows them.  Returns 1 set, 0 absent, -1 error.
+ */
+static int
+dg_load_methods(dg_load_t *L, const dg_policy_t *p, const char *file,
+    const dg_ynode_t *it, const char *path, const dg_dataset_t *ds,
+    unsigned *bits)
+{
+    int                rc;
+    char               mb[DG_METHOD_NAME_MAX + 1], list[1024];
+    size_t             j, k;
+    unsigned           bit;
+    const dg_ynode_t  *seq, *x;
+
+    *bits = 0;
+
+    rc = dg_get_list(L, file, it, path, "methods", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    for (x = seq->child; x; x = x->next) {
+
+        if (x->len == 0 || x->len > DG_METHOD_NAME_MAX) {
+            return dg_err(L, file, x->line, path, "methods",
+                          "bad method '%.40s': 1 to %d characters",
+                          x->str, DG_METHOD_NAME_MAX);
+        }
+
+        for (j = 0; j < x->len; j++) {
+            mb[j] = x->str[j];
+
+            if (mb[j] >= 'a' && mb[j] <= 'z') {
+                mb[j] = (char) (mb[j] - 'a' + 'A');
+
+            } else if (!((mb[j] >= 'A' && mb[j] <= 'Z') || mb[j] == '_'
+                         || mb[j] == '-'))
+            {
+                return dg_err(L, file, x->line, path, "methods",
+                              "bad method '%.40s': a method name has only "
+                              "letters, '_' and '-' (what nginx accepts in "
+                              "a request)", x->str);
+            }
+        }
+
+        mb[x->len] = '\0';
+
+        bit = dg_policy_method_bit(p, mb, x->len);
+
+        if (ds != NULL) {
+            if (bit == DG_METHOD_OTHER || !(bit & ds->methods)) {
+                return dg_err(L, file, x->line, path, "methods",
+                              "method %s is not allowed on dataset '%s' "
+                              "(its methods: %s); a grant can only narrow "
+                              "the methods of its dataset",
+                              mb, ds->id.data,
+                              dg_methods_str(p, ds->methods, list,
+                                             sizeof(list)));
+            }
+
+        } else if (bit == DG_METHOD_OTHER) {
+            /* an extension method: the next bit of this policy */
+            k = L->p->nxmethods;
+
+            if (k == DG_METHOD_EXT_MAX) {
+                return dg_err(L, file, x->line, path, "methods",
+                              "method %s: a policy may name at most %d "
+                              "methods besides GET, HEAD, POST, PUT, "
+                              "DELETE, PATCH and OPTIONS", mb,
+                              DG_METHOD_EXT_MAX);
+            }
+
+            L->p->xmethods[k].data = dg_arena_strndup(L->a, mb, x->len);
+            if (L->p->xmethods[k].data == NULL) {
+                return dg_err(L, file, x->line, path, "methods",
+                              "out of memory");
+            }
+
+            L->p->xmethods[k].len = x->len;
+            L->p->nxmethods++;
+            bit = DG_METHOD_EXT_FIRST << k;
+        }
+
+        if (*bits & bit) {
+            return dg_err(L, file, x->line, path, "methods",
+                          "method %s is listed twice", mb);
+        }
+
+        *bits |= bit;
+    }
+
+    return 1;
+}
+
+
+/* rate: and quota: of a dataset or grant; 0 ok, -1 error */
+static int
+dg_load_limits(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_limit_t *l, dg_str_t *rate_str, dg_str_t *quota_str)
+{
+    int                rc;
+    const dg_ynode_t  *v;
+
+    rc = dg_get_text(L, file, it, path, "rate", 0, 64, rate_str, &v);
+    if (rc < 0) {
+        return -1;
+    }
+
+    if (rc > 0 && dg_limit_parse_rate(rate_str->data, rate_str->len, l) != 0)
+    {
+        return dg_err(L, file, v->line, path, "rate",
+                      "bad rate '%s': expected e.g. 100r/s, 100r/s burst=50 "
+                      "or 6000r/m", rate_str->data);
+    }
+
+    rc = dg_get_text(L, file, it, path, "quota", 0, 64, quota_str, &v);
+    if (rc < 0) {
+        return -1;
+    }
+
+    if (rc > 0
+        && dg_limit_parse_quota(quota_str->data, quota_str->len, l) != 0)
+    {
+        return dg_err(L, file, v->line, path, "quota",
+                      "bad quota '%s': expected e.g. 100000/day, 5000/hour "
+                      "or 100/minute", quota_str->data);
+    }
+
+    if (rate_str->data == NULL) {
+        rate_str->data = "";
+    }
+    if (quota_str->data == NULL) {
+        quota_str->data = "";
+    }
 
     return 0;
 }
@@ -1840,6 +1985,23 @@ dg_load_datasets(dg_load_t *L)
                 d->detect = on;
             }
 
+            rc = dg_load_methods(L, L->p, f->name, it, path, NULL,
+                                 &d->methods);
+            if (rc < 0) {
+                return -1;
+            }
+
+            if (rc == 0) {
+                d->methods = DG_METHOD_DEFAULT;
+            }
+
+            if (dg_load_limits(L, f->name, it, path, &d->limit, &d->rate_str,
+                               &d->quota_str)
+                != 0)
+            {
+                return -1;
+            }
+
             if (dg_load_headers(L, f->name, it, path, d) != 0) {
                 return -1;
             }
@@ -1933,7 +2095,6 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 {
     int                rc, y, m, dd;
     size_t             j;
-    unsigned           bit;
     const char        *hint;
     dg_str_t           s;
     const dg_hent_t   *e;
@@ -1998,11 +2159,15 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
                       "granted", s.data);
     }
 
-    if (g->dataset->share == DG_SHARE_UNCONDITIONAL) {
+    if (g->dataset->share == DG_SHARE_UNCONDITIONAL
+        && g->consumer->clearance < g->dataset->level)
+    {
         return dg_err(L, file, v->line, path, "dataset",
-                      "dataset '%s' has share: unconditional (无条件共享): "
-                      "access follows the consumer's clearance and grants "
-                      "do not apply", s.data);
+                      "consumer '%s' has clearance %u, below level %u of "
+                      "unconditional dataset '%s': a grant there only adds "
+                      "to access by clearance, so it could never apply",
+                      g->consumer->id.data, g->consumer->clearance,
+                      g->dataset->level, s.data);
     }
 
     /* purposes */
@@ -2126,34 +2291,10 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
         }
     }
 
-    /* methods */
+    /* methods: a subset of the dataset's */
 
-    rc = dg_get_list(L, file, it, path, "methods", &seq);
-    if (rc < 0) {
+    if (dg_load_methods(L, p, file, it, path, g->dataset, &g->methods) < 0) {
         return -1;
-    }
-
-    if (rc > 0) {
-        for (x = seq->child; x; x = x->next) {
-            char  mb[16];
-
-            bit = 0;
-            if (x->len < sizeof(mb)) {
-                for (j = 0; j < x->len; j++) {
-                    mb[j] = (x->str[j] >= 'a' && x->str[j] <= 'z')
-                            ? (char) (x->str[j] - 32) : x->str[j];
-                }
-                bit = dg_method_bit(mb, x->len);
-            }
-
-            if (bit == 0 || bit == DG_METHOD_OTHER) {
-                return dg_err(L, file, x->line, path, "methods",
-                              "unknown method '%.32s' (GET, HEAD, POST, PUT, "
-                              "DELETE, PATCH, OPTIONS)", x->str);
-            }
-
-            g->methods |= bit;
-        }
     }
 
     /* reveal: fields of the dataset, by name */
@@ -2230,37 +2371,22 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 
     /* rate, quota */
 
-    rc = dg_get_text(L, file, it, path, "rate", 0, 64, &g->rate_str, &v);
-    if (rc < 0) {
+    if (dg_load_limits(L, file, it, path, &g->limit, &g->rate_str,
+                       &g->quota_str)
+        != 0)
+    {
         return -1;
     }
 
-    if (rc > 0 && dg_limit_parse_rate(g->rate_str.data, g->rate_str.len,
-                                      &g->limit) != 0)
+    if (g->dataset->share == DG_SHARE_UNCONDITIONAL && g->methods == 0
+        && g->nreveal == 0 && g->ndrop == 0 && g->rate_str.len == 0
+        && g->quota_str.len == 0)
     {
-        return dg_err(L, file, v->line, path, "rate",
-                      "bad rate '%s': expected e.g. 100r/s, 100r/s burst=50 "
-                      "or 6000r/m", g->rate_str.data);
-    }
-
-    rc = dg_get_text(L, file, it, path, "quota", 0, 64, &g->quota_str, &v);
-    if (rc < 0) {
-        return -1;
-    }
-
-    if (rc > 0 && dg_limit_parse_quota(g->quota_str.data, g->quota_str.len,
-                                       &g->limit) != 0)
-    {
-        return dg_err(L, file, v->line, path, "quota",
-                      "bad quota '%s': expected e.g. 100000/day, 5000/hour "
-                      "or 100/minute", g->quota_str.data);
-    }
-
-    if (g->rate_str.data == NULL) {
-        g->rate_str.data = "";
-    }
-    if (g->quota_str.data == NULL) {
-        g->quota_str.data = "";
+        return dg_err(L, file, it->line, path, NULL,
+                      "a grant on unconditional dataset '%s' adds methods, "
+                      "reveal, drop, rate or quota to access by clearance; "
+                      "this one sets none of them and would have no effect",
+                      g->dataset->id.data);
     }
 
     return 0;

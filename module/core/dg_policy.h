@@ -31,7 +31,12 @@ typedef enum {
 } dg_share_e;
 
 
-/* HTTP methods a grant may allow (bit set) */
+/*
+ * HTTP methods a dataset or grant may allow (bit set).  The seven known
+ * methods have fixed bits; extension methods named in a policy's datasets
+ * get a bit each from DG_METHOD_EXT_FIRST on, per policy (dg_policy_t
+ * xmethods); any other method is DG_METHOD_OTHER, which nothing allows.
+ */
 #define DG_METHOD_GET           0x0001
 #define DG_METHOD_HEAD          0x0002
 #define DG_METHOD_POST          0x0004
@@ -40,6 +45,11 @@ typedef enum {
 #define DG_METHOD_PATCH         0x0020
 #define DG_METHOD_OPTIONS       0x0040
 #define DG_METHOD_OTHER         0x8000
+#define DG_METHOD_EXT_FIRST     0x00010000u
+#define DG_METHOD_EXT_MAX       16          /* extension methods a policy
+                                               may name */
+#define DG_METHOD_NAME_MAX      32
+#define DG_METHOD_DEFAULT       (DG_METHOD_GET | DG_METHOD_HEAD)
 
 
 /* decision reasons; names are the JSON error codes of SPEC.md */
@@ -154,6 +164,14 @@ typedef struct {
 
 
 typedef struct {
+    double                      rate;       /* requests per second, 0: none */
+    unsigned                    burst;
+    uint64_t                    quota;      /* per period, 0: none */
+    unsigned                    quota_period; /* seconds: 60, 3600, 86400 */
+} dg_limit_t;
+
+
+typedef struct {
     dg_str_t                    id;
     dg_str_t                    name;
     dg_str_t                    provider;
@@ -164,6 +182,15 @@ typedef struct {
     size_t                      nfields;
     unsigned                    unlisted_drop:1;
     unsigned                    detect:1;
+    unsigned                    methods;    /* DG_METHOD_* bits allowed to
+                                               anyone; default GET|HEAD */
+
+    /* budget of each consumer whose request no grant limits ("rate",
+     * "quota"); one per (consumer, dataset), apart from grant budgets */
+    dg_limit_t                  limit;
+    dg_str_t                    rate_str;   /* as written, or empty */
+    dg_str_t                    quota_str;
+
     dg_str_t                   *headers;    /* "headers:": provider response
                                                headers passed besides the
                                                safe set (dg_header.h) */
@@ -177,14 +204,6 @@ typedef struct {
 
 
 typedef struct {
-    double                      rate;       /* requests per second, 0: none */
-    unsigned                    burst;
-    uint64_t                    quota;      /* per period, 0: none */
-    unsigned                    quota_period; /* seconds: 60, 3600, 86400 */
-} dg_limit_t;
-
-
-typedef struct {
     unsigned                    index;
     const dg_consumer_t        *consumer;
     const dg_dataset_t         *dataset;
@@ -194,7 +213,9 @@ typedef struct {
     time_t                      valid_from; /* 0: no bound */
     time_t                      valid_until;/* inclusive end of that day,
                                                0: no bound */
-    unsigned                    methods;    /* DG_METHOD_* bits; 0: GET|HEAD */
+    unsigned                    methods;    /* DG_METHOD_* bits, a subset of
+                                               the dataset's; 0: the
+                                               dataset's (dg_grant_methods) */
     dg_str_t                   *reveal;
     size_t                      nreveal;
     dg_str_t                   *drop;
@@ -226,6 +247,12 @@ typedef struct dg_policy_s {
     size_t                      ngrants;
 
     unsigned                    detect:1;       /* global default */
+
+    /* extension methods named by datasets: xmethods[i] has the bit
+     * DG_METHOD_EXT_FIRST << i */
+    dg_str_t                    xmethods[DG_METHOD_EXT_MAX];
+    size_t                      nxmethods;
+
     void                       *priv;           /* indexes, arena */
 } dg_policy_t;
 
@@ -250,7 +277,10 @@ typedef struct {
     const dg_dataset_t         *dataset;
     dg_str_t                    purpose;        /* data == NULL: absent */
     dg_str_t                    approval;       /* data == NULL: absent */
-    unsigned                    method;         /* DG_METHOD_* */
+    unsigned                    method;         /* DG_METHOD_* bits: the
+                                                   request's method and any
+                                                   override of it, each of
+                                                   which must be allowed */
     time_t                      now;
     const dg_grant_t          **extra_grants;   /* run-time grants, or NULL */
     size_t                      nextra;
@@ -260,11 +290,16 @@ typedef struct {
 typedef struct {
     dg_reason_e                 reason;
     const dg_purpose_t         *purpose;        /* NULL when unknown */
-    const dg_grant_t           *grant;          /* conditional: the grant;
+    const dg_grant_t           *grant;          /* the grant that allows
+                                                   (conditional, or one
+                                                   that applies on an
+                                                   unconditional dataset);
                                                    on grant_expired,
                                                    approval_required and
                                                    method_not_granted the
-                                                   grant that failed */
+                                                   grant that failed, NULL
+                                                   when the dataset's
+                                                   methods refused */
     const dg_plan_t            *plan;           /* when allowed */
     time_t                      expires;        /* decision valid until
                                                    (grant window end), 0 */
@@ -300,7 +335,8 @@ int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
     const char *region);
 
 /*
- * purpose, grant, window, approval, method, level -> decision and plan.
+ * purpose, method, level, grants (window, approval, methods) -> decision
+ * and plan.  policy/schema.md "How a request is decided" is the order.
  * Grant dates are calendar days in UTC+8 (China Standard Time): a grant
  * is valid from 00:00:00 of "from" to 23:59:59 of "until".  extra_grants
  * must have been compiled (dg_grant_compile) against this same policy.
@@ -308,8 +344,20 @@ int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
 void dg_decide(const dg_policy_t *p, const dg_request_t *req,
     dg_decision_t *d);
 
-/* method name -> DG_METHOD_* bit */
+/* method name -> DG_METHOD_* bit of the seven known methods, else
+ * DG_METHOD_OTHER (names are case-sensitive, as in HTTP) */
 unsigned dg_method_bit(const char *name, size_t len);
+
+/* the same, with the extension methods of the policy p (may be NULL) */
+unsigned dg_policy_method_bit(const dg_policy_t *p, const char *name,
+    size_t len);
+
+/* "GET, HEAD, PROPFIND" of a bit set into buf; returns buf */
+const char *dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf,
+    size_t cap);
+
+/* the methods a grant allows: its own, or its dataset's */
+unsigned dg_grant_methods(const dg_grant_t *g);
 
 /*
  * Compile a grant given as YAML text (one mapping, same schema as an

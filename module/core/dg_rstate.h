@@ -11,6 +11,8 @@
  *   datagate:grant:CONSUMER|DATASET       run-time grant (envelope below)
  *   datagate:rl:CONSUMER|DATASET          GCRA state (TAT, microseconds)
  *   datagate:quota:CONSUMER|DATASET:START quota count of the window
+ *   datagate:rl:dataset:CONSUMER|DATASET  the same for a dataset's own
+ *   datagate:quota:dataset:C|D:START      limits (each consumer's budget)
  *   channel datagate:events               "VERB KIND ARG" on every change
  *
  * Incident keys are restrictive: their presence is the state, the value

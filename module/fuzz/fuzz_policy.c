@@ -62,6 +62,14 @@ fz_check_plan(const dg_plan_t *pl)
 }
 
 
+/* the methods tried in turn: known, combined with an override, an
+ * extension bit, one nobody names */
+static const unsigned  fz_methods[] = {
+    DG_METHOD_GET, DG_METHOD_POST, DG_METHOD_HEAD, DG_METHOD_EXT_FIRST,
+    DG_METHOD_GET | DG_METHOD_DELETE, DG_METHOD_OTHER
+};
+
+
 static void
 fz_exercise(const dg_policy_t *p)
 {
@@ -107,11 +115,22 @@ fz_exercise(const dg_policy_t *p)
                     r.purpose.data = p->purposes[k].id.data;
                     r.purpose.len = p->purposes[k].id.len;
                 }
-                r.method = DG_METHOD_GET;
+                r.method = fz_methods[n % (sizeof(fz_methods)
+                                           / sizeof(fz_methods[0]))];
                 r.now = 1700000000 + (time_t) (n * 86400 * 30);
                 dg_decide(p, &r, &d);
 
                 if ((d.reason == DG_R_OK) != (d.plan != NULL)) {
+                    abort();
+                }
+
+                /* nothing allows a method its dataset (or the grant that
+                 * allowed) does not list */
+                if (d.reason == DG_R_OK
+                    && ((r.method & ~r.dataset->methods)
+                        || (d.grant && (r.method
+                                        & ~dg_grant_methods(d.grant)))))
+                {
                     abort();
                 }
                 fz_check_plan(d.plan);

@@ -178,8 +178,17 @@ test_reasons(void)
               DG_R_METHOD_NOT_GRANTED, "HEAD on a [GET] grant");
     is_reason(decide("c4", "cond", "p-a", NULL, HEAD, t24, NULL),
               DG_R_OK, "HEAD by default");
-    is_reason(decide("c4", "cond", "p-a", NULL, POST, t24, NULL),
-              DG_R_METHOD_NOT_GRANTED, "POST not in the default methods");
+    is_reason(decide("c4", "cond", "p-a", NULL, POST, t24, &d),
+              DG_R_OK, "a grant without methods: the dataset's (POST)");
+    is_reason(decide("c4", "cond", "p-a", NULL, DG_METHOD_PUT, t24, &d),
+              DG_R_METHOD_NOT_GRANTED, "PUT: not among the dataset's");
+    ok(d.grant == NULL && d.plan == NULL,
+       "refused by the dataset's methods: no grant named");
+    is_reason(decide("c4", "getonly", "p-a", NULL, HEAD, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED, "dataset [GET]: HEAD refused");
+    is_reason(decide("c4", "getonly", "p-a", NULL, GET, t24, &d),
+              DG_R_OK, "dataset [GET]: GET through a grant without methods");
+    ok(d.grant == &P->grants[8], "the grant");
     is_reason(decide("c4", "cond", "p-a", NULL, DG_METHOD_OTHER, t24, NULL),
               DG_R_METHOD_NOT_GRANTED, "an unknown method");
     is_reason(decide("c0", "uncond", "p-a", NULL, GET, t24, NULL),
@@ -379,6 +388,213 @@ test_extra(void)
 }
 
 
+/* methods of datasets, and grants on an unconditional dataset */
+
+static void
+test_unconditional(void)
+{
+    char                 buf[128];
+    time_t               t24, t25;
+    unsigned             propfind;
+    dg_decision_t        d;
+    const dg_dataset_t  *ds;
+    const dg_grant_t    *g6, *g7;
+
+    t24 = cst(2024, 6, 1, 12, 0, 0);
+    t25 = cst(2025, 6, 1, 12, 0, 0);
+    ds = dg_policy_dataset(P, "open", 4);
+    g6 = &P->grants[6];
+    g7 = &P->grants[7];
+    propfind = dg_policy_method_bit(P, "PROPFIND", 8);
+
+    /* methods */
+
+    is_int(propfind, DG_METHOD_EXT_FIRST, "PROPFIND: the policy's first "
+           "extension bit");
+    is_int(dg_policy_method_bit(P, "propfind", 8), DG_METHOD_OTHER,
+           "request methods are case-sensitive");
+    is_int(dg_policy_method_bit(P, "MKCOL", 5), DG_METHOD_OTHER,
+           "a method no dataset names: other");
+    is_int(dg_policy_method_bit(NULL, "PROPFIND", 8), DG_METHOD_OTHER,
+           "no policy: other");
+    is_int(dg_policy_method_bit(P, "POST", 4), DG_METHOD_POST, "POST");
+    is_str(dg_methods_str(P, ds->methods, buf, sizeof(buf)),
+           "GET, HEAD, POST, PROPFIND", "methods of open, as text");
+    is_str(dg_methods_str(P, 0, buf, sizeof(buf)), "(none)", "no methods");
+    is_int(dg_policy_dataset(P, "uncond", 6)->methods, GET | HEAD,
+           "default methods: GET, HEAD");
+
+    is_reason(decide("c4", "uncond", "p-a", NULL, DG_METHOD_DELETE, t24, &d),
+              DG_R_METHOD_NOT_GRANTED, "unconditional, default: DELETE");
+    ok(d.grant == NULL && d.plan == NULL, "DELETE: no plan, no grant");
+    is_reason(decide("c4", "uncond", "p-a", NULL, POST, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED, "unconditional, default: POST");
+    is_reason(decide("c4", "uncond", "p-a", NULL, DG_METHOD_OTHER, t24,
+                     NULL),
+              DG_R_METHOD_NOT_GRANTED, "unconditional: an unknown method");
+    is_reason(decide("c4", "uncond", "p-a", NULL, propfind, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED,
+              "unconditional: another dataset's extension method");
+    is_reason(decide("c4", "uncond", "p-a", NULL, HEAD, t24, NULL),
+              DG_R_OK, "unconditional, default: HEAD");
+    is_reason(decide("c4", "none", "p-a", NULL, DG_METHOD_DELETE, t24, NULL),
+              DG_R_DATASET_NOT_SHARED, "share none first");
+    is_reason(decide("c4", "uncond", NULL, NULL, DG_METHOD_DELETE, t24,
+                     NULL),
+              DG_R_PURPOSE_REQUIRED, "purpose before method");
+    is_reason(decide("c0", "open", "p-a", NULL, propfind, t24, NULL),
+              DG_R_LEVEL_EXCEEDED, "open: clearance 0 < level 2");
+    is_reason(decide("c0", "open", "p-a", NULL, DG_METHOD_PUT, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED, "method before level");
+
+    /* no grant applies: access by clearance, the dataset's methods */
+
+    is_reason(decide("c2", "open", "p-b", NULL, propfind, t24, &d), DG_R_OK,
+              "open: an extension method the dataset allows");
+    ok(d.grant == NULL && d.plan == &ds->plan_by_clearance[2]
+       && d.expires == 0, "by clearance: the clearance plan, no grant");
+    is_reason(decide("c2", "open", "p-a", NULL, POST, t24, &d), DG_R_OK,
+              "grant without its approval: does not apply");
+    ok(d.grant == NULL && d.plan == &ds->plan_by_clearance[2],
+       "... the clearance plan");
+    is_reason(decide("c2", "open", "p-a", "AP-0", POST, t24, &d), DG_R_OK,
+              "grant with a wrong approval: does not apply");
+    ok(d.grant == NULL, "... no grant");
+    is_reason(decide("c2", "open", "p-a", "AP-9", POST, t25, &d), DG_R_OK,
+              "expired grant: takes nothing away");
+    ok(d.grant == NULL && d.plan == &ds->plan_by_clearance[2],
+       "... the clearance plan");
+    is_reason(decide("c2", "open", "p-a", "AP-9", POST,
+                     cst(2023, 12, 31, 23, 59, 59), &d), DG_R_OK,
+              "grant not yet valid: takes nothing away");
+
+    /* a grant that applies: its plan, its methods */
+
+    is_reason(decide("c2", "open", "p-a", "AP-9", GET, t24, &d), DG_R_OK,
+              "grant applies: GET");
+    ok(d.grant == g6 && d.plan == &g6->plan, "... its plan");
+    ok(d.expires == cst(2024, 12, 31, 23, 59, 59), "... until its end");
+    is_reason(decide("c2", "open", "p-a", "AP-9", POST, t24, &d),
+              DG_R_METHOD_NOT_GRANTED, "grant applies: its methods narrow");
+    ok(d.grant == g6 && d.plan == NULL, "... named, no plan");
+    is_reason(decide("c2", "open", "p-a", "AP-9", HEAD, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED, "grant [GET]: HEAD refused");
+    is_reason(decide("c4", "open", "p-b", NULL, propfind, t24, &d), DG_R_OK,
+              "a grant listing an extension method");
+    ok(d.grant == g7 && d.plan == &g7->plan, "... its plan");
+    is_reason(decide("c4", "open", "p-b", NULL, POST, t24, &d),
+              DG_R_METHOD_NOT_GRANTED, "g7 narrows: POST refused for p-b");
+    is_reason(decide("c4", "open", "p-a", NULL, POST, t24, &d), DG_R_OK,
+              "... but not for another purpose");
+    ok(d.grant == NULL, "... by clearance");
+
+    /* a method and its override: both must be allowed */
+    is_reason(decide("c4", "open", "p-a", NULL, GET | DG_METHOD_DELETE, t24,
+                     NULL),
+              DG_R_METHOD_NOT_GRANTED, "GET overridden to DELETE: refused");
+    is_reason(decide("c4", "open", "p-a", NULL, GET | POST, t24, NULL),
+              DG_R_OK, "GET overridden to POST: both allowed");
+    is_reason(decide("c4", "open", "p-b", NULL, GET | propfind, t24, &d),
+              DG_R_OK, "override within the grant's methods");
+    ok(d.grant == g7, "... through the grant");
+    is_reason(decide("c4", "open", "p-b", NULL, GET | POST, t24, &d),
+              DG_R_METHOD_NOT_GRANTED, "override outside the grant's");
+    is_reason(decide("c4", "open", "p-a", NULL, GET | DG_METHOD_OTHER, t24,
+                     NULL),
+              DG_R_METHOD_NOT_GRANTED, "an override nobody names");
+    is_reason(decide("c4", "open", "p-a", NULL, 0, t24, NULL),
+              DG_R_METHOD_NOT_GRANTED, "no method bit at all");
+
+    /* the plan of g6: clearance 2, reveal name, drop phone */
+    ok(g6->plan.nfields == 3
+       && g6->plan.actions[0].method == DG_MASK_ID_CARD
+       && g6->plan.actions[1].method == DG_MASK_CLEAR
+       && g6->plan.actions[2].method == DG_MASK_DROP,
+       "g6 plan: id masked, name revealed, phone dropped");
+    ok(ds->plan_by_clearance[2].actions[1].method == DG_MASK_NAME
+       && ds->plan_by_clearance[2].actions[2].method == DG_MASK_PHONE,
+       "clearance plan: name and phone masked");
+
+    /* limits */
+    ok(ds->limit.rate == 10.0 && ds->limit.burst == 5
+       && ds->limit.quota == 100 && ds->limit.quota_period == 86400,
+       "dataset rate and quota");
+    is_str(ds->rate_str.data, "10r/s burst=5", "dataset rate as written");
+    ok(dg_policy_dataset(P, "uncond", 6)->limit.rate == 0.0
+       && dg_policy_dataset(P, "uncond", 6)->limit.quota == 0
+       && dg_policy_dataset(P, "uncond", 6)->rate_str.len == 0,
+       "no dataset limits");
+    ok(g6->limit.rate == 1.0 && g6->limit.quota == 0, "g6: rate only");
+    ok(g7->limit.rate == 0.0 && g7->limit.quota == 5, "g7: quota only");
+    is_int(dg_grant_methods(g6), GET, "g6 methods");
+    is_int(dg_grant_methods(&P->grants[8]), GET,
+           "a grant without methods: its dataset's");
+}
+
+
+static void
+test_extra_unconditional(void)
+{
+    char               err[DG_ERRLEN];
+    const char        *y;
+    dg_grant_t        *g;
+    dg_request_t       r;
+    dg_decision_t      d;
+    const dg_grant_t  *extra[1];
+    time_t             t;
+
+    t = cst(2024, 6, 1, 12, 0, 0);
+
+    y = "consumer: c2\ndataset: open\npurposes: [p-c]\nreveal: [id_card]\n"
+        "valid: {until: 2024-06-30}\n";
+    g = dg_grant_compile(P, y, strlen(y), err, sizeof(err));
+    if (!ok(g != NULL, "run-time grant on an unconditional dataset")) {
+        diag("%s", err);
+        return;
+    }
+
+    req_init(&r, "c2", "open", "p-c", NULL, POST, t);
+    extra[0] = g;
+    r.extra_grants = extra;
+    r.nextra = 1;
+    dg_decide(P, &r, &d);
+    is_reason(d.reason, DG_R_OK, "run-time grant applies");
+    ok(d.grant == g && g->plan.actions[0].method == DG_MASK_CLEAR,
+       "its plan reveals id_card");
+    r.now = cst(2024, 7, 1, 0, 0, 0);
+    dg_decide(P, &r, &d);
+    ok(d.reason == DG_R_OK && d.grant == NULL,
+       "run-time grant past until: access by clearance");
+    dg_grant_free(g);
+
+    y = "consumer: c2\ndataset: open\npurposes: [p-c]\nmethods: [DELETE]\n";
+    g = dg_grant_compile(P, y, strlen(y), err, sizeof(err));
+    ok(g == NULL && strstr(err, "grant:4: grant.methods: method DELETE is "
+                           "not allowed on dataset 'open' (its methods: "
+                           "GET, HEAD, POST, PROPFIND)") != NULL,
+       "run-time grant: a method the dataset does not allow");
+    dg_grant_free(g);
+
+    y = "consumer: c2\ndataset: open\npurposes: [p-c]\nmethods: [MKCOL]\n";
+    g = dg_grant_compile(P, y, strlen(y), err, sizeof(err));
+    ok(g == NULL && strstr(err, "method MKCOL is not allowed") != NULL,
+       "run-time grant: an extension method no dataset names");
+    dg_grant_free(g);
+
+    y = "consumer: c0\ndataset: open\npurposes: [p-c]\nrate: 1r/s\n";
+    g = dg_grant_compile(P, y, strlen(y), err, sizeof(err));
+    ok(g == NULL && strstr(err, "clearance 0, below level 2") != NULL,
+       "run-time grant: clearance below an unconditional dataset's level");
+    dg_grant_free(g);
+
+    y = "consumer: c2\ndataset: open\npurposes: [p-c]\n";
+    g = dg_grant_compile(P, y, strlen(y), err, sizeof(err));
+    ok(g == NULL && strstr(err, "would have no effect") != NULL,
+       "run-time grant on an unconditional dataset that adds nothing");
+    dg_grant_free(g);
+}
+
+
 static void
 test_parsers(void)
 {
@@ -437,6 +653,8 @@ main(void)
     test_window();
     test_plans();
     test_extra();
+    test_unconditional();
+    test_extra_unconditional();
     test_parsers();
 
     dg_policy_free(P);

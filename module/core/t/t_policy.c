@@ -154,7 +154,7 @@ test_sample(void)
 
     is_int(p->nconsumers, 4, "sample: 4 consumers");
     is_int(p->ndatasets, 5, "sample: 5 datasets");
-    is_int(p->ngrants, 5, "sample: 5 grants");
+    is_int(p->ngrants, 6, "sample: 6 grants");
     is_int(strlen(p->version_hex), 64, "sample: version is 64 hex digits");
     is_str(p->level_names[4].data, "高敏感", "sample: level 4 name");
 
@@ -432,8 +432,10 @@ test_validation(void)
                "datasets[0].header: unknown key 'header'",
                "a misspelt headers key");
     expect_err(BASE "    methods: [GET, FETCH]\n",
-               "t.yaml:19: grants[0].methods: unknown method 'FETCH'",
-               "an unknown method");
+               "t.yaml:19: grants[0].methods: method FETCH is not allowed on "
+               "dataset 'd1' (its methods: GET, HEAD); a grant can only "
+               "narrow the methods of its dataset",
+               "a grant method its dataset does not allow");
     expect_err(BASE "    reveal: [name]\n    drop: [name]\n",
                "t.yaml:20: grants[0].drop: 'name' is both revealed and "
                "dropped", "revealing and dropping the same key");
@@ -470,8 +472,85 @@ test_validation(void)
                "a grant on a share: none dataset");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 1\n" GR,
-               "grants[0].dataset: dataset 'd1' has share: unconditional",
-               "a grant on an unconditional dataset");
+               "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
+               "adds methods, reveal, drop, rate or quota to access by "
+               "clearance; this one sets none of them and would have no "
+               "effect", "a grant on an unconditional dataset adding nothing");
+    expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
+               "    share: unconditional\n    level: 3\n" GR
+               "    rate: 1r/s\n",
+               "t.yaml:16: grants[0].dataset: consumer 'c1' has clearance 2, "
+               "below level 3 of unconditional dataset 'd1'",
+               "a grant for a consumer below an unconditional level");
+    expect_ok(CLS PUR CON "datasets:\n  - id: d1\n"
+              "    share: unconditional\n    level: 1\n" GR
+              "    rate: 1r/s\n",
+              "a grant on an unconditional dataset that adds a rate");
+    expect_ok(CLS PUR CON "datasets:\n  - id: d1\n"
+              "    share: unconditional\n    level: 2\n"
+              "    fields: {name: person.name}\n" GR
+              "    valid: {until: 2020-01-01}\n    approval: A-1\n"
+              "    methods: [HEAD]\n    reveal: [name]\n    drop: [x]\n"
+              "    quota: 5/day\n",
+              "a grant on an unconditional dataset with every key");
+
+    /* dataset methods */
+    expect_ok(CLS PUR CON DS "    methods: [GET, post, PROPFIND, X_Y-Z]\n"
+              GR "    methods: [POST, PROPFIND]\n",
+              "dataset methods, an extension method, grant methods within");
+    expect_err(CLS PUR CON DS "    methods: [GET, GE T]\n",
+               "t.yaml:15: datasets[0].methods: bad method 'GE T': a method "
+               "name has only letters, '_' and '-'", "a method with a space");
+    expect_err(CLS PUR CON DS "    methods: [\"GET/1\"]\n",
+               "datasets[0].methods: bad method 'GET/1'",
+               "a method with a slash");
+    expect_err(CLS PUR CON DS "    methods: [M2]\n",
+               "datasets[0].methods: bad method 'M2'", "a method with a digit");
+    expect_err(CLS PUR CON DS "    methods: [GET, get]\n",
+               "t.yaml:15: datasets[0].methods: method GET is listed twice",
+               "a method listed twice (any case)");
+    expect_err(CLS PUR CON DS "    methods: []\n",
+               "datasets[0].methods: must not be an empty list",
+               "an empty dataset method list");
+    expect_err(CLS PUR CON DS "    methods: GET\n",
+               "datasets[0].methods: expected a list", "methods not a list");
+    expect_err(CLS PUR CON DS
+               "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG]\n",
+               "datasets[0].methods: bad method "
+               "'ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG': 1 to 32 characters",
+               "a method of 33 characters");
+    expect_ok(CLS PUR CON DS
+              "    methods: [ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF]\n",
+              "a method of 32 characters");
+    expect_err(CLS PUR CON DS "    methods: [GET]\n" GR
+               "    methods: [HEAD]\n",
+               "t.yaml:20: grants[0].methods: method HEAD is not allowed on "
+               "dataset 'd1' (its methods: GET)",
+               "a grant method outside a [GET] dataset");
+    expect_err(CLS PUR CON DS "    methods: [A, B, C, D, E, F, G, H, I, J, "
+               "K, L, M, N, O, P]\n"
+               "  - id: d2\n    share: none\n    level: 1\n"
+               "    methods: [A, Q]\n",
+               "t.yaml:19: datasets[1].methods: method Q: a policy may name "
+               "at most 16 methods besides GET",
+               "a 17th extension method");
+    expect_ok(CLS PUR CON DS "    methods: [A, B, C, D, E, F, G, H, I, J, "
+              "K, L, M, N, O, P]\n"
+              "  - id: d2\n    share: none\n    level: 1\n"
+              "    methods: [A, P, GET]\n",
+              "16 extension methods, shared between datasets");
+
+    /* dataset limits */
+    expect_err(CLS PUR CON DS "    rate: 5r/h\n",
+               "t.yaml:15: datasets[0].rate: bad rate '5r/h'",
+               "a bad dataset rate");
+    expect_err(CLS PUR CON DS "    quota: 5/fortnight\n",
+               "t.yaml:15: datasets[0].quota: bad quota '5/fortnight'",
+               "a bad dataset quota");
+    expect_err(CLS PUR CON DS "    quota: 0/day\n",
+               "datasets[0].quota: bad quota '0/day'", "a zero quota");
+    expect_ok(CLS PUR CON DS "    rate: 10r/m burst=3\n    quota: 1/minute\n",
+              "dataset rate and quota");
 
     /* limits */
     expect_err(BASE "    rate: 100r/h\n",
