@@ -234,6 +234,23 @@ for my \$i (1 .. $MANY) {
 }
 hang();
 PL
+    # framing nginx refuses before the header
+    clte => <<'PL',
+my $b = person_json();
+send_raw(head(200, 'Content-Type: application/json',
+              'Content-Length: ' . length($b), 'Transfer-Encoding: chunked')
+         . chunk($b) . chunk(''));
+PL
+    dupcl => <<'PL',
+my $b = person_json();
+send_raw(head(200, 'Content-Type: application/json',
+              'Content-Length: ' . length($b), 'Content-Length: 10') . $b);
+PL
+    badcl => <<'PL',
+my $b = person_json();
+send_raw(head(200, 'Content-Type: application/json',
+              'Content-Length: -5') . $b);
+PL
     # a small answer of unknown length (read until the provider closes)
     closed => <<'PL',
 send_raw("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
@@ -587,6 +604,28 @@ for my $c (['short', 502, 'closed before its Content-Length'],
     $rec = record($id);
     is($rec->{reason}, 'upstream_unavailable', "$what: audited reason");
     is(!!$rec->{cut}, $sent, "$what: audited as cut when the header went");
+}
+
+# framing nginx 1.22 reads its own way (chunks over a length, one of two
+# lengths, a negative one): whatever it makes of it, a masked answer or
+# a JSON error, never clear data
+for my $c (['clte', 'Content-Length and chunked'],
+           ['dupcl', 'two Content-Length'],
+           ['badcl', 'a negative Content-Length'])
+{
+    my ($name, $what) = @$c;
+    my ($r, $id) = call('GET', "/p/$name/1");
+    my $j = json_of($r);
+    ok($r->status == 200 && !$r->{truncated}
+       && ($j->{id_card} // '') eq '450103********1242'
+       || $r->status == 502 && $j->{error}{code},
+       "$what: a whole masked answer or a JSON error")
+        or diag('status ' . $r->status . ': ' . substr($r->body, 0, 200));
+    no_clear($what, $r->{raw});
+    my $rec = record($id);
+    is($rec->{status}, $r->status, "$what: audited status");
+    is($rec->{reason}, $r->status == 200 ? 'ok' : $j->{error}{code},
+       "$what: audited reason");
 }
 
 # a Content-Length shorter than the body: the rest is never read, the cut
