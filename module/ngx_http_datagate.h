@@ -18,6 +18,7 @@
 
 #include "dg_policy.h"
 #include "dg_mask.h"
+#include "dg_rstate.h"
 
 
 #define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
@@ -32,6 +33,12 @@
 /* ---- ngx_http_datagate_redis.c: cluster state ------------------------ */
 
 typedef struct ngx_http_datagate_redis_s  ngx_http_datagate_redis_t;
+
+/* what keeps Redis's data across its restart (INFO, CONFIG GET) */
+#define NGX_HTTP_DATAGATE_RP_KNOWN      0x01    /* the check answered */
+#define NGX_HTTP_DATAGATE_RP_AOF        0x02    /* appendonly yes */
+#define NGX_HTTP_DATAGATE_RP_AOF_WEAK   0x04    /* appendfsync no */
+#define NGX_HTTP_DATAGATE_RP_REPLICA    0x08    /* connected_slaves > 0 */
 
 typedef struct {
     ngx_str_t                       addr_text;  /* "HOST:PORT" as given */
@@ -70,12 +77,15 @@ typedef struct {
 
     ngx_atomic_t                    incident_gen; /* bumped on any change */
 
-    /* audit chain (_log.c): one chain for all workers, under shpool lock */
+    /* audit chain (_log.c): one chain for all workers, under shpool lock;
+     * audit_failing is also read without it (the access phase) */
     u_char                          audit_last[65];
     ngx_uint_t                      audit_seq;
     ngx_atomic_t                    audit_failed;
+    ngx_atomic_t                    audit_failing;  /* last write failed */
     uint64_t                        audit_lost;     /* since last write */
-    unsigned                        audit_failing:1; /* last write failed */
+    uint64_t                        audit_torn_dev; /* the file that ends */
+    uint64_t                        audit_torn_ino; /* in a torn line */
     unsigned                        audit_need_lf:1; /* a torn line before */
 
     /* counters (_log.c, _status.c), under shpool lock */
@@ -86,7 +96,12 @@ typedef struct {
 
     /* Redis state (_redis.c) */
     ngx_atomic_t                    redis_up;
-    ngx_atomic_t                    redis_degraded;
+    ngx_atomic_t                    redis_degraded;  /* requests, a count */
+    ngx_atomic_t                    redis_persistence; /* _RP_* bits */
+    ngx_atomic_t                    redis_untrusted; /* lost its state */
+    u_char                          redis_epoch[DG_RS_EPOCH_MAX + 1];
+    unsigned                        redis_lost_logged:1;
+    unsigned                        redis_volatile_logged:1;
 } ngx_http_datagate_shctx_t;
 
 
@@ -107,6 +122,9 @@ typedef struct {
     ngx_str_t                       audit_path;
     ngx_open_file_t                *audit_file;
     ngx_uint_t                      audit_hash; /* 0: SHA-256, 1: SM3 */
+    ngx_uint_t                      audit_serve; /* on_failure=serve */
+    ngx_str_t                       audit_conf_file; /* where the */
+    ngx_uint_t                      audit_conf_line; /* directive is */
 
     ngx_str_t                       secret_path;
     u_char                          secret[64];
@@ -304,6 +322,22 @@ dg_reason_e ngx_http_datagate_outcome(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_uint_t *cut);
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
+
+/* NGX_OK: go on; NGX_DECLINED: audit records cannot be written and
+ * on_failure=deny: the request must be refused (503 audit_unavailable) */
+ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
+
+/*
+ * Records lost since the last one written, and that record's seq and
+ * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_limit.c); with
+ * the zone locked.  _restore puts a loss read back from the file into a
+ * fresh zone, unless a record written since has counted it already.
+ */
+uint64_t ngx_http_datagate_audit_lost(ngx_http_datagate_main_conf_t *dmcf,
+    uint64_t *seq, u_char *hash);
+void ngx_http_datagate_audit_lost_restore(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_log_t *log, uint64_t seq,
+    u_char *hash, uint64_t lost);
 
 
 /* ---- ngx_http_datagate_status.c ---------------------------------------- */

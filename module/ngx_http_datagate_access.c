@@ -323,6 +323,15 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
         }
 
+        /* no data without a record: while audit records cannot be
+         * written (on_failure=deny), what the policy allows is refused;
+         * before the limit, so that the refusal costs no budget */
+        if (ngx_http_datagate_audit_check(dmcf) != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_AUDIT_UNAVAILABLE,
+                                                NULL);
+        }
+
         ctx->stage = NGX_HTTP_DATAGATE_STAGE_LIMIT;
 
         /* fall through */
@@ -2234,8 +2243,12 @@ ngx_http_datagate_send_error(ngx_http_request_t *r,
     case DG_R_CERT_REVOKED:
     case DG_R_CONSUMER_SUSPENDED:
     case DG_R_DATASET_FROZEN:
-    case DG_R_POLICY_UNAVAILABLE:
         level = NGX_LOG_WARN;
+        break;
+    case DG_R_POLICY_UNAVAILABLE:
+        /* the outage itself is logged once, by _redis.c; each refusal is
+         * counted in the statistics */
+        level = NGX_LOG_INFO;
         break;
     case DG_R_INTERNAL:
         level = NGX_LOG_ERR;

@@ -25,6 +25,7 @@
 
 
 #include "ngx_http_datagate.h"
+#include "dg_audit.h"
 #include "dg_gcra.h"
 #include "dg_rstate.h"
 
@@ -32,6 +33,7 @@
 
 
 #define NGX_HTTP_DATAGATE_LIMIT_KEY     (2 * DG_RS_ID_MAX + 2)
+#define NGX_HTTP_DATAGATE_LIMIT_REPLY   9       /* DG_GCRA_LUA returns */
 
 
 typedef struct {
@@ -43,6 +45,9 @@ typedef struct {
     uint32_t                        period;     /* of that window, s */
     int64_t                         seen_window;
     uint64_t                        seen;       /* cluster count (Redis) */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;   /* admitted alone, not yet
+                                                   added to Redis's count */
     uint64_t                        last;       /* ms */
     u_char                          data[1];
 } ngx_http_datagate_lnode_t;
@@ -52,7 +57,8 @@ typedef struct {
 typedef struct {
     ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
-    int64_t                         window;
+    int64_t                         add_window;
+    uint64_t                        add;        /* unsynced, in flight */
     size_t                          klen;
     u_char                          key[1];
 } ngx_http_datagate_lwait_t;
@@ -78,6 +84,8 @@ static void ngx_http_datagate_limit_reply(void *data, void *reply);
 static ngx_int_t ngx_http_datagate_limit_result(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
     ngx_http_datagate_lres_t *res);
+static void ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
+    ngx_uint_t answered, uint64_t added);
 static ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
     uint64_t now);
@@ -280,6 +288,16 @@ ngx_http_datagate_limit_local(ngx_http_request_t *r,
         res->limit = l->quota;
         res->remaining = qr.remaining;
         res->reset_ms = qr.reset * 1000;
+
+        if (share) {
+            /* to be added to the cluster's count when Redis is back */
+            if (node->unsynced_window != node->window) {
+                node->unsynced_window = node->window;
+                node->unsynced = 0;
+            }
+
+            node->unsynced++;
+        }
     }
 
     if (gcra.interval) {
@@ -375,16 +393,18 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 {
     int                         n;
     u_char                     *p;
-    size_t                      lens[9];
+    size_t                      lens[10];
     int64_t                     now_s, start;
     ngx_int_t                   rc;
     dg_gcra_t                   gcra;
-    const char                 *args[9];
+    const char                 *args[10];
     ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_lwait_t  *w;
+    uint64_t                    add;
+    ngx_http_datagate_lnode_t  *node;
     u_char                      rkey[DG_RS_KEY_MAX];
-    u_char                      qkey[DG_RS_KEY_MAX + NGX_INT64_LEN];
-    u_char                      num[7][NGX_INT64_LEN + 1];
+    u_char                      qkey[DG_RS_KEY_MAX];
+    u_char                      num[8][NGX_INT64_LEN + 1];
 
     if (!ngx_http_datagate_redis_ready()) {
         return NGX_DECLINED;
@@ -400,6 +420,28 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     now_s = ngx_time();
     start = dg_quota_window_start(now_s, l->quota_period);
+
+    /*
+     * what this node admitted alone while Redis was away goes with this
+     * call; back into the node if the call fails
+     */
+    add = 0;
+
+    if (l->quota && dmcf->sh) {
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+        node = ngx_http_datagate_limit_node(dmcf, key, klen,
+                                            ngx_http_datagate_now_ms());
+        if (node && node->unsynced) {
+            if (node->unsynced_window == start) {
+                add = node->unsynced;
+            }
+
+            node->unsynced = 0;
+        }
+
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+    }
 
     /* KEYS */
 
@@ -417,14 +459,14 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     lens[1] = 0;
 
     if (l->quota) {
+        /* the script appends ":START" of the window Redis's clock is in */
         p = ngx_cpymem(qkey, DG_RS_QUOTA, sizeof(DG_RS_QUOTA) - 1);
         p = ngx_cpymem(p, key, klen);
-        p = ngx_sprintf(p, ":%L", start);
         args[1] = (const char *) qkey;
         lens[1] = p - qkey;
     }
 
-    /* ARGV: T, tau, limit, quota, period, window start, window end */
+    /* ARGV: T, tau, limit, quota, period, UTC offset, added, its window */
 
     args[2] = (const char *) num[0];
     lens[2] = ngx_sprintf(num[0], "%L", gcra.interval) - num[0];
@@ -438,14 +480,13 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     lens[6] = ngx_sprintf(num[4], "%ui", (ngx_uint_t) l->quota_period)
               - num[4];
     args[7] = (const char *) num[5];
-    lens[7] = ngx_sprintf(num[5], "%L", start) - num[5];
+    lens[7] = ngx_sprintf(num[5], "%d", DG_UTC_OFFSET) - num[5];
     args[8] = (const char *) num[6];
-    lens[8] = ngx_sprintf(num[6], "%L",
-                          start + (l->quota_period ? l->quota_period
-                                                   : 86400))
-              - num[6];
+    lens[8] = ngx_sprintf(num[6], "%uL", add) - num[6];
+    args[9] = (const char *) num[7];
+    lens[9] = ngx_sprintf(num[7], "%L", start) - num[7];
 
-    n = 9;
+    n = 10;
 
     w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t) + klen,
                   r->connection->log);
@@ -453,8 +494,15 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    w->dmcf = dmcf;
+    w->add_window = start;
+    w->add = add;
+    w->klen = klen;
+    ngx_memcpy(w->key, key, klen);
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        ngx_http_datagate_limit_unsynced(w, 0, 0);
         ngx_free(w);
         return NGX_ERROR;
     }
@@ -463,7 +511,8 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     w->wait.ctx = ctx;
     w->wait.cln = cln;
     w->dmcf = dmcf;
-    w->window = start;
+    w->add_window = start;
+    w->add = add;
     w->klen = klen;
     ngx_memcpy(w->key, key, klen);
 
@@ -471,6 +520,7 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
                                       args, lens);
 
     if (rc != NGX_OK) {
+        ngx_http_datagate_limit_unsynced(w, 0, 0);
         ngx_free(w);
         return rc;
     }
@@ -487,7 +537,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 {
     uint64_t                        now;
     ngx_uint_t                      i, ok;
-    long long                       v[7];
+    long long                       v[NGX_HTTP_DATAGATE_LIMIT_REPLY];
     redisReply                     *rr;
     ngx_http_request_t             *r;
     ngx_http_datagate_ctx_t        *ctx;
@@ -507,10 +557,12 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     rr = reply;
     ok = 0;
 
-    if (rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 7) {
+    if (rr && rr->type == REDIS_REPLY_ARRAY
+        && rr->elements == NGX_HTTP_DATAGATE_LIMIT_REPLY)
+    {
         ok = 1;
 
-        for (i = 0; i < 7; i++) {
+        for (i = 0; i < NGX_HTTP_DATAGATE_LIMIT_REPLY; i++) {
             if (rr->element[i]->type != REDIS_REPLY_INTEGER) {
                 ok = 0;
                 break;
@@ -525,6 +577,10 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
                       (size_t) rr->len, rr->str);
     }
 
+    /* what was not added (a failed call) goes back to the node */
+    ngx_http_datagate_limit_unsynced(w, ok, ok && v[8] > 0 ? (uint64_t) v[8]
+                                                          : 0);
+
     if (ok && v[6] > 0 && dmcf->sh) {
         /* remember the cluster's quota use for the per-node fallback */
         now = ngx_http_datagate_now_ms();
@@ -533,7 +589,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 
         node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen, now);
         if (node) {
-            node->seen_window = w->window;
+            node->seen_window = v[7];
             node->seen = (uint64_t) v[6];
         }
 
@@ -592,6 +648,51 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
+}
+
+
+/*
+ * The node's own admissions that went with a call: those Redis added are
+ * in its count now (and leave this node's, so that the per-node share of
+ * a later outage is not charged twice); after a failed call they go back,
+ * unless their window has ended.  Those Redis did not add although it
+ * answered belong to a window that has ended by its clock: dropped.
+ */
+static void
+ngx_http_datagate_limit_unsynced(ngx_http_datagate_lwait_t *w,
+    ngx_uint_t answered, uint64_t added)
+{
+    ngx_http_datagate_lnode_t      *node;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dmcf = w->dmcf;
+
+    if (w->add == 0 || dmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    node = ngx_http_datagate_limit_node(dmcf, w->key, w->klen,
+                                        ngx_http_datagate_now_ms());
+
+    if (node && node->window == w->add_window) {
+        if (answered) {
+            node->count -= node->count < added ? node->count : added;
+
+        } else {
+            if (node->unsynced_window != w->add_window) {
+                node->unsynced_window = w->add_window;
+                node->unsynced = 0;
+            }
+
+            node->unsynced += w->add;
+        }
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    w->add = 0;
 }
 
 
@@ -694,17 +795,24 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
  * fsync, rename):
  *
  *     DGQ1
+ *     epoch VALUE
+ *     lost SEQ HASH COUNT
  *     WINDOW_START PERIOD COUNT CONSUMER|DATASET
  *     ...
  *
- * one line per budget with requests counted in a window that has not
- * ended.  The key is the budget's (consumer, dataset), not a policy
- * index, so the counters survive a policy change as well.  Rate-limit
- * state (GCRA) is not kept: an idle bucket is full anyway after at most
- * (burst + 1) / rate seconds.
+ * "epoch": the Redis epoch this node last saw (_redis.c), with
+ * datagate_redis.  "lost": audit records that could not be written after the record SEQ
+ * (its hash HASH) and that no record has counted yet (_log.c); only when
+ * there are any.  Then one line per budget with requests counted in a
+ * window that has not ended.  The key is the budget's (consumer,
+ * dataset), not a policy index, so the counters survive a policy change
+ * as well.  Rate-limit state (GCRA) is not kept: an idle bucket is full
+ * anyway after at most (burst + 1) / rate seconds.
  */
 
 #define NGX_HTTP_DATAGATE_STATE_MAGIC    "DGQ1\n"
+#define NGX_HTTP_DATAGATE_STATE_LOST     "lost "
+#define NGX_HTTP_DATAGATE_STATE_EPOCH    "epoch "
 #define NGX_HTTP_DATAGATE_STATE_MAX      (64 * 1024 * 1024)
 #define NGX_HTTP_DATAGATE_STATE_PERIOD   (366 * 86400)
 
@@ -716,6 +824,11 @@ typedef struct {
     size_t                          klen;
     u_char                         *key;
 } ngx_http_datagate_qsave_t;
+
+
+static ngx_int_t ngx_http_datagate_state_lost(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_log_t *log, u_char *p,
+    u_char *end);
 
 
 static ngx_event_t  ngx_http_datagate_state_ev;
@@ -750,9 +863,11 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log, ngx_uint_t wait)
 {
     u_char                     *buf, *p, *kp;
+    u_char                      lhash[DG_AUDIT_HEXLEN + 1];
     size_t                      size, keys;
     ssize_t                     n;
     int64_t                     now;
+    uint64_t                    lost, lseq;
     ngx_fd_t                    fd;
     ngx_err_t                   err;
     ngx_str_t                   tmp;
@@ -761,6 +876,7 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     const char                 *what;
     ngx_http_datagate_lnode_t  *node;
     ngx_http_datagate_qsave_t  *e;
+    u_char                      epoch[DG_RS_EPOCH_MAX + 1];
 
     if (dmcf->sh == NULL || dmcf->state_path.len == 0) {
         return NGX_OK;
@@ -787,6 +903,9 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     }
 
     /* count, copy out under the lock, write without it */
+
+    lseq = 0;
+    lost = ngx_http_datagate_audit_lost(dmcf, &lseq, lhash);
 
     count = 0;
     keys = 0;
@@ -840,9 +959,14 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
         count = i;
     }
 
+    ngx_cpystrn(epoch, dmcf->sh->redis_epoch, sizeof(epoch));
+
     ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
     size = sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1
+           + sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) + sizeof(epoch)
+           + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) + 2 * NGX_INT64_LEN
+           + DG_AUDIT_HEXLEN + 3
            + count * (3 * NGX_INT64_LEN + 4) + keys;
 
     buf = ngx_alloc(size, log);
@@ -852,6 +976,15 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
 
     p = ngx_cpymem(buf, NGX_HTTP_DATAGATE_STATE_MAGIC,
                    sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1);
+
+    if (epoch[0]) {
+        p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_EPOCH "%s\n", epoch);
+    }
+
+    if (lost) {
+        p = ngx_sprintf(p, NGX_HTTP_DATAGATE_STATE_LOST "%uL %*s %uL\n",
+                        lseq, (size_t) DG_AUDIT_HEXLEN, lhash, lost);
+    }
 
     for (i = 0; i < count; i++) {
         p = ngx_sprintf(p, "%L %uD %uL ", e[i].window, e[i].period,
@@ -942,6 +1075,44 @@ failed:
     ngx_free(tmp.data);
 
     return NGX_ERROR;
+}
+
+
+/* the rest of a "lost SEQ HASH COUNT" line; NGX_DECLINED: malformed */
+static ngx_int_t
+ngx_http_datagate_state_lost(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, u_char *p, u_char *end)
+{
+    u_char     *h, hash[DG_AUDIT_HEXLEN + 1];
+    ngx_int_t   seq, lost;
+
+    h = ngx_strlchr(p, end, ' ');
+    if (h == NULL || end - h < DG_AUDIT_HEXLEN + 3
+        || h[DG_AUDIT_HEXLEN + 1] != ' ')
+    {
+        return NGX_DECLINED;
+    }
+
+    seq = ngx_atoi(p, h - p);
+    lost = ngx_atoi(h + DG_AUDIT_HEXLEN + 2, end - (h + DG_AUDIT_HEXLEN + 2));
+
+    if (seq == NGX_ERROR || lost == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    for (p = h + 1; p < h + 1 + DG_AUDIT_HEXLEN; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_memcpy(hash, h + 1, DG_AUDIT_HEXLEN);
+    hash[DG_AUDIT_HEXLEN] = '\0';
+
+    ngx_http_datagate_audit_lost_restore(dmcf, log, (uint64_t) seq, hash,
+                                         (uint64_t) lost);
+
+    return NGX_OK;
 }
 
 
@@ -1080,6 +1251,33 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
         if (nl == NULL) {
             bad++;      /* a torn last line */
             break;
+        }
+
+        if (nl - p > (ssize_t) sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1
+            && ngx_strncmp(p, NGX_HTTP_DATAGATE_STATE_LOST,
+                           sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1) == 0)
+        {
+            if (ngx_http_datagate_state_lost(dmcf, log,
+                    p + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) - 1, nl)
+                != NGX_OK)
+            {
+                bad++;
+            }
+
+            continue;
+        }
+
+        /* the Redis epoch this node last saw (_redis.c) */
+        if (nl - p > (ssize_t) sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1
+            && nl - p <= (ssize_t) (sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH)
+                                    - 1 + DG_RS_EPOCH_MAX)
+            && ngx_strncmp(p, NGX_HTTP_DATAGATE_STATE_EPOCH,
+                           sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1) == 0)
+        {
+            p += sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) - 1;
+            ngx_memcpy(dmcf->sh->redis_epoch, p, nl - p);
+            dmcf->sh->redis_epoch[nl - p] = '\0';
+            continue;
         }
 
         if (ngx_http_datagate_state_line(p, nl, &window, &period, &count,

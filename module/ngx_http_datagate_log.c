@@ -10,10 +10,18 @@
  * keeps the zone and so the head; after "nginx -s reopen" the first record
  * of the new file links to the last one of the old file.
  *
- * A failed write is counted (datagate_audit_write_failures_total), logged
- * once when writes start failing and once when they work again, and the
- * next record written says how many were lost ("lost").  The chain does
- * not advance over a lost record, so the file stays verifiable.
+ * A record that cannot be written (write() fails or is short, the file
+ * was removed) is counted (datagate_audit_write_failures_total), the
+ * zone says "failing" until a record is written again, and the next
+ * record written says how many were lost ("lost").  Both changes of
+ * state are logged once.  The chain does not advance over a lost record,
+ * and the part of a short write is cut off the file again, so the file
+ * stays verifiable.  While failing, with on_failure=deny (the default),
+ * the access phase refuses what the policy allows with 503
+ * audit_unavailable; the records of those refusals are write attempts
+ * too, so the first one that is written ends the state.  A loss not yet
+ * counted in a record is kept in the datagate_state file across a
+ * restart (_limit.c).
  */
 
 
@@ -21,9 +29,20 @@
 #include "dg_audit.h"
 
 
-#define NGX_HTTP_DATAGATE_AUDIT_BUF     16384
-#define NGX_HTTP_DATAGATE_URI_MAX       2048
-#define NGX_HTTP_DATAGATE_HDR_MAX       256
+/* changes of the write state, logged outside the lock */
+#define NGX_HTTP_DATAGATE_AUDIT_SAME       0
+#define NGX_HTTP_DATAGATE_AUDIT_FAILED     1
+#define NGX_HTTP_DATAGATE_AUDIT_RECOVERED  2
+
+
+/* the outcome of one write, under the lock */
+typedef struct {
+    ngx_uint_t                      change;     /* AUDIT_SAME, ... */
+    ngx_err_t                       err;
+    const char                     *why;        /* what happened */
+    uint64_t                        lost;       /* counted in ... */
+    uint64_t                        seq;        /* ... this record */
+} ngx_http_datagate_audit_res_t;
 
 
 /* what one request adds to the counters and the record */
@@ -63,7 +82,15 @@ static void ngx_http_datagate_log_header(ngx_http_request_t *r,
     const char *name, size_t len, ngx_str_t *value);
 static ngx_int_t ngx_http_datagate_audit_write(
     ngx_http_datagate_main_conf_t *dmcf, dg_arec_t *rec,
-    ngx_http_datagate_shctx_t *sh, ngx_err_t *err, ngx_uint_t *change);
+    ngx_http_datagate_shctx_t *sh, ngx_http_datagate_audit_res_t *res);
+static void ngx_http_datagate_audit_seed(ngx_http_datagate_shctx_t *sh);
+static void ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p,
+    size_t n, ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh);
+static void ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
+    ngx_http_datagate_audit_res_t *res);
+static void ngx_http_datagate_audit_report(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_audit_res_t *res);
 
 
 static const char  *ngx_http_datagate_detect_names[DG_DETECT_MAX] = {
@@ -74,7 +101,9 @@ static const char  *ngx_http_datagate_detect_names[DG_DETECT_MAX] = {
  * shared zone when the zone is new */
 static u_char      ngx_http_datagate_audit_head[DG_AUDIT_HEXLEN + 1];
 static uint64_t    ngx_http_datagate_audit_head_seq;
-static ngx_uint_t  ngx_http_datagate_audit_head_lf;
+static ngx_uint_t  ngx_http_datagate_audit_head_lf;   /* a torn last line */
+static ngx_uint_t  ngx_http_datagate_audit_head_dev;
+static ngx_uint_t  ngx_http_datagate_audit_head_ino;
 
 /* without a shared zone (never the case with a policy): this process */
 static ngx_http_datagate_shctx_t  ngx_http_datagate_audit_local;
@@ -84,15 +113,14 @@ ngx_int_t
 ngx_http_datagate_log_handler(ngx_http_request_t *r)
 {
     u_char                         *line;
-    ngx_err_t                       err;
     dg_arec_t                       rec;
-    ngx_uint_t                      full, change;
-    ngx_int_t                       rc;
+    ngx_uint_t                      full;
     ngx_slab_pool_t                *shpool;
     ngx_http_datagate_ctx_t        *ctx;
     ngx_http_datagate_log_t         lg;
     ngx_http_datagate_shctx_t      *sh;
     ngx_http_datagate_main_conf_t  *dmcf;
+    ngx_http_datagate_audit_res_t   res;
 
     if (r != r->main) {
         return NGX_OK;
@@ -120,15 +148,14 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
 
     if (dmcf->audit_file) {
         line = ngx_http_datagate_audit_build(r, dmcf, ctx, &lg, &rec);
-        /* NULL: out of memory, counted as a failed write below */
+        /* NULL: out of memory, a lost record like a failed write */
     }
 
     sh = dmcf->sh;
     shpool = dmcf->shpool;
     full = 0;
-    change = 0;
-    err = 0;
-    rc = NGX_OK;
+
+    ngx_memzero(&res, sizeof(ngx_http_datagate_audit_res_t));
 
     if (sh) {
         ngx_shmtx_lock(&shpool->mutex);
@@ -140,13 +167,11 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
 
     if (dmcf->audit_file) {
         if (line) {
-            rc = ngx_http_datagate_audit_write(dmcf, &rec, sh, &err,
-                                               &change);
+            (void) ngx_http_datagate_audit_write(dmcf, &rec, sh, &res);
 
         } else {
-            (void) ngx_atomic_fetch_add(&sh->audit_failed, 1);
-            sh->audit_lost++;
-            rc = NGX_ERROR;
+            res.why = "no memory for the record";
+            ngx_http_datagate_audit_failed(sh, &res);
         }
     }
 
@@ -163,22 +188,8 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
                       "\"overflow\"", (ngx_uint_t) NGX_HTTP_DATAGATE_STATS_MAX);
     }
 
-    if (change && rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
-                      "datagate: audit log \"%V\": write failed, audit "
-                      "records are being lost (counted in "
-                      "datagate_audit_write_failures_total)",
-                      &dmcf->audit_file->name);
-
-    } else if (change) {
-        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                      "datagate: audit log \"%V\": writes work again",
-                      &dmcf->audit_file->name);
-    }
-
-    if (rc != NGX_OK && line == NULL && dmcf->audit_file) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "datagate: no memory for an audit record");
+    if (res.change != NGX_HTTP_DATAGATE_AUDIT_SAME) {
+        ngx_http_datagate_audit_report(r, dmcf, &res);
     }
 
     return NGX_OK;
@@ -398,24 +409,28 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
     ngx_http_datagate_log_t *lg, dg_arec_t *rec)
 {
-    u_char             *buf, tbuf[40];
+    u_char             *buf, tbuf[DG_AUDIT_MAX_TIME];
     size_t              len;
     ngx_tm_t            tm;
     ngx_int_t           status;
     ngx_uint_t          i;
     ngx_time_t         *tp;
+    dg_acount_t        *masked, detected[DG_DETECT_MAX];
     ngx_msec_int_t      ms;
     const dg_class_t   *cls;
     const dg_policy_t  *p;
+    dg_audit_fields_t   f;
 
     p = dmcf->policy;
 
-    buf = ngx_pnalloc(r->pool, NGX_HTTP_DATAGATE_AUDIT_BUF);
-    if (buf == NULL || dg_arec_init(rec, (char *) buf,
-                                    NGX_HTTP_DATAGATE_AUDIT_BUF) != 0)
+    buf = ngx_pnalloc(r->pool, DG_AUDIT_RECORD_MAX);
+    if (buf == NULL
+        || dg_arec_init(rec, (char *) buf, DG_AUDIT_RECORD_MAX) != 0)
     {
         return NULL;
     }
+
+    ngx_memzero(&f, sizeof(dg_audit_fields_t));
 
     /* time: ISO 8601 in local time with milliseconds */
 
@@ -437,175 +452,208 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
               - tbuf;
     }
 
-    dg_arec_str(rec, "time", (char *) tbuf, len);
+    f.time.data = (char *) tbuf;
+    f.time.len = len;
 
-    dg_arec_cstr(rec, "request_id", ctx->request_id[0]
-                                    ? (char *) ctx->request_id : NULL);
+    /*
+     * Every string below is bounded by dg_audit_encode() after escaping
+     * (dg_audit.h): the client's method, URI, Data-Purpose and
+     * Data-Approval cannot crowd the decision out of the record.
+     */
 
-    dg_arec_str(rec, "consumer", (char *) lg->consumer.data,
-                lg->consumer.len);
+#define ngx_http_datagate_astr(dst, d, l)                                     \
+    do { (dst).data = (const char *) (d); (dst).len = (l); } while (0)
 
-    dg_arec_str(rec, "cert_serial", (char *) ctx->cert_serial.data,
-                ctx->cert_serial.len);
+    if (ctx->request_id[0]) {
+        ngx_http_datagate_astr(f.request_id, ctx->request_id,
+                               ngx_strlen(ctx->request_id));
+    }
 
-    dg_arec_str(rec, "client", (char *) r->connection->addr_text.data,
-                r->connection->addr_text.len);
+    ngx_http_datagate_astr(f.consumer, lg->consumer.data, lg->consumer.len);
+    ngx_http_datagate_astr(f.cert_serial, ctx->cert_serial.data,
+                           ctx->cert_serial.len);
+    ngx_http_datagate_astr(f.client, r->connection->addr_text.data,
+                           r->connection->addr_text.len);
 
-    dg_arec_cstr(rec, "country", ctx->country[0]
-                                 ? (char *) ctx->country : NULL);
+    if (ctx->country[0]) {
+        ngx_http_datagate_astr(f.country, ctx->country,
+                               ngx_strlen(ctx->country));
+    }
 
     if (ctx->region[0]) {
-        dg_arec_cstr(rec, "region", (char *) ctx->region);
+        ngx_http_datagate_astr(f.region, ctx->region,
+                               ngx_strnlen(ctx->region, sizeof(ctx->region)));
     }
 
-    dg_arec_str(rec, "dataset", (char *) lg->dataset.data, lg->dataset.len);
+    ngx_http_datagate_astr(f.dataset, lg->dataset.data, lg->dataset.len);
+    f.level = ctx->dataset ? (int) ctx->dataset->level : -1;
 
-    if (ctx->dataset) {
-        dg_arec_uint(rec, "level", ctx->dataset->level);
+    ngx_http_datagate_astr(f.purpose, ctx->purpose.data, ctx->purpose.len);
+    ngx_http_datagate_astr(f.approval, ctx->approval.data,
+                           ctx->approval.len);
+    ngx_http_datagate_astr(f.method, r->method_name.data,
+                           r->method_name.len);
+    ngx_http_datagate_astr(f.uri, r->unparsed_uri.data, r->unparsed_uri.len);
 
-    } else {
-        dg_arec_str(rec, "level", NULL, 0);
-    }
+#undef ngx_http_datagate_astr
 
-    dg_arec_str(rec, "purpose", (char *) ctx->purpose.data,
-                ngx_min(ctx->purpose.len, NGX_HTTP_DATAGATE_HDR_MAX));
-
-    dg_arec_str(rec, "approval", (char *) ctx->approval.data,
-                ngx_min(ctx->approval.len, NGX_HTTP_DATAGATE_HDR_MAX));
-
-    dg_arec_str(rec, "method", (char *) r->method_name.data,
-                r->method_name.len);
-
-    dg_arec_str(rec, "uri", (char *) r->unparsed_uri.data,
-                ngx_min(r->unparsed_uri.len, NGX_HTTP_DATAGATE_URI_MAX));
-
-    dg_arec_cstr(rec, "decision", lg->decision);
-    dg_arec_cstr(rec, "reason", lg->reason);
-
-    if (ctx->unmaskable) {
-        dg_arec_cstr(rec, "detail", ctx->unmaskable);
-
-    } else if (ctx->provider_error) {
-        dg_arec_cstr(rec, "detail", ctx->provider_error);
-    }
-
-    if (lg->cut) {
-        dg_arec_bool(rec, "cut", 1);
-    }
+    f.decision = lg->decision;
+    f.reason = lg->reason;
+    f.detail = ctx->unmaskable ? ctx->unmaskable : ctx->provider_error;
+    f.cut = lg->cut;
 
     status = r->err_status ? r->err_status : r->headers_out.status;
     if (status == 0 && r->connection->error) {
         status = 499;   /* as nginx logs a client gone before a response */
     }
 
-    dg_arec_uint(rec, "status", status);
-    dg_arec_uint(rec, "bytes", lg->bytes);
+    f.status = status;
+    f.bytes = lg->bytes;
 
-    dg_arec_obj_begin(rec, "masked");
+    masked = NULL;
 
-    for (i = 0; i < lg->nmasked && lg->mclass; i++) {
-        cls = &p->classes[lg->mclass[i]];
-        dg_arec_uint_n(rec, cls->id.data, cls->id.len, lg->mcount[i]);
+    if (lg->nmasked && lg->mclass) {
+        masked = ngx_palloc(r->pool, lg->nmasked * sizeof(dg_acount_t));
+        if (masked == NULL) {
+            return NULL;
+        }
+
+        for (i = 0; i < lg->nmasked; i++) {
+            cls = &p->classes[lg->mclass[i]];
+            masked[i].name = cls->id.data;
+            masked[i].len = cls->id.len;
+            masked[i].count = lg->mcount[i];
+        }
+
+        f.masked = masked;
+        f.nmasked = lg->nmasked;
     }
-
-    dg_arec_obj_end(rec);
 
     for (i = 0; i < DG_DETECT_MAX; i++) {
         if (lg->detect[i]) {
-            break;
+            detected[f.ndetected].name = ngx_http_datagate_detect_names[i];
+            detected[f.ndetected].len =
+                                ngx_strlen(ngx_http_datagate_detect_names[i]);
+            detected[f.ndetected].count = lg->detect[i];
+            f.ndetected++;
         }
     }
 
-    if (i < DG_DETECT_MAX) {
-        dg_arec_obj_begin(rec, "detected");
-
-        for (i = 0; i < DG_DETECT_MAX; i++) {
-            if (lg->detect[i]) {
-                dg_arec_uint(rec, ngx_http_datagate_detect_names[i],
-                             lg->detect[i]);
-            }
-        }
-
-        dg_arec_obj_end(rec);
-    }
-
-    if (lg->unlisted) {
-        dg_arec_uint(rec, "unlisted", lg->unlisted);
-    }
-
-    if (lg->dropped) {
-        dg_arec_uint(rec, "dropped", lg->dropped);
-    }
+    f.detected = detected;
+    f.unlisted = lg->unlisted;
+    f.dropped = lg->dropped;
 
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
                            + (tp->msec - r->start_msec));
-    dg_arec_uint(rec, "duration_ms", ms > 0 ? (uint64_t) ms : 0);
+    f.duration_ms = ms > 0 ? (uint64_t) ms : 0;
 
-    dg_arec_str(rec, "policy", p->version_hex, 16);
+    f.policy.data = p->version_hex;
+    f.policy.len = 16;
+
+    if (dg_audit_encode(rec, &f) != 0) {
+        return NULL;
+    }
 
     return buf;
 }
 
 
+/* a new zone: continue the chain found in the file */
+static void
+ngx_http_datagate_audit_seed(ngx_http_datagate_shctx_t *sh)
+{
+    if (ngx_http_datagate_audit_head[0] == '\0') {
+        ngx_memcpy(ngx_http_datagate_audit_head, dg_audit_genesis,
+                   DG_AUDIT_HEXLEN + 1);
+    }
+
+    ngx_memcpy(sh->audit_last, ngx_http_datagate_audit_head,
+               DG_AUDIT_HEXLEN + 1);
+    sh->audit_seq = (ngx_uint_t) ngx_http_datagate_audit_head_seq;
+
+    if (ngx_http_datagate_audit_head_lf) {
+        /* the file ends in a torn line: a record whose write was cut
+         * (a crash); unless the state file counted the loss already */
+        sh->audit_need_lf = 1;
+        sh->audit_torn_dev = ngx_http_datagate_audit_head_dev;
+        sh->audit_torn_ino = ngx_http_datagate_audit_head_ino;
+
+        if (sh->audit_lost == 0) {
+            sh->audit_lost = 1;
+        }
+    }
+}
+
+
 /*
  * Under the zone lock: seal with the chain head, write, advance the head.
- * *change is set when writes start or stop failing.
+ * NGX_OK: written; NGX_ERROR: the record is lost (counted, res says why).
  */
 static ngx_int_t
 ngx_http_datagate_audit_write(ngx_http_datagate_main_conf_t *dmcf,
-    dg_arec_t *rec, ngx_http_datagate_shctx_t *sh, ngx_err_t *err,
-    ngx_uint_t *change)
+    dg_arec_t *rec, ngx_http_datagate_shctx_t *sh,
+    ngx_http_datagate_audit_res_t *res)
 {
-    char        hash[DG_AUDIT_HEXLEN + 1];
-    u_char     *p;
-    size_t      len;
-    ssize_t     n;
-    ngx_fd_t    fd;
-    const char *line;
+    char              hash[DG_AUDIT_HEXLEN + 1];
+    u_char           *p;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    const char       *line;
+    ngx_file_info_t   fi;
 
     if (sh->audit_last[0] == '\0') {
-        /* a new zone: continue the chain found in the file */
-        if (ngx_http_datagate_audit_head[0] == '\0') {
-            ngx_memcpy(ngx_http_datagate_audit_head, dg_audit_genesis,
-                       DG_AUDIT_HEXLEN + 1);
-        }
-
-        ngx_memcpy(sh->audit_last, ngx_http_datagate_audit_head,
-                   DG_AUDIT_HEXLEN + 1);
-        sh->audit_seq = (ngx_uint_t) ngx_http_datagate_audit_head_seq;
-        sh->audit_need_lf = ngx_http_datagate_audit_head_lf ? 1 : 0;
+        ngx_http_datagate_audit_seed(sh);
     }
 
-    if (sh->audit_lost) {
-        dg_arec_uint(rec, "lost", sh->audit_lost);
-    }
+    dg_arec_lost(rec, sh->audit_lost);
 
     if (dg_arec_seal(rec, (int) dmcf->audit_hash, sh->audit_seq + 1,
                      (char *) sh->audit_last, hash, &line, &len)
         != 0)
     {
-        *err = 0;
+        res->why = "sealing the record failed";
         goto failed;
     }
 
     p = (u_char *) line;
+    fd = dmcf->audit_file->fd;
 
-    if (sh->audit_need_lf) {
-        /* end the torn line left by a failed write: the record must
-         * start a line of its own (DG_AREC_HEAD leaves room in front) */
-        *--p = '\n';
-        len++;
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        res->err = ngx_errno;
+        res->why = ngx_fd_info_n " failed";
+        goto failed;
     }
 
-    fd = dmcf->audit_file->fd;
+    if (ngx_is_file(&fi) && fi.st_nlink == 0) {
+        /* removed: what is written goes nowhere anyone can read */
+        res->why = "the file was removed (\"nginx -s reopen\" creates it "
+                   "again)";
+        goto failed;
+    }
+
+    if (sh->audit_need_lf) {
+        if ((uint64_t) fi.st_dev == sh->audit_torn_dev
+            && (uint64_t) fi.st_ino == sh->audit_torn_ino)
+        {
+            /* end the torn line: the record must start a line of its
+             * own (DG_AREC_HEAD leaves room in front) */
+            *--p = '\n';
+            len++;
+
+        } else {
+            sh->audit_need_lf = 0;      /* another file since (reopen) */
+        }
+    }
 
     n = write(fd, p, len);
 
     if (n != (ssize_t) len) {
-        *err = (n == -1) ? ngx_errno : NGX_ENOSPC;
+        res->err = (n == -1) ? ngx_errno : NGX_ENOSPC;
+        res->why = (n > 0) ? "write() was short" : "write() failed";
 
         if (n > 0) {
-            sh->audit_need_lf = 1;
+            ngx_http_datagate_audit_untear(fd, p, (size_t) n, &fi, sh);
         }
 
         goto failed;
@@ -614,26 +662,159 @@ ngx_http_datagate_audit_write(ngx_http_datagate_main_conf_t *dmcf,
     ngx_memcpy(sh->audit_last, hash, DG_AUDIT_HEXLEN + 1);
     sh->audit_seq++;
     sh->audit_need_lf = 0;
+
+    res->lost = sh->audit_lost;
+    res->seq = sh->audit_seq;
     sh->audit_lost = 0;
 
     if (sh->audit_failing) {
         sh->audit_failing = 0;
-        *change = 1;
+        res->change = NGX_HTTP_DATAGATE_AUDIT_RECOVERED;
     }
 
     return NGX_OK;
 
 failed:
 
+    ngx_http_datagate_audit_failed(sh, res);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A short write left the first n bytes of a record at the end of the
+ * file: cut them off again, so that the file ends with the last whole
+ * record.  If that fails, the next record starts with a LF of its own
+ * and "datagate audit verify" reads the torn line as the start of the
+ * record that the next one counts as lost.
+ */
+static void
+ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p, size_t n,
+    ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh)
+{
+    ngx_file_info_t  fi;
+
+    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR && ngx_is_file(&fi)
+        && ngx_file_size(&fi) >= (off_t) n
+        && ftruncate(fd, ngx_file_size(&fi) - (off_t) n) == 0)
+    {
+        return;                     /* the file is as it was */
+    }
+
+    if (n == 1 && p[0] == '\n') {
+        sh->audit_need_lf = 0;      /* only the LF that ended a torn line */
+        return;
+    }
+
+    sh->audit_need_lf = 1;
+    sh->audit_torn_dev = (uint64_t) before->st_dev;
+    sh->audit_torn_ino = (uint64_t) before->st_ino;
+}
+
+
+/* under the zone lock: one record lost */
+static void
+ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
+    ngx_http_datagate_audit_res_t *res)
+{
     (void) ngx_atomic_fetch_add(&sh->audit_failed, 1);
     sh->audit_lost++;
 
     if (!sh->audit_failing) {
         sh->audit_failing = 1;
-        *change = 1;
+        res->change = NGX_HTTP_DATAGATE_AUDIT_FAILED;
+    }
+}
+
+
+static void
+ngx_http_datagate_audit_report(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_audit_res_t *res)
+{
+    if (res->change == NGX_HTTP_DATAGATE_AUDIT_FAILED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, res->err,
+                      "datagate: audit log \"%V\": %s, audit "
+                      "records are being lost (counted in "
+                      "datagate_audit_write_failures_total); %s",
+                      &dmcf->audit_file->name, res->why,
+                      dmcf->audit_serve
+                      ? "requests are served without a record "
+                        "(on_failure=serve)"
+                      : "enforced requests are refused with 503 "
+                        "audit_unavailable until a record is written");
+        return;
     }
 
-    return NGX_ERROR;
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "datagate: audit log \"%V\": records are written again; "
+                  "%uL record(s) were lost, counted in the record seq %uL "
+                  "(\"lost\")", &dmcf->audit_file->name, res->lost,
+                  res->seq);
+}
+
+
+ngx_int_t
+ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf)
+{
+    if (dmcf->audit_file == NULL || dmcf->audit_serve || dmcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    return dmcf->sh->audit_failing ? NGX_DECLINED : NGX_OK;
+}
+
+
+uint64_t
+ngx_http_datagate_audit_lost(ngx_http_datagate_main_conf_t *dmcf,
+    uint64_t *seq, u_char *hash)
+{
+    ngx_http_datagate_shctx_t  *sh;
+
+    sh = dmcf->sh;
+
+    if (dmcf->audit_file == NULL || sh == NULL || sh->audit_lost == 0) {
+        return 0;
+    }
+
+    if (sh->audit_last[0] == '\0') {
+        ngx_http_datagate_audit_seed(sh);
+    }
+
+    *seq = sh->audit_seq;
+    ngx_memcpy(hash, sh->audit_last, DG_AUDIT_HEXLEN + 1);
+
+    return sh->audit_lost;
+}
+
+
+void
+ngx_http_datagate_audit_lost_restore(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, uint64_t seq, u_char *hash, uint64_t lost)
+{
+    if (dmcf->audit_file == NULL || dmcf->sh == NULL || lost == 0) {
+        return;
+    }
+
+    if (ngx_http_datagate_audit_head_seq > seq) {
+        /* a record after that head was written: it said "lost" */
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "datagate: audit log \"%V\": the %uL lost record(s) "
+                      "of the state file were counted by seq %uL already",
+                      &dmcf->audit_file->name, lost, seq + 1);
+        return;
+    }
+
+    dmcf->sh->audit_lost += lost;
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "datagate: audit log \"%V\": %uL record(s) lost before "
+                  "the restart (after seq %uL%s) are counted in the next "
+                  "record (\"lost\")", &dmcf->audit_file->name, lost, seq,
+                  (seq == ngx_http_datagate_audit_head_seq
+                   && ngx_strncmp(hash, ngx_http_datagate_audit_head,
+                                  DG_AUDIT_HEXLEN) == 0)
+                  ? "" : ", not the head of the file");
 }
 
 
@@ -826,10 +1007,11 @@ ngx_int_t
 ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf)
 {
-    int        rc, fd;
-    u_char    *path, last;
-    uint64_t   seq;
-    char       hash[DG_AUDIT_HEXLEN + 1], err[DG_ERRLEN];
+    int           rc, fd;
+    u_char       *path, last;
+    uint64_t      seq;
+    struct stat   st;
+    char          hash[DG_AUDIT_HEXLEN + 1], err[DG_ERRLEN];
 
     path = ngx_pnalloc(cf->pool, dmcf->audit_file->name.len + 1);
     if (path == NULL) {
@@ -857,9 +1039,11 @@ ngx_http_datagate_audit_init(ngx_conf_t *cf,
             off_t  size = lseek(fd, 0, SEEK_END);
 
             if (size > 0 && pread(fd, &last, 1, size - 1) == 1
-                && last != '\n')
+                && last != '\n' && fstat(fd, &st) == 0)
             {
                 ngx_http_datagate_audit_head_lf = 1;
+                ngx_http_datagate_audit_head_dev = (ngx_uint_t) st.st_dev;
+                ngx_http_datagate_audit_head_ino = (ngx_uint_t) st.st_ino;
             }
 
             close(fd);

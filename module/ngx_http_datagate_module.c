@@ -112,7 +112,7 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       NULL },
 
     { ngx_string("datagate_audit_log"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_datagate_audit_log,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -557,6 +557,7 @@ ngx_http_datagate_create_main_conf(ngx_conf_t *cf)
      *     dmcf->geoip_path = { 0, NULL };
      *     dmcf->audit_file = NULL;
      *     dmcf->audit_hash = 0;
+     *     dmcf->audit_serve = 0;
      *     dmcf->secret_len = 0;
      *     dmcf->redis_enabled = 0;
      */
@@ -673,6 +674,18 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (dmcf->audit_file) {
+        if (dmcf->audit_serve && dmcf->state_path.len == 0) {
+            /* serving without records is only acceptable when the loss
+             * survives a restart into the next record */
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "datagate: \"datagate_audit_log ... "
+                          "on_failure=serve\" needs \"datagate_state\", "
+                          "which keeps the count of lost records across a "
+                          "restart, in %V:%ui", &dmcf->audit_conf_file,
+                          dmcf->audit_conf_line);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_http_datagate_audit_init(cf, dmcf) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
@@ -1162,7 +1175,8 @@ ngx_http_datagate_audit_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_datagate_main_conf_t *dmcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t   *value;
+    ngx_uint_t   i, hash, on_failure;
 
     if (dmcf->audit_file) {
         return "is duplicate";
@@ -1172,21 +1186,45 @@ ngx_http_datagate_audit_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     dmcf->audit_path = value[1];
     dmcf->audit_hash = 0;
+    dmcf->audit_serve = 0;
+    hash = 0;
+    on_failure = 0;
 
-    if (cf->args->nelts == 3) {
-        if (ngx_strcmp(value[2].data, "hash=sha256") == 0) {
-            dmcf->audit_hash = 0;
+    for (i = 2; i < cf->args->nelts; i++) {
 
-        } else if (ngx_strcmp(value[2].data, "hash=sm3") == 0) {
-            dmcf->audit_hash = 1;
+        if (ngx_strcmp(value[i].data, "hash=sha256") == 0
+            || ngx_strcmp(value[i].data, "hash=sm3") == 0)
+        {
+            if (hash++) {
+                goto duplicate;
+            }
 
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "datagate: invalid parameter \"%V\" "
-                               "(hash=sha256 or hash=sm3)", &value[2]);
-            return NGX_CONF_ERROR;
+            dmcf->audit_hash = (value[i].data[5] == 's'
+                                && value[i].data[6] == 'm') ? 1 : 0;
+            continue;
         }
+
+        if (ngx_strcmp(value[i].data, "on_failure=deny") == 0
+            || ngx_strcmp(value[i].data, "on_failure=serve") == 0)
+        {
+            if (on_failure++) {
+                goto duplicate;
+            }
+
+            dmcf->audit_serve = (value[i].data[11] == 's') ? 1 : 0;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "datagate: invalid parameter \"%V\" (hash=sha256, "
+                           "hash=sm3, on_failure=deny or on_failure=serve)",
+                           &value[i]);
+        return NGX_CONF_ERROR;
     }
+
+    /* on_failure=serve needs datagate_state, which may come later */
+    dmcf->audit_conf_file = cf->conf_file->file.name;
+    dmcf->audit_conf_line = cf->conf_file->line;
 
     /* opened by the cycle, reopened on USR1 */
     dmcf->audit_file = ngx_conf_open_file(cf->cycle, &dmcf->audit_path);
@@ -1195,6 +1233,12 @@ ngx_http_datagate_audit_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "datagate: duplicate parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 

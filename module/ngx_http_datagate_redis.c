@@ -30,6 +30,7 @@
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 
@@ -42,6 +43,16 @@
 #define NGX_HTTP_DATAGATE_MAX_PENDING    4096
 #define NGX_HTTP_DATAGATE_EVAL_ARGS      16
 #define NGX_HTTP_DATAGATE_READ_SIZE      16384
+#define NGX_HTTP_DATAGATE_EPOCH_TICK     1000    /* ms */
+
+/*
+ * The largest reply the gateway waits for.  Its own values are small (an
+ * incident note, a run-time grant of a few hundred bytes, a decision); a
+ * reply growing beyond this is someone's mistake or mischief, and would
+ * otherwise hold a worker's memory and the command connection until it
+ * times out.  The connection is torn down instead, as for garbage.
+ */
+#define NGX_HTTP_DATAGATE_REPLY_MAX      (1024 * 1024)
 
 
 /* exported by hiredis 0.14, not declared in its headers */
@@ -56,7 +67,10 @@ typedef struct {
     ngx_msec_t                      backoff;
     ngx_uint_t                      state;
     ngx_uint_t                      handshake;  /* replies still due */
+    ngx_uint_t                      persist;    /* _RP_* bits, so far */
     redisReader                    *shadow;     /* vets what comes in */
+    size_t                          partial;    /* bytes of the reply
+                                                   still arriving */
     const char                     *name;
     unsigned                        sub:1;
     unsigned                        freeing:1;
@@ -111,6 +125,18 @@ static void ngx_http_datagate_redis_on_connect(const redisAsyncContext *ac,
     int status);
 static void ngx_http_datagate_redis_handshake(redisAsyncContext *ac,
     void *reply, void *privdata);
+static ngx_int_t ngx_http_datagate_redis_handshake_reply(
+    ngx_http_datagate_rconn_t *rc, redisAsyncContext *ac, redisReply *r);
+static void ngx_http_datagate_redis_handshake_next(
+    ngx_http_datagate_rconn_t *rc);
+static void ngx_http_datagate_redis_info(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_fsync(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_epoch(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static ngx_int_t ngx_http_datagate_redis_epoch_get(
+    ngx_http_datagate_rconn_t *rc);
 static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_datagate_redis_reply(redisAsyncContext *ac,
@@ -142,7 +168,8 @@ ngx_http_datagate_redis_ready(void)
            && rd->cmd.ac != NULL
            && !rd->cmd.freeing
            && !(rd->cmd.ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))
-           && rd->pending < NGX_HTTP_DATAGATE_MAX_PENDING;
+           && rd->pending < NGX_HTTP_DATAGATE_MAX_PENDING
+           && !(rd->dmcf->sh && rd->dmcf->sh->redis_untrusted);
 }
 
 
@@ -449,6 +476,7 @@ ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
     }
 
     rc->shadow = redisReaderCreate();
+    rc->partial = 0;
     if (rc->shadow == NULL) {
         ngx_http_datagate_redis_down(rc, "out of memory");
         redisAsyncFree(ac);
@@ -565,6 +593,46 @@ ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
         }
 
         rc->handshake++;
+
+        /* what survives a restart of Redis: AOF, a replica (warned) */
+
+        rc->persist = 0;
+
+        argv[0] = "INFO";
+        lens[0] = 4;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_info, rc,
+                                  1, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+        rc->handshake++;
+
+        argv[0] = "CONFIG";
+        lens[0] = 6;
+        argv[1] = "GET";
+        lens[1] = 3;
+        argv[2] = "appendfsync";
+        lens[2] = 11;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_fsync, rc,
+                                  3, argv, lens)
+            != REDIS_OK)
+        {
+            goto failed;
+        }
+
+        rc->handshake++;
+
+        /* whether this is the Redis that holds the controls we knew */
+
+        if (ngx_http_datagate_redis_epoch_get(rc) != NGX_OK) {
+            goto failed;
+        }
+
+        rc->handshake++;
     }
 
     ngx_add_timer(&rc->timer, conf->connect_timeout);
@@ -594,16 +662,17 @@ ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc, const char *why)
 static void
 ngx_http_datagate_redis_down(ngx_http_datagate_rconn_t *rc, const char *why)
 {
-    ngx_uint_t                  level;
     ngx_http_datagate_redis_t  *rd;
 
     rd = rc->rd;
 
-    /* once per state change: when it was up, or the first failure */
+    /*
+     * once per state change: when it was up, or the first failure; loss
+     * and recovery at the same level, so that whoever sees one sees the
+     * other
+     */
     if (rc->was_ready || !rc->logged_down) {
-        level = rc->sub ? NGX_LOG_WARN : NGX_LOG_ERR;
-
-        ngx_log_error(level, rd->log, 0,
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "datagate: redis %V %s connection down: %s; "
                       "cluster state from the local cache, then "
                       "failing closed",
@@ -661,8 +730,12 @@ ngx_http_datagate_redis_up(ngx_http_datagate_rconn_t *rc)
     rc->state = NGX_HTTP_DATAGATE_RS_READY;
     rc->backoff = 0;
 
+    if (!rc->sub) {
+        ngx_add_timer(&rc->timer, NGX_HTTP_DATAGATE_EPOCH_TICK);
+    }
+
     if (!rc->was_ready) {
-        level = rc->logged_down ? NGX_LOG_WARN : NGX_LOG_INFO;
+        level = rc->logged_down ? NGX_LOG_ERR : NGX_LOG_INFO;
 
         ngx_log_error(level, rd->log, 0,
                       "datagate: redis %V %s connection %s",
@@ -707,6 +780,15 @@ ngx_http_datagate_redis_timer(ngx_event_t *ev)
         }
         break;
 
+    case NGX_HTTP_DATAGATE_RS_READY:
+        /* the command connection looks at the epoch every tick: a Redis
+         * flushed without a restart is noticed within one */
+        if (!rc->sub && rc->ac && !rc->freeing) {
+            (void) ngx_http_datagate_redis_epoch_get(rc);
+            ngx_add_timer(&rc->timer, NGX_HTTP_DATAGATE_EPOCH_TICK);
+        }
+        break;
+
     default:
         break;
     }
@@ -737,13 +819,7 @@ ngx_http_datagate_redis_handshake(redisAsyncContext *ac, void *reply,
     rc = privdata;
     r = reply;
 
-    if (rc->ac != ac || rc->state != NGX_HTTP_DATAGATE_RS_CONNECTING) {
-        return;
-    }
-
-    if (r == NULL) {
-        ngx_http_datagate_redis_down(rc, ac->errstr[0] ? ac->errstr
-                                                       : "closed");
+    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
         return;
     }
 
@@ -756,8 +832,328 @@ ngx_http_datagate_redis_handshake(redisAsyncContext *ac, void *reply,
         return;
     }
 
+    ngx_http_datagate_redis_handshake_next(rc);
+}
+
+
+/* NGX_OK: a handshake reply of this connection to look at */
+static ngx_int_t
+ngx_http_datagate_redis_handshake_reply(ngx_http_datagate_rconn_t *rc,
+    redisAsyncContext *ac, redisReply *r)
+{
+    if (rc->ac != ac || rc->state != NGX_HTTP_DATAGATE_RS_CONNECTING) {
+        return NGX_DECLINED;
+    }
+
+    if (r == NULL) {
+        ngx_http_datagate_redis_down(rc, ac->errstr[0] ? ac->errstr
+                                                       : "closed");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* one more handshake reply is in: the connection is up after the last */
+static void
+ngx_http_datagate_redis_handshake_next(ngx_http_datagate_rconn_t *rc)
+{
     if (--rc->handshake == 0 && !rc->sub) {
         ngx_http_datagate_redis_up(rc);
+    }
+}
+
+
+/*
+ * INFO: "aof_enabled:1" and "connected_slaves:N" (a replica holds a copy).
+ * An error (INFO renamed away) leaves the persistence unknown.
+ */
+static void
+ngx_http_datagate_redis_info(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    u_char                     *p, *end;
+    redisReply                 *r;
+    ngx_http_datagate_rconn_t  *rc;
+
+    rc = privdata;
+    r = reply;
+
+    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_STRING) {
+        p = (u_char *) r->str;
+        end = p + r->len;
+
+        rc->persist |= NGX_HTTP_DATAGATE_RP_KNOWN;
+
+        if (ngx_strlcasestrn(p, end, (u_char *) "aof_enabled:1", 13 - 1)) {
+            rc->persist |= NGX_HTTP_DATAGATE_RP_AOF;
+        }
+
+        p = ngx_strlcasestrn(p, end, (u_char *) "connected_slaves:", 17 - 1);
+
+        if (p && p + 17 < end && p[17] >= '1' && p[17] <= '9') {
+            rc->persist |= NGX_HTTP_DATAGATE_RP_REPLICA;
+        }
+    }
+
+    ngx_http_datagate_redis_handshake_next(rc);
+}
+
+
+/*
+ * CONFIG GET appendfsync: "no" leaves up to 30 s of writes to the OS.
+ * Often renamed away in production: an error is no verdict.  The last
+ * reply of the check: publish the result, warn once while it is weak.
+ */
+static void
+ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_uint_t                      p, old;
+    redisReply                     *r, *v;
+    ngx_http_datagate_rconn_t      *rc;
+    ngx_http_datagate_shctx_t      *sh;
+
+    rc = privdata;
+    r = reply;
+
+    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
+        return;
+    }
+
+    p = rc->persist;
+
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2
+        && r->element[1]->type == REDIS_REPLY_STRING)
+    {
+        v = r->element[1];
+
+        if (v->len == 2 && ngx_strncasecmp((u_char *) v->str,
+                                           (u_char *) "no", 2) == 0)
+        {
+            p |= NGX_HTTP_DATAGATE_RP_AOF_WEAK;
+        }
+    }
+
+    sh = rc->rd->dmcf->sh;
+
+    if (sh) {
+        old = ngx_atomic_fetch_add(&sh->redis_persistence, 0);
+        sh->redis_persistence = p;
+
+        if ((p & NGX_HTTP_DATAGATE_RP_KNOWN)
+            && !(p & NGX_HTTP_DATAGATE_RP_REPLICA)
+            && (!(p & NGX_HTTP_DATAGATE_RP_AOF)
+                || (p & NGX_HTTP_DATAGATE_RP_AOF_WEAK)))
+        {
+            /* once per node while it stays so (the flag is in the zone) */
+            ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
+
+            if (!sh->redis_volatile_logged || old != p) {
+                sh->redis_volatile_logged = 1;
+                ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
+
+                ngx_log_error(NGX_LOG_WARN, rc->rd->log, 0,
+                              "datagate: redis %V keeps incident controls "
+                              "and run-time grants %s and has no replica: "
+                              "a restart of Redis can lose them; configure "
+                              "\"appendonly yes\" with \"appendfsync "
+                              "everysec\", or a replica (docs/redis.md)",
+                              &rc->rd->dmcf->redis.addr_text,
+                              (p & NGX_HTTP_DATAGATE_RP_AOF)
+                              ? "in an AOF without fsync"
+                              : "in memory only");
+
+            } else {
+                ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
+            }
+
+        } else {
+            sh->redis_volatile_logged = 0;
+        }
+    }
+
+    ngx_http_datagate_redis_handshake_next(rc);
+}
+
+
+/* GET datagate:epoch on the command connection (handshake or an event) */
+static ngx_int_t
+ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
+{
+    size_t       lens[2];
+    const char  *argv[2];
+
+    argv[0] = "GET";
+    lens[0] = 3;
+    argv[1] = DG_RS_EPOCH;
+    lens[1] = sizeof(DG_RS_EPOCH) - 1;
+
+    return redisAsyncCommandArgv(rc->ac, ngx_http_datagate_redis_epoch, rc,
+                                 2, argv, lens)
+           == REDIS_OK ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The epoch: a random value in datagate:epoch, created with the first
+ * gateway's first connection and remembered by every node (the zone, and
+ * datagate_state across restarts).  Redis that answers without it, to a
+ * node that remembers one, has lost its data -- restarted empty, flushed,
+ * or replaced -- and with it the revocations, suspensions and freezes it
+ * held: its (empty) incident state is not trusted, so requests fail
+ * closed as if Redis were down, until an operator has put the controls
+ * back and confirmed (datagate redis confirm: a new epoch, published).
+ * An epoch other than the remembered one is such a confirmation.
+ */
+static void
+ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    size_t                          lens[4];
+    ngx_uint_t                      i, handshake, create, lost, ok;
+    redisReply                     *r;
+    const char                     *argv[4];
+    ngx_http_datagate_rconn_t      *rc;
+    ngx_http_datagate_shctx_t      *sh;
+    u_char                          bytes[DG_RS_EPOCH_LEN / 2];
+    u_char                          epoch[DG_RS_EPOCH_LEN];
+    u_char                          old[DG_RS_EPOCH_MAX + 1];
+
+    rc = privdata;
+    r = reply;
+
+    handshake = rc->state == NGX_HTTP_DATAGATE_RS_CONNECTING;
+
+    if (handshake) {
+        if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
+            return;
+        }
+
+    } else if (r == NULL || rc->ac != ac) {
+        return;
+    }
+
+    sh = rc->rd->dmcf->sh;
+
+    ok = r->type == REDIS_REPLY_NIL
+         || (r->type == REDIS_REPLY_STRING && r->len > 0
+             && r->len <= DG_RS_EPOCH_MAX);
+
+    for (i = 0; ok && r->type == REDIS_REPLY_STRING && i < r->len; i++) {
+        if (r->str[i] <= ' ' || r->str[i] > '~') {
+            ok = 0;
+        }
+    }
+
+    if (!ok || sh == NULL) {
+        if (handshake) {
+            ngx_http_datagate_redis_fail(rc, "unexpected epoch reply");
+        }
+
+        return;
+    }
+
+    create = 0;
+    lost = 0;
+    old[0] = '\0';
+
+    ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
+
+    if (r->type == REDIS_REPLY_NIL) {
+        if (sh->redis_epoch[0] == '\0') {
+            create = 1;
+
+        } else if (!sh->redis_untrusted) {
+            sh->redis_untrusted = 1;
+            sh->redis_lost_logged = 0;
+        }
+
+        if (sh->redis_untrusted && !sh->redis_lost_logged) {
+            sh->redis_lost_logged = 1;
+            lost = 1;
+            ngx_cpystrn(old, sh->redis_epoch, sizeof(old));
+        }
+
+    } else if (ngx_strlen(sh->redis_epoch) != r->len
+               || ngx_memcmp(sh->redis_epoch, r->str, r->len) != 0)
+    {
+        ngx_cpystrn(old, sh->redis_epoch, sizeof(old));
+        ngx_memcpy(sh->redis_epoch, r->str, r->len);
+        sh->redis_epoch[r->len] = '\0';
+        sh->redis_untrusted = 0;
+        sh->redis_lost_logged = 0;
+
+    }
+
+    ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
+
+    if (lost) {
+        ngx_log_error(NGX_LOG_ERR, rc->rd->log, 0,
+                      "datagate: redis %V has lost datagate's state (no "
+                      "\"" DG_RS_EPOCH "\"; this node last saw \"%s\"): "
+                      "its incident controls and run-time grants are not "
+                      "trusted and requests fail closed; restore Redis "
+                      "from its AOF or replica, or put the controls back "
+                      "and run \"datagate redis confirm\"",
+                      &rc->rd->dmcf->redis.addr_text, old);
+
+    } else if (old[0] && r->type == REDIS_REPLY_STRING) {
+        ngx_log_error(NGX_LOG_WARN, rc->rd->log, 0,
+                      "datagate: redis %V epoch is now \"%*s\" (was "
+                      "\"%s\"): its incident state is trusted",
+                      &rc->rd->dmcf->redis.addr_text, (size_t) r->len,
+                      r->str, old);
+    }
+
+    if (create) {
+        /* the first gateway here: SET NX, or learn the one that won */
+
+        if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+            if (handshake) {
+                ngx_http_datagate_redis_fail(rc, "RAND_bytes() failed");
+            }
+
+            return;
+        }
+
+        ngx_hex_dump(epoch, bytes, sizeof(bytes));
+
+        argv[0] = "SET";
+        lens[0] = 3;
+        argv[1] = DG_RS_EPOCH;
+        lens[1] = sizeof(DG_RS_EPOCH) - 1;
+        argv[2] = (const char *) epoch;
+        lens[2] = sizeof(epoch);
+        argv[3] = "NX";
+        lens[3] = 2;
+
+        /* then read back whichever value won */
+
+        if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_handshake, rc,
+                                  4, argv, lens)
+            != REDIS_OK
+            || ngx_http_datagate_redis_epoch_get(rc) != NGX_OK)
+        {
+            if (handshake) {
+                ngx_http_datagate_redis_fail(rc, "cannot queue the epoch");
+            }
+
+            return;
+        }
+
+        if (handshake) {
+            rc->handshake += 2;
+        }
+    }
+
+    if (handshake) {
+        ngx_http_datagate_redis_handshake_next(rc);
     }
 }
 
@@ -813,6 +1209,15 @@ ngx_http_datagate_redis_message(redisAsyncContext *ac, void *reply,
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rc->rd->log, 0,
                            "datagate: redis event \"%*s\"",
                            (size_t) r->element[2]->len, r->element[2]->str);
+
+            /* "epoch confirm": look again now, not at the next tick */
+            if (r->element[2]->len >= 5
+                && ngx_strncmp(r->element[2]->str, "epoch", 5) == 0
+                && rc->rd->cmd.state == NGX_HTTP_DATAGATE_RS_READY
+                && rc->rd->cmd.ac && !rc->rd->cmd.freeing)
+            {
+                (void) ngx_http_datagate_redis_epoch_get(&rc->rd->cmd);
+            }
         }
     }
 }
@@ -940,6 +1345,8 @@ ngx_http_datagate_redis_vet(ngx_http_datagate_rconn_t *rc, const char *buf,
         return NGX_ERROR;
     }
 
+    rc->partial += n;
+
     for ( ;; ) {
         reply = NULL;
 
@@ -948,8 +1355,12 @@ ngx_http_datagate_redis_vet(ngx_http_datagate_rconn_t *rc, const char *buf,
         }
 
         if (reply == NULL) {
-            return NGX_OK;
+            return rc->partial > NGX_HTTP_DATAGATE_REPLY_MAX ? NGX_DECLINED
+                                                             : NGX_OK;
         }
+
+        /* what the reader holds beyond it belongs to the next reply */
+        rc->partial = rc->shadow->len - rc->shadow->pos;
 
         r = reply;
         ok = 1;
@@ -1021,7 +1432,16 @@ ngx_http_datagate_redis_read(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_datagate_redis_vet(rc, buf, n) != NGX_OK) {
+    switch (ngx_http_datagate_redis_vet(rc, buf, n)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        ngx_http_datagate_redis_fail(rc, "reply larger than 1 MiB");
+        return;
+
+    default:
         ngx_http_datagate_redis_fail(rc, "unexpected or malformed reply");
         return;
     }

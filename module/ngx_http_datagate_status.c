@@ -35,10 +35,14 @@ typedef struct {
     uint64_t                           overflow_bytes;
     uint64_t                           audit_seq;
     uint64_t                           audit_failed;
+    uint64_t                           audit_lost;
     ngx_uint_t                         audit_failing;
     u_char                             audit_last[DG_AUDIT_HEXLEN + 1];
     ngx_uint_t                         redis_up;
-    ngx_uint_t                         redis_degraded;
+    ngx_uint_t                         redis_degraded;     /* a state */
+    uint64_t                           redis_degraded_total;
+    ngx_uint_t                         redis_trusted;
+    ngx_uint_t                         redis_persistence;
 
     uint64_t                           total;
     uint64_t                           allowed;
@@ -59,6 +63,8 @@ static u_char *ngx_http_datagate_status_json(u_char *p,
 static u_char *ngx_http_datagate_status_prom(u_char *p,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st);
 static u_char *ngx_http_datagate_json_str(u_char *p, ngx_str_t *s);
+static const char *ngx_http_datagate_status_persistence(ngx_uint_t p);
+static ngx_uint_t ngx_http_datagate_status_persistent(ngx_uint_t p);
 static u_char *ngx_http_datagate_prom_labels(u_char *p,
     ngx_http_datagate_status_entry_t *e, const char **names);
 
@@ -262,14 +268,21 @@ ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
     st->overflow_bytes = sh->stats_overflow_bytes;
     st->audit_seq = sh->audit_seq;
     st->audit_failed = sh->audit_failed;
-    st->audit_failing = sh->audit_failing;
+    st->audit_failing = sh->audit_failing ? 1 : 0;
+    st->audit_lost = sh->audit_lost;
 
     if (sh->audit_last[0]) {
         ngx_memcpy(st->audit_last, sh->audit_last, DG_AUDIT_HEXLEN);
     }
 
+    /* degraded: decisions run on the zone's state or per-node budgets,
+     * because Redis is down or not trusted; the count is of requests */
     st->redis_up = sh->redis_up ? 1 : 0;
-    st->redis_degraded = sh->redis_degraded ? 1 : 0;
+    st->redis_trusted = sh->redis_untrusted ? 0 : 1;
+    st->redis_degraded = dmcf->redis_enabled
+                         && !(st->redis_up && st->redis_trusted);
+    st->redis_degraded_total = sh->redis_degraded;
+    st->redis_persistence = sh->redis_persistence;
 
     ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
@@ -343,7 +356,7 @@ ngx_http_datagate_status_size(ngx_http_datagate_status_t *st,
     size_t      size, l;
     ngx_uint_t  i, k;
 
-    size = 8192;    /* fixed text, totals, audit, redis */
+    size = 16384;   /* fixed text, totals, audit, redis */
 
     for (i = 0; i < st->nentries; i++) {
         l = 0;
@@ -359,6 +372,37 @@ ngx_http_datagate_status_size(ngx_http_datagate_status_t *st,
     }
 
     return size;
+}
+
+
+/* what keeps Redis's data across its restart, as the check found it */
+static const char *
+ngx_http_datagate_status_persistence(ngx_uint_t p)
+{
+    if (!(p & NGX_HTTP_DATAGATE_RP_KNOWN)) {
+        return "unknown";
+    }
+
+    if (p & NGX_HTTP_DATAGATE_RP_REPLICA) {
+        return (p & NGX_HTTP_DATAGATE_RP_AOF) ? "aof+replica" : "replica";
+    }
+
+    if (p & NGX_HTTP_DATAGATE_RP_AOF) {
+        return (p & NGX_HTTP_DATAGATE_RP_AOF_WEAK) ? "aof-nofsync" : "aof";
+    }
+
+    return "none";
+}
+
+
+/* 1: seen to survive a restart; 0: does not, or not known */
+static ngx_uint_t
+ngx_http_datagate_status_persistent(ngx_uint_t p)
+{
+    return (p & NGX_HTTP_DATAGATE_RP_KNOWN)
+           && ((p & NGX_HTTP_DATAGATE_RP_REPLICA)
+               || ((p & NGX_HTTP_DATAGATE_RP_AOF)
+                   && !(p & NGX_HTTP_DATAGATE_RP_AOF_WEAK)));
 }
 
 
@@ -452,11 +496,15 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
 
     if (dmcf && dmcf->audit_file) {
         p = ngx_sprintf(p, "\"audit\":{\"enabled\":true,\"alg\":\"%s\","
+                           "\"on_failure\":\"%s\","
                            "\"seq\":%uL,\"last_hash\":\"%s\","
-                           "\"write_failures\":%uL,\"failing\":%s},",
+                           "\"write_failures\":%uL,\"failing\":%s,"
+                           "\"lost\":%uL},",
                         dg_audit_alg_name((int) dmcf->audit_hash),
+                        dmcf->audit_serve ? "serve" : "deny",
                         st->audit_seq, st->audit_last, st->audit_failed,
-                        st->audit_failing ? "true" : "false");
+                        st->audit_failing ? "true" : "false",
+                        st->audit_lost);
 
     } else {
         p = ngx_sprintf(p, "\"audit\":{\"enabled\":false,"
@@ -464,10 +512,15 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
     }
 
     p = ngx_sprintf(p, "\"redis\":{\"enabled\":%s,\"up\":%s,"
-                       "\"degraded\":%s},",
+                       "\"degraded\":%s,\"degraded_total\":%uL,"
+                       "\"trusted\":%s,\"persistence\":\"%s\"},",
                     dmcf && dmcf->redis_enabled ? "true" : "false",
                     st->redis_up ? "true" : "false",
-                    st->redis_degraded ? "true" : "false");
+                    st->redis_degraded ? "true" : "false",
+                    st->redis_degraded_total,
+                    st->redis_trusted ? "true" : "false",
+                    ngx_http_datagate_status_persistence(
+                        st->redis_persistence));
 
     p = ngx_sprintf(p, "\"counters\":{\"used\":%ui,\"max\":%ui,"
                        "\"overflow_requests\":%uL,\"overflow_bytes\":%uL}}\n",
@@ -604,12 +657,37 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         "# TYPE datagate_redis_up gauge\n"
         "datagate_redis_up %ui\n"
         "# HELP datagate_redis_degraded Whether decisions run on stale or "
-        "per-node state.\n"
+        "per-node state now (Redis down or not trusted).\n"
         "# TYPE datagate_redis_degraded gauge\n"
-        "datagate_redis_degraded %ui\n",
+        "datagate_redis_degraded %ui\n"
+        "# HELP datagate_redis_degraded_total Requests decided on stale or "
+        "per-node state.\n"
+        "# TYPE datagate_redis_degraded_total counter\n"
+        "datagate_redis_degraded_total %uL\n"
+        "# HELP datagate_redis_trusted Whether Redis still holds the state "
+        "this node knew (0: it lost it; see datagate redis confirm).\n"
+        "# TYPE datagate_redis_trusted gauge\n"
+        "datagate_redis_trusted %ui\n"
+        "# HELP datagate_redis_persistent Whether Redis was seen to keep "
+        "its data across a restart (AOF with fsync, or a replica).\n"
+        "# TYPE datagate_redis_persistent gauge\n"
+        "datagate_redis_persistent %ui\n",
         st->rate_limited, st->overflow, st->audit_seq, st->audit_failed,
         (ngx_uint_t) (dmcf && dmcf->redis_enabled ? 1 : 0),
-        st->redis_up, st->redis_degraded);
+        st->redis_up, st->redis_degraded, st->redis_degraded_total,
+        st->redis_trusted,
+        ngx_http_datagate_status_persistent(st->redis_persistence));
+
+    p = ngx_sprintf(p,
+        "# HELP datagate_audit_failing Whether audit records cannot be "
+        "written (the last write failed).\n"
+        "# TYPE datagate_audit_failing gauge\n"
+        "datagate_audit_failing %ui\n"
+        "# HELP datagate_audit_lost_records Audit records lost that no "
+        "record written has counted yet.\n"
+        "# TYPE datagate_audit_lost_records gauge\n"
+        "datagate_audit_lost_records %uL\n",
+        st->audit_failing, st->audit_lost);
 
     return p;
 }

@@ -2,8 +2,9 @@
 # with the fields of SPEC.md; the chain checked by `datagate audit verify`,
 # which catches an edited, removed, inserted and reordered record at the
 # right line; rotation (nginx -s reopen) links the files; a restart
-# continues the chain; SM3; two workers write one unbroken chain; a failing
-# disk is counted and logged once.
+# continues the chain (a torn last line counted as one lost record); SM3;
+# two workers write one unbroken chain; a failing disk is counted, logged
+# once and refuses what follows.
 
 use strict;
 use warnings;
@@ -388,8 +389,12 @@ like($n->error_log, qr/\[warn\].*datagate: audit log: .*damaged/,
      'torn line: warned at start');
 ($rc, $out) = verify("$audit.1", $audit);
 is($rc, 1, 'torn line: verify reports it');
-like($out, qr/audit\.log:4: not an audit record/, 'torn line: at line 4')
-    or diag($out);
+like($out, qr/audit\.log:4: incomplete line: a record whose write failed/,
+     'torn line: at line 4') or diag($out);
+like($out, qr/audit\.log:5: 1 record\(s\) lost before this record \(seq 13\)/,
+     'torn line: the record after it counts one lost record') or diag($out);
+is(json_decode($lines[-1])->{lost}, 1, 'torn line: "lost":1');
+unlike($out, qr/not an audit record/, 'torn line: the chain still holds');
 
 $n->stop;
 log_clean($n, 'sha256');
@@ -459,25 +464,36 @@ log_clean($n, 'sha256');
 
 
 # --- a failing disk: counted, logged once, never silent ---------------------------
+# (test-nginx/055-audit-failure.t: refusals, recovery, on_failure=serve)
 
 SKIP: {
-    skip 'no /dev/full', 6 unless -c '/dev/full';
+    skip 'no /dev/full', 10 unless -c '/dev/full';
     my ($b, $f) = new_gateway(audit => '/dev/full');
     $b->start;
     for (1 .. 5) {
         my $res = $b->request('GET', '/person/1', cert => 'assistance',
             headers => ['Data-Purpose: social-assistance', $apr]);
-        is($res->status, 200, 'disk full: the request is served') if $_ == 1;
+        # the answer that finds the failure is out before its record
+        is($res->status, 200, 'disk full: the first request is served')
+            if $_ == 1;
+        if ($_ == 2) {
+            is($res->status, 503, 'disk full: then refused');
+            is(eval { $res->json->{error}{code} }, 'audit_unavailable',
+               'disk full: audit_unavailable');
+        }
     }
     my $st = $b->request('GET', '/status', cert => 'assistance')->json;
     is($st->{audit}{write_failures}, 5, 'disk full: failures counted');
     is($st->{audit}{failing}, JSON::PP::true, 'disk full: failing');
+    is($st->{audit}{lost}, 5, 'disk full: lost, not yet counted in a record');
     my $p = $b->request('GET', '/status?format=prometheus',
                         cert => 'assistance')->body;
     like($p, qr/^datagate_audit_write_failures_total 5$/m,
          'disk full: Prometheus counter');
+    like($p, qr/^datagate_audit_failing 1$/m, 'disk full: Prometheus gauge');
     $b->stop;
-    my @err = grep { /audit log .*write failed/ } split /\n/, $b->error_log;
+    my @err = grep { /audit log .*write\(\) failed/ }
+              split /\n/, $b->error_log;
     is(scalar @err, 1, 'disk full: logged once, not per request')
         or diag(join "\n", @err);
     like($err[0] // '', qr/\[error\].*No space left on device/,

@@ -29,6 +29,14 @@ static const char  dg_audit_usage[] =
 "  audit.log:1042: record edited: seq 5120 does not match its hash\n"
 "  audit.log:77: record(s) missing before this line: seq 80 follows ...\n"
 "\n"
+"Records the gateway could not write (disk full, file removed, ...) are\n"
+"counted in the next record it wrote (\"lost\"); every such place is\n"
+"reported, and the chain of the records written is still checked:\n"
+"  audit.log:310: 4 record(s) lost before this record (seq 305): the\n"
+"  gateway could not write them\n"
+"A line left incomplete by a write that failed part-way, followed by\n"
+"the record that counts it, is reported with that place.\n"
+"\n"
 "A chain alone cannot show that records were cut from its end.  Compare\n"
 "the last hash with the live head: \"audit\".\"last_hash\" of the\n"
 "datagate_status endpoint, or the head nginx logs at start and reload.\n"
@@ -43,15 +51,21 @@ static const char  dg_audit_usage[] =
 "algorithm).\n"
 "\n"
 "Exit status:\n"
-"  0  the chain holds\n"
-"  1  the chain is broken (the first break is reported)\n"
+"  0  the chain holds and no record was lost\n"
+"  1  the chain is broken (the first break is reported), or records\n"
+"     were lost\n"
 "  2  usage error\n"
 "  3  a file cannot be read\n";
+
+
+/* loss places printed one by one; beyond that only counted */
+#define DG_AUDIT_LOST_PRINT     100
 
 
 static int dg_audit_verify_cmd(int argc, char **argv);
 static int dg_audit_read(dg_audit_verify_t *v, const char *name,
     char *buf, size_t cap);
+static void dg_audit_print_lost(dg_audit_verify_t *v);
 
 
 int
@@ -177,6 +191,13 @@ dg_audit_verify_cmd(int argc, char **argv)
         }
     }
 
+    (void) dg_audit_verify_end(&v);
+
+    if (v.nlost > DG_AUDIT_LOST_PRINT) {
+        printf("... and %" PRIu64 " more place(s) of lost records\n",
+               v.nlost - DG_AUDIT_LOST_PRINT);
+    }
+
     if (v.broken) {
         printf("%s:%" PRIu64 ": %s", v.bad_file, v.bad_line, v.what);
 
@@ -214,6 +235,19 @@ dg_audit_verify_cmd(int argc, char **argv)
         goto done;
     }
 
+    if (v.lost) {
+        printf("LOST: %" PRIu64 " record(s) could not be written (%" PRIu64
+               " place%s); the %" PRIu64 " records written form an"
+               " unbroken chain: %d file%s, seq %" PRIu64 "..%" PRIu64
+               ", %s\n", v.lost, v.nlost, v.nlost == 1 ? "" : "s",
+               v.records, nfiles, nfiles == 1 ? "" : "s", v.first.seq,
+               v.last.seq, dg_audit_alg_name(v.last.alg));
+        printf("last:  %s:%" PRIu64 " seq %" PRIu64 " hash %s\n",
+               v.last_file, v.last_line, v.last.seq, v.last.hash);
+        rc = DG_EXIT_FAIL;
+        goto done;
+    }
+
     if (!quiet) {
         if (v.records == 0) {
             printf("ok: %d file%s, no records\n", nfiles,
@@ -247,9 +281,10 @@ done:
 static int
 dg_audit_read(dg_audit_verify_t *v, const char *name, char *buf, size_t cap)
 {
-    int      c, toolong;
-    FILE    *f;
-    size_t   len;
+    int       c, toolong;
+    FILE     *f;
+    size_t    len;
+    uint64_t  nlost;
 
     f = (strcmp(name, "-") == 0) ? stdin : fopen(name, "r");
     if (f == NULL) {
@@ -292,7 +327,13 @@ dg_audit_read(dg_audit_verify_t *v, const char *name, char *buf, size_t cap)
             len = 1;
         }
 
+        nlost = v->nlost;
+
         dg_audit_verify_line(v, buf, len);
+
+        if (v->nlost != nlost) {
+            dg_audit_print_lost(v);
+        }
 
         if (c == EOF) {
             break;
@@ -315,4 +356,24 @@ dg_audit_read(dg_audit_verify_t *v, const char *name, char *buf, size_t cap)
     }
 
     return DG_EXIT_OK;
+}
+
+
+/* one place where records were lost: the record that says so */
+static void
+dg_audit_print_lost(dg_audit_verify_t *v)
+{
+    if (v->nlost > DG_AUDIT_LOST_PRINT) {
+        return;
+    }
+
+    if (v->torn_line) {
+        printf("%s:%" PRIu64 ": incomplete line: a record whose write"
+               " failed part-way (counted in the next record)\n",
+               v->torn_file, v->torn_line);
+    }
+
+    printf("%s:%" PRIu64 ": %" PRIu64 " record(s) lost before this record"
+           " (seq %" PRIu64 "): the gateway could not write them\n",
+           v->lost_file, v->lost_line, v->lost_count, v->lost_seq);
 }

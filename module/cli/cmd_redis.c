@@ -10,6 +10,7 @@
  *   datagate grant remove CONSUMER DATASET
  *   datagate grant list
  *   datagate incident list
+ *   datagate redis status | redis confirm
  *
  * Options: --redis HOST:PORT | /path/to.sock (default $DATAGATE_REDIS or
  * 127.0.0.1:6379), password=..., db=N, --timeout MS, --reason TEXT.
@@ -66,6 +67,9 @@ dg_redis_usage(FILE *f)
 "       datagate grant remove CONSUMER DATASET\n"
 "       datagate grant list\n"
 "       datagate incident list\n"
+"       datagate redis status              what the gateways check of Redis\n"
+"       datagate redis confirm             trust a Redis that lost its data\n"
+"                                          (after the controls are back)\n"
 "\n"
 "options:\n"
 "  --redis HOST:PORT|/unix.sock  Redis (default $DATAGATE_REDIS or\n"
@@ -931,4 +935,190 @@ dg_cmd_grant(int argc, char **argv)
     dg_redis_usage(stderr);
 
     return DG_EXIT_USAGE;
+}
+
+
+/*
+ * datagate redis status: what the gateways check (the epoch, whether
+ * Redis keeps its data across a restart, the controls it holds);
+ * datagate redis confirm: a new epoch, published, after Redis lost its
+ * data and the controls were put back (docs/redis.md).
+ */
+static int
+dg_redis_status(redisContext *c)
+{
+    int          rc, aof, replicas;
+    char        *p;
+    size_t       lens[3];
+    const char  *cmd[3], *fsync;
+    redisReply  *r, *info, *cfg;
+
+    rc = DG_EXIT_OK;
+
+    cmd[0] = "GET";
+    cmd[1] = DG_RS_EPOCH;
+    lens[0] = 3;
+    lens[1] = sizeof(DG_RS_EPOCH) - 1;
+
+    if (dg_redis_run(c, "GET", &r, 2, cmd, lens) != 0) {
+        return DG_EXIT_RUNTIME;
+    }
+
+    if (r->type == REDIS_REPLY_STRING) {
+        printf("epoch: %.*s\n", (int) r->len, r->str);
+
+    } else {
+        printf("epoch: none (a gateway creates it on first connect; a "
+               "gateway that saw one before refuses this Redis until "
+               "`datagate redis confirm`)\n");
+        rc = DG_EXIT_FAIL;
+    }
+
+    freeReplyObject(r);
+
+    cmd[0] = "INFO";
+    cmd[1] = "persistence";
+    lens[0] = 4;
+    lens[1] = 11;
+
+    if (dg_redis_run(c, "INFO", &info, 2, cmd, lens) != 0) {
+        return DG_EXIT_RUNTIME;
+    }
+
+    aof = info->type == REDIS_REPLY_STRING
+          && strstr(info->str, "aof_enabled:1") != NULL;
+    freeReplyObject(info);
+
+    cmd[1] = "replication";
+
+    if (dg_redis_run(c, "INFO", &info, 2, cmd, lens) != 0) {
+        return DG_EXIT_RUNTIME;
+    }
+
+    replicas = 0;
+
+    if (info->type == REDIS_REPLY_STRING) {
+        p = strstr(info->str, "connected_slaves:");
+        if (p) {
+            replicas = atoi(p + 17);
+        }
+    }
+
+    freeReplyObject(info);
+
+    fsync = "unknown (CONFIG refused)";
+
+    cmd[0] = "CONFIG";
+    cmd[1] = "GET";
+    cmd[2] = "appendfsync";
+    lens[0] = 6;
+    lens[1] = 3;
+    lens[2] = 11;
+
+    cfg = redisCommandArgv(c, 3, cmd, lens);
+
+    if (cfg && cfg->type == REDIS_REPLY_ARRAY && cfg->elements == 2
+        && cfg->element[1]->type == REDIS_REPLY_STRING)
+    {
+        fsync = strcmp(cfg->element[1]->str, "always") == 0 ? "always"
+                : strcmp(cfg->element[1]->str, "everysec") == 0 ? "everysec"
+                : "no";
+    }
+
+    printf("aof: %s, appendfsync: %s, replicas: %d\n", aof ? "yes" : "no",
+           fsync, replicas);
+
+    if (!replicas && (!aof || strcmp(fsync, "no") == 0)) {
+        printf("warning: a restart of Redis loses the incident controls and "
+               "run-time grants; configure \"appendonly yes\" and "
+               "\"appendfsync everysec\", or a replica\n");
+        rc = DG_EXIT_FAIL;
+    }
+
+    if (cfg) {
+        freeReplyObject(cfg);
+    }
+
+    return rc;
+}
+
+
+static int
+dg_redis_confirm(redisContext *c)
+{
+    FILE           *f;
+    size_t          i, lens[3];
+    const char     *cmd[3];
+    unsigned char   bytes[DG_RS_EPOCH_LEN / 2];
+    char            epoch[DG_RS_EPOCH_LEN + 1];
+
+    f = fopen("/dev/urandom", "r");
+    if (f == NULL || fread(bytes, 1, sizeof(bytes), f) != sizeof(bytes)) {
+        fprintf(stderr, "datagate: cannot read /dev/urandom\n");
+        if (f) {
+            fclose(f);
+        }
+        return DG_EXIT_RUNTIME;
+    }
+
+    fclose(f);
+
+    for (i = 0; i < sizeof(bytes); i++) {
+        snprintf(epoch + 2 * i, 3, "%02x", bytes[i]);
+    }
+
+    cmd[0] = "SET";
+    cmd[1] = DG_RS_EPOCH;
+    cmd[2] = epoch;
+    lens[0] = 3;
+    lens[1] = sizeof(DG_RS_EPOCH) - 1;
+    lens[2] = DG_RS_EPOCH_LEN;
+
+    if (dg_redis_run(c, "SET", NULL, 3, cmd, lens) != 0
+        || dg_redis_publish(c, "epoch confirm") != 0)
+    {
+        return DG_EXIT_RUNTIME;
+    }
+
+    printf("epoch %s: the gateways trust this Redis's incident state "
+           "again\n", epoch);
+
+    return DG_EXIT_OK;
+}
+
+
+int
+dg_cmd_redis(int argc, char **argv)
+{
+    int            rc;
+    dg_ropts_t     o;
+    redisContext  *c;
+
+    if (dg_ropts_parse("redis", argc, argv, &o) != 0) {
+        return DG_EXIT_USAGE;
+    }
+
+    if (o.help) {
+        dg_redis_usage(stdout);
+        return DG_EXIT_OK;
+    }
+
+    if (o.nargs != 1 || (strcmp(o.args[0], "status") != 0
+                         && strcmp(o.args[0], "confirm") != 0))
+    {
+        dg_redis_usage(stderr);
+        return DG_EXIT_USAGE;
+    }
+
+    c = dg_redis_connect(&o);
+    if (c == NULL) {
+        return DG_EXIT_RUNTIME;
+    }
+
+    rc = strcmp(o.args[0], "status") == 0 ? dg_redis_status(c)
+                                          : dg_redis_confirm(c);
+
+    redisFree(c);
+
+    return rc;
 }

@@ -35,6 +35,7 @@ dg_usage(FILE *out)
 "    datagate unfreeze grant CONSUMER DATASET\n"
 "    datagate grant add FILE.yaml\n"
 "    datagate grant remove CONSUMER DATASET\n"
+"    datagate redis status | confirm\n"
 "    datagate audit verify FILE...\n"
 "    datagate --help | --version\n"
 "\n"
@@ -48,6 +49,8 @@ dg_usage(FILE *out)
 "    revoke, unrevoke, suspend, unsuspend, freeze, unfreeze\n"
 "               incident controls, cluster-wide through Redis\n"
 "    grant      run-time grants issued by the approval process\n"
+"    redis      what the gateways check of Redis; confirm a Redis that\n"
+"               lost its data once the controls are back\n"
 "    audit      verify the hash chain of audit logs\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
@@ -100,6 +103,10 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "grant") == 0) {
         return dg_cmd_grant(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "redis") == 0) {
+        return dg_cmd_redis(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "revoke") == 0 || strcmp(cmd, "unrevoke") == 0

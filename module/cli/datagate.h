@@ -21,5 +21,6 @@ int dg_cmd_audit(int argc, char **argv);
 /* cmd_redis.c: revoke/unrevoke, suspend/unsuspend, freeze/unfreeze, grant */
 int dg_cmd_incident(const char *verb, int argc, char **argv);
 int dg_cmd_grant(int argc, char **argv);
+int dg_cmd_redis(int argc, char **argv);
 
 #endif /* DATAGATE_CLI_H */

@@ -40,13 +40,17 @@ static int dg_audit_digest_parts(int alg, const char *prev,
     const char *a, size_t alen, const char *b, size_t blen, char *out);
 static size_t dg_utf8_seq(const uint8_t *s, size_t len);
 static int dg_is_hex64(const char *p);
+static int dg_audit_count(const char *s, size_t len, uint64_t *v);
 static int dg_json_skip_ws(const char *s, size_t len, size_t *i);
 static int dg_json_skip_string(const char *s, size_t len, size_t *i);
 static int dg_json_skip_value(const char *s, size_t len, size_t *i,
     unsigned depth);
 static void dg_arec_put(dg_arec_t *r, const char *s, size_t n);
+static void dg_arec_cut(dg_arec_t *r, const char *key, size_t klen);
 static int dg_arec_key(dg_arec_t *r, const char *key, size_t klen,
     size_t need);
+static void dg_arec_astr(dg_arec_t *r, const char *key, const dg_astr_t *s,
+    size_t max);
 static void dg_verify_break(dg_audit_verify_t *v, int kind,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static const dg_audit_seen_t *dg_verify_seen_hash(dg_audit_verify_t *v,
@@ -55,6 +59,8 @@ static const dg_audit_seen_t *dg_verify_seen_seq(dg_audit_verify_t *v,
     uint64_t seq);
 static void dg_verify_remember(dg_audit_verify_t *v,
     const dg_audit_rec_t *rec);
+static int dg_verify_torn_prefix(const char *line, size_t len);
+static void dg_verify_torn_break(dg_audit_verify_t *v);
 
 
 const char *
@@ -274,20 +280,51 @@ dg_arec_put(dg_arec_t *r, const char *s, size_t n)
 }
 
 
+/* name a member that was cut or left out in "truncated" (once) */
+static void
+dg_arec_cut(dg_arec_t *r, const char *key, size_t klen)
+{
+    unsigned  i;
+
+    r->truncated = 1;
+
+    if (r->nested) {
+        key = r->obj;               /* the object, not its member */
+        klen = strlen(key);
+    }
+
+    for (i = 0; i < r->ncut; i++) {
+        if (r->cutlen[i] == klen && memcmp(r->cut[i], key, klen) == 0) {
+            return;
+        }
+    }
+
+    if (r->ncut < DG_AREC_CUT_MAX) {
+        r->cut[r->ncut] = key;
+        r->cutlen[r->ncut] = klen;
+        r->ncut++;
+    }
+}
+
+
 /*
  * Write the separator and "key": if that plus need more bytes fit before
- * the tail reserve; else mark the record truncated and return -1.
+ * the tail reserve; else name the member in "truncated" and return -1.
  */
 static int
 dg_arec_key(dg_arec_t *r, const char *key, size_t klen, size_t need)
 {
     size_t  elen, room, used;
 
+    if (r->left) {
+        return -1;              /* a member of an object left out */
+    }
+
     elen = dg_json_escape_len((const uint8_t *) key, klen);
     room = r->cap - DG_AREC_TAIL - r->len;
 
     if (elen + 4 + need > room) {
-        r->truncated = 1;
+        dg_arec_cut(r, key, klen);
         return -1;
     }
 
@@ -312,34 +349,60 @@ dg_arec_key(dg_arec_t *r, const char *key, size_t klen, size_t need)
 
 
 void
-dg_arec_str(dg_arec_t *r, const char *key, const char *val, size_t len)
+dg_arec_str_max(dg_arec_t *r, const char *key, const char *val, size_t len,
+    size_t max)
 {
-    size_t  room, used, n;
+    size_t  klen, room, used, n;
+
+    klen = strlen(key);
 
     if (val == NULL) {
-        if (dg_arec_key(r, key, strlen(key), 4) == 0) {
+        if (dg_arec_key(r, key, klen, 4) == 0) {
             dg_arec_put(r, "null", 4);
         }
 
         return;
     }
 
-    if (dg_arec_key(r, key, strlen(key), 2) != 0) {
+    if (max < DG_AREC_CUT_MARK_LEN + 1) {
+        max = DG_AREC_CUT_MARK_LEN + 1;
+    }
+
+    /* the quotes and, at least, the marker */
+    if (dg_arec_key(r, key, klen, 2 + DG_AREC_CUT_MARK_LEN) != 0) {
         return;
     }
 
     dg_arec_put(r, "\"", 1);
 
     room = r->cap - DG_AREC_TAIL - r->len - 1;
-    n = dg_json_escape(r->buf + r->len, room, (const uint8_t *) val, len,
-                       &used);
-    r->len += n;
-
-    if (used < len) {
-        r->truncated = 1;
+    if (room > max) {
+        room = max;
     }
 
+    n = dg_json_escape(r->buf + r->len, room, (const uint8_t *) val, len,
+                       &used);
+
+    if (used < len) {
+        /* cut: again, leaving room for the marker; dg_json_escape()
+         * stops before an escape or a character that would not fit */
+        n = dg_json_escape(r->buf + r->len, room - DG_AREC_CUT_MARK_LEN,
+                           (const uint8_t *) val, len, &used);
+        memcpy(r->buf + r->len + n, DG_AREC_CUT_MARK, DG_AREC_CUT_MARK_LEN);
+        n += DG_AREC_CUT_MARK_LEN;
+        dg_arec_cut(r, key, klen);
+    }
+
+    r->len += n;
+
     dg_arec_put(r, "\"", 1);
+}
+
+
+void
+dg_arec_str(dg_arec_t *r, const char *key, const char *val, size_t len)
+{
+    dg_arec_str_max(r, key, val, len, (size_t) -1);
 }
 
 
@@ -353,7 +416,7 @@ dg_arec_cstr(dg_arec_t *r, const char *key, const char *val)
 void
 dg_arec_int(dg_arec_t *r, const char *key, int64_t v)
 {
-    char  num[24];
+    char  num[DG_AREC_NUM_MAX + 4];
     int   n;
 
     n = snprintf(num, sizeof(num), "%" PRId64, v);
@@ -374,7 +437,7 @@ dg_arec_uint(dg_arec_t *r, const char *key, uint64_t v)
 void
 dg_arec_uint_n(dg_arec_t *r, const char *key, size_t klen, uint64_t v)
 {
-    char  num[24];
+    char  num[DG_AREC_NUM_MAX + 4];
     int   n;
 
     n = snprintf(num, sizeof(num), "%" PRIu64, v);
@@ -409,9 +472,14 @@ dg_arec_obj_begin(dg_arec_t *r, const char *key)
     /* the closing brace is in the tail reserve */
     if (dg_arec_key(r, key, strlen(key), 1) == 0) {
         dg_arec_put(r, "{", 1);
-        r->nested = 1;
-        r->nnested = 0;
+
+    } else {
+        r->left = 1;            /* its members go nowhere */
     }
+
+    r->nested = 1;
+    r->nnested = 0;
+    r->obj = key;
 }
 
 
@@ -419,9 +487,63 @@ void
 dg_arec_obj_end(dg_arec_t *r)
 {
     if (r->nested) {
-        dg_arec_put(r, "}", 1);
+        if (!r->left) {
+            dg_arec_put(r, "}", 1);
+        }
+
         r->nested = 0;
+        r->left = 0;
+        r->obj = NULL;
     }
+}
+
+
+void
+dg_arec_counts(dg_arec_t *r, const char *key, const dg_acount_t *c,
+    size_t n, size_t max)
+{
+    char    num[DG_AREC_NUM_MAX + 4];
+    size_t  i, start, need, elen;
+    int     k;
+
+    if (r->nested) {
+        return;
+    }
+
+    dg_arec_obj_begin(r, key);
+
+    if (r->left) {
+        dg_arec_obj_end(r);     /* left out: no room at all */
+        return;
+    }
+
+    start = r->len;
+
+    for (i = 0; i < n; i++) {
+        k = snprintf(num, sizeof(num), "%" PRIu64, c[i].count);
+        elen = dg_json_escape_len((const uint8_t *) c[i].name, c[i].len);
+
+        /* ,"name":N */
+        need = (r->nnested ? 1 : 0) + elen + 3 + (size_t) k;
+
+        if (r->len - start + need > max) {
+            dg_arec_cut(r, key, strlen(key));
+            continue;           /* a shorter one may still fit */
+        }
+
+        if (dg_arec_key(r, c[i].name, c[i].len, (size_t) k) == 0) {
+            dg_arec_put(r, num, (size_t) k);
+        }
+    }
+
+    dg_arec_obj_end(r);
+}
+
+
+void
+dg_arec_lost(dg_arec_t *r, uint64_t n)
+{
+    r->lost = n;
 }
 
 
@@ -429,10 +551,11 @@ int
 dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
     char *hash, const char **line, size_t *len)
 {
-    char    head[DG_AREC_HEAD];
-    char   *start, *p;
-    size_t  hlen;
-    int     n;
+    char      head[DG_AREC_HEAD];
+    char     *start, *p;
+    size_t    hlen, elen, used;
+    unsigned  i, listed;
+    int       n;
 
     if (r->nested) {
         dg_arec_obj_end(r);
@@ -445,9 +568,33 @@ dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
 
     p = r->buf + r->len;
 
+    if (r->lost) {
+        p += sprintf(p, ",\"lost\":%" PRIu64, r->lost);
+    }
+
     if (r->truncated) {
-        memcpy(p, ",\"truncated\":true", 17);
-        p += 17;
+        memcpy(p, ",\"truncated\":[", 14);
+        p += 14;
+        listed = 0;
+
+        for (i = 0; i < r->ncut; i++) {
+            elen = dg_json_escape_len((const uint8_t *) r->cut[i],
+                                      r->cutlen[i]);
+            if (elen > DG_AREC_CUT_NAME) {
+                continue;       /* no member of ours has such a name */
+            }
+
+            if (listed++) {
+                *p++ = ',';
+            }
+
+            *p++ = '"';
+            p += dg_json_escape(p, elen, (const uint8_t *) r->cut[i],
+                                r->cutlen[i], &used);
+            *p++ = '"';
+        }
+
+        *p++ = ']';
     }
 
     p += sprintf(p, ",\"alg\":\"%s\",\"prev\":\"", dg_audit_alg_name(alg));
@@ -473,6 +620,97 @@ dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
 
     *line = start;
     *len = p - start;
+
+    return 0;
+}
+
+
+/* ---- the record's members ------------------------------------------- */
+
+/* whatever a client sends, the members fit: see dg_audit.h */
+_Static_assert(DG_AREC_HEAD + DG_AUDIT_FIELDS_MAX + DG_AREC_TAIL
+               <= DG_AUDIT_RECORD_MAX,
+               "the worst case of the audit record's members must fit "
+               "DG_AUDIT_RECORD_MAX");
+
+
+static void
+dg_arec_astr(dg_arec_t *r, const char *key, const dg_astr_t *s, size_t max)
+{
+    dg_arec_str_max(r, key, s->data, s->len, max);
+}
+
+
+int
+dg_audit_encode(dg_arec_t *r, const dg_audit_fields_t *f)
+{
+    if (r->buf == NULL || r->len != DG_AREC_HEAD || r->nfields != 0
+        || r->nested || r->cap < DG_AUDIT_RECORD_MAX)
+    {
+        return -1;
+    }
+
+    dg_arec_astr(r, "time", &f->time, DG_AUDIT_MAX_TIME);
+    dg_arec_astr(r, "request_id", &f->request_id, DG_AUDIT_MAX_REQUEST_ID);
+    dg_arec_astr(r, "consumer", &f->consumer, DG_AUDIT_MAX_ID);
+    dg_arec_astr(r, "cert_serial", &f->cert_serial, DG_AUDIT_MAX_SERIAL);
+    dg_arec_astr(r, "client", &f->client, DG_AUDIT_MAX_CLIENT);
+    dg_arec_astr(r, "country", &f->country, DG_AUDIT_MAX_PLACE);
+
+    if (f->region.data) {
+        dg_arec_astr(r, "region", &f->region, DG_AUDIT_MAX_PLACE);
+    }
+
+    dg_arec_astr(r, "dataset", &f->dataset, DG_AUDIT_MAX_ID);
+
+    if (f->level >= 0) {
+        dg_arec_uint(r, "level", (uint64_t) f->level);
+
+    } else {
+        dg_arec_str(r, "level", NULL, 0);
+    }
+
+    dg_arec_astr(r, "purpose", &f->purpose, DG_AUDIT_MAX_HEADER);
+    dg_arec_astr(r, "approval", &f->approval, DG_AUDIT_MAX_HEADER);
+    dg_arec_astr(r, "method", &f->method, DG_AUDIT_MAX_METHOD);
+    dg_arec_astr(r, "uri", &f->uri, DG_AUDIT_MAX_URI);
+
+    dg_arec_str_max(r, "decision", f->decision,
+                    f->decision ? strlen(f->decision) : 0,
+                    DG_AUDIT_MAX_CODE);
+    dg_arec_str_max(r, "reason", f->reason,
+                    f->reason ? strlen(f->reason) : 0, DG_AUDIT_MAX_CODE);
+
+    if (f->detail) {
+        dg_arec_str_max(r, "detail", f->detail, strlen(f->detail),
+                        DG_AUDIT_MAX_DETAIL);
+    }
+
+    if (f->cut) {
+        dg_arec_bool(r, "cut", 1);
+    }
+
+    dg_arec_uint(r, "status", f->status);
+    dg_arec_uint(r, "bytes", f->bytes);
+
+    dg_arec_counts(r, "masked", f->masked, f->masked ? f->nmasked : 0,
+                   DG_AUDIT_MAX_MASKED);
+
+    if (f->detected && f->ndetected) {
+        dg_arec_counts(r, "detected", f->detected, f->ndetected,
+                       DG_AUDIT_MAX_DETECTED);
+    }
+
+    if (f->unlisted) {
+        dg_arec_uint(r, "unlisted", f->unlisted);
+    }
+
+    if (f->dropped) {
+        dg_arec_uint(r, "dropped", f->dropped);
+    }
+
+    dg_arec_uint(r, "duration_ms", f->duration_ms);
+    dg_arec_astr(r, "policy", &f->policy, DG_AUDIT_MAX_POLICY);
 
     return 0;
 }
@@ -752,6 +990,32 @@ dg_json_skip_value(const char *s, size_t len, size_t *i, unsigned depth)
 }
 
 
+/* a JSON number that is a count: digits only; 0, -1 */
+static int
+dg_audit_count(const char *s, size_t len, uint64_t *v)
+{
+    size_t  i;
+
+    *v = 0;
+
+    if (len == 0) {
+        return -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9'
+            || *v > (UINT64_MAX - (uint64_t) (s[i] - '0')) / 10)
+        {
+            return -1;
+        }
+
+        *v = *v * 10 + (uint64_t) (s[i] - '0');
+    }
+
+    return 0;
+}
+
+
 #define dg_err(...)                                                          \
     do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); } while (0)
 
@@ -760,14 +1024,13 @@ int
 dg_audit_parse(const char *line, size_t len, dg_audit_rec_t *rec,
     char *err, size_t errlen)
 {
-    int          have_seq, have_alg, have_prev, have_hash;
+    int          have_seq, have_alg, have_prev, have_hash, have_lost;
     size_t       i, ks, ke, vs, ve, tlen;
-    uint64_t     seq;
     const char  *hash;
     char         calc[DG_AUDIT_HEXLEN + 1];
 
     memset(rec, 0, sizeof(dg_audit_rec_t));
-    have_seq = have_alg = have_prev = have_hash = 0;
+    have_seq = have_alg = have_prev = have_hash = have_lost = 0;
 
     if (len < DG_HASH_SUFFIX + 2 || line[0] != '{') {
         dg_err("not a JSON object");
@@ -818,20 +1081,21 @@ dg_audit_parse(const char *line, size_t len, dg_audit_rec_t *rec,
                 return DG_AUDIT_E_FORMAT;
             }
 
-            seq = 0;
-
-            for (ks = vs; ks < ve; ks++) {
-                if (line[ks] < '0' || line[ks] > '9'
-                    || seq > (UINT64_MAX - 9) / 10)
-                {
-                    dg_err("\"seq\" is not a record number");
-                    return DG_AUDIT_E_FORMAT;
-                }
-
-                seq = seq * 10 + (line[ks] - '0');
+            if (dg_audit_count(line + vs, ve - vs, &rec->seq) != 0) {
+                dg_err("\"seq\" is not a record number");
+                return DG_AUDIT_E_FORMAT;
             }
 
-            rec->seq = seq;
+        } else if (DG_KEY_IS("lost")) {
+            if (have_lost++) {
+                dg_err("duplicate \"lost\"");
+                return DG_AUDIT_E_FORMAT;
+            }
+
+            if (dg_audit_count(line + vs, ve - vs, &rec->lost) != 0) {
+                dg_err("\"lost\" is not a number of records");
+                return DG_AUDIT_E_FORMAT;
+            }
 
         } else if (DG_KEY_IS("alg")) {
             if (have_alg++ || ve - vs < 2
@@ -1156,10 +1420,49 @@ dg_verify_remember(dg_audit_verify_t *v, const dg_audit_rec_t *rec)
 }
 
 
+/* a line that can be the start of a record whose write failed part-way */
+static int
+dg_verify_torn_prefix(const char *line, size_t len)
+{
+    static const char  start[] = "{\"seq\":";
+
+    if (len == 0) {
+        return 0;
+    }
+
+    return memcmp(line, start, len < sizeof(start) - 1
+                               ? len : sizeof(start) - 1) == 0;
+}
+
+
+/* the incomplete line waiting for its record is a break after all */
+static void
+dg_verify_torn_break(dg_audit_verify_t *v)
+{
+    v->torn = 0;
+    v->broken = 1;
+    v->kind = DG_AUDIT_BREAK_FORMAT;
+    v->bad_file = v->tfile;
+    v->bad_line = v->tline;
+    snprintf(v->what, sizeof(v->what), "%s", v->twhat);
+}
+
+
+int
+dg_audit_verify_end(dg_audit_verify_t *v)
+{
+    if (v->torn && !v->broken) {
+        dg_verify_torn_break(v);
+    }
+
+    return v->broken;
+}
+
+
 int
 dg_audit_verify_line(dg_audit_verify_t *v, const char *line, size_t len)
 {
-    int                     rc;
+    int                     rc, torn;
     dg_audit_rec_t          rec;
     const dg_audit_seen_t  *seen;
     char                    why[128];
@@ -1180,7 +1483,14 @@ dg_audit_verify_line(dg_audit_verify_t *v, const char *line, size_t len)
         return 1;
     }
 
+    torn = v->torn;
+
     if (len == 0) {
+        if (torn) {
+            dg_verify_torn_break(v);
+            return 1;
+        }
+
         dg_verify_break(v, DG_AUDIT_BREAK_FORMAT, "empty line");
         return 1;
     }
@@ -1188,10 +1498,39 @@ dg_audit_verify_line(dg_audit_verify_t *v, const char *line, size_t len)
     rc = dg_audit_parse(line, len, &rec, why, sizeof(why));
 
     if (rc == DG_AUDIT_E_FORMAT) {
+        if (torn) {
+            dg_verify_torn_break(v);
+            return 1;
+        }
+
+        if (dg_verify_torn_prefix(line, len)) {
+            /* decided by the next line */
+            v->torn = 1;
+            v->tfile = v->file;
+            v->tline = v->line;
+            snprintf(v->twhat, sizeof(v->twhat),
+                     "not an audit record: %s%s", why,
+                     v->nolf ? " (the file ends in an incomplete line)" : "");
+            return 0;
+        }
+
         dg_verify_break(v, DG_AUDIT_BREAK_FORMAT,
                         "not an audit record: %s%s", why,
                         v->nolf ? " (the file ends in an incomplete line)"
                                 : "");
+        return 1;
+    }
+
+    if (torn
+        && (rec.lost == 0
+            || (v->have_prev
+                && (rec.seq != v->last.seq + 1
+                    || memcmp(rec.prev, v->last.hash, DG_AUDIT_HEXLEN)
+                       != 0))))
+    {
+        /* only a record that continues the chain and counts the loss
+         * accounts for an incomplete line before it */
+        dg_verify_torn_break(v);
         return 1;
     }
 
@@ -1274,6 +1613,18 @@ dg_audit_verify_line(dg_audit_verify_t *v, const char *line, size_t len)
         return 1;
     }
 
+    if (rec.lost) {
+        v->lost += rec.lost;
+        v->nlost++;
+        v->lost_file = v->file;
+        v->lost_line = v->line;
+        v->lost_seq = rec.seq;
+        v->lost_count = rec.lost;
+        v->torn_file = torn ? v->tfile : NULL;
+        v->torn_line = torn ? v->tline : 0;
+    }
+
+    v->torn = 0;
     v->have_prev = 1;
     v->last = rec;
     v->last_file = v->file;

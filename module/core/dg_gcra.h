@@ -101,18 +101,23 @@ uint64_t dg_quota_share(uint64_t quota, unsigned n);
  * The Redis script: rate and quota in one atomic step, server time.
  *
  *   KEYS[1]  rate key   (string: TAT in us), "" when no rate
- *   KEYS[2]  quota key  (string: count),     "" when no quota
+ *   KEYS[2]  quota key prefix, "" when no quota; the window's key is
+ *            KEYS[2] ":" START (a string: the count)
  *   ARGV[1]  T us        ARGV[2] tau us       ARGV[3] limit (burst + 1)
- *   ARGV[4]  quota       ARGV[5] period s     ARGV[6] window start s
- *   ARGV[7]  window end s (unused by the script; EXPIREAT of the key is
- *            window end + 1 day so a late reader still sees it)
+ *   ARGV[4]  quota       ARGV[5] period s     ARGV[6] UTC offset s
+ *   ARGV[7]  admissions a node made alone (Redis unreachable), to add
+ *   ARGV[8]  the window START they were made in (the node's clock)
  *
  * Returns { allowed (1/0), which (0 rate, 1 quota), limit, remaining,
- *           retry_after_ms, reset_ms, quota_count }.
+ *           retry_after_ms, reset_ms, quota_count, window START,
+ *           admissions added }.
  *
- * Time is Redis's (TIME), so nodes with skewed clocks share one budget.
- * Numbers in Lua are doubles: microseconds since the epoch (~2^51) are
- * exact.
+ * Time is Redis's (TIME), for the rate and for the quota window alike,
+ * so nodes with skewed clocks share one budget and one window.  A node's
+ * own admissions are added when they belong to the window Redis is in
+ * (an ended window's count no longer matters).  The key expires a day
+ * after its window ends, so a late reader still sees it.  Numbers in Lua
+ * are doubles: microseconds since the epoch (~2^51) are exact.
  */
 #define DG_GCRA_LUA                                                          \
 "local t = redis.call('TIME')\n"                                             \
@@ -121,7 +126,22 @@ uint64_t dg_quota_share(uint64_t quota, unsigned n);
 "local tau = tonumber(ARGV[2])\n"                                            \
 "local limit = tonumber(ARGV[3])\n"                                          \
 "local quota = tonumber(ARGV[4])\n"                                          \
-"local qend = tonumber(ARGV[7])\n"                                           \
+"local period = tonumber(ARGV[5])\n"                                         \
+"local off = tonumber(ARGV[6])\n"                                            \
+"local add = tonumber(ARGV[7])\n"                                            \
+"local addw = tonumber(ARGV[8])\n"                                           \
+"if period <= 0 then period = 86400 end\n"                                   \
+"local loc = tonumber(t[1]) + off\n"                                         \
+"local qstart = loc - (loc % period) - off\n"                                \
+"local qend = qstart + period\n"                                             \
+"local qkey = KEYS[2] .. ':' .. string.format('%d', qstart)\n"              \
+"local added = 0\n"                                                          \
+"local count = 0\n"                                                          \
+"if KEYS[2] ~= '' and quota > 0 and add > 0 and addw == qstart then\n"      \
+"  count = redis.call('INCRBY', qkey, add)\n"                                \
+"  redis.call('EXPIREAT', qkey, qend + 86400)\n"                             \
+"  added = add\n"                                                            \
+"end\n"                                                                      \
 "local newtat = 0\n"                                                         \
 "local remaining = 0\n"                                                      \
 "local reset = 0\n"                                                          \
@@ -132,27 +152,26 @@ uint64_t dg_quota_share(uint64_t quota, unsigned n);
 "  local allow_at = newtat - tau - T\n"                                      \
 "  if allow_at > now then\n"                                                 \
 "    return {0, 0, limit, 0, math.ceil((allow_at - now) / 1000),\n"         \
-"            math.ceil((tat - now) / 1000), 0}\n"                            \
+"            math.ceil((tat - now) / 1000), count, qstart, added}\n"         \
 "  end\n"                                                                    \
 "  remaining = math.floor((now - allow_at) / T)\n"                           \
 "  reset = math.ceil((newtat - now) / 1000)\n"                               \
 "end\n"                                                                      \
-"local count = 0\n"                                                          \
 "if KEYS[2] ~= '' and quota > 0 then\n"                                      \
-"  count = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"               \
+"  count = tonumber(redis.call('GET', qkey) or '0') or 0\n"                  \
 "  if count >= quota then\n"                                                 \
 "    return {0, 1, quota, 0, qend * 1000 - math.floor(now / 1000),\n"       \
-"            qend * 1000 - math.floor(now / 1000), count}\n"                 \
+"            qend * 1000 - math.floor(now / 1000), count, qstart, added}\n" \
 "  end\n"                                                                    \
-"  count = redis.call('INCR', KEYS[2])\n"                                    \
-"  if count == 1 then redis.call('EXPIREAT', KEYS[2], qend + 86400) end\n"   \
+"  count = redis.call('INCR', qkey)\n"                                       \
+"  if count == 1 then redis.call('EXPIREAT', qkey, qend + 86400) end\n"      \
 "end\n"                                                                      \
 "if KEYS[1] ~= '' and T > 0 then\n"                                          \
 "  redis.call('SET', KEYS[1], string.format('%d', newtat),\n"               \
 "             'PX', math.ceil((newtat - now) / 1000) + 1000)\n"              \
-"  return {1, 0, limit, remaining, 0, reset, count}\n"                       \
+"  return {1, 0, limit, remaining, 0, reset, count, qstart, added}\n"        \
 "end\n"                                                                      \
 "return {1, 1, quota, quota - count, 0,\n"                                   \
-"        qend * 1000 - math.floor(now / 1000), count}\n"
+"        qend * 1000 - math.floor(now / 1000), count, qstart, added}\n"
 
 #endif /* DG_GCRA_H */

@@ -41,6 +41,9 @@
 #define DG_RS_GRANT             "datagate:grant:"
 #define DG_RS_RATE              "datagate:rl:"
 #define DG_RS_QUOTA             "datagate:quota:"
+#define DG_RS_EPOCH             "datagate:epoch"
+#define DG_RS_EPOCH_LEN         32          /* hex digits of a new epoch */
+#define DG_RS_EPOCH_MAX         64          /* longest accepted */
 
 #define DG_RS_ID_MAX            256         /* consumer / dataset / serial */
 #define DG_RS_KEY_MAX           (64 + 2 * DG_RS_ID_MAX)

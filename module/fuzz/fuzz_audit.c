@@ -8,8 +8,12 @@
  * (split at the first line starting with "#"), as `datagate audit verify`
  * does with files an attacker may have written.  Each line is also escaped
  * into a record, sealed, and must then parse and verify, with the escaped
- * value reading back as valid JSON.  Nothing may crash or leak.
+ * value reading back as valid JSON.  Each line is also every client
+ * string of a whole record (dg_audit_encode): the record must verify and
+ * keep its decision.  Nothing may crash or leak.
  */
+
+#define _GNU_SOURCE             /* memmem */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,12 @@
 #include <stdint.h>
 
 #include "dg_audit.h"
+
+
+static const char  dg_fuzz_decision[] = ",\"decision\":\"allowed\","
+                                      "\"reason\":\"ok\",";
+static const char  dg_fuzz_status[] = ",\"status\":200,\"bytes\":0,"
+                                    "\"masked\":{";
 
 
 int
@@ -28,6 +38,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dg_audit_rec_t      rec;
     dg_audit_verify_t   v;
     char                buf[4096], hash[DG_AUDIT_HEXLEN + 1], err[256];
+    dg_astr_t           a;
+    dg_acount_t         c;
+    dg_audit_fields_t   f;
+    static char         big[DG_AUDIT_RECORD_MAX];
 
     if (dg_audit_verify_init(&v) != 0) {
         return 0;
@@ -56,9 +70,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* any bytes as a value: the sealed record must verify */
         dg_arec_init(&r, buf, sizeof(buf));
         dg_arec_str(&r, "v", p, n);
+        dg_arec_str_max(&r, "w", p, n, n % 100);
         dg_arec_obj_begin(&r, "m");
         dg_arec_uint_n(&r, p, n < 64 ? n : 64, n);
         dg_arec_obj_end(&r);
+        dg_arec_lost(&r, n);
 
         if (dg_arec_seal(&r, (int) (n & 1), n, dg_audit_genesis, hash,
                          &line, &len) == 0)
@@ -71,9 +87,40 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
 
+        /* the line as everything a client controls */
+        memset(&f, 0, sizeof(f));
+        a.data = p;
+        a.len = n;
+        f.time = f.request_id = f.consumer = f.cert_serial = f.client = a;
+        f.country = f.region = f.dataset = f.purpose = f.approval = a;
+        f.method = f.uri = f.policy = a;
+        f.decision = "allowed";
+        f.reason = "ok";
+        f.status = 200;
+        c.name = p;
+        c.len = n;
+        c.count = n;
+        f.masked = &c;
+        f.nmasked = 1;
+
+        dg_arec_init(&r, big, sizeof(big));
+
+        if (dg_audit_encode(&r, &f) != 0
+            || dg_arec_seal(&r, 0, n, dg_audit_genesis, hash, &line, &len)
+               != 0
+            || dg_audit_parse(line, len - 1, &rec, err, sizeof(err)) != 0
+            || memmem(line, len, dg_fuzz_decision,
+                      sizeof(dg_fuzz_decision) - 1) == NULL
+            || memmem(line, len, dg_fuzz_status,
+                      sizeof(dg_fuzz_status) - 1) == NULL)
+        {
+            abort();
+        }
+
         p += n + (nl ? 1 : 0);
     }
 
+    (void) dg_audit_verify_end(&v);
     dg_audit_verify_free(&v);
 
     return 0;

@@ -14,7 +14,7 @@ use POSIX qw(WNOHANG);
 
 use DGTest qw(:DEFAULT $CLI $TOP);
 
-our @EXPORT = qw(policy gateway cli get poll_until code_of slurp_new
+our @EXPORT = qw(policy gateway cli get poll_until code_of status_of slurp_new
                  count_matches fake_redis shared_secret
                  redis_on);
 
@@ -81,6 +81,10 @@ sub gateway {
             datagate_dataset enterprise.registry;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
         }
+        location = /status {
+            datagate off;
+            datagate_status;
+        }
 C
     $n->start;
     return $n;
@@ -120,6 +124,13 @@ sub get {
     return wantarray ? ($r, time - $t) : $r;
 }
 
+# the statistics endpoint's JSON (as the market consumer)
+sub status_of {
+    my ($n) = @_;
+    my $r = $n->request(GET => '/status', cert => 'market');
+    return eval { $r->json } // {};
+}
+
 sub code_of {
     my ($r) = @_;
     my $j = eval { $r->json };
@@ -152,18 +163,20 @@ sub count_matches {
 
 # a redis-server on a given port (to restart one where the nodes expect
 # it); stops like DGTest's
+# (dir => D, aof => 1: an append-only file in D, kept across restarts)
 sub redis_on {
-    my ($port) = @_;
-    my $dir = DGTest::base_dir() . "/redis-$port-" . int(rand(1e6));
+    my ($port, %o) = @_;
+    my $dir = $o{dir} // DGTest::base_dir() . "/redis-$port-" . int(rand(1e6));
     mkdir $dir;
+    my @aof = $o{aof} ? ('--appendonly', 'yes', '--appendfsync', 'always')
+                      : ('--appendonly', 'no');
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', "$dir/redis.log";
         open STDERR, '>&', \*STDOUT;
         exec 'redis-server', '--port', $port, '--bind', '127.0.0.1',
-            '--save', '', '--appendonly', 'no', '--dir', $dir,
-            '--daemonize', 'no';
+            '--save', '', @aof, '--dir', $dir, '--daemonize', 'no';
         exit 127;
     }
     my $r = bless { pid => $pid, port => $port, dir => $dir },

@@ -4,6 +4,7 @@
 
 #define _GNU_SOURCE
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,20 +235,25 @@ test_record(void)
 
     /* truncation: record stays valid and says so */
     memset(big, 'x', sizeof(big));
-    dg_arec_init(&r, buf, 600);
+    dg_arec_init(&r, buf, sizeof(buf));
     dg_arec_cstr(&r, "a", "short");
     dg_arec_str(&r, "uri", big, sizeof(big));
     dg_arec_cstr(&r, "after", "dropped");
     dg_arec_obj_begin(&r, "masked");
     dg_arec_uint(&r, "c", 1);
     dg_arec_obj_end(&r);
+    dg_arec_lost(&r, 7);
     dg_arec_seal(&r, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
                  &len);
-    ok(len <= 600, "truncated record fits its buffer (%zu)", len);
-    ok(memmem(line, len, "\"truncated\":true", 16) != NULL,
-       "truncated flag");
+    ok(len <= sizeof(buf), "truncated record fits its buffer (%zu)", len);
+    ok(memmem(line, len, "x" DG_AREC_CUT_MARK "\"", 5) != NULL,
+       "the cut value ends with the marker");
+    ok(memmem(line, len, ",\"lost\":7,\"truncated\":[\"uri\",\"after\","
+              "\"masked\"],\"alg\"", 49) != NULL,
+       "lost, and truncated names what was cut or left out");
     rc = dg_audit_parse(line, len - 1, &rec, err, sizeof(err));
     is_int(rc, 0, "truncated record verifies");
+    is_int(rec.lost, 7, "lost read back");
     ok(dg_arec_init(&r, buf, 100) == -1, "too small a buffer refused");
 
     /* malformed lines */
@@ -285,6 +291,367 @@ test_record(void)
     snprintf(buf, sizeof(buf), "{\"seq\":1,\"x\":[1,{\"a\":[]},tru],%s",
              strstr(lines[0], "\"alg\""));
     BAD(buf, "bad literal in nested value");
+    snprintf(buf, sizeof(buf), "{\"seq\":1,\"lost\":\"3\",%s",
+             strstr(lines[0], "\"alg\""));
+    BAD(buf, "lost is not a count");
+    snprintf(buf, sizeof(buf), "{\"seq\":1,\"lost\":-3,%s",
+             strstr(lines[0], "\"alg\""));
+    BAD(buf, "negative lost");
+}
+
+
+/* ---- the bounded record ---------------------------------------------- */
+
+/* the text of member key in a record line (between the quotes of a
+ * string), or NULL when absent */
+static const char *
+member(const char *line, const char *key, char *out, size_t cap)
+{
+    char         pat[64];
+    const char  *p;
+    size_t       n;
+
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(line, pat);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p += strlen(pat);
+
+    if (*p != '"') {
+        n = strcspn(p, ",}");
+
+    } else {
+        p++;
+        for (n = 0; p[n] && p[n] != '"'; n++) {
+            if (p[n] == '\\') {
+                n++;
+            }
+        }
+    }
+
+    if (n >= cap) {
+        n = cap - 1;
+    }
+
+    memcpy(out, p, n);
+    out[n] = '\0';
+
+    return out;
+}
+
+
+/* valid UTF-8 throughout: no sequence cut */
+static int
+utf8_ok(const char *s, size_t len)
+{
+    size_t          i, n, k;
+    unsigned char   c;
+
+    for (i = 0; i < len; i += n) {
+        c = (unsigned char) s[i];
+        n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+
+        if (n == 0 || i + n > len) {
+            return 0;
+        }
+
+        for (k = 1; k < n; k++) {
+            if (((unsigned char) s[i + k] & 0xc0) != 0x80) {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
+}
+
+
+static size_t
+seal_fields(const dg_audit_fields_t *f, char *buf, const char **line)
+{
+    dg_arec_t  r;
+    char       hash[65];
+    size_t     len;
+
+    dg_arec_init(&r, buf, DG_AUDIT_RECORD_MAX);
+    ok(dg_audit_encode(&r, f) == 0, "encoded");
+    /* the largest counts the writer can add */
+    dg_arec_lost(&r, UINT64_MAX);
+    dg_arec_seal(&r, DG_AUDIT_SHA256, UINT64_MAX, dg_audit_genesis, hash,
+                 line, &len);
+
+    return len;
+}
+
+
+static void
+decision_ok(const char *line, size_t len, const char *what)
+{
+    dg_audit_rec_t  rec;
+    char            v[64], err[128];
+
+    ok(len <= DG_AUDIT_RECORD_MAX, "%s: %zu bytes, within %d", what, len,
+       DG_AUDIT_RECORD_MAX);
+    is_int(dg_audit_parse(line, len - 1, &rec, err, sizeof(err)), 0,
+           "%s: verifies (%s)", what, err);
+    is_str(member(line, "decision", v, sizeof(v)), "allowed",
+           "%s: decision", what);
+    is_str(member(line, "reason", v, sizeof(v)), "ok", "%s: reason", what);
+    is_str(member(line, "status", v, sizeof(v)), "200", "%s: status", what);
+    is_str(member(line, "bytes", v, sizeof(v)), "912", "%s: bytes", what);
+    ok(member(line, "masked", v, sizeof(v)) != NULL
+       && strncmp(v, "{\"person.id_number\":1", 21) == 0,
+       "%s: masked (%s)", what, v);
+    ok(memmem(line, len, ",\"policy\":\"9c1f0b7e2a6d4c11\"", 28) != NULL,
+       "%s: policy, the last member", what);
+}
+
+
+static void
+fields_init(dg_audit_fields_t *f, dg_acount_t *masked)
+{
+    memset(f, 0, sizeof(dg_audit_fields_t));
+
+#define S(m, s)  f->m.data = s; f->m.len = strlen(s)
+
+    S(time, "2024-05-11T09:30:00.123+08:00");
+    S(request_id, "5f0c1e7a9b2d4c3e8f6a1b0c9d8e7f6a");
+    S(consumer, "civil-affairs.assistance");
+    S(cert_serial, "152E216F9B614878");
+    S(client, "10.20.1.7");
+    S(country, "CN");
+    S(dataset, "population.person");
+    S(purpose, "social-assistance");
+    S(approval, "GXSJ-2024-0137");
+    S(method, "GET");
+    S(uri, "/population/1");
+    S(policy, "9c1f0b7e2a6d4c11");
+
+#undef S
+
+    f->level = 3;
+    f->decision = "allowed";
+    f->reason = "ok";
+    f->status = 200;
+    f->bytes = 912;
+    masked[0].name = "person.id_number";
+    masked[0].len = 16;
+    masked[0].count = 1;
+    f->masked = masked;
+    f->nmasked = 1;
+    f->duration_ms = 3;
+}
+
+
+static void
+test_bounded(void)
+{
+    static char         buf[DG_AUDIT_RECORD_MAX], big[8][20000];
+    static char         v[DG_AUDIT_RECORD_MAX];
+    static dg_acount_t  many[2000];
+    static char         names[2000][40];
+    dg_audit_fields_t   f;
+    dg_acount_t         masked[1];
+    const char         *line;
+    size_t              len, i, n;
+    dg_arec_t           r;
+    char                hash[65];
+
+    diag("worst case of the members %zu, head %d, tail %zu, room left %zu",
+         (size_t) DG_AUDIT_FIELDS_MAX, DG_AREC_HEAD, (size_t) DG_AREC_TAIL,
+         (size_t) DG_AUDIT_EXTRA_ROOM);
+    ok(DG_AREC_HEAD + DG_AUDIT_FIELDS_MAX + DG_AREC_TAIL
+       <= DG_AUDIT_RECORD_MAX, "the worst case fits a record");
+
+    /* an ordinary record: nothing cut */
+    fields_init(&f, masked);
+    len = seal_fields(&f, buf, &line);
+    decision_ok(line, len, "ordinary");
+    ok(memmem(line, len, "truncated", 9) == NULL, "ordinary: nothing cut");
+    ok(strncmp(line, "{\"seq\":18446744073709551615,\"time\":", 35) == 0,
+       "ordinary: seq first");
+
+    /*
+     * The attack: a 2,500-byte method, 2 KB of %FF in the query, control
+     * bytes in Data-Approval.  The decision is still written.
+     */
+    fields_init(&f, masked);
+    memset(big[0], 'A', 2500);
+    f.method.data = big[0];
+    f.method.len = 2500;
+    strcpy(big[1], "/population/1?q=");
+    for (i = 0; i < 2048 / 3; i++) {
+        strcat(big[1], "%FF");
+    }
+    f.uri.data = big[1];
+    f.uri.len = strlen(big[1]);
+    for (i = 0; i < 1000; i++) {
+        big[2][i] = (char) (1 + i % 31);
+    }
+    f.approval.data = big[2];
+    f.approval.len = 1000;
+    len = seal_fields(&f, buf, &line);
+    decision_ok(line, len, "long method, %FF query, control bytes");
+    member(line, "method", v, sizeof(v));
+    is_int(strlen(v), DG_AUDIT_MAX_METHOD, "method cut to its bound");
+    ok(strcmp(v + strlen(v) - DG_AREC_CUT_MARK_LEN, DG_AREC_CUT_MARK) == 0,
+       "method ends with the marker");
+    member(line, "uri", v, sizeof(v));
+    ok(strcmp(v, big[1]) == 0, "the %%FF query fits whole (%zu bytes)",
+       strlen(v));
+    member(line, "approval", v, sizeof(v));
+    ok(strlen(v) <= DG_AUDIT_MAX_HEADER && strncmp(v, "\\u0001\\u0002", 12)
+       == 0, "approval escaped and cut to its bound (%zu)", strlen(v));
+    ok(strstr(line, "\"truncated\":[\"approval\",\"method\"]") != NULL,
+       "truncated names approval and method");
+
+    /* every client string at its worst: 6 bytes out per byte in */
+    fields_init(&f, masked);
+    for (i = 0; i < 8; i++) {
+        memset(big[i], 0x01, sizeof(big[i]));
+    }
+    f.request_id.data = big[0];
+    f.request_id.len = sizeof(big[0]);
+    f.cert_serial = f.request_id;
+    f.client = f.request_id;
+    f.country = f.request_id;
+    f.region = f.request_id;
+    f.purpose.data = big[1];
+    f.purpose.len = sizeof(big[1]);
+    f.approval = f.purpose;
+    f.method.data = big[2];
+    f.method.len = sizeof(big[2]);
+    f.uri.data = big[3];
+    f.uri.len = sizeof(big[3]);
+    f.consumer.data = big[4];
+    f.consumer.len = sizeof(big[4]);
+    f.dataset = f.consumer;
+    f.time = f.consumer;
+    f.policy = f.consumer;
+    f.detail = "\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01"
+               "\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01";
+    f.cut = 1;
+    f.unlisted = UINT64_MAX;
+    f.dropped = UINT64_MAX;
+    f.duration_ms = UINT64_MAX;
+
+    /* and a policy with more classes than fit */
+    for (i = 0; i < 2000; i++) {
+        n = (size_t) snprintf(names[i], sizeof(names[i]),
+                              "class.%04zu.\"quoted\"", i);
+        many[i].name = names[i];
+        many[i].len = n;
+        many[i].count = UINT64_MAX;
+    }
+    many[0].name = "person.id_number";
+    many[0].len = 16;
+    many[0].count = 1;
+    f.masked = many;
+    f.nmasked = 2000;
+    f.detected = many;
+    f.ndetected = 2000;
+
+    len = seal_fields(&f, buf, &line);
+    diag("worst record: %zu bytes", len);
+    ok(len <= DG_AUDIT_RECORD_MAX - DG_AUDIT_EXTRA_ROOM,
+       "worst: within the computed worst case");
+    is_int(dg_audit_parse(line, len - 1, &(dg_audit_rec_t) { 0 }, NULL, 0), 0,
+           "worst: verifies");
+    is_str(member(line, "decision", v, sizeof(v)), "allowed",
+           "worst: decision");
+    is_str(member(line, "status", v, sizeof(v)), "200", "worst: status");
+    is_str(member(line, "bytes", v, sizeof(v)), "912", "worst: bytes");
+    {
+        const char  *m, *e;
+
+        m = strstr(line, ",\"masked\":{\"person.id_number\":1,\"class.0001");
+        e = m ? strchr(m, '}') : NULL;
+        ok(m && e && (size_t) (e - m) - 11 <= DG_AUDIT_MAX_MASKED
+           && (size_t) (e - m) - 11 > DG_AUDIT_MAX_MASKED - 64,
+           "worst: masked, as many classes as fit (%zu bytes)",
+           m && e ? (size_t) (e - m) - 11 : 0);
+        ok(strstr(line, ",\"detected\":{") != NULL,
+           "worst: detected, as many as fit");
+    }
+    ok(member(line, "lost", v, sizeof(v)) != NULL
+       && strcmp(v, "18446744073709551615") == 0, "worst: lost");
+    ok(strstr(line, "\"truncated\":[\"time\",\"request_id\",\"consumer\","
+                    "\"cert_serial\",\"client\",\"country\",\"region\","
+                    "\"dataset\",\"purpose\",\"approval\",\"method\","
+                    "\"uri\"]") != NULL,
+       "worst: truncated lists the first %d names", DG_AREC_CUT_MAX);
+    member(line, "uri", v, sizeof(v));
+    is_int(strlen(v), DG_AUDIT_MAX_URI - DG_AREC_CUT_MARK_LEN
+                      - (DG_AUDIT_MAX_URI - DG_AREC_CUT_MARK_LEN) % 6
+                      + DG_AREC_CUT_MARK_LEN,
+           "worst: uri holds whole escapes only");
+    ok(strstr(v, "\\u0001" DG_AREC_CUT_MARK) != NULL,
+       "worst: the marker follows a whole escape");
+
+    /* UTF-8 never cut inside a character */
+    fields_init(&f, masked);
+    big[0][0] = '\0';
+    for (i = 0; i < 2000; i++) {
+        strcat(big[0], "\xe5\xbc\xa0");     /* 张 */
+    }
+    f.uri.data = big[0];
+    f.uri.len = strlen(big[0]);
+    strcpy(big[1], "x");
+    for (i = 0; i < 100; i++) {
+        strcat(big[1], "\xf0\x9f\x98\x80"); /* 4 bytes */
+    }
+    f.purpose.data = big[1];
+    f.purpose.len = strlen(big[1]);
+    len = seal_fields(&f, buf, &line);
+    decision_ok(line, len, "UTF-8");
+    member(line, "uri", v, sizeof(v));
+    ok(utf8_ok(v, strlen(v)) && strstr(v, "\\ufffd") == NULL,
+       "uri: valid UTF-8, no character cut (%zu bytes)", strlen(v));
+    is_int(strlen(v), (DG_AUDIT_MAX_URI - DG_AREC_CUT_MARK_LEN) / 3 * 3
+                      + DG_AREC_CUT_MARK_LEN, "uri: whole characters");
+    member(line, "purpose", v, sizeof(v));
+    ok(utf8_ok(v, strlen(v)) && strstr(v, "\\ufffd") == NULL
+       && strlen(v) <= DG_AUDIT_MAX_HEADER,
+       "purpose: 4-byte characters not cut (%zu bytes)", strlen(v));
+
+    /* invalid bytes: one \ufffd each, never half of one */
+    fields_init(&f, masked);
+    memset(big[0], 0xff, 1000);
+    f.method.data = big[0];
+    f.method.len = 1000;
+    len = seal_fields(&f, buf, &line);
+    decision_ok(line, len, "invalid UTF-8");
+    member(line, "method", v, sizeof(v));
+    n = strlen(v);
+    ok(n <= DG_AUDIT_MAX_METHOD && (n - DG_AREC_CUT_MARK_LEN) % 6 == 0
+       && strncmp(v, "\\ufffd", 6) == 0,
+       "invalid bytes: whole \\ufffd escapes, then the marker (%zu)", n);
+
+    /* exactly at the bound: whole, no marker; one more byte: cut */
+    dg_arec_init(&r, buf, sizeof(buf));
+    memset(big[0], 'm', 64);
+    dg_arec_str_max(&r, "a", big[0], 64, 64);
+    dg_arec_str_max(&r, "b", big[0], 65, 64);
+    dg_arec_str_max(&r, "c", NULL, 0, 64);
+    dg_arec_seal(&r, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
+                 &len);
+    member(line, "a", v, sizeof(v));
+    is_int(strlen(v), 64, "at the bound: whole");
+    member(line, "b", v, sizeof(v));
+    ok(strlen(v) == 64 && strcmp(v + 61, DG_AREC_CUT_MARK) == 0,
+       "one over: cut, marker within the bound");
+    is_str(member(line, "c", v, sizeof(v)), "null", "NULL: null");
+    ok(strstr(line, "\"truncated\":[\"b\"]") != NULL, "only b listed");
+
+    /* encode wants a fresh, large enough record */
+    dg_arec_init(&r, buf, sizeof(buf));
+    dg_arec_cstr(&r, "x", "y");
+    fields_init(&f, masked);
+    ok(dg_audit_encode(&r, &f) == -1, "encode: not on a used record");
+    dg_arec_init(&r, buf, 4096);
+    ok(dg_audit_encode(&r, &f) == -1, "encode: not below the record size");
 }
 
 
@@ -438,6 +805,115 @@ test_verify(void)
 }
 
 
+/* a chain whose record i says "lost": lost[i] */
+static void
+make_lost_chain(const uint64_t *lost)
+{
+    dg_arec_t    r;
+    char         buf[1024], prev[65], hash[65];
+    const char  *line;
+    size_t       len;
+    int          i;
+
+    memcpy(prev, dg_audit_genesis, 65);
+
+    for (i = 0; i < NREC; i++) {
+        dg_arec_init(&r, buf, sizeof(buf));
+        dg_arec_cstr(&r, "decision", "allowed");
+        dg_arec_lost(&r, lost[i]);
+        dg_arec_seal(&r, DG_AUDIT_SHA256, 1 + i, prev, hash, &line, &len);
+        memcpy(lines[i], line, len);
+        lens[i] = len - 1;
+        lines[i][len - 1] = '\0';
+        memcpy(prev, hash, 65);
+    }
+}
+
+
+static void
+test_lost(void)
+{
+    dg_audit_verify_t  v;
+    int                rc;
+
+    static const uint64_t  none[NREC] = { 0 };
+    static const uint64_t  some[NREC] = { 0, 0, 3, 0, 0, 1, 0, 0 };
+    static const int       good[] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    static const int       torn[] = { 0, 1, NREC, 2, 3, 4, 5, 6, 7 };
+    static const int       torn_end[] = { 0, 1, 2, 3, 4, 5, 6, 7, NREC };
+    static const int       torn_files[] = { 0, 1, NREC, 2, 3 };
+
+    make_lost_chain(some);
+    rc = verify(good, NREC, 0, &v);
+    ok(rc == 0 && !v.broken && dg_audit_verify_end(&v) == 0,
+       "lost records: the chain of those written holds");
+    ok(v.lost == 4 && v.nlost == 2, "lost: 4 records in 2 places");
+    ok(v.lost_line == 6 && v.lost_seq == 6 && v.lost_count == 1
+       && v.torn_line == 0, "lost: the latest place, line 6");
+    dg_audit_verify_free(&v);
+
+    /* a torn line (a failed write) followed by the record counting it */
+    strcpy(lines[NREC], "{\"seq\":3,\"decision\":\"all");
+    lens[NREC] = strlen(lines[NREC]);
+    rc = verify(torn, NREC + 1, 0, &v);
+    ok(rc == 0 && dg_audit_verify_end(&v) == 0,
+       "torn line counted by the next record: not a break");
+    ok(v.nlost == 2 && v.lost == 4, "torn: losses counted");
+    dg_audit_verify_free(&v);
+
+    v.torn_line = 0;
+    dg_audit_verify_init(&v);
+    dg_audit_verify_file(&v, "a.log");
+    dg_audit_verify_line(&v, lines[0], lens[0]);
+    dg_audit_verify_line(&v, lines[1], lens[1]);
+    dg_audit_verify_line(&v, lines[NREC], lens[NREC]);
+    ok(v.nlost == 0 && v.torn, "torn: waits for the next line");
+    dg_audit_verify_line(&v, lines[2], lens[2]);
+    ok(v.nlost == 1 && v.torn_line == 3 && v.lost_line == 4,
+       "torn: reported with the record after it (lines 3 and 4)");
+    dg_audit_verify_free(&v);
+
+    /* the same across a reopen: the torn line ends the old file */
+    rc = verify(torn_files, 5, 3, &v);
+    ok(rc == 0 && dg_audit_verify_end(&v) == 0
+       && v.torn_line == 3 && strcmp(v.lost_file, "b.log") == 0,
+       "torn line at the end of a file, counted in the next file");
+    dg_audit_verify_free(&v);
+
+    /* a torn line nothing counts is a break */
+    make_lost_chain(none);
+    strcpy(lines[NREC], "{\"se");
+    lens[NREC] = strlen(lines[NREC]);
+    rc = verify(torn, NREC + 1, 0, &v);
+    ok(rc == 1 && v.kind == DG_AUDIT_BREAK_FORMAT && v.bad_line == 3
+       && v.nlost == 0, "torn line without a loss after it: break at it");
+    dg_audit_verify_free(&v);
+
+    rc = verify(torn_end, NREC + 1, 0, &v);
+    ok(rc == 0 && dg_audit_verify_end(&v) == 1 && v.bad_line == 9,
+       "torn last line: a break once the end is known");
+    dg_audit_verify_free(&v);
+
+    /* a record that says "lost" but does not continue the chain */
+    make_lost_chain(some);
+    {
+        static const int  skip[] = { 0, 1, NREC, 3, 4, 5, 6, 7 };
+
+        rc = verify(skip, NREC, 0, &v);
+        ok(rc == 1 && v.bad_line == 3 && v.kind == DG_AUDIT_BREAK_FORMAT,
+           "torn line before a record that does not link: break");
+        dg_audit_verify_free(&v);
+    }
+
+    /* other garbage is no torn line */
+    strcpy(lines[NREC], "{\"time\":1}");
+    lens[NREC] = strlen(lines[NREC]);
+    rc = verify(torn, NREC + 1, 0, &v);
+    ok(rc == 1 && v.bad_line == 3, "other garbage before a loss: break");
+    dg_audit_verify_free(&v);
+}
+
+
 static void
 test_tail(void)
 {
@@ -491,7 +967,9 @@ main(void)
     test_escape();
     test_kat();
     test_record();
+    test_bounded();
     test_verify();
+    test_lost();
     test_tail();
 
     return done_testing();
