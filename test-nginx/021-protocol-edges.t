@@ -716,6 +716,13 @@ for my $c (['manycut', 'closed mid-body', qr/ended before its end/],
         ok(!$rec->{cut}, "HTTP/1.0, $name: nothing of it went out");
     }
 
+    # unbuffered: the provider's flushes do not send the header early
+    ($r, $id) = http10('/pu/many/1');
+    is($r->header('Content-Length'), length $r->body,
+       'HTTP/1.0, unbuffered: held whole, sent with its length');
+    ($r, $id) = http10('/pu/manycut/1');
+    is($r->status, 502, 'HTTP/1.0, unbuffered, cut late: 502, not a prefix');
+
     # longer than datagate_hold_max: refused before the header
     ($r, $id) = http10('/h/many/1');
     is($r->status, 502, 'HTTP/1.0, beyond datagate_hold_max: 502');
