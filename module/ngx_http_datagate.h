@@ -149,6 +149,8 @@ typedef struct {
     u_char                         *pseudo_done;
     /* methods for the detect hits, from the policy classes */
     dg_mask_spec_t                  detect[DG_DETECT_MAX];
+    /* _headers.c: loc_conf arrays of the enforced locations (void **) */
+    ngx_array_t                    *enforced_locs;
 } ngx_http_datagate_main_conf_t;
 
 
@@ -210,6 +212,11 @@ typedef struct {
                                                    provider failed after
                                                    its header, 0: not */
     const char                     *provider_error;  /* how, for the record */
+
+    /* response headers (_headers.c): the provider's dropped, safety-net
+     * hits in what passed (also in masked) */
+    uint64_t                        hdr_dropped;
+    uint64_t                        hdr_detect[DG_DETECT_MAX];
 
     /* incident state and run-time grants (_incident.c, _redis.c) */
     const dg_grant_t              **extra;      /* run-time grants */
@@ -285,6 +292,23 @@ ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
+
+/* merge of an enforced location: remember its confs */
+ngx_int_t ngx_http_datagate_headers_location(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* postconfiguration: the enforced locations' upstreams ignore X-Accel-* */
+ngx_int_t ngx_http_datagate_headers_init(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* why an answer to an allowed enforced request must be refused, or NULL */
+const char *ngx_http_datagate_headers_refused(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_loc_conf_t *dlcf);
+/* the response-header rule of a plan that masks: allow-list and safety
+ * net (counts in ctx->hdr_dropped, hdr_detect, masked) */
+ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */

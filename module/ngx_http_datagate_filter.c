@@ -34,6 +34,7 @@
 
 
 #include "ngx_http_datagate.h"
+#include "dg_header.h"
 
 #include <zlib.h>
 
@@ -174,6 +175,8 @@ static void ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx,
     const char *why);
+static ngx_int_t ngx_http_datagate_refuse(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, const char *why);
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
@@ -316,27 +319,71 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->status
-        || ctx->plan == NULL)
+        || ctx->plan == NULL
+        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
     {
         return ngx_http_next_header_filter(r);
     }
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
 
-    if (dlcf->enable != 1
-        || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
-    {
-        return ngx_http_next_header_filter(r);
+    /* an internal redirect the provider asked for, or one that left the
+     * dataset's location */
+
+    detail = ngx_http_datagate_headers_refused(r, ctx, dlcf);
+
+    if (detail != NULL) {
+        return ngx_http_datagate_refuse(r, ctx, detail);
     }
 
-    /*
-     * nginx 1.22's upstream takes a 1xx as the provider's final answer
-     * (and a 101 as a switch to a raw tunnel past every body filter):
-     * whatever the provider sends next would pass unseen
-     */
+    status = r->headers_out.status;
 
-    if (r->headers_out.status < NGX_HTTP_OK) {
-        return ngx_http_datagate_interim(r, ctx);
+    if (dlcf->enable == 1) {
+
+        /*
+         * nginx 1.22's upstream takes a 1xx as the provider's final
+         * answer (and a 101 as a switch to a raw tunnel past every body
+         * filter): whatever the provider sends next would pass unseen
+         */
+
+        if (status < NGX_HTTP_OK) {
+            return ngx_http_datagate_interim(r, ctx);
+        }
+
+        /* what a plan that masks cannot answer, judged on the provider's
+         * own headers (before the response-header rule drops them) */
+
+        if (ctx->plan->masks && ctx->plan->rules) {
+
+            if (status == NGX_HTTP_PARTIAL_CONTENT
+                || status == NGX_HTTP_DATAGATE_IM_USED
+                || r->headers_out.content_range)
+            {
+                return ngx_http_datagate_refuse(r, ctx, "partial content");
+            }
+
+            if (status == NGX_HTTP_NOT_MODIFIED) {
+                /* its conditionals were not forwarded: a 304 the
+                 * provider sends anyway says nothing of the masked body
+                 * the client holds */
+                return ngx_http_datagate_refuse(r, ctx,
+                                                "304 Not Modified to a "
+                                                "request without "
+                                                "conditionals");
+            }
+        }
+    }
+
+    /* the response-header rule: every answer of a plan that masks */
+
+    if (ctx->plan->masks
+        && ngx_http_datagate_response_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (dlcf->enable != 1) {
+        return ngx_http_next_header_filter(r);
     }
 
     /* told how the provider's answer ends (ngx_http_datagate_upstream_
@@ -380,24 +427,6 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     fctx = ngx_http_datagate_filter_ctx(r, ctx);
     if (fctx == NULL) {
         return NGX_ERROR;
-    }
-
-    status = r->headers_out.status;
-
-    if (status == NGX_HTTP_PARTIAL_CONTENT
-        || status == NGX_HTTP_DATAGATE_IM_USED
-        || r->headers_out.content_range)
-    {
-        return ngx_http_datagate_unmaskable(r, ctx, fctx,
-                                            "partial content");
-    }
-
-    if (status == NGX_HTTP_NOT_MODIFIED) {
-        /* its conditionals were not forwarded: a 304 the provider sends
-         * anyway says nothing of the masked body the client holds */
-        return ngx_http_datagate_unmaskable(r, ctx, fctx,
-                                            "304 Not Modified to a request "
-                                            "without conditionals");
     }
 
     /* validators, digests and ranges describe the provider's body, and
@@ -693,30 +722,14 @@ ngx_http_datagate_framed(ngx_http_request_t *r)
  * ETag derived from the body, as many frameworks make it; the digests of
  * RFC 3230 and RFC 9530; an RFC 9421 signature, checked with the
  * provider's public key over a digest) or ask for byte ranges of the
- * provider's body.  Dropped on every answer of a dataset whose plan
- * masks.  Header names the list does not know are the response-header
- * rule's to judge.
+ * provider's body.  Dropped from every answer of a dataset whose plan
+ * masks, after the response-header rule (which drops them too unless
+ * "headers:" listed them, and the policy refuses to list them): the
+ * names are dg_header_refused()'s, one table for both.
  */
-static ngx_str_t  ngx_http_datagate_validators[] = {
-    ngx_string("ETag"),
-    ngx_string("Content-MD5"),
-    ngx_string("Digest"),
-    ngx_string("Repr-Digest"),
-    ngx_string("Content-Digest"),
-    ngx_string("Signature"),
-    ngx_string("Signature-Input"),
-    ngx_string("Accept-Ranges"),
-    ngx_string("Content-Range"),
-    ngx_string("Trailer"),      /* trailers that never follow: nginx's
-                                   proxy drops the provider's */
-    ngx_null_string
-};
-
-
 static void
 ngx_http_datagate_drop_validators(ngx_http_request_t *r)
 {
-    ngx_str_t        *name;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -736,18 +749,11 @@ ngx_http_datagate_drop_validators(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        for (name = ngx_http_datagate_validators; name->len; name++) {
-            if (h[i].key.len == name->len
-                && ngx_strncasecmp(h[i].key.data, name->data, name->len)
-                   == 0)
-            {
-                h[i].hash = 0;
-                break;
-            }
+        if (h[i].hash != 0
+            && dg_header_refused((const char *) h[i].key.data, h[i].key.len)
+               != NULL)
+        {
+            h[i].hash = 0;
         }
     }
 
@@ -865,6 +871,15 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
 
     ngx_http_clear_accept_ranges(r);
     ngx_http_clear_etag(r);
+
+    /* what the provider's answer left (WWW-Authenticate of an
+     * intercepted 401, ...) follows the response-header rule */
+
+    if (ctx->allowed && ctx->plan && ctx->plan->masks
+        && ngx_http_datagate_response_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     fctx->err = b;
     fctx->error_mode = 1;
@@ -1057,6 +1072,22 @@ ngx_http_datagate_unmaskable(ngx_http_request_t *r,
     fctx->error_mode = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/* 502 upstream_unmaskable before anything of the answer went out */
+static ngx_int_t
+ngx_http_datagate_refuse(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
+    const char *why)
+{
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    fctx = ngx_http_datagate_filter_ctx(r, ctx);
+    if (fctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_datagate_unmaskable(r, ctx, fctx, why);
 }
 
 
@@ -2184,6 +2215,9 @@ ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
 
     for (i = 0; i < DG_DETECT_MAX; i++) {
         n += st->detect[i];
+
+        /* and the response headers' (_headers.c) */
+        n += fctx->ctx->hdr_detect[i];
     }
 
     fctx->ctx->masked = n;

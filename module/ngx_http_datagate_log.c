@@ -257,6 +257,19 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
         lg->bytes = r->connection->sent - r->header_size;
     }
 
+    /*
+     * The provider's response headers the header rule dropped count as
+     * unlisted keys that were removed; safety-net hits in headers as
+     * hits (_headers.c).
+     */
+
+    for (k = 0; k < DG_DETECT_MAX; k++) {
+        lg->detect[k] = ctx->hdr_detect[k];
+    }
+
+    lg->unlisted = ctx->hdr_dropped;
+    lg->dropped = ctx->hdr_dropped;
+
     /* masked values per class, detector hits, unlisted keys */
 
     plan = ctx->plan;
@@ -271,11 +284,11 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
     }
 
     for (k = 0; k < DG_DETECT_MAX; k++) {
-        lg->detect[k] = ms->detect[k];
+        lg->detect[k] += ms->detect[k];
     }
 
-    lg->unlisted = ms->unlisted;
-    lg->dropped = ms->dropped;
+    lg->unlisted += ms->unlisted;
+    lg->dropped += ms->dropped;
 
     n = plan->nfields;
 

@@ -476,6 +476,10 @@ ngx_http_datagate_init(ngx_conf_t *cf)
 
     *h = ngx_http_datagate_log_handler;
 
+    if (ngx_http_datagate_headers_init(cf, dmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_datagate_access_init(cf);
 }
 
@@ -560,6 +564,7 @@ ngx_http_datagate_create_main_conf(ngx_conf_t *cf)
      *     dmcf->audit_serve = 0;
      *     dmcf->secret_len = 0;
      *     dmcf->redis_enabled = 0;
+     *     dmcf->enforced_locs = NULL;
      */
 
     dmcf->cache_ttl = NGX_CONF_UNSET;
@@ -833,6 +838,13 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         dscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_datagate_module);
         if (dscf != NULL) {
             dscf->enforced = 1;
+        }
+
+        /* its upstream will ignore X-Accel-* (_headers.c) */
+        if (dmcf->policy
+            && ngx_http_datagate_headers_location(cf, dmcf) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
         }
     }
 

@@ -11,10 +11,14 @@
 #include "datagate.h"
 #include "dg_policy.h"
 #include "dg_mask.h"
+#include "dg_header.h"
 
 
 #define DG_TZ_OFFSET        (8 * 3600)
+#define DG_EXPLAIN_WIDTH    78      /* columns of the header lists */
 
+
+static void dg_print_headers(const dg_dataset_t *d, const dg_plan_t *pl);
 
 static void
 dg_policy_usage(FILE *out)
@@ -351,6 +355,61 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
            ? "on (unclassified strings that validate as a resident ID, "
              "mobile number, bank card or credit code are masked)"
            : "off");
+
+    dg_print_headers(d, pl);
+}
+
+
+/* the response-header rule (dg_header.h) */
+static void
+dg_print_headers(const dg_dataset_t *d, const dg_plan_t *pl)
+{
+    size_t                  i, col;
+    const dg_header_def_t  *h;
+
+    if (!pl->masks) {
+        printf("  response headers: passed as the provider sends them (the "
+               "body is not masked)\n");
+        return;
+    }
+
+    printf("  response headers: only these of the provider's pass, every "
+           "other one is\n"
+           "    dropped and counted as unlisted; what passes is scanned by "
+           "the safety net\n"
+           "    (resident ID, mobile, bank card, credit code), whatever "
+           "detect says\n");
+
+    printf("    safe set:");
+    col = 14;
+
+    for (h = dg_header_safe; h->name; h++) {
+        if (col + strlen(h->name) + 2 > DG_EXPLAIN_WIDTH) {
+            printf("\n             ");
+            col = 13;
+        }
+        col += printf(" %s%s", h->name, h[1].name ? "," : "");
+    }
+
+    printf("\n    listed:  ");
+
+    if (d->nheaders == 0) {
+        printf(" (none: the dataset has no headers:)\n");
+        return;
+    }
+
+    col = 14;
+
+    for (i = 0; i < d->nheaders; i++) {
+        if (col + d->headers[i].len + 2 > DG_EXPLAIN_WIDTH) {
+            printf("\n             ");
+            col = 13;
+        }
+        col += printf(" %s%s", d->headers[i].data,
+                      i + 1 < d->nheaders ? "," : "");
+    }
+
+    printf("\n");
 }
 
 

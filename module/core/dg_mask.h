@@ -185,6 +185,29 @@ int dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
     const uint8_t *hash_key, size_t hash_key_len, uint8_t *out,
     size_t outcap);
 
+/*
+ * The safety net on one text, such as a response header value
+ * (dg_mask_text.c): resident IDs, mobiles, bank cards and credit codes,
+ * also percent-encoded (repeatedly), as \uXXXX, %uXXXX or &#NN; escapes,
+ * in full-width digits or in groups joined by spaces, '-', '+' or '.', are
+ * masked
+ * in place with conf->detect[kind] (a CLEAR method, or hash without a
+ * key, means the kind's default); conf->rules and actions are not used.
+ * work: dg_mask_text_work(len) bytes, aligned for a pointer; out:
+ * dg_mask_text_outcap(len) bytes.  Returns the number of hits, each also
+ * added to hits[kind] (hits may be NULL): 0 leaves out unwritten,
+ * otherwise the masked text is out[0..*outlen).  A negative DG_MASK_E_*
+ * on an error (a text longer than DG_MASK_TEXT_MAX: DG_MASK_E_TOOBIG).
+ */
+#define DG_MASK_TEXT_MAX        (1024 * 1024)
+
+size_t dg_mask_text_work(size_t len);
+size_t dg_mask_text_outcap(size_t len);
+/* 0: v cannot hold a hit (dg_mask_text() would return 0 at once) */
+int dg_mask_text_candidate(const uint8_t *v, size_t len);
+int dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
+    void *work, uint8_t *out, size_t *outlen, uint64_t *hits);
+
 /* method name <-> spec, for the policy loader: "keep(3,4)", "address(8)" */
 int dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec);
 const char *dg_mask_method_name(unsigned method);

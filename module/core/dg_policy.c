@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "dg_util.h"
+#include "dg_header.h"
 
 
 #define DG_ID_MAX               128
@@ -78,7 +79,7 @@ static const char *dg_cert_keys[] = {
 static const char *dg_geo_keys[] = { "countries", "regions", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
-    "detect", NULL
+    "detect", "headers", NULL
 };
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
@@ -1630,6 +1631,50 @@ dg_load_consumers(dg_load_t *L)
 }
 
 
+/* "headers:": response headers of the provider passed besides the safe
+ * set, by name, any case */
+static int
+dg_load_headers(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d)
+{
+    int                rc;
+    const char        *why;
+    const dg_ynode_t  *seq, *x, *y;
+
+    rc = dg_get_list(L, file, it, path, "headers", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    for (x = seq->child; x; x = x->next) {
+        if (!dg_header_name_ok(x->str, x->len)) {
+            return dg_err(L, file, x->line, path, "headers",
+                          "bad header name '%.64s': expected 1 to %d "
+                          "letters, digits or !#$%%&'*+-.^_`|~ (such as "
+                          "X-Total-Count)", x->str, DG_HEADER_NAME_MAX);
+        }
+
+        why = dg_header_refused(x->str, x->len);
+        if (why != NULL) {
+            return dg_err(L, file, x->line, path, "headers",
+                          "'%.64s' cannot be listed: %s", x->str, why);
+        }
+
+        for (y = seq->child; y != x; y = y->next) {
+            if (y->len == x->len && strncasecmp(y->str, x->str, x->len) == 0)
+            {
+                return dg_err(L, file, x->line, path, "headers",
+                              "'%.64s' is listed twice (names are compared "
+                              "in any case)", x->str);
+            }
+        }
+    }
+
+    return dg_list_strs(L, file, seq, path, "headers", &d->headers,
+                        &d->nheaders);
+}
+
+
 static int
 dg_load_datasets(dg_load_t *L)
 {
@@ -1746,6 +1791,10 @@ dg_load_datasets(dg_load_t *L)
                     return -1;
                 }
                 d->detect = on;
+            }
+
+            if (dg_load_headers(L, f->name, it, path, d) != 0) {
+                return -1;
             }
 
             v = dg_ymap_get(it, "fields");

@@ -162,6 +162,10 @@ typedef struct {
     size_t                      nfields;
     unsigned                    unlisted_drop:1;
     unsigned                    detect:1;
+    dg_str_t                   *headers;    /* "headers:": provider response
+                                               headers passed besides the
+                                               safe set (dg_header.h) */
+    size_t                      nheaders;
 
     /* unconditional access: plan by consumer clearance 0..4 */
     dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];

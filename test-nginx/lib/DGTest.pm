@@ -1155,6 +1155,7 @@ sub run_block {
     $reqs = [ $reqs ] unless ref $reqs eq 'ARRAY';
     my %v = map { $_ => section($b, $inst, $_) } qw(cert more_headers
         request_body error_code response_headers response_headers_like
+        response_head_unlike
         response_body response_body_like response_body_unlike
         response_json response_json_subset truncated timeout);
 
@@ -1207,6 +1208,14 @@ sub check_response {
         for (grep { /\S/ } split /\n/, $e->{response_headers_like}) {
             my ($h, $re) = /^([^:]+):\s*(.*?)\s*$/ or next;
             like($res->header($h) // '', qr/$re/, "$tn: header $h like");
+        }
+    }
+    if (defined $e->{response_head_unlike}) {
+        # the status line and every header line, as sent
+        my $i = index($res->{raw}, "\r\n\r\n");
+        my $head = $i < 0 ? $res->{raw} : substr($res->{raw}, 0, $i);
+        for my $re (grep { /\S/ } split /\n/, $e->{response_head_unlike}) {
+            unlike($head, qr/$re/, "$tn: response head unlike $re");
         }
     }
     if (defined $e->{response_body}) {

@@ -15,6 +15,7 @@
 
 #include "tap.h"
 #include "dg_policy.h"
+#include "dg_header.h"
 
 
 static const char  *top;
@@ -100,6 +101,41 @@ expect_ok(const char *yaml, const char *what)
             "    dataset: d1\n"                                             \
             "    purposes: [p1]\n"
 #define BASE CLS PUR CON DS GR
+
+
+static void
+test_headers(void)
+{
+    char                 err[DG_ERRLEN];
+    dg_policy_t         *p;
+    const dg_dataset_t  *d;
+
+    p = load(CLS PUR CON DS "    headers: [X-Total-Count, Link, Location]\n",
+             err);
+    d = p ? dg_policy_dataset(p, "d1", 2) : NULL;
+
+    ok(d != NULL && d->nheaders == 3, "headers: three names loaded");
+    ok(d != NULL && dg_header_listed(d, "x-total-count", 13)
+       && dg_header_listed(d, "LOCATION", 8)
+       && !dg_header_listed(d, "X-Person-Id", 11),
+       "headers: listed names match in any case, others do not");
+    ok(dg_header_is_safe("content-type", 12)
+       && dg_header_is_safe("RateLimit-Reset", 15)
+       && !dg_header_is_safe("Set-Cookie", 10)
+       && !dg_header_is_safe("Location", 8)
+       && !dg_header_is_safe("ETag", 4), "the safe set");
+    ok(dg_header_name_ok("X-Total-Count", 13)
+       && !dg_header_name_ok("", 0) && !dg_header_name_ok("a b", 3)
+       && !dg_header_name_ok("a\0b", 3), "header names");
+
+    dg_policy_free(p);
+
+    p = load(CLS PUR CON DS, err);
+    d = p ? dg_policy_dataset(p, "d1", 2) : NULL;
+    ok(d != NULL && d->nheaders == 0 && d->headers == NULL,
+       "no headers: none listed");
+    dg_policy_free(p);
+}
 
 
 static void
@@ -361,6 +397,40 @@ test_validation(void)
                "a bad unlisted");
     expect_err(CLS PUR CON DS "    detect: maybe\n",
                "datasets[0].detect: expected on or off", "a bad detect");
+    expect_err(CLS PUR CON DS "    headers: [X-Total-Count, \"X Person\"]\n",
+               "t.yaml:15: datasets[0].headers: bad header name 'X Person'",
+               "a header name with a space");
+    expect_err(CLS PUR CON DS "    headers: [\"X-Id:\"]\n",
+               "datasets[0].headers: bad header name 'X-Id:'",
+               "a header name with a colon");
+    expect_err(CLS PUR CON DS "    headers: [\"X-\u00e9\"]\n",
+               "datasets[0].headers: bad header name",
+               "a header name that is not ASCII");
+    expect_err(CLS PUR CON DS "    headers:\n      - X-Total-Count\n"
+               "      - x-total-count\n",
+               "t.yaml:17: datasets[0].headers: 'x-total-count' is listed "
+               "twice", "a header listed twice, in another case");
+    expect_err(CLS PUR CON DS "    headers: [X-Accel-Redirect]\n",
+               "datasets[0].headers: 'X-Accel-Redirect' cannot be listed: "
+               "X-Accel-* headers are instructions to nginx",
+               "an X-Accel-* header");
+    expect_err(CLS PUR CON DS "    headers: [datagate-request-id]\n",
+               "'datagate-request-id' cannot be listed: Datagate-* headers "
+               "are the gateway's own", "a Datagate-* header");
+    expect_err(CLS PUR CON DS "    headers: [ETag]\n",
+               "'ETag' cannot be listed: a validator or digest",
+               "ETag");
+    expect_err(CLS PUR CON DS "    headers: [Content-Digest]\n",
+               "'Content-Digest' cannot be listed: a validator or digest",
+               "Content-Digest");
+    expect_err(CLS PUR CON DS "    headers: []\n",
+               "datasets[0].headers: must not be an empty list",
+               "an empty headers list");
+    expect_err(CLS PUR CON DS "    headers: X-Total-Count\n",
+               "datasets[0].headers: expected a list", "headers not a list");
+    expect_err(CLS PUR CON DS "    header: [X-Total-Count]\n",
+               "datasets[0].header: unknown key 'header'",
+               "a misspelt headers key");
     expect_err(BASE "    methods: [GET, FETCH]\n",
                "t.yaml:19: grants[0].methods: unknown method 'FETCH'",
                "an unknown method");
@@ -872,6 +942,7 @@ main(void)
     top = tap_top();
 
     test_sample();
+    test_headers();
     test_validation();
     test_limits();
     test_directory();
