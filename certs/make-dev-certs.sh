@@ -12,7 +12,7 @@
 set -euo pipefail
 
 OUT=${1:?usage: make-dev-certs.sh OUTDIR}
-STAMP_VERSION=3                 # bump when the set of files changes
+STAMP_VERSION=4                 # bump when the set of files changes
 
 if [ -f "$OUT/.complete" ] && [ "$(cat "$OUT/.complete")" = "$STAMP_VERSION" ]
 then
@@ -176,9 +176,32 @@ openssl x509 -req -in "$WORK/foreign.csr" -CA "$OUT/foreign-ca.crt" \
     -days 3650 -sha256 -extfile "$WORK/foreign.ext" -extensions client \
     -out "$OUT/foreign.crt" 2>/dev/null
 
+# --- names and serials as they come: a subject in Chinese (UTF8String), a
+# multi-valued RDN with an e-mail address, a negative serial --------------
+
+# xsign NAME SUBJ SERIAL: a client certificate from the dev CA, subject
+# exactly as given (openssl x509 -req keeps it: no policy, no reordering)
+xsign() {
+    local name=$1 subj=$2 serial=$3
+    newkey "$OUT/$name.key"
+    openssl req -config "$CA_CNF" -new -utf8 -multivalue-rdn \
+        -key "$OUT/$name.key" -subj "$subj" -out "$WORK/$name.csr"
+    sed -n "/^\[ client \]/,/^\$/p" "$CA_CNF" > "$WORK/$name.ext"
+    openssl x509 -req -in "$WORK/$name.csr" -CA "$OUT/ca.crt" \
+        -CAkey "$OUT/ca.key" -set_serial "$serial" -days 3650 -sha256 \
+        -extfile "$WORK/$name.ext" -extensions client \
+        -out "$OUT/$name.crt" 2>"$WORK/$name.log" \
+        || { cat "$WORK/$name.log" >&2; exit 1; }
+}
+
+xsign chinese "/C=CN/O=广西/CN=民政厅" "0x$(openssl rand -hex 8)"
+xsign multi "/C=CN/O=Civil Affairs/CN=multi+OU=Assistance/emailAddress=multi@gx.gov.cn" \
+    "0x$(openssl rand -hex 8)"
+xsign negative "/C=CN/O=Civil Affairs/CN=negative" "-0x5A5A"
+
 # --- bundles and the listing -----------------------------------------------
 
-NAMES=(server foreign)
+NAMES=(server foreign chinese multi negative)
 for entry in "${CLIENTS[@]}"; do
     NAMES+=("${entry%%|*}")
 done
@@ -207,7 +230,8 @@ done
 cp "$OUT/certs.txt" "$OUT/serials.txt"
 
 # self-check: the chain and the bad ones are what they claim to be
-for name in server assistance hrss market housing unknown; do
+for name in server assistance hrss market housing unknown chinese multi \
+            negative; do
     openssl verify -CAfile "$OUT/ca.crt" -crl_check -CRLfile "$OUT/crl.pem" \
         "$OUT/$name.crt" >/dev/null
 done

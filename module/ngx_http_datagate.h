@@ -166,6 +166,9 @@ typedef struct {
     const dg_dataset_t             *dataset;    /* resolved at conf time */
     ngx_str_t                       dataset_file; /* where it was named */
     ngx_uint_t                      dataset_line;
+    ngx_array_t                    *real_ip_from; /* ngx_cidr_t: trusted
+                                                   proxies, NULL: none */
+    ngx_str_t                       real_ip_header; /* or "proxy_protocol" */
 } ngx_http_datagate_loc_conf_t;
 
 
@@ -240,6 +243,14 @@ typedef struct {
     const dg_purpose_t             *purpose_def; /* NULL: unknown */
     time_t                          expires;    /* decision valid until */
     u_char                          region[64];
+
+    /* client address (_access.c: ngx_http_datagate_client_addr()) */
+    struct sockaddr                *client;     /* network and geo rules */
+    ngx_str_t                       client_text;
+    ngx_str_t                       peer_text;  /* the TCP peer */
+    ngx_str_t                       forwarded_text; /* a proxy's or
+                                                   real_ip's, empty: none */
+    unsigned                        addr_done:1;
 } ngx_http_datagate_ctx_t;
 
 
@@ -283,10 +294,41 @@ ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
 ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
 ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+/*
+ * The address the network and geo rules see (ctx->client): the TCP peer,
+ * or, when the peer is one of datagate_real_ip_from, the client its
+ * datagate_real_ip_header names; also the texts for the audit record.
+ * Computed once per request; NGX_ERROR: the peer is not known.
+ */
+ngx_int_t ngx_http_datagate_client_addr(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+#if (NGX_HTTP_SSL)
+/* NGX_OK when the request's server{} is the one whose TLS context verified
+ * the client certificate (its SSL_CTX is the connection's) */
+ngx_int_t ngx_http_datagate_ssl_bound(ngx_http_request_t *r);
+#define NGX_HTTP_DATAGATE_SSL_UNBOUND                                       \
+    "the TLS handshake was made for another server name; connect with "    \
+    "this server's name (SNI)"
+/* the serial of a certificate as dg_serial_normalize() writes it, in pool */
+ngx_int_t ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
+    ngx_str_t *out);
+#endif
 /* a header of a headers_in or headers_out list by name (any case; entries
  * removed with hash 0 are skipped), or NULL */
 ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
     const char *name, size_t len);
+
+
+/* ---- ngx_http_datagate_request.c: what a request may look like -------- */
+
+/* NGX_OK; NGX_DECLINED with *detail saying why the request is refused
+ * (400 request_rejected); NGX_ERROR */
+ngx_int_t ngx_http_datagate_request_check(ngx_http_request_t *r,
+    const char **detail);
+/* how often a header named name appears in headers, any case, '_' read as
+ * '-'; *underscore (if not NULL) set when a '_' spelling is among them */
+ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
+    ngx_str_t *name, ngx_uint_t *underscore);
 
 
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */

@@ -3,8 +3,9 @@
  * datagate: the access phase.
  *
  * identity (verified client certificate) -> consumer -> network / geo ->
- * run-time grants -> decision (shared-memory cache in front of dg_decide)
- * -> incident controls -> rate limit -> upstream request headers.
+ * the request's path and headers (_request.c) -> run-time grants ->
+ * decision (shared-memory cache in front of dg_decide) -> incident
+ * controls -> rate limit -> upstream request headers.
  *
  * The handler is re-entrant: every step that may wait for Redis returns
  * NGX_AGAIN and the handler resumes from ctx->stage when the phases are
@@ -14,7 +15,9 @@
 
 
 #include "ngx_http_datagate.h"
+#include "dg_dn.h"
 #include "dg_rstate.h"
+#include "dg_util.h"
 
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
@@ -32,6 +35,8 @@
 
 #define NGX_HTTP_DATAGATE_MAX_SANS         32
 #define NGX_HTTP_DATAGATE_MAX_KEYPART      256
+#define NGX_HTTP_DATAGATE_SERIAL_MAX       160     /* sign + hex digits */
+#define NGX_HTTP_DATAGATE_FORWARDED_MAX    64      /* hops in a header */
 
 #define NGX_HTTP_DATAGATE_PLAN_NONE        -1
 #define NGX_HTTP_DATAGATE_PLAN_GRANT       (DG_LEVEL_MAX + 1)
@@ -51,6 +56,13 @@ typedef struct {
     const dg_consumer_t            *consumer;   /* NULL: unknown */
     ngx_str_t                       serial;
 } ngx_http_datagate_conn_id_t;
+
+
+/* one hop named in a forwarding header */
+typedef struct {
+    u_char                         *data;
+    size_t                          len;
+} ngx_http_datagate_hop_t;
 
 
 /* a decision in the shared zone; ngx_str_node_t first (see the header) */
@@ -92,8 +104,14 @@ static void ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 static dg_reason_e ngx_http_datagate_identify(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx);
+#if (NGX_HTTP_SSL)
 static ngx_http_datagate_conn_id_t *ngx_http_datagate_cert_identity(
     ngx_http_request_t *r, ngx_http_datagate_main_conf_t *dmcf, X509 *cert);
+#endif
+static struct sockaddr *ngx_http_datagate_forwarded(ngx_http_request_t *r,
+    ngx_http_datagate_loc_conf_t *dlcf);
+static struct sockaddr *ngx_http_datagate_parse_hop(ngx_http_request_t *r,
+    u_char *p, size_t len);
 static ngx_int_t ngx_http_datagate_decide(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
     dg_decision_t *d);
@@ -239,7 +257,22 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
 
         reason = ngx_http_datagate_identify(r, dmcf, ctx);
         if (reason != DG_R_OK) {
-            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+            return ngx_http_datagate_send_error(r, ctx, reason, ctx->detail);
+        }
+
+        /* a path the provider may read as another location's, a header
+         * datagate reads sent twice (_request.c) */
+
+        rc = ngx_http_datagate_request_check(r, &ctx->detail);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_REQUEST_REJECTED,
+                                                ctx->detail);
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
         }
 
         if (ctx->dataset == NULL) {
@@ -571,12 +604,22 @@ ngx_http_datagate_request_id(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
     u_char            c, rnd[NGX_HTTP_DATAGATE_REQUEST_ID_LEN / 2];
-    ngx_uint_t        i;
+    ngx_str_t         name = ngx_string("Datagate-Request-Id");
+    ngx_uint_t        i, underscore;
     ngx_table_elt_t  *h;
 
     h = ngx_http_datagate_find_header(&r->headers_in.headers,
-                                      "Datagate-Request-Id",
-                                      sizeof("Datagate-Request-Id") - 1);
+                                      (char *) name.data, name.len);
+
+    /* sent twice (refused, _request.c): neither is the request's id */
+    if (h
+        && (ngx_http_datagate_header_count(&r->headers_in.headers, &name,
+                                           &underscore)
+            != 1
+            || underscore))
+    {
+        h = NULL;
+    }
 
     if (h && h->value.len >= 1
         && h->value.len <= NGX_HTTP_DATAGATE_REQUEST_ID_MAX)
@@ -658,6 +701,25 @@ ngx_http_datagate_identify(ngx_http_request_t *r,
         return DG_R_CLIENT_CERT_REQUIRED;
     }
 
+    if (ngx_http_datagate_ssl_bound(r) != NGX_OK) {
+        ctx->detail = NGX_HTTP_DATAGATE_SSL_UNBOUND;
+
+        /* the audit record names the certificate all the same */
+        cert = SSL_get_peer_certificate(c->ssl->connection);
+        if (cert != NULL) {
+            if (ngx_http_datagate_cert_serial_str(cert, r->pool,
+                                                  &ctx->cert_serial)
+                != NGX_OK)
+            {
+                ngx_str_null(&ctx->cert_serial);
+            }
+
+            X509_free(cert);
+        }
+
+        return DG_R_CLIENT_CERT_REQUIRED;
+    }
+
     /* optional / optional_no_ca: only a verified certificate counts */
     if (SSL_get_verify_result(c->ssl->connection) != X509_V_OK) {
         return DG_R_CLIENT_CERT_REQUIRED;
@@ -697,7 +759,13 @@ ngx_http_datagate_identify(ngx_http_request_t *r,
 
     ctx->consumer = id->consumer;
 
-    if (!dg_consumer_network_ok(ctx->consumer, c->sockaddr)) {
+    if (ngx_http_datagate_client_addr(r, ctx) != NGX_OK) {
+        /* the peer went away: where it was is unknown, fail closed */
+        ctx->detail = "the client address is not known";
+        return DG_R_NETWORK_DENIED;
+    }
+
+    if (!dg_consumer_network_ok(ctx->consumer, ctx->client)) {
         return DG_R_NETWORK_DENIED;
     }
 
@@ -705,7 +773,7 @@ ngx_http_datagate_identify(ngx_http_request_t *r,
     ctx->region[0] = '\0';
 
     if (dmcf->geoip) {
-        rc = ngx_http_datagate_geoip_lookup(dmcf, c->sockaddr, ctx->country,
+        rc = ngx_http_datagate_geoip_lookup(dmcf, ctx->client, ctx->country,
                                             ctx->region, sizeof(ctx->region));
         if (rc != NGX_OK) {
             ctx->country[0] = '\0';
@@ -735,15 +803,101 @@ ngx_http_datagate_identify(ngx_http_request_t *r,
 
 #if (NGX_HTTP_SSL)
 
+/*
+ * Identity is bound to the verification that happened.  The client
+ * certificate was verified in the handshake by the SSL_CTX the connection
+ * has: the default server's of the address, or the one of the server the
+ * client's SNI named (ngx_http_ssl_servername() switches to it with
+ * SSL_set_SSL_CTX() before the certificate arrives; renegotiation is
+ * refused).  nginx then picks the request's server{} again from Host
+ * (HTTP/1.x) or :authority (HTTP/2) and answers 421 only when SNI was sent
+ * and that server verifies client certificates.  Without SNI, or when the
+ * request's server does not verify, a certificate checked against another
+ * server's ssl_client_certificate, ssl_crl, ssl_verify_depth or ssl_ocsp
+ * would reach this one.  So identity counts only when the request's
+ * server is the one whose context verified it.
+ */
+ngx_int_t
+ngx_http_datagate_ssl_bound(ngx_http_request_t *r)
+{
+    SSL_CTX                  *verified;
+    ngx_str_t                 sni;
+    ngx_http_ssl_srv_conf_t  *sscf;
+
+    sscf = ngx_http_get_module_srv_conf(r, ngx_http_ssl_module);
+    verified = SSL_get_SSL_CTX(r->connection->ssl->connection);
+
+    if (sscf != NULL && sscf->ssl.ctx != NULL && sscf->ssl.ctx == verified) {
+        return NGX_OK;
+    }
+
+    /* the server name as nginx validated it, when it chose a server */
+    ngx_str_null(&sni);
+
+#ifdef SSL_CTRL_SET_TLSEXT_HOSTNAME
+    if (r->http_connection->ssl_servername) {
+        sni = *r->http_connection->ssl_servername;
+    }
+#endif
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "datagate: client certificate refused: verified for "
+                  "another server{} (TLS server name \"%V\", host \"%V\")",
+                  &sni, &r->headers_in.server);
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
+    ngx_str_t *out)
+{
+    char    *hex;
+    size_t   n;
+    BIGNUM  *bn;
+    char     buf[NGX_HTTP_DATAGATE_SERIAL_MAX];
+
+    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+    if (bn == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* "-5A5A" for a negative serial, as OpenSSL prints it */
+    hex = BN_bn2hex(bn);
+    BN_free(bn);
+
+    if (hex == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = dg_serial_normalize(hex, ngx_strlen(hex), buf, sizeof(buf));
+    OPENSSL_free(hex);
+
+    if (n == 0) {
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(pool, n + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, n + 1);
+    out->len = n;
+
+    return NGX_OK;
+}
+
+
 static ngx_http_datagate_conn_id_t *
 ngx_http_datagate_cert_identity(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, X509 *cert)
 {
     int                           i, n, len;
-    char                         *hex;
+    char                         *tag;
     u_char                       *p;
-    BIGNUM                       *bn;
-    ngx_str_t                     subject;
+    size_t                        slen, ilen;
     dg_str_t                      sans[NGX_HTTP_DATAGATE_MAX_SANS];
     ngx_uint_t                    nsans;
     unsigned int                  mdlen;
@@ -752,7 +906,10 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
     GENERAL_NAMES                *gens;
     const u_char                 *s;
     ngx_connection_t             *mc;
+    const ASN1_OCTET_STRING      *akid;
     u_char                        md[EVP_MAX_MD_SIZE];
+    char                          subject[DG_DN_MAX];
+    char                          issuer[DG_DN_MAX];
     ngx_http_datagate_conn_id_t  *id;
 
     /* the real connection (not an HTTP/2 stream's): its pool lives as
@@ -781,48 +938,42 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
 
     ident.fingerprint = md;
 
-    /* serial: upper-case hex, no leading zeros */
+    /* serial: sign and upper-case hex, no leading zeros */
 
-    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
-    if (bn == NULL) {
+    if (ngx_http_datagate_cert_serial_str(cert, mc->pool, &id->serial)
+        != NGX_OK)
+    {
         return NULL;
     }
-
-    hex = BN_bn2hex(bn);
-    BN_free(bn);
-
-    if (hex == NULL) {
-        return NULL;
-    }
-
-    p = (u_char *) hex;
-
-    while (*p == '0' && p[1] != '\0') {
-        p++;
-    }
-
-    id->serial.len = ngx_strlen(p);
-    id->serial.data = ngx_pnalloc(mc->pool, id->serial.len + 1);
-
-    if (id->serial.data == NULL) {
-        OPENSSL_free(hex);
-        return NULL;
-    }
-
-    ngx_cpystrn(id->serial.data, p, id->serial.len + 1);
-    OPENSSL_free(hex);
 
     ident.serial.data = (const char *) id->serial.data;
     ident.serial.len = id->serial.len;
 
-    /* subject: exactly as $ssl_client_s_dn */
+    /*
+     * subject and issuer in the canonical form of dg_dn.h, taken from the
+     * certificate itself (nginx's $ssl_client_s_dn escapes non-ASCII as
+     * \XX, which a policy written in Chinese would never equal)
+     */
 
-    if (ngx_ssl_get_subject_dn(r->connection, r->pool, &subject) != NGX_OK) {
-        return NULL;
+    slen = dg_dn_from_x509(X509_get_subject_name(cert), subject,
+                           sizeof(subject));
+    ident.subject.data = slen ? subject : NULL;
+    ident.subject.len = slen;
+
+    ilen = dg_dn_from_x509(X509_get_issuer_name(cert), issuer,
+                           sizeof(issuer));
+    ident.issuer.data = ilen ? issuer : NULL;
+    ident.issuer.len = ilen;
+
+    /* the authority key identifier: OpenSSL matched it against the
+     * subject key identifier of the CA that verified the certificate */
+
+    akid = X509_get0_authority_key_id(cert);
+
+    if (akid != NULL && ASN1_STRING_length(akid) > 0) {
+        ident.issuer_key_id = ASN1_STRING_get0_data(akid);
+        ident.issuer_key_id_len = ASN1_STRING_length(akid);
     }
-
-    ident.subject.data = (const char *) subject.data;
-    ident.subject.len = subject.len;
 
     /* subjectAltName: URI and DNS entries */
 
@@ -839,12 +990,12 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
             if (gen->type == GEN_URI) {
                 s = ASN1_STRING_get0_data(gen->d.uniformResourceIdentifier);
                 len = ASN1_STRING_length(gen->d.uniformResourceIdentifier);
-                hex = "URI:";
+                tag = "URI:";
 
             } else if (gen->type == GEN_DNS) {
                 s = ASN1_STRING_get0_data(gen->d.dNSName);
                 len = ASN1_STRING_length(gen->d.dNSName);
-                hex = "DNS:";
+                tag = "DNS:";
 
             } else {
                 continue;
@@ -860,7 +1011,7 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
                 return NULL;
             }
 
-            ngx_memcpy(p, hex, 4);
+            ngx_memcpy(p, tag, 4);
             ngx_memcpy(p + 4, s, len);
 
             sans[nsans].data = (const char *) p;
@@ -879,8 +1030,9 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
 
     if (id->consumer == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "datagate: no consumer for certificate subject=\"%V\" "
-                      "serial=%V", &subject, &id->serial);
+                      "datagate: no consumer for certificate subject=\"%s\" "
+                      "issuer=\"%s\" serial=%V", slen ? subject : "",
+                      ilen ? issuer : "", &id->serial);
     }
 
     if (ngx_http_datagate_ssl_index >= 0) {
@@ -892,6 +1044,244 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
 }
 
 #endif
+
+
+/* ---- client address -------------------------------------------------- */
+
+/*
+ * nginx's realip module replaces c->sockaddr with an address taken from a
+ * header before this phase, for every peer set_real_ip_from trusts: the
+ * rules would follow a header.  datagate takes the TCP peer from the
+ * socket (getpeername(): neither realip nor PROXY protocol changes it;
+ * an HTTP/2 stream shares its connection's fd), and believes a forwarding
+ * header only from the peers datagate_real_ip_from names.
+ */
+ngx_int_t
+ngx_http_datagate_client_addr(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    u_char                        *text;
+    size_t                         len;
+    socklen_t                      plen;
+    struct sockaddr               *peer, *fwd;
+    ngx_connection_t              *c;
+    ngx_http_datagate_loc_conf_t  *dlcf;
+
+    if (ctx->addr_done) {
+        return ctx->client ? NGX_OK : NGX_ERROR;
+    }
+
+    ctx->addr_done = 1;
+    c = r->connection;
+
+    peer = ngx_pcalloc(r->pool, sizeof(ngx_sockaddr_t));
+    if (peer == NULL) {
+        return NGX_ERROR;
+    }
+
+    plen = sizeof(ngx_sockaddr_t);
+
+    if (c->fd == (ngx_socket_t) -1 || getpeername(c->fd, peer, &plen) == -1) {
+        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+                      "datagate: getpeername() failed");
+        return NGX_ERROR;
+    }
+
+    text = ngx_pnalloc(r->pool, NGX_SOCKADDR_STRLEN);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_sock_ntop(peer, plen, text, NGX_SOCKADDR_STRLEN, 0);
+
+    ctx->peer_text.data = text;
+    ctx->peer_text.len = len;
+
+    ctx->client = peer;
+    ctx->client_text = ctx->peer_text;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
+
+    fwd = NULL;
+
+    if (dlcf->real_ip_from != NULL
+        && ngx_cidr_match(peer, dlcf->real_ip_from) == NGX_OK)
+    {
+        fwd = ngx_http_datagate_forwarded(r, dlcf);
+    }
+
+    if (fwd != NULL) {
+        text = ngx_pnalloc(r->pool, NGX_SOCKADDR_STRLEN);
+        if (text == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sock_ntop(fwd, sizeof(ngx_sockaddr_t), text,
+                            NGX_SOCKADDR_STRLEN, 0);
+
+        ctx->client = fwd;
+        ctx->client_text.data = text;
+        ctx->client_text.len = len;
+        ctx->forwarded_text = ctx->client_text;
+
+    } else if (ngx_cmp_sockaddr(c->sockaddr, c->socklen, peer, plen, 0)
+               != NGX_OK)
+    {
+        /* nginx's real_ip named another address: recorded, not used */
+        ctx->forwarded_text = c->addr_text;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "datagate: client %V, peer %V, forwarded \"%V\"",
+                   &ctx->client_text, &ctx->peer_text, &ctx->forwarded_text);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client a trusted peer forwards: the PROXY protocol's source, or the
+ * hops of datagate_real_ip_header (every line of it, comma-separated lists
+ * as X-Forwarded-For writes them) read from the nearest one back, skipping
+ * the addresses datagate_real_ip_from trusts: the first hop it does not
+ * trust is the client.  A hop that is not an address ends the walk at the
+ * last trusted one.  NULL: the peer itself.
+ */
+static struct sockaddr *
+ngx_http_datagate_forwarded(ngx_http_request_t *r,
+    ngx_http_datagate_loc_conf_t *dlcf)
+{
+    u_char                   *p, *end, *q;
+    ngx_uint_t                i, n, total;
+    struct sockaddr          *sa, *last;
+    ngx_list_part_t          *part;
+    ngx_table_elt_t          *h;
+    ngx_http_datagate_hop_t  *hop;
+    ngx_http_datagate_hop_t   hops[NGX_HTTP_DATAGATE_FORWARDED_MAX];
+
+    if (dlcf->real_ip_header.len == sizeof("proxy_protocol") - 1
+        && ngx_strncasecmp(dlcf->real_ip_header.data,
+                           (u_char *) "proxy_protocol",
+                           sizeof("proxy_protocol") - 1) == 0)
+    {
+        if (r->connection->proxy_protocol == NULL) {
+            return NULL;
+        }
+
+        return ngx_http_datagate_parse_hop(r,
+                               r->connection->proxy_protocol->src_addr.data,
+                               r->connection->proxy_protocol->src_addr.len);
+    }
+
+    /* the hops in header order, in a ring: when there are more than fit,
+     * the nearest ones are kept */
+
+    total = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len != dlcf->real_ip_header.len
+            || ngx_strncasecmp(h[i].key.data, dlcf->real_ip_header.data,
+                               h[i].key.len) != 0)
+        {
+            continue;
+        }
+
+        p = h[i].value.data;
+        end = p + h[i].value.len;
+
+        for ( ;; ) {
+            q = ngx_strlchr(p, end, ',');
+            if (q == NULL) {
+                q = end;
+            }
+
+            hops[total % NGX_HTTP_DATAGATE_FORWARDED_MAX].data = p;
+            hops[total % NGX_HTTP_DATAGATE_FORWARDED_MAX].len = q - p;
+            total++;
+
+            if (q == end) {
+                break;
+            }
+
+            p = q + 1;
+        }
+    }
+
+    last = NULL;
+
+    for (n = 0; n < total && n < NGX_HTTP_DATAGATE_FORWARDED_MAX; n++) {
+        hop = &hops[(total - 1 - n) % NGX_HTTP_DATAGATE_FORWARDED_MAX];
+
+        sa = ngx_http_datagate_parse_hop(r, hop->data, hop->len);
+        if (sa == NULL) {
+            break;
+        }
+
+        if (ngx_cidr_match(sa, dlcf->real_ip_from) != NGX_OK) {
+            return sa;
+        }
+
+        last = sa;
+    }
+
+    return last;
+}
+
+
+/* "192.0.2.1", "2001:db8::1", "[2001:db8::1]:8080", "192.0.2.1:8080",
+ * spaces around; NULL when it is none of these */
+static struct sockaddr *
+ngx_http_datagate_parse_hop(ngx_http_request_t *r, u_char *p, size_t len)
+{
+    u_char      *end, *q;
+    ngx_addr_t   addr;
+
+    end = p + len;
+
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    if (p < end && *p == '[') {
+        q = ngx_strlchr(p, end, ']');
+        if (q == NULL || (q + 1 != end && q[1] != ':')) {
+            return NULL;
+        }
+
+        p++;
+        end = q;
+
+    } else {
+        /* one ':' is an IPv4 address with a port */
+        q = ngx_strlchr(p, end, ':');
+        if (q != NULL && ngx_strlchr(q + 1, end, ':') == NULL) {
+            end = q;
+        }
+    }
+
+    if (p == end || ngx_parse_addr(r->pool, &addr, p, end - p) != NGX_OK) {
+        return NULL;
+    }
+
+    return addr.sockaddr;
+}
 
 
 /* ---- decision and its cache ------------------------------------------ */
@@ -1947,9 +2337,13 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
         }
 
         if (h[i].key.len >= sizeof("Datagate-") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate-",
-                               sizeof("Datagate-") - 1) == 0)
+            && (ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate-",
+                                sizeof("Datagate-") - 1) == 0
+                || ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate_",
+                                   sizeof("Datagate_") - 1) == 0))
         {
+            /* "Datagate_" too: CGI-style servers read it as "Datagate-"
+             * (underscores_in_headers on) */
             continue;
         }
 

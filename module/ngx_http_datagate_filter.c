@@ -929,17 +929,26 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
     if (rc != X509_V_OK
         && (sscf->verify != 3 || !ngx_ssl_verify_error_optional(rc)))
     {
-        *detail = X509_verify_cert_error_string(rc);
+        if (rc == X509_V_ERR_CERT_REVOKED) {
+            *detail = X509_verify_cert_error_string(rc);
+            return DG_R_CERT_REVOKED;
+        }
 
-        return (rc == X509_V_ERR_CERT_REVOKED) ? DG_R_CERT_REVOKED
-                                               : DG_R_CLIENT_CERT_REQUIRED;
+        /* checked against another server's CAs: say why */
+        *detail = (ngx_http_datagate_ssl_bound(r) == NGX_OK)
+                  ? X509_verify_cert_error_string(rc)
+                  : NGX_HTTP_DATAGATE_SSL_UNBOUND;
+
+        return DG_R_CLIENT_CERT_REQUIRED;
     }
 
     if (sscf->verify == 1) {
         cert = SSL_get_peer_certificate(c->ssl->connection);
 
         if (cert == NULL) {
-            *detail = "no certificate was sent";
+            *detail = (ngx_http_datagate_ssl_bound(r) == NGX_OK)
+                      ? "no certificate was sent"
+                      : NGX_HTTP_DATAGATE_SSL_UNBOUND;
             return DG_R_CLIENT_CERT_REQUIRED;
         }
 
@@ -956,19 +965,15 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
 }
 
 
-/* the serial of a refused certificate, for the audit record: upper-case
- * hex without leading zeros, as _access.c writes it */
+/* the serial of a refused certificate, for the audit record, as
+ * _access.c writes it */
 static void
 ngx_http_datagate_cert_serial(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
 #if (NGX_HTTP_SSL)
 
-    char          *hex;
-    u_char        *p;
-    X509          *cert;
-    BIGNUM        *bn;
-    ngx_uint_t     len;
+    X509  *cert;
 
     if (r->connection->ssl == NULL || r->connection->ssl->connection == NULL
         || ctx->cert_serial.len)
@@ -981,36 +986,13 @@ ngx_http_datagate_cert_serial(ngx_http_request_t *r,
         return;
     }
 
-    bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), NULL);
+    if (ngx_http_datagate_cert_serial_str(cert, r->pool, &ctx->cert_serial)
+        != NGX_OK)
+    {
+        ngx_str_null(&ctx->cert_serial);
+    }
+
     X509_free(cert);
-
-    if (bn == NULL) {
-        return;
-    }
-
-    hex = BN_bn2hex(bn);
-    BN_free(bn);
-
-    if (hex == NULL) {
-        return;
-    }
-
-    p = (u_char *) hex;
-
-    while (*p == '0' && p[1] != '\0') {
-        p++;
-    }
-
-    len = ngx_strlen(p);
-
-    ctx->cert_serial.data = ngx_pnalloc(r->pool, len + 1);
-
-    if (ctx->cert_serial.data != NULL) {
-        ngx_cpystrn(ctx->cert_serial.data, p, len + 1);
-        ctx->cert_serial.len = len;
-    }
-
-    OPENSSL_free(hex);
 
 #endif
 }

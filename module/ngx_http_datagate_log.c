@@ -485,8 +485,20 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     ngx_http_datagate_astr(f.consumer, lg->consumer.data, lg->consumer.len);
     ngx_http_datagate_astr(f.cert_serial, ctx->cert_serial.data,
                            ctx->cert_serial.len);
-    ngx_http_datagate_astr(f.client, r->connection->addr_text.data,
-                           r->connection->addr_text.len);
+
+    /* the address the rules used, the TCP peer, and the one a proxy or
+     * nginx's real_ip named (only when there is one) */
+
+    (void) ngx_http_datagate_client_addr(r, ctx);
+
+    ngx_http_datagate_astr(f.client, ctx->client_text.data,
+                           ctx->client_text.len);
+    ngx_http_datagate_astr(f.peer, ctx->peer_text.data, ctx->peer_text.len);
+
+    if (ctx->forwarded_text.len) {
+        ngx_http_datagate_astr(f.forwarded, ctx->forwarded_text.data,
+                               ctx->forwarded_text.len);
+    }
 
     if (ctx->country[0]) {
         ngx_http_datagate_astr(f.country, ctx->country,
@@ -514,6 +526,11 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     f.reason = lg->reason;
     f.detail = ctx->unmaskable ? ctx->unmaskable : ctx->provider_error;
     f.cut = lg->cut;
+
+    if (f.detail == NULL && ctx->reason == DG_R_REQUEST_REJECTED) {
+        /* why datagate refused the path or a header (_request.c) */
+        f.detail = ctx->detail;
+    }
 
     status = r->err_status ? r->err_status : r->headers_out.status;
     if (status == 0 && r->connection->error) {

@@ -56,6 +56,8 @@ static char *ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_datagate_real_ip_from(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 static ngx_int_t ngx_http_datagate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_datagate_exit_process(ngx_cycle_t *cycle);
@@ -165,6 +167,20 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       ngx_http_datagate_state,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("datagate_real_ip_from"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_datagate_real_ip_from,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("datagate_real_ip_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_datagate_loc_conf_t, real_ip_header),
       NULL },
 
       ngx_null_command
@@ -737,6 +753,7 @@ ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
      *     dlcf->dataset = NULL;
      *     dlcf->dataset_file = { 0, NULL };
      *     dlcf->status = 0;
+     *     dlcf->real_ip_header = { 0, NULL };
      */
 
     dlcf->enable = NGX_CONF_UNSET;
@@ -745,6 +762,7 @@ ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
     dlcf->hold_max = NGX_CONF_UNSET_SIZE;
     dlcf->mask_depth = NGX_CONF_UNSET_UINT;
     dlcf->dataset_index = NGX_CONF_UNSET_UINT;
+    dlcf->real_ip_from = NGX_CONF_UNSET_PTR;
 
     return dlcf;
 }
@@ -768,6 +786,9 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->hold_max, prev->hold_max,
                               NGX_HTTP_DATAGATE_HOLD_MAX);
     ngx_conf_merge_uint_value(conf->mask_depth, prev->mask_depth, 64);
+    ngx_conf_merge_ptr_value(conf->real_ip_from, prev->real_ip_from, NULL);
+    ngx_conf_merge_str_value(conf->real_ip_header, prev->real_ip_header,
+                             "X-Forwarded-For");
 
     if (conf->dataset_id.len == 0) {
         conf->dataset_id = prev->dataset_id;
@@ -1265,6 +1286,68 @@ ngx_http_datagate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_datagate_status_handler;
 
     dlcf->status = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * datagate_real_ip_from ADDRESS | CIDR | unix:;  the TCP peers whose
+ * datagate_real_ip_header datagate believes (as set_real_ip_from, but
+ * without host names: no DNS, and host bits are an error)
+ */
+static char *
+ngx_http_datagate_real_ip_from(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_datagate_loc_conf_t *dlcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_cidr_t  *cidr;
+
+    value = cf->args->elts;
+
+    if (dlcf->real_ip_from == NGX_CONF_UNSET_PTR
+        || dlcf->real_ip_from == NULL)
+    {
+        dlcf->real_ip_from = ngx_array_create(cf->pool, 2,
+                                              sizeof(ngx_cidr_t));
+        if (dlcf->real_ip_from == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cidr = ngx_array_push(dlcf->real_ip_from);
+    if (cidr == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+
+    if (ngx_strcmp(value[1].data, "unix:") == 0) {
+        ngx_memzero(cidr, sizeof(ngx_cidr_t));
+        cidr->family = AF_UNIX;
+        return NGX_CONF_OK;
+    }
+
+#endif
+
+    rc = ngx_ptocidr(&value[1], cidr);
+
+    if (rc == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "datagate: \"%V\" is not an address or CIDR "
+                           "(host names are not resolved)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "datagate: \"%V\" has host bits beyond its "
+                           "prefix", &value[1]);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -61,6 +61,20 @@ my %subst = (MODULE => $MODULE, PREFIX => $d, CERTS => $CERTS,
              POLICY => $policy, GATEWAY_PORT => $n->port,
              PROVIDER_PORT => $n->upstream_port, USER => $root);
 $c =~ s/\@(\w+)\@/exists $subst{$1} ? $subst{$1} : die "no \@$1\@"/ge;
+# another virtual host on the provider's port: a client's Host must never
+# choose it (the gateway sends the upstream's name)
+my $up = $n->upstream_port;
+my $vhost = <<"END";
+    server {
+        listen 127.0.0.1:$up;
+        server_name other.provider.test;
+        location / {
+            default_type application/json;
+            return 200 '{"vhost":"other"}';
+        }
+    }
+END
+$c =~ s/\}\s*\z/$vhost}\n/ or die "demo config: no closing brace";
 $n->{conf} = $c;
 $n->start;
 
@@ -122,6 +136,17 @@ my $j = eval { $r->json } || {};
 ok(!exists $j->{ethnicity}, 'demo: the grant drops ethnicity');
 unlike($r->body, qr/13877112345|450103199003071242/,
        'demo: no clear phone or ID number');
+
+for my $host ('other.provider.test', 'other.provider.test:8081') {
+    $r = $n->request('GET', '/population/1', cert => 'assistance',
+                     host => $host,
+                     headers => ['Data-Purpose: social-assistance', $apr]);
+    is($r->status, 200, "demo: Host: $host: 200");
+    unlike($r->body, qr/"vhost"/,
+           "demo: Host: $host does not choose the provider's virtual host");
+    like($r->body, qr/"id_card":\s*"450103\*{8}1242"/,
+         "demo: Host: $host: the provider's data, masked");
+}
 
 $r = $n->request('GET', '/realestate/1', cert => 'housing',
                  headers => ['Data-Purpose: housing-security']);

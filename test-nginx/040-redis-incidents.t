@@ -88,6 +88,53 @@ for my $c (@cases) {
            get($gw[0], 'assistance')->status == 200 }), 'unrevoked');
 }
 
+# a negative serial, as OpenSSL prints it (-5A5A), has a key of its own
+{
+    (my $pol = policy()) =~ s/^datasets:/  - id: negative.app
+    cert: {serial: "-5a:5a"}
+    clearance: 2
+datasets:/m;
+    my $audit = DGTest::base_dir() . '/negative-audit.log';
+    my $n = gateway(redis => $rp, policy => $pol,
+                    http_config => "    datagate_audit_log $audit;\n");
+    my $neg = sub {
+        return $n->request(GET => '/enterprise/1', cert => 'negative',
+                           headers => ['Data-Purpose: social-assistance']);
+    };
+    is($neg->()->status, 200, 'negative serial: allowed');
+
+    my ($rc, $out) = cli($rp, 'revoke', 'cert', '5A5A');
+    is($rc, 0, 'revoke cert 5A5A (the positive one)') or diag($out);
+    ($rc, $out) = cli($rp, 'revoke', 'cert', '-5a:5a');
+    is($rc, 0, 'revoke cert -5a:5a') or diag($out);
+    is($redis->cmd('EXISTS', 'datagate:revoked:cert:-5A5A'), 1,
+       'the key keeps the sign');
+    ok(defined poll_until(5, sub { code_of($neg->()) eq 'cert_revoked' }),
+       'negative serial: revoked at run time');
+    is(get($n, 'assistance')->status, 200, '... nobody else is');
+
+    cli($rp, 'unrevoke', 'cert', '-5A5A');
+    ok(defined poll_until(5, sub { $neg->()->status == 200 }),
+       'unrevoked: allowed again (5A5A stays revoked: another serial)');
+
+    ($rc, $out) = cli($rp, 'revoke', 'cert', '(Negative)5a:5a');
+    is($rc, 0, 'revoke cert (Negative)5a:5a, as openssl x509 -text '
+       . 'writes it') or diag($out);
+    ok(defined poll_until(5, sub { code_of($neg->()) eq 'cert_revoked' }),
+       '... the same certificate');
+    cli($rp, 'unrevoke', 'cert', '-5A5A');
+    cli($rp, 'unrevoke', 'cert', '5A5A');
+    $n->stop;
+
+    my @rec = grep { ($_->{consumer} // '') eq 'negative.app' }
+              map { json_decode($_) } split /\n/, DGTest::slurp($audit);
+    cmp_ok(scalar @rec, '>=', 3, 'audit: the calls of the certificate');
+    is(join(' ', sort keys %{{ map { ($_->{cert_serial} // 'null') => 1 }
+                                @rec }}), '-5A5A',
+       'audit: cert_serial -5A5A');
+    unlike($n->error_log, qr/\[(alert|crit|emerg)\]/, 'negative: clean log');
+}
+
 # the keys are where docs/redis.md says
 {
     cli($rp, qw(suspend consumer hrss.portal --reason), 'incident 42');

@@ -4,9 +4,9 @@
 # the database does not know is denied, a bad file fails nginx -t naming
 # it, and a reload reopens the database.
 #
-# The clients appear from other places through the realip module (the
-# address in X-Real-IP), and once for real by binding the client socket to
-# another loopback address.
+# The clients appear from other places through a proxy datagate trusts
+# (datagate_real_ip_from 127.0.0.1, the address in X-Real-IP), and once
+# for real by binding the client socket to another loopback address.
 
 use strict;
 use warnings;
@@ -16,6 +16,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::SSL;
 use Time::HiRes qw(sleep time);
+use POSIX ();
 use DGTest qw(:DEFAULT $CERTS);
 
 my $mkmmdb = "$FindBin::Bin/lib/make-mmdb.pl";
@@ -61,8 +62,8 @@ sub gateway {
     $n->{http_config} = "datagate_audit_log $d/audit.log;\n"
         . (defined $geo ? $geo : "datagate_geoip $db;");
     $n->{config} = <<"EOF";
-        set_real_ip_from 127.0.0.1;
-        real_ip_header X-Real-IP;
+        datagate_real_ip_from 127.0.0.1;
+        datagate_real_ip_header X-Real-IP;
         location /enterprise/ {
             datagate on;
             datagate_dataset enterprise.registration;
@@ -186,6 +187,138 @@ is($r->status, 403, 'after reload: 127.0.0.1 is not in the new database');
 $n->stop;
 unlike($n->error_log, qr/\[(alert|crit|emerg)\]/, 'error.log clean');
 
+# --- the database file changes under a running gateway ----------------------
+#
+# The database is read into a private copy at configuration time: writing
+# over the file (cp: truncate, then write), truncating it to nothing or to
+# half, or removing it, touches nothing the workers use.  A reload with a
+# broken file is refused and the running configuration keeps its copy; a
+# reload with a complete file takes it.  No worker may die (SIGBUS), and
+# consumers without a geo rule never notice.
+
+sub spew_raw {
+    my ($file, $bytes) = @_;
+    # in place, as cp does: the same inode, truncated, then written
+    open my $fh, '+<:raw', $file or die "$file: $!\n";
+    truncate $fh, 0 or die "$file: $!\n";
+    print $fh $bytes;
+    close $fh or die "$file: $!\n";
+}
+
+{
+    my ($g, $gdb) = gateway(workers => 2);
+    my $d = $g->dir;
+    # A: the test map (127.0.0.1 Guangxi, 127.0.0.2 the US);
+    # B: 127.0.0.2 in Guangxi, 127.0.0.1 unknown
+    system('perl', $mkmmdb, "$d/a.mmdb") == 0 or die;
+    system('perl', $mkmmdb, "$d/b.mmdb", '127.0.0.2/32=CN-GX') == 0 or die;
+    my $A = DGTest::slurp("$d/a.mmdb");
+    my $B = DGTest::slurp("$d/b.mmdb");
+    $g->start;
+
+    # [cert, address, status]: what database A answers, and B
+    my %want = (
+        A => [['assistance', '127.0.0.1', 200], ['assistance', '127.0.0.2', 403],
+              ['hrss', '127.0.0.1', 200], ['market', '127.0.0.2', 200],
+              ['market', '127.0.0.1', 200]],
+        B => [['assistance', '127.0.0.1', 403], ['assistance', '127.0.0.2', 200],
+              ['hrss', '127.0.0.2', 200], ['market', '127.0.0.2', 200],
+              ['market', '127.0.0.1', 200]],
+    );
+    my $answers = sub {
+        my ($title, $db) = @_;
+        my @bad;
+        for my $c (@{ $want{$db} }) {
+            my ($cert, $addr, $status) = @$c;
+            my $r = $g->request('GET', '/enterprise/1', cert => $cert,
+                                headers => [@mr, "X-Real-IP: $addr"]);
+            push @bad, "$cert from $addr: " . $r->status
+                . ($r->{error} ? " ($r->{error})" : '')
+                if $r->status != $status;
+        }
+        is("@bad", '', "$title: database $db answers") or diag("@bad");
+    };
+
+    $answers->('started', 'A');
+
+    spew_raw($gdb, $B);
+    $answers->('overwritten in place by B', 'A');
+
+    spew_raw($gdb, '');
+    $answers->('truncated to 0 bytes', 'A');
+
+    spew_raw($gdb, substr($B, 0, int(length($B) / 2)));
+    $answers->('truncated to half of B', 'A');
+
+    # a broken file: the reload is refused, the running copy stays
+    ok(!$g->reload, 'reload with half a database: refused');
+    like($g->error_log, qr/\[emerg\].*cannot open GeoIP database "\Q$gdb\E"/,
+         'reload with half a database: the error names the file');
+    $answers->('after the refused reload', 'A');
+
+    spew_raw($gdb, '');
+    ok(!$g->reload, 'reload with an empty file: refused');
+    $answers->('after the second refused reload', 'A');
+
+    unlink $gdb;
+    $answers->('file removed', 'A');
+    ok(!$g->reload, 'reload without the file: refused');
+    $answers->('after the reload without the file', 'A');
+
+    # the documented way: write elsewhere, rename into place, reload
+    DGTest::spew("$gdb.new", $B);
+    rename "$gdb.new", $gdb or die;
+    ok($g->reload, 'reload after mv: accepted');
+    $answers->('after mv and reload', 'B');
+
+    # cp over it (in place) while requests run: no worker dies, every
+    # answer is database B's; then a reload takes A
+    my $loops = 30;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my $bad = 0;
+        for my $i (1 .. $loops) {
+            for my $c (@{ $want{B} }) {
+                my ($cert, $addr, $status) = @$c;
+                my $r = $g->request('GET', '/enterprise/1', cert => $cert,
+                                    headers => [@mr, "X-Real-IP: $addr"]);
+                $bad++ if $r->status != $status;
+            }
+        }
+        POSIX::_exit($bad > 250 ? 250 : $bad);
+    }
+    my $writes = 0;
+    while (waitpid($pid, POSIX::WNOHANG()) == 0) {
+        my $step = $writes++ % 4;
+        if ($step == 0) {
+            system('cp', "$d/a.mmdb", $gdb) == 0 or die "cp: $?";
+        } elsif ($step == 1) {
+            spew_raw($gdb, substr($A, 0, int(length($A) / 3)));
+        } elsif ($step == 2) {
+            spew_raw($gdb, '');
+        } else {
+            spew_raw($gdb, $B . 'garbage' x 1000);
+        }
+        sleep 0.01;
+    }
+    is($? >> 8, 0, "under load, $writes writes over the file: every "
+       . "answer from database B");
+    cmp_ok($writes, '>', 5, 'under load: the file was rewritten while '
+           . 'requests ran');
+
+    system('cp', "$d/a.mmdb", $gdb) == 0 or die;
+    ok($g->reload, 'reload after cp of A: accepted');
+    $answers->('after cp and reload', 'A');
+
+    $g->stop;
+    is($g->valgrind_errors, '', 'valgrind clean (when asked)');
+    my $log = $g->error_log;
+    unlike($log, qr/exited on signal/, 'no worker died');
+    unlike($log, qr/\[(alert|crit)\]/, 'no alert or crit');
+    like($log, qr/GeoIP database "\Q$gdb\E".*read into a private copy/,
+         'the load says the database was copied');
+}
+
 # --- configuration errors -------------------------------------------------------
 
 {
@@ -203,6 +336,12 @@ unlike($n->error_log, qr/\[(alert|crit|emerg)\]/, 'error.log clean');
     isnt($rc, 0, 'broken database: nginx -t fails');
     like($out, qr/\[emerg\].*cannot open GeoIP database "\Q$gdb\E": /,
          'broken database: named, with the reason') or diag($out);
+
+    my ($dd) = gateway(geo => 'datagate_geoip /tmp;');
+    ($rc, $out) = $dd->test_conf;
+    isnt($rc, 0, 'a directory: nginx -t fails');
+    like($out, qr/\[emerg\].*cannot open GeoIP database "\/tmp": not a regular file/,
+         'a directory: named, with the reason') or diag($out);
 }
 
 {

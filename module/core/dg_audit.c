@@ -655,6 +655,12 @@ dg_audit_encode(dg_arec_t *r, const dg_audit_fields_t *f)
     dg_arec_astr(r, "consumer", &f->consumer, DG_AUDIT_MAX_ID);
     dg_arec_astr(r, "cert_serial", &f->cert_serial, DG_AUDIT_MAX_SERIAL);
     dg_arec_astr(r, "client", &f->client, DG_AUDIT_MAX_CLIENT);
+    dg_arec_astr(r, "peer", &f->peer, DG_AUDIT_MAX_CLIENT);
+
+    if (f->forwarded.data) {
+        dg_arec_astr(r, "forwarded", &f->forwarded, DG_AUDIT_MAX_CLIENT);
+    }
+
     dg_arec_astr(r, "country", &f->country, DG_AUDIT_MAX_PLACE);
 
     if (f->region.data) {

@@ -177,7 +177,9 @@ typedef struct {
     dg_astr_t                   request_id;
     dg_astr_t                   consumer;
     dg_astr_t                   cert_serial;
-    dg_astr_t                   client;
+    dg_astr_t                   client;     /* the address the rules used */
+    dg_astr_t                   peer;       /* the TCP peer */
+    dg_astr_t                   forwarded;  /* absent when NULL */
     dg_astr_t                   country;    /* null when not known */
     dg_astr_t                   region;     /* absent when NULL */
     dg_astr_t                   dataset;
@@ -229,6 +231,8 @@ typedef struct {
      + DG_AREC_STR_MEMBER("consumer", DG_AUDIT_MAX_ID)                      \
      + DG_AREC_STR_MEMBER("cert_serial", DG_AUDIT_MAX_SERIAL)               \
      + DG_AREC_STR_MEMBER("client", DG_AUDIT_MAX_CLIENT)                    \
+     + DG_AREC_STR_MEMBER("peer", DG_AUDIT_MAX_CLIENT)                      \
+     + DG_AREC_STR_MEMBER("forwarded", DG_AUDIT_MAX_CLIENT)                 \
      + DG_AREC_STR_MEMBER("country", DG_AUDIT_MAX_PLACE)                    \
      + DG_AREC_STR_MEMBER("region", DG_AUDIT_MAX_PLACE)                     \
      + DG_AREC_STR_MEMBER("dataset", DG_AUDIT_MAX_ID)                       \

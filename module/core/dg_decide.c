@@ -330,6 +330,60 @@ dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32])
 }
 
 
+size_t
+dg_keyid_parse(const char *s, size_t len, uint8_t *out, size_t cap)
+{
+    size_t  i, n;
+    int     hi, lo, colons;
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    while (len && (s[0] == ' ' || s[0] == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'
+                   || s[len - 1] == '\n' || s[len - 1] == '\r'))
+    {
+        len--;
+    }
+
+    if (len > 6 && strncasecmp(s, "keyid:", 6) == 0) {
+        s += 6;
+        len -= 6;
+    }
+
+    /* pairs of hex digits, all separated by ':' or none */
+    colons = (len > 2 && s[2] == ':');
+    n = 0;
+
+    for (i = 0; i + 1 < len; /* void */) {
+        hi = dg_hexval(s[i]);
+        lo = dg_hexval(s[i + 1]);
+        if (hi < 0 || lo < 0 || n >= cap) {
+            return 0;
+        }
+        out[n++] = (uint8_t) (hi << 4 | lo);
+        i += 2;
+
+        if (i == len) {
+            return n;
+        }
+
+        if (colons) {
+            if (s[i] != ':' || i + 1 == len) {
+                return 0;
+            }
+            i++;
+        }
+    }
+
+    return 0;
+}
+
+
 /* decisions */
 
 static int

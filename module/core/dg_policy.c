@@ -22,6 +22,7 @@
 
 #include <openssl/evp.h>
 
+#include "dg_dn.h"
 #include "dg_util.h"
 #include "dg_header.h"
 
@@ -74,7 +75,8 @@ static const char *dg_consumer_keys[] = {
     "id", "org", "cert", "clearance", "networks", "geo", NULL
 };
 static const char *dg_cert_keys[] = {
-    "subject", "fingerprint_sha256", "serial", "san", NULL
+    "subject", "fingerprint_sha256", "serial", "san", "issuer",
+    "issuer_key_id", NULL
 };
 static const char *dg_geo_keys[] = { "countries", "regions", NULL };
 static const char *dg_dataset_keys[] = {
@@ -1305,11 +1307,44 @@ dg_cidr_parse(const char *s, size_t len, dg_cidr_t *c)
 }
 
 
+/* a distinguished name, canonical (dg_dn.h): 0 absent or set, -1 error */
+static int
+dg_load_dn(dg_load_t *L, const char *file, const dg_ynode_t *cm,
+    const char *path, const char *key, dg_str_t *out)
+{
+    int                rc;
+    size_t             n;
+    char               err[DG_ERRLEN];
+    const dg_ynode_t  *v;
+    char               buf[DG_DN_MAX];
+    dg_str_t           text;
+
+    rc = dg_get_text(L, file, cm, path, key, 0, DG_TEXT_MAX, &text, &v);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    n = dg_dn_parse(text.data, text.len, buf, sizeof(buf), err, sizeof(err));
+    if (n == 0) {
+        return dg_err(L, file, v->line, path, key, "%s", err);
+    }
+
+    out->data = dg_arena_strndup(L->a, buf, n);
+    out->len = n;
+
+    if (out->data == NULL) {
+        return dg_err(L, file, v->line, path, key, "out of memory");
+    }
+
+    return 0;
+}
+
+
 static int
 dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
     const char *cpath, dg_consumer_t *c)
 {
-    int                rc, any;
+    int                any;
     char               path[80], buf[DG_SAN_MAX + 8];
     size_t             n, i;
     const dg_ynode_t  *v;
@@ -1328,25 +1363,12 @@ dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
 
     any = 0;
 
-    rc = dg_get_text(L, file, cm, path, "subject", 0, DG_TEXT_MAX,
-                     &c->subject, &v);
-    if (rc < 0) {
+    if (dg_load_dn(L, file, cm, path, "subject", &c->subject) != 0) {
         return -1;
     }
-    if (rc > 0) {
+
+    if (c->subject.len) {
         any = 1;
-        if (c->subject.data[0] == '/') {
-            return dg_err(L, file, v->line, path, "subject",
-                          "'%.64s' is in the old /C=../O=.. form; write it "
-                          "in RFC 2253 form as nginx's $ssl_client_s_dn "
-                          "prints it, e.g. \"CN=x,O=y,C=CN\"",
-                          c->subject.data);
-        }
-        if (strchr(c->subject.data, '=') == NULL) {
-            return dg_err(L, file, v->line, path, "subject",
-                          "'%.64s' is not a distinguished name such as "
-                          "\"CN=x,O=y,C=CN\"", c->subject.data);
-        }
     }
 
     v = dg_ymap_get(cm, "fingerprint_sha256");
@@ -1375,8 +1397,9 @@ dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
         n = dg_serial_normalize(v->str, v->len, buf, 128);
         if (n == 0) {
             return dg_err(L, file, v->line, path, "serial",
-                          "bad serial '%.100s': expected hex digits such as "
-                          "1A2B3C or 1A:2B:3C", v->str);
+                          "bad serial '%.100s': expected hex digits as "
+                          "OpenSSL prints them, such as 1A2B3C, 1A:2B:3C or "
+                          "-5A5A", v->str);
         }
         c->serial.data = dg_arena_strndup(L->a, buf, n);
         c->serial.len = n;
@@ -1423,10 +1446,34 @@ dg_load_cert(dg_load_t *L, const char *file, const dg_ynode_t *cm,
         }
     }
 
+    if (dg_load_dn(L, file, cm, path, "issuer", &c->issuer) != 0) {
+        return -1;
+    }
+
+    v = dg_ymap_get(cm, "issuer_key_id");
+    if (v != NULL) {
+        if (dg_expect(L, file, v, path, "issuer_key_id", DG_Y_SCALAR) != 0) {
+            return -1;
+        }
+        c->issuer_key_id_len = dg_keyid_parse(v->str, v->len,
+                                              c->issuer_key_id,
+                                              DG_KEYID_MAX);
+        if (c->issuer_key_id_len == 0) {
+            return dg_err(L, file, v->line, path, "issuer_key_id",
+                          "bad key identifier '%.100s': expected hex digits "
+                          "such as 8A:1F:..:C3 (openssl x509 -text, \"X509v3 "
+                          "Authority Key Identifier\"), at most %d bytes",
+                          v->str, DG_KEYID_MAX);
+        }
+    }
+
     if (!any) {
         return dg_err(L, file, cm->line, path, NULL,
                       "at least one of subject, fingerprint_sha256, serial, "
-                      "san is required");
+                      "san is required%s",
+                      (c->issuer.len || c->issuer_key_id_len)
+                      ? " (issuer and issuer_key_id only say which CA "
+                        "signed it, not which certificate)" : "");
     }
 
     return 0;
@@ -2608,7 +2655,11 @@ dg_same_cert_check(dg_load_t *L, const dg_consumer_t *c)
                 || memcmp(o->fingerprint, c->fingerprint, 32) == 0)
             && dg_str_eq(&o->serial, &c->serial)
             && dg_str_eq(&o->subject, &c->subject)
-            && dg_str_eq(&o->san, &c->san))
+            && dg_str_eq(&o->san, &c->san)
+            && dg_str_eq(&o->issuer, &c->issuer)
+            && o->issuer_key_id_len == c->issuer_key_id_len
+            && memcmp(o->issuer_key_id, c->issuer_key_id,
+                      c->issuer_key_id_len) == 0)
         {
             snprintf(path, sizeof(path), "consumers[id=%s].cert",
                      c->id.data);
@@ -3111,6 +3162,24 @@ dg_cert_matches(const dg_consumer_t *c, const dg_norm_id_t *n)
             || n->id->subject.len != c->subject.len
             || memcmp(n->id->subject.data, c->subject.data, c->subject.len)
                != 0))
+    {
+        return 0;
+    }
+
+    if (c->issuer.len
+        && (n->id->issuer.data == NULL
+            || n->id->issuer.len != c->issuer.len
+            || memcmp(n->id->issuer.data, c->issuer.data, c->issuer.len)
+               != 0))
+    {
+        return 0;
+    }
+
+    if (c->issuer_key_id_len
+        && (n->id->issuer_key_id == NULL
+            || n->id->issuer_key_id_len != c->issuer_key_id_len
+            || memcmp(n->id->issuer_key_id, c->issuer_key_id,
+                      c->issuer_key_id_len) != 0))
     {
         return 0;
     }

@@ -21,6 +21,7 @@
 
 #define DG_LEVEL_MAX            4
 #define DG_ERRLEN               512
+#define DG_KEYID_MAX            64      /* authority key identifier, bytes */
 
 
 typedef enum {
@@ -110,12 +111,15 @@ typedef struct {
     unsigned                    index;
 
     /* certificate matchers; every one that is set must match */
-    dg_str_t                    subject;        /* RFC 2253, exact */
+    dg_str_t                    subject;        /* canonical (dg_dn.h) */
     uint8_t                     fingerprint[32];
     unsigned                    has_fingerprint:1;
-    dg_str_t                    serial;         /* upper-case hex, no
-                                                   leading zeros */
+    dg_str_t                    serial;         /* sign and upper-case
+                                                   hex, no leading zeros */
     dg_str_t                    san;            /* "URI:..." / "DNS:..." */
+    dg_str_t                    issuer;         /* canonical (dg_dn.h) */
+    uint8_t                     issuer_key_id[DG_KEYID_MAX];
+    size_t                      issuer_key_id_len;  /* 0: not pinned */
 
     unsigned                    clearance;      /* 0..4 */
     dg_cidr_t                  *networks;       /* NULL: any address */
@@ -231,10 +235,14 @@ typedef struct dg_policy_s {
 /* identity taken from a verified client certificate */
 typedef struct {
     const uint8_t              *fingerprint;    /* 32 bytes, or NULL */
-    dg_str_t                    serial;         /* upper-case hex */
-    dg_str_t                    subject;        /* RFC 2253 */
+    dg_str_t                    serial;         /* as OpenSSL prints it */
+    dg_str_t                    subject;        /* canonical (dg_dn.h) */
     const dg_str_t             *sans;           /* "URI:..", "DNS:.." */
     size_t                      nsans;
+    dg_str_t                    issuer;         /* canonical (dg_dn.h) */
+    const uint8_t              *issuer_key_id;  /* authority key id, or
+                                                   NULL */
+    size_t                      issuer_key_id_len;
 } dg_identity_t;
 
 
@@ -320,6 +328,10 @@ int dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l);
 
 /* "AB:CD:.." or "abcd.." (64 hex digits) -> 32 bytes; 0 ok, -1 bad */
 int dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32]);
+
+/* a key identifier "AB:CD:..", "abcd..", with or without "keyid:", as
+ * openssl x509 -text prints it -> bytes; the length, 0 when bad */
+size_t dg_keyid_parse(const char *s, size_t len, uint8_t *out, size_t cap);
 
 /* grants of the policy for (consumer, dataset), in policy order; returns
  * how many there are and stores up to max of them in out */

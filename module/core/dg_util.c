@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -387,24 +388,52 @@ dg_date_format(time_t t, char buf[11])
 
 
 /*
- * certificate serial: optional "0x", hex digits with optional ':' or
- * spaces between -> upper-case hex without leading zeros ("0" for zero)
+ * certificate serial, as OpenSSL prints it: an optional sign ("-", or
+ * "(Negative)" as "openssl x509 -text" writes long negative serials), an
+ * optional "0x", hex digits with optional ':' or spaces between ->
+ * "-" for a negative serial and upper-case hex without leading zeros
+ * ("0" for zero, never "-0")
  */
 
 size_t
 dg_serial_normalize(const char *s, size_t len, char *out, size_t outcap)
 {
-    size_t  i, n;
-    int     lead;
+    size_t  i, n, ndigits;
+    int     lead, neg;
     char    c;
+
+    neg = 0;
+
+    if (len >= 1 && s[0] == '-') {
+        neg = 1;
+        s++;
+        len--;
+
+    } else if (len >= sizeof(DG_SERIAL_NEGATIVE) - 1
+               && strncasecmp(s, DG_SERIAL_NEGATIVE,
+                              sizeof(DG_SERIAL_NEGATIVE) - 1) == 0)
+    {
+        neg = 1;
+        s += sizeof(DG_SERIAL_NEGATIVE) - 1;
+        len -= sizeof(DG_SERIAL_NEGATIVE) - 1;
+    }
 
     if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
         s += 2;
         len -= 2;
     }
 
+    if (outcap < 2) {
+        return 0;
+    }
+
     n = 0;
+    ndigits = 0;
     lead = 1;
+
+    if (neg) {
+        out[n++] = '-';
+    }
 
     for (i = 0; i < len; i++) {
         c = s[i];
@@ -424,6 +453,8 @@ dg_serial_normalize(const char *s, size_t len, char *out, size_t outcap)
             return 0;
         }
 
+        ndigits++;
+
         if (lead && c == '0') {
             continue;
         }
@@ -436,21 +467,14 @@ dg_serial_normalize(const char *s, size_t len, char *out, size_t outcap)
         out[n++] = c;
     }
 
-    if (n == 0) {
-        /* all zeros, or nothing at all */
-        for (i = 0; i < len; i++) {
-            if (s[i] == '0') {
-                if (outcap < 2) {
-                    return 0;
-                }
-                out[n++] = '0';
-                break;
-            }
-        }
+    if (ndigits == 0) {
+        return 0;
+    }
 
-        if (n == 0) {
-            return 0;
-        }
+    if (lead) {
+        /* all zeros: zero has no sign */
+        n = 0;
+        out[n++] = '0';
     }
 
     out[n] = '\0';

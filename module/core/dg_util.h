@@ -134,7 +134,15 @@ typedef struct {
 int dg_date_parse(const char *s, size_t len, int *y, int *m, int *d);
 time_t dg_date_start(int y, int m, int d);  /* 00:00:00 UTC+8 */
 void dg_date_format(time_t t, char buf[11]);  /* YYYY-MM-DD in UTC+8 */
+
+/*
+ * a certificate serial as OpenSSL prints it ("-5A5A", "0x1f", "00:0A:bc",
+ * "(Negative)5a:5a") -> sign and upper-case hex without leading zeros
+ * ("-5A5A", "1F", "ABC"); the one form of a serial in the policy, Redis
+ * keys, the command line and the audit record.  0: invalid
+ */
+#define DG_SERIAL_NEGATIVE      "(Negative)"
 size_t dg_serial_normalize(const char *s, size_t len, char *out,
-    size_t outcap);                         /* 0: invalid */
+    size_t outcap);
 
 #endif /* DG_UTIL_H */

@@ -92,6 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         a.data = p;
         a.len = n;
         f.time = f.request_id = f.consumer = f.cert_serial = f.client = a;
+        f.peer = f.forwarded = a;
         f.country = f.region = f.dataset = f.purpose = f.approval = a;
         f.method = f.uri = f.policy = a;
         f.decision = "allowed";

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the policy loader and the decision function.
  *
- * fuzz: sources dg_policy.c dg_decide.c dg_util.c dg_yaml.c dg_mask.c dg_mask_method.c
+ * fuzz: sources dg_policy.c dg_decide.c dg_dn.c dg_util.c dg_yaml.c dg_mask.c dg_mask_method.c
  *
  * The input is loaded as a policy file (dg_policy_load_buffer).  When it
  * loads, every consumer is matched back from its own certificate matchers
@@ -82,6 +82,9 @@ fz_exercise(const dg_policy_t *p)
         id.subject = c->subject;
         id.sans = &c->san;
         id.nsans = c->san.len ? 1 : 0;
+        id.issuer = c->issuer;
+        id.issuer_key_id = c->issuer_key_id_len ? c->issuer_key_id : NULL;
+        id.issuer_key_id_len = c->issuer_key_id_len;
 
         /* the consumer or an earlier one with the same matchers */
         m = dg_policy_match_consumer(p, &id);

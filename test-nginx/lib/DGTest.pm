@@ -724,6 +724,7 @@ package DGTest;
 
 # http_request(METHOD, URI, port => P, cert => NAME, headers => [...] | {...},
 #              body => STR, timeout => S, ssl => 0|1, host => H,
+#              sni => NAME ('' sends none; default localhost),
 #              raw => STR (sent as is))
 # -> DGTest::Response {status, headers => {lc => [values]}, body, raw,
 #                      truncated, error}
@@ -739,7 +740,7 @@ sub http_request {
     if ($ssl) {
         %sslopt = (SSL_verify_mode => SSL_VERIFY_PEER,
                    SSL_ca_file => "$CERTS/ca.crt",
-                   SSL_hostname => 'localhost',
+                   SSL_hostname => defined $o{sni} ? $o{sni} : 'localhost',
                    SSL_verifycn_name => 'localhost',
                    SSL_verifycn_scheme => 'http');
         if ($o{cert}) {
@@ -1157,7 +1158,7 @@ sub run_block {
         request_body error_code response_headers response_headers_like
         response_head_unlike
         response_body response_body_like response_body_unlike
-        response_json response_json_subset truncated timeout);
+        response_json response_json_subset truncated timeout sni host);
 
     for my $i (0 .. $#$reqs) {
         my $req = $reqs->[$i];
@@ -1170,7 +1171,9 @@ sub run_block {
             cert    => pick($v{cert}, $i),
             headers => [ split /\n/, pick($v{more_headers}, $i) // '' ],
             defined $body ? (body => $body) : (),
-            timeout => pick($v{timeout}, $i));
+            timeout => pick($v{timeout}, $i),
+            sni     => pick($v{sni}, $i),
+            host    => pick($v{host}, $i));
         check_response($tn, $res, { map { $_ => pick($v{$_}, $i) } keys %v });
     }
 

@@ -516,6 +516,8 @@ test_bounded(void)
     f.request_id.len = sizeof(big[0]);
     f.cert_serial = f.request_id;
     f.client = f.request_id;
+    f.peer = f.request_id;
+    f.forwarded = f.request_id;
     f.country = f.request_id;
     f.region = f.request_id;
     f.purpose.data = big[1];
@@ -578,9 +580,9 @@ test_bounded(void)
     ok(member(line, "lost", v, sizeof(v)) != NULL
        && strcmp(v, "18446744073709551615") == 0, "worst: lost");
     ok(strstr(line, "\"truncated\":[\"time\",\"request_id\",\"consumer\","
-                    "\"cert_serial\",\"client\",\"country\",\"region\","
-                    "\"dataset\",\"purpose\",\"approval\",\"method\","
-                    "\"uri\"]") != NULL,
+                    "\"cert_serial\",\"client\",\"peer\",\"forwarded\","
+                    "\"country\",\"region\",\"dataset\",\"purpose\","
+                    "\"approval\"]") != NULL,
        "worst: truncated lists the first %d names", DG_AREC_CUT_MAX);
     member(line, "uri", v, sizeof(v));
     is_int(strlen(v), DG_AUDIT_MAX_URI - DG_AREC_CUT_MARK_LEN

@@ -218,7 +218,7 @@ test_validation(void)
                "an unknown dataset key");
 
     /* types */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: [1]\n",
                "t.yaml:9: consumers[0].clearance: expected a single value, "
                "got a list", "a list where a number belongs");
@@ -236,14 +236,14 @@ test_validation(void)
                "mapping", "a list at the top level");
 
     /* missing required keys */
-    expect_err(CLS PUR "consumers:\n  - cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - cert: {subject: CN=y}\n"
                "    clearance: 1\n",
                "t.yaml:7: consumers[0].id: missing required key 'id'",
                "a consumer without id");
     expect_err(CLS PUR "consumers:\n  - id: c1\n    clearance: 1\n",
                "t.yaml:7: consumers[0].cert: missing required key 'cert'",
                "a consumer without cert");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n",
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n",
                "consumers[0].clearance: missing required key 'clearance'",
                "a consumer without clearance");
     expect_err(CLS PUR CON "datasets:\n  - share: none\n    level: 1\n",
@@ -314,22 +314,22 @@ test_validation(void)
                "dataset 'd1'", "revealing a key that is not a field");
 
     /* values */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [10.0.0.0/33]\n",
                "t.yaml:10: consumers[0].networks: bad network '10.0.0.0/33'",
                "a prefix longer than 32");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [300.1.1.1]\n",
                "consumers[0].networks: bad network '300.1.1.1'",
                "a bad IPv4 address");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [\"2001:db8::/129\"]\n",
                "consumers[0].networks: bad network", "a bad IPv6 prefix");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    networks: [10.0.0.1/8]\n",
                "consumers[0].networks: '10.0.0.1/8' has host bits set",
                "host bits beyond the prefix");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n    geo: {countries: [China]}\n",
                "consumers[0].geo.countries: bad country 'China'",
                "a bad country code");
@@ -353,7 +353,7 @@ test_validation(void)
     expect_err("classes:\n  a.b: {level: 0, mask: name}\n",
                "t.yaml:2: classes.a.b.level: expected a whole number from 1",
                "class level 0");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
                "    clearance: 5\n",
                "consumers[0].clearance: expected a whole number from 0 to 4",
                "clearance 5");
@@ -385,7 +385,7 @@ test_validation(void)
                "    cert: {subject: \"/C=CN/O=x/CN=y\"}\n    clearance: 1\n",
                "consumers[0].cert.subject: '/C=CN/O=x/CN=y' is in the old",
                "an OpenSSL one-line subject");
-    expect_err(CLS PUR "consumers:\n  - id: c 1\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c 1\n    cert: {subject: CN=y}\n"
                "    clearance: 1\n",
                "t.yaml:7: consumers[0].id: bad id 'c 1'", "a bad id");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n    share: sometimes\n"
@@ -442,8 +442,8 @@ test_validation(void)
                "an approval number with a space");
 
     /* duplicates */
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
-               "    clearance: 1\n  - id: c1\n    cert: {subject: y=z}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
+               "    clearance: 1\n  - id: c1\n    cert: {subject: CN=z}\n"
                "    clearance: 1\n",
                "t.yaml:10: consumers[1].id: duplicate consumer 'c1' (first "
                "defined at t.yaml:7)", "a duplicate consumer id");
@@ -451,8 +451,8 @@ test_validation(void)
                "    level: 1\n  - id: d1\n    share: none\n    level: 2\n",
                "t.yaml:14: datasets[1].id: duplicate dataset 'd1' (first "
                "defined at t.yaml:11)", "a duplicate dataset id");
-    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: x=y}\n"
-               "    clearance: 1\n  - id: c2\n    cert: {subject: x=y}\n"
+    expect_err(CLS PUR "consumers:\n  - id: c1\n    cert: {subject: CN=y}\n"
+               "    clearance: 1\n  - id: c2\n    cert: {subject: CN=y}\n"
                "    clearance: 2\n",
                "t.yaml:10: consumers[id=c2].cert: same certificate matchers "
                "as consumer 'c1' (t.yaml:7)", "unreachable consumer");

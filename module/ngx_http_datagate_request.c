@@ -1,0 +1,213 @@
+
+/*
+ * datagate: what a request to an enforced location may look like.
+ *
+ * Its path: nginx chose the location, and so the dataset, from its own
+ * normalised form of the path, while the provider normalises the form it
+ * receives in its own way; a path on which the two may disagree (dot
+ * segments, ";" parameters, encoded separators: dg_path.h) is refused.
+ * Both forms are checked: the path as the client sent it (what proxy_pass
+ * without a URI part forwards) and nginx's r->uri (what proxy_pass with a
+ * URI part, or a rewrite, forwards).
+ *
+ * Its headers: each request header datagate reads (Data-Purpose,
+ * Data-Approval, Datagate-Request-Id) must appear at most once, whatever
+ * the values, and spelled with hyphens: the gateway decides on one value,
+ * and the provider must not receive another one beside it (it would join
+ * or pick them by its own rules; CGI-style servers read "Data_Purpose" as
+ * "Data-Purpose").
+ */
+
+
+#include "ngx_http_datagate.h"
+#include "dg_path.h"
+
+
+static ngx_int_t ngx_http_datagate_check_path(ngx_http_request_t *r,
+    u_char *path, size_t len, const char **detail);
+static ngx_int_t ngx_http_datagate_check_headers(ngx_http_request_t *r,
+    const char **detail);
+
+
+/* the request headers datagate reads: once each, with hyphens */
+static ngx_str_t  ngx_http_datagate_single_headers[] = {
+    ngx_string("Data-Purpose"),
+    ngx_string("Data-Approval"),
+    ngx_string("Datagate-Request-Id"),
+    ngx_null_string
+};
+
+
+ngx_int_t
+ngx_http_datagate_request_check(ngx_http_request_t *r, const char **detail)
+{
+    size_t     len;
+    u_char    *q;
+    ngx_int_t  rc;
+
+    *detail = NULL;
+
+    /* as sent: the path without the query string */
+
+    len = r->unparsed_uri.len;
+    q = ngx_strlchr(r->unparsed_uri.data, r->unparsed_uri.data + len, '?');
+
+    if (q) {
+        len = q - r->unparsed_uri.data;
+    }
+
+    rc = ngx_http_datagate_check_path(r, r->unparsed_uri.data, len, detail);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* as nginx normalised (or a rewrite set) it */
+
+    rc = ngx_http_datagate_check_path(r, r->uri.data, r->uri.len, detail);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_datagate_check_headers(r, detail);
+}
+
+
+static ngx_int_t
+ngx_http_datagate_check_path(ngx_http_request_t *r, u_char *path, size_t len,
+    const char **detail)
+{
+    u_char     *scratch;
+    dg_path_e   rc;
+
+    scratch = NULL;
+
+    if (len && ngx_strlchr(path, path + len, '%')) {
+        scratch = ngx_pnalloc(r->pool, len);
+        if (scratch == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    rc = dg_path_check(path, len, scratch);
+
+    if (rc == DG_PATH_OK) {
+        return NGX_OK;
+    }
+
+    *detail = dg_path_problem(rc);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * How often a header of headers_in named name appears, counting names
+ * that differ only in case or in '_' for '-'; *underscore is set when one
+ * of them has a '_'.
+ */
+
+ngx_uint_t
+ngx_http_datagate_header_count(ngx_list_t *headers, ngx_str_t *name,
+    ngx_uint_t *underscore)
+{
+    u_char            a, b;
+    ngx_uint_t        i, k, n, us;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = 0;
+
+    if (underscore) {
+        *underscore = 0;
+    }
+
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len != name->len) {
+            continue;
+        }
+
+        us = 0;
+
+        for (k = 0; k < name->len; k++) {
+            a = ngx_tolower(h[i].key.data[k]);
+            b = ngx_tolower(name->data[k]);
+
+            if (a == '_') {
+                a = '-';
+                us = 1;
+            }
+
+            if (a != b) {
+                break;
+            }
+        }
+
+        if (k < name->len) {
+            continue;
+        }
+
+        n++;
+
+        if (us && underscore) {
+            *underscore = 1;
+        }
+    }
+
+    return n;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_check_headers(ngx_http_request_t *r, const char **detail)
+{
+    u_char      *p;
+    size_t       size;
+    ngx_str_t   *name;
+    ngx_uint_t   n, underscore;
+
+    for (name = ngx_http_datagate_single_headers; name->len; name++) {
+
+        n = ngx_http_datagate_header_count(&r->headers_in.headers, name,
+                                           &underscore);
+
+        if (n <= 1 && !underscore) {
+            continue;
+        }
+
+        size = sizeof("the header \"\" is sent more than once") + name->len;
+
+        p = ngx_pnalloc(r->pool, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (n > 1) {
+            ngx_snprintf(p, size, "the header \"%V\" is sent more than "
+                         "once%Z", name);
+
+        } else {
+            ngx_snprintf(p, size, "the header \"%V\" is spelled with "
+                         "\"_\"%Z", name);
+        }
+
+        *detail = (const char *) p;
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
