@@ -25,6 +25,10 @@
 #define NGX_HTTP_DATAGATE_REQUEST_ID_MAX   64  /* client-sent ids */
 #define NGX_HTTP_DATAGATE_SECRET_MIN       32
 
+/* datagate_hold_max default: the largest answer held whole for a client
+ * that cannot tell a cut connection from the end of the answer */
+#define NGX_HTTP_DATAGATE_HOLD_MAX         (1024 * 1024)
+
 
 /* ---- ngx_http_datagate_redis.c: cluster state ------------------------ */
 
@@ -156,6 +160,7 @@ typedef struct {
     ngx_uint_t                      dataset_index; /* into policy */
     size_t                          mask_buffer;
     size_t                          mask_turn;  /* 0: no turns */
+    size_t                          hold_max;   /* datagate_hold_max */
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
     const dg_dataset_t             *dataset;    /* resolved at conf time */
@@ -201,6 +206,15 @@ typedef struct {
     int                             mask_rc;    /* DG_MASK_OK or error */
     uint64_t                        masked;     /* values masked */
     const char                     *unmaskable; /* why 502 / cut */
+
+    /* the provider's answer after its header (_filter.c): the upstream's
+     * finalize handler, wrapped to learn how the answer ended */
+    void                          (*upstream_finalize)(ngx_http_request_t *r,
+                                                       ngx_int_t rc);
+    ngx_uint_t                      provider_status; /* 502/504: the
+                                                   provider failed after
+                                                   its header, 0: not */
+    const char                     *provider_error;  /* how, for the record */
 
     /* response headers (_headers.c): the provider's dropped, safety-net
      * hits in what passed (also in masked) */
@@ -380,6 +394,15 @@ typedef struct {
 } ngx_http_datagate_stat_t;
 
 ngx_int_t ngx_http_datagate_log_handler(ngx_http_request_t *r);
+/*
+ * The outcome of an enforced request, as the audit record, the counters
+ * and $datagate_reason give it: the reason code (DG_R_OK: allowed and
+ * answered whole), and *cut (may be NULL) set when the answer was cut
+ * mid-body (by the gateway failing closed, the provider failing, or the
+ * client going away).
+ */
+dg_reason_e ngx_http_datagate_outcome(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_uint_t *cut);
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
 
