@@ -574,8 +574,8 @@ typedef struct {
  * look again soon).  DG_R_OK, or the reason a control now denies it:
  * cert_revoked, consumer_suspended, dataset_frozen, the run-time grant
  * it stands on withdrawn or replaced (the reason of the decision without
- * it, or level_exceeded when the new grant shows less), policy_
- * unavailable (Redis down and no fresh state for stale=).
+ * it, or level_exceeded when the new grant shows less),
+ * policy_unavailable (Redis down and no fresh state for stale=).
  */
 dg_reason_e ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk);
