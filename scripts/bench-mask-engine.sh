@@ -15,7 +15,6 @@ mkdir -p "$OUT"
 
 ${CC:-cc} -O2 -g -std=gnu11 -Wall -Wextra -I"$TOP/module/core" \
     -o "$OUT/bench-mask-engine" "$TOP/scripts/bench-mask-engine.c" \
-    "$TOP/module/core/dg_mask.c" "$TOP/module/core/dg_mask_method.c" \
-    -lcrypto
+    "$TOP"/module/core/dg_mask*.c -lcrypto
 
 exec "$OUT/bench-mask-engine" "$@"

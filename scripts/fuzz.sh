@@ -9,10 +9,10 @@
 #
 # Targets are built with clang -fsanitize=fuzzer,address,undefined into
 # build/fuzz/, linked with the core sources named on a line
-# "fuzz: sources a.c b.c" in the target (all of module/core/*.c when
-# absent).  Seeds live in module/fuzz/corpus/<name>/ (name = target without
-# "fuzz_"); new inputs go to build/fuzz/corpus/<name>/, crashes to
-# build/fuzz/artifacts/.
+# "fuzz: sources a.c b*.c" in the target (names or patterns; all of
+# module/core/*.c when absent).  Seeds live in module/fuzz/corpus/<name>/
+# (name = target without "fuzz_"); new inputs go to
+# build/fuzz/corpus/<name>/, crashes to build/fuzz/artifacts/.
 
 set -euo pipefail
 
@@ -78,7 +78,10 @@ for src in "${targets[@]}"; do
     core=()
     if [ -n "$srcs" ]; then
         for s in $srcs; do
-            core+=("$TOP/module/core/$s")
+            # a name may be a pattern: dg_mask*.c
+            for g in "$TOP"/module/core/$s; do
+                core+=("$g")
+            done
         done
     else
         core=("$TOP"/module/core/*.c)

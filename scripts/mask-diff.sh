@@ -15,17 +15,18 @@ REV=${1:-HEAD}
 ITER=${2:-400000}
 SEED=${3:-1}
 OUT=build/mask-diff
-SRCS="dg_mask.c dg_mask_method.c"
 
+# the engine is module/core/dg_mask*.[ch], however REV divided it
 rm -rf "$OUT" && mkdir -p "$OUT/old" "$OUT/new"
-for f in $SRCS dg_mask.h dg_mask_int.h; do
+for f in $(git ls-tree --name-only "$REV" module/core/ \
+           | sed -n 's|^module/core/\(dg_mask[a-z_]*\.[ch]\)$|\1|p'); do
     git show "$REV:module/core/$f" > "$OUT/old/$f"
-    cp "module/core/$f" "$OUT/new/$f"
 done
+cp module/core/dg_mask*.[ch] "$OUT/new/"
 
 for v in old new; do
-    (cd "$OUT/$v" && cc -O1 -g -shared -fPIC -I. -o "../lib$v.so" $SRCS \
-        -lcrypto)
+    (cd "$OUT/$v" && cc -O1 -g -shared -fPIC -I. -o "../lib$v.so" \
+        dg_mask*.c -lcrypto)
 done
 
 cc -O1 -g -Imodule/core -o "$OUT/diff_mask" scripts/mask-diff/diff_mask.c -ldl

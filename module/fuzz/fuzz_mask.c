@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for the streaming JSON masker.
  *
- * fuzz: sources dg_mask.c dg_mask_method.c
+ * fuzz: sources dg_mask*.c
  *
  * The first input byte picks the flags and limits, the rest is the
  * document.  The document is masked whole, in spans cut at pseudo-random

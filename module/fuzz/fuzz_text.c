@@ -2,7 +2,7 @@
  * libFuzzer target for the safety net on one text (dg_mask_text.c), as
  * the gateway runs it on response header values.
  *
- * fuzz: sources dg_mask_text.c dg_mask_method.c
+ * fuzz: sources dg_mask*.c
  *
  * The input is the header value.  It is masked with the default methods
  * and with every kind pseudonymised (hash); each run must stay within
