@@ -10,8 +10,8 @@
  * each figure is the best of BENCH_REPEAT (5) runs, see bench_best().
  *
  * Build and run: scripts/bench-mask-engine.sh [SECONDS [DOC [MODE]]]
- * (DOC 0-2 and MODE 0-2 pick one row; DG_MASK_NOSIMD=1 for the scalar
- * long-string scanner).
+ * (DOC 0-2 and MODE 0-2 pick one row; BENCH_NOSIMD=1 masks with the
+ * scalar code only, conf.nosimd).
  *
  * BENCH_DOC=FILE masks that document instead (one row per mode) with the
  * fields of BENCH_FIELDS ("sel=method,sel=method", default the four of
@@ -318,6 +318,8 @@ bench_rows(const char *label, const dg_mask_field_t *f,
         conf.max_value = 65536;
         conf.max_depth = 64;
         conf.rules = r;
+        conf.nosimd = getenv("BENCH_NOSIMD") != NULL
+                      && atoi(getenv("BENCH_NOSIMD")) > 0;
         mem = aligned_alloc(16, (dg_mask_size(&conf) + 15) & ~(size_t) 15);
         if (mem == NULL) {
             exit(1);

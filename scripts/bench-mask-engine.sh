@@ -5,7 +5,8 @@
 # documents beside memcpy of the same bytes in the same process.
 #
 #   scripts/bench-mask-engine.sh [SECONDS-PER-FIGURE]
-#   DG_MASK_NOSIMD=1 scripts/bench-mask-engine.sh    scalar string scanner
+#   BENCH_NOSIMD=1 scripts/bench-mask-engine.sh      the scalar code only
+#                                                    (dg_mask_conf_t.nosimd)
 
 set -euo pipefail
 

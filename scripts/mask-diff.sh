@@ -8,6 +8,8 @@
 # shared libraries loaded by scripts/mask-diff/diff_mask.c, which feeds both
 # the same inputs (random documents, mutations, module/fuzz/corpus/mask) at
 # random split points under every flag combination.  Exit 0: no difference.
+# MASKDIFF_NOSIMD=new (old, both) runs that build's scalar code only, so
+# that the scalar paths are compared with the vector ones.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -105,196 +105,6 @@ enum {
 };
 
 
-DG_MASK_LOCAL uint8_t  dg_mask_cls[256];
-DG_MASK_LOCAL uint8_t  dg_det_ascii[128];       /* detect character codes */
-DG_MASK_LOCAL uint32_t dg_det_one;     /* bit n: n digits may be a candidate */
-DG_MASK_LOCAL uint32_t dg_det_onex;    /* bit n: n digits and an X may be one */
-static int      dg_mask_cls_ready;
-
-
-void
-dg_mask_cls_init(void)
-{
-    int  c;
-
-    if (dg_mask_cls_ready) {
-        return;
-    }
-
-    for (c = 0; c < 256; c++) {
-        uint8_t  k = 0;
-
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            k |= C_WS;
-        }
-        if (c < 0x20 || c == '"' || c == '\\') {
-            k |= C_STR;
-        }
-        if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) {
-            k |= C_DU | C_DC;
-        }
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-            || (c >= 'A' && c <= 'F'))
-        {
-            k |= C_HEX;
-        }
-        if (c >= '0' && c <= '9') {
-            k |= C_DIGIT;
-        }
-        if (c == ' ' || c == '-' || (c >= 0x80 && c <= 0x99) || c == 0xbc
-            || c == 0xe3 || c == 0xef)
-        {
-            k |= C_DC;
-        }
-        if (c == 0xe3 || c == 0xef) {
-            k |= C_MB;
-        }
-        if (c == ' ' || c == '-' || c == '\\' || c == 0xe3 || c == 0xef) {
-            k |= C_CHAIN;
-        }
-        dg_mask_cls[c] = k;
-
-        if (c < 0x80) {
-            dg_det_ascii[c] = ((c >= '0' && c <= '9')
-                               || (c >= 'A' && c <= 'Z') || c == 'x')
-                              ? (uint8_t) c
-                              : (c == ' ' || c == '-') ? DG_DET_SEP
-                                                       : DG_DET_OTHER;
-        }
-    }
-
-    for (c = 1; c <= DG_DET_DIGITS; c++) {
-        uint8_t  g = (uint8_t) c;
-
-        if (dg_mask_detect_shape(&g, 1)) {
-            dg_det_one |= (uint32_t) 1 << c;
-        }
-        g++;
-        if (dg_mask_detect_shape(&g, 1) & (1u << DG_DETECT_ID_NUMBER)) {
-            dg_det_onex |= (uint32_t) 1 << c;
-        }
-    }
-
-    dg_mask_cls_ready = 1;
-}
-
-
-#if (DG_MASK_X86)
-
-__attribute__((target("avx2")))
-static const uint8_t *
-dg_mask_scan_avx2(const uint8_t *p, const uint8_t *end)
-{
-    __m256i   q, bs, ctl, v, x;
-    uint32_t  bits;
-
-    q = _mm256_set1_epi8('"');
-    bs = _mm256_set1_epi8('\\');
-    ctl = _mm256_set1_epi8(0x1f);
-
-    while (end - p >= 32) {
-        v = _mm256_loadu_si256((const __m256i *) p);
-        x = _mm256_or_si256(_mm256_cmpeq_epi8(v, q),
-                            _mm256_cmpeq_epi8(v, bs));
-        x = _mm256_or_si256(x, _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v));
-        bits = (uint32_t) _mm256_movemask_epi8(x);
-        if (bits) {
-            return p + __builtin_ctz(bits);
-        }
-        p += 32;
-    }
-
-    return dg_mask_scan_scalar(p, end);
-}
-
-
-static const uint8_t *
-dg_mask_scan_sse2(const uint8_t *p, const uint8_t *end)
-{
-    __m128i   q, bs, ctl, v, x;
-    uint32_t  bits;
-
-    q = _mm_set1_epi8('"');
-    bs = _mm_set1_epi8('\\');
-    ctl = _mm_set1_epi8(0x1f);
-
-    while (end - p >= 16) {
-        v = _mm_loadu_si128((const __m128i *) p);
-        x = _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs));
-        x = _mm_or_si128(x, _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
-        bits = (uint32_t) _mm_movemask_epi8(x);
-        if (bits) {
-            return p + __builtin_ctz(bits);
-        }
-        p += 16;
-    }
-
-    return dg_mask_scan_scalar(p, end);
-}
-
-#endif
-
-
-DG_MASK_LOCAL dg_mask_scan_pt  dg_mask_scan_long =
-    dg_mask_scan_scalar;
-DG_MASK_LOCAL int       dg_mask_avx2;   /* the member loop's AVX2 copy */
-#if (DG_MASK_X86)
-/* '"', '\\' and 0x1f in every byte: loaded, not built, in each block */
-DG_MASK_LOCAL uint8_t   dg_mask_v32[3][32] __attribute__((aligned(32)));
-/* C_DC by high and by low nibble (a bit per range), and 0x0f */
-DG_MASK_LOCAL uint8_t   dg_mask_dc32[3][32] __attribute__((aligned(32)));
-#endif
-
-
-void
-dg_mask_scan_init(void)
-{
-#if (DG_MASK_X86)
-    const char  *e;
-
-    e = getenv("DG_MASK_NOSIMD");
-    if (e != NULL && *e == '1') {
-        dg_mask_scan_long = dg_mask_scan_scalar;
-        dg_mask_avx2 = 0;
-        return;
-    }
-
-    __builtin_cpu_init();
-    dg_mask_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-
-    memset(dg_mask_v32[0], '"', 32);
-    memset(dg_mask_v32[1], '\\', 32);
-    memset(dg_mask_v32[2], 0x1f, 32);
-
-    /* C_DC: a bit per range of the same high nibble (2x: ' ' '-', 3x:
-     * digits, 4x 5x: capitals, 8x 9x: 80-99, Bx: BC, Ex: E3 EF); a byte
-     * is in C_DC when its high and low nibble share a bit */
-    {
-        unsigned  b, h, l, c;
-
-        memset(dg_mask_dc32, 0, sizeof(dg_mask_dc32));
-        memset(dg_mask_dc32[2], 0x0f, 32);
-
-        for (c = 0; c < 256; c++) {
-            if (!(dg_mask_cls[c] & C_DC)) {
-                continue;
-            }
-            h = c >> 4;
-            l = c & 0x0f;
-            b = (h == 2) ? 0x01 : (h == 3) ? 0x02 : (h == 4) ? 0x04
-                : (h == 5) ? 0x08 : (h == 8) ? 0x10 : (h == 9) ? 0x20
-                : (h == 0xb) ? 0x40 : 0x80;
-            dg_mask_dc32[0][h] |= b;
-            dg_mask_dc32[0][h + 16] |= b;
-            dg_mask_dc32[1][l] |= b;
-            dg_mask_dc32[1][l + 16] |= b;
-        }
-    }
-    dg_mask_scan_long = dg_mask_avx2 ? dg_mask_scan_avx2 : dg_mask_scan_sse2;
-#endif
-}
-
-
 /* stream memory */
 
 static void
@@ -386,7 +196,6 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
         }
     }
 
-    dg_mask_cls_init();
     dg_mask_limits(conf, &max_value, &max_depth);
 
     m = mem;
@@ -436,9 +245,14 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
 
     m->memo_serial = conf->rules->serial;
 
+    /* the vector code the CPU runs, unless the caller wants none */
+    m->isa = conf->nosimd ? 0 : conf->rules->isa;
+    m->blk.isa = m->isa;
+
     m->out.buf = m->wbuf;
     m->out.cap = DG_MASK_WBUF;
     m->out.bytes_out = &m->stats.bytes_out;
+    m->out.isa = m->isa;
 
     m->det.out = &m->out;
     m->det.detect = m->detect;
@@ -1087,7 +901,7 @@ value:
             }
 
             /* whole in this span without escapes: mask it in place */
-            q = dg_mask_scan(p, end);
+            q = dg_mask_scan(p, end, m->isa);
             if (q < end && *q == '"' && (size_t) (q - p) <= m->max_value) {
                 rc = dg_mask_apply(&m->out, &m->mspec, p, q - p,
                                    m->hash_key, m->hash_key_len, 1);
@@ -1337,7 +1151,7 @@ s_key:
 
     /* content bytes may take room; the byte after may close the key */
     lim = (size_t) (end - p) > room ? p + room + 1 : end;
-    q = dg_mask_scan(p, lim);
+    q = dg_mask_scan(p, lim, m->isa);
 
     if (q == lim) {
         if (lim == end && (size_t) (end - p) <= room) {
@@ -1456,7 +1270,7 @@ s_str:
         goto s_str;
     }
 
-    q = dg_mask_scan(p, end);
+    q = dg_mask_scan(p, end, m->isa);
     if (q == end) {
         p = end;
         goto s_str;
@@ -1518,7 +1332,7 @@ s_mstr:
         return DG_MASK_E_UTF8;
     }
 
-    q = dg_mask_scan(p, end);
+    q = dg_mask_scan(p, end, m->isa);
     if ((size_t) (q - p) > m->max_value - m->vlen) {
         return DG_MASK_E_TOOBIG;
     }

@@ -99,6 +99,10 @@ typedef struct {
     unsigned                    max_depth;  /* nesting limit */
     const uint8_t              *hash_key;   /* key for DG_MASK_HASH */
     size_t                      hash_key_len;
+    unsigned                    nosimd;     /* 1: scalar code only,
+                                               whatever the CPU offers
+                                               (tests, benchmarks); the
+                                               output is the same */
 } dg_mask_conf_t;
 
 

@@ -188,8 +188,8 @@ dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
             if (digits) {
                 /* one group (an X would be in the run, an x after it) */
                 if (n <= DG_DET_DIGITS
-                    && ((dg_det_one >> n) & 1
-                        || ((dg_det_onex >> n) & 1 && q < e && *q == 'x')))
+                    && ((DG_DET_ONE >> n) & 1
+                        || ((DG_DET_ONEX >> n) & 1 && q < e && *q == 'x')))
                 {
                     return 0;
                 }
@@ -313,7 +313,7 @@ dg_mask_det_fine_avx2(const uint8_t *s, const uint8_t *e,
                     return dg_mask_det_runs(s, e);
                 }
                 if (n <= DG_DET_DIGITS
-                    && ((dg_det_one | dg_det_onex) >> n) & 1)
+                    && ((DG_DET_ONE | DG_DET_ONEX) >> n) & 1)
                 {
                     return 0;
                 }
@@ -556,6 +556,7 @@ dg_det_emit(dg_mask_det_t *d)
         memset(&t, 0, sizeof(t));
         t.buf = res;
         t.cap = sizeof(res);
+        t.isa = d->out->isa;
 
         rc = dg_mask_apply(&t, &d->detect[kind], dig, n, d->hash_key,
                            d->hash_key_len, 0);
@@ -1090,8 +1091,6 @@ dg_mask_detect_text(const dg_mask_spec_t *detect, const uint8_t *hash_key,
         return DG_MASK_E_CONF;
     }
 
-    dg_mask_cls_init();
-
     for (k = 0; k < DG_DETECT_MAX; k++) {
         if (detect != NULL) {
             spec[k] = detect[k];
@@ -1111,6 +1110,7 @@ dg_mask_detect_text(const dg_mask_spec_t *detect, const uint8_t *hash_key,
     memset(&o, 0, sizeof(o));
     o.buf = out;
     o.cap = outcap;
+    o.isa = dg_mask_cpu_isa();
 
     rc = dg_det_text(&o, spec, h, hash_key, hash_key_len,
                      s ? s : (const uint8_t *) "", len,

@@ -24,6 +24,18 @@
 
 
 /*
+ * The vector code a stream or a call may run (isa in dg_mask_t,
+ * dg_mask_out_t, dg_mask_blk_t): what the CPU offers
+ * (dg_mask_cpu_isa() in dg_mask_scan.h), or none with conf->nosimd.
+ */
+#define DG_MASK_ISA_SSE2    0x01    /* 16-byte string scans (x86) */
+#define DG_MASK_ISA_AVX2    0x02    /* AVX2 with POPCNT and BMI: the member
+                                       loop's blocks, the detect tests,
+                                       the value scanner, the methods on a
+                                       span (dg_mask_apply_span()) */
+
+
+/*
  * Output sink.  With emit set it is a coalescing write buffer that hands
  * full buffers (and long runs, by reference) to emit; with lend set, buf
  * is memory lent by the owner (cap 0: none lent yet), handed back full and
@@ -39,6 +51,7 @@ typedef struct {
     dg_mask_lend_pt             lend;
     void                       *ctx;
     uint64_t                   *bytes_out;
+    unsigned                    isa;        /* DG_MASK_ISA_* */
 } dg_mask_out_t;
 
 
@@ -76,23 +89,26 @@ int dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
  * closing quote and the byte after the value lie), so that it is loaded
  * in whole vector blocks, without copying its tail.  Same output, errors
  * and counters.  dg_mask_span_fn[method]: the common methods on values
- * without escapes; returns 0, an error, or 1: not taken (NULL: none).
+ * without escapes, AVX2 code (the caller's avx2: a constant where the
+ * stream's isa has DG_MASK_ISA_AVX2); returns 0, an error, or 1: not
+ * taken (NULL: none).
  */
 typedef int (*dg_mask_span_pt)(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *end);
 
-extern dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX];
+extern DG_MASK_LOCAL const dg_mask_span_pt
+    dg_mask_span_fn[DG_MASK_METHOD_MAX];
 
 
 static inline int
 dg_mask_apply_span(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *end, const uint8_t *key,
-    size_t keylen)
+    size_t keylen, const int avx2)
 {
     dg_mask_span_pt  fn;
     int              rc;
 
-    if (spec->method < DG_MASK_METHOD_MAX) {
+    if (avx2 && spec->method < DG_MASK_METHOD_MAX) {
         fn = dg_mask_span_fn[spec->method];
         if (fn != NULL) {
             rc = fn(o, spec, v, len, end);
@@ -165,6 +181,23 @@ void dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec);
 #define DG_DET_SHORT        11      /* the shortest candidate, a mobile */
 #define DG_DET_NUMBER       31      /* the longest number that may be a
                                        hit: 19 digits, a fraction of 0s */
+
+/* the lengths of the kinds, characters (dg_mask_kinds.c) */
+#define DG_ID_LEN           18
+#define DG_MOBILE_LEN       11
+#define DG_CARD_MIN         16
+#define DG_CARD_MAX         19
+
+/*
+ * Bit n: n digits alone may be a candidate (dg_mask_detect_shape() of
+ * one group: a mobile, also after 86 or 0086, a resident ID, a bank
+ * card); DG_DET_ONEX: n digits and an X may be one (a resident ID).
+ */
+#define DG_DET_ONE                                                           \
+    ((1u << DG_MOBILE_LEN) | (1u << (DG_MOBILE_LEN + 2))                      \
+     | (1u << (DG_MOBILE_LEN + 4)) | (1u << DG_ID_LEN)                        \
+     | (((1u << (DG_CARD_MAX + 1)) - 1) & ~((1u << DG_CARD_MIN) - 1)))
+#define DG_DET_ONEX         (1u << (DG_ID_LEN - 1))
 #define DG_DET_RES          256     /* a method's result on a hit */
 
 /* window character codes besides '0'-'9', 'A'-'Z' and 'x' */
@@ -213,6 +246,7 @@ typedef struct {
 struct dg_mask_rules_s {
     size_t                      nfields;
     unsigned                    flags;
+    unsigned                    isa;        /* the CPU's DG_MASK_ISA_* */
     dg_mask_node_t             *nodes;
     size_t                      nnodes;
     dg_mask_any_t              *any;
@@ -301,6 +335,7 @@ typedef struct {
     const uint8_t              *base;       /* 64 bytes, or NULL: none */
     const uint8_t              *lo;         /* the span start */
     uint64_t                    sp;         /* bit i: base[i] ends a run */
+    unsigned                    isa;        /* the stream's DG_MASK_ISA_* */
 } dg_mask_blk_t;
 
 
@@ -314,6 +349,7 @@ struct dg_mask_s {
     size_t                      holdmax;
     unsigned                    max_depth;
     unsigned                    flags;
+    unsigned                    isa;        /* DG_MASK_ISA_* it may run */
 
     dg_mask_stats_t             stats;
     dg_mask_out_t               out;
@@ -761,10 +797,6 @@ dg_det_start(dg_mask_det_t *d)
     d->hkind = -1;
 }
 
-
-/* dg_mask.c: the byte classes and scanners, set up at first use */
-void dg_mask_cls_init(void);
-void dg_mask_scan_init(void);
 
 /* dg_mask_members.c */
 int dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,

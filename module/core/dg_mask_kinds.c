@@ -25,12 +25,8 @@
  * date, segment or issuer test before the check digit is even computed.
  */
 
-#define DG_ID_LEN       18
 #define DG_ID_YEAR_MIN  1900
 #define DG_ID_YEAR_MAX  2099
-#define DG_MOBILE_LEN   11
-#define DG_CARD_MIN     16
-#define DG_CARD_MAX     19
 
 
 static unsigned

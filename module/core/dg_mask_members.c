@@ -6,13 +6,14 @@
  * members found plain in the current span: key and string ends found with
  * the span's 64-byte blocks classified once with AVX2 (a bit per '"',
  * '\\' or control byte, kept in m->blk for the span; dg_mask_str_end(),
- * 16-byte SSE2 scans on other CPUs or with DG_MASK_NOSIMD=1), a key seen
- * before under the same path node recognised by one 32-byte compare of
- * its '"' key '"' ':' token (the key memo, AVX2 only; the key that
- * followed the last one last time is tried first, and a short loop takes
- * the members of a run of records that come in that order, masking their
- * selected plain strings itself; the memo outlives a document when the
- * stream is initialised again with dg_mask_reinit() for the same rules),
+ * 16-byte SSE2 scans on other CPUs, scalar ones with conf->nosimd), a
+ * key seen before under the same path node recognised by one 32-byte
+ * compare of its '"' key '"' ':' token (the key memo, AVX2 only; the key
+ * that followed the last one last time is tried first, and a short loop
+ * takes the members of a run of records that come in that order, masking
+ * their selected plain strings itself; the memo outlives a document when
+ * the stream is initialised again with dg_mask_reinit() for the same
+ * rules),
  * other keys looked up without copying (an 11-bit digest of length,
  * first and last byte indexes a table that rejects most unselected keys at
  * once and names the one key-anywhere entry to compare, so the hash is
@@ -29,9 +30,9 @@
  * other modes).
  * Anything else (containers, escapes, a member cut by the span end, a
  * leading comma to strip, detect on strings) is left to the state machine
- * below, at the same byte and with the same effects, so output and errors
- * do not depend on which way a member went.  Masking methods write ASCII and
- * escape-free UTF-8 values straight into the output buffer
+ * (dg_mask.c), at the same byte and with the same effects, so output and
+ * errors do not depend on which way a member went.  Masking methods write
+ * ASCII and escape-free UTF-8 values straight into the output buffer
  * (dg_mask_apply_span(), dg_mask_apply_fast()), which with
  * dg_mask_feed_into() is memory lent by the caller.
  */
@@ -107,7 +108,7 @@ dg_mask_blk_fill_avx2(dg_mask_blk_t *bk, const uint8_t *p,
 
     if (end - bk->lo < 64) {
         bk->base = NULL;
-        return dg_mask_scan(p, end);
+        return dg_mask_scan(p, end, bk->isa);
     }
 
     b = bk->lo + ((size_t) (p - bk->lo) & ~(size_t) 63);
@@ -200,7 +201,7 @@ dg_mask_str_end(dg_mask_blk_t *bk, const uint8_t *p, const uint8_t *end,
     }
 #endif
 
-    return dg_mask_scan(p, end);
+    return dg_mask_scan(p, end, bk->isa);
 }
 
 
@@ -441,10 +442,10 @@ dg_mask_take_selected(dg_mask_t *m, const dg_mask_spec_t *act, int32_t f,
          * in blocks up to end */
         if (*q == '"') {
             rc = dg_mask_apply_span(&m->out, act, q + 1, v - q - 2, end,
-                                    m->hash_key, m->hash_key_len);
+                                    m->hash_key, m->hash_key_len, avx2);
         } else {
             rc = dg_mask_apply_span(&m->out, act, q, v - q, end,
-                                    m->hash_key, m->hash_key_len);
+                                    m->hash_key, m->hash_key_len, avx2);
         }
     }
     m->os = v;
@@ -923,7 +924,7 @@ dg_mask_members(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     }
 
 #if (DG_MASK_X86)
-    if (dg_mask_avx2) {
+    if (m->isa & DG_MASK_ISA_AVX2) {
         if (mode == DG_MM_PASS) {
             return dg_mask_members_avx2_pass(m, fr, pp, end, pre);
         }

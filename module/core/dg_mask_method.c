@@ -24,6 +24,7 @@
 #include <openssl/hmac.h>
 #include "dg_mask.h"
 #include "dg_mask_int.h"
+#include "dg_mask_scan.h"
 
 
 
@@ -249,138 +250,6 @@ dg_mask_vscan_scalar(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
  * padding of the last block or, when the value fills its last block, by
  * the check after the loop.
  */
-
-#define DG_U8_TOO_SHORT    0x01     /* lead or ASCII, then lead or ASCII */
-#define DG_U8_TOO_LONG     0x02     /* ASCII, then continuation */
-#define DG_U8_OVERLONG_3   0x04     /* E0 80..9F */
-#define DG_U8_TOO_LARGE    0x08     /* F4 90..BF, F5..FF 90..BF */
-#define DG_U8_SURROGATE    0x10     /* ED A0..BF */
-#define DG_U8_OVERLONG_2   0x20     /* C0..C1 continuation */
-#define DG_U8_TOO_LARGE_80 0x40     /* F5..FF 80..8F */
-#define DG_U8_OVERLONG_4   0x40     /* F0 80..8F */
-#define DG_U8_TWO_CONTS    0x80     /* continuation, then continuation */
-#define DG_U8_CARRY        (DG_U8_TOO_SHORT | DG_U8_TOO_LONG               \
-                            | DG_U8_TWO_CONTS)
-
-/* constants of the vector code: loaded, not built (a set1 is built in
- * three instructions); filled by dg_mask_simd_init() before any use */
-enum {
-    DG_K_IDX = 0,               /* 0, 1, ... 31 */
-    DG_K_SP,                    /* ' ' */
-    DG_K_STAR,                  /* '*' */
-    DG_K_BF,                    /* 0xbf: signed, above it a byte starts a
-                                   code point */
-    DG_K_NIB,                   /* 0x0f */
-    DG_K_E0,                    /* 0xe0 - 0x80 */
-    DG_K_F0,                    /* 0xf0 - 0x80 */
-    DG_K_80,                    /* 0x80 */
-    DG_K_TMAX,                  /* 0xff..., 0xef, 0xdf, 0xbf: see
-                                   dg_mask_u8_cut_avx2() */
-    DG_K_ESC_HI,                /* see dg_mask_esc_avx2() */
-    DG_K_ESC_LO,
-    DG_K_T1H,                   /* see dg_mask_u8_err_avx2() */
-    DG_K_T1L,
-    DG_K_T2H,
-    DG_K_9F,                    /* see dg_mask_u8_cjk_avx2() */
-    DG_K_M113,
-    DG_K_ED,
-    DG_K_C0,
-    DG_K_MAX
-};
-
-static uint8_t  dg_mask_k32[DG_K_MAX][32] __attribute__((aligned(32)));
-
-#define DG_K(i)  _mm256_load_si256((const __m256i *) dg_mask_k32[i])
-
-
-static void
-dg_mask_k32_init(void)
-{
-    /* the previous byte by its high nibble */
-    static const uint8_t  t1h[16] = {
-        DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG,
-        DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG, DG_U8_TOO_LONG,
-        DG_U8_TWO_CONTS, DG_U8_TWO_CONTS, DG_U8_TWO_CONTS, DG_U8_TWO_CONTS,
-        DG_U8_TOO_SHORT | DG_U8_OVERLONG_2,
-        DG_U8_TOO_SHORT,
-        DG_U8_TOO_SHORT | DG_U8_OVERLONG_3 | DG_U8_SURROGATE,
-        DG_U8_TOO_SHORT | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
-            | DG_U8_OVERLONG_4
-    };
-
-    /* the previous byte by its low nibble */
-    static const uint8_t  t1l[16] = {
-        DG_U8_CARRY | DG_U8_OVERLONG_3 | DG_U8_OVERLONG_2 | DG_U8_OVERLONG_4,
-        DG_U8_CARRY | DG_U8_OVERLONG_2,
-        DG_U8_CARRY,
-        DG_U8_CARRY,
-        DG_U8_CARRY | DG_U8_TOO_LARGE,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80 | DG_U8_SURROGATE,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80,
-        DG_U8_CARRY | DG_U8_TOO_LARGE | DG_U8_TOO_LARGE_80
-    };
-
-    /* this byte by its high nibble */
-    static const uint8_t  t2h[16] = {
-        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT,
-        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT,
-        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-            | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE_80 | DG_U8_OVERLONG_4,
-        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-            | DG_U8_OVERLONG_3 | DG_U8_TOO_LARGE,
-        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-            | DG_U8_SURROGATE | DG_U8_TOO_LARGE,
-        DG_U8_TOO_LONG | DG_U8_OVERLONG_2 | DG_U8_TWO_CONTS
-            | DG_U8_SURROGATE | DG_U8_TOO_LARGE,
-        DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT, DG_U8_TOO_SHORT
-    };
-
-    /* the escapes (dg_mask_esc_avx2): by the high nibble 0-1 (controls)
-     * 1, 2 ('"') 2, 5 ('\\') 4, 7 (0x7f) 8; by the low one 1 always,
-     * and 2 2, 0xc 4, 0xf 8 */
-    static const uint8_t  esc_hi[16] = { 1, 1, 2, 0, 0, 4, 0, 8 };
-    static const uint8_t  esc_lo[16] = { 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                         5, 1, 1, 9 };
-
-    /* the byte every other one repeats */
-    static const uint8_t  fill[DG_K_MAX] = {
-        [DG_K_SP] = ' ', [DG_K_STAR] = '*', [DG_K_BF] = 0xbf,
-        [DG_K_NIB] = 0x0f, [DG_K_E0] = 0xe0 - 0x80, [DG_K_F0] = 0xf0 - 0x80,
-        [DG_K_80] = 0x80, [DG_K_TMAX] = 0xff, [DG_K_9F] = 0x9f,
-        [DG_K_M113] = (uint8_t) -113, [DG_K_ED] = 0xed, [DG_K_C0] = 0xc0
-    };
-    unsigned              i;
-
-    for (i = 0; i < DG_K_MAX; i++) {
-        memset(dg_mask_k32[i], fill[i], 32);
-    }
-
-    for (i = 0; i < 32; i++) {
-        dg_mask_k32[DG_K_IDX][i] = (uint8_t) i;
-    }
-
-    dg_mask_k32[DG_K_TMAX][29] = 0xf0 - 1;
-    dg_mask_k32[DG_K_TMAX][30] = 0xe0 - 1;
-    dg_mask_k32[DG_K_TMAX][31] = 0xc0 - 1;
-
-    /* the tables, in both lanes (pshufb looks up within a lane) */
-    for (i = 0; i < 32; i += 16) {
-        memcpy(dg_mask_k32[DG_K_T1H] + i, t1h, 16);
-        memcpy(dg_mask_k32[DG_K_T1L] + i, t1l, 16);
-        memcpy(dg_mask_k32[DG_K_T2H] + i, t2h, 16);
-        memcpy(dg_mask_k32[DG_K_ESC_HI] + i, esc_hi, 16);
-        memcpy(dg_mask_k32[DG_K_ESC_LO] + i, esc_lo, 16);
-    }
-}
-
 
 /* the Keiser-Lemire errors of block in after block prev (0: none) */
 static inline __attribute__((always_inline, target("avx2"))) __m256i
@@ -611,69 +480,19 @@ dg_mask_vscan_avx2(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
 #endif
 
 
-static int dg_mask_vscan_resolve(const uint8_t *v, size_t len,
-    dg_mask_vinfo_t *vi);
-
-static int  (*dg_mask_vscan_long)(const uint8_t *v, size_t len,
-    dg_mask_vinfo_t *vi) = dg_mask_vscan_resolve;
-
-
 /* values shorter than a block (most ids, phones, names) cost less in
  * words than in a padded vector */
 static inline int
-dg_mask_vscan(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
+dg_mask_vscan(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi,
+    unsigned isa)
 {
-    if (len < 32) {
-        return dg_mask_vscan_scalar(v, len, vi);
-    }
-
-    return dg_mask_vscan_long(v, len, vi);
-}
-
-
 #if (DG_MASK_X86)
-static void dg_mask_span_init(void);
+    if (len >= 32 && (isa & DG_MASK_ISA_AVX2)) {
+        return dg_mask_vscan_avx2(v, len, vi);
+    }
 #endif
 
-
-/* the first call of either picks the implementations of the value scanner
- * and of dg_mask_apply_span by CPU (DG_MASK_NOSIMD=1 forces the scalar
- * ones, as for the string scanner in dg_mask.c) */
-static void
-dg_mask_simd_init(void)
-{
-    const char  *e;
-
-    dg_mask_vscan_long = dg_mask_vscan_scalar;
-    memset(dg_mask_span_fn, 0, sizeof(dg_mask_span_fn));
-
-#if (DG_MASK_X86)
-    e = getenv("DG_MASK_NOSIMD");
-    if (e == NULL || *e != '1') {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2")
-            && __builtin_cpu_supports("popcnt"))
-        {
-            dg_mask_k32_init();
-            dg_mask_vscan_long = dg_mask_vscan_avx2;
-
-            if (__builtin_cpu_supports("bmi")) {
-                dg_mask_span_init();
-            }
-        }
-    }
-#else
-    (void) e;
-#endif
-}
-
-
-static int
-dg_mask_vscan_resolve(const uint8_t *v, size_t len, dg_mask_vinfo_t *vi)
-{
-    dg_mask_simd_init();
-
-    return dg_mask_vscan_long(v, len, vi);
+    return dg_mask_vscan_scalar(v, len, vi);
 }
 
 
@@ -684,12 +503,13 @@ dg_mask_vscan_test(const uint8_t *v, size_t len, int simd, size_t *n,
     dg_mask_vinfo_t  vi;
     int              rc;
 
-    if (simd) {
-        /* resolve the implementation first */
-        (void) dg_mask_vscan_long(v, 0, &vi);
-        rc = dg_mask_vscan_long(v, len, &vi);
+#if (DG_MASK_X86)
+    if (simd && (dg_mask_cpu_isa() & DG_MASK_ISA_AVX2)) {
+        rc = dg_mask_vscan_avx2(v, len, &vi);
 
-    } else {
+    } else
+#endif
+    {
         rc = dg_mask_vscan_scalar(v, len, &vi);
     }
 
@@ -705,11 +525,11 @@ dg_mask_vscan_test(const uint8_t *v, size_t len, int simd, size_t *n,
 
 /* strict UTF-8: the number of code points or -1 */
 static long
-dg_mask_utf8_count(const uint8_t *p, size_t n)
+dg_mask_utf8_count(const uint8_t *p, size_t n, unsigned isa)
 {
     dg_mask_vinfo_t  vi;
 
-    if (dg_mask_vscan(p, n, &vi) != 0) {
+    if (dg_mask_vscan(p, n, &vi, isa) != 0) {
         return -1;
     }
 
@@ -780,7 +600,7 @@ dg_mask_email(dg_mask_out_t *o, const uint8_t *v, size_t len)
 
     at--;
 
-    if (dg_mask_utf8_count(v, at) >= 2) {
+    if (dg_mask_utf8_count(v, at, o->isa) >= 2) {
         rc = dg_mask_put_escaped(o, v, dg_mask_utf8_off(v, at, 1));
         if (rc != 0) {
             return rc;
@@ -819,7 +639,7 @@ dg_mask_landline(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n)
         return rc;
     }
 
-    rn = dg_mask_utf8_count(v + dash, len - dash);
+    rn = dg_mask_utf8_count(v + dash, len - dash, o->isa);
 
     return dg_mask_keep(o, v + dash, len - dash, rn, 0, 2);
 }
@@ -940,7 +760,7 @@ dg_mask_bank_card(dg_mask_out_t *o, const uint8_t *v, size_t len,
     size_t  pb;
     int     rc;
 
-    n = dg_mask_utf8_count(v, len);
+    n = dg_mask_utf8_count(v, len, o->isa);
     if (n < 0) {
         return DG_MASK_E_UTF8;
     }
@@ -1255,7 +1075,7 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         return rc;
     }
 
-    if (dg_mask_vscan(v, len, &vi) != 0) {
+    if (dg_mask_vscan(v, len, &vi, o->isa) != 0) {
         /* the general way fails the same on every method */
         return DG_MASK_E_UTF8;
     }
@@ -1361,7 +1181,7 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         return dg_mask_bank_card(o, v, len, quoted);
     }
 
-    n = dg_mask_utf8_count(v, len);
+    n = dg_mask_utf8_count(v, len, o->isa);
     if (n < 0) {
         return DG_MASK_E_UTF8;
     }
@@ -1467,6 +1287,7 @@ dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
     memset(&o, 0, sizeof(o));
     o.buf = out;
     o.cap = outcap;
+    o.isa = dg_mask_cpu_isa();
 
     rc = dg_mask_apply(&o, spec, v, len, hash_key, hash_key_len, 1);
     if (rc != 0) {
@@ -1485,23 +1306,10 @@ dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
  * value is written with 32-byte stores into the room asked for
  * (len + 64).  The keep-like methods, address and bank_card, on a value
  * that needs no escaping, are done as dg_mask_apply_fast() does them;
- * everything else is left to dg_mask_apply() (1).  Without AVX2 (or with
- * DG_MASK_NOSIMD=1) the table is emptied at the first call.
+ * everything else is left to dg_mask_apply() (1).  Taken only when the
+ * CPU has AVX2, POPCNT and BMI and the stream may use them
+ * (DG_MASK_ISA_AVX2, see dg_mask_apply_span()).
  */
-
-static int dg_mask_span_resolve(dg_mask_out_t *o,
-    const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
-    const uint8_t *end);
-
-dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX] = {
-    [DG_MASK_ID_CARD] = dg_mask_span_resolve,
-    [DG_MASK_PHONE] = dg_mask_span_resolve,
-    [DG_MASK_NAME] = dg_mask_span_resolve,
-    [DG_MASK_PLATE] = dg_mask_span_resolve,
-    [DG_MASK_KEEP] = dg_mask_span_resolve,
-    [DG_MASK_BANK_CARD] = dg_mask_span_resolve,
-    [DG_MASK_ADDRESS] = dg_mask_span_resolve
-};
 
 
 /* the kept prefix (a) and suffix (b) of the methods done here; 0: none */
@@ -1907,33 +1715,22 @@ dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 }
 
 
-static void
-dg_mask_span_init(void)
-{
-    dg_mask_span_fn[DG_MASK_ID_CARD] = dg_mask_span_id_card;
-    dg_mask_span_fn[DG_MASK_PHONE] = dg_mask_span_phone;
-    dg_mask_span_fn[DG_MASK_NAME] = dg_mask_span_name;
-    dg_mask_span_fn[DG_MASK_PLATE] = dg_mask_span_plate;
-    dg_mask_span_fn[DG_MASK_KEEP] = dg_mask_span_keep;
-    dg_mask_span_fn[DG_MASK_BANK_CARD] = dg_mask_span_bank_card;
-    dg_mask_span_fn[DG_MASK_ADDRESS] = dg_mask_span_address;
-}
+DG_MASK_LOCAL const dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX] = {
+    [DG_MASK_ID_CARD] = dg_mask_span_id_card,
+    [DG_MASK_PHONE] = dg_mask_span_phone,
+    [DG_MASK_NAME] = dg_mask_span_name,
+    [DG_MASK_PLATE] = dg_mask_span_plate,
+    [DG_MASK_KEEP] = dg_mask_span_keep,
+    [DG_MASK_BANK_CARD] = dg_mask_span_bank_card,
+    [DG_MASK_ADDRESS] = dg_mask_span_address
+};
+
+#else
+
+/* no vector code: no value taken here */
+DG_MASK_LOCAL const dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX];
 
 #endif
-
-
-static int
-dg_mask_span_resolve(dg_mask_out_t *o, const dg_mask_spec_t *spec,
-    const uint8_t *v, size_t len, const uint8_t *end)
-{
-    dg_mask_simd_init();
-
-    if (dg_mask_span_fn[spec->method] == NULL) {
-        return 1;
-    }
-
-    return dg_mask_span_fn[spec->method](o, spec, v, len, end);
-}
 
 
 /* method names */

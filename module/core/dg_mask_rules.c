@@ -10,9 +10,16 @@
 #include <stdio.h>
 #include "dg_mask.h"
 #include "dg_mask_int.h"
+#include "dg_mask_scan.h"
 
 
-static uint64_t dg_mask_rules_serial;    /* see dg_mask_reinit() */
+/*
+ * Each rule set compiled in this process has its own number: a stream's
+ * key memo is kept by dg_mask_reinit() only for the rule set it was
+ * filled with (freed rules compiled again may come back at the same
+ * address).  The one counter of the core; it only ever grows.
+ */
+static uint64_t  dg_mask_rules_serial;
 
 
 static int32_t
@@ -78,9 +85,6 @@ dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
     uint32_t                h;
     int                     path;
 
-    dg_mask_cls_init();
-    dg_mask_scan_init();
-
     if (err && errlen) {
         err[0] = '\0';
     }
@@ -116,6 +120,7 @@ dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
                                    __ATOMIC_RELAXED);
     r->nfields = nfields;
     r->flags = flags;
+    r->isa = dg_mask_cpu_isa();
     nodecap = total + 1;
     r->nodes = calloc(nodecap, sizeof(dg_mask_node_t));
     r->str = malloc(total + 1);

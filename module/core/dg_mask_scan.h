@@ -23,10 +23,105 @@
                                '-', EF, E3 (or an escape: '\\') */
 
 
-extern DG_MASK_LOCAL uint8_t   dg_mask_cls[256];
-extern DG_MASK_LOCAL uint8_t   dg_det_ascii[128];  /* detect character codes */
-extern DG_MASK_LOCAL uint32_t  dg_det_one;     /* bit n: n digits may be a candidate */
-extern DG_MASK_LOCAL uint32_t  dg_det_onex;    /* bit n: n digits and an X may be one */
+/* n copies of byte c (initialisers of the vector tables) */
+#define DG_MASK_X4(c)       c, c, c, c
+#define DG_MASK_X8(c)       DG_MASK_X4(c), DG_MASK_X4(c)
+#define DG_MASK_X16(c)      DG_MASK_X8(c), DG_MASK_X8(c)
+#define DG_MASK_X32(c)      DG_MASK_X16(c), DG_MASK_X16(c)
+/* a 16-byte table in both 128-bit lanes (pshufb looks up within a lane) */
+#define DG_MASK_LANES(...)  __VA_ARGS__, __VA_ARGS__
+
+
+/*
+ * Tables built by the compiler (dg_mask_tables.c): nothing is set up at
+ * run time.  They are defined in a file of their own so that the code
+ * that reads them loads their vectors rather than building them.
+ */
+
+/* the class of each byte (C_*) */
+extern DG_MASK_LOCAL const uint8_t  dg_mask_cls[256];
+
+/* the detect character code of an ASCII byte (see dg_det_char()):
+ * digits, capitals and 'x' are themselves, ' ' and '-' separators */
+extern DG_MASK_LOCAL const uint8_t  dg_det_ascii[128];
+
+#if (DG_MASK_X86)
+
+/* '"', '\\' and 0x1f in every byte: loaded, not built, in each block */
+extern DG_MASK_LOCAL const uint8_t  dg_mask_v32[3][32];
+
+/* C_DC by high nibble, by low nibble, and 0x0f (dg_mask_dc32_avx2()) */
+extern DG_MASK_LOCAL const uint8_t  dg_mask_dc32[3][32];
+
+/* the errors of the UTF-8 check (dg_mask_u8_err_avx2(), after Keiser
+ * and Lemire) */
+#define DG_U8_TOO_SHORT    0x01     /* lead or ASCII, then lead or ASCII */
+#define DG_U8_TOO_LONG     0x02     /* ASCII, then continuation */
+#define DG_U8_OVERLONG_3   0x04     /* E0 80..9F */
+#define DG_U8_TOO_LARGE    0x08     /* F4 90..BF, F5..FF 90..BF */
+#define DG_U8_SURROGATE    0x10     /* ED A0..BF */
+#define DG_U8_OVERLONG_2   0x20     /* C0..C1 continuation */
+#define DG_U8_TOO_LARGE_80 0x40     /* F5..FF 80..8F */
+#define DG_U8_OVERLONG_4   0x40     /* F0 80..8F */
+#define DG_U8_TWO_CONTS    0x80     /* continuation, then continuation */
+#define DG_U8_CARRY        (DG_U8_TOO_SHORT | DG_U8_TOO_LONG               \
+                            | DG_U8_TWO_CONTS)
+
+/* constants of the value scanner: loaded, not built (a set1 is built in
+ * three instructions) */
+enum {
+    DG_K_IDX = 0,               /* 0, 1, ... 31 */
+    DG_K_SP,                    /* ' ' */
+    DG_K_STAR,                  /* '*' */
+    DG_K_BF,                    /* 0xbf: signed, above it a byte starts a
+                                   code point */
+    DG_K_NIB,                   /* 0x0f */
+    DG_K_E0,                    /* 0xe0 - 0x80 */
+    DG_K_F0,                    /* 0xf0 - 0x80 */
+    DG_K_80,                    /* 0x80 */
+    DG_K_TMAX,                  /* 0xff..., 0xef, 0xdf, 0xbf: see
+                                   dg_mask_u8_cut_avx2() */
+    DG_K_ESC_HI,                /* see dg_mask_esc_avx2() */
+    DG_K_ESC_LO,
+    DG_K_T1H,                   /* see dg_mask_u8_err_avx2() */
+    DG_K_T1L,
+    DG_K_T2H,
+    DG_K_9F,                    /* see dg_mask_u8_cjk_avx2() */
+    DG_K_M113,
+    DG_K_ED,
+    DG_K_C0,
+    DG_K_MAX
+};
+
+extern DG_MASK_LOCAL const uint8_t  dg_mask_k32[DG_K_MAX][32];
+
+#define DG_K(i)  _mm256_load_si256((const __m256i *) dg_mask_k32[i])
+
+#endif
+
+
+/* the vector code the CPU runs (DG_MASK_ISA_*); 0 off x86 */
+static inline unsigned
+dg_mask_cpu_isa(void)
+{
+#if (DG_MASK_X86)
+    unsigned  isa;
+
+    __builtin_cpu_init();
+
+    isa = DG_MASK_ISA_SSE2;
+
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")
+        && __builtin_cpu_supports("bmi"))
+    {
+        isa |= DG_MASK_ISA_AVX2;
+    }
+
+    return isa;
+#else
+    return 0;
+#endif
+}
 
 
 /* string scanning: first '"', '\\' or control byte in [p, end) */
@@ -58,20 +153,92 @@ dg_mask_scan_scalar(const uint8_t *p, const uint8_t *end)
 }
 
 
-typedef const uint8_t *(*dg_mask_scan_pt)(const uint8_t *p,
-    const uint8_t *end);
-
-extern DG_MASK_LOCAL dg_mask_scan_pt  dg_mask_scan_long;
-extern DG_MASK_LOCAL int              dg_mask_avx2;
 #if (DG_MASK_X86)
-extern DG_MASK_LOCAL uint8_t  dg_mask_v32[3][32];
-extern DG_MASK_LOCAL uint8_t  dg_mask_dc32[3][32];
+
+/* the long scans, out of line: most strings end in the first 32 bytes */
+
+__attribute__((target("avx2"), unused))
+static const uint8_t *
+dg_mask_scan_avx2(const uint8_t *p, const uint8_t *end)
+{
+    __m256i   q, bs, ctl, v, x;
+    uint32_t  bits;
+
+    q = _mm256_set1_epi8('"');
+    bs = _mm256_set1_epi8('\\');
+    ctl = _mm256_set1_epi8(0x1f);
+
+    while (end - p >= 32) {
+        v = _mm256_loadu_si256((const __m256i *) p);
+        x = _mm256_or_si256(_mm256_cmpeq_epi8(v, q),
+                            _mm256_cmpeq_epi8(v, bs));
+        x = _mm256_or_si256(x, _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v));
+        bits = (uint32_t) _mm256_movemask_epi8(x);
+        if (bits) {
+            return p + __builtin_ctz(bits);
+        }
+        p += 32;
+    }
+
+    return dg_mask_scan_scalar(p, end);
+}
+
+
+__attribute__((unused))
+static const uint8_t *
+dg_mask_scan_sse2(const uint8_t *p, const uint8_t *end)
+{
+    __m128i   q, bs, ctl, v, x;
+    uint32_t  bits;
+
+    q = _mm_set1_epi8('"');
+    bs = _mm_set1_epi8('\\');
+    ctl = _mm_set1_epi8(0x1f);
+
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+        x = _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs));
+        x = _mm_or_si128(x, _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
+        bits = (uint32_t) _mm_movemask_epi8(x);
+        if (bits) {
+            return p + __builtin_ctz(bits);
+        }
+        p += 16;
+    }
+
+    return dg_mask_scan_scalar(p, end);
+}
+
 #endif
 
 
-/* short strings are the common case: one 16-byte block first */
-static inline const uint8_t *
-dg_mask_scan(const uint8_t *p, const uint8_t *end)
+/* strings past 32 bytes, with the vector code isa allows */
+__attribute__((noinline, unused))
+static const uint8_t *
+dg_mask_scan_long(const uint8_t *p, const uint8_t *end, unsigned isa)
+{
+#if (DG_MASK_X86)
+    if (isa & DG_MASK_ISA_AVX2) {
+        return dg_mask_scan_avx2(p, end);
+    }
+
+    if (isa & DG_MASK_ISA_SSE2) {
+        return dg_mask_scan_sse2(p, end);
+    }
+#endif
+
+    return dg_mask_scan_scalar(p, end);
+}
+
+
+/*
+ * First '"', '\\' or control byte in [p, end).  Short strings are the
+ * common case: one or two 16-byte blocks in line first (SSE2 is part of
+ * every x86-64 CPU); a longer string goes on with the vector code isa
+ * allows (DG_MASK_ISA_*).
+ */
+static inline __attribute__((always_inline)) const uint8_t *
+dg_mask_scan(const uint8_t *p, const uint8_t *end, unsigned isa)
 {
 #if (DG_MASK_X86)
     __m128i   v, x;
@@ -102,7 +269,7 @@ dg_mask_scan(const uint8_t *p, const uint8_t *end)
             p += 16;
         }
 
-        return dg_mask_scan_long(p, end);
+        return dg_mask_scan_long(p, end, isa);
     }
 #endif
 
@@ -272,7 +439,7 @@ dg_mask_det_number(const uint8_t *q, const uint8_t *e)
         }
     }
 
-    return (n <= DG_DET_DIGITS && (dg_det_one >> n) & 1) ? n : 0;
+    return (n <= DG_DET_DIGITS && (DG_DET_ONE >> n) & 1) ? n : 0;
 }
 
 

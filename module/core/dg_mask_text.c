@@ -37,6 +37,7 @@
 #include <string.h>
 #include "dg_mask.h"
 #include "dg_mask_int.h"
+#include "dg_mask_scan.h"
 
 
 #define DG_TEXT_ROUNDS      4       /* decoding passes (nested encodings) */
@@ -188,6 +189,7 @@ dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
     memset(&o, 0, sizeof(o));
     o.buf = out;
     o.cap = dg_mask_text_outcap(len);
+    o.isa = conf->nosimd ? 0 : dg_mask_cpu_isa();
 
     raw = 0;
     last = 0;

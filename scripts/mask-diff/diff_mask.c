@@ -27,6 +27,10 @@ typedef struct {
 
 static lib_t L[2];
 
+/* MASKDIFF_NOSIMD=old|new|both: that build runs its scalar code only
+ * (conf.nosimd; revisions before it read DG_MASK_NOSIMD=1) */
+static unsigned nosimd[2];
+
 static void load(lib_t *l, const char *path) {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) { fprintf(stderr, "%s\n", dlerror()); exit(2); }
@@ -189,6 +193,7 @@ static int run(lib_t *l, const dg_mask_rules_t *rules, const dg_mask_spec_t *act
     memset(&conf, 0, sizeof(conf));
     conf.rules = rules; conf.actions = act; conf.max_value = maxv; conf.max_depth = depth;
     conf.hash_key = (const uint8_t *) "k3y"; conf.hash_key_len = 3;
+    conf.nosimd = nosimd[l == &L[1]];
     if (l->size(&conf) > sizeof(mem)) { fprintf(stderr, "mem\n"); exit(2); }
     dg_mask_t *m = l->init(mem, &conf);
     if (!m) return -999;
@@ -221,6 +226,9 @@ int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 100000;
     rs ^= argc > 2 ? strtoull(argv[2], NULL, 10) * 0x9e3779b97f4a7c15ull : 0;
     const char *corpus = argc > 3 ? argv[3] : NULL;
+    const char *ns = getenv("MASKDIFF_NOSIMD");
+    if (ns && (strcmp(ns, "old") == 0 || strcmp(ns, "both") == 0)) { nosimd[0] = 1; setenv("DG_MASK_NOSIMD", "1", 1); }
+    if (ns && (strcmp(ns, "new") == 0 || strcmp(ns, "both") == 0)) nosimd[1] = 1;
     load(&L[0], "./libold.so");
     load(&L[1], "./libnew.so");
     static uint8_t docs[64][1 << 16]; size_t dlen[64]; int ndocs = 0;

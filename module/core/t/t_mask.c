@@ -14,6 +14,8 @@
 #include <openssl/hmac.h>
 #include "tap.h"
 #include "dg_mask.h"
+#include "dg_mask_int.h"
+#include "dg_mask_scan.h"
 #include "t_mask_util.h"
 
 
@@ -837,12 +839,12 @@ run_case(const tcase_t *tc)
     char              err[256];
     dg_mask_rules_t  *r;
     dg_mask_conf_t    conf;
-    dg_mask_stats_t   st;
-    tm_buf_t          out;
+    dg_mask_stats_t   st, st2;
+    tm_buf_t          out, out2;
     void             *mem;
     const uint8_t    *doc;
     size_t            n, i, cut, nw;
-    int               nf, k, rc, bad, badrc, det[4];
+    int               nf, k, rc, rc2, bad, badrc, det[4];
     long              want;
 
     nf = parse_sel(tc->sel, f, a, buf);
@@ -906,9 +908,25 @@ run_case(const tcase_t *tc)
         is_int(rc, tc->rc, "%s: error %s", tc->name, dg_mask_strerror(rc));
     }
 
-    free(out.p);
+    /* the scalar code only (conf.nosimd): the same output and counters */
+    memset(&out2, 0, sizeof(out2));
+    conf.nosimd = 1;
+    rc2 = tm_feed(mem, &conf, doc, n, NULL, 0, &out2, &st2);
+    conf.nosimd = 0;
+    ok(rc2 == rc && out2.len == out.len
+       && (out.len == 0 || memcmp(out2.p, out.p, out.len) == 0)
+       && (rc != 0 || (st2.unlisted == st.unlisted
+                       && st2.dropped == st.dropped
+                       && memcmp(st2.detect, st.detect, sizeof(st.detect))
+                          == 0
+                       && st2.bytes_out == st.bytes_out)),
+       "%s: the same with the scalar code", tc->name);
 
-    /* every two-way split and byte at a time */
+    free(out.p);
+    free(out2.p);
+
+    /* every two-way split and byte at a time; every third with the
+     * scalar code */
     bad = 0;
     badrc = 0;
     for (cut = 0; cut <= n + 1; cut++) {
@@ -916,6 +934,7 @@ run_case(const tcase_t *tc)
         size_t  nc;
 
         memset(&out, 0, sizeof(out));
+        conf.nosimd = (cut % 3 == 2);
         /* every other split into memory lent in pieces of 1 to 40
          * bytes (dg_mask_feed_into) */
         out.lend = (cut & 1) ? 40 : 0;
@@ -950,6 +969,8 @@ run_case(const tcase_t *tc)
         }
         free(out.p);
     }
+
+    conf.nosimd = 0;
 
     ok(bad == 0 && badrc == 0, "%s: same result at every split and "
        "byte by byte", tc->name);
@@ -1856,6 +1877,104 @@ test_detect_text(void)
 }
 
 
+/*
+ * The compile-time tables of dg_mask_scan.h against the definitions of
+ * the byte classes and of detect's character codes, and DG_DET_ONE /
+ * DG_DET_ONEX against the shapes of one group.
+ */
+static void
+test_tables(void)
+{
+    unsigned  c, k, want, bad, n, kinds;
+    uint8_t   g;
+
+    bad = 0;
+
+    for (c = 0; c < 256; c++) {
+        want = 0;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            want |= C_WS;
+        }
+        if (c < 0x20 || c == '"' || c == '\\') {
+            want |= C_STR;
+        }
+        if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) {
+            want |= C_DU | C_DC;
+        }
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+            || (c >= 'A' && c <= 'F'))
+        {
+            want |= C_HEX;
+        }
+        if (c >= '0' && c <= '9') {
+            want |= C_DIGIT;
+        }
+        if (c == ' ' || c == '-' || (c >= 0x80 && c <= 0x99) || c == 0xbc
+            || c == 0xe3 || c == 0xef)
+        {
+            want |= C_DC;
+        }
+        if (c == 0xe3 || c == 0xef) {
+            want |= C_MB;
+        }
+        if (c == ' ' || c == '-' || c == '\\' || c == 0xe3 || c == 0xef) {
+            want |= C_CHAIN;
+        }
+        if (dg_mask_cls[c] != want) {
+            diag("class of byte 0x%02x: %02x, want %02x", c, dg_mask_cls[c],
+                 want);
+            bad++;
+        }
+
+#if (DG_MASK_X86)
+        /* the nibble tables of the vector C_DC test meet for C_DC */
+        k = dg_mask_dc32[0][c >> 4] & dg_mask_dc32[1][c & 0x0f];
+        if ((k != 0) != ((want & C_DC) != 0)
+            || dg_mask_dc32[0][(c >> 4) + 16] != dg_mask_dc32[0][c >> 4]
+            || dg_mask_dc32[1][(c & 0x0f) + 16] != dg_mask_dc32[1][c & 0x0f])
+        {
+            diag("C_DC nibble tables wrong for byte 0x%02x", c);
+            bad++;
+        }
+#endif
+
+        if (c < 0x80) {
+            want = ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')
+                    || c == 'x') ? c
+                   : (c == ' ' || c == '-') ? DG_DET_SEP : DG_DET_OTHER;
+            if (dg_det_ascii[c] != want) {
+                diag("detect code of byte 0x%02x: %02x, want %02x", c,
+                     dg_det_ascii[c], want);
+                bad++;
+            }
+        }
+    }
+
+    is_int(bad, 0, "byte classes and detect codes as defined");
+
+    bad = 0;
+
+    for (n = 1; n <= DG_DET_DIGITS; n++) {
+        g = (uint8_t) n;
+        kinds = dg_mask_detect_shape(&g, 1);
+        if (((DG_DET_ONE >> n) & 1) != (kinds != 0)) {
+            diag("DG_DET_ONE bit %u", n);
+            bad++;
+        }
+        g = (uint8_t) (n + 1);
+        kinds = dg_mask_detect_shape(&g, 1);
+        if (((DG_DET_ONEX >> n) & 1)
+            != ((kinds & (1u << DG_DETECT_ID_NUMBER)) != 0))
+        {
+            diag("DG_DET_ONEX bit %u", n);
+            bad++;
+        }
+    }
+
+    is_int(bad, 0, "DG_DET_ONE, DG_DET_ONEX: the shapes of one group");
+}
+
+
 int
 main(void)
 {
@@ -1876,6 +1995,7 @@ main(void)
     test_detect_offsets();
     test_detect_forms();
     test_detect_text();
+    test_tables();
 
     return done_testing();
 }
