@@ -7,6 +7,55 @@
  * buffers of any size and any split.  Untouched bytes are emitted unchanged
  * (as pointers into the input where possible); only the values of selected
  * fields are rewritten.
+ *
+ * What it does, beyond the calls below:
+ * - Selectors: "key" matches that decoded key anywhere; "a.b", "data[].x",
+ *   "$.a", "[].x" match from the root ("[]" = any element).  A path ending
+ *   in "[]" is refused (select the array by its key).  A path match wins
+ *   over a key-anywhere match; among equal selectors the first one wins.
+ * - A classified member: field_hits[i] counts members matched by field i
+ *   (whatever the action).  clear: the value passes and is "listed" (no
+ *   detect, no allow-list drop inside it; selectors still apply inside).
+ *   drop: member removed.  Other methods: every scalar of the value is
+ *   masked: strings on their decoded text, numbers on their text (result
+ *   is a string), null stays null, true/false become "***" (null for the
+ *   null method); keys inside the value are scanned by detect (whatever
+ *   DG_MASK_DETECT says) and otherwise pass unchanged.
+ * - Allow-list (DG_MASK_UNLISTED_DROP): an unmatched member goes whole,
+ *   key and value (a comma with it), unless its value is an object or
+ *   array and its key is a step of a path selector at that place or a
+ *   container (dg_mask_rules_compile_ex(), DG_MASK_F_WALK): that one is
+ *   kept and walked.  A scalar element of an array walked goes too (with
+ *   a comma); objects and arrays there are kept and walked.  Each removal
+ *   is counted in dropped.  A scalar document (the whole body is "abc" or
+ *   42) becomes null.  Without the flag an unmatched member with a scalar
+ *   value is counted in unlisted.  None of this applies inside a listed
+ *   (clear) or masked value.
+ * - Dropping: when the members (elements) dropped are the first of their
+ *   container, the comma before the next one kept goes, and so does the
+ *   whitespace after that comma; other whitespace stays.
+ * - Detect (DG_MASK_DETECT): strings (object members, array elements, a
+ *   top-level string), keys and numbers that are digits alone, outside
+ *   classified and listed values, are scanned for candidates (see
+ *   dg_det_char(): digits in groups, country codes, full-width digits,
+ *   \uXXXX escapes decoded; 18-character [0-9A-Z] runs) that validate
+ *   (dg_mask_detect_groups(), dg_mask_detect_kind()); a hit is replaced
+ *   by conf->detect[kind] applied to its digits (CLEAR there means the
+ *   kind's default: id_card, phone, bank_card, keep(6,4)), separators
+ *   kept in place when the result has one character per digit; null/drop
+ *   inside a text give "***".  A number that is a hit (digits alone, or
+ *   with a fraction of zeros: 13877112345.0, as spreadsheets write them)
+ *   becomes a string.
+ *   A key that may hold a hit is written by dg_mask_member_emit_kdet()
+ *   (scanned whole: it is held anyway) instead of passed by reference.
+ *   Memory stays bounded: at most DG_DET_WIN characters are kept, and
+ *   DG_DET_NUMBER bytes of a number.
+ * - Limits: a held member prefix (separators + key) longer than max_value
+ *   + 4 KiB, a key longer than max_value or a masked value (decoded)
+ *   longer than max_value is DG_MASK_E_TOOBIG; nothing else is buffered.
+ *   Keys inside dropped or masked values are not held and not limited.
+ * - UTF-8 of masked values is validated (invalid or an unpaired surrogate
+ *   escape: DG_MASK_E_UTF8); untouched strings are passed as they are.
  */
 
 #ifndef DG_MASK_H

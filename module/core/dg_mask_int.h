@@ -23,6 +23,10 @@
 #define DG_MASK_LOCAL  __attribute__((visibility("hidden")))
 
 
+/* 32 of the character a masking method hides with */
+#define DG_MASK_STARS  "********************************"
+
+
 /*
  * The vector code a stream or a call may run (isa in dg_mask_t,
  * dg_mask_out_t, dg_mask_blk_t): what the CPU offers
@@ -59,6 +63,11 @@ int dg_mask_out_flush(dg_mask_out_t *o);
 int dg_mask_out_lend(dg_mask_out_t *o, size_t need);
 int dg_mask_out_room(dg_mask_out_t *o, size_t need);
 int dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n);
+
+/* n '*'; string contents with JSON escaping of '"', '\\', controls
+ * and 0x7f */
+int dg_mask_put_stars(dg_mask_out_t *o, size_t n);
+int dg_mask_put_escaped(dg_mask_out_t *o, const uint8_t *p, size_t n);
 
 
 static inline int

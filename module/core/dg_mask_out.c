@@ -8,6 +8,7 @@
 #include <string.h>
 #include "dg_mask.h"
 #include "dg_mask_int.h"
+#include "dg_mask_scan.h"
 
 
 int
@@ -184,4 +185,78 @@ dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n)
     memcpy(o->buf, p + k, n - k);
     o->len = n - k;
     return 0;
+}
+
+
+int
+dg_mask_put_stars(dg_mask_out_t *o, size_t n)
+{
+    size_t  k;
+    int     rc;
+
+    while (n) {
+        k = n < sizeof(DG_MASK_STARS) - 1 ? n : sizeof(DG_MASK_STARS) - 1;
+        rc = dg_mask_out_put(o, (const uint8_t *) DG_MASK_STARS, k);
+        if (rc != 0) {
+            return rc;
+        }
+        n -= k;
+    }
+
+    return 0;
+}
+
+
+/* write string contents with JSON escaping of '"', '\\' and controls */
+int
+dg_mask_put_escaped(dg_mask_out_t *o, const uint8_t *p, size_t n)
+{
+    static const char   hex[] = "0123456789abcdef";
+    const uint8_t      *s, *end;
+    uint8_t             e[6];
+    size_t              el;
+    int                 rc;
+
+    s = p;
+    end = p + n;
+
+    for ( /* void */ ; p < end; p++) {
+        if (dg_mask_plain[*p] || *p >= 0x80) {
+            continue;
+        }
+
+        rc = dg_mask_out_put(o, s, p - s);
+        if (rc != 0) {
+            return rc;
+        }
+
+        e[0] = '\\';
+        el = 2;
+
+        switch (*p) {
+        case '"':  e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        default:
+            e[1] = 'u';
+            e[2] = '0';
+            e[3] = '0';
+            e[4] = hex[*p >> 4];
+            e[5] = hex[*p & 0xf];
+            el = 6;
+        }
+
+        rc = dg_mask_out_put(o, e, el);
+        if (rc != 0) {
+            return rc;
+        }
+
+        s = p + 1;
+    }
+
+    return dg_mask_out_put(o, s, p - s);
 }

@@ -51,6 +51,20 @@ DG_MASK_LOCAL const uint8_t  dg_det_ascii[128] = {
 };
 
 
+/* 1: printable ASCII that needs no escaping in a JSON string */
+DG_MASK_LOCAL const uint8_t  dg_mask_plain[256] = {
+#define P16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    P16(0), P16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,     /* 0x20: '"' */
+    P16(1), P16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,     /* 0x50: '\\' */
+    P16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,     /* 0x7f */
+    P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), P16(0)
+#undef P16
+};
+
+
 #if (DG_MASK_X86)
 
 /* '"', '\\' and 0x1f in every byte */
