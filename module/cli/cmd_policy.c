@@ -293,28 +293,6 @@ dg_print_limits(const dg_dataset_t *ds, const dg_consumer_t *c,
 }
 
 
-static void
-dg_spec_str(const dg_mask_spec_t *s, char *buf, size_t len)
-{
-    const char  *name;
-
-    name = dg_mask_method_name(s->method);
-    if (name == NULL) {
-        name = "?";
-    }
-
-    if (s->method == DG_MASK_KEEP) {
-        snprintf(buf, len, "%s(%u,%u)", name, s->a, s->b);
-
-    } else if (s->method == DG_MASK_ADDRESS && s->a) {
-        snprintf(buf, len, "%s(%u)", name, s->a);
-
-    } else {
-        snprintf(buf, len, "%s", name);
-    }
-}
-
-
 static int
 dg_grant_drops(const dg_grant_t *g, const dg_str_t *key)
 {
@@ -396,7 +374,7 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     for (i = 0; i < pl->nfields && i < 1024; i++) {
         cls = pl->classes[i];
         cl = cls >= 0 ? &p->classes[cls] : NULL;
-        dg_spec_str(&pl->actions[i], spec, sizeof(spec));
+        dg_mask_spec_str(&pl->actions[i], spec, sizeof(spec));
 
         if (pl->actions[i].method == DG_MASK_DROP
             && dg_grant_drops(g, &keys[i]))

@@ -65,23 +65,27 @@
 #include <stdint.h>
 
 
-/* masking methods, SPEC.md "Masking" */
+/*
+ * The masking methods.  What each writes (its name, parameters and the
+ * characters it keeps) is its row of dg_mask_methods[] in
+ * dg_mask_method.c, the one place it is written.
+ */
 typedef enum {
     DG_MASK_CLEAR = 0,          /* shown as is (listed, not masked) */
-    DG_MASK_ID_CARD,            /* keep first 6, last 4 */
-    DG_MASK_PHONE,              /* keep first 3, last 4 */
-    DG_MASK_NAME,               /* keep first character */
-    DG_MASK_BANK_CARD,          /* 12 '*' then the last 4 */
-    DG_MASK_EMAIL,              /* first char of local part + "***@domain" */
-    DG_MASK_ADDRESS,            /* keep first a (default 6) chars + "****" */
-    DG_MASK_KEEP,               /* keep first a and last b chars */
-    DG_MASK_LANDLINE,           /* 0771-5551234 -> 0771-*****34 */
-    DG_MASK_PLATE,              /* 桂A12345 -> 桂A1***5 */
-    DG_MASK_IPV4,               /* 10.2.3.4 -> 10.*.*.* */
-    DG_MASK_DATE_YEAR,          /* 1990-03-07 -> 1990 */
+    DG_MASK_ID_CARD,
+    DG_MASK_PHONE,
+    DG_MASK_NAME,
+    DG_MASK_BANK_CARD,
+    DG_MASK_EMAIL,
+    DG_MASK_ADDRESS,            /* address(a) */
+    DG_MASK_KEEP,               /* keep(a,b) */
+    DG_MASK_LANDLINE,
+    DG_MASK_PLATE,
+    DG_MASK_IPV4,
+    DG_MASK_DATE_YEAR,
     DG_MASK_HASH,               /* HMAC-SHA-256 pseudonym (hex) */
-    DG_MASK_REDACT,             /* "***" */
-    DG_MASK_NULL,               /* null */
+    DG_MASK_REDACT,
+    DG_MASK_NULL,
     DG_MASK_DROP,               /* key and value removed */
     DG_MASK_METHOD_MAX
 } dg_mask_method_e;
@@ -289,8 +293,12 @@ int dg_mask_text_candidate(const uint8_t *v, size_t len);
 int dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
     void *work, uint8_t *out, size_t *outlen, uint64_t *hits);
 
-/* method name <-> spec, for the policy loader: "keep(3,4)", "address(8)" */
+/* method name <-> spec, for the policy loader: "keep(3,4)", "address(8)";
+ * dg_mask_spec_str() writes a spec as the policy would (into buf, which
+ * it returns; "?" for no method) */
 int dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec);
+const char *dg_mask_spec_str(const dg_mask_spec_t *spec, char *buf,
+    size_t len);
 const char *dg_mask_method_name(unsigned method);
 
 #endif /* DG_MASK_H */

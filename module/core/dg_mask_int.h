@@ -93,22 +93,60 @@ int dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     int quoted);
 
 /*
- * dg_mask_apply(o, spec, v, len, key, keylen, 1) for a value whose input
- * may be read up to end (end >= v + len: a stream's span, in which the
- * closing quote and the byte after the value lie), so that it is loaded
- * in whole vector blocks, without copying its tail.  Same output, errors
- * and counters.  dg_mask_span_fn[method]: the common methods on values
- * without escapes, AVX2 code (the caller's avx2: a constant where the
- * stream's isa has DG_MASK_ISA_AVX2); returns 0, an error, or 1: not
- * taken (NULL: none).
+ * A value whose input may be read up to end (end >= v + len: a stream's
+ * span, in which the closing quote and the byte after the value lie),
+ * masked as dg_mask_apply(o, spec, v, len, key, keylen, 1) does, loaded in
+ * whole vector blocks, without copying its tail: same output, errors and
+ * counters.  The span function of a method (AVX2 code) takes the common
+ * values, without escapes; it returns 0, an error, or 1: not taken.
  */
 typedef int (*dg_mask_span_pt)(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *end);
 
-extern DG_MASK_LOCAL const dg_mask_span_pt
-    dg_mask_span_fn[DG_MASK_METHOD_MAX];
+
+/*
+ * The masking methods, one row each (dg_mask_methods[] in
+ * dg_mask_method.c): the one place where a method's name, parameters and
+ * cut are written.  The spec parser and writer, the general and the fast
+ * writers of the methods and their span functions all read it.
+ */
+#define DG_MASK_P_NONE      0       /* "name" */
+#define DG_MASK_P_A         1       /* "name" or "name(a)": a replaces the
+                                       row's a (0: the row's) */
+#define DG_MASK_P_AB        2       /* "name(a,b)", both required */
+
+typedef struct {
+    const char                 *name;       /* as the policy writes it */
+    uint8_t                     params;     /* DG_MASK_P_* */
+    uint8_t                     keep;       /* keep-like: a prefix and a
+                                               suffix kept, stars between */
+    uint8_t                     a;          /* kept prefix, characters */
+    uint8_t                     b;          /* kept suffix, characters */
+    uint8_t                     stars;      /* '*' between them; 0: one per
+                                               character hidden */
+    dg_mask_span_pt             span;       /* on a span (AVX2), or NULL */
+} dg_mask_method_t;
+
+extern DG_MASK_LOCAL const dg_mask_method_t
+    dg_mask_methods[DG_MASK_METHOD_MAX];
 
 
+/* the prefix and suffix a keep-like spec keeps: its row's, or its own */
+static inline __attribute__((always_inline)) void
+dg_mask_cut(const dg_mask_spec_t *spec, size_t *a, size_t *b)
+{
+    const dg_mask_method_t  *mt;
+
+    mt = &dg_mask_methods[spec->method];
+
+    *a = (mt->params == DG_MASK_P_AB
+          || (mt->params == DG_MASK_P_A && spec->a != 0)) ? spec->a : mt->a;
+    *b = (mt->params == DG_MASK_P_AB) ? spec->b : mt->b;
+}
+
+
+/* avx2: the caller runs AVX2 code (a constant in the member loop's copy
+ * for AVX2, see DG_MASK_ISA_AVX2) */
 static inline int
 dg_mask_apply_span(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *end, const uint8_t *key,
@@ -118,7 +156,7 @@ dg_mask_apply_span(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     int              rc;
 
     if (avx2 && spec->method < DG_MASK_METHOD_MAX) {
-        fn = dg_mask_span_fn[spec->method];
+        fn = dg_mask_methods[spec->method].span;
         if (fn != NULL) {
             rc = fn(o, spec, v, len, end);
             if (rc != 1) {

@@ -1,6 +1,7 @@
 /*
- * datagate core: masking methods (SPEC.md "Masking"), the detect
- * validators (resident ID, mobile, bank card, USCC) and method names.
+ * datagate core: the masking methods: their table (dg_mask_methods[],
+ * one row per method, the one place a method's name, parameters and cut
+ * are written), the methods, and the spec parser and writer.
  *
  * All methods work on code points of a decoded, validated UTF-8 value and
  * never leak a value too short for the method: when a value has fewer
@@ -13,11 +14,12 @@
  * keep-like methods, address, bank_card and email then write an
  * escape-free value straight into the output buffer (dg_mask_apply_fast).
  * A value in a stream's input span, which may be read past its end, goes
- * first to dg_mask_span_fn (AVX2): one function per method, whole-block
+ * first to its method's span function (AVX2): one per method, whole-block
  * loads without a tail copy, Chinese text validated by a shorter check
  * than the general one, the result written with 32-byte stores.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
@@ -25,13 +27,6 @@
 #include "dg_mask.h"
 #include "dg_mask_int.h"
 #include "dg_mask_scan.h"
-
-
-static const char  *dg_mask_names[DG_MASK_METHOD_MAX] = {
-    "clear", "id_card", "phone", "name", "bank_card", "email", "address",
-    "keep", "landline", "plate", "ipv4", "date_year", "hash", "redact",
-    "null", "drop"
-};
 
 
 #if (DG_MASK_X86)
@@ -227,10 +222,11 @@ dg_mask_utf8_off(const uint8_t *p, size_t n, size_t k)
 }
 
 
-/* first a and last b code points kept, one '*' per hidden one */
+/* first a and last b code points kept; between them stars '*', or one
+ * per hidden code point (stars 0) */
 static int
 dg_mask_keep(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n,
-    size_t a, size_t b)
+    size_t a, size_t b, size_t stars)
 {
     size_t  pa, pb;
     int     rc;
@@ -240,11 +236,11 @@ dg_mask_keep(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n,
     }
 
     pa = dg_mask_utf8_off(v, len, a);
-    pb = dg_mask_utf8_off(v, len, n - b);
+    pb = b ? dg_mask_utf8_off(v, len, n - b) : len;
 
     rc = dg_mask_put_escaped(o, v, pa);
     if (rc == 0) {
-        rc = dg_mask_put_stars(o, n - a - b);
+        rc = dg_mask_put_stars(o, stars ? stars : n - a - b);
     }
     if (rc == 0) {
         rc = dg_mask_put_escaped(o, v + pb, len - pb);
@@ -254,11 +250,16 @@ dg_mask_keep(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n,
 }
 
 
+/* the first character(s) of the local part, when it has more, then
+ * stars and "@domain" */
 static int
 dg_mask_email(dg_mask_out_t *o, const uint8_t *v, size_t len)
 {
-    size_t  at;
-    int     rc;
+    const dg_mask_method_t  *mt;
+    size_t                   at;
+    int                      rc;
+
+    mt = &dg_mask_methods[DG_MASK_EMAIL];
 
     for (at = len; at > 0; at--) {
         if (v[at - 1] == '@') {
@@ -268,19 +269,19 @@ dg_mask_email(dg_mask_out_t *o, const uint8_t *v, size_t len)
 
     if (at == 0) {
         /* no '@': nothing to keep */
-        return dg_mask_out_put(o, (const uint8_t *) "***", 3);
+        return dg_mask_put_stars(o, mt->stars);
     }
 
     at--;
 
-    if (dg_mask_utf8_count(v, at, o->isa) >= 2) {
-        rc = dg_mask_put_escaped(o, v, dg_mask_utf8_off(v, at, 1));
+    if (dg_mask_utf8_count(v, at, o->isa) >= (long) mt->a + 1) {
+        rc = dg_mask_put_escaped(o, v, dg_mask_utf8_off(v, at, mt->a));
         if (rc != 0) {
             return rc;
         }
     }
 
-    rc = dg_mask_out_put(o, (const uint8_t *) "***", 3);
+    rc = dg_mask_put_stars(o, mt->stars);
     if (rc != 0) {
         return rc;
     }
@@ -289,12 +290,16 @@ dg_mask_email(dg_mask_out_t *o, const uint8_t *v, size_t len)
 }
 
 
-/* 0771-5551234 -> 0771-*****34; without '-': keep(3,2) */
+/* 0771-5551234 -> 0771-*****34: the area code kept, and the number's last
+ * b digits; without '-': keep(a,b) */
 static int
 dg_mask_landline(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n)
 {
-    size_t  dash, rn;
-    int     rc;
+    const dg_mask_method_t  *mt;
+    size_t                   dash, rn;
+    int                      rc;
+
+    mt = &dg_mask_methods[DG_MASK_LANDLINE];
 
     for (dash = 0; dash < len; dash++) {
         if (v[dash] == '-') {
@@ -303,7 +308,7 @@ dg_mask_landline(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n)
     }
 
     if (dash == len || dash == 0) {
-        return dg_mask_keep(o, v, len, n, 3, 2);
+        return dg_mask_keep(o, v, len, n, mt->a, mt->b, 0);
     }
 
     dash++;
@@ -314,7 +319,7 @@ dg_mask_landline(dg_mask_out_t *o, const uint8_t *v, size_t len, size_t n)
 
     rn = dg_mask_utf8_count(v + dash, len - dash, o->isa);
 
-    return dg_mask_keep(o, v + dash, len - dash, rn, 0, 2);
+    return dg_mask_keep(o, v + dash, len - dash, rn, 0, mt->b, 0);
 }
 
 
@@ -420,50 +425,6 @@ dg_mask_hmac(dg_mask_out_t *o, const uint8_t *v, size_t len,
 }
 
 
-/*
- * 6222021234567890123 -> ************0123: always 12 '*' then the last 4
- * characters, so the length of the card is not shown either; a value of 4
- * characters or fewer becomes one '*' per character.
- */
-static int
-dg_mask_bank_card(dg_mask_out_t *o, const uint8_t *v, size_t len,
-    int quoted)
-{
-    long    n;
-    size_t  pb;
-    int     rc;
-
-    n = dg_mask_utf8_count(v, len, o->isa);
-    if (n < 0) {
-        return DG_MASK_E_UTF8;
-    }
-
-    if (quoted) {
-        rc = dg_mask_out_put(o, (const uint8_t *) "\"", 1);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-
-    if (n <= 4) {
-        rc = dg_mask_put_stars(o, n);
-
-    } else {
-        pb = dg_mask_utf8_off(v, len, n - 4);
-        rc = dg_mask_put_stars(o, 12);
-        if (rc == 0) {
-            rc = dg_mask_put_escaped(o, v + pb, len - pb);
-        }
-    }
-
-    if (rc == 0 && quoted) {
-        rc = dg_mask_out_put(o, (const uint8_t *) "\"", 1);
-    }
-
-    return rc;
-}
-
-
 /* n <= 32 bytes without a library call */
 static inline __attribute__((always_inline)) void
 dg_mask_cpy32(uint8_t *d, const uint8_t *s, size_t n)
@@ -516,14 +477,6 @@ dg_mask_cpy(uint8_t *d, const uint8_t *s, size_t n)
     }
 
     dg_mask_cpy32(d, s, n);
-}
-
-
-/* a keep-like value of n code points too short to keep any: all stars */
-static inline int
-dg_mask_all_stars(unsigned method, size_t n, size_t a, size_t b)
-{
-    return n < a + b + 1 || (method == DG_MASK_BANK_CARD && n <= 4);
 }
 
 
@@ -584,48 +537,24 @@ static int
 dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, int quoted)
 {
-    dg_mask_vinfo_t  vi;
-    const uint8_t   *at;
-    uint8_t         *d;
-    size_t           a, b, n, pa, pb, k;
-    int              rc;
+    const dg_mask_method_t  *mt;
+    dg_mask_vinfo_t          vi;
+    const uint8_t           *at;
+    uint8_t                 *d;
+    size_t                   a, b, n, pa, pb, k;
+    int                      rc;
 
-    switch (spec->method) {
-    case DG_MASK_ID_CARD:
-        a = 6;
-        b = 4;
-        break;
-    case DG_MASK_PHONE:
-        a = 3;
-        b = 4;
-        break;
-    case DG_MASK_NAME:
-        a = 1;
-        b = 0;
-        break;
-    case DG_MASK_PLATE:
-        a = 3;
-        b = 1;
-        break;
-    case DG_MASK_KEEP:
-        a = spec->a;
-        b = spec->b;
-        break;
-    case DG_MASK_BANK_CARD:
-        a = 0;
-        b = 4;
-        break;
-    case DG_MASK_ADDRESS:
-        a = spec->a ? spec->a : 6;
-        b = 0;
-        break;
-    case DG_MASK_EMAIL:
-        a = 0;
-        b = 0;
-        break;
-    default:
+    if (spec->method >= DG_MASK_METHOD_MAX) {
         return 1;
     }
+
+    mt = &dg_mask_methods[spec->method];
+
+    if (!mt->keep && spec->method != DG_MASK_EMAIL) {
+        return 1;
+    }
+
+    dg_mask_cut(spec, &a, &b);
 
     rc = dg_mask_out_room(o, len + 32);
     if (rc != 0) {
@@ -655,38 +584,30 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
             }
         }
 
+        /* the row of DG_MASK_EMAIL: constants */
+        k = dg_mask_methods[DG_MASK_EMAIL].stars;
+
         if (at == v) {
-            memcpy(d, "***", 3);
-            d += 3;
+            memcpy(d, DG_MASK_STARS, k);
+            d += k;
 
         } else {
             at--;
-            k = dg_mask_vinfo_off(&vi, v, len, 1);
-            if (at > v && k < (size_t) (at - v)) {
-                /* two or more characters before '@': keep the first */
-                dg_mask_cpy(d, v, k);
-                d += k;
+            pa = dg_mask_vinfo_off(&vi, v, len,
+                                   dg_mask_methods[DG_MASK_EMAIL].a);
+            if (at > v && pa < (size_t) (at - v)) {
+                /* more characters before '@' than it keeps */
+                dg_mask_cpy(d, v, pa);
+                d += pa;
             }
-            memcpy(d, "***", 3);
-            d += 3;
+            memcpy(d, DG_MASK_STARS, k);
+            d += k;
             dg_mask_cpy(d, at, v + len - at);
             d += v + len - at;
         }
 
-    } else if (spec->method == DG_MASK_ADDRESS) {
-        if (n <= a) {
-            memset(d, '*', n);
-            d += n;
-
-        } else {
-            pa = dg_mask_vinfo_off(&vi, v, len, a);
-            dg_mask_cpy(d, v, pa);
-            d += pa;
-            memcpy(d, "****", 4);
-            d += 4;
-        }
-
-    } else if (dg_mask_all_stars(spec->method, n, a, b)) {
+    } else if (n < a + b + 1) {
+        /* too short to keep anything */
         memset(d, '*', n);
         d += n;
 
@@ -697,7 +618,7 @@ dg_mask_apply_fast(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 
         dg_mask_cpy(d, v, pa);
         d += pa;
-        k = (spec->method == DG_MASK_BANK_CARD) ? 12 : n - a - b;
+        k = mt->stars ? mt->stars : n - a - b;
         if (k <= 16) {
             /* the room asked for above takes 16 bytes here */
             memcpy(d, DG_MASK_STARS, 16);
@@ -723,19 +644,16 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *key, size_t keylen,
     int quoted)
 {
-    long    n;
-    size_t  a;
-    int     rc;
+    const dg_mask_method_t  *mt;
+    long                     n;
+    size_t                   a, b;
+    int                      rc;
 
     if (spec->method != DG_MASK_CLEAR) {
         rc = dg_mask_apply_fast(o, spec, v, len, quoted);
         if (rc <= 0) {
             return rc;
         }
-    }
-
-    if (spec->method == DG_MASK_BANK_CARD) {
-        return dg_mask_bank_card(o, v, len, quoted);
     }
 
     n = dg_mask_utf8_count(v, len, o->isa);
@@ -760,50 +678,25 @@ dg_mask_apply(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         }
     }
 
-    switch (spec->method) {
+    mt = (spec->method < DG_MASK_METHOD_MAX) ? &dg_mask_methods[spec->method]
+                                              : NULL;
+
+    if (mt != NULL && mt->keep) {
+        dg_mask_cut(spec, &a, &b);
+        rc = dg_mask_keep(o, v, len, n, a, b, mt->stars);
+
+    } else switch (spec->method) {
 
     case DG_MASK_CLEAR:
         rc = dg_mask_put_escaped(o, v, len);
-        break;
-
-    case DG_MASK_ID_CARD:
-        rc = dg_mask_keep(o, v, len, n, 6, 4);
-        break;
-
-    case DG_MASK_PHONE:
-        rc = dg_mask_keep(o, v, len, n, 3, 4);
-        break;
-
-    case DG_MASK_NAME:
-        rc = dg_mask_keep(o, v, len, n, 1, 0);
         break;
 
     case DG_MASK_EMAIL:
         rc = dg_mask_email(o, v, len);
         break;
 
-    case DG_MASK_ADDRESS:
-        a = spec->a ? spec->a : 6;
-        if ((size_t) n <= a) {
-            rc = dg_mask_put_stars(o, n);
-            break;
-        }
-        rc = dg_mask_put_escaped(o, v, dg_mask_utf8_off(v, len, a));
-        if (rc == 0) {
-            rc = dg_mask_put_stars(o, 4);
-        }
-        break;
-
-    case DG_MASK_KEEP:
-        rc = dg_mask_keep(o, v, len, n, spec->a, spec->b);
-        break;
-
     case DG_MASK_LANDLINE:
         rc = dg_mask_landline(o, v, len, n);
-        break;
-
-    case DG_MASK_PLATE:
-        rc = dg_mask_keep(o, v, len, n, 3, 1);
         break;
 
     case DG_MASK_IPV4:
@@ -856,8 +749,9 @@ dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
 
 
 /*
- * dg_mask_span_fn: dg_mask_apply(..., 1) of a value in a stream's input
- * span, readable up to end.  With AVX2 a value of up to 96 bytes is
+ * The span functions (the span column of dg_mask_methods[]):
+ * dg_mask_apply(..., 1) of a value in a stream's input span, readable up
+ * to end.  With AVX2 a value of up to 96 bytes is
  * loaded in whole blocks (the bytes after it are replaced, never used)
  * and a longer one is scanned without copying its last block; the masked
  * value is written with 32-byte stores into the room asked for
@@ -867,45 +761,6 @@ dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
  * CPU has AVX2, POPCNT and BMI and the stream may use them
  * (DG_MASK_ISA_AVX2, see dg_mask_apply_span()).
  */
-
-
-/* the kept prefix (a) and suffix (b) of the methods done here; 0: none */
-static inline __attribute__((always_inline)) int
-dg_mask_span_ab(const dg_mask_spec_t *spec, size_t *a, size_t *b)
-{
-    switch (spec->method) {
-    case DG_MASK_ID_CARD:
-        *a = 6;
-        *b = 4;
-        return 1;
-    case DG_MASK_PHONE:
-        *a = 3;
-        *b = 4;
-        return 1;
-    case DG_MASK_NAME:
-        *a = 1;
-        *b = 0;
-        return 1;
-    case DG_MASK_PLATE:
-        *a = 3;
-        *b = 1;
-        return 1;
-    case DG_MASK_KEEP:
-        *a = spec->a;
-        *b = spec->b;
-        return 1;
-    case DG_MASK_BANK_CARD:
-        *a = 0;
-        *b = 4;
-        return 1;
-    case DG_MASK_ADDRESS:
-        *a = spec->a ? spec->a : 6;
-        *b = 0;
-        return 1;
-    }
-
-    return 0;
-}
 
 
 #if (DG_MASK_X86)
@@ -950,9 +805,7 @@ dg_mask_span_put(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     d = o->buf + o->len;
     *d++ = '"';
 
-    if (method == DG_MASK_ADDRESS ? n <= a
-        : dg_mask_all_stars(method, n, a, b))
-    {
+    if (n < a + b + 1) {
         /* too short to keep anything */
         dg_mask_span_stars(d, n);
         d += n;
@@ -998,16 +851,20 @@ dg_mask_span_put(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     }
     d += pa;
 
-    if (method == DG_MASK_ADDRESS) {
-        memcpy(d, "****\"", 5);
-        d += 5;
+    k = dg_mask_methods[method].stars;
+
+    if (k && b == 0) {
+        /* a mark of stars ends it (address) */
+        memcpy(d, DG_MASK_STARS, k);
+        d += k;
+        *d++ = '"';
         o->len = d - o->buf;
         return 0;
     }
 
     pb = dg_mask_tail_off(v, len, b, high);
 
-    k = (method == DG_MASK_BANK_CARD) ? 12 : n - a - b;
+    k = k ? k : n - a - b;
     dg_mask_span_stars(d, k);
     d += k;
 
@@ -1038,8 +895,9 @@ dg_mask_span_put(dg_mask_out_t *o, const dg_mask_spec_t *spec,
  * that hold it readable, room in the buffer.  Whole blocks are loaded; in
  * the last one the bytes after the value become spaces (ASCII: a sequence
  * cut by the end is TOO_SHORT; no escape; kept out of the code point
- * starts).  One copy per method, so that its cuts are constants, and
- * values of one block apart from longer ones (fewer registers).
+ * starts).  One copy per method, so that its cut (its row of
+ * dg_mask_methods[]) is constants, and values of one block apart from
+ * longer ones (fewer registers).
  */
 
 /* the value fits the leaf: its last block is readable, the room is there */
@@ -1203,29 +1061,37 @@ dg_mask_span_more(dg_mask_out_t *o, const dg_mask_spec_t *spec,
         return name##_more(o, spec, v, len, end);                             \
     }
 
-DG_MASK_SPAN_FN(dg_mask_span_id_card, DG_MASK_ID_CARD, 6, 4)
-DG_MASK_SPAN_FN(dg_mask_span_phone, DG_MASK_PHONE, 3, 4)
-DG_MASK_SPAN_FN(dg_mask_span_name, DG_MASK_NAME, 1, 0)
-DG_MASK_SPAN_FN(dg_mask_span_plate, DG_MASK_PLATE, 3, 1)
-DG_MASK_SPAN_FN(dg_mask_span_bank_card, DG_MASK_BANK_CARD, 0, 4)
+/* a method's copy with the cut of its row */
+#define DG_MASK_SPAN_ROW(name, method)                                       \
+    DG_MASK_SPAN_FN(name, method, dg_mask_methods[method].a,                  \
+                    dg_mask_methods[method].b)
+
+DG_MASK_SPAN_ROW(dg_mask_span_id_card, DG_MASK_ID_CARD)
+DG_MASK_SPAN_ROW(dg_mask_span_phone, DG_MASK_PHONE)
+DG_MASK_SPAN_ROW(dg_mask_span_name, DG_MASK_NAME)
+DG_MASK_SPAN_ROW(dg_mask_span_plate, DG_MASK_PLATE)
+DG_MASK_SPAN_ROW(dg_mask_span_bank_card, DG_MASK_BANK_CARD)
+DG_MASK_SPAN_ROW(dg_mask_span_address_row, DG_MASK_ADDRESS)
 DG_MASK_SPAN_FN(dg_mask_span_keep, DG_MASK_KEEP, spec->a, spec->b)
-DG_MASK_SPAN_FN(dg_mask_span_address6, DG_MASK_ADDRESS, 6, 0)
-DG_MASK_SPAN_FN(dg_mask_span_address_a, DG_MASK_ADDRESS, spec->a, 0)
+DG_MASK_SPAN_FN(dg_mask_span_address_a, DG_MASK_ADDRESS, spec->a,
+                dg_mask_methods[DG_MASK_ADDRESS].b)
 
 
-/* address(a): the default (6) with its cut a constant */
+/* address(a): the row's cut (address, address(0), or a the same) with
+ * its cut a constant */
 __attribute__((target("avx2,popcnt,bmi")))
 static int
 dg_mask_span_address(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     const uint8_t *v, size_t len, const uint8_t *end)
 {
-    if (spec->a == 0 || spec->a == 6) {
-        return dg_mask_span_address6(o, spec, v, len, end);
+    if (spec->a == 0 || spec->a == dg_mask_methods[DG_MASK_ADDRESS].a) {
+        return dg_mask_span_address_row(o, spec, v, len, end);
     }
 
     return dg_mask_span_address_a(o, spec, v, len, end);
 }
 
+#undef DG_MASK_SPAN_ROW
 #undef DG_MASK_SPAN_FN
 
 
@@ -1243,9 +1109,13 @@ dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
     avail = end - v;
     need = len + 64;
 
-    if (!dg_mask_span_ab(spec, &a, &b) || avail < 32) {
+    if (spec->method >= DG_MASK_METHOD_MAX
+        || dg_mask_methods[spec->method].span == NULL || avail < 32)
+    {
         return 1;
     }
+
+    dg_mask_cut(spec, &a, &b);
 
     if (need > o->cap - o->len) {
         rc = dg_mask_out_room(o, need);
@@ -1255,7 +1125,7 @@ dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 
         /* room now: the leaf, when it takes the value */
         if (dg_mask_span_fits(o, v, len, end)) {
-            return dg_mask_span_fn[spec->method](o, spec, v, len, end);
+            return dg_mask_methods[spec->method].span(o, spec, v, len, end);
         }
     }
 
@@ -1272,25 +1142,88 @@ dg_mask_apply_span_long(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 }
 
 
-DG_MASK_LOCAL const dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX] = {
-    [DG_MASK_ID_CARD] = dg_mask_span_id_card,
-    [DG_MASK_PHONE] = dg_mask_span_phone,
-    [DG_MASK_NAME] = dg_mask_span_name,
-    [DG_MASK_PLATE] = dg_mask_span_plate,
-    [DG_MASK_KEEP] = dg_mask_span_keep,
-    [DG_MASK_BANK_CARD] = dg_mask_span_bank_card,
-    [DG_MASK_ADDRESS] = dg_mask_span_address
-};
+#define DG_MASK_SPAN(fn)  fn
 
 #else
 
-/* no vector code: no value taken here */
-DG_MASK_LOCAL const dg_mask_span_pt  dg_mask_span_fn[DG_MASK_METHOD_MAX];
+/* no vector code: no value is taken on a span */
+#define DG_MASK_SPAN(fn)  NULL
 
 #endif
 
 
-/* method names */
+/*
+ * The masking methods.  a, b: the characters a keep-like method keeps at
+ * the start and at the end (a value of fewer than a + b + 1 characters
+ * becomes all stars); stars: how many '*' stand between them (0: one per
+ * character hidden).  A method with parameters takes them from the spec
+ * (dg_mask_cut()).
+ */
+DG_MASK_LOCAL const dg_mask_method_t  dg_mask_methods[DG_MASK_METHOD_MAX] = {
+
+    /* shown as is (listed, not masked) */
+    [DG_MASK_CLEAR] = { "clear", DG_MASK_P_NONE, 0, 0, 0, 0, NULL },
+
+    /* 450103199003071242 -> 450103********1242 */
+    [DG_MASK_ID_CARD] = { "id_card", DG_MASK_P_NONE, 1, 6, 4, 0,
+                          DG_MASK_SPAN(dg_mask_span_id_card) },
+
+    /* 13877112345 -> 138****2345 */
+    [DG_MASK_PHONE] = { "phone", DG_MASK_P_NONE, 1, 3, 4, 0,
+                        DG_MASK_SPAN(dg_mask_span_phone) },
+
+    /* 韦小宝 -> 韦** */
+    [DG_MASK_NAME] = { "name", DG_MASK_P_NONE, 1, 1, 0, 0,
+                       DG_MASK_SPAN(dg_mask_span_name) },
+
+    /* 6222021234567890123 -> ************0123: always 12 '*', so that the
+     * length of the card is not shown either */
+    [DG_MASK_BANK_CARD] = { "bank_card", DG_MASK_P_NONE, 1, 0, 4, 12,
+                            DG_MASK_SPAN(dg_mask_span_bank_card) },
+
+    /* weixb@example.cn -> w***@example.cn: a characters of the local part
+     * when it has more (dg_mask_email()) */
+    [DG_MASK_EMAIL] = { "email", DG_MASK_P_NONE, 0, 1, 0, 3, NULL },
+
+    /* address or address(a): the first a characters, then "****" */
+    [DG_MASK_ADDRESS] = { "address", DG_MASK_P_A, 1, 6, 0, 4,
+                          DG_MASK_SPAN(dg_mask_span_address) },
+
+    /* keep(a,b): the first a and the last b characters */
+    [DG_MASK_KEEP] = { "keep", DG_MASK_P_AB, 1, 0, 0, 0,
+                       DG_MASK_SPAN(dg_mask_span_keep) },
+
+    /* 0771-5551234 -> 0771-*****34; without '-': keep(a,b)
+     * (dg_mask_landline()) */
+    [DG_MASK_LANDLINE] = { "landline", DG_MASK_P_NONE, 0, 3, 2, 0, NULL },
+
+    /* 桂A12345 -> 桂A1***5 */
+    [DG_MASK_PLATE] = { "plate", DG_MASK_P_NONE, 1, 3, 1, 0,
+                        DG_MASK_SPAN(dg_mask_span_plate) },
+
+    /* 10.2.3.4 -> 10.*.*.* */
+    [DG_MASK_IPV4] = { "ipv4", DG_MASK_P_NONE, 0, 0, 0, 0, NULL },
+
+    /* 1990-03-07 -> 1990 */
+    [DG_MASK_DATE_YEAR] = { "date_year", DG_MASK_P_NONE, 0, 0, 0, 0, NULL },
+
+    /* HMAC-SHA-256 pseudonym, 32 hex digits (a key per consumer) */
+    [DG_MASK_HASH] = { "hash", DG_MASK_P_NONE, 0, 0, 0, 0, NULL },
+
+    /* *** */
+    [DG_MASK_REDACT] = { "redact", DG_MASK_P_NONE, 0, 0, 0, 0, NULL },
+
+    /* null (*** inside a text) */
+    [DG_MASK_NULL] = { "null", DG_MASK_P_NONE, 0, 0, 0, 0, NULL },
+
+    /* the member removed, key and value (*** inside a text) */
+    [DG_MASK_DROP] = { "drop", DG_MASK_P_NONE, 0, 0, 0, 0, NULL }
+};
+
+#undef DG_MASK_SPAN
+
+
+/* specs as the policy writes them: "id_card", "keep(3,4)", "address(8)" */
 
 static int
 dg_mask_parse_uint8(const char **pp, const char *end, uint8_t *v)
@@ -1331,7 +1264,7 @@ dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec)
 {
     const char  *p, *end, *paren;
     size_t       nl;
-    unsigned     i;
+    unsigned     i, params;
 
     if (s == NULL || spec == NULL) {
         return -1;
@@ -1342,8 +1275,8 @@ dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec)
     nl = paren ? (size_t) (paren - s) : len;
 
     for (i = 0; i < DG_MASK_METHOD_MAX; i++) {
-        if (strlen(dg_mask_names[i]) == nl
-            && memcmp(dg_mask_names[i], s, nl) == 0)
+        if (strlen(dg_mask_methods[i].name) == nl
+            && memcmp(dg_mask_methods[i].name, s, nl) == 0)
         {
             break;
         }
@@ -1353,14 +1286,16 @@ dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec)
         return -1;
     }
 
+    params = dg_mask_methods[i].params;
+
     memset(spec, 0, sizeof(*spec));
     spec->method = (uint8_t) i;
 
     if (paren == NULL) {
-        return i == DG_MASK_KEEP ? -1 : 0;
+        return params == DG_MASK_P_AB ? -1 : 0;
     }
 
-    if (i != DG_MASK_KEEP && i != DG_MASK_ADDRESS) {
+    if (params == DG_MASK_P_NONE) {
         return -1;
     }
 
@@ -1370,7 +1305,7 @@ dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec)
         return -1;
     }
 
-    if (i == DG_MASK_KEEP) {
+    if (params == DG_MASK_P_AB) {
         if (p == end || *p != ',') {
             return -1;
         }
@@ -1389,11 +1324,41 @@ dg_mask_spec_parse(const char *s, size_t len, dg_mask_spec_t *spec)
 
 
 const char *
+dg_mask_spec_str(const dg_mask_spec_t *spec, char *buf, size_t len)
+{
+    const dg_mask_method_t  *mt;
+
+    if (len == 0) {
+        return buf;
+    }
+
+    if (spec->method >= DG_MASK_METHOD_MAX) {
+        snprintf(buf, len, "?");
+        return buf;
+    }
+
+    mt = &dg_mask_methods[spec->method];
+
+    if (mt->params == DG_MASK_P_AB) {
+        snprintf(buf, len, "%s(%u,%u)", mt->name, spec->a, spec->b);
+
+    } else if (mt->params == DG_MASK_P_A && spec->a) {
+        snprintf(buf, len, "%s(%u)", mt->name, spec->a);
+
+    } else {
+        snprintf(buf, len, "%s", mt->name);
+    }
+
+    return buf;
+}
+
+
+const char *
 dg_mask_method_name(unsigned method)
 {
     if (method >= DG_MASK_METHOD_MAX) {
         return NULL;
     }
 
-    return dg_mask_names[method];
+    return dg_mask_methods[method].name;
 }

@@ -1012,6 +1012,40 @@ test_value(void)
     }
     ok(dg_mask_method_name(DG_MASK_METHOD_MAX) == NULL, "name out of range");
 
+    /* dg_mask_spec_str() writes what dg_mask_spec_parse() reads back */
+    {
+        static const char  *specs[] = { "id_card", "phone", "name",
+            "bank_card", "email", "address", "address(8)", "keep(0,0)",
+            "keep(3,4)", "landline", "plate", "ipv4", "date_year", "hash",
+            "redact", "null", "drop", "clear" };
+        dg_mask_spec_t      t;
+        char                sbuf[32];
+        size_t              k;
+
+        for (k = 0; k < sizeof(specs) / sizeof(specs[0]); k++) {
+            ok(dg_mask_spec_parse(specs[k], strlen(specs[k]), &s) == 0
+               && strcmp(dg_mask_spec_str(&s, sbuf, sizeof(sbuf)), specs[k])
+                  == 0
+               && dg_mask_spec_parse(sbuf, strlen(sbuf), &t) == 0
+               && memcmp(&s, &t, sizeof(s)) == 0,
+               "spec %s written back as %s", specs[k], sbuf);
+        }
+
+        s.method = DG_MASK_METHOD_MAX;
+        is_str(dg_mask_spec_str(&s, sbuf, sizeof(sbuf)), "?",
+               "spec of no method");
+        s.method = DG_MASK_ADDRESS;
+        s.a = 0;
+        is_str(dg_mask_spec_str(&s, sbuf, sizeof(sbuf)), "address",
+               "address(0) is address");
+        is_int(dg_mask_spec_parse("address(0)", 10, &s), 0,
+               "address(0) parses");
+        is_int(dg_mask_spec_parse("address(3,4)", 12, &s), -1,
+               "address takes one");
+        is_int(dg_mask_spec_parse("keep(256,1)", 11, &s), -1,
+               "keep(256,1): too many");
+    }
+
     s.method = DG_MASK_HASH;
     s.a = s.b = 0;
     n = dg_mask_value(&s, (const uint8_t *) "13812345678", 11, hkey,
