@@ -93,10 +93,6 @@ static void ngx_http_datagate_audit_report(ngx_http_request_t *r,
     ngx_http_datagate_audit_res_t *res);
 
 
-static const char  *ngx_http_datagate_detect_names[DG_DETECT_MAX] = {
-    "id_number", "mobile", "bank_card", "uscc"
-};
-
 /* the chain head found in the file at configuration time; it seeds the
  * shared zone when the zone is new */
 static u_char      ngx_http_datagate_audit_head[DG_AUDIT_HEXLEN + 1];
@@ -568,9 +564,9 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     for (i = 0; i < DG_DETECT_MAX; i++) {
         if (lg->detect[i]) {
-            detected[f.ndetected].name = ngx_http_datagate_detect_names[i];
+            detected[f.ndetected].name = dg_mask_detect_kinds[i].name;
             detected[f.ndetected].len =
-                                ngx_strlen(ngx_http_datagate_detect_names[i]);
+                                ngx_strlen(dg_mask_detect_kinds[i].name);
             detected[f.ndetected].count = lg->detect[i];
             f.ndetected++;
         }
@@ -908,8 +904,8 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
             continue;
         }
 
-        l[1].data = (u_char *) ngx_http_datagate_detect_names[i];
-        l[1].len = ngx_strlen(ngx_http_datagate_detect_names[i]);
+        l[1].data = (u_char *) dg_mask_detect_kinds[i].name;
+        l[1].len = ngx_strlen(dg_mask_detect_kinds[i].name);
         len = ngx_http_datagate_stat_key(key, NGX_HTTP_DATAGATE_STAT_DETECT,
                                          l, 2);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);

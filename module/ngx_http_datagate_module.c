@@ -26,8 +26,6 @@ static ngx_int_t ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone,
 static void ngx_http_datagate_policy_cleanup(void *data);
 static ngx_int_t ngx_http_datagate_check_dataset(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_loc_conf_t *dlcf);
-static void ngx_http_datagate_detect_specs(
-    ngx_http_datagate_main_conf_t *dmcf);
 
 static ngx_int_t ngx_http_datagate_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_datagate_init(ngx_conf_t *cf);
@@ -371,43 +369,6 @@ ngx_http_datagate_policy_cleanup(void *data)
 }
 
 
-static void
-ngx_http_datagate_detect_specs(ngx_http_datagate_main_conf_t *dmcf)
-{
-    ngx_uint_t          i, k;
-    const dg_class_t   *cls;
-
-    static const char  *names[DG_DETECT_MAX] = {
-        "person.id_number", "person.phone", "finance.bank_card", "org.uscc"
-    };
-
-    dmcf->detect[DG_DETECT_ID_NUMBER].method = DG_MASK_ID_CARD;
-    dmcf->detect[DG_DETECT_MOBILE].method = DG_MASK_PHONE;
-    dmcf->detect[DG_DETECT_BANK_CARD].method = DG_MASK_BANK_CARD;
-    dmcf->detect[DG_DETECT_USCC].method = DG_MASK_KEEP;
-    dmcf->detect[DG_DETECT_USCC].a = 6;
-    dmcf->detect[DG_DETECT_USCC].b = 4;
-
-    if (dmcf->policy == NULL) {
-        return;
-    }
-
-    for (k = 0; k < DG_DETECT_MAX; k++) {
-        for (i = 0; i < dmcf->policy->nclasses; i++) {
-            cls = &dmcf->policy->classes[i];
-
-            if (cls->id.len == ngx_strlen(names[k])
-                && ngx_strncmp(cls->id.data, names[k], cls->id.len) == 0
-                && cls->mask.method != DG_MASK_CLEAR)
-            {
-                dmcf->detect[k] = cls->mask;
-                break;
-            }
-        }
-    }
-}
-
-
 static ngx_int_t
 ngx_http_datagate_check_dataset(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_loc_conf_t *dlcf)
@@ -674,7 +635,8 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ngx_http_datagate_detect_specs(dmcf);
+    /* the safety net's methods: each detect kind's class, or its own */
+    dg_policy_detect_specs(dmcf->policy, dmcf->detect, NULL);
 
     if (dmcf->geoip_path.len == 0) {
         for (i = 0; i < dmcf->policy->nconsumers; i++) {

@@ -19,6 +19,7 @@
 
 
 static void dg_print_headers(const dg_dataset_t *d, const dg_plan_t *pl);
+static void dg_print_detect(const dg_policy_t *p);
 
 static void
 dg_policy_usage(FILE *out)
@@ -434,7 +435,57 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
              "code are masked)"
            : "off");
 
+    if (pl->masks) {
+        dg_print_detect(p);
+    }
+
     dg_print_headers(d, pl);
+}
+
+
+/*
+ * The safety net's method for each detect kind (dg_mask_detect_kinds[]
+ * under this policy, as the gateway takes them): the body with detect on
+ * and the response headers are masked with these.
+ */
+static void
+dg_print_detect(const dg_policy_t *p)
+{
+    int                           cls[DG_DETECT_MAX];
+    char                          spec[64], why[256];
+    unsigned                      k;
+    dg_mask_spec_t                detect[DG_DETECT_MAX];
+    const dg_class_t             *c;
+    const dg_mask_detect_kind_t  *dk;
+
+    dg_policy_detect_specs(p, detect, cls);
+
+    printf("  safety net (detect, response headers), kind by kind:\n");
+    printf("    %-10s  %-26s  %-17s  %-12s  %s\n", "kind", "what", "class",
+           "method", "rule");
+
+    for (k = 0; k < DG_DETECT_MAX; k++) {
+        dk = &dg_mask_detect_kinds[k];
+        c = cls[k] >= 0 ? &p->classes[cls[k]] : NULL;
+        dg_mask_spec_str(&detect[k], spec, sizeof(spec));
+
+        if (c == NULL) {
+            snprintf(why, sizeof(why), "the kind's own (no class %s)",
+                     dk->class_id);
+
+        } else if (c->mask.method == DG_MASK_CLEAR) {
+            snprintf(why, sizeof(why), "the kind's own (class %s is clear, "
+                     "at %s:%u)", dk->class_id, c->src_file.data,
+                     c->src_line);
+
+        } else {
+            snprintf(why, sizeof(why), "the class's mask, at %s:%u",
+                     c->src_file.data, c->src_line);
+        }
+
+        printf("    %-10s  %-26s  %-17s  %-12s  %s\n", dk->name, dk->what,
+               dk->class_id, spec, why);
+    }
 }
 
 

@@ -163,14 +163,8 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
     m->flags = conf->rules->flags;
 
     for (k = 0; k < DG_DETECT_MAX; k++) {
-        m->detect[k] = conf->detect[k];
-        if (m->detect[k].method == DG_MASK_CLEAR
-            || m->detect[k].method >= DG_MASK_METHOD_MAX
-            || (m->detect[k].method == DG_MASK_HASH
-                && (conf->hash_key == NULL || conf->hash_key_len == 0)))
-        {
-            dg_mask_detect_default(k, &m->detect[k]);
-        }
+        dg_mask_detect_method(k, &conf->detect[k], conf->hash_key,
+                              conf->hash_key_len, &m->detect[k]);
     }
 
     p = (uint8_t *) m + dg_mask_align(sizeof(dg_mask_t));

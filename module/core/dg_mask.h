@@ -109,14 +109,37 @@ typedef struct {
                                            numbers and keys */
 
 
-/* detect kinds (safety net) */
+/* detect kinds (safety net), described by dg_mask_detect_kinds[] */
 enum {
     DG_DETECT_ID_NUMBER = 0,    /* 18-digit resident ID, MOD 11-2 */
-    DG_DETECT_MOBILE,           /* mainland mobile 1[3-9]x, 11 digits */
+    DG_DETECT_MOBILE,           /* mainland mobile, 11 digits */
     DG_DETECT_BANK_CARD,        /* 16-19 digits, Luhn */
     DG_DETECT_USCC,             /* 统一社会信用代码, GB 32100 */
     DG_DETECT_MAX
 };
+
+
+/*
+ * The detect kinds, one row each (dg_mask_kinds.c): the one place where
+ * what a kind is called, the policy class whose mask it takes and its
+ * default method are written.  The gateway and datagate policy explain
+ * read it (dg_policy_detect_specs()); policy/schema.md shows it.
+ */
+typedef struct {
+    const char                 *name;       /* "mobile": audit "detected",
+                                               metrics */
+    const char                 *what;       /* "mobile number" */
+    const char                 *class_id;   /* "person.phone": a policy
+                                               class of that id (its mask,
+                                               when not clear) */
+    dg_mask_spec_t              mask;       /* the mask without one */
+    int                       (*valid)(const uint8_t *r, size_t n);
+                                            /* 1: the n characters at r
+                                               (digits, capitals, X or x)
+                                               are one of this kind */
+} dg_mask_detect_kind_t;
+
+extern const dg_mask_detect_kind_t  dg_mask_detect_kinds[DG_DETECT_MAX];
 
 
 /* return codes */

@@ -1,6 +1,7 @@
 /*
  * datagate core: the masker's safety net in a stream (strings, keys,
- * numbers) and in one whole text (dg_mask_detect_text()).
+ * numbers) and in one whole text (dg_mask_detect_text()).  Response
+ * headers have a scanner of their own, dg_mask_text.c, which says why.
  *
  * detect.  The safety net reads a string (escapes decoded, the full-width
  * digits U+FF10-FF19 as digits) as characters and looks for candidates:
@@ -1092,18 +1093,8 @@ dg_mask_detect_text(const dg_mask_spec_t *detect, const uint8_t *hash_key,
     }
 
     for (k = 0; k < DG_DETECT_MAX; k++) {
-        if (detect != NULL) {
-            spec[k] = detect[k];
-        } else {
-            memset(&spec[k], 0, sizeof(dg_mask_spec_t));
-        }
-        if (spec[k].method == DG_MASK_CLEAR
-            || spec[k].method >= DG_MASK_METHOD_MAX
-            || (spec[k].method == DG_MASK_HASH
-                && (hash_key == NULL || hash_key_len == 0)))
-        {
-            dg_mask_detect_default(k, &spec[k]);
-        }
+        dg_mask_detect_method(k, detect ? &detect[k] : NULL, hash_key,
+                              hash_key_len, &spec[k]);
         h[k] = 0;
     }
 

@@ -201,8 +201,14 @@ unsigned dg_mask_detect_shape(const uint8_t *g, unsigned ng);
 int dg_mask_detect_groups(const uint8_t *d, size_t n, const uint8_t *g,
     unsigned ng, unsigned *skip);
 
-/* default method for a detect kind whose configured method is CLEAR */
-void dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec);
+/*
+ * The method a hit of kind is masked with: conf (NULL: none) when it is
+ * one the masker can apply (not clear, a method that exists, hash only
+ * with a key), else the kind's (dg_mask_detect_kinds[kind].mask).  The
+ * stream, dg_mask_detect_text() and dg_mask_text() all choose so.
+ */
+void dg_mask_detect_method(unsigned kind, const dg_mask_spec_t *conf,
+    const uint8_t *hash_key, size_t hash_key_len, dg_mask_spec_t *spec);
 
 
 

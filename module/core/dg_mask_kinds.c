@@ -1,6 +1,10 @@
 /*
- * datagate core: the detect kinds of the safety net: validators
- * and the shapes their candidates are written in.
+ * datagate core: the detect kinds of the safety net: their table
+ * (dg_mask_detect_kinds[], the one place a kind's name, class, default
+ * method and validator are written), the validators and the shapes their
+ * candidates are written in.  Both scanners of the safety net, the one
+ * of JSON streams (dg_mask_detect.c) and the one of headers
+ * (dg_mask_text.c), validate and mask through these.
  */
 
 #include <stddef.h>
@@ -15,7 +19,7 @@
  *   a province code of the mainland, Hong Kong, Macao or Taiwan (or 9
  *   and a province digit: the foreigner's permanent residence ID) and a
  *   real birth date from 1900 on;
- * - mobile: 11 digits in a segment the operators use (dg_mask_mobile);
+ * - mobile: 11 digits in a segment the operators use;
  * - bank card: 16 to 19 digits, Luhn, and an issuer the card schemes use
  *   (first digit 3-6 or 9, or 2221-2720);
  * - USCC (GB 32100): 18 characters: a registration authority (1-9, A, N,
@@ -27,6 +31,7 @@
 
 #define DG_ID_YEAR_MIN  1900
 #define DG_ID_YEAR_MAX  2099
+#define DG_USCC_LEN     18
 
 
 static unsigned
@@ -61,7 +66,7 @@ static const uint16_t  dg_mask_provinces[10] = {
 
 
 static int
-dg_mask_id_valid(const uint8_t *r)
+dg_mask_valid_id(const uint8_t *r, size_t n)
 {
     static const int    w[17] = { 7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10,
                                   5, 8, 4, 2 };
@@ -70,6 +75,10 @@ dg_mask_id_valid(const uint8_t *r)
                                        30, 31, 30, 31 };
     unsigned            i, s, y, mo, d;
     uint8_t             c;
+
+    if (n != DG_ID_LEN) {
+        return 0;
+    }
 
     s = 0;
     for (i = 0; i < 17; i++) {
@@ -129,9 +138,13 @@ static const uint16_t  dg_mask_segments[10] = {
 
 
 static int
-dg_mask_mobile(const uint8_t *r)
+dg_mask_valid_mobile(const uint8_t *r, size_t n)
 {
     size_t  i;
+
+    if (n != DG_MOBILE_LEN) {
+        return 0;
+    }
 
     if (r[0] != '1' || !(dg_mask_segments[r[1] - '0'] & (1u << (r[2] - '0'))))
     {
@@ -177,7 +190,7 @@ dg_mask_luhn(const uint8_t *r, size_t n)
 
 
 static int
-dg_mask_card(const uint8_t *r, size_t n)
+dg_mask_valid_card(const uint8_t *r, size_t n)
 {
     unsigned  bin;
 
@@ -204,7 +217,7 @@ dg_mask_card(const uint8_t *r, size_t n)
 
 
 static int
-dg_mask_uscc_valid(const uint8_t *r)
+dg_mask_valid_uscc(const uint8_t *r, size_t n)
 {
     static const char   alpha[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
     static const int    w[17] = { 1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25,
@@ -212,6 +225,10 @@ dg_mask_uscc_valid(const uint8_t *r)
     const char         *f;
     unsigned            i, s, v[18];
     int                 c;
+
+    if (n != DG_USCC_LEN) {
+        return 0;
+    }
 
     if (!((r[0] >= '1' && r[0] <= '9') || r[0] == 'A' || r[0] == 'N'
           || r[0] == 'Y')
@@ -323,8 +340,8 @@ dg_mask_detect_groups(const uint8_t *d, size_t n, const uint8_t *g,
         return -1;
     }
 
-    if ((kinds & (1u << DG_DETECT_ID_NUMBER)) && n == DG_ID_LEN
-        && dg_mask_id_valid(d))
+    if ((kinds & (1u << DG_DETECT_ID_NUMBER))
+        && dg_mask_detect_kinds[DG_DETECT_ID_NUMBER].valid(d, n))
     {
         return DG_DETECT_ID_NUMBER;
     }
@@ -346,7 +363,9 @@ dg_mask_detect_groups(const uint8_t *d, size_t n, const uint8_t *g,
             return -1;
         }
 
-        if (dg_mask_mobile(d + *skip)) {
+        if (dg_mask_detect_kinds[DG_DETECT_MOBILE].valid(d + *skip,
+                                                         n - *skip))
+        {
             return DG_DETECT_MOBILE;
         }
 
@@ -354,7 +373,9 @@ dg_mask_detect_groups(const uint8_t *d, size_t n, const uint8_t *g,
         return -1;
     }
 
-    if ((kinds & (1u << DG_DETECT_BANK_CARD)) && dg_mask_card(d, n)) {
+    if ((kinds & (1u << DG_DETECT_BANK_CARD))
+        && dg_mask_detect_kinds[DG_DETECT_BANK_CARD].valid(d, n))
+    {
         return DG_DETECT_BANK_CARD;
     }
 
@@ -390,15 +411,16 @@ dg_mask_detect_kind(const uint8_t *r, size_t n)
         }
     }
 
-    if (n == DG_ID_LEN && dg_mask_id_valid(r)) {
+    if (dg_mask_detect_kinds[DG_DETECT_ID_NUMBER].valid(r, n)) {
         return DG_DETECT_ID_NUMBER;
     }
 
-    if (digits == n && dg_mask_card(r, n)) {
+    if (digits == n && dg_mask_detect_kinds[DG_DETECT_BANK_CARD].valid(r, n))
+    {
         return DG_DETECT_BANK_CARD;
     }
 
-    if (n == DG_ID_LEN && dg_mask_uscc_valid(r)) {
+    if (dg_mask_detect_kinds[DG_DETECT_USCC].valid(r, n)) {
         return DG_DETECT_USCC;
     }
 
@@ -407,24 +429,43 @@ dg_mask_detect_kind(const uint8_t *r, size_t n)
 
 
 void
-dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec)
+dg_mask_detect_method(unsigned kind, const dg_mask_spec_t *conf,
+    const uint8_t *hash_key, size_t hash_key_len, dg_mask_spec_t *spec)
 {
-    memset(spec, 0, sizeof(*spec));
-
-    switch (kind) {
-    case DG_DETECT_ID_NUMBER:
-        spec->method = DG_MASK_ID_CARD;
-        break;
-    case DG_DETECT_MOBILE:
-        spec->method = DG_MASK_PHONE;
-        break;
-    case DG_DETECT_BANK_CARD:
-        spec->method = DG_MASK_BANK_CARD;
-        break;
-    default:
-        spec->method = DG_MASK_KEEP;
-        spec->a = 6;
-        spec->b = 4;
-        break;
+    if (conf != NULL && conf->method != DG_MASK_CLEAR
+        && conf->method < DG_MASK_METHOD_MAX
+        && (conf->method != DG_MASK_HASH
+            || (hash_key != NULL && hash_key_len != 0)))
+    {
+        *spec = *conf;
+        return;
     }
+
+    *spec = dg_mask_detect_kinds[kind].mask;
 }
+
+
+/*
+ * The detect kinds.  name: in audit records ("detected") and metrics;
+ * class_id: the policy class whose mask the kind takes
+ * (dg_policy_detect_specs()); mask: the mask when the policy has no
+ * such class, or it is clear.
+ */
+const dg_mask_detect_kind_t  dg_mask_detect_kinds[DG_DETECT_MAX] = {
+
+    [DG_DETECT_ID_NUMBER] = {
+        "id_number", "resident ID", "person.id_number",
+        { DG_MASK_ID_CARD, 0, 0 }, dg_mask_valid_id },
+
+    [DG_DETECT_MOBILE] = {
+        "mobile", "mobile number", "person.phone",
+        { DG_MASK_PHONE, 0, 0 }, dg_mask_valid_mobile },
+
+    [DG_DETECT_BANK_CARD] = {
+        "bank_card", "bank card", "finance.bank_card",
+        { DG_MASK_BANK_CARD, 0, 0 }, dg_mask_valid_card },
+
+    [DG_DETECT_USCC] = {
+        "uscc", "unified social credit code", "org.uscc",
+        { DG_MASK_KEEP, 6, 4 }, dg_mask_valid_uscc }
+};

@@ -4,7 +4,7 @@
  *
  * dg_mask_text() finds, in a short text, the values the safety net knows
  * (18-digit resident ID with its MOD 11-2 check, mainland mobile, bank
- * card with Luhn, 统一社会信用代码: the validators of dg_mask_method.c)
+ * card with Luhn, 统一社会信用代码: the validators of dg_mask_kinds.c)
  * in the forms headers carry them, and masks each hit in place with its
  * kind's method.
  *
@@ -31,6 +31,21 @@
  * replaced by its method's output on the hit's characters in ASCII:
  * "id=%34%35%30%31..." becomes "id=450103********1242".  The output is
  * ASCII wherever a hit was, the rest of the text is left byte for byte.
+ *
+ * This is not the scanner of JSON streams (dg_mask_detect.c, and
+ * dg_mask_detect_text() on one whole text), though both validate with the
+ * same detect kinds (dg_mask_kinds.c) and choose a hit's method the same
+ * way (dg_mask_detect_method()).  They read different inputs.  The
+ * stream's scanner reads JSON text cut at any byte, in a window of at most
+ * DG_DET_WIN characters, in the forms data is written in (groups of the
+ * shapes in use with one separator between two, JSON escapes, full-width
+ * digits), and leaves separators and a country code in clear.  A header
+ * value is short and whole, and carries values encoded for URLs and HTML,
+ * nested, joined by up to DG_TEXT_GAP_MAX separators of any kind: it is
+ * decoded first, in several passes, and a hit is replaced whole, its
+ * separators and the 86 or 0086 before a mobile with it ("+86 138 7711
+ * 2345" becomes "+861******2345").  One scanner for both would change
+ * what one of them masks.
  */
 
 #include <stdlib.h>
@@ -45,8 +60,6 @@
 #define DG_TEXT_DIGITS_MAX  19      /* the longest value (a bank card) */
 #define DG_TEXT_HIT_MIN     11      /* the shortest value (a mobile) */
 #define DG_TEXT_USCC_LEN    18
-#define DG_TEXT_IDD         "0086"  /* China's code dialled from abroad */
-#define DG_TEXT_IDD_LEN     15      /* 0086 and a mobile */
 #define DG_TEXT_HIT_OUT     64      /* the most a method writes for a hit
                                        (hash: 32 hex digits) */
 #define DG_TEXT_OTHER       0x100   /* a decoded character that is not
@@ -214,15 +227,8 @@ dg_mask_text(const dg_mask_conf_t *conf, const uint8_t *v, size_t len,
             return rc;
         }
 
-        spec = conf->detect[h->kind];
-
-        if (spec.method == DG_MASK_CLEAR
-            || spec.method >= DG_MASK_METHOD_MAX
-            || (spec.method == DG_MASK_HASH
-                && (conf->hash_key == NULL || conf->hash_key_len == 0)))
-        {
-            dg_mask_detect_default((unsigned) h->kind, &spec);
-        }
+        dg_mask_detect_method((unsigned) h->kind, &conf->detect[h->kind],
+                              conf->hash_key, conf->hash_key_len, &spec);
 
         rc = dg_mask_apply(&o, &spec, h->v, h->len, conf->hash_key,
                            conf->hash_key_len, 0);
@@ -553,17 +559,8 @@ dg_text_digits(const dg_text_ch_t *ch, size_t n, dg_text_hit_t *hits,
             }
 
             if (nd >= DG_TEXT_HIT_MIN) {
+                /* 86 or 0086 and a mobile is a mobile here too */
                 kind = dg_mask_detect_digits(d, nd);
-
-                if (kind < 0 && nd == DG_TEXT_IDD_LEN
-                    && memcmp(d, DG_TEXT_IDD, sizeof(DG_TEXT_IDD) - 1) == 0
-                    && dg_mask_detect_digits(d + sizeof(DG_TEXT_IDD) - 1,
-                                             DG_TEXT_HIT_MIN)
-                       == DG_DETECT_MOBILE)
-                {
-                    /* 0086 and a mobile, as dialled from abroad */
-                    kind = DG_DETECT_MOBILE;
-                }
 
                 if (kind >= 0) {
                     best_kind = kind;

@@ -389,4 +389,13 @@ size_t dg_keyid_parse(const char *s, size_t len, uint8_t *out, size_t cap);
 size_t dg_policy_grants(const dg_policy_t *p, const dg_consumer_t *c,
     const dg_dataset_t *d, const dg_grant_t **out, size_t max);
 
+/*
+ * The safety net's method for each detect kind under policy p (may be
+ * NULL): the mask of p's class of dg_mask_detect_kinds[k].class_id unless
+ * it is clear, else the kind's own mask (dg_policy_detect.c).  cls (may be
+ * NULL) gets the index of that class in p->classes, or -1 when p has none.
+ */
+void dg_policy_detect_specs(const dg_policy_t *p, dg_mask_spec_t *detect,
+    int *cls);
+
 #endif /* DG_POLICY_H */
