@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include "dg_policy.h"
+#include "dg_audit.h"
 #include "dg_mask.h"
 #include "dg_rstate.h"
 
@@ -122,6 +123,7 @@ typedef struct {
     ngx_str_t                       audit_path;
     ngx_open_file_t                *audit_file;
     ngx_uint_t                      audit_hash; /* 0: SHA-256, 1: SM3 */
+    dg_audit_md_t                   audit_md;   /* this cycle's digests */
     ngx_uint_t                      audit_serve; /* on_failure=serve */
     ngx_str_t                       audit_conf_file; /* where the */
     ngx_uint_t                      audit_conf_line; /* directive is */

@@ -84,6 +84,7 @@ static ngx_int_t ngx_http_datagate_audit_write(
     ngx_http_datagate_main_conf_t *dmcf, dg_arec_t *rec,
     ngx_http_datagate_shctx_t *sh, ngx_http_datagate_audit_res_t *res);
 static void ngx_http_datagate_audit_seed(ngx_http_datagate_shctx_t *sh);
+static void ngx_http_datagate_audit_md_cleanup(void *data);
 static void ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p,
     size_t n, ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh);
 static void ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
@@ -641,8 +642,9 @@ ngx_http_datagate_audit_write(ngx_http_datagate_main_conf_t *dmcf,
 
     dg_arec_lost(rec, sh->audit_lost);
 
-    if (dg_arec_seal(rec, (int) dmcf->audit_hash, sh->audit_seq + 1,
-                     (char *) sh->audit_last, hash, &line, &len)
+    if (dg_arec_seal(rec, &dmcf->audit_md, (int) dmcf->audit_hash,
+                     sh->audit_seq + 1, (char *) sh->audit_last, hash, &line,
+                     &len)
         != 0)
     {
         res->why = "sealing the record failed";
@@ -1036,15 +1038,35 @@ overflow:
 
 /* ---- configuration ---------------------------------------------------- */
 
+static void
+ngx_http_datagate_audit_md_cleanup(void *data)
+{
+    dg_audit_md_t  *md = data;
+
+    dg_audit_md_free(md);
+}
+
+
 ngx_int_t
 ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf)
 {
-    int           rc, fd;
-    u_char       *path, last;
-    uint64_t      seq;
-    struct stat   st;
-    char          hash[DG_AUDIT_HEXLEN + 1], err[DG_ERRLEN];
+    int                  rc, fd;
+    u_char              *path, last;
+    uint64_t             seq;
+    struct stat          st;
+    ngx_pool_cleanup_t  *cln;
+    char                 hash[DG_AUDIT_HEXLEN + 1], err[DG_ERRLEN];
+
+    /* the digests records are sealed with: this configuration's, made at
+     * the first record, released with it */
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_datagate_audit_md_cleanup;
+    cln->data = &dmcf->audit_md;
 
     path = ngx_pnalloc(cf->pool, dmcf->audit_file->name.len + 1);
     if (path == NULL) {

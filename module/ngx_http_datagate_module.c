@@ -538,6 +538,7 @@ ngx_http_datagate_create_main_conf(ngx_conf_t *cf)
      *     dmcf->geoip_path = { 0, NULL };
      *     dmcf->audit_file = NULL;
      *     dmcf->audit_hash = 0;
+     *     dmcf->audit_md = { { NULL, NULL }, NULL };
      *     dmcf->audit_serve = 0;
      *     dmcf->secret_len = 0;
      *     dmcf->redis_enabled = 0;

@@ -36,8 +36,9 @@ static const char  dg_hash_member[] = ",\"hash\":\"";
 #define DG_HASH_SUFFIX  (sizeof(dg_hash_member) - 1 + DG_AUDIT_HEXLEN + 2)
 
 
-static int dg_audit_digest_parts(int alg, const char *prev,
-    const char *a, size_t alen, const char *b, size_t blen, char *out);
+static int dg_audit_digest_parts(dg_audit_md_t *md, int alg,
+    const char *prev, const char *a, size_t alen, const char *b, size_t blen,
+    char *out);
 static size_t dg_utf8_seq(const uint8_t *s, size_t len);
 static int dg_is_hex64(const char *p);
 static int dg_audit_count(const char *s, size_t len, uint64_t *v);
@@ -548,8 +549,8 @@ dg_arec_lost(dg_arec_t *r, uint64_t n)
 
 
 int
-dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
-    char *hash, const char **line, size_t *len)
+dg_arec_seal(dg_arec_t *r, dg_audit_md_t *md, int alg, uint64_t seq,
+    const char *prev, char *hash, const char **line, size_t *len)
 {
     char      head[DG_AREC_HEAD];
     char     *start, *p;
@@ -603,7 +604,8 @@ dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
     *p++ = '"';
     *p++ = '}';
 
-    if (dg_audit_digest_parts(alg, prev, start, p - start, NULL, 0, hash)
+    if (dg_audit_digest_parts(md, alg, prev, start, p - start, NULL, 0,
+                              hash)
         != 0)
     {
         return -1;
@@ -724,45 +726,62 @@ dg_audit_encode(dg_arec_t *r, const dg_audit_fields_t *f)
 
 /* ---- digest ---------------------------------------------------------- */
 
-/*
- * The digest implementations are fetched once per process (OpenSSL 3
- * otherwise looks them up on every init) and one context is reused: the
- * nginx workers and the command-line tool are single-threaded.
- */
-static EVP_MD        *dg_audit_md[2];
-static EVP_MD_CTX    *dg_audit_ctx;
-
-
-static int
-dg_audit_digest_parts(int alg, const char *prev, const char *a, size_t alen,
-    const char *b, size_t blen, char *out)
+void
+dg_audit_md_free(dg_audit_md_t *md)
 {
+    int  i;
+
+    for (i = 0; i < DG_AUDIT_ALGS; i++) {
+        EVP_MD_free(md->md[i]);
+        md->md[i] = NULL;
+    }
+
+    EVP_MD_CTX_free(md->ctx);
+    md->ctx = NULL;
+}
+
+
+/* P || a || b with the caller's digests (md), or with ones of its own
+ * for this call (md NULL) */
+static int
+dg_audit_digest_parts(dg_audit_md_t *md, int alg, const char *prev,
+    const char *a, size_t alen, const char *b, size_t blen, char *out)
+{
+    int            rc;
     unsigned       i, mdlen;
+    dg_audit_md_t  own;
     unsigned char  dg[EVP_MAX_MD_SIZE];
+
+    if (md == NULL) {
+        memset(&own, 0, sizeof(own));
+        rc = dg_audit_digest_parts(&own, alg, prev, a, alen, b, blen, out);
+        dg_audit_md_free(&own);
+        return rc;
+    }
 
     alg = (alg == DG_AUDIT_SM3) ? DG_AUDIT_SM3 : DG_AUDIT_SHA256;
 
-    if (dg_audit_md[alg] == NULL) {
-        dg_audit_md[alg] = EVP_MD_fetch(NULL, alg == DG_AUDIT_SM3 ? "SM3"
-                                                                 : "SHA256",
-                                        NULL);
-        if (dg_audit_md[alg] == NULL) {
+    if (md->md[alg] == NULL) {
+        md->md[alg] = EVP_MD_fetch(NULL, alg == DG_AUDIT_SM3 ? "SM3"
+                                                             : "SHA256",
+                                   NULL);
+        if (md->md[alg] == NULL) {
             return -1;
         }
     }
 
-    if (dg_audit_ctx == NULL) {
-        dg_audit_ctx = EVP_MD_CTX_new();
-        if (dg_audit_ctx == NULL) {
+    if (md->ctx == NULL) {
+        md->ctx = EVP_MD_CTX_new();
+        if (md->ctx == NULL) {
             return -1;
         }
     }
 
-    if (EVP_DigestInit_ex2(dg_audit_ctx, dg_audit_md[alg], NULL) != 1
-        || EVP_DigestUpdate(dg_audit_ctx, prev, DG_AUDIT_HEXLEN) != 1
-        || EVP_DigestUpdate(dg_audit_ctx, a, alen) != 1
-        || (blen && EVP_DigestUpdate(dg_audit_ctx, b, blen) != 1)
-        || EVP_DigestFinal_ex(dg_audit_ctx, dg, &mdlen) != 1
+    if (EVP_DigestInit_ex2(md->ctx, md->md[alg], NULL) != 1
+        || EVP_DigestUpdate(md->ctx, prev, DG_AUDIT_HEXLEN) != 1
+        || EVP_DigestUpdate(md->ctx, a, alen) != 1
+        || (blen && EVP_DigestUpdate(md->ctx, b, blen) != 1)
+        || EVP_DigestFinal_ex(md->ctx, dg, &mdlen) != 1
         || mdlen != DG_AUDIT_HEXLEN / 2)
     {
         return -1;
@@ -780,10 +799,10 @@ dg_audit_digest_parts(int alg, const char *prev, const char *a, size_t alen,
 
 
 int
-dg_audit_digest(int alg, const char *prev, const char *t, size_t tlen,
-    char *out)
+dg_audit_digest(dg_audit_md_t *md, int alg, const char *prev, const char *t,
+    size_t tlen, char *out)
 {
-    return dg_audit_digest_parts(alg, prev, t, tlen, NULL, 0, out);
+    return dg_audit_digest_parts(md, alg, prev, t, tlen, NULL, 0, out);
 }
 
 
@@ -1027,8 +1046,8 @@ dg_audit_count(const char *s, size_t len, uint64_t *v)
 
 
 int
-dg_audit_parse(const char *line, size_t len, dg_audit_rec_t *rec,
-    char *err, size_t errlen)
+dg_audit_parse(dg_audit_md_t *md, const char *line, size_t len,
+    dg_audit_rec_t *rec, char *err, size_t errlen)
 {
     int          have_seq, have_alg, have_prev, have_hash, have_lost;
     size_t       i, ks, ke, vs, ve, tlen;
@@ -1181,7 +1200,8 @@ dg_audit_parse(const char *line, size_t len, dg_audit_rec_t *rec,
         return DG_AUDIT_E_FORMAT;
     }
 
-    if (dg_audit_digest_parts(rec->alg, rec->prev, line, tlen, "}", 1, calc)
+    if (dg_audit_digest_parts(md, rec->alg, rec->prev, line, tlen, "}", 1,
+                              calc)
         != 0)
     {
         dg_err("%s digest failed", dg_audit_alg_name(rec->alg));
@@ -1209,11 +1229,13 @@ dg_audit_tail(const char *path, uint64_t *seq, char *hash, char *err,
     size_t          n;
     ssize_t         got;
     struct stat     st;
+    dg_audit_md_t   md;
     dg_audit_rec_t  rec;
     char            why[128];
 
     *seq = 0;
     memcpy(hash, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
+    memset(&md, 0, sizeof(md));
 
     fd = open(path, O_RDONLY);
     if (fd == -1) {
@@ -1284,7 +1306,7 @@ dg_audit_tail(const char *path, uint64_t *seq, char *hash, char *err,
             break;              /* may not be a whole line */
         }
 
-        if (p > s && dg_audit_parse(s, p - s, &rec, why, sizeof(why))
+        if (p > s && dg_audit_parse(&md, s, p - s, &rec, why, sizeof(why))
                      == 0)
         {
             *seq = rec.seq;
@@ -1317,6 +1339,7 @@ cleanup:
 
     free(buf);
     close(fd);
+    dg_audit_md_free(&md);
     return rc;
 }
 
@@ -1342,6 +1365,7 @@ dg_audit_verify_free(dg_audit_verify_t *v)
 {
     free(v->ring);
     v->ring = NULL;
+    dg_audit_md_free(&v->md);
 }
 
 
@@ -1478,7 +1502,7 @@ dg_audit_verify_line(dg_audit_verify_t *v, const char *line, size_t len)
     if (v->broken) {
         /* look for the record that was missing where the chain broke */
         if (v->kind == DG_AUDIT_BREAK_GAP && v->found_file == NULL
-            && dg_audit_parse(line, len, &rec, NULL, 0) == 0
+            && dg_audit_parse(&v->md, line, len, &rec, NULL, 0) == 0
             && rec.seq == v->want_seq
             && memcmp(rec.prev, v->want_hash, DG_AUDIT_HEXLEN) == 0)
         {
@@ -1501,7 +1525,7 @@ dg_audit_verify_line(dg_audit_verify_t *v, const char *line, size_t len)
         return 1;
     }
 
-    rc = dg_audit_parse(line, len, &rec, why, sizeof(why));
+    rc = dg_audit_parse(&v->md, line, len, &rec, why, sizeof(why));
 
     if (rc == DG_AUDIT_E_FORMAT) {
         if (torn) {

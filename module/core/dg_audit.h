@@ -27,6 +27,7 @@
 
 #define DG_AUDIT_SHA256         0
 #define DG_AUDIT_SM3            1
+#define DG_AUDIT_ALGS           2
 
 #define DG_AUDIT_HEXLEN         64      /* both digests are 32 bytes */
 
@@ -105,6 +106,26 @@ typedef struct {
 /* cap must exceed DG_AREC_HEAD + DG_AREC_TAIL + 64; -1 if not */
 int dg_arec_init(dg_arec_t *r, char *buf, size_t cap);
 
+
+/*
+ * The digests of the chain: the digest implementations and one OpenSSL
+ * context, owned by whoever seals or checks records (the gateway's
+ * configuration, a verifier, a caller of dg_audit_parse()).  All zeros
+ * is a valid, empty one: the implementations are fetched and the context
+ * made at the first digest (fetching once matters with OpenSSL 3, which
+ * otherwise looks them up at every digest); dg_audit_md_free() releases
+ * them.  One at a time: a context is not shared between threads.
+ */
+struct evp_md_st;
+struct evp_md_ctx_st;
+
+typedef struct {
+    struct evp_md_st           *md[DG_AUDIT_ALGS];
+    struct evp_md_ctx_st       *ctx;
+} dg_audit_md_t;
+
+void dg_audit_md_free(dg_audit_md_t *md);
+
 /*
  * "key":"value"; val == NULL gives "key":null.  The value is JSON-escaped
  * and then bounded: at most max bytes between the quotes (max >= 8).  A
@@ -153,8 +174,8 @@ void dg_arec_lost(dg_arec_t *r, uint64_t n);
  * another seq/prev/lost) as long as no field was added.  DG_AREC_HEAD
  * leaves room for one byte in front of *line (a LF that ends a torn line).
  */
-int dg_arec_seal(dg_arec_t *r, int alg, uint64_t seq, const char *prev,
-    char *hash, const char **line, size_t *len);
+int dg_arec_seal(dg_arec_t *r, dg_audit_md_t *md, int alg, uint64_t seq,
+    const char *prev, char *hash, const char **line, size_t *len);
 
 
 /*
@@ -266,9 +287,10 @@ typedef struct {
 int dg_audit_encode(dg_arec_t *r, const dg_audit_fields_t *f);
 
 
-/* digest of prev || t, hex into out (65 bytes); 0 ok, -1 */
-int dg_audit_digest(int alg, const char *prev, const char *t, size_t tlen,
-    char *out);
+/* digest of prev || t, hex into out (65 bytes); 0 ok, -1.  md: the
+ * caller's digests, or NULL: made and released for this call */
+int dg_audit_digest(dg_audit_md_t *md, int alg, const char *prev,
+    const char *t, size_t tlen, char *out);
 
 
 /* a parsed record line */
@@ -286,10 +308,11 @@ typedef struct {
 /*
  * Parse and check one line (without its LF).  Fills rec (on
  * DG_AUDIT_E_HASH too: rec->hash is the stated one).  err gets a short
- * description on failure.
+ * description on failure.  md: the caller's digests, or NULL: made and
+ * released for this call.
  */
-int dg_audit_parse(const char *line, size_t len, dg_audit_rec_t *rec,
-    char *err, size_t errlen);
+int dg_audit_parse(dg_audit_md_t *md, const char *line, size_t len,
+    dg_audit_rec_t *rec, char *err, size_t errlen);
 
 
 /*
@@ -368,6 +391,8 @@ typedef struct {
 
     dg_audit_seen_t            *ring;       /* DG_AUDIT_WINDOW entries */
     uint64_t                    nring;
+
+    dg_audit_md_t               md;         /* the digests it checks with */
 } dg_audit_verify_t;
 
 #define DG_AUDIT_BREAK_NONE     0

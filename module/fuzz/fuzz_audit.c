@@ -36,6 +36,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t              len, n;
     dg_arec_t           r;
     dg_audit_rec_t      rec;
+    dg_audit_md_t       md;
     dg_audit_verify_t   v;
     char                buf[4096], hash[DG_AUDIT_HEXLEN + 1], err[256];
     dg_astr_t           a;
@@ -46,6 +47,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (dg_audit_verify_init(&v) != 0) {
         return 0;
     }
+
+    memset(&md, 0, sizeof(md));
 
     dg_audit_verify_file(&v, "a");
 
@@ -65,7 +68,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         dg_audit_verify_line(&v, p, n);
-        (void) dg_audit_parse(p, n, &rec, err, sizeof(err));
+        (void) dg_audit_parse(&md, p, n, &rec, err, sizeof(err));
 
         /* any bytes as a value: the sealed record must verify */
         dg_arec_init(&r, buf, sizeof(buf));
@@ -76,10 +79,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dg_arec_obj_end(&r);
         dg_arec_lost(&r, n);
 
-        if (dg_arec_seal(&r, (int) (n & 1), n, dg_audit_genesis, hash,
+        if (dg_arec_seal(&r, &md, (int) (n & 1), n, dg_audit_genesis, hash,
                          &line, &len) == 0)
         {
-            if (dg_audit_parse(line, len - 1, &rec, err, sizeof(err)) != 0
+            if (dg_audit_parse(&md, line, len - 1, &rec, err, sizeof(err))
+                != 0
                 || len > sizeof(buf) || line[len - 1] != '\n'
                 || memchr(line, '\n', len - 1) != NULL)
             {
@@ -107,9 +111,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dg_arec_init(&r, big, sizeof(big));
 
         if (dg_audit_encode(&r, &f) != 0
-            || dg_arec_seal(&r, 0, n, dg_audit_genesis, hash, &line, &len)
+            || dg_arec_seal(&r, &md, 0, n, dg_audit_genesis, hash, &line, &len)
                != 0
-            || dg_audit_parse(line, len - 1, &rec, err, sizeof(err)) != 0
+            || dg_audit_parse(&md, line, len - 1, &rec, err, sizeof(err)) != 0
             || memmem(line, len, dg_fuzz_decision,
                       sizeof(dg_fuzz_decision) - 1) == NULL
             || memmem(line, len, dg_fuzz_status,
@@ -123,6 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     (void) dg_audit_verify_end(&v);
     dg_audit_verify_free(&v);
+    dg_audit_md_free(&md);
 
     return 0;
 }

@@ -18,6 +18,9 @@
 
 #define NREC  8
 
+/* the digests the records are sealed with */
+static dg_audit_md_t  t_md;
+
 static char   lines[NREC + 4][1024];
 static size_t lens[NREC + 4];
 
@@ -94,7 +97,7 @@ test_kat(void)
     size_t       len;
 
     dg_arec_init(&r, buf, sizeof(buf));
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
                  &len);
     /* sha256("0"*64 + '{"seq":1,"alg":"sha256","prev":"' + "0"*64 + '"}') */
     is_str(hash,
@@ -102,13 +105,29 @@ test_kat(void)
            "SHA-256 chain hash of an empty record (known answer)");
 
     dg_arec_init(&r, buf, sizeof(buf));
-    dg_arec_seal(&r, DG_AUDIT_SM3, 1, dg_audit_genesis, hash, &line, &len);
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SM3, 1, dg_audit_genesis, hash, &line,
+                 &len);
     is_str(hash,
            "d14b94e4a64896c044e43dfa9ea08b1326c536c44bb3343671ae5df2739627d6",
            "SM3 chain hash of an empty record (known answer)");
 
-    dg_audit_digest(DG_AUDIT_SM3, dg_audit_genesis, "", 0, hash);
+    dg_audit_digest(NULL, DG_AUDIT_SM3, dg_audit_genesis, "", 0, hash);
     ok(strlen(hash) == 64, "SM3 digest is 64 hex digits");
+
+    /* the caller's digests, one made for the call, and the caller's again
+     * after they were released: the same hash */
+    {
+        char  h1[65], h2[65], h3[65];
+
+        dg_audit_digest(&t_md, DG_AUDIT_SHA256, dg_audit_genesis, "x", 1, h1);
+        dg_audit_digest(NULL, DG_AUDIT_SHA256, dg_audit_genesis, "x", 1, h2);
+        dg_audit_md_free(&t_md);
+        ok(t_md.ctx == NULL && t_md.md[0] == NULL && t_md.md[1] == NULL,
+           "digests released");
+        dg_audit_digest(&t_md, DG_AUDIT_SHA256, dg_audit_genesis, "x", 1, h3);
+        ok(strcmp(h1, h2) == 0 && strcmp(h1, h3) == 0 && strlen(h1) == 64,
+           "the caller's digests, its own per call, and again: one hash");
+    }
 }
 
 
@@ -167,7 +186,7 @@ make_chain(int alg)
         dg_arec_obj_end(&r);
         dg_arec_int(&r, "duration_ms", -1);
         dg_arec_bool(&r, "cut", 0);
-        dg_arec_seal(&r, alg, 100 + i, prev, hash, &line, &len);
+        dg_arec_seal(&r, &t_md, alg, 100 + i, prev, hash, &line, &len);
 
         memcpy(lines[i], line, len);
         lens[i] = len - 1;          /* without LF */
@@ -200,7 +219,7 @@ test_record(void)
                         ",\"prev\":\"0000") != NULL, "tail members");
     diag("%s", lines[1]);
 
-    rc = dg_audit_parse(lines[1], lens[1], &rec, err, sizeof(err));
+    rc = dg_audit_parse(NULL, lines[1], lens[1], &rec, err, sizeof(err));
     is_int(rc, 0, "record parses and verifies");
     is_int(rec.seq, 101, "seq read back");
     is_int(rec.alg, DG_AUDIT_SHA256, "alg read back");
@@ -209,7 +228,7 @@ test_record(void)
     is_str(other, rec.hash, "hash = SHA-256(prev || line without hash)");
 
     make_chain(DG_AUDIT_SM3);
-    rc = dg_audit_parse(lines[2], lens[2], &rec, err, sizeof(err));
+    rc = dg_audit_parse(NULL, lines[2], lens[2], &rec, err, sizeof(err));
     is_int(rc, 0, "SM3 record verifies");
     is_int(rec.alg, DG_AUDIT_SM3, "alg sm3");
     independent_hash(lines[2], lens[2], 1, other);
@@ -219,17 +238,17 @@ test_record(void)
     make_chain(DG_AUDIT_SHA256);
     strcpy(buf, lines[4]);
     *strstr(buf, "allowed") = 'A';
-    rc = dg_audit_parse(buf, strlen(buf), &rec, err, sizeof(err));
+    rc = dg_audit_parse(NULL, buf, strlen(buf), &rec, err, sizeof(err));
     is_int(rc, DG_AUDIT_E_HASH, "edited record: hash mismatch");
 
     /* a re-sealed record can be sealed again with another seq */
     dg_arec_init(&r, buf, sizeof(buf));
     dg_arec_cstr(&r, "k", "v");
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
                  &len);
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 12345678901ULL, hash, other, &line,
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 12345678901ULL, hash, other, &line,
                  &len);
-    rc = dg_audit_parse(line, len - 1, &rec, err, sizeof(err));
+    rc = dg_audit_parse(NULL, line, len - 1, &rec, err, sizeof(err));
     ok(rc == 0 && rec.seq == 12345678901ULL
        && memcmp(rec.prev, hash, 64) == 0, "re-sealed record verifies");
 
@@ -243,7 +262,7 @@ test_record(void)
     dg_arec_uint(&r, "c", 1);
     dg_arec_obj_end(&r);
     dg_arec_lost(&r, 7);
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
                  &len);
     ok(len <= sizeof(buf), "truncated record fits its buffer (%zu)", len);
     ok(memmem(line, len, "x" DG_AREC_CUT_MARK "\"", 5) != NULL,
@@ -251,14 +270,14 @@ test_record(void)
     ok(memmem(line, len, ",\"lost\":7,\"truncated\":[\"uri\",\"after\","
               "\"masked\"],\"alg\"", 49) != NULL,
        "lost, and truncated names what was cut or left out");
-    rc = dg_audit_parse(line, len - 1, &rec, err, sizeof(err));
+    rc = dg_audit_parse(NULL, line, len - 1, &rec, err, sizeof(err));
     is_int(rc, 0, "truncated record verifies");
     is_int(rec.lost, 7, "lost read back");
     ok(dg_arec_init(&r, buf, 100) == -1, "too small a buffer refused");
 
     /* malformed lines */
 #define BAD(s, what)                                                         \
-    rc = dg_audit_parse(s, strlen(s), &rec, err, sizeof(err));               \
+    rc = dg_audit_parse(NULL, s, strlen(s), &rec, err, sizeof(err));         \
     ok(rc == DG_AUDIT_E_FORMAT, "format error: %s (%s)", what, err)
 
     BAD("", "empty");
@@ -379,7 +398,7 @@ seal_fields(const dg_audit_fields_t *f, char *buf, const char **line)
     ok(dg_audit_encode(&r, f) == 0, "encoded");
     /* the largest counts the writer can add */
     dg_arec_lost(&r, UINT64_MAX);
-    dg_arec_seal(&r, DG_AUDIT_SHA256, UINT64_MAX, dg_audit_genesis, hash,
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, UINT64_MAX, dg_audit_genesis, hash,
                  line, &len);
 
     return len;
@@ -394,7 +413,7 @@ decision_ok(const char *line, size_t len, const char *what)
 
     ok(len <= DG_AUDIT_RECORD_MAX, "%s: %zu bytes, within %d", what, len,
        DG_AUDIT_RECORD_MAX);
-    is_int(dg_audit_parse(line, len - 1, &rec, err, sizeof(err)), 0,
+    is_int(dg_audit_parse(NULL, line, len - 1, &rec, err, sizeof(err)), 0,
            "%s: verifies (%s)", what, err);
     is_str(member(line, "decision", v, sizeof(v)), "allowed",
            "%s: decision", what);
@@ -559,8 +578,8 @@ test_bounded(void)
     diag("worst record: %zu bytes", len);
     ok(len <= DG_AUDIT_RECORD_MAX - DG_AUDIT_EXTRA_ROOM,
        "worst: within the computed worst case");
-    is_int(dg_audit_parse(line, len - 1, &(dg_audit_rec_t) { 0 }, NULL, 0), 0,
-           "worst: verifies");
+    is_int(dg_audit_parse(NULL, line, len - 1, &(dg_audit_rec_t) { 0 }, NULL,
+                          0), 0, "worst: verifies");
     is_str(member(line, "decision", v, sizeof(v)), "allowed",
            "worst: decision");
     is_str(member(line, "status", v, sizeof(v)), "200", "worst: status");
@@ -637,7 +656,7 @@ test_bounded(void)
     dg_arec_str_max(&r, "a", big[0], 64, 64);
     dg_arec_str_max(&r, "b", big[0], 65, 64);
     dg_arec_str_max(&r, "c", NULL, 0, 64);
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 1, dg_audit_genesis, hash, &line,
                  &len);
     member(line, "a", v, sizeof(v));
     is_int(strlen(v), 64, "at the bound: whole");
@@ -764,8 +783,8 @@ test_verify(void)
     make_chain(DG_AUDIT_SHA256);
     dg_arec_init(&r, buf, sizeof(buf));
     dg_arec_cstr(&r, "consumer", "someone-else");
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 104, strstr(lines[4], "\"prev\":\"")
-                 + 8, hash, &line, &len);
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 104,
+                 strstr(lines[4], "\"prev\":\"") + 8, hash, &line, &len);
     memcpy(lines[4], line, len);
     lines[4][len - 1] = '\0';
     lens[4] = len - 1;
@@ -781,8 +800,8 @@ test_verify(void)
     lens[NREC] = lens[7];
     dg_arec_init(&r, buf, sizeof(buf));
     dg_arec_cstr(&r, "consumer", "inserted");
-    dg_arec_seal(&r, DG_AUDIT_SHA256, 104, strstr(lines[3], "\"hash\":\"")
-                 + 8, hash, &line, &len);
+    dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 104,
+                 strstr(lines[3], "\"hash\":\"") + 8, hash, &line, &len);
     memcpy(lines[NREC + 1], line, len);
     lines[NREC + 1][len - 1] = '\0';
     lens[NREC + 1] = len - 1;
@@ -823,7 +842,8 @@ make_lost_chain(const uint64_t *lost)
         dg_arec_init(&r, buf, sizeof(buf));
         dg_arec_cstr(&r, "decision", "allowed");
         dg_arec_lost(&r, lost[i]);
-        dg_arec_seal(&r, DG_AUDIT_SHA256, 1 + i, prev, hash, &line, &len);
+        dg_arec_seal(&r, &t_md, DG_AUDIT_SHA256, 1 + i, prev, hash, &line,
+                     &len);
         memcpy(lines[i], line, len);
         lens[i] = len - 1;
         lines[i][len - 1] = '\0';
@@ -973,6 +993,8 @@ main(void)
     test_verify();
     test_lost();
     test_tail();
+
+    dg_audit_md_free(&t_md);
 
     return done_testing();
 }
