@@ -1,5 +1,7 @@
 /*
  * datagate core: streaming JSON masker (see dg_mask.h).
+ * One state machine (dg_mask_run_span() and the member steps inlined in
+ * it), kept in one file for that reason.
  *
  * One pass, resumable at any byte.  The stream keeps a small parse state:
  * a stack of open containers (type, path-trie node, flags), the member

@@ -1,9 +1,11 @@
 /*
  * datagate core: private parts of the JSON masker, shared by its files:
  * dg_mask.c (state machine, feed API), dg_mask_members.c (fast member
- * loop), dg_mask_rules.c (rule compiler), dg_mask_detect.c (safety net),
- * dg_mask_kinds.c (detect validators), dg_mask_out.c (output sink),
- * dg_mask_method.c (methods) and dg_mask_text.c (one text).
+ * loop), dg_mask_rules.c (rule compiler), dg_mask_detect.c (safety net in
+ * streams), dg_mask_kinds.c (the detect kinds), dg_mask_out.c (output
+ * sink), dg_mask_method.c (the methods), dg_mask_text.c (safety net in
+ * headers) and dg_mask_tables.c (constant tables).  Their byte and vector
+ * helpers are in dg_mask_scan.h.
  */
 
 #ifndef DG_MASK_INT_H

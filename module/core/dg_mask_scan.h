@@ -1,6 +1,9 @@
 /*
- * datagate core: the masker's byte classes and string scanners, static
- * inline so that each file that scans keeps them in line.
+ * datagate core: the masker's byte and vector helpers: byte classes,
+ * string scanners, the scalar value scanner, the vector checks of UTF-8
+ * and escapes.  Static inline, so that each file that scans keeps them in
+ * line; the choice between vector and scalar code is the caller's (isa,
+ * DG_MASK_ISA_*).
  */
 
 #ifndef DG_MASK_SCAN_H
