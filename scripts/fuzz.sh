@@ -77,7 +77,8 @@ for src in "${targets[@]}"; do
     srcs=$(sed -n 's/.*fuzz: sources \(.*\)$/\1/p' "$src" | head -1)
     core=()
     if [ -n "$srcs" ]; then
-        for s in $srcs; do
+        read -ra names <<< "$srcs"
+        for s in "${names[@]}"; do
             # a name may be a pattern: dg_mask*.c
             for g in "$TOP"/module/core/$s; do
                 core+=("$g")
