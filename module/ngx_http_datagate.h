@@ -70,7 +70,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_datagate_tree_t        cache;      /* decisions (_access.c) */
+    ngx_http_datagate_tree_t        cache;      /* decisions (_dcache.c) */
     ngx_http_datagate_tree_t        stats;      /* counters (_log.c) */
     ngx_http_datagate_tree_t        limits;     /* rate/quota (_limit.c) */
     ngx_http_datagate_tree_t        incidents;  /* local incident state */
@@ -133,7 +133,7 @@ typedef struct {
     ngx_http_datagate_redis_conf_t  redis;
     ngx_flag_t                      redis_enabled;
 
-    /* second tier of the decision cache (_access.c): decisions shared
+    /* second tier of the decision cache (_dcache.c): decisions shared
      * through Redis, MAC key HMAC-SHA-256(secret, "redis-decision") */
     ngx_flag_t                      dcache_redis;
     u_char                          dcache_key[32];
@@ -250,7 +250,7 @@ typedef struct {
     time_t                          expires;    /* decision valid until */
     u_char                          region[64];
 
-    /* client address (_access.c: ngx_http_datagate_client_addr()) */
+    /* client address (_identity.c: ngx_http_datagate_client_addr()) */
     struct sockaddr                *client;     /* network and geo rules */
     ngx_str_t                       client_text;
     ngx_str_t                       peer_text;  /* the TCP peer */
@@ -281,25 +281,34 @@ const u_char *ngx_http_datagate_pseudonym_key(
 
 /* ---- ngx_http_datagate_access.c --------------------------------------- */
 
-ngx_int_t ngx_http_datagate_access_init(ngx_conf_t *cf);
+/* ctx->stage: where the access handler resumes */
+#define NGX_HTTP_DATAGATE_STAGE_START      0
+#define NGX_HTTP_DATAGATE_STAGE_GRANTS     1
+#define NGX_HTTP_DATAGATE_STAGE_DECIDE     2
+#define NGX_HTTP_DATAGATE_STAGE_INCIDENT   3
+#define NGX_HTTP_DATAGATE_STAGE_LIMIT      4
+#define NGX_HTTP_DATAGATE_STAGE_DONE       5
+
 ngx_int_t ngx_http_datagate_access_handler(ngx_http_request_t *r);
 ngx_http_datagate_ctx_t *ngx_http_datagate_get_ctx(ngx_http_request_t *r);
 /* the ctx of a request refused by nginx before the access phase ran on
  * an enforced location (request id, dataset, enforced) */
 ngx_http_datagate_ctx_t *ngx_http_datagate_error_ctx(ngx_http_request_t *r);
-/*
- * Answer reason as the JSON error (status from dg_reason_status(), headers
- * already in headers_out such as Retry-After are kept), log the denial and
- * finalize the request.  From a phase handler: return what it returns
- * (NGX_DONE after finalizing).
- */
-ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
-/* set status, Content-Type, Content-Length of the error in headers_out and
- * return its body (last_buf set); for the header filter (_filter.c) */
-ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
-ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+/* a header of a headers_in or headers_out list by name (any case; entries
+ * removed with hash 0 are skipped), or NULL */
+ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
+    const char *name, size_t len);
+
+
+/* ---- ngx_http_datagate_identity.c: who is asking, from where --------- */
+
+/* postconfiguration: the SSL ex_data index of the connection's identity */
+ngx_int_t ngx_http_datagate_identity_init(ngx_conf_t *cf);
+/* the consumer of a verified client certificate (ctx->consumer,
+ * cert_serial), checked against its network and geo rules: DG_R_OK or
+ * the reason to refuse (ctx->detail may say more) */
+dg_reason_e ngx_http_datagate_identify(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx);
 /*
  * The address the network and geo rules see (ctx->client): the TCP peer,
  * or, when the peer is one of datagate_real_ip_from, the client its
@@ -319,10 +328,34 @@ ngx_int_t ngx_http_datagate_ssl_bound(ngx_http_request_t *r);
 ngx_int_t ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
     ngx_str_t *out);
 #endif
-/* a header of a headers_in or headers_out list by name (any case; entries
- * removed with hash 0 are skipped), or NULL */
-ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
-    const char *name, size_t len);
+
+
+/* ---- ngx_http_datagate_dcache.c: the decision and its cache ----------- */
+
+/* dg_decide() for the request (ctx->method set), from the shared zone or
+ * the Redis tier when they have it: NGX_OK (*d), NGX_AGAIN (waiting for
+ * Redis, the access handler is re-entered), NGX_ERROR */
+ngx_int_t ngx_http_datagate_decide(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
+    dg_decision_t *d);
+
+
+/* ---- ngx_http_datagate_error.c: errors and variables ----------------- */
+
+/*
+ * Answer reason as the JSON error (status from dg_reason_status(), headers
+ * already in headers_out such as Retry-After are kept), log the denial and
+ * finalize the request.  From a phase handler: return what it returns
+ * (NGX_DONE after finalizing).
+ */
+ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+/* set status, Content-Type, Content-Length of the error in headers_out and
+ * return its body (last_buf set); for the header filter (_filter.c) */
+ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+/* preconfiguration: $datagate_consumer, $datagate_reason, ... */
+ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
 
 
 /* ---- ngx_http_datagate_request.c: what a request may look like -------- */
@@ -335,6 +368,10 @@ ngx_int_t ngx_http_datagate_request_check(ngx_http_request_t *r,
  * '-'; *underscore (if not NULL) set when a '_' spelling is among them */
 ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
     ngx_str_t *name, ngx_uint_t *underscore);
+/* the DG_METHOD_* bits of the methods the request names for a framework
+ * behind the gateway to take instead of its own (headers, "_method") */
+unsigned ngx_http_datagate_method_overrides(ngx_http_request_t *r,
+    const dg_policy_t *p);
 
 
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
@@ -515,7 +552,7 @@ typedef struct {
     ngx_uint_t                      lim;        /* RS_NONE/WAIT/DONE */
     ngx_int_t                       lim_rc;     /* NGX_OK / NGX_DECLINED */
 
-    /* the decision's GET from the Redis tier (_access.c) */
+    /* the decision's GET from the Redis tier (_dcache.c) */
     ngx_uint_t                      dec;        /* RS_NONE/WAIT/DONE */
     time_t                          dec_expires;
     int32_t                         dec_grant;  /* index, -1 */

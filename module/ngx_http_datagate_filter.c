@@ -965,7 +965,7 @@ ngx_http_datagate_cert_refused(ngx_http_request_t *r, const char **detail)
 
 
 /* the serial of a refused certificate, for the audit record, as
- * _access.c writes it */
+ * _identity.c writes it */
 static void
 ngx_http_datagate_cert_serial(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)

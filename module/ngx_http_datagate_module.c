@@ -496,7 +496,7 @@ ngx_http_datagate_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_datagate_access_init(cf);
+    return ngx_http_datagate_identity_init(cf);
 }
 
 
