@@ -20,6 +20,8 @@
 #include "dg_mask.h"
 #include "dg_rstate.h"
 
+#include <zlib.h>
+
 
 #define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
 #define NGX_HTTP_DATAGATE_REQUEST_ID_MAX   64  /* client-sent ids */
@@ -374,11 +376,83 @@ unsigned ngx_http_datagate_method_overrides(ngx_http_request_t *r,
     const dg_policy_t *p);
 
 
-/* ---- ngx_http_datagate_filter.c ---------------------------------------- */
+/* ---- ngx_http_datagate_filter.c: the response's header ---------------- */
+
+/* the response filter's per-request state (_filter.c, _body.c) */
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_datagate_ctx_t        *ctx;
+    dg_mask_t                      *mask;
+    size_t                          nfields;
+
+    ngx_chain_t                    *in;         /* held input */
+    ngx_buf_t                      *in_buf;     /* being fed */
+
+    ngx_chain_t                    *out;
+    ngx_chain_t                   **last_out;
+    ngx_chain_t                    *free;
+    ngx_chain_t                    *busy;
+    ngx_buf_t                      *obuf;       /* being filled */
+    ngx_uint_t                      nbufs;
+
+    z_stream                        zstream;
+    u_char                         *zbuf;
+
+    ngx_buf_t                      *err;        /* our 502 body */
+
+    uint64_t                        fed;        /* plain bytes fed */
+    uint64_t                        turn_fed;   /* fed when this turn began */
+    size_t                          turn_size;  /* datagate_mask_turn */
+    ngx_event_t                     turn;       /* the next turn; posted:
+                                                   input held for it */
+
+    unsigned                        gzip:1;
+    unsigned                        zstarted:1;
+    unsigned                        zdone:1;
+    unsigned                        error_mode:1;
+    unsigned                        err_sent:1;
+    unsigned                        done:1;
+    unsigned                        nomem:1;
+    unsigned                        failed:1;
+    unsigned                        header_pending:1;
+    unsigned                        flush_seen:1;
+    unsigned                        last_seen:1; /* the last buffer is in */
+    unsigned                        buffered:1; /* set r->buffered */
+    unsigned                        hold:1;     /* the client cannot see a
+                                                   cut: the whole answer
+                                                   before the header */
+
+    size_t                          hold_max;   /* datagate_hold_max */
+    off_t                           out_bytes;  /* output made so far */
+} ngx_http_datagate_filter_ctx_t;
+
+/* the filters after datagate's */
+extern ngx_http_output_header_filter_pt  ngx_http_datagate_next_header_filter;
+extern ngx_http_output_body_filter_pt    ngx_http_datagate_next_body_filter;
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+/* the filter's per-request state, set up */
+ngx_http_datagate_filter_ctx_t *ngx_http_datagate_filter_ctx(
+    ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx);
 /* drop the provider's headers before an error answer of ours */
 void ngx_http_datagate_clean_header(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_body.c: the response's body ------------------- */
+
+ngx_int_t ngx_http_datagate_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+/* a masker for the response, set up for conf; NULL (logged): none */
+dg_mask_t *ngx_http_datagate_masker_get(ngx_http_request_t *r,
+    const dg_mask_conf_t *conf);
+/*
+ * The header was still held: the client gets a JSON error after all,
+ * reason's status unless status says otherwise (504 for a provider that
+ * timed out).  The held input and output are dropped.
+ */
+ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, dg_reason_e reason,
+    ngx_uint_t status, const char *detail);
 
 
 /* ---- ngx_http_datagate_watch.c: long answers re-check the controls ---- */
