@@ -140,7 +140,7 @@ typedef struct {
     ngx_flag_t                      dcache_redis;
     u_char                          dcache_key[32];
 
-    /* datagate_state (_limit.c): quota counters across restarts */
+    /* datagate_state (_state.c): quota counters across restarts */
     ngx_str_t                       state_path;
     ngx_msec_t                      state_interval;
 
@@ -523,7 +523,7 @@ ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
 
 /*
  * Records lost since the last one written, and that record's seq and
- * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_limit.c); with
+ * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_state.c); with
  * the zone locked.  _restore puts a loss read back from the file into a
  * fresh zone, unless a record written since has counted it already.
  */
@@ -699,12 +699,45 @@ dg_reason_e ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
 ngx_int_t ngx_http_datagate_limit(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 
+/* the dataset budget's key: this, then CONSUMER|DATASET */
+#define NGX_HTTP_DATAGATE_DS_BUDGET     "dataset:"
+#define NGX_HTTP_DATAGATE_LIMIT_KEY                                         \
+    (sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) + 2 * DG_RS_ID_MAX + 2)
+
+/* a budget's counters in the shared zone (sh->limits) */
+typedef struct {
+    ngx_str_node_t                  sn;
+    ngx_queue_t                     queue;
+    int64_t                         tat;        /* us */
+    int64_t                         window;     /* quota window, s */
+    uint64_t                        count;      /* admitted here in it */
+    uint32_t                        period;     /* of that window, s */
+    int64_t                         seen_window;
+    uint64_t                        seen;       /* cluster count (Redis) */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;   /* admitted alone, not yet
+                                                   added to Redis's count */
+    uint64_t                        last;       /* ms */
+    u_char                          data[1];
+} ngx_http_datagate_lnode_t;
+
+ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
+    ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
+    uint64_t now, ngx_http_datagate_lnode_t *keep);
+
+
+/* ---- ngx_http_datagate_state.c: datagate_state ----------------------- */
+
 /*
- * datagate_state: quota counters in a file, so that they survive a
- * restart without Redis.  _load seeds a fresh zone (init_zone, master);
- * _save writes the file atomically (exit_master, and every interval=
- * from worker 0); _init_process starts that timer.
+ * datagate_state: quota counters (and the Redis epoch, the audit records
+ * lost) in a file, so that they survive a restart without Redis.  _load
+ * seeds a fresh zone (init_zone, master); _save writes the file
+ * atomically (exit_master, and every interval= from worker 0);
+ * _init_process starts that timer.
  */
+/* datagate_state PATH [interval=60s]; */
+char *ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log);
 ngx_int_t ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,

@@ -21,7 +21,7 @@
  * audit_unavailable; the records of those refusals are write attempts
  * too, so the first one that is written ends the state.  A loss not yet
  * counted in a record is kept in the datagate_state file across a
- * restart (_limit.c).
+ * restart (_state.c).
  */
 
 
