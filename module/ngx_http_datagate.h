@@ -601,6 +601,40 @@ ngx_http_datagate_now_ms(void)
 }
 
 
+/* ---- ngx_http_datagate_redis.c, _hiredis.c: a worker's connection ---- */
+
+/* one of the two connections of a worker (commands, subscriber) */
+typedef struct {
+    ngx_http_datagate_redis_t      *rd;
+    struct redisAsyncContext       *ac;
+    ngx_connection_t               *conn;
+    ngx_event_t                     timer;      /* connect / reconnect */
+    ngx_msec_t                      backoff;
+    ngx_uint_t                      state;
+    ngx_uint_t                      handshake;  /* replies still due */
+    ngx_uint_t                      persist;    /* _RP_* bits, so far */
+    struct redisReader             *shadow;     /* vets what comes in */
+    size_t                          partial;    /* bytes of the reply
+                                                   still arriving */
+    const char                     *name;
+    unsigned                        sub:1;
+    unsigned                        freeing:1;
+    unsigned                        was_ready:1;
+    unsigned                        logged_down:1;
+    unsigned                        epoch_recheck:1; /* a GET after a nil */
+} ngx_http_datagate_rconn_t;
+
+/* tear the connection down (may be inside a hiredis callback) */
+void ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc,
+    const char *why);
+/* the context is gone (the adapter's cleanup hook): down, or reconnect */
+void ngx_http_datagate_redis_closed(ngx_http_datagate_rconn_t *rc);
+/* c carries rc's hiredis context ac: its events call hiredis, and
+ * hiredis's hooks arm them (_hiredis.c) */
+void ngx_http_datagate_redis_attach(ngx_http_datagate_rconn_t *rc,
+    struct redisAsyncContext *ac, ngx_connection_t *c);
+
+
 /* ---- ngx_http_datagate_incident.c: incident controls --------------- */
 
 #define NGX_HTTP_DATAGATE_INC_REVOKED       0x01
