@@ -576,9 +576,10 @@ ngx_int_t ngx_http_datagate_redis_eval(
 
 /*
  * A request waiting for a Redis reply: the first member of each waiting
- * command's private data.  A pool cleanup (waiter_cleanup) clears it when
- * the request goes before its reply; the reply handler reads r and ctx
- * (NULL: gone) and calls waiter_detach before it frees the data.
+ * command's private data, made by waiter_create (with a pool cleanup that
+ * clears it when the request goes before its reply).  The reply handler
+ * reads r and ctx (NULL: gone) and calls waiter_detach before it frees
+ * the data; a command that was not queued gives it to waiter_free.
  */
 typedef struct {
     ngx_http_request_t             *r;          /* NULL: gone / none */
@@ -586,8 +587,11 @@ typedef struct {
     ngx_pool_cleanup_t             *cln;
 } ngx_http_datagate_waiter_t;
 
-void ngx_http_datagate_waiter_cleanup(void *data);
+/* size bytes, a waiter first, for r (NULL: nobody waits); NULL: no memory */
+void *ngx_http_datagate_waiter_create(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, size_t size);
 void ngx_http_datagate_waiter_detach(ngx_http_datagate_waiter_t *w);
+void ngx_http_datagate_waiter_free(ngx_http_datagate_waiter_t *w);
 
 /* wall clock in milliseconds, the same in every worker and node */
 static ngx_inline uint64_t

@@ -697,24 +697,15 @@ ngx_http_datagate_dcache_fetch(ngx_http_request_t *r,
     size_t                      lens[2];
     ngx_int_t                   rc;
     const char                 *argv[2];
-    ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_dwait_t  *w;
 
-    w = ngx_alloc(sizeof(ngx_http_datagate_dwait_t) + klen,
-                  r->connection->log);
+    w = ngx_http_datagate_waiter_create(r, ctx,
+                                        sizeof(ngx_http_datagate_dwait_t)
+                                        + klen);
     if (w == NULL) {
         return NGX_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_free(w);
-        return NGX_ERROR;
-    }
-
-    w->wait.r = r;
-    w->wait.ctx = ctx;
-    w->wait.cln = cln;
     w->klen = klen;
     ngx_memcpy(w->key, key, klen);
 
@@ -726,12 +717,9 @@ ngx_http_datagate_dcache_fetch(ngx_http_request_t *r,
     rc = ngx_http_datagate_redis_command(ngx_http_datagate_dcache_reply, w,
                                          2, argv, lens);
     if (rc != NGX_OK) {
-        ngx_free(w);
+        ngx_http_datagate_waiter_free(&w->wait);
         return rc;
     }
-
-    cln->handler = ngx_http_datagate_waiter_cleanup;
-    cln->data = &w->wait;
 
     return NGX_OK;
 }

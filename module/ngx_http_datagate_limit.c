@@ -500,7 +500,6 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     dg_gcra_t                   gcra;
     const dg_limit_t           *l;
     const char                 *args[10];
-    ngx_pool_cleanup_t         *cln;
     ngx_http_datagate_lwait_t  *w;
     uint64_t                    add;
     ngx_http_datagate_lnode_t  *node;
@@ -518,6 +517,12 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
     gcra.limit = 0;
 
     if (l->rate > 0.0 && dg_gcra_init(&gcra, l->rate, l->burst) != 0) {
+        return NGX_ERROR;
+    }
+
+    w = ngx_http_datagate_waiter_create(r, ctx,
+                                        sizeof(ngx_http_datagate_lwait_t));
+    if (w == NULL) {
         return NGX_ERROR;
     }
 
@@ -591,39 +596,19 @@ ngx_http_datagate_limit_redis(ngx_http_request_t *r,
 
     n = 10;
 
-    w = ngx_alloc(sizeof(ngx_http_datagate_lwait_t), r->connection->log);
-    if (w == NULL) {
-        return NGX_ERROR;
-    }
-
     w->dmcf = dmcf;
     w->add_window = start;
     w->add = add;
     w->b = *b;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_http_datagate_limit_unsynced(w, 0, 0);
-        ngx_free(w);
-        return NGX_ERROR;
-    }
-
-    w->wait.r = r;
-    w->wait.ctx = ctx;
-    w->wait.cln = cln;
-    w->dmcf = dmcf;
 
     rc = ngx_http_datagate_redis_eval(ngx_http_datagate_limit_reply, w, 2, n,
                                       args, lens);
 
     if (rc != NGX_OK) {
         ngx_http_datagate_limit_unsynced(w, 0, 0);
-        ngx_free(w);
+        ngx_http_datagate_waiter_free(&w->wait);
         return rc;
     }
-
-    cln->handler = ngx_http_datagate_waiter_cleanup;
-    cln->data = &w->wait;
 
     return NGX_OK;
 }

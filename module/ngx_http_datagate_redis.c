@@ -96,6 +96,7 @@ static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
 static void ngx_http_datagate_redis_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_datagate_redis_cmd_timeout(ngx_event_t *ev);
+static void ngx_http_datagate_waiter_cleanup(void *data);
 
 
 /* this worker's connections; NULL without datagate_redis */
@@ -196,8 +197,50 @@ ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
 }
 
 
+/*
+ * size bytes whose first member is a waiter for r (r NULL: nobody waits),
+ * ngx_alloc()ed: they outlive the request.  A pool cleanup clears the
+ * waiter when the request goes before the reply.  NULL: no memory.
+ */
+void *
+ngx_http_datagate_waiter_create(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, size_t size)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_datagate_waiter_t  *w;
+
+    w = ngx_alloc(size, r ? r->connection->log : ngx_cycle->log);
+    if (w == NULL) {
+        return NULL;
+    }
+
+    w->r = NULL;
+    w->ctx = NULL;
+    w->cln = NULL;
+
+    if (r == NULL) {
+        return w;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(w);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_datagate_waiter_cleanup;
+    cln->data = w;
+
+    w->r = r;
+    w->ctx = ctx;
+    w->cln = cln;
+
+    return w;
+}
+
+
 /* the request is gone before its reply: the reply must not touch it */
-void
+static void
 ngx_http_datagate_waiter_cleanup(void *data)
 {
     ngx_http_datagate_waiter_t  *w = data;
@@ -216,6 +259,15 @@ ngx_http_datagate_waiter_detach(ngx_http_datagate_waiter_t *w)
         w->cln->handler = NULL;
         w->cln = NULL;
     }
+}
+
+
+/* the command was not queued: the waiter goes */
+void
+ngx_http_datagate_waiter_free(ngx_http_datagate_waiter_t *w)
+{
+    ngx_http_datagate_waiter_detach(w);
+    ngx_free(w);
 }
 
 
