@@ -296,10 +296,6 @@ ngx_http_datagate_ctx_t *ngx_http_datagate_get_ctx(ngx_http_request_t *r);
 /* the ctx of a request refused by nginx before the access phase ran on
  * an enforced location (request id, dataset, enforced) */
 ngx_http_datagate_ctx_t *ngx_http_datagate_error_ctx(ngx_http_request_t *r);
-/* a header of a headers_in or headers_out list by name (any case; entries
- * removed with hash 0 are skipped), or NULL */
-ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
-    const char *name, size_t len);
 
 
 /* ---- ngx_http_datagate_identity.c: who is asking, from where --------- */
@@ -465,6 +461,58 @@ ngx_int_t ngx_http_datagate_watch_start(ngx_http_request_t *r,
 
 
 /* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
+
+/*
+ * The elements of a header list (headers_in, headers_out, an upstream's),
+ * removed ones (hash 0) included, one after the other:
+ *
+ *     for (h = ngx_http_datagate_header_first(&hi, &r->headers_in.headers);
+ *          h != NULL;
+ *          h = ngx_http_datagate_header_next(&hi))
+ */
+typedef struct {
+    ngx_list_part_t                *part;
+    ngx_uint_t                      i;
+} ngx_http_datagate_hiter_t;
+
+static ngx_inline ngx_table_elt_t *
+ngx_http_datagate_header_next(ngx_http_datagate_hiter_t *hi)
+{
+    ngx_table_elt_t  *h;
+
+    while (hi->i >= hi->part->nelts) {
+        if (hi->part->next == NULL) {
+            return NULL;
+        }
+
+        hi->part = hi->part->next;
+        hi->i = 0;
+    }
+
+    h = hi->part->elts;
+
+    return &h[hi->i++];
+}
+
+static ngx_inline ngx_table_elt_t *
+ngx_http_datagate_header_first(ngx_http_datagate_hiter_t *hi,
+    ngx_list_t *list)
+{
+    hi->part = &list->part;
+    hi->i = 0;
+
+    return ngx_http_datagate_header_next(hi);
+}
+
+/* a header of a headers_in or headers_out list by name (any case; entries
+ * removed with hash 0 are skipped), or NULL */
+ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
+    const char *name, size_t len);
+/* a header of headers_out removed (hash 0), and every pointer nginx keeps
+ * to it (r->headers_out.etag, .content_length, .link, ...) */
+void ngx_http_datagate_header_drop(ngx_http_request_t *r,
+    ngx_table_elt_t *h);
+
 
 /* merge of an enforced location: remember its confs */
 ngx_int_t ngx_http_datagate_headers_location(ngx_conf_t *cf,

@@ -411,46 +411,6 @@ ngx_http_datagate_create_ctx(ngx_http_request_t *r)
 }
 
 
-/* a header of a request's headers_in or headers_out list by name */
-
-ngx_table_elt_t *
-ngx_http_datagate_find_header(ngx_list_t *headers, const char *name,
-    size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &headers->part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-
-    return NULL;
-}
-
-
 /* random bytes for generated request ids, drawn in bulk */
 static u_char      ngx_http_datagate_rnd[64 * NGX_HTTP_DATAGATE_REQUEST_ID_LEN
                                          / 2];
@@ -573,11 +533,12 @@ static ngx_int_t
 ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
-    ngx_str_t        *drop;
-    ngx_uint_t        i, n, masks;
-    ngx_list_t        list;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    ngx_str_t                  *drop;
+    ngx_uint_t                  n, masks;
+    ngx_list_t                  list;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, *nh;
+    ngx_http_datagate_hiter_t   hi;
 
     masks = ctx->plan->masks;
 
@@ -599,25 +560,14 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
      * pointers in headers_in (host, user_agent, ...) stay valid.
      */
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len >= sizeof("Datagate-") - 1
-            && (ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate-",
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_in.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->key.len >= sizeof("Datagate-") - 1
+            && (ngx_strncasecmp(h->key.data, (u_char *) "Datagate-",
                                 sizeof("Datagate-") - 1) == 0
-                || ngx_strncasecmp(h[i].key.data, (u_char *) "Datagate_",
+                || ngx_strncasecmp(h->key.data, (u_char *) "Datagate_",
                                    sizeof("Datagate_") - 1) == 0))
         {
             /* "Datagate_" too: CGI-style servers read it as "Datagate-"
@@ -627,8 +577,8 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
 
         if (masks) {
             for (drop = ngx_http_datagate_masked_drop; drop->len; drop++) {
-                if (h[i].key.len == drop->len
-                    && ngx_strncasecmp(h[i].key.data, drop->data, drop->len)
+                if (h->key.len == drop->len
+                    && ngx_strncasecmp(h->key.data, drop->data, drop->len)
                        == 0)
                 {
                     break;
@@ -645,7 +595,7 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        *nh = h[i];
+        *nh = *h;
     }
 
     if (masks) {

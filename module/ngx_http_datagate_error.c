@@ -140,12 +140,12 @@ ngx_http_datagate_error_body(ngx_http_request_t *r,
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.charset.len = 0;
-    r->headers_out.content_length_n = b->last - b->pos;
 
     if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
+        ngx_http_datagate_header_drop(r, r->headers_out.content_length);
     }
+
+    r->headers_out.content_length_n = b->last - b->pos;
 
     if (ctx) {
         ctx->status = r->headers_out.status;

@@ -317,8 +317,7 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     if (gzip) {
         fctx->gzip = 1;
 
-        r->headers_out.content_encoding->hash = 0;
-        r->headers_out.content_encoding = NULL;
+        ngx_http_datagate_header_drop(r, r->headers_out.content_encoding);
     }
 
     r->filter_need_in_memory = 1;
@@ -558,30 +557,18 @@ ngx_http_datagate_framed(ngx_http_request_t *r)
 static void
 ngx_http_datagate_drop_validators(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hiter_t   hi;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0
-            && dg_header_refused((const char *) h[i].key.data, h[i].key.len)
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_out.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash != 0
+            && dg_header_refused((const char *) h->key.data, h->key.len)
                != NULL)
         {
-            h[i].hash = 0;
+            ngx_http_datagate_header_drop(r, h);
         }
     }
 
@@ -950,40 +937,29 @@ ngx_http_datagate_is_json(ngx_str_t *type)
 static ngx_int_t
 ngx_http_datagate_encoding(ngx_http_request_t *r, ngx_uint_t *gzip)
 {
-    ngx_str_t        *v;
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_str_t                  *v;
+    ngx_uint_t                  n;
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hiter_t   hi;
 
     *gzip = 0;
 
     /* every Content-Encoding header, not only the one nginx points at */
 
     n = 0;
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0
-            || h[i].key.len != sizeof("Content-Encoding") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Encoding",
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_out.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash == 0
+            || h->key.len != sizeof("Content-Encoding") - 1
+            || ngx_strncasecmp(h->key.data, (u_char *) "Content-Encoding",
                                sizeof("Content-Encoding") - 1) != 0)
         {
             continue;
         }
 
-        if (&h[i] != r->headers_out.content_encoding) {
+        if (h != r->headers_out.content_encoding) {
             /* more than one */
             return NGX_DECLINED;
         }
@@ -1007,8 +983,7 @@ ngx_http_datagate_encoding(ngx_http_request_t *r, ngx_uint_t *gzip)
     if (v->len == sizeof("identity") - 1
         && ngx_strncasecmp(v->data, (u_char *) "identity", v->len) == 0)
     {
-        r->headers_out.content_encoding->hash = 0;
-        r->headers_out.content_encoding = NULL;
+        ngx_http_datagate_header_drop(r, r->headers_out.content_encoding);
         return NGX_OK;
     }
 

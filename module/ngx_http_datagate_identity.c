@@ -521,13 +521,13 @@ static struct sockaddr *
 ngx_http_datagate_forwarded(ngx_http_request_t *r,
     ngx_http_datagate_loc_conf_t *dlcf)
 {
-    u_char                   *p, *end, *q;
-    ngx_uint_t                i, n, total;
-    struct sockaddr          *sa, *last;
-    ngx_list_part_t          *part;
-    ngx_table_elt_t          *h;
-    ngx_http_datagate_hop_t  *hop;
-    ngx_http_datagate_hop_t   hops[NGX_HTTP_DATAGATE_FORWARDED_MAX];
+    u_char                     *p, *end, *q;
+    ngx_uint_t                  n, total;
+    struct sockaddr            *sa, *last;
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hop_t    *hop;
+    ngx_http_datagate_hiter_t   hi;
+    ngx_http_datagate_hop_t     hops[NGX_HTTP_DATAGATE_FORWARDED_MAX];
 
     if (dlcf->real_ip_header.len == sizeof("proxy_protocol") - 1
         && ngx_strncasecmp(dlcf->real_ip_header.data,
@@ -547,30 +547,19 @@ ngx_http_datagate_forwarded(ngx_http_request_t *r,
      * the nearest ones are kept */
 
     total = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != dlcf->real_ip_header.len
-            || ngx_strncasecmp(h[i].key.data, dlcf->real_ip_header.data,
-                               h[i].key.len) != 0)
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_in.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash == 0 || h->key.len != dlcf->real_ip_header.len
+            || ngx_strncasecmp(h->key.data, dlcf->real_ip_header.data,
+                               h->key.len) != 0)
         {
             continue;
         }
 
-        p = h[i].value.data;
-        end = p + h[i].value.len;
+        p = h->value.data;
+        end = p + h->value.len;
 
         for ( ;; ) {
             q = ngx_strlchr(p, end, ',');

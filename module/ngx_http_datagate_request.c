@@ -122,10 +122,10 @@ ngx_uint_t
 ngx_http_datagate_header_count(ngx_list_t *headers, ngx_str_t *name,
     ngx_uint_t *underscore)
 {
-    u_char            a, b;
-    ngx_uint_t        i, k, n, us;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    u_char                      a, b;
+    ngx_uint_t                  k, n, us;
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hiter_t   hi;
 
     n = 0;
 
@@ -133,29 +133,18 @@ ngx_http_datagate_header_count(ngx_list_t *headers, ngx_str_t *name,
         *underscore = 0;
     }
 
-    part = &headers->part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0 || h[i].key.len != name->len) {
+    for (h = ngx_http_datagate_header_first(&hi, headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash == 0 || h->key.len != name->len) {
             continue;
         }
 
         us = 0;
 
         for (k = 0; k < name->len; k++) {
-            a = ngx_tolower(h[i].key.data[k]);
+            a = ngx_tolower(h->key.data[k]);
             b = ngx_tolower(name->data[k]);
 
             if (a == '_') {
@@ -239,42 +228,30 @@ unsigned
 ngx_http_datagate_method_overrides(ngx_http_request_t *r,
     const dg_policy_t *p)
 {
-    u_char            *a, *end, *k, *e, *q, c;
-    size_t             n, j, klen;
-    unsigned           bits;
-    ngx_uint_t         i;
-    ngx_list_part_t   *part;
-    ngx_table_elt_t   *h;
-    u_char             key[NGX_HTTP_DATAGATE_OVERRIDE_KEY];
-    u_char             val[NGX_HTTP_DATAGATE_OVERRIDE_VALUE];
+    u_char                     *a, *end, *k, *e, *q, c;
+    size_t                      n, j, klen;
+    unsigned                    bits;
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hiter_t   hi;
+    u_char                      key[NGX_HTTP_DATAGATE_OVERRIDE_KEY];
+    u_char                      val[NGX_HTTP_DATAGATE_OVERRIDE_VALUE];
 
     static const char  *names[] = { "x-http-method-override",
                                     "x-http-method", "x-method-override" };
 
     bits = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_in.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
         for (n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
-            if (h[i].key.len != ngx_strlen(names[n])) {
+            if (h->key.len != ngx_strlen(names[n])) {
                 continue;
             }
 
-            for (j = 0; j < h[i].key.len; j++) {
-                c = ngx_tolower(h[i].key.data[j]);
+            for (j = 0; j < h->key.len; j++) {
+                c = ngx_tolower(h->key.data[j]);
                 if (c != (u_char) names[n][j]
                     && !(c == '_' && names[n][j] == '-'))
                 {
@@ -282,9 +259,9 @@ ngx_http_datagate_method_overrides(ngx_http_request_t *r,
                 }
             }
 
-            if (j == h[i].key.len) {
-                bits |= ngx_http_datagate_method_value(p, h[i].value.data,
-                                                       h[i].value.len);
+            if (j == h->key.len) {
+                bits |= ngx_http_datagate_method_value(p, h->value.data,
+                                                       h->value.len);
             }
         }
     }
