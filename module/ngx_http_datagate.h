@@ -16,6 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "dg_audit.h"
 #include "dg_policy.h"
 #include "dg_mask.h"
 #include "dg_rstate.h"
@@ -81,7 +82,7 @@ typedef struct {
 
     /* audit chain (_log.c): one chain for all workers, under shpool lock;
      * audit_failing is also read without it (the access phase) */
-    u_char                          audit_last[65];
+    u_char                          audit_last[DG_AUDIT_HEXLEN + 1];
     ngx_uint_t                      audit_seq;
     ngx_atomic_t                    audit_failed;
     ngx_atomic_t                    audit_failing;  /* last write failed */
@@ -127,6 +128,13 @@ typedef struct {
     ngx_uint_t                      audit_serve; /* on_failure=serve */
     ngx_str_t                       audit_conf_file; /* where the */
     ngx_uint_t                      audit_conf_line; /* directive is */
+    /* the chain head found in the file (_log.c, audit_init): it seeds
+     * a new zone */
+    u_char                          audit_head[DG_AUDIT_HEXLEN + 1];
+    uint64_t                        audit_head_seq;
+    uint64_t                        audit_head_dev; /* the file, when */
+    uint64_t                        audit_head_ino; /* its last line */
+    unsigned                        audit_head_torn:1; /* is torn */
 
     ngx_str_t                       secret_path;
     u_char                          secret[64];
