@@ -642,47 +642,13 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
 }
 
 
-/* the names ngx_http_datagate_push_header() was called with */
-typedef struct {
-    const char                      *name;
-    size_t                           len;
-    ngx_uint_t                       hash;
-    u_char                           low[32];
-} ngx_http_datagate_hdr_name_t;
-
-static ngx_http_datagate_hdr_name_t  ngx_http_datagate_hdr_names[8];
-
-
+/* a header for the provider: name a string literal */
 static ngx_int_t
 ngx_http_datagate_push_header(ngx_http_request_t *r, ngx_list_t *list,
     const char *name, u_char *value, size_t len)
 {
-    size_t                           nlen;
-    ngx_uint_t                       i;
-    ngx_table_elt_t                 *h;
-    ngx_http_datagate_hdr_name_t    *known;
-
-    /* name is a string literal: its lower case and hash are worked out
-     * once */
-
-    known = ngx_http_datagate_hdr_names;
-
-    for (i = 0; i < 8 && known[i].name != NULL; i++) {
-        if (known[i].name == name) {
-            break;
-        }
-    }
-
-    if (i < 8 && known[i].name == NULL) {
-        nlen = ngx_strlen(name);
-
-        if (nlen <= sizeof(known[i].low)) {
-            known[i].hash = ngx_hash_strlow(known[i].low, (u_char *) name,
-                                            nlen);
-            known[i].len = nlen;
-            known[i].name = name;
-        }
-    }
+    size_t            nlen;
+    ngx_table_elt_t  *h;
 
     h = ngx_list_push(list);
     if (h == NULL) {
@@ -700,16 +666,9 @@ ngx_http_datagate_push_header(ngx_http_request_t *r, ngx_list_t *list,
     h->value.data[len] = '\0';
     h->value.len = len;
 
-    h->key.data = (u_char *) name;
-
-    if (i < 8 && known[i].name == name) {
-        h->key.len = known[i].len;
-        h->lowcase_key = known[i].low;
-        h->hash = known[i].hash;
-        return NGX_OK;
-    }
-
     nlen = ngx_strlen(name);
+
+    h->key.data = (u_char *) name;
     h->key.len = nlen;
 
     h->lowcase_key = ngx_pnalloc(r->pool, nlen);
