@@ -199,21 +199,16 @@ typedef struct {
     ngx_str_t                       purpose;
     ngx_str_t                       approval;
     ngx_str_t                       cert_serial;
-    u_char                          country[4];
+    u_char                          country[4]; /* geo (_identity.c) */
+    u_char                          region[64];
     u_char                          request_id[NGX_HTTP_DATAGATE_REQUEST_ID_MAX
                                                + 1]; /* NUL-terminated */
     size_t                          request_id_len;
     dg_reason_e                     reason;
     ngx_int_t                       status;     /* our error status, 0 */
-    ngx_msec_t                      start;
 
-    /* masking (_filter.c) */
+    /* masking (_filter.c, _body.c) */
     dg_mask_t                      *mask;
-    ngx_chain_t                    *free;
-    ngx_chain_t                    *busy;
-    ngx_chain_t                    *out;
-    ngx_chain_t                   **last_out;
-    int                             mask_rc;    /* DG_MASK_OK or error */
     uint64_t                        masked;     /* values masked */
     const char                     *unmaskable; /* why 502 / cut */
 
@@ -240,7 +235,6 @@ typedef struct {
 
     unsigned                        enforced:1;
     unsigned                        decided:1;
-    unsigned                        waiting:1;
     unsigned                        allowed:1;
     unsigned                        degraded:1;
     unsigned                        logged:1;
@@ -252,13 +246,11 @@ typedef struct {
     unsigned                        method;     /* DG_METHOD_* bits the
                                                    decision was made for */
 
-    /* _access.c */
-    ngx_http_request_t             *request;
-    ngx_uint_t                      stage;      /* where to resume */
-    ngx_uint_t                      cache;      /* NGX_HTTP_DATAGATE_CACHE_* */
-    const dg_purpose_t             *purpose_def; /* NULL: unknown */
-    time_t                          expires;    /* decision valid until */
-    u_char                          region[64];
+    ngx_uint_t                      stage;      /* where the access
+                                                   handler resumes */
+    ngx_uint_t                      cache;      /* NGX_HTTP_DATAGATE_CACHE_*:
+                                                   the tier that decided
+                                                   (_dcache.c) */
 
     /* client address (_identity.c: ngx_http_datagate_client_addr()) */
     struct sockaddr                *client;     /* network and geo rules */

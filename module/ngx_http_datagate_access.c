@@ -169,11 +169,8 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         rc = ngx_http_datagate_decide(r, dmcf, ctx, &d);
 
         if (rc == NGX_AGAIN) {
-            ctx->waiting = 1;
             return NGX_AGAIN;
         }
-
-        ctx->waiting = 0;
 
         if (rc != NGX_OK) {
             return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
@@ -182,8 +179,6 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         ctx->reason = d.reason;
         ctx->grant = d.grant;
         ctx->plan = d.plan;
-        ctx->purpose_def = d.purpose;
-        ctx->expires = d.expires;
         ctx->decided = 1;
 
         ctx->stage = NGX_HTTP_DATAGATE_STAGE_INCIDENT;
@@ -227,11 +222,8 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         rc = ngx_http_datagate_limit(r, ctx);
 
         if (rc == NGX_AGAIN) {
-            ctx->waiting = 1;
             return NGX_AGAIN;
         }
-
-        ctx->waiting = 0;
 
         if (rc == NGX_DECLINED) {
             reason = ctx->reason != DG_R_OK ? ctx->reason
@@ -296,11 +288,8 @@ ngx_http_datagate_stage_check(ngx_http_request_t *r,
     rc = check(r, ctx, &reason);
 
     if (rc == NGX_AGAIN) {
-        ctx->waiting = 1;
         return NGX_AGAIN;
     }
-
-    ctx->waiting = 0;
 
     if (rc != NGX_OK) {
         return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
@@ -316,13 +305,11 @@ ngx_http_datagate_stage_check(ngx_http_request_t *r,
 
 /* ---- ctx ------------------------------------------------------------ */
 
+/* nothing to free: the handler marks the cleanup that holds the ctx,
+ * for ngx_http_datagate_get_ctx() to find it after an internal redirect */
 static void
 ngx_http_datagate_ctx_cleanup(void *data)
 {
-    ngx_http_datagate_ctx_t  *ctx = data;
-
-    /* the request is going away: nothing may reach it any more */
-    ctx->request = NULL;
 }
 
 
@@ -398,8 +385,6 @@ ngx_http_datagate_create_ctx(ngx_http_request_t *r)
     cln->handler = ngx_http_datagate_ctx_cleanup;
     cln->data = ctx;
 
-    ctx->request = r;
-    ctx->start = ngx_current_msec;
     ctx->reason = DG_R_OK;
     ctx->stage = NGX_HTTP_DATAGATE_STAGE_START;
 

@@ -1153,7 +1153,6 @@ ngx_http_datagate_fail(ngx_http_request_t *r,
 
     fctx->failed = 1;
 
-    ctx->mask_rc = rc;
     ctx->unmaskable = why;
     ctx->cut = fctx->header_pending ? 0 : 1;
 

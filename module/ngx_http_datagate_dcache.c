@@ -795,7 +795,6 @@ ngx_http_datagate_dcache_reply(void *data, void *reply)
     ngx_free(w);
 
     st->dec = NGX_HTTP_DATAGATE_RS_DONE;
-    ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
 }

@@ -49,6 +49,8 @@ static struct sockaddr *ngx_http_datagate_parse_hop(ngx_http_request_t *r,
     u_char *p, size_t len);
 
 
+/* the ex_data index of the identity in SSL objects: OpenSSL's, for the
+ * whole process, taken once (not a setting: it outlives reloads) */
 static int  ngx_http_datagate_ssl_index = -1;
 
 

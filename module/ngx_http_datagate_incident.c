@@ -680,7 +680,6 @@ ngx_http_datagate_incident_reply(void *data, void *reply)
     }
 
     st->inc = NGX_HTTP_DATAGATE_RS_DONE;
-    ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
 }

@@ -723,7 +723,6 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
     ngx_free(w);
 
     st->lim = NGX_HTTP_DATAGATE_RS_DONE;
-    ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
 }
