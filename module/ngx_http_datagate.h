@@ -236,7 +236,7 @@ typedef struct {
     unsigned                        enforced:1;
     unsigned                        decided:1;
     unsigned                        allowed:1;
-    unsigned                        degraded:1;
+    unsigned                        degraded:1; /* counted (_redis.c) */
     unsigned                        logged:1;
     unsigned                        cut:1;
 
@@ -611,6 +611,9 @@ typedef void (*ngx_http_datagate_redis_handler_pt)(void *data, void *reply);
 
 /* 1: connected and answering (breaker closed); 0: nobody may wait */
 ngx_int_t ngx_http_datagate_redis_ready(void);
+/* the request is decided on stale or per-node state: counted once */
+void ngx_http_datagate_redis_degraded(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx);
 
 /* NGX_OK: queued; NGX_DECLINED: Redis not ready; NGX_ERROR */
 ngx_int_t ngx_http_datagate_redis_command(

@@ -365,7 +365,7 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     if (cached) {
 
         if (!fresh && !ready) {
-            ctx->degraded = 1;
+            ngx_http_datagate_redis_degraded(dmcf, ctx);
         }
 
         if (refresh) {
@@ -412,12 +412,8 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
         st->flags = found ? (flags & NGX_HTTP_DATAGATE_INC_DENY) : 0;
     }
 
-    ctx->degraded = 1;
+    ngx_http_datagate_redis_degraded(dmcf, ctx);
     st->inc = NGX_HTTP_DATAGATE_RS_DONE;
-
-    if (dmcf->sh) {
-        (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
-    }
 
     return NGX_OK;
 }
@@ -668,15 +664,11 @@ ngx_http_datagate_incident_reply(void *data, void *reply)
     } else if (!st->stale_ok) {
         /* nothing within stale= to fall back on: fail closed */
         st->unavailable = 1;
-        ctx->degraded = 1;
-
-        if (dmcf->sh) {
-            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
-        }
+        ngx_http_datagate_redis_degraded(dmcf, ctx);
 
     } else {
         /* the copy within stale= applied before the fetch stands */
-        ctx->degraded = 1;
+        ngx_http_datagate_redis_degraded(dmcf, ctx);
     }
 
     st->inc = NGX_HTTP_DATAGATE_RS_DONE;

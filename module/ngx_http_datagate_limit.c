@@ -145,11 +145,7 @@ ngx_http_datagate_limit(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
         }
 
         /* Redis not ready: this node's share of the budget */
-        ctx->degraded = 1;
-
-        if (dmcf->sh) {
-            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
-        }
+        ngx_http_datagate_redis_degraded(dmcf, ctx);
     }
 
     if (ngx_http_datagate_limit_local(r, dmcf, &b, dmcf->redis_enabled, &res)
@@ -705,11 +701,7 @@ ngx_http_datagate_limit_reply(void *data, void *reply)
 
     } else {
         /* Redis failed us: this node's share (the breaker is open now) */
-        ctx->degraded = 1;
-
-        if (dmcf->sh) {
-            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
-        }
+        ngx_http_datagate_redis_degraded(dmcf, ctx);
 
         if (ngx_http_datagate_limit_local(r, dmcf, &w->b, 1, &res) == NGX_OK)
         {

@@ -128,6 +128,26 @@ ngx_http_datagate_redis_ready(void)
 }
 
 
+/*
+ * The request is decided on stale or per-node state (the statistics'
+ * degraded_total): counted once, whichever steps fell back.
+ */
+void
+ngx_http_datagate_redis_degraded(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    if (ctx->degraded) {
+        return;
+    }
+
+    ctx->degraded = 1;
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen,
