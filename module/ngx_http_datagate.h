@@ -108,7 +108,7 @@ typedef struct {
 } ngx_http_datagate_shctx_t;
 
 
-/* ---- ngx_http_datagate_module.c: configuration ------------------------ */
+/* ---- ngx_http_datagate_module.c: configuration ----------------------- */
 
 typedef struct {
     ngx_str_t                       policy_path;
@@ -273,7 +273,7 @@ extern ngx_module_t  ngx_http_datagate_module;
 extern ngx_module_t  ngx_http_datagate_filter_module;
 
 
-/* ---- ngx_http_datagate_module.c ---------------------------------------- */
+/* ---- ngx_http_datagate_module.c: pseudonym keys ---------------------- */
 
 /* HMAC-SHA-256(secret, "pseudonym:" + consumer id), cached per worker;
  * 32 bytes, or NULL */
@@ -281,7 +281,7 @@ const u_char *ngx_http_datagate_pseudonym_key(
     ngx_http_datagate_main_conf_t *dmcf, const dg_consumer_t *c);
 
 
-/* ---- ngx_http_datagate_access.c --------------------------------------- */
+/* ---- ngx_http_datagate_access.c: the access phase -------------------- */
 
 /* ctx->stage: where the access handler resumes */
 #define NGX_HTTP_DATAGATE_STAGE_START      0
@@ -328,7 +328,7 @@ ngx_int_t ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
 #endif
 
 
-/* ---- ngx_http_datagate_dcache.c: the decision and its cache ----------- */
+/* ---- ngx_http_datagate_dcache.c: the decision and its cache ---------- */
 
 /* dg_decide() for the request (ctx->method set), from the shared zone or
  * the Redis tier when they have it: NGX_OK (*d), NGX_AGAIN (waiting for
@@ -356,7 +356,7 @@ ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
 
 
-/* ---- ngx_http_datagate_request.c: what a request may look like -------- */
+/* ---- ngx_http_datagate_request.c: what a request may look like ------- */
 
 /* NGX_OK; NGX_DECLINED with *detail saying why the request is refused
  * (400 request_rejected); NGX_ERROR */
@@ -372,7 +372,7 @@ unsigned ngx_http_datagate_method_overrides(ngx_http_request_t *r,
     const dg_policy_t *p);
 
 
-/* ---- ngx_http_datagate_filter.c: the response's header ---------------- */
+/* ---- ngx_http_datagate_filter.c: the response's header --------------- */
 
 /* the response filter's per-request state (_filter.c, _body.c) */
 typedef struct {
@@ -451,7 +451,7 @@ ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
 
 
-/* ---- ngx_http_datagate_watch.c: long answers re-check the controls ---- */
+/* ---- ngx_http_datagate_watch.c: long answers re-check the controls --- */
 
 /* installs its header and body filters (under the masker's) */
 ngx_int_t ngx_http_datagate_watch_init(ngx_conf_t *cf);
@@ -460,7 +460,7 @@ ngx_int_t ngx_http_datagate_watch_start(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 
 
-/* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
+/* ---- ngx_http_datagate_headers.c: the provider's response headers ---- */
 
 /*
  * The elements of a header list (headers_in, headers_out, an upstream's),
@@ -529,7 +529,7 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 
 
-/* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */
+/* ---- ngx_http_datagate_log.c: audit + counters ----------------------- */
 
 /* counter kinds; a counter's key is the kind byte, then its label values,
  * each ending in '\0' */
@@ -582,12 +582,12 @@ void ngx_http_datagate_audit_lost_restore(
     u_char *hash, uint64_t lost);
 
 
-/* ---- ngx_http_datagate_status.c ---------------------------------------- */
+/* ---- ngx_http_datagate_status.c: the statistics ---------------------- */
 
 ngx_int_t ngx_http_datagate_status_handler(ngx_http_request_t *r);
 
 
-/* ---- ngx_http_datagate_geoip.c ----------------------------------------- */
+/* ---- ngx_http_datagate_geoip.c: countries, regions ------------------- */
 
 ngx_int_t ngx_http_datagate_geoip_open(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
@@ -597,7 +597,7 @@ ngx_int_t ngx_http_datagate_geoip_lookup(ngx_http_datagate_main_conf_t *dmcf,
     struct sockaddr *sa, u_char *country, u_char *region, size_t rlen);
 
 
-/* ---- ngx_http_datagate_redis.c ----------------------------------------- */
+/* ---- ngx_http_datagate_redis.c: commands ----------------------------- */
 
 ngx_int_t ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_datagate_redis_exit_process(ngx_cycle_t *cycle);
@@ -690,7 +690,7 @@ void ngx_http_datagate_redis_attach(ngx_http_datagate_rconn_t *rc,
     struct redisAsyncContext *ac, ngx_connection_t *c);
 
 
-/* ---- ngx_http_datagate_incident.c: incident controls --------------- */
+/* ---- ngx_http_datagate_incident.c: incident controls ----------------- */
 
 #define NGX_HTTP_DATAGATE_INC_REVOKED       0x01
 #define NGX_HTTP_DATAGATE_INC_SUSPENDED     0x02
@@ -781,7 +781,7 @@ dg_reason_e ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk);
 
 
-/* ---- ngx_http_datagate_limit.c: rate limits and quotas ---------------- */
+/* ---- ngx_http_datagate_limit.c: rate limits and quotas --------------- */
 
 /* NGX_OK: admitted; NGX_DECLINED: limited (headers set, reason in ctx);
  * NGX_AGAIN: waiting for Redis, the access handler will be re-entered */

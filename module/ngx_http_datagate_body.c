@@ -847,13 +847,6 @@ ngx_http_datagate_finish(ngx_http_request_t *r,
 
 
 /*
- * The masker writes into fctx->obuf, from obuf->last on: used bytes
- * written there since the last call are the response's now.  need != 0:
- * lend at least need bytes more, the rest of obuf when it has that much
- * room, else a fresh buffer (obuf, full or nearly, goes to the output
- * chain).  need 0: the feed is over, obuf is as the masker left it.
- */
-/*
  * A masker for this response, set up for conf: an idle one of the worker
  * when one is large enough, or a new one; it goes back to the worker when
  * the request's pool is destroyed (after the log phase, which reads its
@@ -933,6 +926,13 @@ ngx_http_datagate_masker_put(void *data)
 }
 
 
+/*
+ * The masker writes into fctx->obuf, from obuf->last on: used bytes
+ * written there since the last call are the response's now.  need != 0:
+ * lend at least need bytes more, the rest of obuf when it has that much
+ * room, else a fresh buffer (obuf, full or nearly, goes to the output
+ * chain).  need 0: the feed is over, obuf is as the masker left it.
+ */
 static int
 ngx_http_datagate_lend(void *data, size_t used, size_t need, uint8_t **buf,
     size_t *cap)
