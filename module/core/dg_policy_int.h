@@ -9,6 +9,7 @@
  *   dg_grant.c             grants: the section, and run-time grants
  *   dg_policy_compile.c    the whole load: plans, indexes, version; free
  *   dg_policy_match.c      per-request lookups in a compiled policy
+ *   dg_policy_value.c      syntax of values: methods, rate, quota, ...
  */
 
 #ifndef DG_POLICY_INT_H
