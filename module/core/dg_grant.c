@@ -26,7 +26,7 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 {
     int                rc, y, m, dd;
     size_t             j;
-    const char        *hint;
+    char               hb[DG_HINT_LEN];
     dg_str_t           s;
     const dg_hent_t   *e;
     const dg_ynode_t  *v, *seq, *x, *y2;
@@ -55,13 +55,11 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 
     e = dg_hash_find(&priv->consumers, s.data, s.len);
     if (e == NULL) {
-        hint = dg_suggest_ids(s.data, s.len, p->consumers, p->nconsumers,
-                              sizeof(dg_consumer_t),
-                              offsetof(dg_consumer_t, id));
         return dg_err(L, file, v->line, path, "consumer",
-                      "unknown consumer '%s'%s%s%s", s.data,
-                      hint ? " (did you mean '" : "", hint ? hint : "",
-                      hint ? "'?)" : "");
+                      "unknown consumer '%s'%s", s.data,
+                      dg_hint_id(hb, s.data, s.len, p->consumers,
+                                 p->nconsumers, sizeof(dg_consumer_t),
+                                 offsetof(dg_consumer_t, id)));
     }
     g->consumer = e->val;
 
@@ -74,13 +72,11 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
 
     e = dg_hash_find(&priv->datasets, s.data, s.len);
     if (e == NULL) {
-        hint = dg_suggest_ids(s.data, s.len, p->datasets, p->ndatasets,
-                              sizeof(dg_dataset_t),
-                              offsetof(dg_dataset_t, id));
         return dg_err(L, file, v->line, path, "dataset",
-                      "unknown dataset '%s'%s%s%s", s.data,
-                      hint ? " (did you mean '" : "", hint ? hint : "",
-                      hint ? "'?)" : "");
+                      "unknown dataset '%s'%s", s.data,
+                      dg_hint_id(hb, s.data, s.len, p->datasets,
+                                 p->ndatasets, sizeof(dg_dataset_t),
+                                 offsetof(dg_dataset_t, id)));
     }
     g->dataset = e->val;
 
@@ -122,13 +118,11 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
     for (x = seq->child; x; x = x->next) {
         e = dg_hash_find(&priv->purposes, x->str, x->len);
         if (e == NULL) {
-            hint = dg_suggest_ids(x->str, x->len, p->purposes, p->npurposes,
-                                  sizeof(dg_purpose_t),
-                                  offsetof(dg_purpose_t, id));
             return dg_err(L, file, x->line, path, "purposes",
-                          "unknown purpose '%.64s'%s%s%s", x->str,
-                          hint ? " (did you mean '" : "", hint ? hint : "",
-                          hint ? "'?)" : "");
+                          "unknown purpose '%.64s'%s", x->str,
+                          dg_hint_id(hb, x->str, x->len, p->purposes,
+                                     p->npurposes, sizeof(dg_purpose_t),
+                                     offsetof(dg_purpose_t, id)));
         }
 
         for (j = 0; j < g->npurposes; j++) {

@@ -62,8 +62,21 @@ typedef struct {
 
 int dg_err(dg_load_t *L, const char *file, unsigned line, const char *path,
     const char *key, const char *fmt, ...);
-const char *dg_suggest_ids(const char *s, size_t len, const void *base,
-    size_t n, size_t stride, size_t off);
+
+/*
+ * " (did you mean 'NAME'?)", the end of an error about the unknown name s
+ * when a known NAME is fewer than DG_HINT_DISTANCE edits away, else "".
+ * The known names: a NULL-terminated list of keys, or the ids of an array
+ * of n structs of size stride with a dg_str_t id at offset off.
+ */
+#define DG_HINT_DISTANCE        3
+#define DG_HINT_NAME_MAX        64          /* longer names: no hint */
+#define DG_HINT_LEN             (DG_ID_MAX + 24)
+const char *dg_hint_key(char buf[DG_HINT_LEN], const char *s, size_t len,
+    const char **keys);
+const char *dg_hint_id(char buf[DG_HINT_LEN], const char *s, size_t len,
+    const void *base, size_t n, size_t stride, size_t off);
+
 int dg_y_null(const dg_ynode_t *n);
 int dg_check_keys(dg_load_t *L, const char *file, const dg_ynode_t *map,
     const char *path, const char **allowed);

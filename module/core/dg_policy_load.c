@@ -955,18 +955,17 @@ dg_load_datasets(dg_load_t *L)
                     e = dg_hash_find(&L->priv->classes, fk->next->str,
                                      fk->next->len);
                     if (e == NULL) {
-                        const char  *hint;
+                        char  hb[DG_HINT_LEN];
 
-                        hint = dg_suggest_ids(fk->next->str, fk->next->len,
-                                              L->p->classes,
-                                              L->p->nclasses,
-                                              sizeof(dg_class_t),
-                                              offsetof(dg_class_t, id));
                         return dg_err(L, f->name, fk->next->line, fpath,
-                                      NULL, "unknown class '%.64s'%s%s%s",
+                                      NULL, "unknown class '%.64s'%s",
                                       fk->next->str,
-                                      hint ? " (did you mean '" : "",
-                                      hint ? hint : "", hint ? "'?)" : "");
+                                      dg_hint_id(hb, fk->next->str,
+                                                 fk->next->len,
+                                                 L->p->classes,
+                                                 L->p->nclasses,
+                                                 sizeof(dg_class_t),
+                                                 offsetof(dg_class_t, id)));
                     }
 
                     if (dg_str_set(L, fk, &d->fields[j].key) != 0) {

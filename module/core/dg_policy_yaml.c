@@ -54,14 +54,14 @@ dg_err(dg_load_t *L, const char *file, unsigned line, const char *path,
 }
 
 
-/* Levenshtein distance, bounded by the 64-byte strings we compare */
+/* Levenshtein distance, bounded by the longest names we compare */
 
 static size_t
 dg_distance(const char *a, size_t la, const char *b, size_t lb)
 {
-    size_t  i, j, d[65], prev, cur;
+    size_t  i, j, d[DG_HINT_NAME_MAX + 1], prev, cur;
 
-    if (la > 64 || lb > 64) {
+    if (la > DG_HINT_NAME_MAX || lb > DG_HINT_NAME_MAX) {
         return (size_t) -1;
     }
 
@@ -89,53 +89,75 @@ dg_distance(const char *a, size_t la, const char *b, size_t lb)
 }
 
 
-static const char *
-dg_suggest_keys(const char *s, size_t len, const char **keys)
+/* cand becomes *near when it is nearer to s than *best, and not all of s
+ * is changed */
+
+static void
+dg_nearer(const char *s, size_t len, const char *cand, size_t clen,
+    size_t *best, const char **near)
 {
-    size_t       d, best;
-    const char  *found;
+    size_t  d;
 
-    found = NULL;
-    best = 3;
+    d = dg_distance(s, len, cand, clen);
 
-    for ( /* void */ ; *keys; keys++) {
-        d = dg_distance(s, len, *keys, strlen(*keys));
-        if (d < best && d < len) {
-            best = d;
-            found = *keys;
-        }
+    if (d < *best && d < len) {
+        *best = d;
+        *near = cand;
     }
-
-    return found;
 }
 
 
-/* ids of an array of structs with a dg_str_t at offset off */
+static const char *
+dg_hint(char buf[DG_HINT_LEN], const char *near)
+{
+    if (near == NULL) {
+        return "";
+    }
+
+    snprintf(buf, DG_HINT_LEN, " (did you mean '%.*s'?)", DG_ID_MAX, near);
+
+    return buf;
+}
+
 
 const char *
-dg_suggest_ids(const char *s, size_t len, const void *base, size_t n,
-    size_t stride, size_t off)
+dg_hint_key(char buf[DG_HINT_LEN], const char *s, size_t len,
+    const char **keys)
 {
-    size_t           i, d, best;
-    const char      *found;
+    size_t       best;
+    const char  *near;
+
+    near = NULL;
+    best = DG_HINT_DISTANCE;
+
+    for ( /* void */ ; *keys; keys++) {
+        dg_nearer(s, len, *keys, strlen(*keys), &best, &near);
+    }
+
+    return dg_hint(buf, near);
+}
+
+
+const char *
+dg_hint_id(char buf[DG_HINT_LEN], const char *s, size_t len,
+    const void *base, size_t n, size_t stride, size_t off)
+{
+    size_t           i, best;
+    const char      *near;
     const dg_str_t  *id;
 
-    found = NULL;
-    best = 3;
+    near = NULL;
+    best = DG_HINT_DISTANCE;
 
     for (i = 0; i < n && i < 100000; i++) {
         id = (const dg_str_t *) ((const char *) base + i * stride + off);
         if (id->data == NULL) {
             continue;
         }
-        d = dg_distance(s, len, id->data, id->len);
-        if (d < best && d < len) {
-            best = d;
-            found = id->data;
-        }
+        dg_nearer(s, len, id->data, id->len, &best, &near);
     }
 
-    return found;
+    return dg_hint(buf, near);
 }
 
 
@@ -156,7 +178,7 @@ dg_check_keys(dg_load_t *L, const char *file, const dg_ynode_t *map,
     const char *path, const char **allowed)
 {
     size_t       i, n;
-    char         list[256];
+    char         list[256], hb[DG_HINT_LEN];
     dg_ynode_t  *k;
     const char  *hint, **a;
 
@@ -171,11 +193,10 @@ dg_check_keys(dg_load_t *L, const char *file, const dg_ynode_t *map,
             continue;
         }
 
-        hint = dg_suggest_keys(k->str, k->len, allowed);
-        if (hint != NULL) {
+        hint = dg_hint_key(hb, k->str, k->len, allowed);
+        if (hint[0] != '\0') {
             return dg_err(L, file, k->line, path, k->str,
-                          "unknown key '%.64s' (did you mean '%s'?)",
-                          k->str, hint);
+                          "unknown key '%.64s'%s", k->str, hint);
         }
 
         n = 0;
