@@ -16,6 +16,7 @@
 #include <time.h>
 #include <sys/socket.h>
 
+#include "dg_crypto.h"
 #include "dg_mask.h"
 
 
@@ -120,7 +121,7 @@ typedef struct {
 
     /* certificate matchers; every one that is set must match */
     dg_str_t                    subject;        /* canonical (dg_dn.h) */
-    uint8_t                     fingerprint[32];
+    uint8_t                     fingerprint[DG_SHA256_LEN];
     unsigned                    has_fingerprint:1;
     dg_str_t                    serial;         /* sign and upper-case
                                                    hex, no leading zeros */
@@ -231,8 +232,9 @@ typedef struct {
 
 
 typedef struct dg_policy_s {
-    uint8_t                     version[32];    /* SHA-256 of content */
-    char                        version_hex[65];
+    /* the policy version: SHA-256 of the content */
+    uint8_t                     version[DG_SHA256_LEN];
+    char                        version_hex[DG_SHA256_HEX_LEN + 1];
     dg_str_t                    level_names[DG_LEVEL_MAX + 1];
 
     dg_class_t                 *classes;
@@ -259,7 +261,8 @@ typedef struct dg_policy_s {
 
 /* identity taken from a verified client certificate */
 typedef struct {
-    const uint8_t              *fingerprint;    /* 32 bytes, or NULL */
+    const uint8_t              *fingerprint;    /* DG_SHA256_LEN bytes, or
+                                                   NULL */
     dg_str_t                    serial;         /* as OpenSSL prints it */
     dg_str_t                    subject;        /* canonical (dg_dn.h) */
     const dg_str_t             *sans;           /* "URI:..", "DNS:.." */
@@ -372,8 +375,10 @@ void dg_grant_free(dg_grant_t *g);
 int dg_limit_parse_rate(const char *s, size_t len, dg_limit_t *l);
 int dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l);
 
-/* "AB:CD:.." or "abcd.." (64 hex digits) -> 32 bytes; 0 ok, -1 bad */
-int dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32]);
+/* "AB:CD:.." or "abcd.." (64 hex digits) -> DG_SHA256_LEN bytes; 0 ok,
+ * -1 bad */
+int dg_fingerprint_parse(const char *s, size_t len,
+    uint8_t out[DG_SHA256_LEN]);
 
 /* a key identifier "AB:CD:..", "abcd..", with or without "keyid:", as
  * openssl x509 -text prints it -> bytes; the length, 0 when bad */

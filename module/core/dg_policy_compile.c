@@ -338,7 +338,7 @@ dg_same_cert_check(dg_load_t *L, const dg_consumer_t *c)
 
     if (c->has_fingerprint) {
         h = &L->priv->by_fingerprint;
-        e = dg_hash_find(h, c->fingerprint, 32);
+        e = dg_hash_find(h, c->fingerprint, DG_SHA256_LEN);
     } else if (c->serial.len) {
         h = &L->priv->by_serial;
         e = dg_hash_find(h, c->serial.data, c->serial.len);
@@ -359,7 +359,8 @@ dg_same_cert_check(dg_load_t *L, const dg_consumer_t *c)
 
         if (o->has_fingerprint == c->has_fingerprint
             && (!c->has_fingerprint
-                || memcmp(o->fingerprint, c->fingerprint, 32) == 0)
+                || memcmp(o->fingerprint, c->fingerprint, DG_SHA256_LEN)
+                   == 0)
             && dg_str_eq(&o->serial, &c->serial)
             && dg_str_eq(&o->subject, &c->subject)
             && dg_str_eq(&o->san, &c->san)
@@ -423,7 +424,8 @@ dg_index(dg_load_t *L)
 
         /* each consumer is indexed by its first matcher */
         if (c->has_fingerprint) {
-            rc = dg_hash_add(&priv->by_fingerprint, c->fingerprint, 32, c);
+            rc = dg_hash_add(&priv->by_fingerprint, c->fingerprint,
+                             DG_SHA256_LEN, c);
         } else if (c->serial.len) {
             rc = dg_hash_add(&priv->by_serial, c->serial.data, c->serial.len,
                              c);
@@ -511,8 +513,10 @@ dg_version(dg_load_t *L)
         }
     }
 
-    mdlen = 32;
-    if (EVP_DigestFinal_ex(md, L->p->version, &mdlen) != 1 || mdlen != 32) {
+    mdlen = DG_SHA256_LEN;
+    if (EVP_DigestFinal_ex(md, L->p->version, &mdlen) != 1
+        || mdlen != DG_SHA256_LEN)
+    {
         EVP_MD_CTX_free(md);
         return dg_err(L, L->files[0].name, 1, "policy", NULL,
                       "SHA-256 failed");
@@ -520,11 +524,11 @@ dg_version(dg_load_t *L)
 
     EVP_MD_CTX_free(md);
 
-    for (k = 0; k < 32; k++) {
+    for (k = 0; k < DG_SHA256_LEN; k++) {
         L->p->version_hex[2 * k] = hex[L->p->version[k] >> 4];
         L->p->version_hex[2 * k + 1] = hex[L->p->version[k] & 0xf];
     }
-    L->p->version_hex[64] = '\0';
+    L->p->version_hex[DG_SHA256_HEX_LEN] = '\0';
 
     return 0;
 }

@@ -132,7 +132,8 @@ dg_cert_matches(const dg_consumer_t *c, const dg_norm_id_t *n)
 
     if (c->has_fingerprint
         && (n->id->fingerprint == NULL
-            || memcmp(c->fingerprint, n->id->fingerprint, 32) != 0))
+            || memcmp(c->fingerprint, n->id->fingerprint, DG_SHA256_LEN)
+               != 0))
     {
         return 0;
     }
@@ -236,8 +237,8 @@ dg_policy_match_consumer(const dg_policy_t *p, const dg_identity_t *id)
     }
 
     if (id->fingerprint != NULL) {
-        dg_match_chain(&priv->by_fingerprint, id->fingerprint, 32, &n,
-                       &best);
+        dg_match_chain(&priv->by_fingerprint, id->fingerprint,
+                       DG_SHA256_LEN, &n, &best);
     }
 
     if (n.serial_len) {

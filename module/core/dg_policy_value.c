@@ -254,7 +254,7 @@ dg_hexval(char c)
 
 
 int
-dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32])
+dg_fingerprint_parse(const char *s, size_t len, uint8_t out[DG_SHA256_LEN])
 {
     size_t  i, k, step;
     int     hi, lo;
@@ -279,21 +279,21 @@ dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32])
         len -= 19;
     }
 
-    if (len == 64) {
+    if (len == DG_SHA256_HEX_LEN) {
         step = 2;
-    } else if (len == 95) {
+    } else if (len == 3 * DG_SHA256_LEN - 1) {     /* AB:CD:..:EF */
         step = 3;
     } else {
         return -1;
     }
 
-    for (i = 0, k = 0; k < 32; k++, i += step) {
+    for (i = 0, k = 0; k < DG_SHA256_LEN; k++, i += step) {
         hi = dg_hexval(s[i]);
         lo = dg_hexval(s[i + 1]);
         if (hi < 0 || lo < 0) {
             return -1;
         }
-        if (step == 3 && k < 31 && s[i + 2] != ':') {
+        if (step == 3 && k < DG_SHA256_LEN - 1 && s[i + 2] != ':') {
             return -1;
         }
         out[k] = (uint8_t) (hi << 4 | lo);
