@@ -7,7 +7,6 @@
  * caller (the nginx glue); everything else is here.
  */
 
-#include <stdio.h>
 #include <string.h>
 
 #include "dg_util.h"

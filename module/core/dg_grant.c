@@ -5,10 +5,13 @@
 
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "dg_policy_int.h"
+
+
+#define DG_GRANT_MAX_LEN        (1024 * 1024)   /* a run-time grant's YAML */
+#define DG_GRANT_MAX_NODES      100000          /* ... and its nodes */
 
 
 static const char *dg_grant_keys[] = {
@@ -391,8 +394,9 @@ dg_grant_compile(const dg_policy_t *p, const char *yaml, size_t len,
         return NULL;
     }
 
-    if (len > 1024 * 1024) {
-        snprintf(err, errlen, "grant:1: file: larger than 1 MiB");
+    if (len > DG_GRANT_MAX_LEN) {
+        snprintf(err, errlen, "grant:1: file: larger than %d MiB",
+                 DG_GRANT_MAX_LEN >> 20);
         return NULL;
     }
 
@@ -400,7 +404,7 @@ dg_grant_compile(const dg_policy_t *p, const char *yaml, size_t len,
     memset(&arena, 0, sizeof(dg_arena_t));
     L.err = err;
     L.errlen = errlen;
-    L.budget = 100000;
+    L.budget = DG_GRANT_MAX_NODES;
     L.p = (dg_policy_t *) p;
     L.priv = p->priv;
 

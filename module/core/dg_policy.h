@@ -309,6 +309,8 @@ typedef struct {
 } dg_decision_t;
 
 
+/* dg_policy_load.c, dg_policy_compile.c */
+
 /*
  * Load and compile.  path: a file or a directory.  On error returns NULL
  * and writes "FILE:LINE: FIELD: message" into err.
@@ -318,6 +320,9 @@ dg_policy_t *dg_policy_load(const char *path, char *err, size_t errlen);
 dg_policy_t *dg_policy_load_buffer(const char *name, const char *data,
     size_t len, char *err, size_t errlen);
 void dg_policy_free(dg_policy_t *p);
+
+
+/* dg_policy_match.c */
 
 /* lookups (hashed; NULL when absent) */
 const dg_consumer_t *dg_policy_consumer(const dg_policy_t *p,
@@ -337,6 +342,14 @@ int dg_consumer_network_ok(const dg_consumer_t *c, const struct sockaddr *sa);
 int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
     const char *region);
 
+/* grants of the policy for (consumer, dataset), in policy order; returns
+ * how many there are and stores up to max of them in out */
+size_t dg_policy_grants(const dg_policy_t *p, const dg_consumer_t *c,
+    const dg_dataset_t *d, const dg_grant_t **out, size_t max);
+
+
+/* dg_decide.c */
+
 /*
  * purpose, method, level, grants (window, approval, methods) -> decision
  * and plan.  policy/schema.md "How a request is decided" is the order.
@@ -346,6 +359,24 @@ int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
  */
 void dg_decide(const dg_policy_t *p, const dg_request_t *req,
     dg_decision_t *d);
+
+/* the methods a grant allows: its own, or its dataset's */
+unsigned dg_grant_methods(const dg_grant_t *g);
+
+
+/* dg_grant.c */
+
+/*
+ * Compile a grant given as YAML text (one mapping, same schema as an
+ * element of "grants:") against a loaded policy: used for run-time grants.
+ * The result is freed with dg_grant_free().
+ */
+dg_grant_t *dg_grant_compile(const dg_policy_t *p, const char *yaml,
+    size_t len, char *err, size_t errlen);
+void dg_grant_free(dg_grant_t *g);
+
+
+/* dg_policy_value.c: the syntax of values */
 
 /* method name -> DG_METHOD_* bit of the seven known methods, else
  * DG_METHOD_OTHER (names are case-sensitive, as in HTTP) */
@@ -359,18 +390,6 @@ unsigned dg_policy_method_bit(const dg_policy_t *p, const char *name,
 const char *dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf,
     size_t cap);
 
-/* the methods a grant allows: its own, or its dataset's */
-unsigned dg_grant_methods(const dg_grant_t *g);
-
-/*
- * Compile a grant given as YAML text (one mapping, same schema as an
- * element of "grants:") against a loaded policy: used for run-time grants.
- * The result is freed with dg_grant_free().
- */
-dg_grant_t *dg_grant_compile(const dg_policy_t *p, const char *yaml,
-    size_t len, char *err, size_t errlen);
-void dg_grant_free(dg_grant_t *g);
-
 /* parse "100r/s burst=50", "6000r/m", "100000/day" into a limit */
 int dg_limit_parse_rate(const char *s, size_t len, dg_limit_t *l);
 int dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l);
@@ -383,10 +402,5 @@ int dg_fingerprint_parse(const char *s, size_t len,
 /* a key identifier "AB:CD:..", "abcd..", with or without "keyid:", as
  * openssl x509 -text prints it -> bytes; the length, 0 when bad */
 size_t dg_keyid_parse(const char *s, size_t len, uint8_t *out, size_t cap);
-
-/* grants of the policy for (consumer, dataset), in policy order; returns
- * how many there are and stores up to max of them in out */
-size_t dg_policy_grants(const dg_policy_t *p, const dg_consumer_t *c,
-    const dg_dataset_t *d, const dg_grant_t **out, size_t max);
 
 #endif /* DG_POLICY_H */

@@ -71,6 +71,7 @@ int dg_err(dg_load_t *L, const char *file, unsigned line, const char *path,
  */
 #define DG_HINT_DISTANCE        3
 #define DG_HINT_NAME_MAX        64          /* longer names: no hint */
+#define DG_HINT_IDS_MAX         100000      /* ids compared, at most */
 #define DG_HINT_LEN             (DG_ID_MAX + 24)
 const char *dg_hint_key(char buf[DG_HINT_LEN], const char *s, size_t len,
     const char **keys);

@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "dg_policy_int.h"

@@ -8,7 +8,6 @@
 
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
 
@@ -149,7 +148,7 @@ dg_hint_id(char buf[DG_HINT_LEN], const char *s, size_t len,
     near = NULL;
     best = DG_HINT_DISTANCE;
 
-    for (i = 0; i < n && i < 100000; i++) {
+    for (i = 0; i < n && i < DG_HINT_IDS_MAX; i++) {
         id = (const dg_str_t *) ((const char *) base + i * stride + off);
         if (id->data == NULL) {
             continue;
