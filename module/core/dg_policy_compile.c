@@ -46,6 +46,31 @@ dg_own_rules(dg_load_t *L, dg_mask_rules_t *r)
 }
 
 
+/* the dataset's containers as selectors for the masker (NULL: none) */
+static dg_mask_field_t *
+dg_plan_containers(dg_load_t *L, const dg_dataset_t *d)
+{
+    size_t            j;
+    dg_mask_field_t  *w;
+
+    if (d->ncontainers == 0) {
+        return NULL;
+    }
+
+    w = dg_arena_array(&L->tmp, d->ncontainers, sizeof(dg_mask_field_t));
+    if (w == NULL) {
+        return NULL;
+    }
+
+    for (j = 0; j < d->ncontainers; j++) {
+        w[j].selector = d->containers[j].data;
+        w[j].len = d->containers[j].len;
+    }
+
+    return w;
+}
+
+
 static unsigned
 dg_plan_flags(const dg_dataset_t *d)
 {
@@ -78,7 +103,7 @@ dg_plan_datasets(dg_load_t *L)
     dg_mask_spec_t    *act;
     int               *cls;
     dg_mask_rules_t   *r;
-    dg_mask_field_t   *mf;
+    dg_mask_field_t   *mf, *wk;
     const dg_class_t  *cl;
 
     for (i = 0; i < L->p->ndatasets; i++) {
@@ -100,9 +125,15 @@ dg_plan_datasets(dg_load_t *L)
                 mf[j].len = d->fields[j].key.len;
             }
 
+            wk = dg_plan_containers(L, d);
+            if (d->ncontainers && wk == NULL) {
+                return dg_err(L, d->src_file.data, d->src_line, path, NULL,
+                              "out of memory");
+            }
+
             merr[0] = '\0';
-            r = dg_mask_rules_compile(mf, d->nfields, flags, merr,
-                                      sizeof(merr));
+            r = dg_mask_rules_compile_ex(mf, d->nfields, wk, d->ncontainers,
+                                         flags, merr, sizeof(merr));
             if (r == NULL) {
                 return dg_err(L, d->src_file.data, d->src_line, path, NULL,
                               "%s", merr[0] ? merr : "bad field selector");
@@ -177,7 +208,7 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     dg_mask_spec_t      *act;
     int                 *cls;
     dg_mask_rules_t     *r;
-    dg_mask_field_t     *mf;
+    dg_mask_field_t     *mf, *wk;
     const dg_class_t    *cl;
     const dg_dataset_t  *d;
     unsigned char       *extra;
@@ -234,8 +265,15 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
             }
         }
 
+        wk = dg_plan_containers(L, d);
+        if (d->ncontainers && wk == NULL) {
+            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
+                          "out of memory");
+        }
+
         merr[0] = '\0';
-        r = dg_mask_rules_compile(mf, n, flags, merr, sizeof(merr));
+        r = dg_mask_rules_compile_ex(mf, n, wk, d->ncontainers, flags, merr,
+                                     sizeof(merr));
         if (r == NULL) {
             return dg_err(L, g->src_file.data, g->src_line, path, "drop",
                           "%s", merr[0] ? merr : "bad key");

@@ -31,7 +31,7 @@ static const char *dg_class_keys[] = { "level", "mask", NULL };
 static const char *dg_purpose_keys[] = { "name", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
-    "detect", "methods", "rate", "quota", "headers", NULL
+    "detect", "containers", "methods", "rate", "quota", "headers", NULL
 };
 
 static const char *dg_default_levels[DG_LEVEL_MAX + 1] = {
@@ -730,6 +730,68 @@ dg_load_purposes(dg_load_t *L)
 }
 
 
+/*
+ * containers: selectors (like fields') of keys whose object or array is
+ * kept and walked in allow-list mode although no field selects them, so
+ * that records inside a wrapper ({"data": [...]}) keep their listed keys.
+ */
+static int
+dg_load_containers(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d)
+{
+    int                rc;
+    char               merr[256];
+    size_t             j;
+    dg_mask_rules_t   *r;
+    dg_mask_field_t    w;
+    const dg_ynode_t  *seq, *x, *y;
+
+    rc = dg_get_list(L, file, it, path, "containers", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    for (x = seq->child; x; x = x->next) {
+        if (x->len == 0) {
+            return dg_err(L, file, x->line, path, "containers",
+                          "empty selector");
+        }
+
+        for (j = 0; j < d->nfields; j++) {
+            if (d->fields[j].key.len == x->len
+                && memcmp(d->fields[j].key.data, x->str, x->len) == 0)
+            {
+                return dg_err(L, file, x->line, path, "containers",
+                              "'%.64s' is a field of the dataset (a field "
+                              "whose class is shown in clear is walked "
+                              "without being listed here)", x->str);
+            }
+        }
+
+        for (y = seq->child; y != x; y = y->next) {
+            if (y->len == x->len && memcmp(y->str, x->str, x->len) == 0) {
+                return dg_err(L, file, x->line, path, "containers",
+                              "'%.64s' is listed twice", x->str);
+            }
+        }
+
+        /* the selector syntax, at its line */
+        w.selector = x->str;
+        w.len = x->len;
+        merr[0] = '\0';
+        r = dg_mask_rules_compile_ex(NULL, 0, &w, 1, 0, merr, sizeof(merr));
+        if (r == NULL) {
+            return dg_err(L, file, x->line, path, "containers", "%s",
+                          merr[0] ? merr : "bad selector");
+        }
+        dg_mask_rules_free(r);
+    }
+
+    return dg_list_strs(L, file, seq, path, "containers", &d->containers,
+                        &d->ncontainers);
+}
+
+
 /* "headers:": response headers of the provider passed besides the safe
  * set, by name, any case */
 static int
@@ -978,6 +1040,10 @@ dg_load_datasets(dg_load_t *L)
                 }
 
                 d->nfields = j;
+            }
+
+            if (dg_load_containers(L, f->name, it, path, d) != 0) {
+                return -1;
             }
 
             rc = dg_hash_add(&L->priv->datasets, d->id.data, d->id.len, d);
