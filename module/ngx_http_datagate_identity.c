@@ -302,7 +302,9 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
 
     mdlen = 0;
 
-    if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+    if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1
+        || mdlen != DG_SHA256_LEN)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "datagate: X509_digest() failed");
         return NULL;

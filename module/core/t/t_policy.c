@@ -16,6 +16,7 @@
 #include "tap.h"
 #include "dg_policy.h"
 #include "dg_header.h"
+#include "dg_mask.h"
 
 
 static const char  *top;
@@ -55,6 +56,26 @@ expect_err(const char *yaml, const char *want, const char *what)
     p = load(yaml, err);
 
     if (!ok(p == NULL && strstr(err, want) != NULL, "rejects %s", what)) {
+        diag("want: %s", want);
+        diag("got:  %s", p ? "(loaded)" : err);
+    }
+
+    dg_policy_free(p);
+}
+
+
+/* the whole message, not a part of it */
+
+static void
+expect_err_is(const char *yaml, const char *want, const char *what)
+{
+    char          err[DG_ERRLEN];
+    dg_policy_t  *p;
+
+    err[0] = '\0';
+    p = load(yaml, err);
+
+    if (!ok(p == NULL && strcmp(err, want) == 0, "rejects %s", what)) {
         diag("want: %s", want);
         diag("got:  %s", p ? "(loaded)" : err);
     }
@@ -300,10 +321,28 @@ test_validation(void)
                "t.yaml:16: grants[0].dataset: unknown dataset "
                "'population.persn' (did you mean 'population.person'?)",
                "a grant on an unknown dataset");
-    expect_err(CLS PUR CON DS "grants:\n  - consumer: c1\n    dataset: d1\n"
-               "    purposes: [p1, p9]\n",
-               "t.yaml:18: grants[0].purposes: unknown purpose 'p9'",
-               "a grant for an unknown purpose");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: c1\n    dataset: d1\n"
+                  "    purposes: [p1, p9]\n",
+                  "t.yaml:18: grants[0].purposes: unknown purpose 'p9' (did "
+                  "you mean 'p1'?)", "a grant for an unknown purpose");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: ops.team\n"
+                  "    dataset: d1\n    purposes: [p1]\n",
+                  "t.yaml:16: grants[0].consumer: unknown consumer "
+                  "'ops.team'", "an unknown consumer near no other");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: c1\n"
+                  "    dataset: d2\n    purposes: [p1]\n",
+                  "t.yaml:17: grants[0].dataset: unknown dataset 'd2' (did "
+                  "you mean 'd1'?)", "an unknown dataset near another");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: c1\n"
+                  "    dataset: d1\n    purposes: [research]\n",
+                  "t.yaml:18: grants[0].purposes: unknown purpose "
+                  "'research'", "an unknown purpose near no other");
+    expect_err_is("classes:\n  a.b: {level: 1, mask: name, lvel: 2}\n",
+                  "t.yaml:2: classes.a.b.lvel: unknown key 'lvel' (did you "
+                  "mean 'level'?)", "a misspelt class key");
+    expect_err_is("classes:\n  a.b: {level: 1, mask: name, colour: 2}\n",
+                  "t.yaml:2: classes.a.b.colour: unknown key 'colour' "
+                  "(expected one of: level, mask)", "a class key near none");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n    share: conditional\n"
                "    level: 3\n    fields: {id_card: person.id_numbr}\n",
                "t.yaml:14: datasets[0].fields.id_card: unknown class "
@@ -1015,6 +1054,110 @@ test_runtime_grant(void)
 }
 
 
+static int
+t_emit(void *ctx, const uint8_t *p, size_t n)
+{
+    char    *b = ctx;
+    size_t   l = strlen(b);
+
+    if (l + n >= 1024) {
+        return -1;
+    }
+    memcpy(b + l, p, n);
+    b[l + n] = '\0';
+    return 0;
+}
+
+
+/* mask doc with a plan; the output in out (1 KB) */
+static int
+t_plan_mask(const dg_plan_t *pl, const char *doc, char *out)
+{
+    dg_mask_conf_t   conf;
+    dg_mask_t       *m;
+    void            *mem;
+    int              rc;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.rules = pl->rules;
+    conf.actions = pl->actions;
+    out[0] = '\0';
+
+    if (posix_memalign(&mem, 16, dg_mask_size(&conf)) != 0) {
+        return -1;
+    }
+    m = dg_mask_init(mem, &conf);
+    rc = m ? dg_mask_feed(m, (const uint8_t *) doc, strlen(doc), 1, t_emit,
+                          out)
+           : -1;
+    free(mem);
+    return rc;
+}
+
+
+/* containers: keys whose object or array allow-list mode walks */
+static void
+test_containers(void)
+{
+    char                 err[DG_ERRLEN], out[1024];
+    dg_policy_t         *p;
+    const dg_dataset_t  *d;
+    const char          *doc;
+
+    err[0] = '\0';
+    p = load(CLS PUR CON DS "    unlisted: drop\n"
+             "    containers: [data, \"result.list\"]\n" GR
+             "    drop: [x]\n", err);
+    if (!ok(p != NULL, "containers: loads")) {
+        diag("%s", err);
+        return;
+    }
+
+    d = dg_policy_dataset(p, "d1", 2);
+    ok(d != NULL && d->ncontainers == 2
+       && strcmp(d->containers[1].data, "result.list") == 0,
+       "containers: two, in order");
+
+    doc = "{\"code\":0,\"data\":[{\"id_card\":\"450103199003071242\","
+          "\"x\":1,\"o\":{\"name\":\"y\"}}],\"result\":{\"list\":[{\"name\":"
+          "\"韦秀兰\",\"z\":2}],\"n\":1},\"list\":[{\"name\":\"z\"}]}";
+
+    if (!ok(d != NULL && t_plan_mask(&d->plan_by_clearance[2], doc, out) == 0
+            && strcmp(out, "{\"data\":[{\"id_card\":\"450103********1242\"}],"
+                      "\"result\":{\"list\":[{\"name\":\"韦**\"}]}}") == 0,
+            "containers: the dataset's plan walks them"))
+    {
+        diag("%s", out);
+    }
+
+    ok(p->ngrants == 1
+       && t_plan_mask(&p->grants[0].plan, doc, out) == 0
+       && strcmp(out, "{\"data\":[{\"id_card\":\"450103********1242\"}],"
+                 "\"result\":{\"list\":[{\"name\":\"韦**\"}]}}") == 0,
+       "containers: a grant's plan (with its own drop keys) walks them");
+
+    dg_policy_free(p);
+
+    expect_err(CLS PUR CON DS "    containers: [data, id_card]\n",
+               "t.yaml:15: datasets[0].containers: 'id_card' is a field of "
+               "the dataset", "a container that is a field");
+    expect_err(CLS PUR CON DS "    containers: [data, data]\n",
+               "datasets[0].containers: 'data' is listed twice",
+               "a container listed twice");
+    expect_err(CLS PUR CON DS "    containers: [\"data[]\"]\n",
+               "datasets[0].containers: container 0: selector \"data[]\" "
+               "ends in \"[]\"", "a container path ending in []");
+    expect_err(CLS PUR CON DS "    containers: data\n",
+               "datasets[0].containers: expected a list",
+               "containers that are no list");
+    expect_err(CLS PUR CON DS "    containers: []\n",
+               "datasets[0].containers: must not be an empty list",
+               "an empty list of containers");
+    expect_err(CLS PUR CON DS "    containers: [{a: b}]\n",
+               "datasets[0].containers", "a container that is a mapping");
+}
+
+
 int
 main(void)
 {
@@ -1029,6 +1172,7 @@ main(void)
     test_matching();
     test_many();
     test_runtime_grant();
+    test_containers();
 
     return done_testing();
 }
