@@ -514,7 +514,6 @@ ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
 void ngx_http_datagate_header_drop(ngx_http_request_t *r,
     ngx_table_elt_t *h);
 
-
 /* merge of an enforced location: remember its confs */
 ngx_int_t ngx_http_datagate_headers_location(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);

@@ -331,6 +331,7 @@ static ngx_int_t
 ngx_http_datagate_hdr_keys(ngx_http_datagate_hdr_t *hs)
 {
     ngx_uint_t                  n;
+    ngx_list_t                 *headers;
     ngx_list_part_t            *part;
     ngx_table_elt_t            *h;
     ngx_http_datagate_hiter_t   hi;
@@ -339,12 +340,10 @@ ngx_http_datagate_hdr_keys(ngx_http_datagate_hdr_t *hs)
         return NGX_OK;
     }
 
+    headers = &hs->request->upstream->headers_in.headers;
     n = 0;
 
-    for (part = &hs->request->upstream->headers_in.headers.part;
-         part;
-         part = part->next)
-    {
+    for (part = &headers->part; part; part = part->next) {
         n += part->nelts;
     }
 
@@ -357,8 +356,7 @@ ngx_http_datagate_hdr_keys(ngx_http_datagate_hdr_t *hs)
         return NGX_ERROR;
     }
 
-    for (h = ngx_http_datagate_header_first(&hi,
-                                                &hs->request->upstream->headers_in.headers);
+    for (h = ngx_http_datagate_header_first(&hi, headers);
          h != NULL;
          h = ngx_http_datagate_header_next(&hi))
     {
