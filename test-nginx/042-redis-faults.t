@@ -188,7 +188,9 @@ for my $g (["HTTP/1.1 400 Bad Request\r\n\r\n", 'not RESP'],
 {
     my $redis = start_redis();
     my $n = gateway(redis => $redis->port,
-                    redis_opts => 'timeout=200ms connect_timeout=300ms '
+                    redis_opts => ($ENV{DG_TEST_VALGRIND}
+                                   ? 'timeout=3s connect_timeout=3s '
+                                   : 'timeout=200ms connect_timeout=300ms ')
                                   . 'stale=60s');
     is(get($n, 'assistance')->status, 200, 'degraded count: warm');
     $redis->stop;
