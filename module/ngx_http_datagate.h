@@ -25,6 +25,10 @@
 #define NGX_HTTP_DATAGATE_REQUEST_ID_MAX   64  /* client-sent ids */
 #define NGX_HTTP_DATAGATE_SECRET_MIN       32
 
+/* datagate_hold_max default: the largest answer held whole for a client
+ * that cannot tell a cut connection from the end of the answer */
+#define NGX_HTTP_DATAGATE_HOLD_MAX         (1024 * 1024)
+
 
 /* ---- ngx_http_datagate_redis.c: cluster state ------------------------ */
 
@@ -156,6 +160,7 @@ typedef struct {
     ngx_uint_t                      dataset_index; /* into policy */
     size_t                          mask_buffer;
     size_t                          mask_turn;  /* 0: no turns */
+    size_t                          hold_max;   /* datagate_hold_max */
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
     const dg_dataset_t             *dataset;    /* resolved at conf time */
@@ -202,6 +207,15 @@ typedef struct {
     uint64_t                        masked;     /* values masked */
     const char                     *unmaskable; /* why 502 / cut */
 
+    /* the provider's answer after its header (_filter.c): the upstream's
+     * finalize handler, wrapped to learn how the answer ended */
+    void                          (*upstream_finalize)(ngx_http_request_t *r,
+                                                       ngx_int_t rc);
+    ngx_uint_t                      provider_status; /* 502/504: the
+                                                   provider failed after
+                                                   its header, 0: not */
+    const char                     *provider_error;  /* how, for the record */
+
     /* response headers (_headers.c): the provider's dropped, safety-net
      * hits in what passed (also in masked) */
     uint64_t                        hdr_dropped;
@@ -221,6 +235,12 @@ typedef struct {
     unsigned                        degraded:1;
     unsigned                        logged:1;
     unsigned                        cut:1;
+
+    /* a long answer ended by an incident control (_watch.c) */
+    void                           *watch;
+    dg_reason_e                     cut_reason; /* DG_R_OK: none */
+    unsigned                        method;     /* DG_METHOD_* bits the
+                                                   decision was made for */
 
     /* _access.c */
     ngx_http_request_t             *request;
@@ -320,6 +340,17 @@ ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+/* drop the provider's headers before an error answer of ours */
+void ngx_http_datagate_clean_header(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_watch.c: long answers re-check the controls ---- */
+
+/* installs its header and body filters (under the masker's) */
+ngx_int_t ngx_http_datagate_watch_init(ngx_conf_t *cf);
+/* an allowed request: watched from now until it ends (with Redis) */
+ngx_int_t ngx_http_datagate_watch_start(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
@@ -363,6 +394,15 @@ typedef struct {
 } ngx_http_datagate_stat_t;
 
 ngx_int_t ngx_http_datagate_log_handler(ngx_http_request_t *r);
+/*
+ * The outcome of an enforced request, as the audit record, the counters
+ * and $datagate_reason give it: the reason code (DG_R_OK: allowed and
+ * answered whole), and *cut (may be NULL) set when the answer was cut
+ * mid-body (by the gateway failing closed, the provider failing, or the
+ * client going away).
+ */
+dg_reason_e ngx_http_datagate_outcome(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_uint_t *cut);
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
 
@@ -457,6 +497,7 @@ ngx_http_datagate_now_ms(void)
 #define NGX_HTTP_DATAGATE_INC_DS_FROZEN     0x04
 #define NGX_HTTP_DATAGATE_INC_GRANT_FROZEN  0x08
 #define NGX_HTTP_DATAGATE_INC_GRANT         0x10   /* run-time grant */
+#define NGX_HTTP_DATAGATE_INC_DENY          0x0f   /* the controls */
 
 #define NGX_HTTP_DATAGATE_RS_NONE           0
 #define NGX_HTTP_DATAGATE_RS_WAIT           1
@@ -513,6 +554,31 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
  */
 ngx_int_t ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
+
+/* what the re-check of a long answer keeps between calls (_watch.c) */
+typedef struct {
+    uint64_t                        known;      /* ms: state last fresh */
+    uint32_t                        ghash;      /* the run-time grant */
+    uint32_t                        glen;       /* value the answer
+                                                   stands on, 0: none */
+    unsigned                        ginit:1;
+    unsigned                        settled:1;  /* out: the state was
+                                                   fresh */
+} ngx_http_datagate_recheck_t;
+
+/*
+ * The controls that apply to an allowed request, again, from the shared
+ * zone alone: never a Redis round trip that anyone waits for (a state
+ * past half its TTL, or invalidated, starts one background MGET shared
+ * by every request of the tuple; rk->settled = 0 when it was not fresh:
+ * look again soon).  DG_R_OK, or the reason a control now denies it:
+ * cert_revoked, consumer_suspended, dataset_frozen, the run-time grant
+ * it stands on withdrawn or replaced (the reason of the decision without
+ * it, or level_exceeded when the new grant shows less),
+ * policy_unavailable (Redis down and no fresh state for stale=).
+ */
+dg_reason_e ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk);
 
 
 /* ---- ngx_http_datagate_limit.c: rate limits and quotas ---------------- */

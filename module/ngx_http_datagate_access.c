@@ -414,6 +414,11 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
     ctx->reason = DG_R_OK;
     ctx->stage = NGX_HTTP_DATAGATE_STAGE_DONE;
 
+    /* the incident controls are checked again until the answer ends */
+    if (ngx_http_datagate_watch_start(r, ctx) != NGX_OK) {
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
     /* the arguments are evaluated only with --with-debug and debug on */
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "datagate: allowed consumer=%*s purpose=%V method:%ui "
@@ -1351,6 +1356,8 @@ ngx_http_datagate_decide(ngx_http_request_t *r,
                                   (const char *) r->method_name.data,
                                   r->method_name.len)
              | ngx_http_datagate_method_overrides(r, dmcf->policy);
+
+    ctx->method = method;       /* decided again with it (_incident.c) */
 
     ngx_memzero(&req, sizeof(dg_request_t));
 
@@ -2454,10 +2461,37 @@ ngx_http_datagate_dcache_written(void *data, void *reply)
 
 /* ---- the request to the provider ------------------------------------ */
 
+/*
+ * Request headers never forwarded for a dataset whose plan rewrites the
+ * body (plan->masks).  The masked body must arrive whole and plain:
+ * Accept-Encoding (replaced by "identity"), Range, If-Range, A-IM (RFC
+ * 3229 deltas).  And the provider must not answer by comparing the
+ * client's guess with the unmasked body: the conditionals
+ * (If-None-Match, If-Match, If-Modified-Since, If-Unmodified-Since)
+ * would turn its validators into an online oracle, and Want-*Digest
+ * asks for the digests that the header filter drops anyway.
+ */
+static ngx_str_t  ngx_http_datagate_masked_drop[] = {
+    ngx_string("Accept-Encoding"),
+    ngx_string("Range"),
+    ngx_string("If-Range"),
+    ngx_string("A-IM"),
+    ngx_string("If-None-Match"),
+    ngx_string("If-Match"),
+    ngx_string("If-Modified-Since"),
+    ngx_string("If-Unmodified-Since"),
+    ngx_string("Want-Digest"),
+    ngx_string("Want-Repr-Digest"),
+    ngx_string("Want-Content-Digest"),
+    ngx_null_string
+};
+
+
 static ngx_int_t
 ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
+    ngx_str_t        *drop;
     ngx_uint_t        i, n, masks;
     ngx_list_t        list;
     ngx_list_part_t  *part;
@@ -2509,20 +2543,19 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
             continue;
         }
 
-        if (masks
-            && ((h[i].key.len == sizeof("Accept-Encoding") - 1
-                 && ngx_strncasecmp(h[i].key.data,
-                                    (u_char *) "Accept-Encoding",
-                                    sizeof("Accept-Encoding") - 1) == 0)
-                || (h[i].key.len == sizeof("Range") - 1
-                    && ngx_strncasecmp(h[i].key.data, (u_char *) "Range",
-                                       sizeof("Range") - 1) == 0)
-                || (h[i].key.len == sizeof("If-Range") - 1
-                    && ngx_strncasecmp(h[i].key.data, (u_char *) "If-Range",
-                                       sizeof("If-Range") - 1) == 0)))
-        {
-            /* a masked body must arrive whole and plain */
-            continue;
+        if (masks) {
+            for (drop = ngx_http_datagate_masked_drop; drop->len; drop++) {
+                if (h[i].key.len == drop->len
+                    && ngx_strncasecmp(h[i].key.data, drop->data, drop->len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (drop->len) {
+                continue;
+            }
         }
 
         nh = ngx_list_push(&list);
@@ -2531,6 +2564,20 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
         }
 
         *nh = h[i];
+    }
+
+    if (masks) {
+        /*
+         * nginx's own filters read these too: not_modified (a 304 of
+         * nginx's own when the answer is cacheable) and range; they
+         * answer about the provider's body, not the masked one
+         */
+        r->headers_in.if_modified_since = NULL;
+        r->headers_in.if_unmodified_since = NULL;
+        r->headers_in.if_match = NULL;
+        r->headers_in.if_none_match = NULL;
+        r->headers_in.range = NULL;
+        r->headers_in.if_range = NULL;
     }
 
     if (ngx_http_datagate_push_header(r, &list, "Datagate-Consumer",
@@ -2928,11 +2975,8 @@ ngx_http_datagate_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_DATAGATE_VAR_REASON:
         if (ctx->decided || ctx->status) {
-            s = dg_reason_code(ctx->allowed && !ctx->status ? DG_R_OK
-                                                            : ctx->reason);
-            if (ctx->unmaskable) {
-                s = dg_reason_code(DG_R_UPSTREAM_UNMASKABLE);
-            }
+            /* as the audit record says it */
+            s = dg_reason_code(ngx_http_datagate_outcome(r->main, ctx, NULL));
         }
         break;
 

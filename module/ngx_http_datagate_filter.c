@@ -2,13 +2,21 @@
 /*
  * datagate: the response filter.
  *
- * Header filter: decides whether the response is masked (allowed request,
- * plan with masks, main request, a body), checks the content type and the
- * encoding, clears Content-Length and Accept-Ranges, weakens the ETag and
- * sets up the core masker; or answers 502 upstream_unmaskable while the
- * headers are still ours.  The header is held until the first masked
- * bytes go; when the whole document is masked by then, Content-Length is
- * set again, to the masked body's.
+ * Header filter, on enforced locations: a provider status below 200
+ * (100, 101, 103, ..., or no status line at all) is refused with 502
+ * upstream_unmaskable before anything of it goes out.  For an allowed
+ * request whose plan masks: decides whether the response is masked (main
+ * request, a body), refuses what cannot be masked (206, 226, a 304 to a
+ * request whose conditionals were not forwarded, a type other than JSON,
+ * an unknown encoding) with 502 upstream_unmaskable while the headers
+ * are still ours, drops what describes the provider's body rather than
+ * the masked one (Content-Length, ETag, digests, Accept-Ranges) and sets
+ * up the core masker.  The header is held until the first masked bytes
+ * go; when the whole document is masked by then, Content-Length is set
+ * again, to the masked body's.  A client that cannot tell a cut
+ * connection from the end of the answer (HTTP/1.0, chunked_transfer_
+ * encoding off) gets the answer held whole, up to datagate_hold_max,
+ * with its length (unmasked answers too, when the provider gave none).
  *
  * Body filter: feeds every input buffer (inflated first when the provider
  * compressed it) to dg_mask_feed_into(), which writes the masked bytes
@@ -18,13 +26,15 @@
  * memory stays bounded whatever the size of the response, and held after
  * each datagate_mask_turn bytes until the next cycle of the event loop
  * (ngx_http_datagate_yield), so that a long response does not keep the
- * worker from its other connections.  A masker error
- * once the headers are out cuts the connection: the client never sees a
- * complete document.
+ * worker from its other connections.  A masker error, or the provider
+ * failing (ngx_http_datagate_upstream_finalize tells), once the headers
+ * are out cuts the connection: the client never sees a complete
+ * document; while the header is held it gets the JSON error instead.
  */
 
 
 #include "ngx_http_datagate.h"
+#include "dg_header.h"
 
 #include <zlib.h>
 
@@ -43,8 +53,42 @@
                                                  input is held */
 #define NGX_HTTP_DATAGATE_ZBUF_SIZE   8192    /* inflate step */
 
-/* r->buffered while input or output is held (SSI 1, sub 2, copy 4) */
+#define NGX_HTTP_DATAGATE_IM_USED     226     /* RFC 3229: a delta of the
+                                                 provider's body */
+
+/*
+ * r->buffered, and why only for turns after the provider's last buffer.
+ *
+ * nginx tests r->buffered only as a whole (ngx_http_finalize_request(),
+ * ngx_http_writer()): "a filter still holds data, do not end the
+ * request".  Each module sets and clears its own bit, so two modules on
+ * one bit clear each other's hold.  The field has four bits in nginx
+ * 1.22: SSI 0x01, sub 0x02, copy 0x04, and 0x08, which no stock module
+ * sets in r->buffered (image_filter's NGX_HTTP_IMAGE_BUFFERED is 0x08 as
+ * well, but goes into r->connection->buffered) and which third-party
+ * filters take as the free one.  c->buffered is no better: it outlives
+ * the request on a keep-alive connection, its low nibble stops the write
+ * filter, and the postpone filter passes empty flushes down while any
+ * of its bits is set.  So the filter keeps to the one free bit and
+ * holds it as little as it can:
+ *
+ *  - before the provider's last buffer, nothing needs it: the upstream
+ *    keeps the request alive and ends it only by passing that last
+ *    buffer through the filter (finalize with 0) or by failing, which
+ *    the filter is told of (ngx_http_datagate_upstream_finalize) and
+ *    answers itself;
+ *  - input held because output buffers are busy needs none either: busy
+ *    buffers are held by a later filter that says so itself
+ *    (c->buffered: write, gzip, SSL, HTTP/2), and ngx_http_writer()
+ *    then calls this filter again;
+ *  - what is left is a turn (ngx_http_datagate_yield) posted after the
+ *    last buffer came in: held input that nobody else accounts for.
+ *    Only then is the bit set, and only when it was clear: the filter
+ *    clears only a bit it set itself (fctx->buffered), never another
+ *    module's hold.
+ */
 #define NGX_HTTP_DATAGATE_BUFFERED    0x08
+
 
 /*
  * Maskers the worker keeps between responses: the memory is reused while
@@ -106,6 +150,14 @@ typedef struct {
     unsigned                        failed:1;
     unsigned                        header_pending:1;
     unsigned                        flush_seen:1;
+    unsigned                        last_seen:1; /* the last buffer is in */
+    unsigned                        buffered:1; /* set r->buffered */
+    unsigned                        hold:1;     /* the client cannot see a
+                                                   cut: the whole answer
+                                                   before the header */
+
+    size_t                          hold_max;   /* datagate_hold_max */
+    off_t                           out_bytes;  /* output made so far */
 } ngx_http_datagate_filter_ctx_t;
 
 
@@ -128,8 +180,21 @@ static ngx_int_t ngx_http_datagate_refuse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
-    ngx_http_datagate_filter_ctx_t *fctx);
-static void ngx_http_datagate_clean_header(ngx_http_request_t *r);
+    ngx_http_datagate_filter_ctx_t *fctx, dg_reason_e reason,
+    ngx_uint_t status, const char *detail);
+static ngx_int_t ngx_http_datagate_interim(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+static void ngx_http_datagate_upstream_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_datagate_provider_failed(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
+static ngx_uint_t ngx_http_datagate_has_body(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_datagate_framed(ngx_http_request_t *r);
+static void ngx_http_datagate_drop_validators(ngx_http_request_t *r);
+static ngx_http_datagate_filter_ctx_t *ngx_http_datagate_filter_ctx(
+    ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx);
+static ngx_int_t ngx_http_datagate_copy(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, size_t n);
 static ngx_uint_t ngx_http_datagate_is_json(ngx_str_t *type);
 static ngx_int_t ngx_http_datagate_encoding(ngx_http_request_t *r,
     ngx_uint_t *gzip);
@@ -201,7 +266,7 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 static ngx_int_t
 ngx_http_datagate_header_filter(ngx_http_request_t *r)
 {
-    ngx_uint_t                       gzip;
+    ngx_uint_t                       gzip, status;
     dg_mask_t                       *m;
     const char                      *detail;
     dg_reason_e                      reason;
@@ -252,7 +317,8 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
         }
     }
 
-    if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->plan == NULL
+    if (ctx == NULL || !ctx->allowed || !ctx->enforced || ctx->status
+        || ctx->plan == NULL
         || ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module))
     {
         return ngx_http_next_header_filter(r);
@@ -269,6 +335,44 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
         return ngx_http_datagate_refuse(r, ctx, detail);
     }
 
+    status = r->headers_out.status;
+
+    if (dlcf->enable == 1) {
+
+        /*
+         * nginx 1.22's upstream takes a 1xx as the provider's final
+         * answer (and a 101 as a switch to a raw tunnel past every body
+         * filter): whatever the provider sends next would pass unseen
+         */
+
+        if (status < NGX_HTTP_OK) {
+            return ngx_http_datagate_interim(r, ctx);
+        }
+
+        /* what a plan that masks cannot answer, judged on the provider's
+         * own headers (before the response-header rule drops them) */
+
+        if (ctx->plan->masks && ctx->plan->rules) {
+
+            if (status == NGX_HTTP_PARTIAL_CONTENT
+                || status == NGX_HTTP_DATAGATE_IM_USED
+                || r->headers_out.content_range)
+            {
+                return ngx_http_datagate_refuse(r, ctx, "partial content");
+            }
+
+            if (status == NGX_HTTP_NOT_MODIFIED) {
+                /* its conditionals were not forwarded: a 304 the
+                 * provider sends anyway says nothing of the masked body
+                 * the client holds */
+                return ngx_http_datagate_refuse(r, ctx,
+                                                "304 Not Modified to a "
+                                                "request without "
+                                                "conditionals");
+            }
+        }
+    }
+
     /* the response-header rule: every answer of a plan that masks */
 
     if (ctx->plan->masks
@@ -277,37 +381,63 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (dlcf->enable != 1 || !ctx->plan->masks || ctx->plan->rules == NULL) {
+    if (dlcf->enable != 1) {
         return ngx_http_next_header_filter(r);
     }
 
-    /* no body, nothing to mask */
+    /* told how the provider's answer ends (ngx_http_datagate_upstream_
+     * finalize): a failure after this header is not an ordinary end */
 
-    if (r->header_only
-        || r->method == NGX_HTTP_HEAD
-        || r->headers_out.status == NGX_HTTP_NO_CONTENT
-        || r->headers_out.status == NGX_HTTP_NOT_MODIFIED
-        || r->headers_out.status < NGX_HTTP_OK)
+    if (r->upstream
+        && r->upstream->finalize_request
+           != ngx_http_datagate_upstream_finalize)
     {
-        return ngx_http_next_header_filter(r);
+        ctx->upstream_finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_datagate_upstream_finalize;
     }
 
-    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    if (!ctx->plan->masks || ctx->plan->rules == NULL) {
+
+        /* the provider's body as it is: its own framing, unless the
+         * client could not see a cut (no length, no chunks) */
+
+        if (!ngx_http_datagate_has_body(r)
+            || r->headers_out.content_length_n >= 0
+            || ngx_http_datagate_framed(r))
+        {
+            return ngx_http_next_header_filter(r);
+        }
+
+        fctx = ngx_http_datagate_filter_ctx(r, ctx);
+        if (fctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        fctx->hold = 1;
+        fctx->hold_max = dlcf->hold_max;
+        fctx->header_pending = 1;
+        fctx->turn_size = dlcf->mask_turn;
+
+        r->filter_need_in_memory = 1;
+
+        return NGX_OK;
+    }
+
+    fctx = ngx_http_datagate_filter_ctx(r, ctx);
     if (fctx == NULL) {
         return NGX_ERROR;
     }
 
-    fctx->request = r;
-    fctx->ctx = ctx;
-    fctx->last_out = &fctx->out;
+    /* validators, digests and ranges describe the provider's body, and
+     * would let a client test its guesses of the masked values */
 
-    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
+    ngx_http_datagate_drop_validators(r);
 
-    if (r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT
-        || r->headers_out.content_range)
-    {
-        return ngx_http_datagate_unmaskable(r, ctx, fctx,
-                                            "partial content");
+    if (!ngx_http_datagate_has_body(r)) {
+        /* HEAD, 204: no body, and not the provider's length either */
+        ngx_http_clear_content_length(r);
+        ngx_http_set_ctx(r, NULL, ngx_http_datagate_filter_module);
+        return ngx_http_next_header_filter(r);
     }
 
     if (!ngx_http_datagate_is_json(&r->headers_out.content_type)) {
@@ -363,21 +493,273 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     }
 
     r->filter_need_in_memory = 1;
-    r->allow_ranges = 0;
 
     ngx_http_clear_content_length(r);
-    ngx_http_clear_accept_ranges(r);
-    ngx_http_weak_etag(r);
 
     /*
      * The header goes out with the first masked bytes (as the image
      * filter does): a body the masker refuses before anything was
-     * emitted still gets a clean 502 instead of a cut connection.
+     * emitted still gets a clean 502 instead of a cut connection.  A
+     * client that could not tell a cut from the end gets nothing before
+     * the whole document.
      */
 
     fctx->header_pending = 1;
+    fctx->hold = !ngx_http_datagate_framed(r);
+    fctx->hold_max = dlcf->hold_max;
 
     return NGX_OK;
+}
+
+
+/* the filter's per-request state, set up */
+
+static ngx_http_datagate_filter_ctx_t *
+ngx_http_datagate_filter_ctx(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    if (fctx == NULL) {
+        return NULL;
+    }
+
+    fctx->request = r;
+    fctx->ctx = ctx;
+    fctx->last_out = &fctx->out;
+
+    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
+
+    return fctx;
+}
+
+
+/*
+ * A provider status below 200 on an enforced location (or none: nginx
+ * takes an answer without a status line for an HTTP/0.9 one and would
+ * pass it raw, with no header, to the client).  The provider's headers
+ * are dropped, nginx's upstream is kept from switching protocols, and
+ * the 502 goes the way of nginx's own upstream errors: the header
+ * filter sees nginx's page and answers the JSON error, code
+ * upstream_unmaskable (ctx->unmaskable), instead.
+ */
+static ngx_int_t
+ngx_http_datagate_interim(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
+{
+    ngx_uint_t  status;
+
+    status = r->headers_out.status;
+
+    ctx->unmaskable = status ? "the provider sent an interim (1xx) answer"
+                             : "the provider's answer has no status line";
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "datagate: upstream_unmaskable: %s (status %ui), answered "
+                  "502, consumer=%*s dataset=%*s, request_id=%s",
+                  ctx->unmaskable, status,
+                  ctx->consumer ? ctx->consumer->id.len : 1,
+                  ctx->consumer ? ctx->consumer->id.data : "-",
+                  ctx->dataset ? ctx->dataset->id.len : 1,
+                  ctx->dataset ? ctx->dataset->id.data : "-",
+                  ctx->request_id);
+
+    ngx_http_datagate_clean_header(r);
+
+    if (r->http_version == NGX_HTTP_VERSION_9) {
+        /* the proxy module's doing: the client's own version again */
+#if (NGX_HTTP_V2)
+        if (r->stream) {
+            r->http_version = NGX_HTTP_VERSION_20;
+
+        } else
+#endif
+        if (r->http_major) {
+            r->http_version = r->http_major * 1000 + r->http_minor;
+        }
+    }
+
+    if (r->upstream) {
+        r->upstream->upgrade = 0;
+        r->upstream->keepalive = 0;
+    }
+
+    return NGX_HTTP_BAD_GATEWAY;
+}
+
+
+/*
+ * The upstream's finalize handler, wrapped, to tell a provider failing
+ * after its header from the ordinary end of its answer.  rc 502 or 504:
+ * it closed early, did not keep its Content-Length, timed out (buffered
+ * proxying ends a read timeout with 502: the timed-out read event says
+ * 504); NGX_ERROR while the client side is fine: its answer was broken
+ * (an invalid chunk size); nginx logs which.  nginx goes on with a flush
+ * through the body filter (502, 504) or by ending the request at once
+ * (NGX_ERROR), so it is answered here: while the header is held, the
+ * JSON error goes out now, as nginx's own for a failing provider (502
+ * or 504 upstream_unavailable); once the header is out, the answer is
+ * cut (ctx->cut; the body filter refuses the flush, nginx ends the
+ * request without the last chunk).
+ */
+static void
+ngx_http_datagate_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_uint_t                       failed, timedout;
+    ngx_http_upstream_t             *u;
+    ngx_http_datagate_ctx_t         *ctx;
+    ngx_http_datagate_filter_ctx_t  *fctx;
+
+    ctx = ngx_http_datagate_get_ctx(r);
+
+    if (ctx == NULL || ctx->upstream_finalize == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "datagate: upstream finalize without its handler");
+        return;
+    }
+
+    u = r->upstream;
+    fctx = ngx_http_get_module_ctx(r, ngx_http_datagate_filter_module);
+
+    if (rc == NGX_HTTP_BAD_GATEWAY || rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        failed = 1;
+
+    } else if (rc == NGX_ERROR) {
+        /* not the client's doing, nor the filter's own refusal */
+        failed = !r->connection->error
+                 && !(u && u->pipe && u->pipe->downstream_error)
+                 && ctx->unmaskable == NULL
+                 && !(fctx && fctx->failed);
+
+    } else {
+        failed = 0;
+    }
+
+    if (failed && ctx->provider_status == 0 && ctx->status == 0) {
+
+        timedout = (rc == NGX_HTTP_GATEWAY_TIME_OUT)
+                   || (u && u->peer.connection
+                       && u->peer.connection->read->timedout);
+
+        ctx->provider_status = timedout ? NGX_HTTP_GATEWAY_TIME_OUT
+                                        : NGX_HTTP_BAD_GATEWAY;
+        ctx->provider_error = timedout
+                              ? "the provider timed out in the middle of "
+                                "its answer"
+                              : "the provider's answer ended before its "
+                                "end (connection closed, length or "
+                                "chunking broken)";
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "datagate: upstream_unavailable: %s, %s, "
+                      "consumer=%*s dataset=%*s, request_id=%s",
+                      ctx->provider_error,
+                      r->header_sent ? "connection cut" : "answered JSON",
+                      ctx->consumer ? ctx->consumer->id.len : 1,
+                      ctx->consumer ? ctx->consumer->id.data : "-",
+                      ctx->dataset ? ctx->dataset->id.len : 1,
+                      ctx->dataset ? ctx->dataset->id.data : "-",
+                      ctx->request_id);
+
+        if (r->header_sent) {
+            ctx->cut = 1;
+
+        } else if (fctx && fctx->header_pending && !fctx->error_mode) {
+            (void) ngx_http_datagate_late_error(r, fctx,
+                                                DG_R_UPSTREAM_UNAVAILABLE,
+                                                ctx->provider_status,
+                                                ctx->provider_error);
+        }
+    }
+
+    ctx->upstream_finalize(r, rc);
+}
+
+
+/* a body may follow this header */
+
+static ngx_uint_t
+ngx_http_datagate_has_body(ngx_http_request_t *r)
+{
+    return !(r->header_only
+             || r->method == NGX_HTTP_HEAD
+             || r->headers_out.status == NGX_HTTP_NO_CONTENT
+             || r->headers_out.status == NGX_HTTP_NOT_MODIFIED);
+}
+
+
+/*
+ * The client sees where an answer of unknown length ends: HTTP/2 frames,
+ * HTTP/1.1 chunks (a cut leaves out the last chunk).  HTTP/1.0, or
+ * chunked_transfer_encoding off, read until the connection closes: a cut
+ * looks like the end.
+ */
+static ngx_uint_t
+ngx_http_datagate_framed(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return 1;
+    }
+#endif
+
+    if (r->http_version < NGX_HTTP_VERSION_11) {
+        return 0;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    return clcf->chunked_transfer_encoding ? 1 : 0;
+}
+
+
+/*
+ * Response headers that describe the provider's body, not the masked
+ * one: with them a client could test candidate bodies offline (a strong
+ * ETag derived from the body, as many frameworks make it; the digests of
+ * RFC 3230 and RFC 9530; an RFC 9421 signature, checked with the
+ * provider's public key over a digest) or ask for byte ranges of the
+ * provider's body.  Dropped from every answer of a dataset whose plan
+ * masks, after the response-header rule (which drops them too unless
+ * "headers:" listed them, and the policy refuses to list them): the
+ * names are dg_header_refused()'s, one table for both.
+ */
+static void
+ngx_http_datagate_drop_validators(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && dg_header_refused((const char *) h[i].key.data, h[i].key.len)
+               != NULL)
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    r->headers_out.etag = NULL;
+    r->headers_out.accept_ranges = NULL;
+    r->headers_out.content_range = NULL;
+    r->allow_ranges = 0;
 }
 
 
@@ -408,6 +790,11 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
     if (!keep) {
         /* a refused client certificate: the status of our reason */
 
+    } else if (ctx && ctx->unmaskable) {
+        /* the filter refused the provider's header (a 1xx) with 502 */
+        reason = DG_R_UPSTREAM_UNMASKABLE;
+        detail = ctx->unmaskable;
+
     } else if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
         reason = DG_R_RATE_LIMITED;
 
@@ -437,16 +824,10 @@ ngx_http_datagate_nginx_error(ngx_http_request_t *r,
         }
     }
 
-    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    fctx = ngx_http_datagate_filter_ctx(r, ctx);
     if (fctx == NULL) {
         return NGX_ERROR;
     }
-
-    fctx->request = r;
-    fctx->ctx = ctx;
-    fctx->last_out = &fctx->out;
-
-    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
 
     if (keep) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -616,7 +997,7 @@ ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 }
 
 
-static void
+void
 ngx_http_datagate_clean_header(ngx_http_request_t *r)
 {
     ngx_memzero(&r->headers_out.status,
@@ -682,16 +1063,10 @@ ngx_http_datagate_refuse(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
 {
     ngx_http_datagate_filter_ctx_t  *fctx;
 
-    fctx = ngx_pcalloc(r->pool, sizeof(ngx_http_datagate_filter_ctx_t));
+    fctx = ngx_http_datagate_filter_ctx(r, ctx);
     if (fctx == NULL) {
         return NGX_ERROR;
     }
-
-    fctx->request = r;
-    fctx->ctx = ctx;
-    fctx->last_out = &fctx->out;
-
-    ngx_http_set_ctx(r, fctx, ngx_http_datagate_filter_module);
 
     return ngx_http_datagate_unmaskable(r, ctx, fctx, why);
 }
@@ -839,14 +1214,19 @@ ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     rc = ngx_http_datagate_body(r, fctx, in);
 
-    if (rc != NGX_ERROR && !fctx->error_mode && !fctx->failed
-        && (fctx->in || fctx->in_buf
-            || (fctx->header_pending && (fctx->out || fctx->obuf))))
-    {
-        r->buffered |= NGX_HTTP_DATAGATE_BUFFERED;
+    /* see NGX_HTTP_DATAGATE_BUFFERED */
 
-    } else {
+    if (rc != NGX_ERROR && !fctx->error_mode && !fctx->failed
+        && fctx->last_seen && fctx->turn.posted)
+    {
+        if (!(r->buffered & NGX_HTTP_DATAGATE_BUFFERED)) {
+            r->buffered |= NGX_HTTP_DATAGATE_BUFFERED;
+            fctx->buffered = 1;
+        }
+
+    } else if (fctx->buffered) {
         r->buffered &= ~NGX_HTTP_DATAGATE_BUFFERED;
+        fctx->buffered = 0;
     }
 
     return rc;
@@ -875,10 +1255,20 @@ ngx_http_datagate_body(ngx_http_request_t *r,
         return ngx_http_next_body_filter(r, NULL);
     }
 
+    if (fctx->ctx->provider_status) {
+        return ngx_http_datagate_provider_failed(r, fctx, in);
+    }
+
     if (in) {
         if (ngx_chain_add_copy(r->pool, &fctx->in, in) != NGX_OK) {
             ngx_http_datagate_fail(r, fctx, "out of memory", DG_MASK_E_EMIT);
             return NGX_ERROR;
+        }
+
+        for (cl = in; cl; cl = cl->next) {
+            if (cl->buf->last_buf || cl->buf->last_in_chain) {
+                fctx->last_seen = 1;
+            }
         }
     }
 
@@ -913,7 +1303,9 @@ ngx_http_datagate_body(ngx_http_request_t *r,
 
             if (fctx->header_pending) {
                 /* nothing sent yet: answer 502 after all */
-                return ngx_http_datagate_late_error(r, fctx);
+                return ngx_http_datagate_late_error(r, fctx,
+                                                    DG_R_UPSTREAM_UNMASKABLE,
+                                                    0, fctx->ctx->unmaskable);
             }
 
             /* logged; what was emitted so far was masked: it may go, the
@@ -927,14 +1319,16 @@ ngx_http_datagate_body(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        if (fctx->header_pending && !fctx->done && !fctx->nomem
-            && !fctx->flush_seen)
+        if (fctx->header_pending && !fctx->done
+            && (fctx->hold || (!fctx->nomem && !fctx->flush_seen)))
         {
             /*
              * Nothing is sent before the end of the document, a flush
              * from the provider (proxy_buffering off) or NGX_HTTP_
              * DATAGATE_OUT_BUSY buffers of output: a small document the
-             * masker refuses anywhere gets a clean 502.
+             * masker refuses anywhere, or the provider cuts, gets a
+             * clean 502.  A client that cannot see a cut gets nothing
+             * before the end (fctx->hold, bounded by datagate_hold_max).
              */
             return fctx->turn.posted ? NGX_AGAIN : NGX_OK;
         }
@@ -1017,9 +1411,15 @@ ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
 }
 
 
+/*
+ * The header was still held: the client gets a JSON error after all,
+ * reason's status unless status says otherwise (504 for a provider that
+ * timed out).  The held input and output are dropped.
+ */
 static ngx_int_t
 ngx_http_datagate_late_error(ngx_http_request_t *r,
-    ngx_http_datagate_filter_ctx_t *fctx)
+    ngx_http_datagate_filter_ctx_t *fctx, dg_reason_e reason,
+    ngx_uint_t status, const char *detail)
 {
     ngx_int_t                 rc;
     ngx_buf_t                *b;
@@ -1044,15 +1444,23 @@ ngx_http_datagate_late_error(ngx_http_request_t *r,
 
     ngx_http_datagate_clean_header(r);
 
-    b = ngx_http_datagate_error_body(r, ctx, DG_R_UPSTREAM_UNMASKABLE,
-                                     ctx->unmaskable);
+    b = ngx_http_datagate_error_body(r, ctx, reason, detail);
     if (b == NULL) {
         return NGX_ERROR;
+    }
+
+    if (status) {
+        r->headers_out.status = status;
+        ctx->status = status;
     }
 
     fctx->err = b;
     fctx->error_mode = 1;
     fctx->err_sent = 1;
+
+    if (fctx->turn.posted) {
+        ngx_delete_posted_event(&fctx->turn);
+    }
 
     rc = ngx_http_next_header_filter(r);
 
@@ -1064,6 +1472,48 @@ ngx_http_datagate_late_error(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_next_body_filter(r, &out);
+}
+
+
+/*
+ * The provider failed after its header (ctx->provider_status, set by
+ * ngx_http_datagate_upstream_finalize, which answered the JSON error if
+ * the header was held; nginx now sends its flush).  The header out: the
+ * connection is cut (no last chunk, RST_STREAM, no TLS close_notify), so
+ * that no client takes the part for the whole.
+ */
+static ngx_int_t
+ngx_http_datagate_provider_failed(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in)
+{
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = fctx->ctx;
+
+    ngx_http_datagate_consume(in);
+
+    if (fctx->header_pending) {
+        /* answered by ngx_http_datagate_upstream_finalize() already,
+         * unless the header came after it */
+        return ngx_http_datagate_late_error(r, fctx,
+                                            DG_R_UPSTREAM_UNAVAILABLE,
+                                            ctx->provider_status,
+                                            ctx->provider_error);
+    }
+
+    ngx_http_datagate_consume(fctx->in);
+    fctx->in = NULL;
+
+    if (fctx->in_buf) {
+        ngx_http_datagate_consume_buf(fctx->in_buf);
+        fctx->in_buf = NULL;
+    }
+
+    ctx->cut = 1;
+    fctx->failed = 1;
+    r->connection->error = 1;
+
+    return NGX_ERROR;
 }
 
 
@@ -1089,9 +1539,24 @@ ngx_http_datagate_process(ngx_http_request_t *r,
             busy++;
         }
 
-        if (busy >= NGX_HTTP_DATAGATE_OUT_BUSY && fctx->free == NULL) {
+        if (busy >= NGX_HTTP_DATAGATE_OUT_BUSY && fctx->free == NULL
+            && !(fctx->hold && fctx->header_pending))
+        {
             fctx->nomem = 1;
             return NGX_AGAIN;
+        }
+
+        if (fctx->hold && fctx->header_pending
+            && fctx->out_bytes
+               + (fctx->obuf ? fctx->obuf->last - fctx->obuf->pos : 0)
+               > (off_t) fctx->hold_max)
+        {
+            ngx_http_datagate_fail(r, fctx,
+                                   "the answer is larger than "
+                                   "datagate_hold_max for a client that "
+                                   "cannot see a cut connection",
+                                   DG_MASK_E_EMIT);
+            return NGX_ERROR;
         }
 
         if ((fctx->in_buf != NULL || fctx->in != NULL) && fctx->turn_size
@@ -1266,8 +1731,14 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
             n = NGX_HTTP_DATAGATE_SLICE;
         }
 
-        rc = dg_mask_feed_into(fctx->mask, b->pos, n, 0,
-                               ngx_http_datagate_lend, fctx);
+        if (fctx->mask == NULL) {
+            /* an answer held whole, not masked */
+            rc = ngx_http_datagate_copy(r, fctx, b, n);
+
+        } else {
+            rc = dg_mask_feed_into(fctx->mask, b->pos, n, 0,
+                                   ngx_http_datagate_lend, fctx);
+        }
 
         b->pos += n;
         fctx->fed += n;
@@ -1378,6 +1849,37 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
 }
 
 
+/* n bytes of b into the output buffers, as they are: DG_MASK_OK or
+ * DG_MASK_E_EMIT (the masker's codes, for ngx_http_datagate_fail()) */
+
+static ngx_int_t
+ngx_http_datagate_copy(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, size_t n)
+{
+    size_t    cap, k;
+    u_char   *p;
+    uint8_t  *buf;
+
+    p = b->pos;
+
+    while (n) {
+        if (ngx_http_datagate_lend(fctx, 0, 1, &buf, &cap) != 0) {
+            return DG_MASK_E_EMIT;
+        }
+
+        k = ngx_min(n, cap);
+        ngx_memcpy(buf, p, k);
+
+        (void) ngx_http_datagate_lend(fctx, k, 0, &buf, &cap);
+
+        p += k;
+        n -= k;
+    }
+
+    return DG_MASK_OK;
+}
+
+
 static ngx_int_t
 ngx_http_datagate_finish(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b)
@@ -1396,7 +1898,7 @@ ngx_http_datagate_finish(ngx_http_request_t *r,
         return ngx_http_datagate_out_special(fctx, b);
     }
 
-    if (fctx->fed > 0) {
+    if (fctx->fed > 0 && fctx->mask) {
         /* an empty body has nothing to leak and stays empty */
         rc = dg_mask_feed_into(fctx->mask, NULL, 0, 1,
                                ngx_http_datagate_lend, fctx);
@@ -1633,6 +2135,8 @@ ngx_http_datagate_append_out(ngx_http_datagate_filter_ctx_t *fctx,
     *fctx->last_out = cl;
     fctx->last_out = &cl->next;
 
+    fctx->out_bytes += ngx_buf_size(b);
+
     return NGX_OK;
 }
 
@@ -1666,6 +2170,10 @@ ngx_http_datagate_count(ngx_http_datagate_filter_ctx_t *fctx)
     uint64_t                n;
     const dg_mask_spec_t   *actions;
     const dg_mask_stats_t  *st;
+
+    if (fctx->mask == NULL) {
+        return;
+    }
 
     st = dg_mask_stats(fctx->mask);
 
@@ -1762,6 +2270,12 @@ ngx_http_datagate_filter_init(ngx_conf_t *cf)
 
     if (dmcf == NULL || dmcf->policy == NULL) {
         return NGX_OK;
+    }
+
+    /* the re-check of long answers (_watch.c) sees what the masker lets
+     * out, when it lets it out */
+    if (ngx_http_datagate_watch_init(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;

@@ -53,6 +53,7 @@ typedef struct {
                                                    "(unknown)" */
     const char                     *decision;
     const char                     *reason;
+    ngx_uint_t                      cut;        /* cut mid-body */
     uint64_t                        bytes;
 
     ngx_uint_t                      nmasked;
@@ -246,15 +247,7 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
 
     lg->decision = ctx->allowed ? "allowed" : "denied";
 
-    if (ctx->unmaskable || ctx->cut) {
-        lg->reason = dg_reason_code(DG_R_UPSTREAM_UNMASKABLE);
-
-    } else if (ctx->reason == DG_R_OK && !ctx->allowed) {
-        lg->reason = dg_reason_code(DG_R_INTERNAL);
-
-    } else {
-        lg->reason = dg_reason_code(ctx->reason);
-    }
+    lg->reason = dg_reason_code(ngx_http_datagate_outcome(r, ctx, &lg->cut));
 
     if (lg->reason == NULL) {
         lg->reason = "internal";
@@ -355,6 +348,77 @@ ngx_http_datagate_log_header(ngx_http_request_t *r, const char *name,
     if (h != NULL) {
         *value = h->value;
     }
+}
+
+
+/*
+ * The outcome, most specific first: an incident control ended the
+ * answer (its code); the gateway failed closed on the provider's body
+ * (upstream_unmaskable); the gateway answered an error of
+ * its own or nginx's (that error's code); the policy denied; the provider
+ * failed after its header (upstream_unavailable: answered 502/504 while
+ * the header was held, else the answer was cut); the answer went out but
+ * was not completed (client_closed when the client went away or timed
+ * out, internal_error otherwise).  An answer counts as completed when
+ * nginx finished the request normally (r->request_complete): every byte
+ * was handed to the connection.
+ */
+dg_reason_e
+ngx_http_datagate_outcome(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
+    ngx_uint_t *cut)
+{
+    ngx_uint_t          body_cut, gone;
+    dg_reason_e         reason;
+    ngx_connection_t   *c;
+
+    c = r->connection;
+
+    /* the provider's header went out, its body did not go whole */
+    body_cut = r->header_sent && !r->header_only && !r->request_complete
+               && ctx->allowed && ctx->status == 0;
+
+    gone = c->error || c->timedout;
+
+    if (ctx->cut_reason != DG_R_OK) {
+        /* allowed, then ended by an incident control (_watch.c): the
+         * control's code, cut once the header had gone out */
+        reason = ctx->cut_reason;
+        body_cut = ctx->cut;
+
+    } else if (ctx->unmaskable) {
+        reason = DG_R_UPSTREAM_UNMASKABLE;
+        body_cut = ctx->cut;
+
+    } else if (ctx->status) {
+        reason = (ctx->reason == DG_R_OK) ? DG_R_INTERNAL : ctx->reason;
+        body_cut = 0;
+
+    } else if (!ctx->allowed) {
+        reason = (ctx->reason == DG_R_OK) ? DG_R_INTERNAL : ctx->reason;
+        body_cut = 0;
+
+    } else if (ctx->provider_status) {
+        /* cut once its header was out (nginx may call the request
+         * complete: it only closes instead of sending the last chunk) */
+        reason = DG_R_UPSTREAM_UNAVAILABLE;
+        body_cut = ctx->cut;
+
+    } else if (body_cut) {
+        reason = gone ? DG_R_CLIENT_CLOSED : DG_R_INTERNAL;
+
+    } else if (!r->request_complete && gone && !r->header_sent) {
+        /* gone before the (held) header went out */
+        reason = DG_R_CLIENT_CLOSED;
+
+    } else {
+        reason = DG_R_OK;
+    }
+
+    if (cut) {
+        *cut = body_cut;
+    }
+
+    return reason;
 }
 
 
@@ -467,8 +531,8 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     f.decision = lg->decision;
     f.reason = lg->reason;
-    f.detail = ctx->unmaskable;
-    f.cut = ctx->cut;
+    f.detail = ctx->unmaskable ? ctx->unmaskable : ctx->provider_error;
+    f.cut = lg->cut;
 
     if (f.detail == NULL && ctx->reason == DG_R_REQUEST_REJECTED) {
         /* why datagate refused the path or a header (_request.c) */

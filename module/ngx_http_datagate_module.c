@@ -141,6 +141,13 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       offsetof(ngx_http_datagate_loc_conf_t, mask_turn),
       NULL },
 
+    { ngx_string("datagate_hold_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_datagate_loc_conf_t, hold_max),
+      NULL },
+
     { ngx_string("datagate_mask_depth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -752,6 +759,7 @@ ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
     dlcf->enable = NGX_CONF_UNSET;
     dlcf->mask_buffer = NGX_CONF_UNSET_SIZE;
     dlcf->mask_turn = NGX_CONF_UNSET_SIZE;
+    dlcf->hold_max = NGX_CONF_UNSET_SIZE;
     dlcf->mask_depth = NGX_CONF_UNSET_UINT;
     dlcf->dataset_index = NGX_CONF_UNSET_UINT;
     dlcf->real_ip_from = NGX_CONF_UNSET_PTR;
@@ -775,6 +783,8 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               64 * 1024);
     ngx_conf_merge_size_value(conf->mask_turn, prev->mask_turn,
                               2 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->hold_max, prev->hold_max,
+                              NGX_HTTP_DATAGATE_HOLD_MAX);
     ngx_conf_merge_uint_value(conf->mask_depth, prev->mask_depth, 64);
     ngx_conf_merge_ptr_value(conf->real_ip_from, prev->real_ip_from, NULL);
     ngx_conf_merge_str_value(conf->real_ip_header, prev->real_ip_header,

@@ -97,7 +97,12 @@ sub wait_back {
         sleep 0.15;
     }
     is($worst, 0, 'empty restart: the suspended consumer never gets 200');
+    # past stale=: the suspension the zone still records keeps its 403,
+    # a caller with nothing recorded gets 503
     my $r = get($n, 'assistance');
+    is($r->status, 403, 'empty restart: the known suspension still refuses');
+    is(code_of($r), 'consumer_suspended', 'empty restart: consumer_suspended');
+    $r = get($n, 'hrss');
     is($r->status, 503, 'empty restart: fails closed');
     is(code_of($r), 'policy_unavailable', 'empty restart: policy_unavailable');
     my $st = status_of($n);

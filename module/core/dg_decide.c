@@ -65,6 +65,9 @@ static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
     { "audit_unavailable",
       "audit records cannot be written right now: no data is served "
       "without a record", 503 },
+    { "client_closed",
+      "the client closed the connection before the end of the answer",
+      499 },
 };
 
 

@@ -53,6 +53,18 @@ typedef struct {
     "a validator or digest of the provider's unmasked body lets a consumer " \
     "test guesses of the masked values"
 
+#define DG_HDR_SIGNATURE                                                      \
+    "a signature (RFC 9421) over the provider's body or its digest lets a "  \
+    "consumer test guesses of the masked values with the provider's key"
+
+#define DG_HDR_RANGES                                                         \
+    "byte ranges are ranges of the provider's unmasked body"
+
+/*
+ * Also what the response filter drops from every answer of a dataset
+ * whose plan masks, whatever "headers:" lists (ngx_http_datagate_drop_
+ * validators()): one table for both.
+ */
 static const dg_header_refusal_t  dg_header_refusals[] = {
     { "Datagate-", sizeof("Datagate-") - 1, 1,
       "Datagate-* headers are the gateway's own; a provider's are never "
@@ -65,6 +77,13 @@ static const dg_header_refusal_t  dg_header_refusals[] = {
     { "Digest", sizeof("Digest") - 1, 0, DG_HDR_ORACLE },
     { "Content-Digest", sizeof("Content-Digest") - 1, 0, DG_HDR_ORACLE },
     { "Repr-Digest", sizeof("Repr-Digest") - 1, 0, DG_HDR_ORACLE },
+    { "Signature", sizeof("Signature") - 1, 0, DG_HDR_SIGNATURE },
+    { "Signature-Input", sizeof("Signature-Input") - 1, 0,
+      DG_HDR_SIGNATURE },
+    { "Accept-Ranges", sizeof("Accept-Ranges") - 1, 0, DG_HDR_RANGES },
+    { "Content-Range", sizeof("Content-Range") - 1, 0, DG_HDR_RANGES },
+    { "Trailer", sizeof("Trailer") - 1, 0,
+      "the provider's trailers never follow: nginx's proxy drops them" },
     { NULL, 0, 0, NULL }
 };
 

@@ -49,8 +49,9 @@ int dg_header_name_ok(const char *name, size_t len);
 
 /*
  * NULL: name may be listed in "headers:"; otherwise why it may not (the
- * gateway's own Datagate-*, nginx's X-Accel-*, validators and digests of
- * the unmasked body).
+ * gateway's own Datagate-*, nginx's X-Accel-*, validators, digests,
+ * signatures and ranges of the unmasked body, Trailer).  The response
+ * filter drops these from every answer of a plan that masks.
  */
 const char *dg_header_refused(const char *name, size_t len);
 

@@ -77,6 +77,8 @@ typedef enum {
     DG_R_UPSTREAM_UNAVAILABLE,  /* 502 (also 503, 504 as nginx says) */
     DG_R_REQUEST_REJECTED,      /* 400 (nginx's own 4xx answer) */
     DG_R_AUDIT_UNAVAILABLE,     /* 503 */
+    DG_R_CLIENT_CLOSED,         /* 499: never an answer; the record of an
+                                   answer the client did not take whole */
     DG_R_MAX
 } dg_reason_e;
 
@@ -180,6 +182,9 @@ typedef struct {
     unsigned                    level;
     dg_field_t                 *fields;
     size_t                      nfields;
+    dg_str_t                   *containers; /* selectors whose object or
+                                               array allow-list mode walks */
+    size_t                      ncontainers;
     unsigned                    unlisted_drop:1;
     unsigned                    detect:1;
     unsigned                    methods;    /* DG_METHOD_* bits allowed to
