@@ -1018,15 +1018,20 @@ ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
 }
 
 
-/* GET datagate:epoch on the command connection (handshake or an event) */
+/* read datagate:epoch on the command connection (handshake, tick, event) */
 static ngx_int_t
 ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
 {
     size_t       lens[2];
     const char  *argv[2];
 
-    argv[0] = "GET";
-    lens[0] = 3;
+    /*
+     * MGET of the one key, not GET: GET stays the decision tier's own
+     * command, so INFO commandstats tells its lookups apart from this
+     * once-a-second check
+     */
+    argv[0] = "MGET";
+    lens[0] = 4;
     argv[1] = DG_RS_EPOCH;
     lens[1] = sizeof(DG_RS_EPOCH) - 1;
 
@@ -1092,6 +1097,11 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, redisReply *r,
     }
 
     sh = rc->rd->dmcf->sh;
+
+    /* the MGET's one element */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        r = r->element[0];
+    }
 
     ok = r->type == REDIS_REPLY_NIL
          || (r->type == REDIS_REPLY_STRING && r->len > 0
