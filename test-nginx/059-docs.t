@@ -148,7 +148,8 @@ C
     delete $status{ok};
 
     cmp_ok(scalar(keys %status), '>=', 20, 'reason codes read from the core');
-    cmp_ok(scalar(keys %method), '>=', 10, 'masking methods read from the core');
+    cmp_ok(scalar(keys %method), '>=', 10,
+           'masking methods read from the core');
 
     my %reason_row;
     for my $r (ref_rows('Reason codes')) {
