@@ -220,7 +220,7 @@ ngx_http_datagate_response_headers(ngx_http_request_t *r,
 
     if (key) {
         hs.conf.hash_key = key;
-        hs.conf.hash_key_len = 32;
+        hs.conf.hash_key_len = DG_SHA256_LEN;
     }
 
     if (ngx_http_datagate_hdr_keys(&hs) != NGX_OK) {
