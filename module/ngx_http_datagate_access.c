@@ -198,7 +198,6 @@ static ngx_http_variable_t  ngx_http_datagate_vars[] = {
 ngx_int_t
 ngx_http_datagate_access_handler(ngx_http_request_t *r)
 {
-    unsigned                        method;
     ngx_int_t                       rc;
     dg_reason_e                     reason;
     dg_decision_t                   d;
@@ -419,15 +418,15 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
     }
 
-    method = dg_policy_method_bit(dmcf->policy,
-                                  (const char *) r->method_name.data,
-                                  r->method_name.len);
-
+    /* the arguments are evaluated only with --with-debug and debug on */
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "datagate: allowed consumer=%*s purpose=%V method:%ui "
                    "masks:%ui",
                    ctx->consumer->id.len, ctx->consumer->id.data,
-                   &ctx->purpose, (ngx_uint_t) method,
+                   &ctx->purpose,
+                   (ngx_uint_t) dg_policy_method_bit(dmcf->policy,
+                                    (const char *) r->method_name.data,
+                                    r->method_name.len),
                    (ngx_uint_t) ctx->plan->masks);
 
     return NGX_DECLINED;
