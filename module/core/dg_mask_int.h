@@ -14,11 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "dg_mask.h"
+
+/* x86: the vector code of the masker's files (run as the CPU allows,
+ * DG_MASK_ISA_*); defined here only */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define DG_MASK_X86  1
 #endif
-#include "dg_mask.h"
 
 
 /* internal to the core: not exported from a shared object */
