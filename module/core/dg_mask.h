@@ -324,4 +324,11 @@ const char *dg_mask_spec_str(const dg_mask_spec_t *spec, char *buf,
     size_t len);
 const char *dg_mask_method_name(unsigned method);
 
+/* every method as the policy may write it, "clear, id_card, ...,
+ * address(N), keep(A,B), ...", into buf (DG_MASK_METHODS_LEN bytes
+ * suffice), which it returns */
+#define DG_MASK_METHODS_LEN     256
+
+const char *dg_mask_methods_str(char *buf, size_t len);
+
 #endif /* DG_MASK_H */

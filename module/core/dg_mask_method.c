@@ -1354,6 +1354,32 @@ dg_mask_spec_str(const dg_mask_spec_t *spec, char *buf, size_t len)
 
 
 const char *
+dg_mask_methods_str(char *buf, size_t len)
+{
+    size_t                   n;
+    unsigned                 i;
+    const dg_mask_method_t  *mt;
+
+    if (len == 0) {
+        return buf;
+    }
+
+    buf[0] = '\0';
+    n = 0;
+
+    for (i = 0; i < DG_MASK_METHOD_MAX && n < len; i++) {
+        mt = &dg_mask_methods[i];
+        n += (size_t) snprintf(buf + n, len - n, "%s%s%s", i ? ", " : "",
+                               mt->name,
+                               mt->params == DG_MASK_P_AB ? "(A,B)"
+                               : mt->params == DG_MASK_P_A ? "(N)" : "");
+    }
+
+    return buf;
+}
+
+
+const char *
 dg_mask_method_name(unsigned method)
 {
     if (method >= DG_MASK_METHOD_MAX) {

@@ -517,7 +517,7 @@ int
 dg_load_classes(dg_load_t *L)
 {
     size_t             i;
-    char               path[DG_ID_MAX + 16];
+    char               path[DG_ID_MAX + 16], methods[DG_MASK_METHODS_LEN];
     dg_class_t        *c;
     dg_ynode_t        *k, *v;
     dg_pfile_t        *f;
@@ -611,10 +611,8 @@ dg_load_classes(dg_load_t *L)
 
             if (dg_mask_spec_parse(mv->str, mv->len, &c->mask) != 0) {
                 return dg_err(L, f->name, mv->line, path, "mask",
-                              "unknown masking method '%.64s' (id_card, "
-                              "phone, name, bank_card, email, address(N), "
-                              "keep(A,B), landline, plate, ipv4, date_year, "
-                              "hash, redact, null, drop)", mv->str);
+                              "unknown masking method '%.64s' (%s)", mv->str,
+                              dg_mask_methods_str(methods, sizeof(methods)));
             }
 
             if (dg_hash_add(&L->priv->classes, c->id.data, c->id.len, c)

@@ -1046,6 +1046,17 @@ test_value(void)
                "keep(256,1): too many");
     }
 
+    {
+        char  list[DG_MASK_METHODS_LEN], tiny[8];
+
+        is_str(dg_mask_methods_str(list, sizeof(list)),
+               "clear, id_card, phone, name, bank_card, email, address(N), "
+               "keep(A,B), landline, plate, ipv4, date_year, hash, redact, "
+               "null, drop", "the methods listed from their table");
+        is_str(dg_mask_methods_str(tiny, sizeof(tiny)), "clear, ",
+               "the list cut to its buffer");
+    }
+
     s.method = DG_MASK_HASH;
     s.a = s.b = 0;
     n = dg_mask_value(&s, (const uint8_t *) "13812345678", 11, hkey,
