@@ -141,7 +141,8 @@ END
     SKIP: {
         skip 'curl without HTTP/2', 5 unless `curl --version` =~ /HTTP2/;
         my $certs = $DGTest::CERTS;
-        my $out = `curl -s --max-time 60 --http2 --cacert $certs/ca.crt --cert $certs/assistance.crt --key $certs/assistance.key -H 'Data-Purpose: social-assistance' -H 'Data-Approval: GXSJ-2024-0137' -w '\\n%{http_version} %{http_code}' https://localhost:$h2port/turns 2>&1`;
+        my $max = DGTest::secs(60);
+        my $out = `curl -s --max-time $max --http2 --cacert $certs/ca.crt --cert $certs/assistance.crt --key $certs/assistance.key -H 'Data-Purpose: social-assistance' -H 'Data-Approval: GXSJ-2024-0137' -w '\\n%{http_version} %{http_code}' https://localhost:$h2port/turns 2>&1`;
         like($out, qr/\n2 200\z/, 'turns: HTTP/2: 200');
         $out =~ s/\n2 200\z//;
         $whole->('turns: HTTP/2', $out);

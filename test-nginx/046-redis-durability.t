@@ -15,7 +15,9 @@ use Time::HiRes qw(sleep time);
 use DGTest;
 use DGRedis;
 
-my $opts = 'timeout=300ms connect_timeout=500ms stale=1s';
+# scaled for a slow nginx (valgrind, DG_TEST_SLOW: DGTest::secs)
+my $opts = sprintf('timeout=%dms connect_timeout=%dms stale=%ds',
+                   DGTest::secs(300), DGTest::secs(500), DGTest::secs(1));
 
 sub wait_back {
     my ($n, $what) = @_;
@@ -66,7 +68,7 @@ sub wait_back {
     $redis->stop;
     $redis = redis_on($port, aof => 1, dir => $redis->{dir});
     wait_back($n, 'AOF restart');
-    sleep 0.2;
+    sleep DGTest::secs(0.2);
     my $r = get($n, 'assistance');
     is($r->status, 403, 'AOF restart: still suspended');
     is(code_of($r), 'consumer_suspended', 'AOF restart: consumer_suspended');
@@ -213,7 +215,8 @@ sub wait_back {
     my ($r, $dt) = get($n, 'hrss', timeout => 20);
     ok($r->status == 503 || $r->status == 403,
        'a 30 MB value: refused (' . $r->status . ')');
-    cmp_ok($dt, '<', 5, 'and answered without waiting for it all');
+    cmp_ok($dt, '<', DGTest::secs(5),
+           'and answered without waiting for it all');
     like($n->error_log, qr/reply larger than 1 MiB/, 'log: said why');
     $redis->cmd('DEL', 'datagate:grant:hrss.portal|population.person');
     my $t = poll_until(8, sub { get($n, 'hrss')->status == 403

@@ -78,13 +78,14 @@ sub tls_connect {
 }
 
 # what $s sends until it closes, $done->(bytes so far) is true or $secs
-# pass; $pause seconds between reads (a slow reader)
+# pass (scaled for a slow nginx: DGTest::secs); $pause seconds between
+# reads (a slow reader)
 sub read_until {
     my ($s, $secs, $done, $pause) = @_;
     my $raw = '';
     eval {
         local $SIG{ALRM} = sub { die "timeout\n" };
-        alarm $secs;
+        alarm DGTest::secs($secs);
         while (1) {
             my $n = sysread($s, my $buf, 65536);
             last unless $n;

@@ -60,9 +60,11 @@ Y
 sub gateway {
     my (%o) = @_;
     my $http = $o{http_config} // '';
-    # under valgrind everything is slower than a 200 ms timeout
-    $o{redis_opts} //= 'timeout=3s connect_timeout=3s'
-        if $ENV{DG_TEST_VALGRIND} && $o{redis};
+    # Redis's default timeouts (200 ms, 500 ms) scaled for a slow nginx
+    # (valgrind, DG_TEST_SLOW: DGTest::secs)
+    $o{redis_opts} //= sprintf('timeout=%dms connect_timeout=%dms',
+                               DGTest::secs(200), DGTest::secs(500))
+        if $DGTest::SLOW != 1 && $o{redis};
     if ($o{redis}) {
         $http .= "\n    datagate_redis 127.0.0.1:$o{redis}"
                . ($o{redis_opts} ? " $o{redis_opts}" : '') . ";\n";
@@ -137,11 +139,12 @@ sub code_of {
     return ref $j eq 'HASH' && $j->{error} ? $j->{error}{code} : '';
 }
 
-# call $f every 20 ms until it returns true or $secs pass; returns the
-# seconds it took, or undef
+# call $f every 20 ms until it returns true or $secs pass (scaled for a
+# slow nginx: DGTest::secs); returns the seconds it took, or undef
 sub poll_until {
     my ($secs, $f) = @_;
     my $t0 = time;
+    $secs = DGTest::secs($secs);
     while (time - $t0 < $secs) {
         return time - $t0 if $f->();
         sleep 0.02;
