@@ -1,10 +1,24 @@
 package DGTest;
 
-# Test harness for datagate: real nginx, real mutual TLS, real redis-server.
+# Test harness for datagate: real nginx, real mutual TLS, real redis-server
+# (see test-nginx/README.md).
 #
-# Data-driven blocks in the Test::Nginx style (see test-nginx/README.md):
+# A Perl API, which most test files use:
 #
-#   use FindBin; use lib "$FindBin::Bin/lib"; use DGTest;
+#   use FindBin; use lib "$FindBin::Bin/lib"; use Test::More; use DGTest;
+#   my $n = start_nginx(policy => $yaml, config => <<'END');
+#       location /person/ { datagate_dataset population.person;
+#           proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT; }
+#   END
+#   my $r = $n->request('GET', '/person/1', cert => 'assistance',
+#                       headers => ['Data-Purpose: social-assistance']);
+#   is($r->status, 200, '...');
+#   done_testing();
+#
+# (also reload, nginx_t, start_redis, run_cmd, free_port, secs), and
+# data-driven blocks in the Test::Nginx style for one request and its
+# answer:
+#
 #   run_tests();
 #   __DATA__
 #   === TEST 1: title
@@ -14,9 +28,6 @@ package DGTest;
 #   GET /person/1
 #   --- cert: assistance
 #   --- error_code: 200
-#
-# and a plain Perl API (start_nginx, request, reload, nginx_t, start_redis,
-# free_port) for tests that need more control.
 
 use strict;
 use warnings;
