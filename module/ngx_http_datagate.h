@@ -236,6 +236,12 @@ typedef struct {
     unsigned                        logged:1;
     unsigned                        cut:1;
 
+    /* a long answer ended by an incident control (_watch.c) */
+    void                           *watch;
+    dg_reason_e                     cut_reason; /* DG_R_OK: none */
+    unsigned                        method;     /* DG_METHOD_* bits the
+                                                   decision was made for */
+
     /* _access.c */
     ngx_http_request_t             *request;
     ngx_uint_t                      stage;      /* where to resume */
@@ -334,6 +340,17 @@ ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
 /* ---- ngx_http_datagate_filter.c ---------------------------------------- */
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+/* drop the provider's headers before an error answer of ours */
+void ngx_http_datagate_clean_header(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_watch.c: long answers re-check the controls ---- */
+
+/* installs its header and body filters (under the masker's) */
+ngx_int_t ngx_http_datagate_watch_init(ngx_conf_t *cf);
+/* an allowed request: watched from now until it ends (with Redis) */
+ngx_int_t ngx_http_datagate_watch_start(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
@@ -480,6 +497,7 @@ ngx_http_datagate_now_ms(void)
 #define NGX_HTTP_DATAGATE_INC_DS_FROZEN     0x04
 #define NGX_HTTP_DATAGATE_INC_GRANT_FROZEN  0x08
 #define NGX_HTTP_DATAGATE_INC_GRANT         0x10   /* run-time grant */
+#define NGX_HTTP_DATAGATE_INC_DENY          0x0f   /* the controls */
 
 #define NGX_HTTP_DATAGATE_RS_NONE           0
 #define NGX_HTTP_DATAGATE_RS_WAIT           1
@@ -536,6 +554,31 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
  */
 ngx_int_t ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
+
+/* what the re-check of a long answer keeps between calls (_watch.c) */
+typedef struct {
+    uint64_t                        known;      /* ms: state last fresh */
+    uint32_t                        ghash;      /* the run-time grant */
+    uint32_t                        glen;       /* value the answer
+                                                   stands on, 0: none */
+    unsigned                        ginit:1;
+    unsigned                        settled:1;  /* out: the state was
+                                                   fresh */
+} ngx_http_datagate_recheck_t;
+
+/*
+ * The controls that apply to an allowed request, again, from the shared
+ * zone alone: never a Redis round trip that anyone waits for (a state
+ * past half its TTL, or invalidated, starts one background MGET shared
+ * by every request of the tuple; rk->settled = 0 when it was not fresh:
+ * look again soon).  DG_R_OK, or the reason a control now denies it:
+ * cert_revoked, consumer_suspended, dataset_frozen, the run-time grant
+ * it stands on withdrawn or replaced (the reason of the decision without
+ * it, or level_exceeded when the new grant shows less),
+ * policy_unavailable (Redis down and no fresh state for stale=).
+ */
+dg_reason_e ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk);
 
 
 /* ---- ngx_http_datagate_limit.c: rate limits and quotas ---------------- */

@@ -415,6 +415,11 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
     ctx->reason = DG_R_OK;
     ctx->stage = NGX_HTTP_DATAGATE_STAGE_DONE;
 
+    /* the incident controls are checked again until the answer ends */
+    if (ngx_http_datagate_watch_start(r, ctx) != NGX_OK) {
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
     method = dg_policy_method_bit(dmcf->policy,
                                   (const char *) r->method_name.data,
                                   r->method_name.len);
@@ -1352,6 +1357,8 @@ ngx_http_datagate_decide(ngx_http_request_t *r,
                                   (const char *) r->method_name.data,
                                   r->method_name.len)
              | ngx_http_datagate_method_overrides(r, dmcf->policy);
+
+    ctx->method = method;       /* decided again with it (_incident.c) */
 
     ngx_memzero(&req, sizeof(dg_request_t));
 

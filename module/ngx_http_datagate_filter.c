@@ -195,7 +195,6 @@ static ngx_http_datagate_filter_ctx_t *ngx_http_datagate_filter_ctx(
     ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx);
 static ngx_int_t ngx_http_datagate_copy(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, size_t n);
-static void ngx_http_datagate_clean_header(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_datagate_is_json(ngx_str_t *type);
 static ngx_int_t ngx_http_datagate_encoding(ngx_http_request_t *r,
     ngx_uint_t *gzip);
@@ -998,7 +997,7 @@ ngx_http_datagate_cert_serial(ngx_http_request_t *r,
 }
 
 
-static void
+void
 ngx_http_datagate_clean_header(ngx_http_request_t *r)
 {
     ngx_memzero(&r->headers_out.status,
@@ -2271,6 +2270,12 @@ ngx_http_datagate_filter_init(ngx_conf_t *cf)
 
     if (dmcf == NULL || dmcf->policy == NULL) {
         return NGX_OK;
+    }
+
+    /* the re-check of long answers (_watch.c) sees what the masker lets
+     * out, when it lets it out */
+    if (ngx_http_datagate_watch_init(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;

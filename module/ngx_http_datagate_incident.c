@@ -8,20 +8,28 @@
  * MGET and kept in the shared zone's incidents tree, one entry per
  * (serial, consumer, dataset), so most requests need no Redis I/O:
  *
- *   - fresh (younger than NGX_HTTP_DATAGATE_INCIDENT_TTL and of the
- *     current incident_gen): answered from the zone;
- *   - older but within datagate_redis stale=: answered from the zone while
- *     one background MGET refreshes it (stale-while-revalidate);
- *   - absent, too old, or invalidated by a pub/sub message (incident_gen
- *     moved): the request waits for one MGET, at most the per-operation
- *     timeout;
- *   - Redis not ready (breaker open) and nothing within stale=: 503
- *     policy_unavailable at once.
+ *   - fresh (read less than NGX_HTTP_DATAGATE_INCIDENT_TTL ago and of
+ *     the current incident_gen): answered from the zone; from half its
+ *     life on, the first request also starts one background MGET, so a
+ *     steady flow of requests never finds it expired;
+ *   - absent, expired, or invalidated by a pub/sub message (incident_gen
+ *     moved), Redis up: the request waits for one MGET, at most the
+ *     per-operation timeout (then falls back to an entry within stale=);
+ *   - Redis not ready (breaker open): answered from an entry within
+ *     datagate_redis stale=; without one, a control it still knows
+ *     answers its 403, anything else 503 policy_unavailable, at once.
  *
  * Every node SUBSCRIBEs to datagate:events (_redis.c); a message bumps
  * incident_gen, which invalidates every entry of the zone, so a change
- * made with the datagate CLI is seen by every node within one round trip;
- * without the message the TTL bounds it to well under a second.
+ * made with the datagate CLI is seen by every node within one round trip.
+ * A change written without a message: an entry's age counts from the
+ * moment its MGET was sent, and no request is answered from an entry older
+ * than the TTL while Redis is up, so it is in force for every request
+ * that starts NGX_HTTP_DATAGATE_INCIDENT_TTL after it.
+ *
+ * Long answers check the same entries again while their body goes out
+ * (ngx_http_datagate_incident_recheck, for _watch.c), from the zone
+ * alone.
  *
  * Run-time grants are verified (HMAC, core/dg_rstate.c) and compiled
  * against this worker's policy once per distinct value; a value that does
@@ -40,6 +48,7 @@
 
 
 #define NGX_HTTP_DATAGATE_INCIDENT_TTL      500     /* ms */
+#define NGX_HTTP_DATAGATE_INCIDENT_RENEW    (NGX_HTTP_DATAGATE_INCIDENT_TTL / 2)
 #define NGX_HTTP_DATAGATE_INCIDENT_KEYS     5
 #define NGX_HTTP_DATAGATE_CGRANT_MAX        64      /* per worker */
 #define NGX_HTTP_DATAGATE_TUPLE_MAX         (3 * (DG_RS_ID_MAX + 1))
@@ -63,6 +72,7 @@ typedef struct {
     ngx_http_datagate_waiter_t      wait;       /* first */
     ngx_http_datagate_main_conf_t  *dmcf;
     ngx_atomic_uint_t               gen;        /* at the start */
+    uint64_t                        sent;       /* ms, wall clock */
     size_t                          tlen;
     u_char                          tuple[1];
 } ngx_http_datagate_ifetch_t;
@@ -98,7 +108,8 @@ static ngx_int_t ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
 static void ngx_http_datagate_incident_reply(void *data, void *reply);
 static void ngx_http_datagate_incident_store(
     ngx_http_datagate_main_conf_t *dmcf, u_char *tuple, size_t tlen,
-    ngx_atomic_uint_t gen, uint32_t flags, u_char *env, size_t elen);
+    ngx_atomic_uint_t gen, uint64_t fetched, uint32_t flags, u_char *env,
+    size_t elen);
 static void ngx_http_datagate_incident_apply(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st,
     uint32_t flags, u_char *env, size_t elen);
@@ -150,10 +161,11 @@ ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
         return rc;
     }
 
-    if (st->unavailable) {
-        *reason = DG_R_POLICY_UNAVAILABLE;
-        return NGX_OK;
-    }
+    /*
+     * st->unavailable: the run-time grants are not known, so there are
+     * none; the decision is made without them and the incident check
+     * after it answers a control the zone still knows (403) or 503
+     */
 
     if (st->extra[0]) {
         ctx->extra = st->extra;
@@ -309,15 +321,16 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
             flags = node->flags;
 
             /*
-             * within stale=: answered from here when Redis is down, or
-             * while one background MGET refreshes it (not after a pub/sub
-             * message: then the request waits for the new state)
+             * fresh: answered from here, renewed in the background from
+             * half its life on; older, or after a pub/sub message, the
+             * request waits for the new state while Redis is up, and is
+             * answered from here within stale= while it is down
              */
-            cached = fresh
-                     || (age < dmcf->redis.stale
-                         && (!ready || node->gen == gen));
+            cached = fresh || (!ready && age < dmcf->redis.stale);
 
-            if (cached && !fresh && ready && now >= node->refreshing) {
+            if (fresh && ready && age >= NGX_HTTP_DATAGATE_INCIDENT_RENEW
+                && now >= node->refreshing)
+            {
                 node->refreshing = now + dmcf->redis.timeout;
                 refresh = 1;
             }
@@ -370,6 +383,10 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
         if (found && st->stale_ok) {
             /* kept for the case the fetch fails */
             ngx_http_datagate_incident_apply(r, ctx, st, flags, env, elen);
+
+        } else if (found) {
+            /* too old to allow anything, still enough to refuse */
+            st->flags = flags & NGX_HTTP_DATAGATE_INC_DENY;
         }
 
         rc = ngx_http_datagate_incident_fetch(r, ctx, dmcf, tuple, tlen);
@@ -390,8 +407,9 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
         ngx_http_datagate_incident_apply(r, ctx, st, flags, env, elen);
 
     } else {
+        /* a control it knows still refuses (incident_check) */
         st->unavailable = 1;
-        st->flags = found ? flags : 0;
+        st->flags = found ? (flags & NGX_HTTP_DATAGATE_INC_DENY) : 0;
     }
 
     ctx->degraded = 1;
@@ -525,6 +543,7 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
     f->wait.cln = NULL;
     f->dmcf = dmcf;
     f->gen = dmcf->sh ? dmcf->sh->incident_gen : 0;
+    f->sent = ngx_http_datagate_now_ms();   /* the state is this old */
     f->tlen = tlen;
     ngx_memcpy(f->tuple, tuple, tlen);
 
@@ -647,7 +666,7 @@ ngx_http_datagate_incident_reply(void *data, void *reply)
 
     if (ok) {
         ngx_http_datagate_incident_store(dmcf, f->tuple, f->tlen, f->gen,
-                                         flags, env, elen);
+                                         f->sent, flags, env, elen);
     }
 
     ngx_free(f);
@@ -691,8 +710,8 @@ ngx_http_datagate_incident_reply(void *data, void *reply)
 /* put the state into the zone (a new node every time: sizes change) */
 static void
 ngx_http_datagate_incident_store(ngx_http_datagate_main_conf_t *dmcf,
-    u_char *tuple, size_t tlen, ngx_atomic_uint_t gen, uint32_t flags,
-    u_char *env, size_t elen)
+    u_char *tuple, size_t tlen, ngx_atomic_uint_t gen, uint64_t fetched,
+    uint32_t flags, u_char *env, size_t elen)
 {
     size_t                      size;
     uint64_t                    now;
@@ -782,7 +801,7 @@ ngx_http_datagate_incident_store(ngx_http_datagate_main_conf_t *dmcf,
     node->sn.node.key = hash;
     node->sn.str.data = node->data;
     node->sn.str.len = tlen;
-    node->fetched = now;
+    node->fetched = fetched;
     node->refreshing = 0;
     node->gen = gen;
     node->flags = flags;
@@ -1000,4 +1019,278 @@ ngx_http_datagate_incident_apply(ngx_http_request_t *r,
     cg->refs++;
     st->cgrant = cg;
     st->extra[0] = cg->grant;
+}
+
+
+/* ---- the re-check of long answers (_watch.c) -------------------------- */
+
+static dg_reason_e ngx_http_datagate_incident_redecide(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk,
+    u_char *env, size_t elen);
+static ngx_uint_t ngx_http_datagate_grant_covers(const dg_grant_t *now,
+    const dg_grant_t *was);
+
+
+dg_reason_e
+ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk)
+{
+    u_char                         *env;
+    size_t                          tlen, elen;
+    uint32_t                        flags, ghash;
+    uint64_t                        now, age;
+    ngx_int_t                       ready, found, fresh, refresh, depends,
+                                    same;
+    ngx_uint_t                      hash;
+    ngx_str_t                       name;
+    ngx_atomic_uint_t               gen;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_datagate_inode_t      *node;
+    ngx_http_datagate_cgrant_t     *cg;
+    ngx_http_datagate_rstate_t     *st;
+    ngx_http_datagate_main_conf_t  *dmcf;
+    u_char                          tuple[NGX_HTTP_DATAGATE_TUPLE_MAX];
+
+    rk->settled = 1;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    if (!dmcf->redis_enabled || dmcf->sh == NULL || ctx->consumer == NULL
+        || ctx->dataset == NULL
+        || ngx_http_datagate_incident_tuple(ctx, tuple, &tlen) != NGX_OK)
+    {
+        /* no run-time state, or none that a key could name */
+        return DG_R_OK;
+    }
+
+    /* the run-time grant value the answer was allowed under */
+
+    st = ctx->pending;
+    depends = ctx->grant != NULL && ctx->grant->runtime;
+
+    if (!rk->ginit) {
+        rk->ginit = 1;
+        cg = st ? st->cgrant : NULL;
+
+        if (depends && cg != NULL) {
+            rk->glen = (uint32_t) cg->len;
+            rk->ghash = ngx_murmur_hash2(cg->env, cg->len);
+        }
+    }
+
+    ready = ngx_http_datagate_redis_ready();
+    now = ngx_http_datagate_now_ms();
+
+    found = 0;
+    fresh = 0;
+    refresh = 0;
+    same = 1;
+    flags = 0;
+    age = 0;
+    env = NULL;
+    elen = 0;
+
+    shpool = dmcf->shpool;
+    gen = dmcf->sh->incident_gen;
+
+    name.data = tuple;
+    name.len = tlen;
+    hash = ngx_crc32_short(tuple, tlen);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    node = (ngx_http_datagate_inode_t *)
+               ngx_str_rbtree_lookup(&dmcf->sh->incidents.rbtree, &name,
+                                     hash);
+
+    if (node) {
+        found = 1;
+        flags = node->flags;
+        age = now > node->fetched ? now - node->fetched : 0;
+        fresh = age < NGX_HTTP_DATAGATE_INCIDENT_TTL && node->gen == gen;
+
+        if (ready && (!fresh || age >= NGX_HTTP_DATAGATE_INCIDENT_RENEW)
+            && now >= node->refreshing)
+        {
+            node->refreshing = now + dmcf->redis.timeout;
+            refresh = 1;
+        }
+
+        if (depends) {
+            elen = (flags & NGX_HTTP_DATAGATE_INC_GRANT) ? node->glen : 0;
+            ghash = elen ? ngx_murmur_hash2(node->data + node->sn.str.len,
+                                            elen)
+                         : 0;
+
+            same = elen == rk->glen && ghash == rk->ghash;
+
+            if (!same && elen) {
+                /* changed: rare, copied to decide again below */
+                env = ngx_pnalloc(r->pool, elen);
+                if (env) {
+                    ngx_memcpy(env, node->data + node->sn.str.len, elen);
+                }
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (!found && ready) {
+        /* not in the zone (evicted): the caller asks again soon */
+        refresh = 1;
+    }
+
+    if (refresh) {
+        (void) ngx_http_datagate_incident_fetch(NULL, NULL, dmcf, tuple,
+                                                tlen);
+    }
+
+    /* the newest state read says so: refuse, fresh or not */
+
+    if (flags & NGX_HTTP_DATAGATE_INC_REVOKED) {
+        return DG_R_CERT_REVOKED;
+    }
+
+    if (flags & NGX_HTTP_DATAGATE_INC_SUSPENDED) {
+        return DG_R_CONSUMER_SUSPENDED;
+    }
+
+    if (flags & NGX_HTTP_DATAGATE_INC_DS_FROZEN) {
+        return DG_R_DATASET_FROZEN;
+    }
+
+    if ((flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN) && ctx->grant != NULL) {
+        return DG_R_DATASET_FROZEN;
+    }
+
+    if (found && !same) {
+        if (elen && env == NULL) {
+            return DG_R_INTERNAL;
+        }
+
+        return ngx_http_datagate_incident_redecide(r, ctx, rk, env, elen);
+    }
+
+    if (found && fresh) {
+        rk->known = now;
+        return DG_R_OK;
+    }
+
+    rk->settled = 0;
+
+    if (!ready && now > rk->known && now - rk->known >= dmcf->redis.stale) {
+        /* as a new request: nothing known for stale= */
+        return DG_R_POLICY_UNAVAILABLE;
+    }
+
+    return DG_R_OK;
+}
+
+
+/*
+ * The run-time grant the answer stands on was withdrawn or replaced: the
+ * decision again, with the grant now in force (compiled once per value
+ * by this worker, no Redis).  Denied: its reason.  Allowed under a grant
+ * that shows everything this answer shows: the answer goes on, and
+ * stands on the new value.  Otherwise level_exceeded: the masking plan
+ * of a running answer cannot change.
+ */
+static dg_reason_e
+ngx_http_datagate_incident_redecide(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk,
+    u_char *env, size_t elen)
+{
+    const dg_grant_t               *extra[1];
+    dg_request_t                    req;
+    dg_decision_t                   d;
+    ngx_http_datagate_cgrant_t     *cg;
+    ngx_http_datagate_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
+
+    ngx_memzero(&req, sizeof(dg_request_t));
+
+    extra[0] = NULL;
+
+    if (elen) {
+        cg = ngx_http_datagate_cgrant_get(r, ctx, dmcf, env, elen);
+        if (cg != NULL) {
+            extra[0] = cg->grant;
+        }
+    }
+
+    req.consumer = ctx->consumer;
+    req.dataset = ctx->dataset;
+    req.purpose.data = (const char *) ctx->purpose.data;
+    req.purpose.len = ctx->purpose.len;
+    req.approval.data = (const char *) ctx->approval.data;
+    req.approval.len = ctx->approval.len;
+    req.method = ctx->method;
+    req.now = ngx_time();
+    req.extra_grants = extra[0] ? extra : NULL;
+    req.nextra = extra[0] ? 1 : 0;
+
+    dg_decide(dmcf->policy, &req, &d);
+
+    if (d.reason != DG_R_OK) {
+        return d.reason;
+    }
+
+    if (!ngx_http_datagate_grant_covers(d.grant, ctx->grant)) {
+        return DG_R_LEVEL_EXCEEDED;
+    }
+
+    rk->glen = (uint32_t) elen;
+    rk->ghash = elen ? ngx_murmur_hash2(env, elen) : 0;
+
+    return DG_R_OK;
+}
+
+
+/* everything grant "was" shows in clear, grant "now" shows too */
+static ngx_uint_t
+ngx_http_datagate_grant_covers(const dg_grant_t *now, const dg_grant_t *was)
+{
+    size_t  i, j;
+
+    if (now == was) {
+        return 1;
+    }
+
+    if (now == NULL || was == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < was->nreveal; i++) {
+        for (j = 0; j < now->nreveal; j++) {
+            if (was->reveal[i].len == now->reveal[j].len
+                && ngx_memcmp(was->reveal[i].data, now->reveal[j].data,
+                              was->reveal[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == now->nreveal) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < now->ndrop; i++) {
+        for (j = 0; j < was->ndrop; j++) {
+            if (now->drop[i].len == was->drop[j].len
+                && ngx_memcmp(now->drop[i].data, was->drop[j].data,
+                              now->drop[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == was->ndrop) {
+            return 0;
+        }
+    }
+
+    return 1;
 }

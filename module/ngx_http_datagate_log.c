@@ -352,8 +352,9 @@ ngx_http_datagate_log_header(ngx_http_request_t *r, const char *name,
 
 
 /*
- * The outcome, most specific first: the gateway failed closed on the
- * provider's body (upstream_unmaskable); the gateway answered an error of
+ * The outcome, most specific first: an incident control ended the
+ * answer (its code); the gateway failed closed on the provider's body
+ * (upstream_unmaskable); the gateway answered an error of
  * its own or nginx's (that error's code); the policy denied; the provider
  * failed after its header (upstream_unavailable: answered 502/504 while
  * the header was held, else the answer was cut); the answer went out but
@@ -378,7 +379,13 @@ ngx_http_datagate_outcome(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
 
     gone = c->error || c->timedout;
 
-    if (ctx->unmaskable) {
+    if (ctx->cut_reason != DG_R_OK) {
+        /* allowed, then ended by an incident control (_watch.c): the
+         * control's code, cut once the header had gone out */
+        reason = ctx->cut_reason;
+        body_cut = ctx->cut;
+
+    } else if (ctx->unmaskable) {
         reason = DG_R_UPSTREAM_UNMASKABLE;
         body_cut = ctx->cut;
 

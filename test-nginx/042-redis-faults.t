@@ -134,7 +134,8 @@ sub fail_closed_ok {
     ok(defined $t, 'continued: resumes by itself');
 
     # slow, not stopped: DEBUG SLEEP on another connection; the cached
-    # entry is past its TTL (a refresh is tried) but within stale=
+    # entry is past its TTL (the next request waits for a refresh, at most
+    # the timeout, then the breaker opens) but within stale=
     is(get($n, 'assistance')->status, 200, 'warm again') for 1 .. 4;
     sleep 0.6;
     my $pid = fork // die;
@@ -152,7 +153,7 @@ sub fail_closed_ok {
         $worst = $dt if $dt > $worst;
         $served++ if $r->status == 200;
     }
-    cmp_ok($worst, '<', $slow, 'DEBUG SLEEP: nobody waits for Redis');
+    cmp_ok($worst, '<', $slow, 'DEBUG SLEEP: nobody waits past the timeout');
     is($served, 6, 'DEBUG SLEEP: cached caller served throughout');
     waitpid $pid, 0;
 

@@ -96,10 +96,15 @@ sub wait_back {
     for (1 .. 10) {
         my $r = get($n, 'assistance');
         $worst = $r->status if $r->status == 200;
-        sleep 0.15;
+        sleep DGTest::secs(0.15);
     }
     is($worst, 0, 'empty restart: the suspended consumer never gets 200');
+    # past stale=: the suspension the zone still records keeps its 403,
+    # a caller with nothing recorded gets 503
     my $r = get($n, 'assistance');
+    is($r->status, 403, 'empty restart: the known suspension still refuses');
+    is(code_of($r), 'consumer_suspended', 'empty restart: consumer_suspended');
+    $r = get($n, 'hrss');
     is($r->status, 503, 'empty restart: fails closed');
     is(code_of($r), 'policy_unavailable', 'empty restart: policy_unavailable');
     my $st = status_of($n);
@@ -208,7 +213,12 @@ sub wait_back {
 
 {
     my $redis = start_redis();
-    my $n = gateway(redis => $redis->port, redis_opts => $opts);
+    # the first MiB of the reply must arrive within the timeout, also on a
+    # busy machine: 2 s (it is refused at 1 MiB, not read whole)
+    my $n = gateway(redis => $redis->port,
+                    redis_opts => sprintf('timeout=%dms connect_timeout=%dms',
+                                          DGTest::secs(2000),
+                                          DGTest::secs(500)));
     is(get($n, 'assistance')->status, 200, 'big reply: serves before');
     $redis->cmd('SET', 'datagate:grant:hrss.portal|population.person',
                 'x' x (30 * 1024 * 1024));

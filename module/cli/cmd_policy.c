@@ -438,12 +438,22 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     }
 
     printf("  unlisted keys: %s\n", d->unlisted_drop
-           ? "drop (allow-list: every other key with a scalar value is "
-             "removed)"
+           ? "drop (allow-list: every other member is removed, key and "
+             "value; an object or array under a path step or a container "
+             "is walked)"
            : "pass (passed through and counted per dataset)");
+    if (d->ncontainers) {
+        printf("  containers:");
+        for (i = 0; i < d->ncontainers; i++) {
+            printf("%s %s", i ? "," : "", d->containers[i].data);
+        }
+        printf("%s\n", d->unlisted_drop ? "" : " (no effect: unlisted "
+                                                "keys pass)");
+    }
     printf("  detect: %s\n", d->detect
-           ? "on (unclassified strings that validate as a resident ID, "
-             "mobile number, bank card or credit code are masked)"
+           ? "on (strings, numbers and keys outside classified fields "
+             "that hold a resident ID, mobile number, bank card or credit "
+             "code are masked)"
            : "off");
 
     dg_print_headers(d, pl);

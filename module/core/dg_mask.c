@@ -63,33 +63,37 @@
  *   drop: member removed.  Other methods: every scalar of the value is
  *   masked: strings on their decoded text, numbers on their text (result
  *   is a string), null stays null, true/false become "***" (null for the
- *   null method); keys inside the value pass unchanged.
- * - Allow-list (DG_MASK_UNLISTED_DROP): every scalar that no selector
- *   covers is removed, wherever it is: an unmatched member whose value is
- *   a scalar (key, value and a comma go), and a scalar element of an array
- *   (with a comma); each is counted in dropped.  Objects and arrays are
- *   kept and walked, so their container survives (possibly empty).  A
- *   scalar document (the whole body is "abc" or 42) becomes null.  Without
- *   the flag an unmatched member with a scalar value is counted in
- *   unlisted.  None of this applies inside a listed (clear) or masked
- *   value.
+ *   null method); keys inside the value are scanned by detect (whatever
+ *   DG_MASK_DETECT says) and otherwise pass unchanged.
+ * - Allow-list (DG_MASK_UNLISTED_DROP): an unmatched member goes whole,
+ *   key and value (a comma with it), unless its value is an object or
+ *   array and its key is a step of a path selector at that place or a
+ *   container (dg_mask_rules_compile_ex(), DG_MASK_F_WALK): that one is
+ *   kept and walked.  A scalar element of an array walked goes too (with
+ *   a comma); objects and arrays there are kept and walked.  Each removal
+ *   is counted in dropped.  A scalar document (the whole body is "abc" or
+ *   42) becomes null.  Without the flag an unmatched member with a scalar
+ *   value is counted in unlisted.  None of this applies inside a listed
+ *   (clear) or masked value.
  * - Dropping: when the members (elements) dropped are the first of their
  *   container, the comma before the next one kept goes, and so does the
  *   whitespace after that comma; other whitespace stays.
- * - Detect (DG_MASK_DETECT): unclassified string values (object members,
- *   array elements, a top-level string) are scanned (\uXXXX escapes
- *   decoded) for candidates: every maximal run of digits, whatever is
- *   around it (letters too: "tel13812345678" is caught), with the X/x
- *   right after a run of 17 digits; and every maximal run of [0-9A-Z] of
- *   exactly 18 characters.  A digit candidate that validates as a resident
- *   ID (MOD 11-2), a mobile (11 digits 1[3-9]..., or 13 with a leading 86)
- *   or a Luhn bank card (16-19 digits), or an 18-character run that
- *   validates as one of those or a USCC (GB 32100), is replaced by
- *   conf->detect[kind] applied to it (CLEAR there means the kind's
- *   default: id_card, phone, bank_card, keep(6,4)); null/drop inside a
- *   string give "***".  An 18-character hit wins over a digit hit inside
- *   it.  Memory stays bounded: a run of more than 19 digits (or 18
- *   [0-9A-Z]) cannot be a hit, and at most 20 characters are held.
+ * - Detect (DG_MASK_DETECT): strings (object members, array elements, a
+ *   top-level string), keys and numbers that are digits alone, outside
+ *   classified and listed values, are scanned for candidates (see
+ *   dg_det_char(): digits in groups, country codes, full-width digits,
+ *   \uXXXX escapes decoded; 18-character [0-9A-Z] runs) that validate
+ *   (dg_mask_detect_groups(), dg_mask_detect_kind()); a hit is replaced
+ *   by conf->detect[kind] applied to its digits (CLEAR there means the
+ *   kind's default: id_card, phone, bank_card, keep(6,4)), separators
+ *   kept in place when the result has one character per digit; null/drop
+ *   inside a text give "***".  A number that is a hit (digits alone, or
+ *   with a fraction of zeros: 13877112345.0, as spreadsheets write them)
+ *   becomes a string.
+ *   A key that may hold a hit is written by dg_mask_member_emit_kdet()
+ *   (scanned whole: it is held anyway) instead of passed by reference.
+ *   Memory stays bounded: at most DG_DET_WIN characters are kept, and
+ *   DG_DET_NUMBER bytes of a number.
  * - Limits: a held member prefix (separators + key) longer than max_value
  *   + 4 KiB, a key longer than max_value or a masked value (decoded)
  *   longer than max_value is DG_MASK_E_TOOBIG; nothing else is buffered.
@@ -115,8 +119,36 @@
 #define DG_MASK_DEF_VALUE   65536
 #define DG_MASK_DEF_DEPTH   64
 #define DG_MASK_MAX_DEPTH   4096
-#define DG_MASK_WIN         24      /* detect window, characters */
-#define DG_MASK_WINRAW      (6 * DG_MASK_WIN + 8)
+
+
+/*
+ * detect (see dg_det_char()).  The window holds at most the longest
+ * candidate from the start of the earliest live one (a pending hit is
+ * written once the window reaches past it) plus the character read:
+ * DG_DET_SPAN + 2 < DG_DET_WIN.
+ */
+#define DG_DET_WIN          32      /* window, characters */
+#define DG_DET_WINRAW       (6 * DG_DET_WIN + 8)    /* \uXXXX is 6 */
+#define DG_DET_SPAN         23      /* the longest candidate, characters:
+                                       19 digits in fours */
+#define DG_DET_DIGITS       19      /* the longest group of a candidate */
+#define DG_DET_URUN         18      /* the [0-9A-Z] run of a USCC */
+#define DG_DET_SHORT        11      /* the shortest candidate, a mobile */
+#define DG_DET_NUMBER       31      /* the longest number that may be a
+                                       hit: 19 digits, a fraction of 0s */
+#define DG_DET_RES          256     /* a method's result on a hit */
+
+/* window character codes besides '0'-'9', 'A'-'Z' and 'x' */
+#define DG_DET_SEP          0x01    /* ' ', '-', U+3000, U+FF0D */
+#define DG_DET_OTHER        0x80
+
+#define DG_DET_FW_ZERO      0xff10  /* full-width digits U+FF10-FF19 */
+#define DG_DET_FW_HYPHEN    0xff0d
+#define DG_DET_IDEO_SPACE   0x3000
+
+/* dg_det_char() flags */
+#define DG_DET_REF          0x01    /* its bytes end at 'after' in the span */
+#define DG_DET_END          0x02    /* the text ended: no character */
 
 
 /* parser states */
@@ -164,11 +196,16 @@ typedef struct {
 } dg_mask_node_t;
 
 
+/* what a key selects besides a field index */
+#define DG_MASK_F_NONE      -1      /* nothing (an empty key slot) */
+#define DG_MASK_F_WALK      -2      /* a container: kept and walked in
+                                       allow-list mode */
+
 typedef struct {
     uint32_t                    hash;
     uint32_t                    off;
     uint32_t                    len;
-    int32_t                     field;      /* -1 empty slot */
+    int32_t                     field;      /* DG_MASK_F_NONE: empty */
 } dg_mask_any_t;
 
 
@@ -219,6 +256,43 @@ typedef struct dg_mask_memo_s {
 /* by the token's first 4 bytes: '"' and 3 of the key, or "k": whole */
 #define dg_mask_memo_slot(w4)                                                \
     (((w4) * 0x9e3779b1u) >> (32 - DG_MASK_MEMO_BITS))
+
+
+/* the safety net's state in a string or text (see dg_det_char()) */
+typedef struct {
+    dg_mask_out_t              *out;
+    const uint8_t              *os;         /* pending untouched run */
+    const dg_mask_spec_t       *detect;     /* [DG_DETECT_MAX] */
+    uint64_t                   *hits;       /* [DG_DETECT_MAX] */
+    const uint8_t              *hash_key;
+    size_t                      hash_key_len;
+    const uint8_t              *ws;         /* window: raw start in span,
+                                               or NULL: raw bytes in wraw */
+    uint32_t                    ecp;        /* escape being decoded */
+    uint8_t                     plain;      /* a text, not a JSON string */
+    uint8_t                     esc;        /* 0, 1 after '\\', 2-5 hex */
+    uint8_t                     eu;
+    uint8_t                     mb;         /* a UTF-8 character cut by the
+                                               span end is in raw */
+    uint8_t                     rawlen;
+    uint8_t                     wn;         /* characters in the window */
+    uint8_t                     u0;         /* [0-9A-Z] run: start, */
+    uint8_t                     ulen;       /* length (0: none or long) */
+    uint8_t                     ulong;
+    uint8_t                     gin;        /* 1: in a group, 2: after a
+                                               separator that follows one */
+    uint8_t                     glong;      /* the group is too long */
+    uint8_t                     ng;         /* groups of the chain kept */
+    uint8_t                     gs[DG_DETECT_GROUPS];   /* their starts */
+    uint8_t                     gl[DG_DETECT_GROUPS];   /* and digits */
+    int8_t                      hkind;      /* pending hit: kind or -1, */
+    uint8_t                     h0;         /* start, */
+    uint8_t                     he;         /* end */
+    uint8_t                     raw[8];     /* escape or cut character */
+    uint8_t                     wc[DG_DET_WIN];
+    uint16_t                    wr[DG_DET_WIN + 1]; /* raw offsets */
+    uint8_t                     wraw[DG_DET_WINRAW];
+} dg_mask_det_t;
 
 
 /* the member loop's block of the span (see dg_mask_blk_fill_avx2) */
@@ -286,24 +360,18 @@ struct dg_mask_s {
     uint8_t                     lit;
     uint8_t                     litpos;
 
-    /* detect window: candidate characters not yet decided */
-    const uint8_t              *ws;         /* raw start in span, or NULL:
-                                               raw bytes are in wraw */
-    uint8_t                     wn;         /* characters in the window */
-    uint8_t                     u0;         /* [0-9A-Z] run: start, */
-    uint8_t                     ulen;       /* length (0: none or long) */
-    uint8_t                     ulong;
-    uint8_t                     d0;         /* digit run: start, */
-    uint8_t                     dlen;       /* length (0: none or long) */
-    uint8_t                     dlong;
-    int8_t                      hkind;      /* pending hit: kind or -1, */
-    uint8_t                     h0;         /* start, */
-    uint8_t                     hl;         /* length */
-    uint8_t                     escrawlen;
-    uint8_t                     escraw[8];
-    uint8_t                     wc[DG_MASK_WIN];
-    uint16_t                    wr[DG_MASK_WIN + 1]; /* raw offsets */
-    uint8_t                     wraw[DG_MASK_WINRAW];
+    /* detect on a number: its digits while the span ends inside it */
+    uint8_t                     ndet;       /* the number may be a hit */
+    uint8_t                     nheld;      /* digits in nbuf */
+    const uint8_t              *nfrom;      /* its digits of this span not
+                                               in nbuf start here */
+    uint8_t                     nbuf[DG_DET_NUMBER + 1];
+
+    /* detect on a held key: its contents in the hold */
+    uint8_t                     kdet;       /* scan the key when written */
+    size_t                      key_end;    /* its closing quote */
+
+    dg_mask_det_t               det;        /* detect in a string */
 
     uint8_t                     wbuf[DG_MASK_WBUF];
 
@@ -318,8 +386,17 @@ struct dg_mask_s {
 #define C_DU        0x04    /* digit or A-Z: may start a candidate */
 #define C_HEX       0x08
 #define C_DIGIT     0x10
+#define C_DC        0x20    /* may be a byte of a detect candidate: digit,
+                               A-Z, ' ', '-', and the bytes of U+FF10-FF19,
+                               U+FF0D and U+3000 (80-99 BC E3 EF) */
+#define C_MB        0x40    /* EF, E3: may begin one of those three */
+#define C_CHAIN     0x80    /* after a group, may go on with a chain: ' ',
+                               '-', EF, E3 (or an escape: '\\') */
 
 static uint8_t  dg_mask_cls[256];
+static uint8_t  dg_det_ascii[128];       /* detect character codes */
+static uint32_t dg_det_one;     /* bit n: n digits may be a candidate */
+static uint32_t dg_det_onex;    /* bit n: n digits and an X may be one */
 static uint64_t dg_mask_rules_serial;    /* see dg_mask_reinit() */
 static int      dg_mask_cls_ready;
 
@@ -343,7 +420,7 @@ dg_mask_cls_init(void)
             k |= C_STR;
         }
         if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) {
-            k |= C_DU;
+            k |= C_DU | C_DC;
         }
         if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
             || (c >= 'A' && c <= 'F'))
@@ -353,7 +430,38 @@ dg_mask_cls_init(void)
         if (c >= '0' && c <= '9') {
             k |= C_DIGIT;
         }
+        if (c == ' ' || c == '-' || (c >= 0x80 && c <= 0x99) || c == 0xbc
+            || c == 0xe3 || c == 0xef)
+        {
+            k |= C_DC;
+        }
+        if (c == 0xe3 || c == 0xef) {
+            k |= C_MB;
+        }
+        if (c == ' ' || c == '-' || c == '\\' || c == 0xe3 || c == 0xef) {
+            k |= C_CHAIN;
+        }
         dg_mask_cls[c] = k;
+
+        if (c < 0x80) {
+            dg_det_ascii[c] = ((c >= '0' && c <= '9')
+                               || (c >= 'A' && c <= 'Z') || c == 'x')
+                              ? (uint8_t) c
+                              : (c == ' ' || c == '-') ? DG_DET_SEP
+                                                       : DG_DET_OTHER;
+        }
+    }
+
+    for (c = 1; c <= DG_DET_DIGITS; c++) {
+        uint8_t  g = (uint8_t) c;
+
+        if (dg_mask_detect_shape(&g, 1)) {
+            dg_det_one |= (uint32_t) 1 << c;
+        }
+        g++;
+        if (dg_mask_detect_shape(&g, 1) & (1u << DG_DETECT_ID_NUMBER)) {
+            dg_det_onex |= (uint32_t) 1 << c;
+        }
     }
 
     dg_mask_cls_ready = 1;
@@ -453,6 +561,8 @@ static int              dg_mask_avx2;   /* the member loop's AVX2 copy */
 #if (DG_MASK_X86)
 /* '"', '\\' and 0x1f in every byte: loaded, not built, in each block */
 static uint8_t          dg_mask_v32[3][32] __attribute__((aligned(32)));
+/* C_DC by high and by low nibble (a bit per range), and 0x0f */
+static uint8_t          dg_mask_dc32[3][32] __attribute__((aligned(32)));
 #endif
 
 
@@ -475,6 +585,31 @@ dg_mask_scan_init(void)
     memset(dg_mask_v32[0], '"', 32);
     memset(dg_mask_v32[1], '\\', 32);
     memset(dg_mask_v32[2], 0x1f, 32);
+
+    /* C_DC: a bit per range of the same high nibble (2x: ' ' '-', 3x:
+     * digits, 4x 5x: capitals, 8x 9x: 80-99, Bx: BC, Ex: E3 EF); a byte
+     * is in C_DC when its high and low nibble share a bit */
+    {
+        unsigned  b, h, l, c;
+
+        memset(dg_mask_dc32, 0, sizeof(dg_mask_dc32));
+        memset(dg_mask_dc32[2], 0x0f, 32);
+
+        for (c = 0; c < 256; c++) {
+            if (!(dg_mask_cls[c] & C_DC)) {
+                continue;
+            }
+            h = c >> 4;
+            l = c & 0x0f;
+            b = (h == 2) ? 0x01 : (h == 3) ? 0x02 : (h == 4) ? 0x04
+                : (h == 5) ? 0x08 : (h == 8) ? 0x10 : (h == 9) ? 0x20
+                : (h == 0xb) ? 0x40 : 0x80;
+            dg_mask_dc32[0][h] |= b;
+            dg_mask_dc32[0][h + 16] |= b;
+            dg_mask_dc32[1][l] |= b;
+            dg_mask_dc32[1][l + 16] |= b;
+        }
+    }
     dg_mask_scan_long = dg_mask_avx2 ? dg_mask_scan_avx2 : dg_mask_scan_sse2;
 #endif
 }
@@ -557,31 +692,37 @@ dg_mask_blk64_avx2(const uint8_t *b)
 }
 
 
-/* bit i: the byte at s + i is a digit or a capital (C_DU), for 32 bytes;
- * signed compares: bytes from 0x80 up are negative, never in range */
+/* bit i: the byte at s + i may be a byte of a detect candidate (C_DC),
+ * for 32 bytes: a bit per high nibble (dg_mask_dc32[0]) and per low
+ * nibble (dg_mask_dc32[1]) of each byte, looked up and combined */
 static inline __attribute__((target("avx2"))) uint32_t
-dg_mask_du32_avx2(const uint8_t *s)
+dg_mask_dc32_avx2(const uint8_t *s)
 {
-    __m256i  v;
+    __m256i  v, lo, hi, nib;
 
+    nib = _mm256_load_si256((const __m256i *) dg_mask_dc32[2]);
     v = _mm256_loadu_si256((const __m256i *) s);
+    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+    lo = _mm256_and_si256(v, nib);
+    v = _mm256_and_si256(
+        _mm256_shuffle_epi8(
+            _mm256_load_si256((const __m256i *) dg_mask_dc32[0]), hi),
+        _mm256_shuffle_epi8(
+            _mm256_load_si256((const __m256i *) dg_mask_dc32[1]), lo));
 
-    return (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(
-        _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
-                         _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v)),
-        _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
-                         _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v))));
+    return ~(uint32_t) _mm256_movemask_epi8(
+        _mm256_cmpeq_epi8(v, _mm256_setzero_si256()));
 }
 
 
 /* the first len (> 10) of the 64 bytes at s (readable) hold a run of 11
- * digits or capitals */
+ * bytes of class C_DC */
 static inline __attribute__((target("avx2"))) int
-dg_mask_du64_avx2(const uint8_t *s, size_t len)
+dg_mask_dc64_avx2(const uint8_t *s, size_t len)
 {
     uint64_t  m;
 
-    m = dg_mask_du32_avx2(s) | (uint64_t) dg_mask_du32_avx2(s + 32) << 32;
+    m = dg_mask_dc32_avx2(s) | (uint64_t) dg_mask_dc32_avx2(s + 32) << 32;
 
     if (len < 64) {
         m &= ((uint64_t) 1 << len) - 1;
@@ -876,7 +1017,7 @@ dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
 
     for (i = h & r->anymask; ; i = (i + 1) & r->anymask) {
         a = &r->any[i];
-        if (a->field < 0) {
+        if (a->field == DG_MASK_F_NONE) {
             return -1;
         }
         if (a->hash == h && a->len == len
@@ -888,12 +1029,15 @@ dg_mask_any_find(const dg_mask_rules_t *r, const uint8_t *k, size_t len)
 }
 
 
+/* fmt: "%s %zu: ..." with the selector as "%.*s" */
 static void
 dg_mask_err(char *err, size_t errlen, const char *fmt, size_t i,
-    const dg_mask_field_t *f)
+    const dg_mask_field_t *f, size_t nfields)
 {
     if (err && errlen) {
-        snprintf(err, errlen, fmt, i, (int) (f->len > 200 ? 200 : f->len),
+        snprintf(err, errlen, fmt, i < nfields ? "field" : "container",
+                 i < nfields ? i : i - nfields,
+                 (int) (f->len > 200 ? 200 : f->len),
                  f->selector ? f->selector : "");
     }
 }
@@ -903,13 +1047,29 @@ dg_mask_rules_t *
 dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
     unsigned flags, char *err, size_t errlen)
 {
-    dg_mask_rules_t  *r;
-    const uint8_t    *s, *end, *k;
-    dg_mask_any_t    *a;
-    size_t            i, total, nodecap, nany, j, len;
-    int32_t           node, c;
-    uint32_t          h;
-    int               path;
+    return dg_mask_rules_compile_ex(fields, nfields, NULL, 0, flags, err,
+                                    errlen);
+}
+
+
+/*
+ * Selectors i < nfields are fields (index i); the others are containers
+ * (DG_MASK_F_WALK): a key-anywhere one is an entry of the key table that
+ * selects no field, a path one is path-trie nodes without a field.
+ */
+dg_mask_rules_t *
+dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
+    const dg_mask_field_t *walk, size_t nwalk, unsigned flags, char *err,
+    size_t errlen)
+{
+    dg_mask_rules_t        *r;
+    const dg_mask_field_t  *sel;
+    const uint8_t          *s, *end, *k;
+    dg_mask_any_t          *a;
+    size_t                  i, total, nodecap, nany, j, len, nsel;
+    int32_t                 node, c, fi;
+    uint32_t                h;
+    int                     path;
 
     dg_mask_cls_init();
     dg_mask_scan_init();
@@ -918,23 +1078,26 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
         err[0] = '\0';
     }
 
-    if (nfields && fields == NULL) {
+    if ((nfields && fields == NULL) || (nwalk && walk == NULL)) {
         if (err && errlen) {
             snprintf(err, errlen, "no fields");
         }
         return NULL;
     }
 
+    nsel = nfields + nwalk;
+
+#define dg_mask_sel(i)  ((i) < nfields ? &fields[i] : &walk[(i) - nfields])
+
     total = 0;
-    for (i = 0; i < nfields; i++) {
-        if (fields[i].selector == NULL || fields[i].len == 0
-            || fields[i].len > 65535)
-        {
-            dg_mask_err(err, errlen, "field %zu: empty or too long "
-                        "selector \"%.*s\"", i, &fields[i]);
+    for (i = 0; i < nsel; i++) {
+        sel = dg_mask_sel(i);
+        if (sel->selector == NULL || sel->len == 0 || sel->len > 65535) {
+            dg_mask_err(err, errlen, "%s %zu: empty or too long "
+                        "selector \"%.*s\"", i, sel, nfields);
             return NULL;
         }
-        total += fields[i].len;
+        total += sel->len;
     }
 
     r = calloc(1, sizeof(dg_mask_rules_t));
@@ -950,7 +1113,7 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
     r->nodes = calloc(nodecap, sizeof(dg_mask_node_t));
     r->str = malloc(total + 1);
 
-    for (nany = 1; nany < 2 * nfields + 2; nany <<= 1) { /* void */ }
+    for (nany = 1; nany < 2 * nsel + 2; nany <<= 1) { /* void */ }
     r->any = calloc(nany, sizeof(dg_mask_any_t));
 
     if (r->nodes == NULL || r->str == NULL || r->any == NULL) {
@@ -964,9 +1127,11 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
 
     (void) dg_mask_node_new(r, nodecap);    /* root */
 
-    for (i = 0; i < nfields; i++) {
-        s = (const uint8_t *) fields[i].selector;
-        end = s + fields[i].len;
+    for (i = 0; i < nsel; i++) {
+        sel = dg_mask_sel(i);
+        fi = (i < nfields) ? (int32_t) i : DG_MASK_F_WALK;
+        s = (const uint8_t *) sel->selector;
+        end = s + sel->len;
         path = 0;
 
         if (end - s >= 2 && s[0] == '$' && (s[1] == '.' || s[1] == '[')) {
@@ -981,8 +1146,8 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
         }
 
         if (s == end) {
-            dg_mask_err(err, errlen, "field %zu: empty selector \"%.*s\"",
-                        i, &fields[i]);
+            dg_mask_err(err, errlen, "%s %zu: empty selector \"%.*s\"",
+                        i, sel, nfields);
             goto failed;
         }
 
@@ -991,11 +1156,11 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
             h = dg_mask_hash(s, len);
             for (j = h & r->anymask; ; j = (j + 1) & r->anymask) {
                 a = &r->any[j];
-                if (a->field < 0) {
+                if (a->field == DG_MASK_F_NONE) {
                     a->hash = h;
                     a->off = (uint32_t) r->strlen;
                     a->len = (uint32_t) len;
-                    a->field = (int32_t) i;
+                    a->field = fi;
                     memcpy(r->str + r->strlen, s, len);
                     r->strlen += len;
                     r->anylens |= (uint64_t) 1 << (len < 63 ? len : 63);
@@ -1026,8 +1191,8 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
         for ( ;; ) {
             if (*s == '[') {
                 if (end - s < 2 || s[1] != ']') {
-                    dg_mask_err(err, errlen, "field %zu: bad \"[\" in "
-                                "selector \"%.*s\"", i, &fields[i]);
+                    dg_mask_err(err, errlen, "%s %zu: bad \"[\" in "
+                                "selector \"%.*s\"", i, sel, nfields);
                     goto failed;
                 }
                 s += 2;
@@ -1041,24 +1206,24 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
                 node = r->nodes[node].arr;
 
                 if (s == end) {
-                    dg_mask_err(err, errlen, "field %zu: selector \"%.*s\" "
+                    dg_mask_err(err, errlen, "%s %zu: selector \"%.*s\" "
                                 "ends in \"[]\" (select the array by its "
-                                "key)", i, &fields[i]);
+                                "key)", i, sel, nfields);
                     goto failed;
                 }
 
             } else {
                 for (k = s; k < end && *k != '.' && *k != '['; k++) {
                     if (*k == ']') {
-                        dg_mask_err(err, errlen, "field %zu: bad \"]\" in "
-                                    "selector \"%.*s\"", i, &fields[i]);
+                        dg_mask_err(err, errlen, "%s %zu: bad \"]\" in "
+                                    "selector \"%.*s\"", i, sel, nfields);
                         goto failed;
                     }
                 }
 
                 if (k == s) {
-                    dg_mask_err(err, errlen, "field %zu: empty name in "
-                                "selector \"%.*s\"", i, &fields[i]);
+                    dg_mask_err(err, errlen, "%s %zu: empty name in "
+                                "selector \"%.*s\"", i, sel, nfields);
                     goto failed;
                 }
 
@@ -1090,15 +1255,15 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
             if (*s == '.') {
                 s++;
                 if (s == end || *s == '.' || *s == '[') {
-                    dg_mask_err(err, errlen, "field %zu: empty name in "
-                                "selector \"%.*s\"", i, &fields[i]);
+                    dg_mask_err(err, errlen, "%s %zu: empty name in "
+                                "selector \"%.*s\"", i, sel, nfields);
                     goto failed;
                 }
             }
         }
 
-        if (r->nodes[node].field < 0) {
-            r->nodes[node].field = (int32_t) i;
+        if (r->nodes[node].field < 0 && fi >= 0) {
+            r->nodes[node].field = fi;
         }
     }
 
@@ -1114,6 +1279,8 @@ failed:
 
     dg_mask_rules_free(r);
     return NULL;
+
+#undef dg_mask_sel
 }
 
 
@@ -1283,6 +1450,12 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
     m->out.cap = DG_MASK_WBUF;
     m->out.bytes_out = &m->stats.bytes_out;
 
+    m->det.out = &m->out;
+    m->det.detect = m->detect;
+    m->det.hits = m->stats.detect;
+    m->det.hash_key = m->hash_key;
+    m->det.hash_key_len = m->hash_key_len;
+
     m->state = S_VALUE;
     m->emitting = 1;
     m->kfield = -1;
@@ -1415,40 +1588,40 @@ dg_mask_hold_room(dg_mask_t *m, const uint8_t *p, size_t k)
 }
 
 
-/* returns 1 when the escape is complete (code unit in m->ecp), 0 when more
+/* returns 1 when the escape is complete (code unit in *ecp), 0 when more
  * bytes are needed, -1 on a bad escape */
-static int
-dg_mask_esc_byte(dg_mask_t *m, uint8_t c)
+static inline int
+dg_mask_esc_step(uint8_t *esc, uint8_t *eu, uint32_t *ecp, uint8_t c)
 {
-    if (m->esc == 1) {
-        m->eu = 0;
-        m->esc = 0;
+    if (*esc == 1) {
+        *eu = 0;
+        *esc = 0;
 
         switch (c) {
         case '"':
         case '\\':
         case '/':
-            m->ecp = c;
+            *ecp = c;
             return 1;
         case 'b':
-            m->ecp = '\b';
+            *ecp = '\b';
             return 1;
         case 'f':
-            m->ecp = '\f';
+            *ecp = '\f';
             return 1;
         case 'n':
-            m->ecp = '\n';
+            *ecp = '\n';
             return 1;
         case 'r':
-            m->ecp = '\r';
+            *ecp = '\r';
             return 1;
         case 't':
-            m->ecp = '\t';
+            *ecp = '\t';
             return 1;
         case 'u':
-            m->eu = 1;
-            m->esc = 2;
-            m->ecp = 0;
+            *eu = 1;
+            *esc = 2;
+            *ecp = 0;
             return 0;
         default:
             return -1;
@@ -1459,15 +1632,22 @@ dg_mask_esc_byte(dg_mask_t *m, uint8_t c)
         return -1;
     }
 
-    m->ecp = (m->ecp << 4)
-             | (uint32_t) (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    *ecp = (*ecp << 4)
+           | (uint32_t) (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
 
-    if (++m->esc == 6) {
-        m->esc = 0;
+    if (++*esc == 6) {
+        *esc = 0;
         return 1;
     }
 
     return 0;
+}
+
+
+static int
+dg_mask_esc_byte(dg_mask_t *m, uint8_t c)
+{
+    return dg_mask_esc_step(&m->esc, &m->eu, &m->ecp, c);
 }
 
 
@@ -1672,36 +1852,166 @@ dg_mask_fast_number(const uint8_t *q, const uint8_t *end)
 
 
 /*
- * Detect: the plain string [s, e) holds no run of digits and capitals
- * (C_DU) that dg_mask_det_char() could take for a candidate, so the state
- * machine would pass it unchanged.  Hits come from runs of 11 or more
- * (the shortest, a mobile number, has 11); of the runs of digits alone,
- * those of 12, 14 or 15 and of 20 or more hold none (dg_mask_detect_digits
- * takes 11, 13, 16-19 and 18 with a final X, which is a capital).
+ * Detect: the groups g[0..ng) of a chain, the last one followed by an X
+ * or x when x, end with groups of a candidate's shape.
+ */
+static int
+dg_mask_det_shaped(uint8_t *g, unsigned ng, unsigned x)
+{
+    unsigned  i, k, hit;
+
+    hit = 0;
+
+    for (i = 0; i < ng && !hit; i++) {
+        for (k = 0; k <= x && !hit; k++) {
+            g[ng - 1] = (uint8_t) (g[ng - 1] + k);
+            hit = dg_mask_detect_shape(g + i, ng - i) != 0;
+            g[ng - 1] = (uint8_t) (g[ng - 1] - k);
+        }
+    }
+
+    return hit;
+}
+
+
+/*
+ * Detect: the ASCII run [p, q) of C_DC bytes (the string ends at e), with
+ * nd digits and nu digits and capitals, holds nothing dg_det_char() could
+ * take for a hit: none of its [0-9A-Z] runs of 18 has a capital, and no
+ * groups of its chains (as dg_det_char() forms them) with 11 digits or
+ * more have a candidate's shape.
+ */
+static int
+dg_mask_det_run_clean(const uint8_t *p, const uint8_t *q, const uint8_t *e,
+    size_t nd, size_t nu)
+{
+    const uint8_t  *t, *u;
+    uint8_t         g[DG_DETECT_GROUPS];
+    unsigned        ng, sum, upper;
+
+    if (nu >= DG_DET_URUN) {
+        for (t = p; t < q; t = u) {
+            upper = 0;
+            for (u = t; u < q && (dg_mask_cls[*u] & C_DU); u++) {
+                upper |= !(dg_mask_cls[*u] & C_DIGIT);
+            }
+            if (upper && (size_t) (u - t) == DG_DET_URUN) {
+                return 0;
+            }
+            if (u == t) {
+                u++;
+            }
+        }
+    }
+
+    if (nd < DG_DET_SHORT) {
+        return 1;
+    }
+
+    ng = 0;
+    sum = 0;
+
+    for (t = p; t < q; ) {
+        if (!(dg_mask_cls[*t] & C_DIGIT)) {
+            /* a capital, or a separator that does not join two groups */
+            ng = 0;
+            sum = 0;
+            t++;
+            continue;
+        }
+
+        for (u = t; u < q && (dg_mask_cls[*u] & C_DIGIT); u++) {
+            /* void */
+        }
+
+        if ((size_t) (u - t) > DG_DET_DIGITS) {
+            ng = 0;
+            sum = 0;
+
+        } else {
+            if (ng == DG_DETECT_GROUPS) {
+                sum -= g[0];
+                memmove(g, g + 1, DG_DETECT_GROUPS - 1);
+                ng--;
+            }
+            g[ng++] = (uint8_t) (u - t);
+            sum += (unsigned) (u - t);
+
+            /* every shape has 11 digits or more */
+            if (sum + 1 >= DG_DET_SHORT
+                && dg_mask_det_shaped(g, ng,
+                                      u < e && (*u == 'X' || *u == 'x')))
+            {
+                return 0;
+            }
+        }
+
+        if (q - u >= 2 && (*u == ' ' || *u == '-')
+            && (dg_mask_cls[u[1]] & C_DIGIT))
+        {
+            /* one separator, then the next group of the chain */
+            t = u + 1;
+            continue;
+        }
+
+        ng = 0;
+        sum = 0;
+        t = u;
+    }
+
+    return 1;
+}
+
+
+/*
+ * Detect: the plain string [p, e) holds nothing dg_det_char() could take
+ * for a hit, so the state machine would pass it unchanged.  Every hit
+ * lies in a run of 11 or more C_DC bytes (the shortest, a mobile, has 11
+ * digits); such a run of digits alone is one group, others are looked at
+ * closely (dg_mask_det_run_clean()); a run with a byte from 0x80 up (a
+ * full-width digit or separator) is left to the state machine.
  */
 static int
 dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
 {
     const uint8_t  *q;
-    size_t          n;
-    unsigned        digits;
+    size_t          n, nd, nu;
+    unsigned        k, digits, hi;
 
     while (p < e) {
-        if (!(dg_mask_cls[*p] & C_DU)) {
+        if (!(dg_mask_cls[*p] & C_DC)) {
             p++;
             continue;
         }
 
-        digits = 1;
-        for (q = p; q < e && (dg_mask_cls[*q] & C_DU); q++) {
-            digits &= (dg_mask_cls[*q] & C_DIGIT) ? 1 : 0;
+        digits = C_DIGIT;
+        hi = 0;
+        nd = 0;
+        nu = 0;
+        for (q = p; q < e && ((k = dg_mask_cls[*q]) & C_DC); q++) {
+            digits &= k;
+            nd += (k & C_DIGIT) != 0;
+            nu += (k & C_DU) != 0;
+            hi |= *q;
         }
 
         n = (size_t) (q - p);
-        if (n >= 11
-            && !(digits && (n == 12 || n == 14 || n == 15 || n >= 20)))
-        {
-            return 0;
+
+        if (n >= DG_DET_SHORT) {
+            if (digits) {
+                /* one group (an X would be in the run, an x after it) */
+                if (n <= DG_DET_DIGITS
+                    && ((dg_det_one >> n) & 1
+                        || ((dg_det_onex >> n) & 1 && q < e && *q == 'x')))
+                {
+                    return 0;
+                }
+
+            } else if ((hi & 0x80)
+                       || !dg_mask_det_run_clean(p, q, e, nd, nu))
+            {
+                return 0;
+            }
         }
 
         p = q;
@@ -1711,12 +2021,135 @@ dg_mask_det_runs(const uint8_t *p, const uint8_t *e)
 }
 
 
+static uint8_t dg_det_mb_code(const uint8_t *p);
+
+
+#if (DG_MASK_X86)
+
+/* bits of the 32 bytes at s: digits (*d), ' ' and '-' (*sp), digits and
+ * capitals (*u), EF and E3 (*mb) */
+static inline __attribute__((target("avx2"))) void
+dg_mask_det_bits32_avx2(const uint8_t *s, uint32_t *d, uint32_t *sp,
+    uint32_t *u, uint32_t *mb)
+{
+    __m256i  v, dg, up;
+
+    v = _mm256_loadu_si256((const __m256i *) s);
+
+    dg = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
+                          _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v));
+    up = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
+                          _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v));
+
+    *d = (uint32_t) _mm256_movemask_epi8(dg);
+    *u = (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(dg, up));
+    *sp = (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')),
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8('-'))));
+    *mb = (uint32_t) _mm256_movemask_epi8(_mm256_or_si256(
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8((char) 0xef)),
+              _mm256_cmpeq_epi8(v, _mm256_set1_epi8((char) 0xe3))));
+}
+
+
+/*
+ * Detect, a closer look at a string [s, e) in which dg_mask_dc64_avx2()
+ * found a run of 11 C_DC bytes, on windows of 64 bytes 41 apart (any
+ * candidate, 23 bytes at most in ASCII, lies whole in one).  Bitmaps of
+ * each window: digits D, separators S, [0-9A-Z] U; G = D and the
+ * separators between two digits: a candidate's digits and separators
+ * are in one run of G, with 11 digits or more.  A run of G with 11
+ * digits or more and no separator is one group, judged by its length
+ * (an ID's X or x after it is assumed); a window with a chain of 11
+ * digits or more, a run of 18 in U (a USCC) or a full-width digit or
+ * separator is left to dg_mask_det_runs().  Returns 1 when clean.
+ */
+__attribute__((target("avx2,popcnt,bmi"), noinline))
+static int
+dg_mask_det_fine_avx2(const uint8_t *s, const uint8_t *e,
+    const uint8_t *end)
+{
+    const uint8_t  *w, *b;
+    uint64_t        d, sp, u, mb, g, m, r, lim;
+    uint32_t        d0, d1, s0, s1, u0, u1, b0, b1;
+    unsigned        i, n;
+
+    for (w = s; ; w += 41) {
+        if (end - w < 64) {
+            return dg_mask_det_runs(s, e);
+        }
+
+        dg_mask_det_bits32_avx2(w, &d0, &s0, &u0, &b0);
+        dg_mask_det_bits32_avx2(w + 32, &d1, &s1, &u1, &b1);
+
+        lim = (e - w < 64) ? ((uint64_t) 1 << (e - w)) - 1 : ~(uint64_t) 0;
+        d = (d0 | (uint64_t) d1 << 32) & lim;
+        sp = (s0 | (uint64_t) s1 << 32) & lim;
+        u = (u0 | (uint64_t) u1 << 32) & lim;
+        mb = (b0 | (uint64_t) b1 << 32) & lim;
+
+        /* a full-width digit or separator */
+        while (mb) {
+            b = w + __builtin_ctzll(mb);
+            if (e - b >= 3 && dg_det_mb_code(b) != DG_DET_OTHER) {
+                return dg_mask_det_runs(s, e);
+            }
+            mb &= mb - 1;
+        }
+
+        /* a run of 18 digits and capitals */
+        m = u & u >> 1;
+        m &= m >> 2;
+        m &= m >> 4;
+        m &= m >> 8;
+        m &= m >> 1;
+        if (m) {
+            return dg_mask_det_runs(s, e);
+        }
+
+        /* runs of 11 or more in G */
+        g = d | (sp & d << 1 & d >> 1);
+        m = g & g >> 1;
+        m &= m >> 2;
+        m &= m >> 4;
+        m &= m >> 3;
+
+        while (m) {
+            i = (unsigned) __builtin_ctzll(m);
+            r = ~(g >> i);
+            n = r ? (unsigned) __builtin_ctzll(r) : 64 - i;
+            r = (n + i < 64) ? (((uint64_t) 1 << n) - 1) << i
+                             : ~(uint64_t) 0 << i;
+
+            if (__builtin_popcountll(d & r) >= DG_DET_SHORT) {
+                if (sp & r) {
+                    return dg_mask_det_runs(s, e);
+                }
+                if (n <= DG_DET_DIGITS
+                    && ((dg_det_one | dg_det_onex) >> n) & 1)
+                {
+                    return 0;
+                }
+            }
+
+            m &= ~r;
+        }
+
+        if (e - w <= 64) {
+            return 1;
+        }
+    }
+}
+
+#endif
+
+
 /*
  * The same, the common case first: on AVX2, windows of 64 bytes 53 apart,
- * each a bitmap of its C_DU bytes in which a run of 11 set bits is found
- * by shifts; any run of 11 of the string lies whole in one window.  Only
- * a string with such a run, or a window that would read past the span,
- * is taken byte by byte.
+ * each a bitmap of its C_DC bytes in which a run of 11 set bits is found
+ * by shifts; any run of 11 of the string lies whole in one window.  A
+ * string with such a run is looked at closer (dg_mask_det_fine_avx2()),
+ * one with a window that would read past the span byte by byte.
  */
 static inline __attribute__((always_inline)) int
 dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
@@ -1726,9 +2159,9 @@ dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
     const uint8_t  *w;
 
     if (avx2) {
-        for (w = s; e - w >= 11 && end - w >= 64; w += 53) {
-            if (dg_mask_du64_avx2(w, (size_t) (e - w))) {
-                return dg_mask_det_runs(s, e);
+        for (w = s; e - w >= DG_DET_SHORT && end - w >= 64; w += 53) {
+            if (dg_mask_dc64_avx2(w, (size_t) (e - w))) {
+                return dg_mask_det_fine_avx2(s, e, end);
             }
 
             if (e - w <= 64) {
@@ -1736,22 +2169,65 @@ dg_mask_det_clean(const uint8_t *s, const uint8_t *e, const uint8_t *end,
             }
         }
 
-        if (e - w < 11) {
+        if (e - w < DG_DET_SHORT) {
             return 1;
         }
     }
 #endif
+
+    if (e - s < DG_DET_SHORT) {
+        return 1;
+    }
 
     return dg_mask_det_runs(s, e);
 }
 
 
 /*
+ * detect: the number [q, e) (well formed) may be a hit: digits alone, as
+ * many as one group of a candidate has, with no fraction or one of zeros
+ * (13877112345.0).  Returns the count of its digits before any fraction,
+ * or 0.
+ */
+static inline size_t
+dg_mask_det_number(const uint8_t *q, const uint8_t *e)
+{
+    const uint8_t  *t;
+    size_t          n;
+
+    if (e - q < DG_DET_SHORT || e - q > DG_DET_NUMBER) {
+        return 0;
+    }
+
+    for (t = q; t < e && (dg_mask_cls[*t] & C_DIGIT); t++) {
+        /* void */
+    }
+
+    n = (size_t) (t - q);
+
+    if (t < e) {
+        if (*t != '.') {
+            return 0;
+        }
+        for (t++; t < e && *t == '0'; t++) {
+            /* void */
+        }
+        if (t < e) {
+            return 0;
+        }
+    }
+
+    return (n <= DG_DET_DIGITS && (dg_det_one >> n) & 1) ? n : 0;
+}
+
+
+/*
  * A scalar value at q that passes unchanged and ends inside this span: a
  * string without escapes (when fast == 2, detect, only one that holds no
- * candidate, dg_mask_det_clean), a well-formed number followed by a byte,
- * or a literal.  Returns the first byte after it, or NULL to leave it to
- * the state machine.  Strings, the common case, are tested first.
+ * candidate, dg_mask_det_clean), a well-formed number followed by a byte
+ * (with detect, not one that may be a hit), or a literal.  Returns the
+ * first byte after it, or NULL to leave it to the state machine.
+ * Strings, the common case, are tested first.
  */
 static inline __attribute__((always_inline)) const uint8_t *
 dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
@@ -1774,7 +2250,11 @@ dg_mask_fast_scalar(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
     }
 
     if (c == '-' || (dg_mask_cls[c] & C_DIGIT)) {
-        return dg_mask_fast_number(q, end);
+        e = dg_mask_fast_number(q, end);
+        if (fast == 2 && e != NULL && dg_mask_det_number(q, e) != 0) {
+            return NULL;
+        }
+        return e;
     }
 
     switch (c) {
@@ -1857,14 +2337,19 @@ dg_mask_fast_array(dg_mask_blk_t *bk, const uint8_t *q, const uint8_t *end,
 
 
 static inline int dg_mask_next_record(dg_mask_t *m, const uint8_t *q);
+static int dg_det_text(dg_mask_out_t *o, const dg_mask_spec_t *detect,
+    uint64_t *hits, const uint8_t *hash_key, size_t hash_key_len,
+    const uint8_t *s, size_t len, unsigned plain);
 
 
 /* a member prefix parsed in one go */
 typedef struct {
     const uint8_t              *k;          /* key */
+    const uint8_t              *e;          /* its closing quote */
     const uint8_t              *q;          /* first byte of the value */
     int32_t                     f;          /* field selected, or -1 */
     int32_t                     kn;         /* trie node of the key */
+    unsigned                    kd;         /* detect must scan the key */
 } dg_mask_pre_t;
 
 
@@ -1933,7 +2418,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     uint64_t                unl;        /* unselected scalars passed */
     uint32_t                w4;
     int32_t                 node, f, kn;
-    unsigned                comma, emitted, listed, strip, slow;
+    unsigned                comma, emitted, listed, strip, slow, kd, kdirty;
     int                     ret, rc;
 
     r = m->rules;
@@ -1947,9 +2432,11 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     unl = 0;
     rc = 0;
     k = NULL;
+    e = NULL;
     q = NULL;
     f = -1;
     kn = -1;
+    kd = 0;
     bk = m->blk;
     last = m->memo_last;
 
@@ -2079,6 +2566,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         k = q + 1;
+        kd = 0;
 
 #if (DG_MASK_X86)
         if (avx2 && end - q > DG_MASK_MEMO_TOK) {
@@ -2162,8 +2650,17 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
 
         f = dg_mask_lookup(r, node, k, e - k, &kn);
 
+        /*
+         * With detect, a key that may hold a hit is scanned when it is
+         * written (the general way), and never remembered: the memo
+         * serves listed values too, where keys are not scanned.
+         */
+        kdirty = (m->flags & DG_MASK_DETECT)
+                 && !dg_mask_det_clean(k, e, end, avx2);
+        kd = kdirty && !listed;
+
 #if (DG_MASK_X86)
-        if (avx2 && q - k + 1 < DG_MASK_MEMO_TOK && q[-1] == ':'
+        if (avx2 && !kdirty && q - k + 1 < DG_MASK_MEMO_TOK && q[-1] == ':'
             && q[-2] == '"' && end - (k - 1) > DG_MASK_MEMO_TOK)
         {
             /* remember a compact "key": token, bytes after it included
@@ -2195,9 +2692,9 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
          * is taken: *pre is written from them when one is left (ret 1) */
         ret = 1;
 
-        if (mode == DG_MM_NONE || strip) {
-            /* no output by reference, or a leading comma to strip: the
-             * general way */
+        if (mode == DG_MM_NONE || strip || kd) {
+            /* no output by reference, a leading comma to strip or a key
+             * to scan: the general way */
             break;
         }
 
@@ -2293,9 +2790,11 @@ done:
 
     if (ret == 1) {
         pre->k = k;
+        pre->e = e;
         pre->q = q;
         pre->f = f;
         pre->kn = kn;
+        pre->kd = kd;
     }
 
     if (!listed) {
@@ -2405,6 +2904,13 @@ dg_mask_key_end(dg_mask_t *m, const uint8_t *q)
         len = q - k;
     }
 
+    /* with detect, outside listed values, a key that may hold a hit is
+     * scanned when it is written */
+    m->key_end = m->key_off + len;
+    m->kdet = (m->flags & DG_MASK_DETECT)
+              && !(m->frames[m->depth - 1].flags & DG_FR_LISTED)
+              && (m->kesc || !dg_mask_det_runs(k, k + len));
+
     if (m->kesc) {
         len = dg_mask_key_decode(k, len, m->kbuf);
         k = m->kbuf;
@@ -2456,6 +2962,73 @@ dg_mask_member_emit(dg_mask_t *m, size_t plen)
 }
 
 
+/* bytes [a, b) of the held member prefix: hbuf, then the span from hs */
+static int
+dg_mask_hold_put(dg_mask_t *m, size_t a, size_t b)
+{
+    size_t  n;
+    int     rc;
+
+    rc = 0;
+
+    if (a < m->hlen) {
+        n = (b < m->hlen ? b : m->hlen) - a;
+        rc = dg_mask_ref(m, m->hbuf + a, n);
+        a += n;
+    }
+
+    if (rc == 0 && a < b) {
+        rc = dg_mask_ref(m, m->hs + (a - m->hlen), b - a);
+    }
+
+    return rc;
+}
+
+
+/*
+ * A member walked normally is kept, its value starting at p, its key to
+ * be scanned by detect (m->kdet): as dg_mask_member_emit(), but the
+ * prefix is written, the key masked, instead of passed by reference.
+ * The key is whole in hbuf when part of the prefix is held there, else
+ * in this span.
+ */
+static __attribute__((noinline)) int
+dg_mask_member_emit_kdet(dg_mask_t *m, const uint8_t *p)
+{
+    dg_mask_frame_t  *fr;
+    const uint8_t    *k;
+    size_t            strip;
+    int               rc;
+
+    m->kdet = 0;
+    fr = &m->frames[m->depth - 1];
+    strip = (m->hcomma && !(fr->flags & DG_FR_EMITTED)) ? m->key_off - 1
+                                                         : 0;
+    fr->flags |= DG_FR_EMITTED;
+    m->hold = 0;
+
+    k = (m->hlen ? m->hbuf : m->hs) + m->key_off;
+
+    rc = dg_mask_flush_os(m, m->hs);
+    if (rc == 0) {
+        rc = dg_mask_hold_put(m, strip, m->key_off);
+    }
+    if (rc == 0) {
+        rc = dg_det_text(&m->out, m->detect, m->stats.detect, m->hash_key,
+                         m->hash_key_len, k, m->key_end - m->key_off, 0);
+    }
+    if (rc == 0) {
+        rc = dg_mask_hold_put(m, m->key_end,
+                              m->hlen + (size_t) (p - m->hs));
+    }
+
+    m->hlen = 0;
+    m->os = p;
+
+    return rc;
+}
+
+
 static int
 dg_mask_member_drop(dg_mask_t *m)
 {
@@ -2472,9 +3045,15 @@ dg_mask_member_drop(dg_mask_t *m)
 }
 
 
-/* the first byte c of a member's value decides the member */
+/*
+ * The first byte c (at p) of a member's value decides the member.  In
+ * allow-list mode an unlisted member goes whole, key and value, unless
+ * its value is an object or array under a key that a path goes through
+ * here or that is listed as a container (DG_MASK_F_WALK): that one is
+ * kept and walked.
+ */
 static inline __attribute__((always_inline)) int
-dg_mask_decide(dg_mask_t *m, uint8_t c)
+dg_mask_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
 {
     const dg_mask_spec_t  *act;
     dg_mask_frame_t       *fr;
@@ -2502,19 +3081,28 @@ dg_mask_decide(dg_mask_t *m, uint8_t c)
             m->mspec = *act;
         }
 
-        return dg_mask_member_emit(m, m->key_off - 1);
+        return m->kdet ? dg_mask_member_emit_kdet(m, p)
+                       : dg_mask_member_emit(m, m->key_off - 1);
     }
 
     m->vlisted = listed;
 
-    if (!listed && c != '{' && c != '[') {
-        if (m->flags & DG_MASK_UNLISTED_DROP) {
+    if (!listed) {
+        if (c != '{' && c != '[') {
+            if (m->flags & DG_MASK_UNLISTED_DROP) {
+                return dg_mask_member_drop(m);
+            }
+            m->stats.unlisted++;
+
+        } else if ((m->flags & DG_MASK_UNLISTED_DROP) && m->knode < 0
+                   && f != DG_MASK_F_WALK)
+        {
             return dg_mask_member_drop(m);
         }
-        m->stats.unlisted++;
     }
 
-    return dg_mask_member_emit(m, m->key_off - 1);
+    return m->kdet ? dg_mask_member_emit_kdet(m, p)
+                   : dg_mask_member_emit(m, m->key_off - 1);
 }
 
 
@@ -2684,311 +3272,694 @@ dg_mask_mstr_escaped(dg_mask_t *m)
 
 
 /*
- * detect.  Candidates in a string value (escapes decoded):
- * - a maximal run of digits (bounded by anything but a digit, letters
- *   included), with the X or x right after a run of 17 digits: resident
- *   ID, mobile, bank card (dg_mask_detect_digits);
- * - a maximal run of [0-9A-Z] of exactly 18 characters: any kind, USCC
- *   included (dg_mask_detect_kind); it wins over a digit hit inside it.
- * Characters from the start of the earliest live candidate are kept in a
- * window of at most 20 characters: by reference in the span (ws) while
- * they are plain bytes of this span and output by reference is on (os),
- * else copied (wraw).  A hit is replaced by its kind's method; everything
- * else leaves unchanged.
+ * detect.  The safety net reads a string (escapes decoded, the full-width
+ * digits U+FF10-FF19 as digits) as characters and looks for candidates:
+ * - digits in groups: a group is a maximal run of digits (bounded by
+ *   anything else, letters too: "tel13812345678" holds one); groups with
+ *   exactly one separator between two (a space, '-', U+3000 or U+FF0D)
+ *   make a chain.  A candidate is one group, or consecutive groups of a
+ *   chain in a shape of dg_mask_detect_shape() ("138 7711 2345",
+ *   "450103 19900307 1242", cards in fours), with the X or x right after
+ *   its last group for an ID, that validates (dg_mask_detect_groups());
+ *   the 86 or 0086 before a mobile in one group stays as it is;
+ * - a maximal run of [0-9A-Z] of exactly 18 characters (any kind, USCC
+ *   included, dg_mask_detect_kind()); it wins over a hit inside it.
+ * Of two hits that overlap, the one that starts first wins, and of two
+ * that start together, the longer.  Characters from the start of the
+ * earliest live candidate are kept in a window of at most DG_DET_WIN
+ * characters: by reference in the span (ws) while they are plain bytes
+ * of this span and output by reference is on (os), else copied (wraw).
+ * A hit is replaced by its kind's method applied to its digits
+ * (dg_det_emit()); everything else leaves unchanged.
+ *
+ * The state is dg_mask_det_t, so that the same code scans string values
+ * and keys of a stream and whole texts (dg_det_text()).
  */
+
+/* output: the pending untouched run up to p */
+static inline int
+dg_det_flush(dg_mask_det_t *d, const uint8_t *p)
+{
+    const uint8_t  *os;
+
+    os = d->os;
+    d->os = NULL;
+
+    if (os == NULL || p <= os) {
+        return 0;
+    }
+
+    return dg_mask_out_put(d->out, os, p - os);
+}
+
+
+static inline int
+dg_det_put(dg_mask_det_t *d, const uint8_t *p, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+
+    return dg_mask_out_put(d->out, p, n);
+}
+
+
+/* a new string or text */
+static inline void
+dg_det_start(dg_mask_det_t *d)
+{
+    d->ws = NULL;
+    d->esc = 0;
+    d->mb = 0;
+    d->rawlen = 0;
+    d->wn = 0;
+    d->ulen = 0;
+    d->ulong = 0;
+    d->gin = 0;
+    d->glong = 0;
+    d->ng = 0;
+    d->hkind = -1;
+}
+
+
+/* the character code of a code point read from an escape */
+static uint8_t
+dg_det_cp(uint32_t cp)
+{
+    if (cp < 0x80) {
+        return dg_det_ascii[cp];
+    }
+
+    if (cp >= DG_DET_FW_ZERO && cp <= DG_DET_FW_ZERO + 9) {
+        return (uint8_t) ('0' + (cp - DG_DET_FW_ZERO));
+    }
+
+    if (cp == DG_DET_FW_HYPHEN || cp == DG_DET_IDEO_SPACE) {
+        return DG_DET_SEP;
+    }
+
+    return DG_DET_OTHER;
+}
+
+
+/* the character code of the 3 UTF-8 bytes at p (EF or E3 first) */
+static uint8_t
+dg_det_mb_code(const uint8_t *p)
+{
+    if (p[0] == 0xef && p[1] == 0xbc) {
+        if (p[2] >= 0x90 && p[2] <= 0x99) {
+            return (uint8_t) ('0' + (p[2] - 0x90));     /* U+FF10-FF19 */
+        }
+        if (p[2] == 0x8d) {
+            return DG_DET_SEP;                          /* U+FF0D */
+        }
+
+    } else if (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80) {
+        return DG_DET_SEP;                              /* U+3000 */
+    }
+
+    return DG_DET_OTHER;
+}
+
+
+/* the n (< 3) bytes at p begin a character dg_det_mb_code() reads */
+static int
+dg_det_mb_begins(const uint8_t *p, size_t n)
+{
+    if (p[0] == 0xef) {
+        return n == 1 || p[1] == 0xbc;
+    }
+
+    return p[0] == 0xe3 && (n == 1 || p[1] == 0x80);
+}
+
+
+/* byte c goes on with the n (< 3) bytes raw of such a character */
+static int
+dg_det_mb_next(const uint8_t *raw, size_t n, uint8_t c)
+{
+    uint8_t  b[3];
+
+    if (n == 1) {
+        return c == (raw[0] == 0xef ? 0xbc : 0x80);
+    }
+
+    b[0] = raw[0];
+    b[1] = raw[1];
+    b[2] = c;
+
+    return dg_det_mb_code(b) != DG_DET_OTHER;
+}
+
 
 /* drop the first k window characters (already written or passed) */
 static void
-dg_mask_win_shift(dg_mask_t *m, unsigned k)
+dg_det_shift(dg_mask_det_t *d, unsigned k)
 {
-    unsigned  i, off;
+    unsigned  i, n, off;
 
     if (k == 0) {
         return;
     }
 
-    off = m->wr[k];
+    off = d->wr[k];
 
-    if (m->ws) {
-        m->ws += off;
+    if (d->ws) {
+        d->ws += off;
 
     } else {
-        memmove(m->wraw, m->wraw + off, m->wr[m->wn] - off);
+        memmove(d->wraw, d->wraw + off, d->wr[d->wn] - off);
     }
 
-    for (i = k; i < m->wn; i++) {
-        m->wc[i - k] = m->wc[i];
+    for (i = k; i < d->wn; i++) {
+        d->wc[i - k] = d->wc[i];
     }
 
-    for (i = k; i <= m->wn; i++) {
-        m->wr[i - k] = (uint16_t) (m->wr[i] - off);
+    for (i = k; i <= d->wn; i++) {
+        d->wr[i - k] = (uint16_t) (d->wr[i] - off);
     }
 
-    m->wn = (uint8_t) (m->wn - k);
-    m->u0 = (uint8_t) (m->u0 >= k ? m->u0 - k : 0);
-    m->d0 = (uint8_t) (m->d0 >= k ? m->d0 - k : 0);
+    d->wn = (uint8_t) (d->wn - k);
+
+    if (d->ulen) {
+        if (d->u0 >= k) {
+            d->u0 = (uint8_t) (d->u0 - k);
+
+        } else {
+            /* a run that overlapped a hit written: no candidate */
+            d->ulen = 0;
+            d->ulong = 1;
+        }
+    }
+
+    for (i = 0, n = 0; i < d->ng; i++) {
+        if (d->gs[i] >= k) {
+            d->gs[n] = (uint8_t) (d->gs[i] - k);
+            d->gl[n++] = d->gl[i];
+        }
+    }
+    d->ng = (uint8_t) n;
+
+    if (d->hkind >= 0) {
+        d->h0 = (uint8_t) (d->h0 - k);
+        d->he = (uint8_t) (d->he - k);
+    }
 }
 
 
 /* leave the window's raw bytes in wraw (span end, or an escape begins) */
 static int
-dg_mask_win_carry(dg_mask_t *m)
+dg_det_carry(dg_mask_det_t *d)
 {
     int  rc;
 
-    if (m->wn == 0 || m->ws == NULL) {
+    if (d->wn == 0 || d->ws == NULL) {
         return 0;
     }
 
-    rc = dg_mask_flush_os(m, m->ws);
-    memcpy(m->wraw, m->ws, m->wr[m->wn]);
-    m->ws = NULL;
+    rc = dg_det_flush(d, d->ws);
+    memcpy(d->wraw, d->ws, d->wr[d->wn]);
+    d->ws = NULL;
     return rc;
 }
 
 
-/* write the pending hit, dropping the window up to its end */
-static int
-dg_mask_win_hit(dg_mask_t *m)
+/* the raw bytes of window character i */
+static inline int
+dg_det_put_char(dg_mask_det_t *d, unsigned i)
 {
-    unsigned  h0, he;
-    int       kind, rc;
+    return dg_det_put(d, (d->ws ? d->ws : d->wraw) + d->wr[i],
+                      d->wr[i + 1] - d->wr[i]);
+}
 
-    kind = m->hkind;
-    h0 = m->h0;
-    he = h0 + m->hl;
-    m->hkind = -1;
-    m->stats.detect[kind]++;
 
-    if (m->ws) {
-        rc = dg_mask_flush_os(m, m->ws + m->wr[h0]);
-        m->os = m->ws + m->wr[he];
+/*
+ * Write the pending hit, dropping the window up to its end.  The method
+ * is applied to the hit's digits (separators left out, ASCII); when its
+ * result has as many characters as there are digits (id_card, phone,
+ * keep, a 16-digit card), the separators are written back in their
+ * places: "138-7711-2345" -> "138-****-2345".
+ */
+static int
+dg_det_emit(dg_mask_det_t *d)
+{
+    dg_mask_out_t   t;
+    uint8_t         dig[DG_DET_SPAN + 1], res[DG_DET_RES];
+    unsigned        h0, he, i, j, n, nsep;
+    int             kind, rc;
+
+    kind = d->hkind;
+    h0 = d->h0;
+    he = d->he;
+    d->hkind = -1;
+    d->hits[kind]++;
+
+    n = 0;
+    nsep = 0;
+    for (i = h0; i < he; i++) {
+        if (d->wc[i] == DG_DET_SEP) {
+            nsep++;
+        } else {
+            dig[n++] = d->wc[i];
+        }
+    }
+
+    if (d->ws) {
+        rc = dg_det_flush(d, d->ws + d->wr[h0]);
 
     } else {
-        rc = dg_mask_ref(m, m->wraw, m->wr[h0]);
+        rc = dg_det_put(d, d->wraw, d->wr[h0]);
     }
 
-    if (rc == 0) {
-        rc = dg_mask_apply(&m->out, &m->detect[kind], m->wc + h0, m->hl,
-                           m->hash_key, m->hash_key_len, 0);
+    if (rc == 0 && nsep == 0) {
+        rc = dg_mask_apply(d->out, &d->detect[kind], dig, n, d->hash_key,
+                           d->hash_key_len, 0);
+
+    } else if (rc == 0) {
+        memset(&t, 0, sizeof(t));
+        t.buf = res;
+        t.cap = sizeof(res);
+
+        rc = dg_mask_apply(&t, &d->detect[kind], dig, n, d->hash_key,
+                           d->hash_key_len, 0);
+
+        if (rc == 0 && t.len == n) {
+            for (i = h0, j = 0; rc == 0 && i < he; i++) {
+                rc = (d->wc[i] == DG_DET_SEP) ? dg_det_put_char(d, i)
+                                              : dg_det_put(d, res + j++, 1);
+            }
+
+        } else if (rc == 0) {
+            rc = dg_det_put(d, res, t.len);
+        }
     }
 
-    dg_mask_win_shift(m, he);
+    if (d->ws) {
+        d->os = d->ws + d->wr[he];
+    }
+
+    dg_det_shift(d, he);
     return rc;
 }
 
 
 /*
- * One string character c (an ASCII character or 0x80 for anything else)
- * ending at 'after'.  Its raw bytes are r[0..rl) (an escape), or with r
- * NULL the single plain byte before 'after'.  end: the string ended (no
+ * The group that ends the chain so far ended before character c (or at
+ * the end of the text): the candidates that end with it, the longest
+ * first, against the pending hit.
+ */
+static int
+dg_det_group_end(dg_mask_det_t *d, uint8_t c, unsigned end)
+{
+    uint8_t   dig[DG_DET_SPAN + 1], g[DG_DETECT_GROUPS];
+    unsigned  i, j, k, n, m, x, ge, pos, skip, h0, he, sh;
+    int       kind, rc;
+
+    j = d->ng - 1;
+    ge = d->gs[j] + d->gl[j];
+    x = (!end && (c == 'X' || c == 'x')) ? 1 : 0;
+    kind = -1;
+    h0 = 0;
+    he = 0;
+
+    for (i = j + 1; i-- > 0; ) {
+        if (ge + x - d->gs[i] > DG_DET_SPAN) {
+            break;
+        }
+
+        n = j - i + 1;
+        memcpy(g, d->gl + i, n);
+
+        /* with the X after it first: when the groups and the X have an
+         * ID's shape, an ID or nothing; else the groups alone */
+        for (k = x + 1; k-- > 0; ) {
+            unsigned  kinds;
+            int       kd;
+
+            g[n - 1] = (uint8_t) (d->gl[j] + k);
+            kinds = dg_mask_detect_shape(g, n);
+
+            if (k ? !(kinds & (1u << DG_DETECT_ID_NUMBER)) : kinds == 0) {
+                continue;
+            }
+
+            for (pos = d->gs[i], m = 0; pos < ge; pos++) {
+                if (d->wc[pos] != DG_DET_SEP) {
+                    dig[m++] = d->wc[pos];
+                }
+            }
+            if (k) {
+                dig[m++] = c;
+            }
+
+            kd = dg_mask_detect_groups(dig, m, g, n, &skip);
+            if (kd >= 0) {
+                kind = kd;
+                h0 = d->gs[i] + skip;
+                he = ge + k;
+            }
+
+            break;
+        }
+    }
+
+    if (kind < 0) {
+        return 0;
+    }
+
+    if (d->hkind >= 0) {
+        if (h0 > d->h0 && h0 < d->he) {
+            /* overlaps the pending hit, which started first */
+            return 0;
+        }
+
+        if (h0 > d->h0) {
+            /* after it: the pending hit is final */
+            sh = d->he;
+            rc = dg_det_emit(d);
+            if (rc != 0) {
+                return rc;
+            }
+            h0 -= sh;
+            he -= sh;
+        }
+    }
+
+    d->hkind = (int8_t) kind;
+    d->h0 = (uint8_t) h0;
+    d->he = (uint8_t) he;
+
+    return 0;
+}
+
+
+/*
+ * One character c (a digit, a capital, 'x', DG_DET_SEP or DG_DET_OTHER)
+ * ending at 'after'.  Its raw bytes are r[0..rl): with DG_DET_REF they
+ * are the rl bytes before 'after' in the span, else a copy (an escape, a
+ * character cut by a span end).  DG_DET_END: the text ended (no
  * character, nothing appended).
  */
 static int
-dg_mask_det_char(dg_mask_t *m, uint8_t c, const uint8_t *r, size_t rl,
-    const uint8_t *after, int end)
+dg_det_char(dg_mask_det_t *d, uint8_t c, const uint8_t *r, size_t rl,
+    const uint8_t *after, unsigned fl)
 {
-    unsigned  i, s, cl, dig, up;
+    unsigned  i, s, dig, up, end;
     int       kind, rc;
 
+    end = fl & DG_DET_END;
     dig = (c >= '0' && c <= '9');
     up = dig || (c >= 'A' && c <= 'Z');
 
-    if (m->wn == 0) {
+    if (d->wn == 0) {
         if (!up || end) {
-            /* plain output; it ends any (long) run */
-            m->ulong = 0;
-            m->dlong = 0;
-            if (r != NULL) {
-                rc = dg_mask_ref(m, r, rl);
-                m->os = after;
+            /* plain output; it ends any (long) run and any chain */
+            d->ulong = 0;
+            d->glong = 0;
+            d->gin = 0;
+            d->ng = 0;
+            if (!end && !(fl & DG_DET_REF)) {
+                rc = dg_det_put(d, r, rl);
+                d->os = after;
                 return rc;
             }
             return 0;
         }
 
-        m->wr[0] = 0;
-        m->ws = (r == NULL && m->os != NULL) ? after - 1 : NULL;
-        if (m->ws == NULL) {
-            rc = dg_mask_flush_os(m, r == NULL ? after - 1 : after);
+        d->wr[0] = 0;
+        d->ws = ((fl & DG_DET_REF) && d->os != NULL) ? after - rl : NULL;
+        if (d->ws == NULL) {
+            rc = dg_det_flush(d, (fl & DG_DET_REF) ? after - rl : after);
             if (rc != 0) {
                 return rc;
             }
         }
     }
 
-    i = m->wn;
+    i = d->wn;
 
     if (!end) {
-        m->wc[i] = c;
-        if (m->ws) {
-            m->wr[i + 1] = (uint16_t) (after - m->ws);
+        if (i >= DG_DET_WIN) {
+            /* cannot happen (see DG_DET_WIN); never write past it */
+            return DG_MASK_E_STATE;
+        }
+
+        d->wc[i] = c;
+        if (d->ws) {
+            d->wr[i + 1] = (uint16_t) (after - d->ws);
 
         } else {
-            if (r == NULL) {
-                r = after - 1;
-                rl = 1;
-            }
-            memcpy(m->wraw + m->wr[i], r, rl);
-            m->wr[i + 1] = (uint16_t) (m->wr[i] + rl);
+            memcpy(d->wraw + d->wr[i], r, rl);
+            d->wr[i + 1] = (uint16_t) (d->wr[i] + rl);
         }
-        m->wn++;
+        d->wn++;
     }
 
-    /* digit run */
+    /* groups and chains */
     if (dig && !end) {
-        if (!m->dlong) {
-            if (m->dlen == 0) {
-                m->d0 = (uint8_t) i;
+        if (d->gin == 1) {
+            if (!d->glong
+                && (d->ng == 0 || ++d->gl[d->ng - 1] > DG_DET_DIGITS))
+            {
+                /* too long to be or to hold a candidate */
+                d->glong = 1;
+                d->ng = 0;
             }
-            if (++m->dlen > 19) {
-                m->dlong = 1;
-                m->dlen = 0;
+
+        } else {
+            if (d->gin == 0) {
+                d->ng = 0;
             }
+            if (d->ng == DG_DETECT_GROUPS) {
+                memmove(d->gs, d->gs + 1, DG_DETECT_GROUPS - 1);
+                memmove(d->gl, d->gl + 1, DG_DETECT_GROUPS - 1);
+                d->ng--;
+            }
+            d->gs[d->ng] = (uint8_t) i;
+            d->gl[d->ng] = 1;
+            d->ng++;
+            d->glong = 0;
+            d->gin = 1;
         }
 
     } else {
-        if (m->dlen) {
-            cl = m->dlen;
-            if (cl == 17 && !end && (c == 'X' || c == 'x')) {
-                cl = 18;
+        if (d->gin == 1 && !d->glong && d->ng) {
+            rc = dg_det_group_end(d, c, end);
+            if (rc != 0) {
+                return rc;
             }
-            kind = dg_mask_detect_digits(m->wc + m->d0, cl);
-            if (kind >= 0) {
-                m->hkind = (int8_t) kind;
-                m->h0 = m->d0;
-                m->hl = (uint8_t) cl;
-            }
-            m->dlen = 0;
         }
-        m->dlong = 0;
+
+        if (c == DG_DET_SEP && d->gin == 1 && !end) {
+            d->gin = 2;
+
+        } else {
+            d->gin = 0;
+            d->ng = 0;
+        }
+        d->glong = 0;
     }
 
     /* [0-9A-Z] run */
     if (up && !end) {
-        if (!m->ulong) {
-            if (m->ulen == 0) {
-                m->u0 = (uint8_t) i;
+        if (!d->ulong) {
+            if (d->ulen == 0) {
+                d->u0 = (uint8_t) i;
             }
-            if (++m->ulen > 18) {
-                m->ulong = 1;
-                m->ulen = 0;
+            if (++d->ulen > DG_DET_URUN) {
+                d->ulong = 1;
+                d->ulen = 0;
             }
         }
 
     } else {
-        if (m->ulen == 18) {
-            kind = dg_mask_detect_kind(m->wc + m->u0, 18);
-            if (kind >= 0) {
-                m->hkind = (int8_t) kind;
-                m->h0 = m->u0;
-                m->hl = 18;
+        if (d->ulen == DG_DET_URUN) {
+            kind = dg_mask_detect_kind(d->wc + d->u0, DG_DET_URUN);
+            if (kind >= 0 && (d->hkind < 0 || d->h0 >= d->u0)) {
+                d->hkind = (int8_t) kind;
+                d->h0 = d->u0;
+                d->he = (uint8_t) (d->u0 + DG_DET_URUN);
             }
         }
-        m->ulen = 0;
-        m->ulong = 0;
+        d->ulen = 0;
+        d->ulong = 0;
     }
 
-    /* a hit is decided once no [0-9A-Z] run that could contain it lives */
-    if (m->hkind >= 0 && m->ulen == 0) {
-        rc = dg_mask_win_hit(m);
+    /* the pending hit is final once no chain can make it longer and no
+     * [0-9A-Z] run that could hold it lives */
+    if (d->hkind >= 0
+        && (d->gin == 0 || d->wn - d->h0 > DG_DET_SPAN)
+        && !(d->ulen && d->u0 <= d->h0))
+    {
+        rc = dg_det_emit(d);
         if (rc != 0) {
             return rc;
         }
     }
 
     /* keep the window from the earliest live candidate */
-    s = m->wn;
-    if (m->ulen && m->u0 < s) {
-        s = m->u0;
+    while (d->ng && d->wn - d->gs[0] > DG_DET_SPAN) {
+        memmove(d->gs, d->gs + 1, DG_DETECT_GROUPS - 1);
+        memmove(d->gl, d->gl + 1, DG_DETECT_GROUPS - 1);
+        d->ng--;
     }
-    if (m->dlen && m->d0 < s) {
-        s = m->d0;
+
+    s = d->wn;
+    if (d->ng && d->gs[0] < s) {
+        s = d->gs[0];
     }
-    if (m->hkind >= 0 && m->h0 < s) {
-        s = m->h0;
+    if (d->ulen && d->u0 < s) {
+        s = d->u0;
+    }
+    if (d->hkind >= 0 && d->h0 < s) {
+        s = d->h0;
     }
 
     rc = 0;
 
     if (s) {
-        if (m->ws == NULL) {
-            rc = dg_mask_ref(m, m->wraw, m->wr[s]);
+        if (d->ws == NULL) {
+            rc = dg_det_put(d, d->wraw, d->wr[s]);
         }
-        dg_mask_win_shift(m, s);
+        dg_det_shift(d, s);
     }
 
-    if (m->wn == 0 && m->ws == NULL) {
-        m->os = after;
+    if (d->wn == 0 && d->ws == NULL) {
+        d->os = after;
     }
 
     return rc;
 }
 
 
-/* a string scanned by detect: returns 1 at its end, 0 at the span end */
+/*
+ * A string (or text) scanned by detect from p: returns 1 at its closing
+ * quote (*pp after it), 0 at the span end (*pp = end), or an error.  In
+ * plain text (d->plain) quotes, backslashes and control bytes are
+ * characters like the others, and the text ends with the span.
+ */
 static int
-dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
+dg_det_scan(dg_mask_det_t *d, const uint8_t *p, const uint8_t *end,
     const uint8_t **pp)
 {
-    uint8_t  c, k;
-    int      r, rc;
+    const uint8_t  *q, *lim;
+    uint8_t         c, code;
+    int             r, rc;
 
     while (p < end) {
         c = *p;
 
-        if (m->esc) {
-            r = dg_mask_esc_byte(m, c);
+        if (d->esc) {
+            r = dg_mask_esc_step(&d->esc, &d->eu, &d->ecp, c);
             if (r < 0) {
                 return DG_MASK_E_SYNTAX;
             }
-            m->escraw[m->escrawlen++] = c;
+            d->raw[d->rawlen++] = c;
             p++;
 
             if (r == 0) {
                 continue;
             }
 
-            rc = dg_mask_det_char(m, m->ecp < 0x80 ? (uint8_t) m->ecp : 0x80,
-                                  m->escraw, m->escrawlen, p, 0);
+            rc = dg_det_char(d, dg_det_cp(d->ecp), d->raw, d->rawlen, p, 0);
             if (rc != 0) {
                 return rc;
             }
             continue;
         }
 
-        if (m->wn == 0 && !(dg_mask_cls[c] & (C_DU | C_STR))) {
+        if (d->mb) {
+            /* a character that the last span cut */
+            d->mb = 0;
+
+            if (dg_det_mb_next(d->raw, d->rawlen, c)) {
+                d->raw[d->rawlen++] = c;
+                p++;
+
+                if (d->rawlen < 3) {
+                    d->mb = 1;
+                    continue;
+                }
+
+                rc = dg_det_char(d, dg_det_mb_code(d->raw), d->raw, 3, p, 0);
+
+            } else {
+                /* not one detect reads: its bytes are a character */
+                rc = dg_det_char(d, DG_DET_OTHER, d->raw, d->rawlen, p, 0);
+            }
+
+            if (rc != 0) {
+                return rc;
+            }
+            continue;
+        }
+
+        if (d->wn == 0 && !(dg_mask_cls[c] & (C_DU | C_STR | C_MB))) {
             /* fast forward over what cannot start a candidate; it ends
-             * any (long) run */
-            m->ulong = 0;
-            m->dlong = 0;
+             * any (long) run and any chain */
+            d->ulong = 0;
+            d->glong = 0;
+            d->gin = 0;
+            d->ng = 0;
             do {
                 if (++p == end) {
                     goto out;
                 }
-            } while (!(dg_mask_cls[*p] & (C_DU | C_STR)));
+            } while (!(dg_mask_cls[*p] & (C_DU | C_STR | C_MB)));
             c = *p;
         }
 
-        if (m->wn == 0 && (dg_mask_cls[c] & C_DU)) {
-            const uint8_t  *q, *lim;
-
-            /* a run of fewer than 11 digits/capitals ended here by a byte
-             * that is not an escape holds no hit (the shortest is 11) */
-            lim = (end - p > 11) ? p + 11 : end;
+        if (d->wn == 0 && (dg_mask_cls[c] & C_DU)) {
+            /* a run of fewer than 11 digits/capitals ended here by a
+             * byte that cannot go on with a chain (no separator, no
+             * full-width character, no escape) holds no hit */
+            lim = (end - p > DG_DET_SHORT) ? p + DG_DET_SHORT : end;
             for (q = p + 1; q < lim && (dg_mask_cls[*q] & C_DU); q++) {
                 /* void */
             }
-            if (q < lim && *q != '\\') {
+            if (q < lim && !(dg_mask_cls[*q] & C_CHAIN)) {
                 p = q;
                 continue;
             }
         }
 
-        k = dg_mask_cls[c];
+        if (c >= 0x80) {
+            if (dg_mask_cls[c] & C_MB) {
+                if (end - p >= 3) {
+                    code = dg_det_mb_code(p);
+                    if (code != DG_DET_OTHER) {
+                        rc = dg_det_char(d, code, p, 3, p + 3, DG_DET_REF);
+                        if (rc != 0) {
+                            return rc;
+                        }
+                        p += 3;
+                        continue;
+                    }
 
-        if (!(k & C_STR)) {
-            rc = dg_mask_det_char(m, c < 0x80 ? c : 0x80, NULL, 0, p + 1, 0);
+                } else if (dg_det_mb_begins(p, end - p)) {
+                    /* the span ends inside one: carried like an escape */
+                    rc = d->wn ? dg_det_carry(d) : dg_det_flush(d, p);
+                    if (rc != 0) {
+                        return rc;
+                    }
+                    d->mb = 1;
+                    d->rawlen = (uint8_t) (end - p);
+                    memcpy(d->raw, p, end - p);
+                    p = end;
+                    break;
+                }
+            }
+
+            rc = dg_det_char(d, DG_DET_OTHER, p, 1, p + 1, DG_DET_REF);
+            if (rc != 0) {
+                return rc;
+            }
+            p++;
+            continue;
+        }
+
+        if (!(dg_mask_cls[c] & C_STR) || d->plain) {
+            rc = dg_det_char(d, dg_det_ascii[c], p, 1, p + 1, DG_DET_REF);
             if (rc != 0) {
                 return rc;
             }
@@ -2997,21 +3968,23 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
         }
 
         if (c == '\\') {
-            rc = (m->wn != 0) ? dg_mask_win_carry(m) : dg_mask_flush_os(m, p);
+            rc = d->wn ? dg_det_carry(d) : dg_det_flush(d, p);
             if (rc != 0) {
                 return rc;
             }
-            m->esc = 1;
-            m->escraw[0] = c;
-            m->escrawlen = 1;
+            d->esc = 1;
+            d->raw[0] = c;
+            d->rawlen = 1;
             p++;
             continue;
         }
 
         if (c == '"') {
-            rc = dg_mask_det_char(m, 0, NULL, 0, p, 1);
-            if (rc != 0) {
-                return rc;
+            if (d->wn) {
+                rc = dg_det_char(d, 0, NULL, 0, p, DG_DET_END);
+                if (rc != 0) {
+                    return rc;
+                }
             }
             *pp = p + 1;
             return 1;
@@ -3023,13 +3996,119 @@ dg_mask_dstr(dg_mask_t *m, const uint8_t *p, const uint8_t *end,
 out:
 
     /* the span ends inside a candidate: keep it */
-    rc = dg_mask_win_carry(m);
+    rc = dg_det_carry(d);
     if (rc != 0) {
         return rc;
     }
 
     *pp = p;
     return 0;
+}
+
+
+/*
+ * A whole text s of len bytes scanned and written to o: the contents of a
+ * JSON string (a held key), or plain text.  Hits are counted in hits.
+ */
+static int
+dg_det_text(dg_mask_out_t *o, const dg_mask_spec_t *detect, uint64_t *hits,
+    const uint8_t *hash_key, size_t hash_key_len, const uint8_t *s,
+    size_t len, unsigned plain)
+{
+    dg_mask_det_t   d;
+    const uint8_t  *p, *end;
+    int             rc;
+
+    memset(&d, 0, offsetof(dg_mask_det_t, wc));
+    d.out = o;
+    d.os = s;
+    d.detect = detect;
+    d.hits = hits;
+    d.hash_key = hash_key;
+    d.hash_key_len = hash_key_len;
+    d.plain = (uint8_t) (plain ? 1 : 0);
+    dg_det_start(&d);
+
+    end = s + len;
+
+    rc = dg_det_scan(&d, s, end, &p);
+    if (rc != 0) {
+        /* 1: a closing quote inside the contents of a string */
+        return rc < 0 ? rc : DG_MASK_E_SYNTAX;
+    }
+
+    if (d.esc) {
+        return DG_MASK_E_SYNTAX;
+    }
+
+    if (d.mb) {
+        d.mb = 0;
+        rc = dg_det_char(&d, DG_DET_OTHER, d.raw, d.rawlen, end, 0);
+    }
+
+    if (rc == 0) {
+        rc = dg_det_char(&d, 0, NULL, 0, end, DG_DET_END);
+    }
+
+    if (rc == 0) {
+        rc = dg_det_flush(&d, end);
+    }
+
+    return rc;
+}
+
+
+int
+dg_mask_detect_text(const dg_mask_spec_t *detect, const uint8_t *hash_key,
+    size_t hash_key_len, const uint8_t *s, size_t len, unsigned flags,
+    uint8_t *out, size_t outcap, uint64_t *hits)
+{
+    dg_mask_spec_t  spec[DG_DETECT_MAX];
+    dg_mask_out_t   o;
+    uint64_t        h[DG_DETECT_MAX];
+    unsigned        k;
+    int             rc;
+
+    if ((s == NULL && len) || out == NULL || len > (size_t) INT32_MAX) {
+        return DG_MASK_E_CONF;
+    }
+
+    dg_mask_cls_init();
+
+    for (k = 0; k < DG_DETECT_MAX; k++) {
+        if (detect != NULL) {
+            spec[k] = detect[k];
+        } else {
+            memset(&spec[k], 0, sizeof(dg_mask_spec_t));
+        }
+        if (spec[k].method == DG_MASK_CLEAR
+            || spec[k].method >= DG_MASK_METHOD_MAX
+            || (spec[k].method == DG_MASK_HASH
+                && (hash_key == NULL || hash_key_len == 0)))
+        {
+            dg_mask_detect_default(k, &spec[k]);
+        }
+        h[k] = 0;
+    }
+
+    memset(&o, 0, sizeof(o));
+    o.buf = out;
+    o.cap = outcap;
+
+    rc = dg_det_text(&o, spec, h, hash_key, hash_key_len,
+                     s ? s : (const uint8_t *) "", len,
+                     (flags & DG_MASK_TEXT_JSON) ? 0 : 1);
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (hits != NULL) {
+        for (k = 0; k < DG_DETECT_MAX; k++) {
+            hits[k] += h[k];
+        }
+    }
+
+    return (int) o.len;
 }
 
 
@@ -3076,6 +4155,117 @@ dg_mask_num_terminal(uint8_t s)
 }
 
 
+/*
+ * Detect on a number that may be a hit (m->ndet): its digits stay in the
+ * output run (os) from m->nfrom while they are in one span; when the
+ * span ends inside it they are held in nbuf (at most DG_DET_NUMBER), and
+ * written when the number is decided.
+ */
+
+/* the number is no hit: what was held is written, the rest passes */
+static int
+dg_mask_num_release(dg_mask_t *m)
+{
+    int  rc;
+
+    rc = 0;
+    m->ndet = 0;
+
+    if (m->nheld) {
+        rc = dg_mask_ref(m, m->nbuf, m->nheld);
+        m->nheld = 0;
+        m->os = m->nfrom;
+    }
+
+    return rc;
+}
+
+
+/* the span ends inside the number */
+static int
+dg_mask_num_hold(dg_mask_t *m, const uint8_t *end)
+{
+    size_t  n;
+    int     rc;
+
+    n = end - m->nfrom;
+
+    if (m->nheld + n > DG_DET_NUMBER) {
+        return dg_mask_num_release(m);
+    }
+
+    rc = dg_mask_flush_os(m, m->nfrom);
+    memcpy(m->nbuf + m->nheld, m->nfrom, n);
+    m->nheld = (uint8_t) (m->nheld + n);
+    m->nfrom = end;
+
+    return rc;
+}
+
+
+/* the number ended at q: a hit becomes a string, masked as those digits
+ * in a string would be */
+static int
+dg_mask_num_det(dg_mask_t *m, const uint8_t *q)
+{
+    const uint8_t  *d;
+    size_t          n;
+    unsigned        skip;
+    uint8_t         g;
+    int             kind, rc;
+
+    n = q - m->nfrom;
+
+    if (m->nheld) {
+        if (m->nheld + n > DG_DET_NUMBER) {
+            return dg_mask_num_release(m);
+        }
+        memcpy(m->nbuf + m->nheld, m->nfrom, n);
+        d = m->nbuf;
+        n += m->nheld;
+
+    } else {
+        d = m->nfrom;
+    }
+
+    kind = -1;
+    skip = 0;
+    n = dg_mask_det_number(d, d + n);     /* the digits before a fraction */
+
+    if (n) {
+        g = (uint8_t) n;
+        kind = dg_mask_detect_groups(d, n, &g, 1, &skip);
+    }
+
+    if (kind < 0) {
+        return dg_mask_num_release(m);
+    }
+
+    m->ndet = 0;
+    m->nheld = 0;
+    m->stats.detect[kind]++;
+
+    rc = dg_mask_flush_os(m, m->nfrom);
+    if (rc == 0) {
+        rc = dg_mask_ref(m, (const uint8_t *) "\"", 1);
+    }
+    if (rc == 0) {
+        rc = dg_mask_ref(m, d, skip);
+    }
+    if (rc == 0) {
+        rc = dg_mask_apply(&m->out, &m->detect[kind], d + skip, n - skip,
+                           m->hash_key, m->hash_key_len, 0);
+    }
+    if (rc == 0) {
+        rc = dg_mask_ref(m, (const uint8_t *) "\"", 1);
+    }
+
+    m->os = q;
+
+    return rc;
+}
+
+
 /* a number ended at q (not consumed) */
 static int
 dg_mask_num_end(dg_mask_t *m, const uint8_t *q)
@@ -3089,6 +4279,9 @@ dg_mask_num_end(dg_mask_t *m, const uint8_t *q)
     rc = 0;
     if (m->mask) {
         rc = dg_mask_put_value(m);
+
+    } else if (m->ndet) {
+        rc = dg_mask_num_det(m, q);
     }
 
     dg_mask_value_done(m, q);
@@ -3129,6 +4322,9 @@ dg_mask_run_span(dg_mask_t *m, const uint8_t *p, const uint8_t *end)
     case S_MSTR:
         goto s_mstr;
     case S_NUM:
+        if (m->ndet) {
+            m->nfrom = p;
+        }
         goto s_num;
     case S_LIT:
         goto s_lit;
@@ -3167,7 +4363,7 @@ value:
 
     if (m->member) {
         rc = (m->member == 2) ? dg_mask_elem_decide(m, c, p)
-                              : dg_mask_decide(m, c);
+                              : dg_mask_decide(m, c, p);
         m->member = 0;
         if (rc != 0) {
             return rc;
@@ -3228,13 +4424,7 @@ value:
             goto s_mstr;
         }
         if (!m->skip && (m->flags & DG_MASK_DETECT) && !m->vlisted) {
-            m->wn = 0;
-            m->ulen = 0;
-            m->ulong = 0;
-            m->dlen = 0;
-            m->dlong = 0;
-            m->hkind = -1;
-            m->ws = NULL;
+            dg_det_start(&m->det);
             goto s_dstr;
         }
         goto s_str;
@@ -3260,6 +4450,14 @@ value:
             if (rc != 0) {
                 return rc;
             }
+
+        } else if (c != '-' && c != '0' && !m->skip
+                   && (m->flags & DG_MASK_DETECT) && !m->vlisted)
+        {
+            /* detect: the number may be a hit (digits alone) */
+            m->ndet = 1;
+            m->nheld = 0;
+            m->nfrom = p;
         }
         goto s_num;
 
@@ -3320,6 +4518,11 @@ s_obj_first:
         }
         m->in_key = 1;
         p++;
+        if (m->mask) {
+            /* a key inside a masked value: scanned by detect */
+            dg_det_start(&m->det);
+            goto s_dstr;
+        }
         goto s_str;
     }
 
@@ -3373,6 +4576,8 @@ member:
             m->kesc = 0;
             m->esc = 0;
             m->key_off = pre.k - p;
+            m->key_end = pre.e - p;
+            m->kdet = (uint8_t) pre.kd;
             m->knode = pre.kn;
             m->kfield = pre.f;
             m->member = 1;
@@ -3415,6 +4620,11 @@ s_obj_next:
             goto s_key;
         }
         m->in_key = 1;
+        if (m->mask) {
+            /* a key inside a masked value: scanned by detect */
+            dg_det_start(&m->det);
+            goto s_dstr;
+        }
         goto s_str;
     }
 
@@ -3593,11 +4803,17 @@ s_str:
 
 s_dstr:
 
-    r = dg_mask_dstr(m, p, end, &p);
+    m->det.os = m->os;
+    r = dg_det_scan(&m->det, p, end, &p);
+    m->os = m->det.os;
     if (r < 0) {
         return r;
     }
     if (r == 1) {
+        if (m->in_key) {
+            m->in_key = 0;
+            goto s_colon;
+        }
         goto done;
     }
     m->state = S_DSTR;
@@ -3655,15 +4871,17 @@ s_mstr:
 
 s_num:
 
-    DG_SUSPEND(S_NUM);
+    if (p == end) {
+        goto num_suspend;
+    }
 
     if (!m->mask
-        && (m->num == N_INT || m->num == N_FRAC || m->num == N_EXP))
+        && (m->num == N_INT
+            || ((m->num == N_FRAC || m->num == N_EXP) && !m->ndet)))
     {
         while (dg_mask_cls[*p] & C_DIGIT) {
             if (++p == end) {
-                m->state = S_NUM;
-                return 0;
+                goto num_suspend;
             }
         }
     }
@@ -3680,8 +4898,22 @@ s_num:
             if (rc != 0) {
                 return rc;
             }
+
+        } else if (m->ndet) {
+            rc = dg_mask_num_det(m, p);
+            if (rc != 0) {
+                return rc;
+            }
         }
         goto done;
+    }
+
+    if (m->ndet && (nx == N_E || (nx == N_FRAC && c != '0'))) {
+        /* an exponent or a fraction that is not all zeros: no hit */
+        rc = dg_mask_num_release(m);
+        if (rc != 0) {
+            return rc;
+        }
     }
 
     if (m->mask) {
@@ -3694,6 +4926,18 @@ s_num:
     m->num = nx;
     p++;
     goto s_num;
+
+num_suspend:
+
+    /* the span ends inside the number: a candidate's digits are held */
+    if (m->ndet) {
+        rc = dg_mask_num_hold(m, end);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    m->state = S_NUM;
+    return 0;
 
 s_lit:
 

@@ -46,10 +46,14 @@ typedef struct {
 
 
 /* rule-set flags */
-#define DG_MASK_UNLISTED_DROP   0x01    /* drop every scalar not listed
-                                           (members, array elements; a
-                                           scalar document becomes null) */
-#define DG_MASK_DETECT          0x02    /* content safety net */
+#define DG_MASK_UNLISTED_DROP   0x01    /* allow-list: an unlisted member
+                                           goes whole (an object or array
+                                           under a path step or a
+                                           container is walked), a scalar
+                                           element too; a scalar document
+                                           becomes null */
+#define DG_MASK_DETECT          0x02    /* content safety net: strings,
+                                           numbers and keys */
 
 
 /* detect kinds (safety net) */
@@ -131,9 +135,15 @@ typedef int (*dg_mask_lend_pt)(void *ctx, size_t used, size_t need,
 /*
  * Compile a rule set.  Returns NULL and fills err on a bad selector.
  * The rule set copies what it needs; fields may be freed afterwards.
+ * dg_mask_rules_compile_ex() also takes containers: selectors (same
+ * syntax) of keys whose object or array value allow-list mode keeps and
+ * walks; they select no field and are not counted in nfields.
  */
 dg_mask_rules_t *dg_mask_rules_compile(const dg_mask_field_t *fields,
     size_t nfields, unsigned flags, char *err, size_t errlen);
+dg_mask_rules_t *dg_mask_rules_compile_ex(const dg_mask_field_t *fields,
+    size_t nfields, const dg_mask_field_t *walk, size_t nwalk,
+    unsigned flags, char *err, size_t errlen);
 void dg_mask_rules_free(dg_mask_rules_t *rules);
 size_t dg_mask_rules_nfields(const dg_mask_rules_t *rules);
 
@@ -186,12 +196,30 @@ int dg_mask_value(const dg_mask_spec_t *spec, const uint8_t *v, size_t len,
     size_t outcap);
 
 /*
+ * The stream's safety net on one whole text (a key, or a string's
+ * contents, held whole): hits (the forms detect reads in a stream, with
+ * the same rules) are masked with detect[kind]
+ * (NULL, or a CLEAR entry: the kind's default method), everything else
+ * is copied unchanged.  flags: DG_MASK_TEXT_JSON when s is the contents
+ * of a JSON string (escapes decoded to match, written back as they
+ * were), else plain bytes (quotes and backslashes are characters).
+ * Returns the output length (len and a copy of s when nothing hit) or a
+ * negative error: DG_MASK_E_TOOBIG (outcap too small; 3 * len + 64
+ * always suffices), DG_MASK_E_SYNTAX (a bad escape in JSON text),
+ * DG_MASK_E_CONF.  hits (NULL: not counted) is added to per kind.
+ */
+#define DG_MASK_TEXT_JSON       0x01
+
+int dg_mask_detect_text(const dg_mask_spec_t *detect,
+    const uint8_t *hash_key, size_t hash_key_len, const uint8_t *s,
+    size_t len, unsigned flags, uint8_t *out, size_t outcap, uint64_t *hits);
+
+/*
  * The safety net on one text, such as a response header value
  * (dg_mask_text.c): resident IDs, mobiles, bank cards and credit codes,
  * also percent-encoded (repeatedly), as \uXXXX, %uXXXX or &#NN; escapes,
  * in full-width digits or in groups joined by spaces, '-', '+' or '.', are
- * masked
- * in place with conf->detect[kind] (a CLEAR method, or hash without a
+ * masked in place with conf->detect[kind] (a CLEAR method, or hash without a
  * key, means the kind's default); conf->rules and actions are not used.
  * work: dg_mask_text_work(len) bytes, aligned for a pointer; out:
  * dg_mask_text_outcap(len) bytes.  Returns the number of hits, each also

@@ -102,11 +102,28 @@ dg_mask_apply_span(dg_mask_out_t *o, const dg_mask_spec_t *spec,
 int dg_mask_vscan_test(const uint8_t *v, size_t len, int simd, size_t *n,
     unsigned *cls, uint64_t *lead);
 
-/* a run of ASCII letters/digits: DG_DETECT_* kind it validates as, or -1 */
+/* an 18-character run of [0-9A-Z] (digits and capitals): DG_DETECT_*
+ * kind it validates as, or -1 */
 int dg_mask_detect_kind(const uint8_t *run, size_t len);
 
-/* a run of digits, or 17 digits and X/x (len >= 1): kind or -1 (no USCC) */
+/* a run of digits, or 17 digits and X/x, as one group (len >= 1): kind or
+ * -1 (no USCC); a mobile after 86 or 0086 in the run counts */
 int dg_mask_detect_digits(const uint8_t *run, size_t len);
+
+/*
+ * Detect candidates written in groups of digits (one separator between
+ * two groups).  dg_mask_detect_shape(): the kinds (bit per DG_DETECT_*)
+ * groups of these lengths (g[0..ng), ng <= DG_DETECT_GROUPS) may hold, 0
+ * when none.  dg_mask_detect_groups(): the kind the n characters d (the
+ * groups' digits without separators, the last one X or x for an ID)
+ * validate as, or -1; *skip: leading digits that are no part of the hit
+ * (the 86 or 0086 before a mobile).
+ */
+#define DG_DETECT_GROUPS    5
+
+unsigned dg_mask_detect_shape(const uint8_t *g, unsigned ng);
+int dg_mask_detect_groups(const uint8_t *d, size_t n, const uint8_t *g,
+    unsigned ng, unsigned *skip);
 
 /* default method for a detect kind whose configured method is CLEAR */
 void dg_mask_detect_default(unsigned kind, dg_mask_spec_t *spec);

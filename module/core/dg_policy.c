@@ -81,7 +81,7 @@ static const char *dg_cert_keys[] = {
 static const char *dg_geo_keys[] = { "countries", "regions", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
-    "detect", "methods", "rate", "quota", "headers", NULL
+    "detect", "containers", "methods", "rate", "quota", "headers", NULL
 };
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
@@ -1823,6 +1823,68 @@ dg_load_consumers(dg_load_t *L)
 }
 
 
+/*
+ * containers: selectors (like fields') of keys whose object or array is
+ * kept and walked in allow-list mode although no field selects them, so
+ * that records inside a wrapper ({"data": [...]}) keep their listed keys.
+ */
+static int
+dg_load_containers(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d)
+{
+    int                rc;
+    char               merr[256];
+    size_t             j;
+    dg_mask_rules_t   *r;
+    dg_mask_field_t    w;
+    const dg_ynode_t  *seq, *x, *y;
+
+    rc = dg_get_list(L, file, it, path, "containers", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    for (x = seq->child; x; x = x->next) {
+        if (x->len == 0) {
+            return dg_err(L, file, x->line, path, "containers",
+                          "empty selector");
+        }
+
+        for (j = 0; j < d->nfields; j++) {
+            if (d->fields[j].key.len == x->len
+                && memcmp(d->fields[j].key.data, x->str, x->len) == 0)
+            {
+                return dg_err(L, file, x->line, path, "containers",
+                              "'%.64s' is a field of the dataset (a field "
+                              "whose class is shown in clear is walked "
+                              "without being listed here)", x->str);
+            }
+        }
+
+        for (y = seq->child; y != x; y = y->next) {
+            if (y->len == x->len && memcmp(y->str, x->str, x->len) == 0) {
+                return dg_err(L, file, x->line, path, "containers",
+                              "'%.64s' is listed twice", x->str);
+            }
+        }
+
+        /* the selector syntax, at its line */
+        w.selector = x->str;
+        w.len = x->len;
+        merr[0] = '\0';
+        r = dg_mask_rules_compile_ex(NULL, 0, &w, 1, 0, merr, sizeof(merr));
+        if (r == NULL) {
+            return dg_err(L, file, x->line, path, "containers", "%s",
+                          merr[0] ? merr : "bad selector");
+        }
+        dg_mask_rules_free(r);
+    }
+
+    return dg_list_strs(L, file, seq, path, "containers", &d->containers,
+                        &d->ncontainers);
+}
+
+
 /* "headers:": response headers of the provider passed besides the safe
  * set, by name, any case */
 static int
@@ -2072,6 +2134,10 @@ dg_load_datasets(dg_load_t *L)
                 }
 
                 d->nfields = j;
+            }
+
+            if (dg_load_containers(L, f->name, it, path, d) != 0) {
+                return -1;
             }
 
             rc = dg_hash_add(&L->priv->datasets, d->id.data, d->id.len, d);
@@ -2465,6 +2531,31 @@ dg_own_rules(dg_load_t *L, dg_mask_rules_t *r)
 }
 
 
+/* the dataset's containers as selectors for the masker (NULL: none) */
+static dg_mask_field_t *
+dg_plan_containers(dg_load_t *L, const dg_dataset_t *d)
+{
+    size_t            j;
+    dg_mask_field_t  *w;
+
+    if (d->ncontainers == 0) {
+        return NULL;
+    }
+
+    w = dg_arena_array(&L->tmp, d->ncontainers, sizeof(dg_mask_field_t));
+    if (w == NULL) {
+        return NULL;
+    }
+
+    for (j = 0; j < d->ncontainers; j++) {
+        w[j].selector = d->containers[j].data;
+        w[j].len = d->containers[j].len;
+    }
+
+    return w;
+}
+
+
 static unsigned
 dg_plan_flags(const dg_dataset_t *d)
 {
@@ -2497,7 +2588,7 @@ dg_plan_datasets(dg_load_t *L)
     dg_mask_spec_t    *act;
     int               *cls;
     dg_mask_rules_t   *r;
-    dg_mask_field_t   *mf;
+    dg_mask_field_t   *mf, *wk;
     const dg_class_t  *cl;
 
     for (i = 0; i < L->p->ndatasets; i++) {
@@ -2519,9 +2610,15 @@ dg_plan_datasets(dg_load_t *L)
                 mf[j].len = d->fields[j].key.len;
             }
 
+            wk = dg_plan_containers(L, d);
+            if (d->ncontainers && wk == NULL) {
+                return dg_err(L, d->src_file.data, d->src_line, path, NULL,
+                              "out of memory");
+            }
+
             merr[0] = '\0';
-            r = dg_mask_rules_compile(mf, d->nfields, flags, merr,
-                                      sizeof(merr));
+            r = dg_mask_rules_compile_ex(mf, d->nfields, wk, d->ncontainers,
+                                         flags, merr, sizeof(merr));
             if (r == NULL) {
                 return dg_err(L, d->src_file.data, d->src_line, path, NULL,
                               "%s", merr[0] ? merr : "bad field selector");
@@ -2596,7 +2693,7 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     dg_mask_spec_t      *act;
     int                 *cls;
     dg_mask_rules_t     *r;
-    dg_mask_field_t     *mf;
+    dg_mask_field_t     *mf, *wk;
     const dg_class_t    *cl;
     const dg_dataset_t  *d;
     unsigned char       *extra;
@@ -2653,8 +2750,15 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
             }
         }
 
+        wk = dg_plan_containers(L, d);
+        if (d->ncontainers && wk == NULL) {
+            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
+                          "out of memory");
+        }
+
         merr[0] = '\0';
-        r = dg_mask_rules_compile(mf, n, flags, merr, sizeof(merr));
+        r = dg_mask_rules_compile_ex(mf, n, wk, d->ncontainers, flags, merr,
+                                     sizeof(merr));
         if (r == NULL) {
             return dg_err(L, g->src_file.data, g->src_line, path, "drop",
                           "%s", merr[0] ? merr : "bad key");

@@ -182,6 +182,9 @@ typedef struct {
     unsigned                    level;
     dg_field_t                 *fields;
     size_t                      nfields;
+    dg_str_t                   *containers; /* selectors whose object or
+                                               array allow-list mode walks */
+    size_t                      ncontainers;
     unsigned                    unlisted_drop:1;
     unsigned                    detect:1;
     unsigned                    methods;    /* DG_METHOD_* bits allowed to

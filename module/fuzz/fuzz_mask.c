@@ -9,10 +9,11 @@
  * runs must agree.  When masking succeeds the input must have been valid
  * JSON and the output must be valid JSON in which no value under a
  * classified key survives: "phone"/"secret.*" values are "***" or null,
- * "n" values null, "drop" keys absent, and in allow-list mode no scalar
+ * "n" values null, "drop" keys absent, and in allow-list mode nothing
  * outside a listed (or masked) value survives: every key with a scalar
- * value is a listed one, no array outside a listed value holds a scalar,
- * and a scalar document is null.
+ * value is a listed one, every key with an object or array value a
+ * listed one, a step of a listed path or a container, no array outside a
+ * listed value holds a scalar, and a scalar document is null.
  */
 
 #include <stdio.h>
@@ -38,6 +39,16 @@ static const dg_mask_spec_t  fz_act[] = {
 };
 
 #define FZ_NSEL  (sizeof(fz_sel) / sizeof(fz_sel[0]))
+
+/* containers: kept and walked in allow-list mode */
+static const char  *fz_walk[] = { "list", "$.w.v" };
+
+#define FZ_NWALK  (sizeof(fz_walk) / sizeof(fz_walk[0]))
+
+/* keys an object or array may sit under in allow-list mode, anywhere
+ * (paths are listed only at their place: this accepts more) */
+static const char  *fz_struct[] = { "data", "a", "items", "x", "list", "w",
+                                    "v" };
 
 
 static dg_mask_rules_t  *fz_rules[4];
@@ -204,8 +215,8 @@ static void
 fz_value(fz_walk_t *w, int cls, int in_listed)
 {
     char    key[256];
-    size_t  klen;
-    int     kc, listed, scalar, pathkey;
+    size_t  klen, i;
+    int     kc, listed, scalar, pathkey, structkey;
 
     fz_ws(w);
 
@@ -232,7 +243,14 @@ fz_value(fz_walk_t *w, int cls, int in_listed)
                 pathkey = fz_keyeq(key, klen, "idCard")
                           || fz_keyeq(key, klen, "b")
                           || fz_keyeq(key, klen, "y");
-                if (!listed && scalar && !in_listed && !pathkey
+                structkey = 0;
+                for (i = 0; i < sizeof(fz_struct) / sizeof(fz_struct[0]);
+                     i++)
+                {
+                    structkey |= fz_keyeq(key, klen, fz_struct[i]);
+                }
+                if (!listed && !in_listed && !pathkey
+                    && (scalar || !structkey)
                     && (w->flags & DG_MASK_UNLISTED_DROP))
                 {
                     fprintf(stderr, "unlisted \"%s\" survived\n", key);
@@ -282,7 +300,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static size_t     memsize;
     static size_t     cuts[1 << 16];
     static const uint8_t  key[] = "fuzz-key";
-    dg_mask_field_t   f[FZ_NSEL];
+    dg_mask_field_t   f[FZ_NSEL], wk[FZ_NWALK];
     dg_mask_conf_t    conf;
     const uint8_t    *doc;
     tm_buf_t          o1, o2, o3;
@@ -301,8 +319,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             f[i].selector = fz_sel[i];
             f[i].len = strlen(fz_sel[i]);
         }
+        for (i = 0; i < FZ_NWALK; i++) {
+            wk[i].selector = fz_walk[i];
+            wk[i].len = strlen(fz_walk[i]);
+        }
         for (k = 0; k < 4; k++) {
-            fz_rules[k] = dg_mask_rules_compile(f, FZ_NSEL, k, NULL, 0);
+            fz_rules[k] = dg_mask_rules_compile_ex(f, FZ_NSEL, wk, FZ_NWALK,
+                                                   k, NULL, 0);
             if (fz_rules[k] == NULL) {
                 abort();
             }
@@ -339,6 +362,42 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&o3, 0, sizeof(o3));
 
     rc1 = tm_feed(mem, &conf, doc, n, NULL, 0, &o1, NULL);
+
+    /* the safety net on the whole input as one text: plain text never
+     * fails with room enough, JSON text only on a bad escape or quote,
+     * and without a hit the output is the input */
+    {
+        static uint8_t  *tx;
+        static size_t    txcap;
+        uint64_t         hits[DG_DETECT_MAX];
+        int              t, json;
+
+        if (3 * n + 64 > txcap) {
+            free(tx);
+            txcap = 3 * n + 64;
+            tx = malloc(txcap);
+            if (tx == NULL) {
+                abort();
+            }
+        }
+
+        for (json = 0; json <= 1; json++) {
+            memset(hits, 0, sizeof(hits));
+            t = dg_mask_detect_text(conf.detect, key, sizeof(key) - 1, doc,
+                                    n, json ? DG_MASK_TEXT_JSON : 0, tx,
+                                    txcap, hits);
+            if (t < 0 && (!json || t != DG_MASK_E_SYNTAX)) {
+                fprintf(stderr, "detect text failed: %d\n", t);
+                abort();
+            }
+            if (t >= 0 && hits[0] + hits[1] + hits[2] + hits[3] == 0
+                && ((size_t) t != n || (n && memcmp(tx, doc, n) != 0)))
+            {
+                fprintf(stderr, "detect text changed a text without hit\n");
+                abort();
+            }
+        }
+    }
 
     /* cut points from a hash of the input */
     h = 2166136261u;

@@ -18,6 +18,7 @@
 
 
 #define T_MAXF  16
+#define T_WALK  0xff    /* "sel=walk": a container, not a field */
 
 #define UD  DG_MASK_UNLISTED_DROP
 #define DT  DG_MASK_DETECT
@@ -318,24 +319,70 @@ static const tcase_t  cases[] = {
     { "drop stats", "a=drop", 0, "{\"a\":1,\"b\":2,\"a\":3}",
       "{\"b\":2}", 0, 1, 2, NULL, 0, 0 },
 
-    /* allow-list mode */
+    /* allow-list mode: an unlisted member goes whole, key and value,
+     * unless a path goes through its key or the key is a container */
     { "unlisted drop", "name=name", UD,
+      "{\"id\":1,\"name\":\"张三\",\"data\":{\"x\":1,\"name\":\"李四\"},"
+      "\"list\":[1,2],\"o\":{}}",
+      "{\"name\":\"张*\"}",
+      0, 0, 4, NULL, 0, 0 },
+    { "unlisted drop containers", "name=name;data=walk;list=walk;o=walk", UD,
       "{\"id\":1,\"name\":\"张三\",\"data\":{\"x\":1,\"name\":\"李四\"},"
       "\"list\":[1,2],\"o\":{}}",
       "{\"name\":\"张*\",\"data\":{\"name\":\"李*\"},\"list\":[],\"o\":{}}",
       0, 0, 4, NULL, 0, 0 },
-    /* the acceptance payload: no scalar outside a listed key survives,
+    /* the acceptance payload: nothing outside a listed key survives,
      * array elements included */
     { "unlisted arrays", "name=name;phone=phone", UD,
       "{\"name\":\"张三丰\",\"newcol\":[\"450102199003071238\","
       "\"13812345678\"],\"newobj\":{\"k\":\"leak\"},\"mixed\":[{\"x\":"
       "\"leak4\"},\"leak5\",[\"leak6\"]]}",
+      "{\"name\":\"张**\"}",
+      0, 0, 3, NULL, 0, 0 },
+    { "unlisted arrays containers", "name=name;phone=phone;newcol=walk;"
+      "newobj=walk;mixed=walk", UD,
+      "{\"name\":\"张三丰\",\"newcol\":[\"450102199003071238\","
+      "\"13812345678\"],\"newobj\":{\"k\":\"leak\"},\"mixed\":[{\"x\":"
+      "\"leak4\"},\"leak5\",[\"leak6\"]]}",
       "{\"name\":\"张**\",\"newcol\":[],\"newobj\":{},\"mixed\":[{},[]]}",
       0, 0, 6, NULL, 0, 0 },
+    /* keys are data too: a map keyed by ID numbers and names */
+    { "unlisted keys", "name=name", UD,
+      "{\"owners\":{\"450103199003071242\":{},\"韦秀兰 13877112345\":{}},"
+      "\"name\":\"韦秀兰\"}",
+      "{\"name\":\"韦**\"}", 0, 0, 1, NULL, 0, 0 },
+    { "unlisted keys in a container", "name=name;owners=walk", UD | DT,
+      "{\"owners\":{\"450103199003071242\":{\"name\":\"韦秀兰\"},"
+      "\"韦秀兰 13877112345\":[1],\"\\u0034501\":{}}}",
+      "{\"owners\":{}}", 0, 0, 3, "0,0,0,0", 0, 0 },
+    /* a key-anywhere field inside a wrapper: listed as a container */
+    { "unlisted wrapper container", "id_card=id_card;name=name;data=walk",
+      UD,
+      "{\"code\":0,\"data\":[{\"id_card\":\"450103199003071242\","
+      "\"name\":\"韦秀兰\",\"x\":1,\"o\":{\"name\":\"黄丽\"}}],"
+      "\"total\":1}",
+      "{\"data\":[{\"id_card\":\"450103********1242\",\"name\":\"韦**\"}]}",
+      0, 0, 4, NULL, 0, 0 },
+    OK_("unlisted wrapper not listed", "id_card=id_card;name=name", UD,
+        "{\"code\":0,\"data\":[{\"id_card\":\"450103199003071242\"}],"
+        "\"total\":1}", "{}"),
+    OK_("unlisted path container", "name=name;result.list=walk", UD,
+        "{\"result\":{\"list\":[{\"name\":\"张三\",\"age\":3}],\"page\":1,"
+        "\"more\":[]},\"list\":[{\"name\":\"x\"}]}",
+        "{\"result\":{\"list\":[{\"name\":\"张*\"}]}}"),
+    OK_("unlisted container scalar", "name=name;data=walk", UD,
+        "{\"data\":5,\"name\":\"张三\",\"data\":\"x\"}",
+        "{\"name\":\"张*\"}"),
+    OK_("unlisted escaped container", "data=walk;q=clear", UD,
+        "{\"\\u0064ata\":[{\"q\":1,\"r\":2}],\"\\u0064at\":{}}",
+        "{\"\\u0064ata\":[{\"q\":1}]}"),
+    OK_("unlisted array of records", "id_card=id_card", UD,
+        "[{\"id_card\":\"450103199003071242\",\"a\":{}},[{\"b\":[]}]]",
+        "[{\"id_card\":\"450103********1242\"},[{}]]"),
     { "unlisted array scalars", "q=clear", UD,
       "[1,\"a,]\",\"b\\\"\\u005d\",true,false,null,-1.5e3,{},[[0],[]],{\"a\""
       ":[2]},3]",
-      "[{},[[],[]],{\"a\":[]}]", 0, 0, 10, NULL, 0, 0 },
+      "[{},[[],[]],{}]", 0, 0, 10, NULL, 0, 0 },
     OK_("unlisted array first kept", "q=clear", UD, "[{},1,[],2]",
         "[{},[]]"),
     OK_("unlisted array ws", "q=clear", UD,
@@ -343,17 +390,19 @@ static const tcase_t  cases[] = {
     OK_("unlisted array pretty", "name=name", UD,
         "[\n  \"x\",\n  {\"name\": \"ab\", \"z\": 1},\n  7,\n  []\n]",
         "[\n  {\"name\": \"a*\"},\n  []\n]"),
-    OK_("unlisted array all dropped", "q=clear", UD,
+    OK_("unlisted array all dropped", "q=clear;a=walk;b=walk", UD,
         "{\"a\":[1,2,3],\"b\":[ ]}", "{\"a\":[],\"b\":[ ]}"),
+    OK_("unlisted arrays gone", "q=clear", UD,
+        "{\"a\":[1,2,3],\"b\":[ ]}", "{}"),
     OK_("unlisted listed array", "tags=clear;phone=phone", UD,
         "{\"tags\":[\"a\",1,{\"z\":[2]}],\"phone\":[\"13812345678\","
         "13912345678,{\"k\":\"13712345678\"},[null]],\"x\":[\"y\"]}",
         "{\"tags\":[\"a\",1,{\"z\":[2]}],\"phone\":[\"138****5678\","
-        "\"139****5678\",{\"k\":\"137****5678\"},[null]],\"x\":[]}"),
+        "\"139****5678\",{\"k\":\"137****5678\"},[null]]}"),
     OK_("unlisted path", "data[].idCard=id_card", UD,
-        "{\"data\":[{\"idCard\":\"450102199003071234\",\"x\":1},\"s\",5],"
-        "\"n\":[1],\"idCard\":\"1\"}",
-        "{\"data\":[{\"idCard\":\"450102********1234\"}],\"n\":[]}"),
+        "{\"data\":[{\"idCard\":\"450102199003071234\",\"x\":1,\"y\":{}},"
+        "\"s\",5,{}],\"n\":[1],\"idCard\":\"1\"}",
+        "{\"data\":[{\"idCard\":\"450102********1234\"},{}]}"),
     OK_("unlisted array detect", "q=clear", UD | DT,
         "[\"13812345678\",{\"note\":\"13812345678\",\"q\":[\"13812345678\"]}]",
         "[{\"q\":[\"13812345678\"]}]"),
@@ -378,6 +427,13 @@ static const tcase_t  cases[] = {
       "{\"id\":1,\"name\":\"张*\",\"data\":{\"x\":1,\"name\":\"李*\"},"
       "\"list\":[1,2]}",
       0, 2, 0, NULL, 0, 0 },
+    /* keys under a masked key: scanned, whatever detect says */
+    { "masked container keys", "id_card=id_card", 0,
+      "{\"id_card\":{\"450103199003071242\":\"x\",\"a\":\"450103199003071242\","
+      "\"13877112345\":{\"k\":1},\"\\u0031\\u00338 7711 2345\":[]}}",
+      "{\"id_card\":{\"450103********1242\":\"*\",\"a\":\"450103********1242\","
+      "\"138****2345\":{\"k\":\"*\"},\"138 **** 2345\":[]}}",
+      0, -1, -1, "1,2,0,0", 0, 0 },
     { "unlisted clear container", "addr=clear;tel=phone", UD,
       "{\"addr\":{\"city\":\"x\",\"tel\":\"13812345678\"},\"z\":1}",
       "{\"addr\":{\"city\":\"x\",\"tel\":\"138****5678\"}}",
@@ -406,18 +462,147 @@ static const tcase_t  cases[] = {
       0, -1, -1, "1,2,0,0", 0, 0 },
     { "detect 86 and card16", "", DT,
       "{\"t\":\"+8613812345678/4111111111111111\"}",
-      "{\"t\":\"+861******5678/************1111\"}",
+      "{\"t\":\"+86138****5678/************1111\"}",
       0, -1, -1, "0,1,1,0", 0, 0 },
     { "detect skips listed", "memo=clear;phone=phone", DT,
       "{\"memo\":\"13812345678\",\"phone\":\"13812345678\","
-      "\"x\":\"13812345678\",\"n\":13812345678}",
+      "\"x\":\"13812345678\",\"memo\":13812345678,"
+      "\"memo\":{\"13812345678\":[13812345678]}}",
       "{\"memo\":\"13812345678\",\"phone\":\"138****5678\","
-      "\"x\":\"138****5678\",\"n\":13812345678}",
+      "\"x\":\"138****5678\",\"memo\":13812345678,"
+      "\"memo\":{\"13812345678\":[13812345678]}}",
       0, -1, -1, "0,1,0,0", 0, 0 },
-    { "detect keys untouched", "", DT,
+    /* keys are scanned like values */
+    { "detect keys", "", DT,
       "{\"13812345678\":\"13812345678\"}",
-      "{\"13812345678\":\"138****5678\"}",
+      "{\"138****5678\":\"138****5678\"}",
+      0, -1, -1, "0,2,0,0", 0, 0 },
+    { "detect keys of a map", "", DT,
+      "{\"owners\":{\"450103199003071242\":{},\"韦秀兰 13877112345\":{}}}",
+      "{\"owners\":{\"450103********1242\":{},\"韦秀兰 138****2345\":{}}}",
+      0, -1, -1, "1,1,0,0", 0, 0 },
+    { "detect keys escaped", "", DT,
+      "{\"\\u0034\\u0035\\u0030103199003071242\":1,"
+      "\"a\\u0031\\u00338\\u0020\\u0037711 2345\":2,\"\\u0034\\u0035\":3}",
+      "{\"450103********1242\":1,\"a138\\u0020**** 2345\":2,"
+      "\"\\u0034\\u0035\":3}",
+      0, -1, -1, "1,1,0,0", 0, 0 },
+    { "detect keys of records", "", DT,
+      "[{\"13877112345\":1,\"a\":{\"+86 138-7711-2345\":[]}},"
+      "{\"13877112345\":2},{\"１３８７７１１２３４５\":3}]",
+      "[{\"138****2345\":1,\"a\":{\"+86 138-****-2345\":[]}},"
+      "{\"138****2345\":2},{\"138****2345\":3}]",
+      0, -1, -1, "0,4,0,0", 0, 0 },
+    { "detect keys pretty", "", DT,
+      "{\n  \"a\": 1,\n  \"13877112345\" : 2 ,\n  \"b\": {\"c\": 3}\n}",
+      "{\n  \"a\": 1,\n  \"138****2345\" : 2 ,\n  \"b\": {\"c\": 3}\n}",
       0, -1, -1, "0,1,0,0", 0, 0 },
+    { "detect keys allow-list", "name=name;a=walk", UD | DT,
+      "{\"a\":{\"13877112345\":{\"name\":\"韦秀兰\"}},\"name\":\"x\"}",
+      "{\"a\":{},\"name\":\"*\"}",
+      0, -1, 1, "0,0,0,0", 0, 0 },
+
+    /* numbers */
+    { "detect numbers", "", DT,
+      "{\"a\":13877112345,\"b\":450103199003071242,\"c\":-13877112345,"
+      "\"d\":13877112345.0,\"e\":1387711234,\"f\":6222022103103456786,"
+      "\"g\":8613877112345,\"h\":[13877112345,1],\"i\":1e11,"
+      "\"j\":1715391000000000,\"k\":1715391000000,\"l\":13877112345e0,"
+      "\"m\":138771123450,\"n\":13877112345.01,\"o\":450103199003071242.00}",
+      "{\"a\":\"138****2345\",\"b\":\"450103********1242\",\"c\":-13877112345,"
+      "\"d\":\"138****2345\",\"e\":1387711234,\"f\":\"************6786\","
+      "\"g\":\"86138****2345\",\"h\":[\"138****2345\",1],\"i\":1e11,"
+      "\"j\":1715391000000000,\"k\":1715391000000,\"l\":13877112345e0,"
+      "\"m\":138771123450,\"n\":13877112345.01,"
+      "\"o\":\"450103********1242\"}",
+      0, -1, -1, "2,4,1,0", 0, 0 },
+    { "detect number document", "", DT, "13877112345", "\"138****2345\"",
+      0, -1, -1, "0,1,0,0", 0, 0 },
+    { "detect number document ws", "", DT, " 450103199003071242\n",
+      " \"450103********1242\"\n", 0, -1, -1, "1,0,0,0", 0, 0 },
+    OK_("detect number long", "", DT, "[12345678901234567890123,1]",
+        "[12345678901234567890123,1]"),
+
+    /* separators, country codes, full-width digits */
+    { "detect forms", "", DT,
+      "{\"a\":\"+86 138 7711 2345\",\"b\":\"138-7711-2345\","
+      "\"c\":\"+8613877112345\",\"d\":\"008613877112345\","
+      "\"e\":\"0086 138 7711 2345\",\"f\":\"１３８７７１１２３４５\","
+      "\"g\":\"１３８－７７１１－２３４５\",\"h\":\"138　7711　2345\","
+      "\"i\":\"tel:138 7711 2345.\",\"j\":\"(+86)13877112345\","
+      "\"k\":\"138-7711-2345-\",\"l\":\"138-7711-2345-6789\"}",
+      "{\"a\":\"+86 138 **** 2345\",\"b\":\"138-****-2345\","
+      "\"c\":\"+86138****2345\",\"d\":\"0086138****2345\","
+      "\"e\":\"0086 138 **** 2345\",\"f\":\"138****2345\","
+      "\"g\":\"138－****－2345\",\"h\":\"138　****　2345\","
+      "\"i\":\"tel:138 **** 2345.\",\"j\":\"(+86)138****2345\","
+      "\"k\":\"138-****-2345-\",\"l\":\"138-****-2345-6789\"}",
+      0, -1, -1, "0,12,0,0", 0, 0 },
+    { "detect id groups", "", DT,
+      "[\"450103 19900307 1242\",\"450103-1990-0307-1242\","
+      "\"4501 0319 9003 0712 42\",\"110105 19491231 002X\","
+      "\"11010519491231002x\","
+      "\"身份证：４５０１０３１９９００３０７１２４２。\"]",
+      "[\"450103 ******** 1242\",\"450103-****-****-1242\","
+      "\"4501 03** **** **12 42\",\"110105 ******** 002X\","
+      "\"110105********002x\",\"身份证：450103********1242。\"]",
+      0, -1, -1, "6,0,0,0", 0, 0 },
+    { "detect card groups", "", DT,
+      "[\"6222 0221 0310 3456 786\",\"4111 1111 1111 1111\","
+      "\"4111-1111-1111-1111\","
+      "\"卡号６２２２０２２１０３１０３４５６７８６\"]",
+      "[\"************6786\",\"**** **** **** 1111\","
+      "\"****-****-****-1111\",\"卡号************6786\"]",
+      0, -1, -1, "0,0,4,0", 0, 0 },
+    { "detect escaped forms", "", DT,
+      "[\"\\uff11\\uff13\\uff18 7711\\u00202345\","
+      "\"138\\u30007711\\uff0d2345\"]",
+      "[\"138 ****\\u00202345\",\"138\\u3000****\\uff0d2345\"]",
+      0, -1, -1, "0,2,0,0", 0, 0 },
+    { "detect two in a chain", "", DT,
+      "[\"138 7711 2345 139 7710 4001\",\"1 138 7711 2345 6\","
+      "\"4111 1111 1111 1111 1111\"]",
+      "[\"138 **** 2345 139 **** 4001\",\"1 138 **** 2345 6\","
+      "\"**** **** **** 1111 1111\"]",
+      0, -1, -1, "0,3,1,0", 0, 0 },
+    /* what must stay: dates, times, amounts, order numbers, landlines,
+     * timestamps, other groupings, numbers that fail a check */
+    { "detect forms non-hits", "", DT,
+      "{\"a\":\"2024-05-11 09:30:00\",\"b\":\"2024-05-11T09:30:00+08:00\","
+      "\"c\":\"0771-5551231\",\"d\":\"1,283,456.78\","
+      "\"e\":\"订单号 2024051109300012\",\"f\":\"202405110930001238\","
+      "\"g\":\"ORD-2024-0511-0001\",\"h\":\"13 877 112 345\","
+      "\"i\":\"1715391000000\",\"j\":\"1715391000000007\","
+      "\"k\":\"138 7711 23456\",\"l\":\"138  7711 2345\","
+      "\"m\":\"14012345678\",\"n\":\"450103199002301245\","
+      "\"o\":\"450103189903071249\",\"p\":\"450103199013071246\","
+      "\"q\":\"450103190002291242\",\"r\":\"100103199003071242\","
+      "\"s\":\"2024051109300013\",\"t\":\"1234 5678 9012 3456\","
+      "\"u\":\"138-7711-234\",\"v\":\"12345 6789 0123 4567\","
+      "\"w\":\"2021-04-15 2021-04-16 2021-04-17\","
+      "\"x\":\"8888888888888888883\"}",
+      "{\"a\":\"2024-05-11 09:30:00\",\"b\":\"2024-05-11T09:30:00+08:00\","
+      "\"c\":\"0771-5551231\",\"d\":\"1,283,456.78\","
+      "\"e\":\"订单号 2024051109300012\",\"f\":\"202405110930001238\","
+      "\"g\":\"ORD-2024-0511-0001\",\"h\":\"13 877 112 345\","
+      "\"i\":\"1715391000000\",\"j\":\"1715391000000007\","
+      "\"k\":\"138 7711 23456\",\"l\":\"138  7711 2345\","
+      "\"m\":\"14012345678\",\"n\":\"450103199002301245\","
+      "\"o\":\"450103189903071249\",\"p\":\"450103199013071246\","
+      "\"q\":\"450103190002291242\",\"r\":\"100103199003071242\","
+      "\"s\":\"2024051109300013\",\"t\":\"1234 5678 9012 3456\","
+      "\"u\":\"138-7711-234\",\"v\":\"12345 6789 0123 4567\","
+      "\"w\":\"2021-04-15 2021-04-16 2021-04-17\","
+      "\"x\":\"8888888888888888883\"}",
+      0, -1, -1, "0,0,0,0", 0, 0 },
+    { "detect id province and date", "", DT,
+      "[\"915601199003071242\",\"810000199003071245\",\"450103200002291249\","
+      "\"710000199003071241\",\"2221000000000009\",\"2720000000000005\","
+      "\"2721000000000004\"]",
+      "[\"915601********1242\",\"810000********1245\",\"450103********1249\","
+      "\"710000********1241\",\"************0009\",\"************0005\","
+      "\"2721000000000004\"]",
+      0, -1, -1, "4,0,2,0", 0, 0 },
     { "detect long string", "", DT,
       "\"..................................................................."
       "..........13812345678.................................................."
@@ -434,7 +619,7 @@ static const tcase_t  cases[] = {
       "[\"tel13812345678\",\"13812345678tel\",\"a13812345678b\","
       "\"ABC13812345678DEF\",\"tel8613812345678ok\"]",
       "[\"tel138****5678\",\"138****5678tel\",\"a138****5678b\","
-      "\"ABC138****5678DEF\",\"tel861******5678ok\"]",
+      "\"ABC138****5678DEF\",\"tel86138****5678ok\"]",
       0, -1, -1, "0,5,0,0", 0, 0 },
     { "detect chinese around", "", DT,
       "{\"n\":\"身份证号450102199003071238号，手机13812345678。"
@@ -611,7 +796,11 @@ parse_sel(const char *s, dg_mask_field_t *f, dg_mask_spec_t *a,
         buf[k][n] = '\0';
         f[k].selector = buf[k];
         f[k].len = n;
-        if (dg_mask_spec_parse(eq + 1, e - eq - 1, &a[k]) != 0) {
+        if (e - eq - 1 == 4 && memcmp(eq + 1, "walk", 4) == 0) {
+            /* a container (dg_mask_rules_compile_ex) */
+            a[k].method = T_WALK;
+
+        } else if (dg_mask_spec_parse(eq + 1, e - eq - 1, &a[k]) != 0) {
             return -1;
         }
         k++;
@@ -642,7 +831,7 @@ setup_conf(dg_mask_conf_t *conf, const dg_mask_rules_t *r,
 static void
 run_case(const tcase_t *tc)
 {
-    dg_mask_field_t   f[T_MAXF];
+    dg_mask_field_t   f[T_MAXF], w[T_MAXF];
     dg_mask_spec_t    a[T_MAXF];
     char              buf[T_MAXF][128];
     char              err[256];
@@ -652,8 +841,8 @@ run_case(const tcase_t *tc)
     tm_buf_t          out;
     void             *mem;
     const uint8_t    *doc;
-    size_t            n, i, cut;
-    int               nf, rc, bad, badrc, det[4];
+    size_t            n, i, cut, nw;
+    int               nf, k, rc, bad, badrc, det[4];
     long              want;
 
     nf = parse_sel(tc->sel, f, a, buf);
@@ -661,7 +850,18 @@ run_case(const tcase_t *tc)
         return;
     }
 
-    r = dg_mask_rules_compile(f, nf, tc->flags, err, sizeof(err));
+    /* containers apart, the fields in their order */
+    for (i = 0, nw = 0, k = 0; i < (size_t) nf; i++) {
+        if (a[i].method == T_WALK) {
+            w[nw++] = f[i];
+        } else {
+            f[k] = f[i];
+            a[k++] = a[i];
+        }
+    }
+    nf = k;
+
+    r = dg_mask_rules_compile_ex(f, nf, w, nw, tc->flags, err, sizeof(err));
     if (!ok(r != NULL, "%s: rules compile %s", tc->name, err)) {
         return;
     }
@@ -1428,6 +1628,234 @@ test_detect_offsets(void)
 }
 
 
+/*
+ * The forms detect reads (digits in groups, country codes, full-width
+ * digits and separators, escapes, an ID's x, a USCC) at every offset of
+ * a string and of a key: masked the same in both, the same as
+ * dg_mask_detect_text() masks that text, and the same whole, in two
+ * pieces at every cut and byte by byte (cut inside a UTF-8 character,
+ * an escape, at a separator).
+ */
+static void
+test_detect_forms(void)
+{
+    static const char  *form[][2] = {
+        { "+86 138 7711 2345", "+86 138 **** 2345" },
+        { "138-7711-2345", "138-****-2345" },
+        { "\xef\xbc\x91\xef\xbc\x93\xef\xbc\x98\xef\xbc\x97\xef\xbc\x97"
+          "\xef\xbc\x91\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93\xef\xbc\x94"
+          "\xef\xbc\x95", "138****2345" },
+        { "\xef\xbc\x91\xef\xbc\x93\xef\xbc\x98\xef\xbc\x8d\xef\xbc\x97"
+          "\xef\xbc\x97\xef\xbc\x91\xef\xbc\x91\xef\xbc\x8d\xef\xbc\x92"
+          "\xef\xbc\x93\xef\xbc\x94\xef\xbc\x95",
+          "138\xef\xbc\x8d****\xef\xbc\x8d" "2345" },
+        { "138\xe3\x80\x80" "7711\xe3\x80\x80" "2345",
+          "138\xe3\x80\x80****\xe3\x80\x80" "2345" },
+        { "450103 19900307 1242", "450103 ******** 1242" },
+        { "6222 0221 0310 3456 786", "************6786" },
+        { "008613877112345", "0086138****2345" },
+        { "11010519491231002x", "110105********002x" },
+        { "4111-1111-1111-1111", "****-****-****-1111" },
+        { "91350100M000100Y43", "913501********0Y43" },
+        { "\\u0031\\u0033\\u0038 7711\\u00202345", "138 ****\\u00202345" },
+        { "\\uff11\\uff13\\uff18\\u30007711 2345", "138\\u3000**** 2345" }
+    };
+    static const char   fill[] = "ab,c \xe4\xb8\xad" "d-e/f1 g";
+    dg_mask_rules_t    *r;
+    dg_mask_conf_t      conf;
+    dg_mask_t          *m;
+    tm_buf_t            whole, bytes, two;
+    char                doc[2048], str[256], want[256], txt[2048];
+    void               *mem;
+    size_t              n, i, j, k, off, fl, cut, bad, miss, diff;
+    int                 rc, tl;
+
+    r = dg_mask_rules_compile(NULL, 0, DG_MASK_DETECT, NULL, 0);
+    if (!ok(r != NULL, "detect forms: rules compile")) {
+        return;
+    }
+
+    setup_conf(&conf, r, NULL, 1024, 16);
+    mem = tm_alloc(dg_mask_size(&conf));
+    bad = miss = diff = 0;
+    fl = sizeof(fill) - 1;
+
+    for (j = 0; j < sizeof(form) / sizeof(form[0]); j++) {
+        for (off = 0; off <= 70; off++) {
+            /* fill (no candidate, and a letter before the form), the
+             * form, a letter, more fill */
+            for (i = 0, k = 0; i < off; i++) {
+                str[k++] = fill[i % fl];
+            }
+            str[k++] = 'z';
+            n = strlen(form[j][0]);
+            memcpy(str + k, form[j][0], n);
+            k += n;
+            memcpy(str + k, "z,end", 6);
+
+            for (i = 0, k = 0; i < off; i++) {
+                want[k++] = fill[i % fl];
+            }
+            want[k++] = 'z';
+            n = strlen(form[j][1]);
+            memcpy(want + k, form[j][1], n);
+            k += n;
+            memcpy(want + k, "z,end", 6);
+
+            n = (size_t) snprintf(doc, sizeof(doc),
+                                  "[{\"v\":\"%s\",\"%s\":[\"%s\"]},\"%s\"]",
+                                  str, str, str, str);
+
+            memset(&whole, 0, sizeof(whole));
+            memset(&bytes, 0, sizeof(bytes));
+
+            m = dg_mask_init(mem, &conf);
+            rc = dg_mask_feed(m, (const uint8_t *) doc, n, 1, tm_emit,
+                              &whole);
+
+            m = dg_mask_init(mem, &conf);
+            for (i = 0; rc == 0 && i < n; i++) {
+                rc = dg_mask_feed(m, (const uint8_t *) doc + i, 1,
+                                  i == n - 1, tm_emit, &bytes);
+            }
+
+            for (cut = 1; rc == 0 && cut < n; cut += 7) {
+                memset(&two, 0, sizeof(two));
+                rc = tm_feed(mem, &conf, (const uint8_t *) doc, n, &cut, 1,
+                             &two, NULL);
+                if (rc != 0 || two.len != whole.len
+                    || memcmp(two.p, whole.p, whole.len) != 0)
+                {
+                    bad++;
+                }
+                free(two.p);
+            }
+
+            if (rc != 0 || whole.len != bytes.len
+                || memcmp(whole.p, bytes.p, whole.len) != 0)
+            {
+                bad++;
+            }
+
+            snprintf(txt, sizeof(txt),
+                     "[{\"v\":\"%s\",\"%s\":[\"%s\"]},\"%s\"]",
+                     want, want, want, want);
+            if (rc != 0 || whole.len != strlen(txt)
+                || memcmp(whole.p, txt, whole.len) != 0)
+            {
+                if (!miss) {
+                    diag("detect forms: '%s' gave '%.*s'", str,
+                         (int) whole.len, whole.p ? (char *) whole.p : "");
+                }
+                miss++;
+            }
+
+            tl = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) str,
+                                     strlen(str), DG_MASK_TEXT_JSON,
+                                     (uint8_t *) txt, sizeof(txt), NULL);
+            if (tl != (int) strlen(want) || memcmp(txt, want, tl) != 0) {
+                diff++;
+            }
+
+            free(whole.p);
+            free(bytes.p);
+        }
+    }
+
+    ok(bad == 0, "detect forms: whole as in two pieces and byte by byte "
+       "(%zu differ)", bad);
+    ok(miss == 0, "detect forms: masked in values, keys and elements at "
+       "every offset (%zu not)", miss);
+    ok(diff == 0, "detect forms: dg_mask_detect_text() masks the same "
+       "(%zu differ)", diff);
+
+    free(mem);
+    dg_mask_rules_free(r);
+}
+
+
+/* the safety net on one whole text, JSON or plain (header values) */
+static void
+test_detect_text(void)
+{
+    dg_mask_spec_t  spec[DG_DETECT_MAX];
+    uint64_t        hits[DG_DETECT_MAX];
+    uint8_t         out[256];
+    const char     *in;
+    int             n;
+
+    memset(hits, 0, sizeof(hits));
+    in = "id=450103199003071242; tel=\"+86 138-7711-2345\"\\x";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), hits);
+    ok(n > 0 && (size_t) n == strlen("id=450103********1242; "
+                                     "tel=\"+86 138-****-2345\"\\x")
+       && memcmp(out, "id=450103********1242; tel=\"+86 138-****-2345\"\\x",
+                 n) == 0, "detect text: plain, quotes and backslash are "
+       "characters");
+    ok(hits[DG_DETECT_ID_NUMBER] == 1 && hits[DG_DETECT_MOBILE] == 1,
+       "detect text: hits counted");
+
+    in = "attachment; filename=\"13877112345.pdf\"";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "attachment; filename=\"138****2345.pdf\"", n)
+       == 0, "detect text: a file name");
+
+    in = "no hit 2024-05-11 09:30:00";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n == (int) strlen(in) && memcmp(out, in, n) == 0,
+       "detect text: nothing hit, a copy");
+
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) "", 0, 0, out,
+                            sizeof(out), NULL);
+    is_int(n, 0, "detect text: empty");
+
+    in = "13877112345";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, 5, NULL);
+    is_int(n, DG_MASK_E_TOOBIG, "detect text: output too small");
+
+    in = "a\\u0031\\u0033877112345\\n";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            DG_MASK_TEXT_JSON, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "a138****2345\\n", n) == 0,
+       "detect text: JSON escapes read");
+
+    in = "a\\q";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            DG_MASK_TEXT_JSON, out, sizeof(out), NULL);
+    is_int(n, DG_MASK_E_SYNTAX, "detect text: a bad escape");
+
+    in = "a\\u00";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            DG_MASK_TEXT_JSON, out, sizeof(out), NULL);
+    is_int(n, DG_MASK_E_SYNTAX, "detect text: a cut escape");
+
+    in = "x\xef\xbc";
+    n = dg_mask_detect_text(NULL, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n == 3 && memcmp(out, in, 3) == 0, "detect text: a cut character "
+       "passes");
+
+    memset(spec, 0, sizeof(spec));
+    spec[DG_DETECT_MOBILE].method = DG_MASK_REDACT;
+    in = "tel 138 7711 2345";
+    n = dg_mask_detect_text(spec, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "tel ***", n) == 0,
+       "detect text: a method that is no mask of each digit replaces the "
+       "separators too");
+
+    spec[DG_DETECT_MOBILE].method = DG_MASK_HASH;
+    n = dg_mask_detect_text(spec, NULL, 0, (const uint8_t *) in, strlen(in),
+                            0, out, sizeof(out), NULL);
+    ok(n > 0 && memcmp(out, "tel 138 **** 2345", n) == 0,
+       "detect text: hash without a key: the default method");
+}
+
+
 int
 main(void)
 {
@@ -1446,6 +1874,8 @@ main(void)
     test_reinit();
     test_run_lengths();
     test_detect_offsets();
+    test_detect_forms();
+    test_detect_text();
 
     return done_testing();
 }

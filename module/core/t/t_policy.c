@@ -16,6 +16,7 @@
 #include "tap.h"
 #include "dg_policy.h"
 #include "dg_header.h"
+#include "dg_mask.h"
 
 
 static const char  *top;
@@ -1015,6 +1016,110 @@ test_runtime_grant(void)
 }
 
 
+static int
+t_emit(void *ctx, const uint8_t *p, size_t n)
+{
+    char    *b = ctx;
+    size_t   l = strlen(b);
+
+    if (l + n >= 1024) {
+        return -1;
+    }
+    memcpy(b + l, p, n);
+    b[l + n] = '\0';
+    return 0;
+}
+
+
+/* mask doc with a plan; the output in out (1 KB) */
+static int
+t_plan_mask(const dg_plan_t *pl, const char *doc, char *out)
+{
+    dg_mask_conf_t   conf;
+    dg_mask_t       *m;
+    void            *mem;
+    int              rc;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.rules = pl->rules;
+    conf.actions = pl->actions;
+    out[0] = '\0';
+
+    if (posix_memalign(&mem, 16, dg_mask_size(&conf)) != 0) {
+        return -1;
+    }
+    m = dg_mask_init(mem, &conf);
+    rc = m ? dg_mask_feed(m, (const uint8_t *) doc, strlen(doc), 1, t_emit,
+                          out)
+           : -1;
+    free(mem);
+    return rc;
+}
+
+
+/* containers: keys whose object or array allow-list mode walks */
+static void
+test_containers(void)
+{
+    char                 err[DG_ERRLEN], out[1024];
+    dg_policy_t         *p;
+    const dg_dataset_t  *d;
+    const char          *doc;
+
+    err[0] = '\0';
+    p = load(CLS PUR CON DS "    unlisted: drop\n"
+             "    containers: [data, \"result.list\"]\n" GR
+             "    drop: [x]\n", err);
+    if (!ok(p != NULL, "containers: loads")) {
+        diag("%s", err);
+        return;
+    }
+
+    d = dg_policy_dataset(p, "d1", 2);
+    ok(d != NULL && d->ncontainers == 2
+       && strcmp(d->containers[1].data, "result.list") == 0,
+       "containers: two, in order");
+
+    doc = "{\"code\":0,\"data\":[{\"id_card\":\"450103199003071242\","
+          "\"x\":1,\"o\":{\"name\":\"y\"}}],\"result\":{\"list\":[{\"name\":"
+          "\"韦秀兰\",\"z\":2}],\"n\":1},\"list\":[{\"name\":\"z\"}]}";
+
+    if (!ok(d != NULL && t_plan_mask(&d->plan_by_clearance[2], doc, out) == 0
+            && strcmp(out, "{\"data\":[{\"id_card\":\"450103********1242\"}],"
+                      "\"result\":{\"list\":[{\"name\":\"韦**\"}]}}") == 0,
+            "containers: the dataset's plan walks them"))
+    {
+        diag("%s", out);
+    }
+
+    ok(p->ngrants == 1
+       && t_plan_mask(&p->grants[0].plan, doc, out) == 0
+       && strcmp(out, "{\"data\":[{\"id_card\":\"450103********1242\"}],"
+                 "\"result\":{\"list\":[{\"name\":\"韦**\"}]}}") == 0,
+       "containers: a grant's plan (with its own drop keys) walks them");
+
+    dg_policy_free(p);
+
+    expect_err(CLS PUR CON DS "    containers: [data, id_card]\n",
+               "t.yaml:15: datasets[0].containers: 'id_card' is a field of "
+               "the dataset", "a container that is a field");
+    expect_err(CLS PUR CON DS "    containers: [data, data]\n",
+               "datasets[0].containers: 'data' is listed twice",
+               "a container listed twice");
+    expect_err(CLS PUR CON DS "    containers: [\"data[]\"]\n",
+               "datasets[0].containers: container 0: selector \"data[]\" "
+               "ends in \"[]\"", "a container path ending in []");
+    expect_err(CLS PUR CON DS "    containers: data\n",
+               "datasets[0].containers: expected a list",
+               "containers that are no list");
+    expect_err(CLS PUR CON DS "    containers: []\n",
+               "datasets[0].containers: must not be an empty list",
+               "an empty list of containers");
+    expect_err(CLS PUR CON DS "    containers: [{a: b}]\n",
+               "datasets[0].containers", "a container that is a mapping");
+}
+
+
 int
 main(void)
 {
@@ -1029,6 +1134,7 @@ main(void)
     test_matching();
     test_many();
     test_runtime_grant();
+    test_containers();
 
     return done_testing();
 }
