@@ -79,7 +79,7 @@ sub fail_closed_ok {
     $t = poll_until(6, sub { $n->error_log =~ /command connection is back/ });
     ok(defined $t, 'Redis restarted: the gateway reconnects by itself');
     sleep DGTest::secs(0.3);
-    fail_closed_ok(get($n, 'hrss'), 'restarted empty, not confirmed');
+    fail_closed_ok(scalar get($n, 'hrss'), 'restarted empty, not confirmed');
     like($n->error_log, qr/has lost datagate's state/,
          'log: Redis lost its state');
     is(count_matches($n->error_log, qr/has lost datagate's state/), 1,
