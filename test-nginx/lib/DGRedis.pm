@@ -60,10 +60,11 @@ Y
 sub gateway {
     my (%o) = @_;
     my $http = $o{http_config} // '';
-    # Redis's default timeouts (200 ms, 500 ms) scaled for a slow nginx
-    # (valgrind, DG_TEST_SLOW: DGTest::secs)
+    # a slow nginx (valgrind, DG_TEST_SLOW: DGTest::secs) gets more than
+    # the default timeouts (200 ms, 500 ms): a starved worker's first
+    # calls run for seconds
     $o{redis_opts} //= sprintf('timeout=%dms connect_timeout=%dms',
-                               DGTest::secs(200), DGTest::secs(500))
+                               DGTest::secs(500), DGTest::secs(500))
         if $DGTest::SLOW != 1 && $o{redis};
     if ($o{redis}) {
         $http .= "\n    datagate_redis 127.0.0.1:$o{redis}"
