@@ -61,11 +61,16 @@ sub gateway {
     my (%o) = @_;
     my $http = $o{http_config} // '';
     # a slow nginx (valgrind, DG_TEST_SLOW: DGTest::secs) gets more than
-    # the default timeouts (200 ms, 500 ms): a starved worker's first
-    # calls run for seconds
-    $o{redis_opts} //= sprintf('timeout=%dms connect_timeout=%dms',
-                               DGTest::secs(500), DGTest::secs(500))
-        if $DGTest::SLOW != 1 && $o{redis};
+    # the default timeouts (200 ms, 500 ms) where a test sets none: a
+    # starved worker's first calls run for seconds
+    if ($DGTest::SLOW != 1 && $o{redis}) {
+        my $opts = $o{redis_opts} // '';
+        $opts .= sprintf(' timeout=%dms', DGTest::secs(500))
+            unless $opts =~ /\btimeout=/;
+        $opts .= sprintf(' connect_timeout=%dms', DGTest::secs(500))
+            unless $opts =~ /\bconnect_timeout=/;
+        $o{redis_opts} = $opts;
+    }
     if ($o{redis}) {
         $http .= "\n    datagate_redis 127.0.0.1:$o{redis}"
                . ($o{redis_opts} ? " $o{redis_opts}" : '') . ";\n";
