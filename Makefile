@@ -1,22 +1,47 @@
 # datagate — top-level build.
 #
-#   make run      install what is missing, build, start the demo gateway
+#   make deps     install the Debian packages datagate needs (root or sudo)
+#   make run      install what the demo is missing, build, start the demo
 #   make stop     stop what `make run` started
+#   make build    module (.so), command-line tool, unit tests; installs
+#                 nothing: fails naming `make deps` when a package is missing
 #   make test     build and run the whole suite with prove
-#   make build    module (.so), command-line tool, unit tests
+#   make install  module, CLI and docs into $(DESTDIR)$(PREFIX) (docs/build.md)
 #   make fuzz     run the libFuzzer targets for a bounded time (FUZZ_SECONDS)
 #   make asan     unit tests and fuzz corpora under AddressSanitizer
 #   make valgrind the same, then the nginx suite with nginx under valgrind
 #   make bench    benchmarks (scripts/bench-*)
+#   make version  print the version (module/core/dg_version.h)
+#
+# CPPFLAGS, CFLAGS and LDFLAGS are the packager's: they come first for the
+# core, CLI and unit tests (the warnings below are always added), and reach
+# the module through nginx's --with-cc-opt/--with-ld-opt, after nginx's own
+# flags (NGX_CC_OPT, NGX_LD_OPT to set them apart).
 
 SHELL       := /bin/bash
 TOP         := $(CURDIR)
 BUILD       := $(TOP)/build
 CC          ?= cc
 CFLAGS      ?= -O2 -g
-DG_CFLAGS    = $(CFLAGS) -std=gnu99 -Wall -Wextra -Wno-unused-parameter \
-               -fPIC -I$(TOP)/module/core
+DG_CFLAGS    = $(CPPFLAGS) $(CFLAGS) -std=gnu99 -Wall -Wextra \
+               -Wno-unused-parameter -fPIC -I$(TOP)/module/core
 DG_LIBS      = -lyaml -lcrypto -lhiredis -lz -lm
+
+# nginx's source tree the module is built against (Debian's nginx-dev)
+NGX_SRC     ?= /usr/share/nginx/src
+NGX_CC_OPT  ?= $(CPPFLAGS) $(CFLAGS)
+NGX_LD_OPT  ?= $(LDFLAGS)
+
+# make install: $(DESTDIR)$(PREFIX); PREFIX=/usr gives Debian's module path
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MODULESDIR  ?= $(PREFIX)/lib/nginx/modules
+DATADIR     ?= $(PREFIX)/share
+DOCDIR      ?= $(DATADIR)/doc/datagate
+INSTALL     ?= install
+
+VERSION     := $(shell sed -n 's/^\#define DG_VERSION *"\(.*\)"$$/\1/p' \
+                   module/core/dg_version.h)
 
 CORE_SRC    := $(sort $(wildcard module/core/*.c))
 CORE_HDR    := $(wildcard module/core/*.h)
@@ -26,29 +51,28 @@ UNIT_BIN    := $(patsubst module/core/t/%.c,$(BUILD)/t/%,$(UNIT_SRC))
 FUZZ_SRC    := $(sort $(wildcard module/fuzz/fuzz_*.c))
 CORPUS_BIN  := $(patsubst module/fuzz/fuzz_%.c,$(BUILD)/t/t_corpus_%,$(FUZZ_SRC))
 GLUE_SRC    := $(wildcard module/*.c module/*.h module/config)
-NGX_SRC     := /usr/share/nginx/src
 MODULE_SO   := $(BUILD)/modules/ngx_http_datagate_module.so
 CLI_BIN     := $(BUILD)/bin/datagate
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build deps core cli unit module test run stop fuzz asan bench \
-        clean certs valgrind deps-check
+.PHONY: all build deps build-deps core cli unit module test run stop fuzz \
+        asan bench clean certs valgrind install uninstall version dist FORCE
 
 all: build
 
-build: deps-check core cli unit module
+build: core cli unit module
 
 deps:
 	bash scripts/install-deps.sh
 
-# quiet check: install only when something is missing
-deps-check:
-	@bash scripts/install-deps.sh --check >/dev/null 2>&1 || \
-	    bash scripts/install-deps.sh
+# checks only: every compile waits for it, so a missing package is named
+# once instead of as a compiler error
+build-deps:
+	@bash scripts/install-deps.sh --check build
 
 core: $(BUILD)/libdgcore.a
 
-$(BUILD)/core/%.o: module/core/%.c $(CORE_HDR)
+$(BUILD)/core/%.o: module/core/%.c $(CORE_HDR) | build-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(DG_CFLAGS) -c $< -o $@
 
@@ -61,7 +85,7 @@ cli: $(CLI_BIN)
 $(CLI_BIN): $(wildcard module/cli/*.c module/cli/*.h) $(BUILD)/libdgcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(DG_CFLAGS) -Imodule/cli -o $@ $(filter %.c,$^) \
-	    $(BUILD)/libdgcore.a $(DG_LIBS)
+	    $(BUILD)/libdgcore.a $(LDFLAGS) $(DG_LIBS)
 
 unit: $(UNIT_BIN) $(CORPUS_BIN)
 
@@ -71,25 +95,53 @@ $(BUILD)/t/t_corpus_%: module/fuzz/fuzz_%.c module/fuzz/replay.c \
 	@mkdir -p $(dir $@)
 	$(CC) $(DG_CFLAGS) -Imodule/core/t \
 	    -DREPLAY_CORPUS='"module/fuzz/corpus/$*"' -o $@ $< \
-	    module/fuzz/replay.c $(BUILD)/libdgcore.a $(DG_LIBS)
+	    module/fuzz/replay.c $(BUILD)/libdgcore.a $(LDFLAGS) $(DG_LIBS)
 
 $(BUILD)/t/%: module/core/t/%.c module/core/t/tap.h $(BUILD)/libdgcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(DG_CFLAGS) -Imodule/core/t -o $@ $< $(BUILD)/libdgcore.a \
-	    $(DG_LIBS)
+	    $(LDFLAGS) $(DG_LIBS)
 
 module: $(MODULE_SO)
 
-# nginx's own build of a dynamic module, against Debian's nginx-dev tree
-$(MODULE_SO): $(GLUE_SRC) $(CORE_SRC) $(CORE_HDR)
+# What shaped nginx's configuration for the module: module/config, the
+# source list, the nginx source tree and its version (the nginx-dev package
+# version, as a Debian update keeps NGINX_VERSION), its configure flags, the
+# compiler and the flags given.  Computed on every run and rewritten only
+# when it changes, so that a change rebuilds and reconfigures.
+MODULE_SIG  := $(BUILD)/module.sig
+
+$(MODULE_SIG): FORCE
+	@mkdir -p $(dir $@)
+	@{ cat module/config; ls module/*.c module/core/*.c; \
+	   echo "$(NGX_SRC)"; cat $(NGX_SRC)/conf_flags 2>/dev/null; \
+	   grep 'define NGINX_VERSION ' $(NGX_SRC)/src/core/nginx.h 2>/dev/null; \
+	   dpkg-query -W -f='$${Version}' nginx-dev 2>/dev/null; \
+	   echo; echo '$(CC)|$(NGX_CC_OPT)|$(NGX_LD_OPT)'; } \
+	 | md5sum | cut -d' ' -f1 >$@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+
+# nginx's own build of a dynamic module, against a copy of NGX_SRC,
+# configured again when the signature above changes.  nginx's Makefile
+# keeps its own CFLAGS (warnings, -Werror): this Makefile's command-line
+# variables are not passed on to it (MAKEOVERRIDES), the packager's flags
+# arrive through --with-cc-opt, after nginx's.
+$(MODULE_SO): MAKEOVERRIDES =
+$(MODULE_SO): $(GLUE_SRC) $(CORE_SRC) $(CORE_HDR) $(MODULE_SIG) | build-deps
 	@mkdir -p $(BUILD)/modules
-	@sig=$$(cat module/config; ls module/*.c module/core/*.c); \
-	sig=$$(echo "$$sig" | md5sum | cut -d' ' -f1); \
+	@[ -f $(NGX_SRC)/conf_flags ] || { echo "datagate: no nginx source" \
+	    "tree in $(NGX_SRC) (Debian: nginx-dev; run \`make deps\`)" >&2; \
+	    exit 1; }
+	@sig=$$(cat $(MODULE_SIG)); \
 	if [ ! -f $(BUILD)/nginx-src/objs/Makefile ] || \
 	   [ "$$(cat $(BUILD)/nginx-src/.dg-sig 2>/dev/null)" != "$$sig" ]; then \
+	    echo "datagate: configuring nginx ($(NGX_SRC)) for the module"; \
 	    rm -rf $(BUILD)/nginx-src && cp -r $(NGX_SRC) $(BUILD)/nginx-src && \
 	    cd $(BUILD)/nginx-src && source ./conf_flags && \
-	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    env -u CFLAGS -u CPPFLAGS -u LDFLAGS ./configure \
+	        "$${NGX_CONF_FLAGS[@]}" --with-cc='$(CC)' \
+	        --with-cc-opt='$(strip $(NGX_CC_OPT))' \
+	        --with-ld-opt='$(strip $(NGX_LD_OPT))' \
 	        --add-dynamic-module=$(TOP)/module >$(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }; \
 	    echo "$$sig" > $(BUILD)/nginx-src/.dg-sig; \
@@ -102,28 +154,76 @@ $(MODULE_SO): $(GLUE_SRC) $(CORE_SRC) $(CORE_HDR)
 certs:
 	bash certs/make-dev-certs.sh $(BUILD)/certs
 
-test: build certs
+# checked first, so that a missing package is named before a long build
+test:
+	@bash scripts/install-deps.sh --check test
+	$(MAKE) build certs
 	bash scripts/run-tests.sh
 
-run: build certs
+# the one target besides deps that installs: what the demo is missing
+run:
+	bash scripts/install-deps.sh run
+	$(MAKE) build certs
 	bash scripts/run-demo.sh start
 
 stop:
 	bash scripts/run-demo.sh stop
 
 fuzz:
+	@bash scripts/install-deps.sh --check dev
 	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 asan:
+	@bash scripts/install-deps.sh --check build
 	bash scripts/asan.sh
 
-valgrind: build certs
+valgrind:
+	@bash scripts/install-deps.sh --check test dev
+	$(MAKE) build certs
 	bash scripts/asan.sh --valgrind
 
-bench: build certs
+bench:
+	@bash scripts/install-deps.sh --check test dev
+	$(MAKE) build certs
 	bash scripts/bench-mask
 	perl scripts/bench-redis
 	bash scripts/bench-audit
 
+# Files as a package lays them out (docs/build.md).  The docs keep the
+# repository's layout so that README.md's links hold.
+DG_DOCS     := README.md LICENSE $(wildcard docs/*.md) certs/README.md \
+               policy/schema.md policy/sample.yaml \
+               $(sort $(shell find policy/examples -type f)) config/nginx.conf
+DG_LOADCONF := $(DATADIR)/nginx/modules-available/mod-http-datagate.conf
+
+install: $(MODULE_SO) $(CLI_BIN)
+	$(INSTALL) -d $(DESTDIR)$(MODULESDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(dir $(DG_LOADCONF))
+	$(INSTALL) -m 644 $(MODULE_SO) $(DESTDIR)$(MODULESDIR)/
+	$(INSTALL) -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/
+	echo "load_module $(MODULESDIR)/$(notdir $(MODULE_SO));" \
+	    > $(DESTDIR)$(DG_LOADCONF)
+	chmod 644 $(DESTDIR)$(DG_LOADCONF)
+	for f in $(DG_DOCS); do \
+	    $(INSTALL) -D -m 644 $$f $(DESTDIR)$(DOCDIR)/$$f || exit 1; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(MODULESDIR)/$(notdir $(MODULE_SO)) \
+	    $(DESTDIR)$(BINDIR)/$(notdir $(CLI_BIN)) $(DESTDIR)$(DG_LOADCONF)
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+version:
+	@echo $(VERSION)
+
+# the release tarball of the committed tree
+dist:
+	@mkdir -p $(BUILD)
+	git archive --prefix=datagate-$(VERSION)/ \
+	    -o $(BUILD)/datagate-$(VERSION).tar.gz HEAD
+	@echo $(BUILD)/datagate-$(VERSION).tar.gz
+
 clean:
 	rm -rf $(BUILD)
+
+FORCE:

@@ -136,7 +136,7 @@ typedef struct {
     /* second tier of the decision cache (_access.c): decisions shared
      * through Redis, MAC key HMAC-SHA-256(secret, "redis-decision") */
     ngx_flag_t                      dcache_redis;
-    u_char                          dcache_key[32];
+    u_char                          dcache_key[DG_SHA256_LEN];
 
     /* datagate_state (_limit.c): quota counters across restarts */
     ngx_str_t                       state_path;
@@ -144,7 +144,8 @@ typedef struct {
 
     /* _module.c: no datagate_secret: a random key per cycle */
     ngx_flag_t                      secret_generated;
-    /* per-worker cache of the pseudonym keys, [nconsumers * 32] */
+    /* per-worker cache of the pseudonym keys,
+     * [nconsumers * DG_SHA256_LEN] */
     u_char                         *pseudo_keys;
     u_char                         *pseudo_done;
     /* methods for the detect hits, from the policy classes */
@@ -274,7 +275,7 @@ extern ngx_module_t  ngx_http_datagate_filter_module;
 /* ---- ngx_http_datagate_module.c ---------------------------------------- */
 
 /* HMAC-SHA-256(secret, "pseudonym:" + consumer id), cached per worker;
- * 32 bytes, or NULL */
+ * DG_SHA256_LEN bytes, or NULL */
 const u_char *ngx_http_datagate_pseudonym_key(
     ngx_http_datagate_main_conf_t *dmcf, const dg_consumer_t *c);
 

@@ -21,7 +21,6 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -199,7 +198,6 @@ static ngx_http_variable_t  ngx_http_datagate_vars[] = {
 ngx_int_t
 ngx_http_datagate_access_handler(ngx_http_request_t *r)
 {
-    unsigned                        method;
     ngx_int_t                       rc;
     dg_reason_e                     reason;
     dg_decision_t                   d;
@@ -420,15 +418,15 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
     }
 
-    method = dg_policy_method_bit(dmcf->policy,
-                                  (const char *) r->method_name.data,
-                                  r->method_name.len);
-
+    /* the arguments are evaluated only with --with-debug and debug on */
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "datagate: allowed consumer=%*s purpose=%V method:%ui "
                    "masks:%ui",
                    ctx->consumer->id.len, ctx->consumer->id.data,
-                   &ctx->purpose, (ngx_uint_t) method,
+                   &ctx->purpose,
+                   (ngx_uint_t) dg_policy_method_bit(dmcf->policy,
+                                    (const char *) r->method_name.data,
+                                    r->method_name.len),
                    (ngx_uint_t) ctx->plan->masks);
 
     return NGX_DECLINED;
@@ -945,7 +943,9 @@ ngx_http_datagate_cert_identity(ngx_http_request_t *r,
 
     mdlen = 0;
 
-    if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+    if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1
+        || mdlen != DG_SHA256_LEN)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "datagate: X509_digest() failed");
         return NULL;
@@ -1346,7 +1346,7 @@ ngx_http_datagate_decide(ngx_http_request_t *r,
     ngx_str_t                    key;
     dg_request_t                 req;
     ngx_http_datagate_rstate_t  *st;
-    u_char                       buf[32 + 16
+    u_char                       buf[DG_SHA256_LEN + 16
                                      + 2 * (2 + NGX_HTTP_DATAGATE_MAX_KEYPART)];
     u_char                       rkey[NGX_HTTP_DATAGATE_DKEY_MAX];
 
@@ -1662,7 +1662,7 @@ ngx_http_datagate_cache_key(ngx_http_datagate_main_conf_t *dmcf,
         return 0;
     }
 
-    p = ngx_cpymem(key, dmcf->policy->version, 32);
+    p = ngx_cpymem(key, dmcf->policy->version, DG_SHA256_LEN);
 
     v = ctx->consumer->index;
     p = ngx_cpymem(p, &v, sizeof(v));
@@ -2045,7 +2045,7 @@ ngx_http_datagate_dkey(ngx_http_datagate_main_conf_t *dmcf,
         if (EVP_Digest(ctx->approval.data, ctx->approval.len, md, &mdlen,
                        EVP_sha256(), NULL)
             != 1
-            || mdlen != 32)
+            || mdlen != DG_SHA256_LEN)
         {
             return 0;
         }
@@ -2062,11 +2062,11 @@ static ngx_int_t
 ngx_http_datagate_dval_mac(ngx_http_datagate_main_conf_t *dmcf, u_char *key,
     size_t klen, u_char *body, size_t blen, u_char *mac)
 {
-    u_char        *p;
-    unsigned int   len;
-    u_char         md[EVP_MAX_MD_SIZE];
-    u_char         buf[64 + 1 + NGX_HTTP_DATAGATE_DKEY_MAX + 1
-                       + NGX_HTTP_DATAGATE_DVAL_MAX];
+    u_char       *p;
+    dg_bytes_t    part;
+    u_char        md[DG_SHA256_LEN];
+    u_char        buf[DG_SHA256_HEX_LEN + 1 + NGX_HTTP_DATAGATE_DKEY_MAX + 1
+                      + NGX_HTTP_DATAGATE_DVAL_MAX];
 
     if (klen > NGX_HTTP_DATAGATE_DKEY_MAX
         || blen > NGX_HTTP_DATAGATE_DVAL_MAX)
@@ -2074,22 +2074,20 @@ ngx_http_datagate_dval_mac(ngx_http_datagate_main_conf_t *dmcf, u_char *key,
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(buf, dmcf->policy->version_hex, 64);
+    p = ngx_cpymem(buf, dmcf->policy->version_hex, DG_SHA256_HEX_LEN);
     *p++ = '\n';
     p = ngx_cpymem(p, key, klen);
     *p++ = '\n';
     p = ngx_cpymem(p, body, blen);
 
-    len = 32;
+    part.data = buf;
+    part.len = p - buf;
 
-    if (HMAC(EVP_sha256(), dmcf->dcache_key, 32, buf, p - buf, md, &len)
-        == NULL
-        || len != 32)
-    {
+    if (dg_hmac_sha256(dmcf->dcache_key, DG_SHA256_LEN, &part, 1, md) != 0) {
         return NGX_ERROR;
     }
 
-    ngx_hex_dump(mac, md, 32);
+    ngx_hex_dump(mac, md, DG_SHA256_LEN);
 
     return NGX_OK;
 }

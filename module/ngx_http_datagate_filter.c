@@ -471,7 +471,7 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
 
     if (key) {
         conf.hash_key = key;
-        conf.hash_key_len = 32;
+        conf.hash_key_len = DG_SHA256_LEN;
     }
 
     m = ngx_http_datagate_masker_get(r, &conf);

@@ -60,7 +60,12 @@ static ngx_uint_t ngx_http_datagate_hdr_provider(ngx_http_datagate_hdr_t *hs,
     ngx_table_elt_t *h);
 static void ngx_http_datagate_hdr_drop(ngx_http_request_t *r,
     ngx_table_elt_t *h);
+#if (nginx_version >= 1023000)
+static void ngx_http_datagate_hdr_unlink(ngx_table_elt_t **list,
+    ngx_table_elt_t *h);
+#else
 static void ngx_http_datagate_hdr_unlink(ngx_array_t *a, ngx_table_elt_t *h);
+#endif
 static ngx_int_t ngx_http_datagate_hdr_scan(ngx_http_datagate_hdr_t *hs,
     ngx_str_t *value, ngx_str_t *name);
 static void ngx_http_datagate_hdr_content_type(ngx_http_request_t *r);
@@ -220,7 +225,7 @@ ngx_http_datagate_response_headers(ngx_http_request_t *r,
 
     if (key) {
         hs.conf.hash_key = key;
-        hs.conf.hash_key_len = 32;
+        hs.conf.hash_key_len = DG_SHA256_LEN;
     }
 
     if (ngx_http_datagate_hdr_keys(&hs) != NGX_OK) {
@@ -491,10 +496,6 @@ ngx_http_datagate_hdr_drop(ngx_http_request_t *r, ngx_table_elt_t *h)
         ho->accept_ranges = NULL;
     }
 
-    if (ho->www_authenticate == h) {
-        ho->www_authenticate = NULL;
-    }
-
     if (ho->expires == h) {
         ho->expires = NULL;
     }
@@ -503,11 +504,41 @@ ngx_http_datagate_hdr_drop(ngx_http_request_t *r, ngx_table_elt_t *h)
         ho->etag = NULL;
     }
 
+#if (nginx_version >= 1023000)
+
+    /* repeated headers are chained through h->next */
+    ngx_http_datagate_hdr_unlink(&ho->www_authenticate, h);
+
+#else
+
+    if (ho->www_authenticate == h) {
+        ho->www_authenticate = NULL;
+    }
+
+#endif
+
     /* HTTP/2 server push reads the Link headers from here */
     ngx_http_datagate_hdr_unlink(&ho->link, h);
     ngx_http_datagate_hdr_unlink(&ho->cache_control, h);
 }
 
+
+#if (nginx_version >= 1023000)
+
+static void
+ngx_http_datagate_hdr_unlink(ngx_table_elt_t **list, ngx_table_elt_t *h)
+{
+    ngx_table_elt_t  **pp;
+
+    for (pp = list; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            return;
+        }
+    }
+}
+
+#else
 
 static void
 ngx_http_datagate_hdr_unlink(ngx_array_t *a, ngx_table_elt_t *h)
@@ -530,6 +561,8 @@ ngx_http_datagate_hdr_unlink(ngx_array_t *a, ngx_table_elt_t *h)
 
     a->nelts = n;
 }
+
+#endif
 
 
 /*

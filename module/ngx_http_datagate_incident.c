@@ -830,7 +830,7 @@ ngx_http_datagate_cgrant_get(ngx_http_request_t *r,
     int                          rc;
     char                         err[DG_ERRLEN];
     size_t                       klen, ylen;
-    uint8_t                      mkey[32];
+    uint8_t                      mkey[DG_SHA256_LEN];
     ngx_queue_t                 *q;
     const char                  *yaml;
     dg_grant_t                  *g;

@@ -9,7 +9,6 @@
 #include "ngx_http_datagate.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "dg_rstate.h"
@@ -224,9 +223,9 @@ const u_char *
 ngx_http_datagate_pseudonym_key(ngx_http_datagate_main_conf_t *dmcf,
     const dg_consumer_t *c)
 {
-    u_char        *key;
-    unsigned int   len;
-    u_char         msg[512];
+    u_char      *key;
+    u_char       msg[512];
+    dg_bytes_t   part;
 
     if (dmcf->policy == NULL || dmcf->pseudo_keys == NULL
         || c->index >= dmcf->policy->nconsumers)
@@ -234,7 +233,7 @@ ngx_http_datagate_pseudonym_key(ngx_http_datagate_main_conf_t *dmcf,
         return NULL;
     }
 
-    key = dmcf->pseudo_keys + c->index * 32;
+    key = dmcf->pseudo_keys + c->index * DG_SHA256_LEN;
 
     if (dmcf->pseudo_done[c->index]) {
         return key;
@@ -247,13 +246,10 @@ ngx_http_datagate_pseudonym_key(ngx_http_datagate_main_conf_t *dmcf,
     ngx_memcpy(msg, "pseudonym:", sizeof("pseudonym:") - 1);
     ngx_memcpy(msg + sizeof("pseudonym:") - 1, c->id.data, c->id.len);
 
-    len = 32;
+    part.data = msg;
+    part.len = sizeof("pseudonym:") - 1 + c->id.len;
 
-    if (HMAC(EVP_sha256(), dmcf->secret, (int) dmcf->secret_len,
-             msg, sizeof("pseudonym:") - 1 + c->id.len, key, &len)
-        == NULL
-        || len != 32)
-    {
+    if (dg_hmac_sha256(dmcf->secret, dmcf->secret_len, &part, 1, key) != 0) {
         return NULL;
     }
 
@@ -595,9 +591,9 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_datagate_main_conf_t *dmcf = conf;
 
-    ngx_str_t     name;
-    ngx_uint_t    i;
-    unsigned int  len;
+    ngx_str_t    name;
+    ngx_uint_t   i;
+    dg_bytes_t   part;
 
     ngx_conf_init_value(dmcf->cache_ttl, NGX_HTTP_DATAGATE_CACHE_TTL);
     ngx_conf_init_msec_value(dmcf->state_interval, 60000);
@@ -645,13 +641,12 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
     /* the Redis tier of the decision cache needs a key every node has */
 
     if (dmcf->redis_enabled && !dmcf->secret_generated) {
-        len = 32;
+        part.data = "redis-decision";
+        part.len = sizeof("redis-decision") - 1;
 
-        if (HMAC(EVP_sha256(), dmcf->secret, (int) dmcf->secret_len,
-                 (u_char *) "redis-decision", sizeof("redis-decision") - 1,
-                 dmcf->dcache_key, &len)
-            == NULL
-            || len != 32)
+        if (dg_hmac_sha256(dmcf->secret, dmcf->secret_len, &part, 1,
+                           dmcf->dcache_key)
+            != 0)
         {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "datagate: HMAC() failed");
@@ -667,7 +662,8 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     dmcf->pseudo_keys = ngx_pcalloc(cf->pool,
-                                    dmcf->policy->nconsumers * 32 + 1);
+                                    dmcf->policy->nconsumers * DG_SHA256_LEN
+                                    + 1);
     dmcf->pseudo_done = ngx_pcalloc(cf->pool, dmcf->policy->nconsumers + 1);
 
     if (dmcf->pseudo_keys == NULL || dmcf->pseudo_done == NULL) {
@@ -1460,7 +1456,7 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             goto done;
         }
 
-        dmcf->secret_len = 32;
+        dmcf->secret_len = DG_SHA256_LEN;
 
     } else {
         ngx_memcpy(dmcf->secret, buf, len);

@@ -76,7 +76,6 @@ typedef struct {
     unsigned                        freeing:1;
     unsigned                        was_ready:1;
     unsigned                        logged_down:1;
-    unsigned                        epoch_recheck:1; /* a GET after a nil */
 } ngx_http_datagate_rconn_t;
 
 
@@ -134,8 +133,12 @@ static void ngx_http_datagate_redis_info(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_datagate_redis_fsync(redisAsyncContext *ac,
     void *reply, void *privdata);
-static void ngx_http_datagate_redis_epoch(redisAsyncContext *ac,
+static void ngx_http_datagate_redis_epoch_known(redisAsyncContext *ac,
     void *reply, void *privdata);
+static void ngx_http_datagate_redis_epoch_unknown(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_datagate_redis_epoch(redisAsyncContext *ac,
+    redisReply *r, ngx_http_datagate_rconn_t *rc, ngx_uint_t known);
 static ngx_int_t ngx_http_datagate_redis_epoch_get(
     ngx_http_datagate_rconn_t *rc);
 static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
@@ -505,7 +508,6 @@ ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
     rc->freeing = 0;
     rc->state = NGX_HTTP_DATAGATE_RS_CONNECTING;
     rc->handshake = 0;
-    rc->epoch_recheck = 0;
 
     ac->data = rc;
     ac->ev.data = rc;
@@ -996,8 +998,13 @@ ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
     argv[1] = DG_RS_EPOCH;
     lens[1] = sizeof(DG_RS_EPOCH) - 1;
 
-    return redisAsyncCommandArgv(rc->ac, ngx_http_datagate_redis_epoch, rc,
-                                 2, argv, lens)
+    /* what the answer means depends on what the node knew when asking */
+    return redisAsyncCommandArgv(rc->ac,
+                                 rc->rd->dmcf->sh
+                                 && rc->rd->dmcf->sh->redis_epoch[0]
+                                 ? ngx_http_datagate_redis_epoch_known
+                                 : ngx_http_datagate_redis_epoch_unknown,
+                                 rc, 2, argv, lens)
            == REDIS_OK ? NGX_OK : NGX_ERROR;
 }
 
@@ -1014,22 +1021,32 @@ ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
  * An epoch other than the remembered one is such a confirmation.
  */
 static void
-ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
+ngx_http_datagate_redis_epoch_known(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
+    ngx_http_datagate_redis_epoch(ac, reply, privdata, 1);
+}
+
+
+static void
+ngx_http_datagate_redis_epoch_unknown(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_datagate_redis_epoch(ac, reply, privdata, 0);
+}
+
+
+static void
+ngx_http_datagate_redis_epoch(redisAsyncContext *ac, redisReply *r,
+    ngx_http_datagate_rconn_t *rc, ngx_uint_t known)
+{
     size_t                          lens[4];
-    ngx_uint_t                      i, handshake, create, lost, ok, again,
-                                    back;
-    redisReply                     *r;
+    ngx_uint_t                      i, handshake, create, lost, ok, back;
     const char                     *argv[4];
-    ngx_http_datagate_rconn_t      *rc;
     ngx_http_datagate_shctx_t      *sh;
     u_char                          bytes[DG_RS_EPOCH_LEN / 2];
     u_char                          epoch[DG_RS_EPOCH_LEN];
     u_char                          old[DG_RS_EPOCH_MAX + 1];
-
-    rc = privdata;
-    r = reply;
 
     handshake = rc->state == NGX_HTTP_DATAGATE_RS_CONNECTING;
 
@@ -1064,24 +1081,19 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
 
     create = 0;
     lost = 0;
-    again = 0;
     back = 0;
     old[0] = '\0';
 
     ngx_shmtx_lock(&rc->rd->dmcf->shpool->mutex);
 
     if (r->type == REDIS_REPLY_NIL) {
-        if (sh->redis_epoch[0] == '\0') {
-            create = 1;
-
-        } else if (!sh->redis_untrusted && !rc->epoch_recheck) {
+        if (!known) {
             /*
-             * this nil may have been sent before another worker of the
-             * node created the epoch it remembers now: ask once more
-             * before distrusting Redis
+             * asked while the node knew no epoch: the first here, or
+             * another worker of the node created one since (then the
+             * SET NX below leaves it and the GET after it reads it)
              */
-            rc->epoch_recheck = 1;
-            again = 1;
+            create = 1;
 
         } else if (!sh->redis_untrusted) {
             sh->redis_untrusted = 1;
@@ -1110,10 +1122,6 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
         back = 1;
     }
 
-    if (r->type == REDIS_REPLY_STRING) {
-        rc->epoch_recheck = 0;
-    }
-
     ngx_shmtx_unlock(&rc->rd->dmcf->shpool->mutex);
 
     if (lost) {
@@ -1139,20 +1147,6 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, void *reply,
                       "(restored): its incident state is trusted",
                       &rc->rd->dmcf->redis.addr_text, (size_t) r->len,
                       r->str);
-    }
-
-    if (again) {
-        if (ngx_http_datagate_redis_epoch_get(rc) != NGX_OK) {
-            if (handshake) {
-                ngx_http_datagate_redis_fail(rc, "cannot queue the epoch");
-            }
-
-            return;
-        }
-
-        if (handshake) {
-            rc->handshake++;
-        }
     }
 
     if (create) {
@@ -1327,6 +1321,15 @@ ngx_http_datagate_redis_reply(redisAsyncContext *ac, void *reply,
 
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
+    }
+
+    /*
+     * a Redis found to have lost its state answers nothing a request may
+     * use, also commands queued before the verdict came (the epoch is
+     * read first on every connection, so its answer is in before theirs)
+     */
+    if (rc->rd->dmcf->sh && rc->rd->dmcf->sh->redis_untrusted) {
+        reply = NULL;
     }
 
     cmd->handler(cmd->data, reply);

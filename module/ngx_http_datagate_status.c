@@ -10,6 +10,7 @@
 
 #include "ngx_http_datagate.h"
 #include "dg_audit.h"
+#include "dg_version.h"
 
 
 #define NGX_HTTP_DATAGATE_STATUS_JSON   0
@@ -442,9 +443,10 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           ngx_http_datagate_unlisted_labels },
     };
 
-    p = ngx_sprintf(p, "{\"nginx_version\":\"%s\",\"policy_version\":\"%s\","
+    p = ngx_sprintf(p, "{\"datagate_version\":\"%s\","
+                       "\"nginx_version\":\"%s\",\"policy_version\":\"%s\","
                        "\"time\":%T,",
-                    NGINX_VERSION,
+                    DG_VERSION, NGINX_VERSION,
                     dmcf && dmcf->policy ? dmcf->policy->version_hex : "",
                     ngx_time());
 
@@ -612,6 +614,13 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           "Keys the dataset does not list, seen in responses.",
           ngx_http_datagate_unlisted_labels },
     };
+
+    p = ngx_sprintf(p,
+        "# HELP datagate_build_info The datagate and nginx versions "
+        "running (always 1).\n"
+        "# TYPE datagate_build_info gauge\n"
+        "datagate_build_info{version=\"%s\",nginx_version=\"%s\"} 1\n",
+        DG_VERSION, NGINX_VERSION);
 
     for (k = 0; k < sizeof(families) / sizeof(families[0]); k++) {
         p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s counter\n",

@@ -8,7 +8,7 @@
 # NAME (e.g. "mask" for fuzz_mask.c) limits the run to those targets.
 #
 # Targets are built with clang -fsanitize=fuzzer,address,undefined into
-# build/fuzz/, linked with the core sources named on a line
+# build/fuzz/, linked with the core sources named on the lines
 # "fuzz: sources a.c b.c" in the target (all of module/core/*.c when
 # absent).  Seeds live in module/fuzz/corpus/<name>/ (name = target without
 # "fuzz_"); new inputs go to build/fuzz/corpus/<name>/, crashes to
@@ -74,7 +74,7 @@ for src in "${targets[@]}"; do
     seeds="$TOP/module/fuzz/corpus/$name"
     work="$BUILD/corpus/$name"
 
-    srcs=$(sed -n 's/.*fuzz: sources \(.*\)$/\1/p' "$src" | head -1)
+    srcs=$(sed -n 's/.*fuzz: sources \(.*\)$/\1/p' "$src" | tr '\n' ' ')
     core=()
     if [ -n "$srcs" ]; then
         for s in $srcs; do

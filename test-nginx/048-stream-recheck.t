@@ -139,6 +139,10 @@ sub stream_get {
         SSL_cert_file => "$CERTS/$o{cert}.crt",
         SSL_key_file => "$CERTS/$o{cert}.key")
         or die 'TLS: ' . IO::Socket::SSL::errstr();
+    # non-blocking: a TLS record without application data (nginx 1.28
+    # sends one after the handshake) must not hold the loop, and with it
+    # the action, in sysread until the answer comes
+    $s->blocking(0);
     my $req = "GET $o{uri} HTTP/1.1\r\nHost: localhost\r\n"
             . "Connection: close\r\nData-Purpose: $PURPOSE{$o{cert}}\r\n\r\n";
     my $t0 = time;

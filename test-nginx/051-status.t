@@ -1,7 +1,7 @@
 # Statistics (datagate_status): counters by consumer x dataset x purpose x
 # decision/reason in the shared zone, equal to the requests sent across two
-# workers; masked fields per class; JSON and Prometheus text; counters
-# survive a reload.
+# workers; masked fields per class; JSON and Prometheus text; the version
+# is the one `datagate --version` prints; counters survive a reload.
 
 use strict;
 use warnings;
@@ -254,6 +254,24 @@ like($p, qr/^datagate_redis_up 0$/m, 'redis_up');
 my $sum = 0;
 $sum += $1 while $p =~ /^datagate_requests_total\{.*\} (\d+)$/mg;
 is($sum, $total, 'prometheus: requests add up');
+
+# --- one version: the module's, the command-line tool's, the header's ------------
+
+my ($hversion) = DGTest::slurp("$DGTest::TOP/module/core/dg_version.h")
+                 =~ /^#define DG_VERSION\s+"([^"]+)"$/m;
+like($hversion // '', qr/^\d+\.\d+\.\d+/, 'dg_version.h: DG_VERSION');
+my ($vrc, $vout) = run_cmd($DGTest::CLI, '--version');
+is($vrc, 0, 'datagate --version: exit 0');
+my ($cversion) = $vout =~ /\Adatagate (\S+)\n\z/;
+is($cversion, $hversion, 'datagate --version: "datagate VERSION"')
+    or diag($vout);
+is($st->{datagate_version}, $cversion,
+   'status JSON: datagate_version is what datagate --version prints');
+like($st->{nginx_version} // '', qr/^\d+\.\d+\.\d+$/,
+     'status JSON: nginx_version');
+like($p, qr/^datagate_build_info\{version="\Q$cversion\E",nginx_version="\Q$st->{nginx_version}\E"\} 1$/m,
+     'prometheus: datagate_build_info with the same versions');
+like($p, qr/^# TYPE datagate_build_info gauge$/m, 'prometheus: build_info TYPE');
 
 is($n->request('GET', '/status?format=xml', cert => 'market')->status, 400,
    'unknown format: 400');

@@ -772,7 +772,7 @@ dg_grant_add(const dg_ropts_t *o)
     char           key[DG_RS_KEY_MAX], msg[DG_RS_KEY_MAX + 64];
     char           consumer[DG_RS_ID_MAX + 1], dataset[DG_RS_ID_MAX + 1];
     size_t         ylen, slen, klen, vlen, lens[4];
-    uint8_t        mkey[32];
+    uint8_t        mkey[DG_SHA256_LEN];
     const char    *cmd[4];
     redisReply    *r;
     redisContext  *c;

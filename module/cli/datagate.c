@@ -11,9 +11,7 @@
 #include <string.h>
 
 #include "datagate.h"
-
-
-#define DATAGATE_VERSION    "0.1.0"
+#include "dg_version.h"
 
 
 static void
@@ -89,7 +87,7 @@ main(int argc, char **argv)
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0
         || strcmp(cmd, "version") == 0)
     {
-        printf("datagate " DATAGATE_VERSION "\n");
+        printf("datagate " DG_VERSION "\n");
         return DG_EXIT_OK;
     }
 

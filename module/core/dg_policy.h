@@ -16,6 +16,7 @@
 #include <time.h>
 #include <sys/socket.h>
 
+#include "dg_crypto.h"
 #include "dg_mask.h"
 
 
@@ -122,7 +123,7 @@ typedef struct {
 
     /* certificate matchers; every one that is set must match */
     dg_str_t                    subject;        /* canonical (dg_dn.h) */
-    uint8_t                     fingerprint[32];
+    uint8_t                     fingerprint[DG_SHA256_LEN];
     unsigned                    has_fingerprint:1;
     dg_str_t                    serial;         /* sign and upper-case
                                                    hex, no leading zeros */
@@ -236,8 +237,9 @@ typedef struct {
 
 
 typedef struct dg_policy_s {
-    uint8_t                     version[32];    /* SHA-256 of content */
-    char                        version_hex[65];
+    /* the policy version: SHA-256 of the content */
+    uint8_t                     version[DG_SHA256_LEN];
+    char                        version_hex[DG_SHA256_HEX_LEN + 1];
     dg_str_t                    level_names[DG_LEVEL_MAX + 1];
 
     dg_class_t                 *classes;
@@ -264,7 +266,8 @@ typedef struct dg_policy_s {
 
 /* identity taken from a verified client certificate */
 typedef struct {
-    const uint8_t              *fingerprint;    /* 32 bytes, or NULL */
+    const uint8_t              *fingerprint;    /* DG_SHA256_LEN bytes, or
+                                                   NULL */
     dg_str_t                    serial;         /* as OpenSSL prints it */
     dg_str_t                    subject;        /* canonical (dg_dn.h) */
     const dg_str_t             *sans;           /* "URI:..", "DNS:.." */
@@ -311,6 +314,8 @@ typedef struct {
 } dg_decision_t;
 
 
+/* dg_policy_load.c, dg_policy_compile.c */
+
 /*
  * Load and compile.  path: a file or a directory.  On error returns NULL
  * and writes "FILE:LINE: FIELD: message" into err.
@@ -320,6 +325,9 @@ dg_policy_t *dg_policy_load(const char *path, char *err, size_t errlen);
 dg_policy_t *dg_policy_load_buffer(const char *name, const char *data,
     size_t len, char *err, size_t errlen);
 void dg_policy_free(dg_policy_t *p);
+
+
+/* dg_policy_match.c */
 
 /* lookups (hashed; NULL when absent) */
 const dg_consumer_t *dg_policy_consumer(const dg_policy_t *p,
@@ -339,6 +347,14 @@ int dg_consumer_network_ok(const dg_consumer_t *c, const struct sockaddr *sa);
 int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
     const char *region);
 
+/* grants of the policy for (consumer, dataset), in policy order; returns
+ * how many there are and stores up to max of them in out */
+size_t dg_policy_grants(const dg_policy_t *p, const dg_consumer_t *c,
+    const dg_dataset_t *d, const dg_grant_t **out, size_t max);
+
+
+/* dg_decide.c */
+
 /*
  * purpose, method, level, grants (window, approval, methods) -> decision
  * and plan.  policy/schema.md "How a request is decided" is the order.
@@ -348,6 +364,24 @@ int dg_consumer_geo_ok(const dg_consumer_t *c, const char *country,
  */
 void dg_decide(const dg_policy_t *p, const dg_request_t *req,
     dg_decision_t *d);
+
+/* the methods a grant allows: its own, or its dataset's */
+unsigned dg_grant_methods(const dg_grant_t *g);
+
+
+/* dg_grant.c */
+
+/*
+ * Compile a grant given as YAML text (one mapping, same schema as an
+ * element of "grants:") against a loaded policy: used for run-time grants.
+ * The result is freed with dg_grant_free().
+ */
+dg_grant_t *dg_grant_compile(const dg_policy_t *p, const char *yaml,
+    size_t len, char *err, size_t errlen);
+void dg_grant_free(dg_grant_t *g);
+
+
+/* dg_policy_value.c: the syntax of values */
 
 /* method name -> DG_METHOD_* bit of the seven known methods, else
  * DG_METHOD_OTHER (names are case-sensitive, as in HTTP) */
@@ -361,32 +395,17 @@ unsigned dg_policy_method_bit(const dg_policy_t *p, const char *name,
 const char *dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf,
     size_t cap);
 
-/* the methods a grant allows: its own, or its dataset's */
-unsigned dg_grant_methods(const dg_grant_t *g);
-
-/*
- * Compile a grant given as YAML text (one mapping, same schema as an
- * element of "grants:") against a loaded policy: used for run-time grants.
- * The result is freed with dg_grant_free().
- */
-dg_grant_t *dg_grant_compile(const dg_policy_t *p, const char *yaml,
-    size_t len, char *err, size_t errlen);
-void dg_grant_free(dg_grant_t *g);
-
 /* parse "100r/s burst=50", "6000r/m", "100000/day" into a limit */
 int dg_limit_parse_rate(const char *s, size_t len, dg_limit_t *l);
 int dg_limit_parse_quota(const char *s, size_t len, dg_limit_t *l);
 
-/* "AB:CD:.." or "abcd.." (64 hex digits) -> 32 bytes; 0 ok, -1 bad */
-int dg_fingerprint_parse(const char *s, size_t len, uint8_t out[32]);
+/* "AB:CD:.." or "abcd.." (64 hex digits) -> DG_SHA256_LEN bytes; 0 ok,
+ * -1 bad */
+int dg_fingerprint_parse(const char *s, size_t len,
+    uint8_t out[DG_SHA256_LEN]);
 
 /* a key identifier "AB:CD:..", "abcd..", with or without "keyid:", as
  * openssl x509 -text prints it -> bytes; the length, 0 when bad */
 size_t dg_keyid_parse(const char *s, size_t len, uint8_t *out, size_t cap);
-
-/* grants of the policy for (consumer, dataset), in policy order; returns
- * how many there are and stores up to max of them in out */
-size_t dg_policy_grants(const dg_policy_t *p, const dg_consumer_t *c,
-    const dg_dataset_t *d, const dg_grant_t **out, size_t max);
 
 #endif /* DG_POLICY_H */

@@ -5,8 +5,6 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "dg_rstate.h"
 
@@ -90,78 +88,44 @@ dg_secret_len(const uint8_t *buf, size_t len)
 
 
 int
-dg_rs_mac_key(const uint8_t *secret, size_t len, uint8_t key[32])
+dg_rs_mac_key(const uint8_t *secret, size_t len, uint8_t key[DG_SHA256_LEN])
 {
-    unsigned int  mlen;
+    dg_bytes_t  msg;
 
     if (secret == NULL || len == 0) {
         return -1;
     }
 
-    mlen = 32;
+    msg.data = "redis-mac";
+    msg.len = sizeof("redis-mac") - 1;
 
-    if (HMAC(EVP_sha256(), secret, (int) len,
-             (const unsigned char *) "redis-mac", 9, key, &mlen) == NULL
-        || mlen != 32)
-    {
-        return -1;
-    }
-
-    return 0;
+    return dg_hmac_sha256(secret, len, &msg, 1, key);
 }
 
 
 static int
-dg_rs_mac(const uint8_t key[32], const char *rkey, size_t rklen,
-    const char *yaml, size_t ylen, uint8_t mac[32])
+dg_rs_mac(const uint8_t key[DG_SHA256_LEN], const char *rkey, size_t rklen,
+    const char *yaml, size_t ylen, uint8_t mac[DG_SHA256_LEN])
 {
-    int            rc;
-    size_t         mlen;
-    EVP_MD_CTX    *md;
-    EVP_PKEY      *pk;
+    dg_bytes_t  msg[3];
 
-    rc = -1;
-    md = NULL;
+    msg[0].data = rkey;
+    msg[0].len = rklen;
+    msg[1].data = "\n";
+    msg[1].len = 1;
+    msg[2].data = yaml;
+    msg[2].len = ylen;
 
-    pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, NULL, key, 32);
-    if (pk == NULL) {
-        return -1;
-    }
-
-    md = EVP_MD_CTX_new();
-    if (md == NULL) {
-        goto cleanup;
-    }
-
-    mlen = 32;
-
-    if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pk) != 1
-        || EVP_DigestSignUpdate(md, rkey, rklen) != 1
-        || EVP_DigestSignUpdate(md, "\n", 1) != 1
-        || EVP_DigestSignUpdate(md, yaml, ylen) != 1
-        || EVP_DigestSignFinal(md, mac, &mlen) != 1
-        || mlen != 32)
-    {
-        goto cleanup;
-    }
-
-    rc = 0;
-
-cleanup:
-
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(pk);
-
-    return rc;
+    return dg_hmac_sha256(key, DG_SHA256_LEN, msg, 3, mac);
 }
 
 
 size_t
-dg_rs_grant_seal(const uint8_t key[32], const char *rkey, size_t rklen,
-    const char *yaml, size_t ylen, char *out, size_t cap)
+dg_rs_grant_seal(const uint8_t key[DG_SHA256_LEN], const char *rkey,
+    size_t rklen, const char *yaml, size_t ylen, char *out, size_t cap)
 {
     size_t   i, n;
-    uint8_t  mac[32];
+    uint8_t  mac[DG_SHA256_LEN];
 
     n = sizeof(DG_RS_MAGIC) - 1 + DG_RS_MAC_HEX + 1 + ylen;
 
@@ -176,7 +140,7 @@ dg_rs_grant_seal(const uint8_t key[32], const char *rkey, size_t rklen,
     memcpy(out, DG_RS_MAGIC, sizeof(DG_RS_MAGIC) - 1);
     out += sizeof(DG_RS_MAGIC) - 1;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < DG_SHA256_LEN; i++) {
         *out++ = dg_rs_hex[mac[i] >> 4];
         *out++ = dg_rs_hex[mac[i] & 0xf];
     }
@@ -206,12 +170,13 @@ dg_rs_unhex(int c)
 
 
 int
-dg_rs_grant_open(const uint8_t key[32], const char *rkey, size_t rklen,
-    const char *value, size_t vlen, const char **yaml, size_t *ylen)
+dg_rs_grant_open(const uint8_t key[DG_SHA256_LEN], const char *rkey,
+    size_t rklen, const char *value, size_t vlen, const char **yaml,
+    size_t *ylen)
 {
     int         hi, lo;
     size_t      i, hlen;
-    uint8_t     want[32], got[32];
+    uint8_t     want[DG_SHA256_LEN], got[DG_SHA256_LEN];
     const char  *p;
 
     hlen = sizeof(DG_RS_MAGIC) - 1 + DG_RS_MAC_HEX + 1;
@@ -225,7 +190,7 @@ dg_rs_grant_open(const uint8_t key[32], const char *rkey, size_t rklen,
 
     p = value + sizeof(DG_RS_MAGIC) - 1;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < DG_SHA256_LEN; i++) {
         hi = dg_rs_unhex((unsigned char) p[2 * i]);
         lo = dg_rs_unhex((unsigned char) p[2 * i + 1]);
 
@@ -240,7 +205,7 @@ dg_rs_grant_open(const uint8_t key[32], const char *rkey, size_t rklen,
         return -1;
     }
 
-    if (CRYPTO_memcmp(want, got, 32) != 0) {
+    if (CRYPTO_memcmp(want, got, DG_SHA256_LEN) != 0) {
         return -2;
     }
 

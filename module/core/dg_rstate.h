@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dg_crypto.h"
+
 
 #define DG_RS_PREFIX            "datagate:"
 #define DG_RS_CHANNEL           "datagate:events"
@@ -51,7 +53,7 @@
 #define DG_RS_KEY_MAX           (64 + 2 * DG_RS_ID_MAX)
 #define DG_RS_GRANT_MAX         (16 * 1024) /* envelope, bytes */
 #define DG_RS_MAGIC             "DG1 "
-#define DG_RS_MAC_HEX           64
+#define DG_RS_MAC_HEX           DG_SHA256_HEX_LEN
 
 
 /* 1 when s is usable in a key: 1..DG_RS_ID_MAX printable, no '|', no
@@ -72,20 +74,22 @@ size_t dg_rs_key(char *buf, size_t cap, const char *prefix,
 size_t dg_secret_len(const uint8_t *buf, size_t len);
 
 /* K = HMAC-SHA-256(secret, "redis-mac"); 0 ok, -1 */
-int dg_rs_mac_key(const uint8_t *secret, size_t len, uint8_t key[32]);
+int dg_rs_mac_key(const uint8_t *secret, size_t len,
+    uint8_t key[DG_SHA256_LEN]);
 
 /*
  * Build the envelope for yaml under key into out (cap bytes).  Returns
  * its length, or 0 when it does not fit DG_RS_GRANT_MAX / cap.
  */
-size_t dg_rs_grant_seal(const uint8_t key[32], const char *rkey,
+size_t dg_rs_grant_seal(const uint8_t key[DG_SHA256_LEN], const char *rkey,
     size_t rklen, const char *yaml, size_t ylen, char *out, size_t cap);
 
 /*
  * Check an envelope read from rkey.  On success returns 0 and points
  * *yaml / *ylen into value; -1: malformed, -2: MAC does not verify.
  */
-int dg_rs_grant_open(const uint8_t key[32], const char *rkey, size_t rklen,
-    const char *value, size_t vlen, const char **yaml, size_t *ylen);
+int dg_rs_grant_open(const uint8_t key[DG_SHA256_LEN], const char *rkey,
+    size_t rklen, const char *value, size_t vlen, const char **yaml,
+    size_t *ylen);
 
 #endif /* DG_RSTATE_H */

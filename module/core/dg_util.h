@@ -130,7 +130,7 @@ typedef struct {
 } dg_cd_key_t;
 
 
-/* shared by dg_policy.c and dg_decide.c */
+/* shared by the policy loader and dg_decide.c */
 int dg_date_parse(const char *s, size_t len, int *y, int *m, int *d);
 time_t dg_date_start(int y, int m, int d);  /* 00:00:00 UTC+8 */
 void dg_date_format(time_t t, char buf[11]);  /* YYYY-MM-DD in UTC+8 */

@@ -64,6 +64,26 @@ expect_err(const char *yaml, const char *want, const char *what)
 }
 
 
+/* the whole message, not a part of it */
+
+static void
+expect_err_is(const char *yaml, const char *want, const char *what)
+{
+    char          err[DG_ERRLEN];
+    dg_policy_t  *p;
+
+    err[0] = '\0';
+    p = load(yaml, err);
+
+    if (!ok(p == NULL && strcmp(err, want) == 0, "rejects %s", what)) {
+        diag("want: %s", want);
+        diag("got:  %s", p ? "(loaded)" : err);
+    }
+
+    dg_policy_free(p);
+}
+
+
 static void
 expect_ok(const char *yaml, const char *what)
 {
@@ -301,10 +321,28 @@ test_validation(void)
                "t.yaml:16: grants[0].dataset: unknown dataset "
                "'population.persn' (did you mean 'population.person'?)",
                "a grant on an unknown dataset");
-    expect_err(CLS PUR CON DS "grants:\n  - consumer: c1\n    dataset: d1\n"
-               "    purposes: [p1, p9]\n",
-               "t.yaml:18: grants[0].purposes: unknown purpose 'p9'",
-               "a grant for an unknown purpose");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: c1\n    dataset: d1\n"
+                  "    purposes: [p1, p9]\n",
+                  "t.yaml:18: grants[0].purposes: unknown purpose 'p9' (did "
+                  "you mean 'p1'?)", "a grant for an unknown purpose");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: ops.team\n"
+                  "    dataset: d1\n    purposes: [p1]\n",
+                  "t.yaml:16: grants[0].consumer: unknown consumer "
+                  "'ops.team'", "an unknown consumer near no other");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: c1\n"
+                  "    dataset: d2\n    purposes: [p1]\n",
+                  "t.yaml:17: grants[0].dataset: unknown dataset 'd2' (did "
+                  "you mean 'd1'?)", "an unknown dataset near another");
+    expect_err_is(CLS PUR CON DS "grants:\n  - consumer: c1\n"
+                  "    dataset: d1\n    purposes: [research]\n",
+                  "t.yaml:18: grants[0].purposes: unknown purpose "
+                  "'research'", "an unknown purpose near no other");
+    expect_err_is("classes:\n  a.b: {level: 1, mask: name, lvel: 2}\n",
+                  "t.yaml:2: classes.a.b.lvel: unknown key 'lvel' (did you "
+                  "mean 'level'?)", "a misspelt class key");
+    expect_err_is("classes:\n  a.b: {level: 1, mask: name, colour: 2}\n",
+                  "t.yaml:2: classes.a.b.colour: unknown key 'colour' "
+                  "(expected one of: level, mask)", "a class key near none");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n    share: conditional\n"
                "    level: 3\n    fields: {id_card: person.id_numbr}\n",
                "t.yaml:14: datasets[0].fields.id_card: unknown class "

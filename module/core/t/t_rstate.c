@@ -51,6 +51,11 @@ main(void)
     n = dg_rs_grant_seal(k1, key, klen, g, strlen(g), env, sizeof(env));
     ok(n == 4 + 64 + 1 + strlen(g), "sealed length");
     ok(memcmp(env, "DG1 ", 4) == 0 && env[68] == '\n', "envelope form");
+    env[n] = '\0';
+    is_str(env, "DG1 e669be714d409185f0c7f851361918b62cdfa9fff323f090221a681e5e"
+           "1ece68\nconsumer: c.x\ndataset: d.y\npurposes: [p]\n",
+           "envelope: HMAC-SHA-256(HMAC-SHA-256(secret, \"redis-mac\"), "
+           "key \"\\n\" yaml)");
 
     rc = dg_rs_grant_open(k1, key, klen, env, n, &yaml, &ylen);
     ok(rc == 0, "opens with the right key");
