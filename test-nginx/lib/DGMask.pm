@@ -1,8 +1,8 @@
 package DGMask;
 
-# What the response-masking files (020-mask-fields.t, 024-mask-encodings.t,
-# 025-mask-http-versions.t, 026-mask-failures.t, 027-mask-streaming.t,
-# 028-mask-long-responses.t) share: the policy they run, the request
+# What the response-masking files (030-mask-fields.t, 031-mask-encodings.t,
+# 032-mask-http-versions.t, 033-mask-failures.t, 034-mask-streaming.t,
+# 035-mask-long-responses.t) share: the policy they run, the request
 # headers of a granted call, a record and what masking makes of it, and
 # the clients and origins the harness does not have (a raw TLS connection,
 # a bounded read loop, an origin that drips its answer, an HTTP/2 gateway

@@ -2,7 +2,7 @@
 # which cannot take chunks, gets the masked document with its length and
 # keeps its connection for a second one; an HTTP/2 client gets a masked
 # answer streamed from a chunked, dripping provider.  (HTTP/2 for a long
-# response: 028-mask-long-responses.t.)
+# response: 035-mask-long-responses.t.)
 # Policy: test-nginx/data/policy-glue.yaml (lib/DGMask.pm).
 
 use strict;

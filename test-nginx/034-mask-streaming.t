@@ -3,8 +3,8 @@
 # or with a Content-Length, slowly, with proxy_buffering on and off: the
 # masked answer is whole, every field masked as in one piece, and the
 # bytes the rules do not touch pass byte for byte.
-# (Broken streams: 026-mask-failures.t; long responses:
-# 028-mask-long-responses.t.)
+# (Broken streams: 033-mask-failures.t; long responses:
+# 035-mask-long-responses.t.)
 # Policy: test-nginx/data/policy-glue.yaml (lib/DGMask.pm).
 
 use strict;

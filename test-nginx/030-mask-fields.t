@@ -8,10 +8,11 @@
 # own for the allow-list.
 #
 # The other masking files: 023-detect-forms.t (detection),
-# 024-mask-encodings.t (content types and encodings),
-# 025-mask-http-versions.t, 026-mask-failures.t (fail closed),
-# 027-mask-streaming.t (chunked and slow providers),
-# 028-mask-long-responses.t (turns of the event loop, bounded memory).
+# 024-pseudonyms.t (method hash),
+# 031-mask-encodings.t (content types and encodings),
+# 032-mask-http-versions.t, 033-mask-failures.t (fail closed),
+# 034-mask-streaming.t (chunked and slow providers),
+# 035-mask-long-responses.t (turns of the event loop, bounded memory).
 
 use strict;
 use warnings;
