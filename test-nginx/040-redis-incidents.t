@@ -208,8 +208,11 @@ datasets:/m;
     ($rc) = cli($port, qw(suspend consumer x password=wrong));
     is($rc, 3, 'CLI with a wrong password: exit 3');
     $n->stop;
-    unlike($n->error_log, qr/handshake|connection down/,
-           'no handshake failure');
+    # a first connect that times out (a worker starved of CPU, valgrind)
+    # is retried, and is not a handshake failure
+    my $log = join "\n", grep { !/down: connect timed out/ }
+                         split /\n/, $n->error_log;
+    unlike($log, qr/handshake|connection down/, 'no handshake failure');
 
     my $bad = gateway(redis => $port, redis_opts => 'password=wrong');
     is(code_of(get($bad, 'assistance')), 'policy_unavailable',
