@@ -16,9 +16,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "dg_audit.h"
 #include "dg_policy.h"
 #include "dg_mask.h"
 #include "dg_rstate.h"
+
+#include <zlib.h>
 
 
 #define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
@@ -70,7 +73,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_datagate_tree_t        cache;      /* decisions (_access.c) */
+    ngx_http_datagate_tree_t        cache;      /* decisions (_dcache.c) */
     ngx_http_datagate_tree_t        stats;      /* counters (_log.c) */
     ngx_http_datagate_tree_t        limits;     /* rate/quota (_limit.c) */
     ngx_http_datagate_tree_t        incidents;  /* local incident state */
@@ -79,7 +82,7 @@ typedef struct {
 
     /* audit chain (_log.c): one chain for all workers, under shpool lock;
      * audit_failing is also read without it (the access phase) */
-    u_char                          audit_last[65];
+    u_char                          audit_last[DG_AUDIT_HEXLEN + 1];
     ngx_uint_t                      audit_seq;
     ngx_atomic_t                    audit_failed;
     ngx_atomic_t                    audit_failing;  /* last write failed */
@@ -105,7 +108,7 @@ typedef struct {
 } ngx_http_datagate_shctx_t;
 
 
-/* ---- ngx_http_datagate_module.c: configuration ------------------------ */
+/* ---- ngx_http_datagate_module.c: configuration ----------------------- */
 
 typedef struct {
     ngx_str_t                       policy_path;
@@ -125,6 +128,13 @@ typedef struct {
     ngx_uint_t                      audit_serve; /* on_failure=serve */
     ngx_str_t                       audit_conf_file; /* where the */
     ngx_uint_t                      audit_conf_line; /* directive is */
+    /* the chain head found in the file (_log.c, audit_init): it seeds
+     * a new zone */
+    u_char                          audit_head[DG_AUDIT_HEXLEN + 1];
+    uint64_t                        audit_head_seq;
+    uint64_t                        audit_head_dev; /* the file, when */
+    uint64_t                        audit_head_ino; /* its last line */
+    unsigned                        audit_head_torn:1; /* is torn */
 
     ngx_str_t                       secret_path;
     u_char                          secret[64];
@@ -133,12 +143,12 @@ typedef struct {
     ngx_http_datagate_redis_conf_t  redis;
     ngx_flag_t                      redis_enabled;
 
-    /* second tier of the decision cache (_access.c): decisions shared
+    /* second tier of the decision cache (_dcache.c): decisions shared
      * through Redis, MAC key HMAC-SHA-256(secret, "redis-decision") */
     ngx_flag_t                      dcache_redis;
     u_char                          dcache_key[DG_SHA256_LEN];
 
-    /* datagate_state (_limit.c): quota counters across restarts */
+    /* datagate_state (_state.c): quota counters across restarts */
     ngx_str_t                       state_path;
     ngx_msec_t                      state_interval;
 
@@ -190,21 +200,16 @@ typedef struct {
     ngx_str_t                       purpose;
     ngx_str_t                       approval;
     ngx_str_t                       cert_serial;
-    u_char                          country[4];
+    u_char                          country[4]; /* geo (_identity.c) */
+    u_char                          region[64];
     u_char                          request_id[NGX_HTTP_DATAGATE_REQUEST_ID_MAX
                                                + 1]; /* NUL-terminated */
     size_t                          request_id_len;
     dg_reason_e                     reason;
     ngx_int_t                       status;     /* our error status, 0 */
-    ngx_msec_t                      start;
 
-    /* masking (_filter.c) */
+    /* masking (_filter.c, _body.c) */
     dg_mask_t                      *mask;
-    ngx_chain_t                    *free;
-    ngx_chain_t                    *busy;
-    ngx_chain_t                    *out;
-    ngx_chain_t                   **last_out;
-    int                             mask_rc;    /* DG_MASK_OK or error */
     uint64_t                        masked;     /* values masked */
     const char                     *unmaskable; /* why 502 / cut */
 
@@ -231,9 +236,8 @@ typedef struct {
 
     unsigned                        enforced:1;
     unsigned                        decided:1;
-    unsigned                        waiting:1;
     unsigned                        allowed:1;
-    unsigned                        degraded:1;
+    unsigned                        degraded:1; /* counted (_redis.c) */
     unsigned                        logged:1;
     unsigned                        cut:1;
 
@@ -243,15 +247,13 @@ typedef struct {
     unsigned                        method;     /* DG_METHOD_* bits the
                                                    decision was made for */
 
-    /* _access.c */
-    ngx_http_request_t             *request;
-    ngx_uint_t                      stage;      /* where to resume */
-    ngx_uint_t                      cache;      /* NGX_HTTP_DATAGATE_CACHE_* */
-    const dg_purpose_t             *purpose_def; /* NULL: unknown */
-    time_t                          expires;    /* decision valid until */
-    u_char                          region[64];
+    ngx_uint_t                      stage;      /* where the access
+                                                   handler resumes */
+    ngx_uint_t                      cache;      /* NGX_HTTP_DATAGATE_CACHE_*:
+                                                   the tier that decided
+                                                   (_dcache.c) */
 
-    /* client address (_access.c: ngx_http_datagate_client_addr()) */
+    /* client address (_identity.c: ngx_http_datagate_client_addr()) */
     struct sockaddr                *client;     /* network and geo rules */
     ngx_str_t                       client_text;
     ngx_str_t                       peer_text;  /* the TCP peer */
@@ -272,7 +274,7 @@ extern ngx_module_t  ngx_http_datagate_module;
 extern ngx_module_t  ngx_http_datagate_filter_module;
 
 
-/* ---- ngx_http_datagate_module.c ---------------------------------------- */
+/* ---- ngx_http_datagate_module.c: pseudonym keys ---------------------- */
 
 /* HMAC-SHA-256(secret, "pseudonym:" + consumer id), cached per worker;
  * DG_SHA256_LEN bytes, or NULL */
@@ -280,27 +282,32 @@ const u_char *ngx_http_datagate_pseudonym_key(
     ngx_http_datagate_main_conf_t *dmcf, const dg_consumer_t *c);
 
 
-/* ---- ngx_http_datagate_access.c --------------------------------------- */
+/* ---- ngx_http_datagate_access.c: the access phase -------------------- */
 
-ngx_int_t ngx_http_datagate_access_init(ngx_conf_t *cf);
+/* ctx->stage: where the access handler resumes */
+#define NGX_HTTP_DATAGATE_STAGE_START      0
+#define NGX_HTTP_DATAGATE_STAGE_GRANTS     1
+#define NGX_HTTP_DATAGATE_STAGE_DECIDE     2
+#define NGX_HTTP_DATAGATE_STAGE_INCIDENT   3
+#define NGX_HTTP_DATAGATE_STAGE_LIMIT      4
+#define NGX_HTTP_DATAGATE_STAGE_DONE       5
+
 ngx_int_t ngx_http_datagate_access_handler(ngx_http_request_t *r);
 ngx_http_datagate_ctx_t *ngx_http_datagate_get_ctx(ngx_http_request_t *r);
 /* the ctx of a request refused by nginx before the access phase ran on
  * an enforced location (request id, dataset, enforced) */
 ngx_http_datagate_ctx_t *ngx_http_datagate_error_ctx(ngx_http_request_t *r);
-/*
- * Answer reason as the JSON error (status from dg_reason_status(), headers
- * already in headers_out such as Retry-After are kept), log the denial and
- * finalize the request.  From a phase handler: return what it returns
- * (NGX_DONE after finalizing).
- */
-ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
-/* set status, Content-Type, Content-Length of the error in headers_out and
- * return its body (last_buf set); for the header filter (_filter.c) */
-ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
-ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_identity.c: who is asking, from where --------- */
+
+/* postconfiguration: the SSL ex_data index of the connection's identity */
+ngx_int_t ngx_http_datagate_identity_init(ngx_conf_t *cf);
+/* the consumer of a verified client certificate (ctx->consumer,
+ * cert_serial), checked against its network and geo rules: DG_R_OK or
+ * the reason to refuse (ctx->detail may say more) */
+dg_reason_e ngx_http_datagate_identify(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx);
 /*
  * The address the network and geo rules see (ctx->client): the TCP peer,
  * or, when the peer is one of datagate_real_ip_from, the client its
@@ -320,13 +327,37 @@ ngx_int_t ngx_http_datagate_ssl_bound(ngx_http_request_t *r);
 ngx_int_t ngx_http_datagate_cert_serial_str(X509 *cert, ngx_pool_t *pool,
     ngx_str_t *out);
 #endif
-/* a header of a headers_in or headers_out list by name (any case; entries
- * removed with hash 0 are skipped), or NULL */
-ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
-    const char *name, size_t len);
 
 
-/* ---- ngx_http_datagate_request.c: what a request may look like -------- */
+/* ---- ngx_http_datagate_dcache.c: the decision and its cache ---------- */
+
+/* dg_decide() for the request (ctx->method set), from the shared zone or
+ * the Redis tier when they have it: NGX_OK (*d), NGX_AGAIN (waiting for
+ * Redis, the access handler is re-entered), NGX_ERROR */
+ngx_int_t ngx_http_datagate_decide(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx,
+    dg_decision_t *d);
+
+
+/* ---- ngx_http_datagate_error.c: errors and variables ----------------- */
+
+/*
+ * Answer reason as the JSON error (status from dg_reason_status(), headers
+ * already in headers_out such as Retry-After are kept), log the denial and
+ * finalize the request.  From a phase handler: return what it returns
+ * (NGX_DONE after finalizing).
+ */
+ngx_int_t ngx_http_datagate_send_error(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+/* set status, Content-Type, Content-Length of the error in headers_out and
+ * return its body (last_buf set); for the header filter (_filter.c) */
+ngx_buf_t *ngx_http_datagate_error_body(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, dg_reason_e reason, const char *detail);
+/* preconfiguration: $datagate_consumer, $datagate_reason, ... */
+ngx_int_t ngx_http_datagate_add_variables(ngx_conf_t *cf);
+
+
+/* ---- ngx_http_datagate_request.c: what a request may look like ------- */
 
 /* NGX_OK; NGX_DECLINED with *detail saying why the request is refused
  * (400 request_rejected); NGX_ERROR */
@@ -336,16 +367,92 @@ ngx_int_t ngx_http_datagate_request_check(ngx_http_request_t *r,
  * '-'; *underscore (if not NULL) set when a '_' spelling is among them */
 ngx_uint_t ngx_http_datagate_header_count(ngx_list_t *headers,
     ngx_str_t *name, ngx_uint_t *underscore);
+/* the DG_METHOD_* bits of the methods the request names for a framework
+ * behind the gateway to take instead of its own (headers, "_method") */
+unsigned ngx_http_datagate_method_overrides(ngx_http_request_t *r,
+    const dg_policy_t *p);
 
 
-/* ---- ngx_http_datagate_filter.c ---------------------------------------- */
+/* ---- ngx_http_datagate_filter.c: the response's header --------------- */
+
+/* the response filter's per-request state (_filter.c, _body.c) */
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_datagate_ctx_t        *ctx;
+    dg_mask_t                      *mask;
+    size_t                          nfields;
+
+    ngx_chain_t                    *in;         /* held input */
+    ngx_buf_t                      *in_buf;     /* being fed */
+
+    ngx_chain_t                    *out;
+    ngx_chain_t                   **last_out;
+    ngx_chain_t                    *free;
+    ngx_chain_t                    *busy;
+    ngx_buf_t                      *obuf;       /* being filled */
+    ngx_uint_t                      nbufs;
+
+    z_stream                        zstream;
+    u_char                         *zbuf;
+
+    ngx_buf_t                      *err;        /* our 502 body */
+
+    uint64_t                        fed;        /* plain bytes fed */
+    uint64_t                        turn_fed;   /* fed when this turn began */
+    size_t                          turn_size;  /* datagate_mask_turn */
+    ngx_event_t                     turn;       /* the next turn; posted:
+                                                   input held for it */
+
+    unsigned                        gzip:1;
+    unsigned                        zstarted:1;
+    unsigned                        zdone:1;
+    unsigned                        error_mode:1;
+    unsigned                        err_sent:1;
+    unsigned                        done:1;
+    unsigned                        nomem:1;
+    unsigned                        failed:1;
+    unsigned                        header_pending:1;
+    unsigned                        flush_seen:1;
+    unsigned                        last_seen:1; /* the last buffer is in */
+    unsigned                        buffered:1; /* set r->buffered */
+    unsigned                        hold:1;     /* the client cannot see a
+                                                   cut: the whole answer
+                                                   before the header */
+
+    size_t                          hold_max;   /* datagate_hold_max */
+    off_t                           out_bytes;  /* output made so far */
+} ngx_http_datagate_filter_ctx_t;
+
+/* the filters after datagate's */
+extern ngx_http_output_header_filter_pt  ngx_http_datagate_next_header_filter;
+extern ngx_http_output_body_filter_pt    ngx_http_datagate_next_body_filter;
 
 ngx_int_t ngx_http_datagate_filter_init(ngx_conf_t *cf);
+/* the filter's per-request state, set up */
+ngx_http_datagate_filter_ctx_t *ngx_http_datagate_filter_ctx(
+    ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx);
 /* drop the provider's headers before an error answer of ours */
 void ngx_http_datagate_clean_header(ngx_http_request_t *r);
 
 
-/* ---- ngx_http_datagate_watch.c: long answers re-check the controls ---- */
+/* ---- ngx_http_datagate_body.c: the response's body ------------------- */
+
+ngx_int_t ngx_http_datagate_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+/* a masker for the response, set up for conf; NULL (logged): none */
+dg_mask_t *ngx_http_datagate_masker_get(ngx_http_request_t *r,
+    const dg_mask_conf_t *conf);
+/*
+ * The header was still held: the client gets a JSON error after all,
+ * reason's status unless status says otherwise (504 for a provider that
+ * timed out).  The held input and output are dropped.
+ */
+ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, dg_reason_e reason,
+    ngx_uint_t status, const char *detail);
+
+
+/* ---- ngx_http_datagate_watch.c: long answers re-check the controls --- */
 
 /* installs its header and body filters (under the masker's) */
 ngx_int_t ngx_http_datagate_watch_init(ngx_conf_t *cf);
@@ -354,7 +461,58 @@ ngx_int_t ngx_http_datagate_watch_start(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 
 
-/* ---- ngx_http_datagate_headers.c: the provider's response headers ----- */
+/* ---- ngx_http_datagate_headers.c: the provider's response headers ---- */
+
+/*
+ * The elements of a header list (headers_in, headers_out, an upstream's),
+ * removed ones (hash 0) included, one after the other:
+ *
+ *     for (h = ngx_http_datagate_header_first(&hi, &r->headers_in.headers);
+ *          h != NULL;
+ *          h = ngx_http_datagate_header_next(&hi))
+ */
+typedef struct {
+    ngx_list_part_t                *part;
+    ngx_uint_t                      i;
+} ngx_http_datagate_hiter_t;
+
+static ngx_inline ngx_table_elt_t *
+ngx_http_datagate_header_next(ngx_http_datagate_hiter_t *hi)
+{
+    ngx_table_elt_t  *h;
+
+    while (hi->i >= hi->part->nelts) {
+        if (hi->part->next == NULL) {
+            return NULL;
+        }
+
+        hi->part = hi->part->next;
+        hi->i = 0;
+    }
+
+    h = hi->part->elts;
+
+    return &h[hi->i++];
+}
+
+static ngx_inline ngx_table_elt_t *
+ngx_http_datagate_header_first(ngx_http_datagate_hiter_t *hi,
+    ngx_list_t *list)
+{
+    hi->part = &list->part;
+    hi->i = 0;
+
+    return ngx_http_datagate_header_next(hi);
+}
+
+/* a header of a headers_in or headers_out list by name (any case; entries
+ * removed with hash 0 are skipped), or NULL */
+ngx_table_elt_t *ngx_http_datagate_find_header(ngx_list_t *headers,
+    const char *name, size_t len);
+/* a header of headers_out removed (hash 0), and every pointer nginx keeps
+ * to it (r->headers_out.etag, .content_length, .link, ...) */
+void ngx_http_datagate_header_drop(ngx_http_request_t *r,
+    ngx_table_elt_t *h);
 
 /* merge of an enforced location: remember its confs */
 ngx_int_t ngx_http_datagate_headers_location(ngx_conf_t *cf,
@@ -371,7 +529,7 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 
 
-/* ---- ngx_http_datagate_log.c: audit + counters ------------------------ */
+/* ---- ngx_http_datagate_log.c: audit + counters ----------------------- */
 
 /* counter kinds; a counter's key is the kind byte, then its label values,
  * each ending in '\0' */
@@ -413,7 +571,7 @@ ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
 
 /*
  * Records lost since the last one written, and that record's seq and
- * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_limit.c); with
+ * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_state.c); with
  * the zone locked.  _restore puts a loss read back from the file into a
  * fresh zone, unless a record written since has counted it already.
  */
@@ -424,12 +582,12 @@ void ngx_http_datagate_audit_lost_restore(
     u_char *hash, uint64_t lost);
 
 
-/* ---- ngx_http_datagate_status.c ---------------------------------------- */
+/* ---- ngx_http_datagate_status.c: the statistics ---------------------- */
 
 ngx_int_t ngx_http_datagate_status_handler(ngx_http_request_t *r);
 
 
-/* ---- ngx_http_datagate_geoip.c ----------------------------------------- */
+/* ---- ngx_http_datagate_geoip.c: countries, regions ------------------- */
 
 ngx_int_t ngx_http_datagate_geoip_open(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
@@ -439,7 +597,7 @@ ngx_int_t ngx_http_datagate_geoip_lookup(ngx_http_datagate_main_conf_t *dmcf,
     struct sockaddr *sa, u_char *country, u_char *region, size_t rlen);
 
 
-/* ---- ngx_http_datagate_redis.c ----------------------------------------- */
+/* ---- ngx_http_datagate_redis.c: commands ----------------------------- */
 
 ngx_int_t ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_datagate_redis_exit_process(ngx_cycle_t *cycle);
@@ -453,6 +611,9 @@ typedef void (*ngx_http_datagate_redis_handler_pt)(void *data, void *reply);
 
 /* 1: connected and answering (breaker closed); 0: nobody may wait */
 ngx_int_t ngx_http_datagate_redis_ready(void);
+/* the request is decided on stale or per-node state: counted once */
+void ngx_http_datagate_redis_degraded(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx);
 
 /* NGX_OK: queued; NGX_DECLINED: Redis not ready; NGX_ERROR */
 ngx_int_t ngx_http_datagate_redis_command(
@@ -466,9 +627,10 @@ ngx_int_t ngx_http_datagate_redis_eval(
 
 /*
  * A request waiting for a Redis reply: the first member of each waiting
- * command's private data.  A pool cleanup (waiter_cleanup) clears it when
- * the request goes before its reply; the reply handler reads r and ctx
- * (NULL: gone) and calls waiter_detach before it frees the data.
+ * command's private data, made by waiter_create (with a pool cleanup that
+ * clears it when the request goes before its reply).  The reply handler
+ * reads r and ctx (NULL: gone) and calls waiter_detach before it frees
+ * the data; a command that was not queued gives it to waiter_free.
  */
 typedef struct {
     ngx_http_request_t             *r;          /* NULL: gone / none */
@@ -476,8 +638,11 @@ typedef struct {
     ngx_pool_cleanup_t             *cln;
 } ngx_http_datagate_waiter_t;
 
-void ngx_http_datagate_waiter_cleanup(void *data);
+/* size bytes, a waiter first, for r (NULL: nobody waits); NULL: no memory */
+void *ngx_http_datagate_waiter_create(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, size_t size);
 void ngx_http_datagate_waiter_detach(ngx_http_datagate_waiter_t *w);
+void ngx_http_datagate_waiter_free(ngx_http_datagate_waiter_t *w);
 
 /* wall clock in milliseconds, the same in every worker and node */
 static ngx_inline uint64_t
@@ -491,7 +656,40 @@ ngx_http_datagate_now_ms(void)
 }
 
 
-/* ---- ngx_http_datagate_incident.c: incident controls --------------- */
+/* ---- ngx_http_datagate_redis.c, _hiredis.c: a worker's connection ---- */
+
+/* one of the two connections of a worker (commands, subscriber) */
+typedef struct {
+    ngx_http_datagate_redis_t      *rd;
+    struct redisAsyncContext       *ac;
+    ngx_connection_t               *conn;
+    ngx_event_t                     timer;      /* connect / reconnect */
+    ngx_msec_t                      backoff;
+    ngx_uint_t                      state;
+    ngx_uint_t                      handshake;  /* replies still due */
+    ngx_uint_t                      persist;    /* _RP_* bits, so far */
+    struct redisReader             *shadow;     /* vets what comes in */
+    size_t                          partial;    /* bytes of the reply
+                                                   still arriving */
+    const char                     *name;
+    unsigned                        sub:1;
+    unsigned                        freeing:1;
+    unsigned                        was_ready:1;
+    unsigned                        logged_down:1;
+} ngx_http_datagate_rconn_t;
+
+/* tear the connection down (may be inside a hiredis callback) */
+void ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc,
+    const char *why);
+/* the context is gone (the adapter's cleanup hook): down, or reconnect */
+void ngx_http_datagate_redis_closed(ngx_http_datagate_rconn_t *rc);
+/* c carries rc's hiredis context ac: its events call hiredis, and
+ * hiredis's hooks arm them (_hiredis.c) */
+void ngx_http_datagate_redis_attach(ngx_http_datagate_rconn_t *rc,
+    struct redisAsyncContext *ac, ngx_connection_t *c);
+
+
+/* ---- ngx_http_datagate_incident.c: incident controls ----------------- */
 
 #define NGX_HTTP_DATAGATE_INC_REVOKED       0x01
 #define NGX_HTTP_DATAGATE_INC_SUSPENDED     0x02
@@ -516,7 +714,7 @@ typedef struct {
     ngx_uint_t                      lim;        /* RS_NONE/WAIT/DONE */
     ngx_int_t                       lim_rc;     /* NGX_OK / NGX_DECLINED */
 
-    /* the decision's GET from the Redis tier (_access.c) */
+    /* the decision's GET from the Redis tier (_dcache.c) */
     ngx_uint_t                      dec;        /* RS_NONE/WAIT/DONE */
     time_t                          dec_expires;
     int32_t                         dec_grant;  /* index, -1 */
@@ -582,19 +780,52 @@ dg_reason_e ngx_http_datagate_incident_recheck(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_recheck_t *rk);
 
 
-/* ---- ngx_http_datagate_limit.c: rate limits and quotas ---------------- */
+/* ---- ngx_http_datagate_limit.c: rate limits and quotas --------------- */
 
 /* NGX_OK: admitted; NGX_DECLINED: limited (headers set, reason in ctx);
  * NGX_AGAIN: waiting for Redis, the access handler will be re-entered */
 ngx_int_t ngx_http_datagate_limit(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 
+/* the dataset budget's key: this, then CONSUMER|DATASET */
+#define NGX_HTTP_DATAGATE_DS_BUDGET     "dataset:"
+#define NGX_HTTP_DATAGATE_LIMIT_KEY                                         \
+    (sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) + 2 * DG_RS_ID_MAX + 2)
+
+/* a budget's counters in the shared zone (sh->limits) */
+typedef struct {
+    ngx_str_node_t                  sn;
+    ngx_queue_t                     queue;
+    int64_t                         tat;        /* us */
+    int64_t                         window;     /* quota window, s */
+    uint64_t                        count;      /* admitted here in it */
+    uint32_t                        period;     /* of that window, s */
+    int64_t                         seen_window;
+    uint64_t                        seen;       /* cluster count (Redis) */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;   /* admitted alone, not yet
+                                                   added to Redis's count */
+    uint64_t                        last;       /* ms */
+    u_char                          data[1];
+} ngx_http_datagate_lnode_t;
+
+ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
+    ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
+    uint64_t now, ngx_http_datagate_lnode_t *keep);
+
+
+/* ---- ngx_http_datagate_state.c: datagate_state ----------------------- */
+
 /*
- * datagate_state: quota counters in a file, so that they survive a
- * restart without Redis.  _load seeds a fresh zone (init_zone, master);
- * _save writes the file atomically (exit_master, and every interval=
- * from worker 0); _init_process starts that timer.
+ * datagate_state: quota counters (and the Redis epoch, the audit records
+ * lost) in a file, so that they survive a restart without Redis.  _load
+ * seeds a fresh zone (init_zone, master); _save writes the file
+ * atomically (exit_master, and every interval= from worker 0);
+ * _init_process starts that timer.
  */
+/* datagate_state PATH [interval=60s]; */
+char *ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log);
 ngx_int_t ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,

@@ -24,6 +24,10 @@
  * location makes its upstream module ignore them (as proxy_ignore_headers
  * would), and an answer that asks for an internal redirect is refused:
  * ngx_http_datagate_headers_refused().
+ *
+ * And what every file does with a header list: find a header by name,
+ * drop one with nginx's pointers to it (the walk itself is
+ * ngx_http_datagate_header_first()/_next() in the header).
  */
 
 
@@ -57,8 +61,6 @@ static ngx_int_t ngx_http_datagate_hdr_keys(ngx_http_datagate_hdr_t *hs);
 static int ngx_libc_cdecl ngx_http_datagate_hdr_cmp(const void *a,
     const void *b);
 static ngx_uint_t ngx_http_datagate_hdr_provider(ngx_http_datagate_hdr_t *hs,
-    ngx_table_elt_t *h);
-static void ngx_http_datagate_hdr_drop(ngx_http_request_t *r,
     ngx_table_elt_t *h);
 #if (nginx_version >= 1023000)
 static void ngx_http_datagate_hdr_unlink(ngx_table_elt_t **list,
@@ -205,11 +207,11 @@ ngx_int_t
 ngx_http_datagate_response_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx)
 {
-    ngx_uint_t                      i, provider;
+    ngx_uint_t                      provider;
     const u_char                   *key;
-    ngx_list_part_t                *part;
     ngx_table_elt_t                *h;
     ngx_http_datagate_hdr_t         hs;
+    ngx_http_datagate_hiter_t       hi;
     ngx_http_datagate_main_conf_t  *dmcf;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
@@ -244,77 +246,55 @@ ngx_http_datagate_response_headers(ngx_http_request_t *r,
 
     hs.max = r->headers_out.content_type.len;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_out.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash == 0) {
             continue;
         }
 
-        provider = ngx_http_datagate_hdr_provider(&hs, &h[i]);
+        provider = ngx_http_datagate_hdr_provider(&hs, h);
 
         if (provider
-            && !dg_header_is_safe((const char *) h[i].key.data,
-                                  h[i].key.len)
-            && !dg_header_listed(ctx->dataset, (const char *) h[i].key.data,
-                                 h[i].key.len))
+            && !dg_header_is_safe((const char *) h->key.data,
+                                  h->key.len)
+            && !dg_header_listed(ctx->dataset, (const char *) h->key.data,
+                                 h->key.len))
         {
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "datagate: provider header \"%V\" dropped, "
-                           "%uz bytes", &h[i].key, h[i].value.len);
+                           "%uz bytes", &h->key, h->value.len);
 
-            ngx_http_datagate_hdr_drop(r, &h[i]);
+            ngx_http_datagate_header_drop(r, h);
             hs.dropped++;
             continue;
         }
 
-        if (h[i].value.len > hs.max) {
-            hs.max = h[i].value.len;
+        if (h->value.len > hs.max) {
+            hs.max = h->value.len;
         }
     }
 
     /* 3. the safety net on what stays (its memory taken at the first
      * value that may hold a hit, for the longest one) */
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
+    for (h = ngx_http_datagate_header_first(&hi, &r->headers_out.headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash == 0) {
             continue;
         }
 
-        switch (ngx_http_datagate_hdr_scan(&hs, &h[i].value, &h[i].key)) {
+        switch (ngx_http_datagate_hdr_scan(&hs, &h->value, &h->key)) {
 
         case NGX_OK:
             break;
 
         case NGX_DECLINED:
             /* could not be scanned: it goes */
-            ngx_http_datagate_hdr_drop(r, &h[i]);
+            ngx_http_datagate_header_drop(r, h);
             hs.dropped++;
             break;
 
@@ -355,20 +335,20 @@ ngx_http_datagate_response_headers(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_datagate_hdr_keys(ngx_http_datagate_hdr_t *hs)
 {
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_uint_t                  n;
+    ngx_list_t                 *headers;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hiter_t   hi;
 
     if (hs->request->upstream == NULL) {
         return NGX_OK;
     }
 
+    headers = &hs->request->upstream->headers_in.headers;
     n = 0;
 
-    for (part = &hs->request->upstream->headers_in.headers.part;
-         part;
-         part = part->next)
-    {
+    for (part = &headers->part; part; part = part->next) {
         n += part->nelts;
     }
 
@@ -381,22 +361,11 @@ ngx_http_datagate_hdr_keys(ngx_http_datagate_hdr_t *hs)
         return NGX_ERROR;
     }
 
-    part = &hs->request->upstream->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        hs->keys[hs->nkeys++] = (uintptr_t) h[i].key.data;
+    for (h = ngx_http_datagate_header_first(&hi, headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        hs->keys[hs->nkeys++] = (uintptr_t) h->key.data;
     }
 
     ngx_qsort(hs->keys, hs->nkeys, sizeof(uintptr_t),
@@ -448,9 +417,39 @@ ngx_http_datagate_hdr_provider(ngx_http_datagate_hdr_t *hs,
 }
 
 
+/* ---- header lists ----------------------------------------------------- */
+
+/* a header of a request's headers_in or headers_out list by name */
+
+ngx_table_elt_t *
+ngx_http_datagate_find_header(ngx_list_t *headers, const char *name,
+    size_t len)
+{
+    ngx_table_elt_t            *h;
+    ngx_http_datagate_hiter_t   hi;
+
+    for (h = ngx_http_datagate_header_first(&hi, headers);
+         h != NULL;
+         h = ngx_http_datagate_header_next(&hi))
+    {
+        if (h->hash == 0) {
+            continue;
+        }
+
+        if (h->key.len == len
+            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
+        {
+            return h;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* a header removed, and every pointer nginx keeps to it */
-static void
-ngx_http_datagate_hdr_drop(ngx_http_request_t *r, ngx_table_elt_t *h)
+void
+ngx_http_datagate_header_drop(ngx_http_request_t *r, ngx_table_elt_t *h)
 {
     ngx_http_headers_out_t  *ho;
 

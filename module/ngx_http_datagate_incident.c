@@ -365,7 +365,7 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     if (cached) {
 
         if (!fresh && !ready) {
-            ctx->degraded = 1;
+            ngx_http_datagate_redis_degraded(dmcf, ctx);
         }
 
         if (refresh) {
@@ -412,12 +412,8 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
         st->flags = found ? (flags & NGX_HTTP_DATAGATE_INC_DENY) : 0;
     }
 
-    ctx->degraded = 1;
+    ngx_http_datagate_redis_degraded(dmcf, ctx);
     st->inc = NGX_HTTP_DATAGATE_RS_DONE;
-
-    if (dmcf->sh) {
-        (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
-    }
 
     return NGX_OK;
 }
@@ -524,7 +520,6 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
     ngx_int_t                    rc, i;
     size_t                       lens[NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1];
     const char                  *argv[NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1];
-    ngx_pool_cleanup_t          *cln;
     ngx_http_datagate_ikeys_t    k;
     ngx_http_datagate_ifetch_t  *f;
 
@@ -532,32 +527,18 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    f = ngx_alloc(sizeof(ngx_http_datagate_ifetch_t) + tlen,
-                  ngx_cycle->log);
+    f = ngx_http_datagate_waiter_create(r, ctx,
+                                        sizeof(ngx_http_datagate_ifetch_t)
+                                        + tlen);
     if (f == NULL) {
         return NGX_ERROR;
     }
 
-    f->wait.r = NULL;
-    f->wait.ctx = NULL;
-    f->wait.cln = NULL;
     f->dmcf = dmcf;
     f->gen = dmcf->sh ? dmcf->sh->incident_gen : 0;
     f->sent = ngx_http_datagate_now_ms();   /* the state is this old */
     f->tlen = tlen;
     ngx_memcpy(f->tuple, tuple, tlen);
-
-    if (r) {
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            ngx_free(f);
-            return NGX_ERROR;
-        }
-
-        f->wait.r = r;
-        f->wait.ctx = ctx;
-        f->wait.cln = cln;
-    }
 
     argv[0] = "MGET";
     lens[0] = 4;
@@ -571,14 +552,8 @@ ngx_http_datagate_incident_fetch(ngx_http_request_t *r,
                                          NGX_HTTP_DATAGATE_INCIDENT_KEYS + 1,
                                          argv, lens);
     if (rc != NGX_OK) {
-        ngx_http_datagate_waiter_detach(&f->wait);
-        ngx_free(f);
+        ngx_http_datagate_waiter_free(&f->wait);
         return rc;
-    }
-
-    if (f->wait.cln) {
-        f->wait.cln->handler = ngx_http_datagate_waiter_cleanup;
-        f->wait.cln->data = &f->wait;
     }
 
     return NGX_OK;
@@ -689,19 +664,14 @@ ngx_http_datagate_incident_reply(void *data, void *reply)
     } else if (!st->stale_ok) {
         /* nothing within stale= to fall back on: fail closed */
         st->unavailable = 1;
-        ctx->degraded = 1;
-
-        if (dmcf->sh) {
-            (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
-        }
+        ngx_http_datagate_redis_degraded(dmcf, ctx);
 
     } else {
         /* the copy within stale= applied before the fetch stands */
-        ctx->degraded = 1;
+        ngx_http_datagate_redis_degraded(dmcf, ctx);
     }
 
     st->inc = NGX_HTTP_DATAGATE_RS_DONE;
-    ctx->waiting = 0;
 
     ngx_http_datagate_resume(r);
 }

@@ -21,7 +21,7 @@
  * audit_unavailable; the records of those refusals are write attempts
  * too, so the first one that is written ends the state.  A loss not yet
  * counted in a record is kept in the datagate_state file across a
- * restart (_limit.c).
+ * restart (_state.c).
  */
 
 
@@ -83,7 +83,8 @@ static void ngx_http_datagate_log_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_audit_write(
     ngx_http_datagate_main_conf_t *dmcf, dg_arec_t *rec,
     ngx_http_datagate_shctx_t *sh, ngx_http_datagate_audit_res_t *res);
-static void ngx_http_datagate_audit_seed(ngx_http_datagate_shctx_t *sh);
+static void ngx_http_datagate_audit_seed(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_shctx_t *sh);
 static void ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p,
     size_t n, ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh);
 static void ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
@@ -96,14 +97,6 @@ static void ngx_http_datagate_audit_report(ngx_http_request_t *r,
 static const char  *ngx_http_datagate_detect_names[DG_DETECT_MAX] = {
     "id_number", "mobile", "bank_card", "uscc"
 };
-
-/* the chain head found in the file at configuration time; it seeds the
- * shared zone when the zone is new */
-static u_char      ngx_http_datagate_audit_head[DG_AUDIT_HEXLEN + 1];
-static uint64_t    ngx_http_datagate_audit_head_seq;
-static ngx_uint_t  ngx_http_datagate_audit_head_lf;   /* a torn last line */
-static ngx_uint_t  ngx_http_datagate_audit_head_dev;
-static ngx_uint_t  ngx_http_datagate_audit_head_ino;
 
 /* without a shared zone (never the case with a policy): this process */
 static ngx_http_datagate_shctx_t  ngx_http_datagate_audit_local;
@@ -597,23 +590,23 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
 /* a new zone: continue the chain found in the file */
 static void
-ngx_http_datagate_audit_seed(ngx_http_datagate_shctx_t *sh)
+ngx_http_datagate_audit_seed(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_shctx_t *sh)
 {
-    if (ngx_http_datagate_audit_head[0] == '\0') {
-        ngx_memcpy(ngx_http_datagate_audit_head, dg_audit_genesis,
-                   DG_AUDIT_HEXLEN + 1);
-    }
+    const u_char  *head;
 
-    ngx_memcpy(sh->audit_last, ngx_http_datagate_audit_head,
-               DG_AUDIT_HEXLEN + 1);
-    sh->audit_seq = (ngx_uint_t) ngx_http_datagate_audit_head_seq;
+    head = dmcf->audit_head[0] ? dmcf->audit_head
+                               : (const u_char *) dg_audit_genesis;
 
-    if (ngx_http_datagate_audit_head_lf) {
+    ngx_memcpy(sh->audit_last, head, DG_AUDIT_HEXLEN + 1);
+    sh->audit_seq = (ngx_uint_t) dmcf->audit_head_seq;
+
+    if (dmcf->audit_head_torn) {
         /* the file ends in a torn line: a record whose write was cut
          * (a crash); unless the state file counted the loss already */
         sh->audit_need_lf = 1;
-        sh->audit_torn_dev = ngx_http_datagate_audit_head_dev;
-        sh->audit_torn_ino = ngx_http_datagate_audit_head_ino;
+        sh->audit_torn_dev = dmcf->audit_head_dev;
+        sh->audit_torn_ino = dmcf->audit_head_ino;
 
         if (sh->audit_lost == 0) {
             sh->audit_lost = 1;
@@ -640,7 +633,7 @@ ngx_http_datagate_audit_write(ngx_http_datagate_main_conf_t *dmcf,
     ngx_file_info_t   fi;
 
     if (sh->audit_last[0] == '\0') {
-        ngx_http_datagate_audit_seed(sh);
+        ngx_http_datagate_audit_seed(dmcf, sh);
     }
 
     dg_arec_lost(rec, sh->audit_lost);
@@ -815,7 +808,7 @@ ngx_http_datagate_audit_lost(ngx_http_datagate_main_conf_t *dmcf,
     }
 
     if (sh->audit_last[0] == '\0') {
-        ngx_http_datagate_audit_seed(sh);
+        ngx_http_datagate_audit_seed(dmcf, sh);
     }
 
     *seq = sh->audit_seq;
@@ -833,7 +826,7 @@ ngx_http_datagate_audit_lost_restore(ngx_http_datagate_main_conf_t *dmcf,
         return;
     }
 
-    if (ngx_http_datagate_audit_head_seq > seq) {
+    if (dmcf->audit_head_seq > seq) {
         /* a record after that head was written: it said "lost" */
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "datagate: audit log \"%V\": the %uL lost record(s) "
@@ -848,8 +841,8 @@ ngx_http_datagate_audit_lost_restore(ngx_http_datagate_main_conf_t *dmcf,
                   "datagate: audit log \"%V\": %uL record(s) lost before "
                   "the restart (after seq %uL%s) are counted in the next "
                   "record (\"lost\")", &dmcf->audit_file->name, lost, seq,
-                  (seq == ngx_http_datagate_audit_head_seq
-                   && ngx_strncmp(hash, ngx_http_datagate_audit_head,
+                  (seq == dmcf->audit_head_seq
+                   && ngx_strncmp(hash, dmcf->audit_head,
                                   DG_AUDIT_HEXLEN) == 0)
                   ? "" : ", not the head of the file");
 }
@@ -1060,9 +1053,9 @@ ngx_http_datagate_audit_init(ngx_conf_t *cf,
 
     rc = dg_audit_tail((char *) path, &seq, hash, err, sizeof(err));
 
-    ngx_memcpy(ngx_http_datagate_audit_head, hash, DG_AUDIT_HEXLEN + 1);
-    ngx_http_datagate_audit_head_seq = seq;
-    ngx_http_datagate_audit_head_lf = 0;
+    ngx_memcpy(dmcf->audit_head, hash, DG_AUDIT_HEXLEN + 1);
+    dmcf->audit_head_seq = seq;
+    dmcf->audit_head_torn = 0;
 
     if (rc == -1) {
         ngx_log_error(NGX_LOG_WARN, cf->log, 0,
@@ -1078,9 +1071,9 @@ ngx_http_datagate_audit_init(ngx_conf_t *cf,
             if (size > 0 && pread(fd, &last, 1, size - 1) == 1
                 && last != '\n' && fstat(fd, &st) == 0)
             {
-                ngx_http_datagate_audit_head_lf = 1;
-                ngx_http_datagate_audit_head_dev = (ngx_uint_t) st.st_dev;
-                ngx_http_datagate_audit_head_ino = (ngx_uint_t) st.st_ino;
+                dmcf->audit_head_torn = 1;
+                dmcf->audit_head_dev = (uint64_t) st.st_dev;
+                dmcf->audit_head_ino = (uint64_t) st.st_ino;
             }
 
             close(fd);

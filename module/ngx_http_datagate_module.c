@@ -53,8 +53,6 @@ static char *ngx_http_datagate_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_datagate_real_ip_from(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
@@ -492,7 +490,7 @@ ngx_http_datagate_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_datagate_access_init(cf);
+    return ngx_http_datagate_identity_init(cf);
 }
 
 
@@ -1478,70 +1476,4 @@ done:
     }
 
     return rv;
-}
-
-
-/* datagate_state PATH [interval=60s]; */
-static char *
-ngx_http_datagate_state(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_datagate_main_conf_t *dmcf = conf;
-
-    ngx_str_t   *value, s;
-    ngx_msec_t   ms;
-
-    if (dmcf->state_path.len) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (value[1].len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "datagate: \"datagate_state\" needs a path");
-        return NGX_CONF_ERROR;
-    }
-
-    dmcf->state_path = value[1];
-
-    if (ngx_conf_full_name(cf->cycle, &dmcf->state_path, 0) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (cf->args->nelts == 3) {
-
-        if (value[2].len <= sizeof("interval=") - 1
-            || ngx_strncmp(value[2].data, "interval=",
-                           sizeof("interval=") - 1)
-               != 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "datagate: invalid parameter \"%V\"",
-                               &value[2]);
-            return NGX_CONF_ERROR;
-        }
-
-        s.data = value[2].data + sizeof("interval=") - 1;
-        s.len = value[2].len - (sizeof("interval=") - 1);
-
-        ms = ngx_parse_time(&s, 0);
-
-        if (ms == (ngx_msec_t) NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "datagate: invalid interval \"%V\"",
-                               &value[2]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ms != 0 && ms < 1000) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "datagate: \"interval=\" must be 0 (only "
-                               "at exit) or at least 1s");
-            return NGX_CONF_ERROR;
-        }
-
-        dmcf->state_interval = ms;
-    }
-
-    return NGX_CONF_OK;
 }

@@ -3,10 +3,8 @@
  * datagate: Redis on nginx's event loop.
  *
  * hiredis 0.14's async API driven by nginx events: the hiredis socket is
- * wrapped in an ngx_connection_t from ngx_get_connection() and the five
- * adapter hooks (addRead, delRead, addWrite, delWrite, cleanup) map onto
- * level-triggered read/write events, so every reply is drained however
- * much hiredis reads per call.  hiredis 0.14 has no timers: connect and
+ * wrapped in an ngx_connection_t from ngx_get_connection(), its hooks are
+ * the adapter's (_hiredis.c).  hiredis 0.14 has no timers: connect and
  * per-command timeouts are nginx timers here.
  *
  * Two connections per worker, opened in init_process (never in the
@@ -42,41 +40,7 @@
 #define NGX_HTTP_DATAGATE_BACKOFF_MAX    2000
 #define NGX_HTTP_DATAGATE_MAX_PENDING    4096
 #define NGX_HTTP_DATAGATE_EVAL_ARGS      16
-#define NGX_HTTP_DATAGATE_READ_SIZE      16384
 #define NGX_HTTP_DATAGATE_EPOCH_TICK     1000    /* ms */
-
-/*
- * The largest reply the gateway waits for.  Its own values are small (an
- * incident note, a run-time grant of a few hundred bytes, a decision); a
- * reply growing beyond this is someone's mistake or mischief, and would
- * otherwise hold a worker's memory and the command connection until it
- * times out.  The connection is torn down instead, as for garbage.
- */
-#define NGX_HTTP_DATAGATE_REPLY_MAX      (1024 * 1024)
-
-
-/* exported by hiredis 0.14, not declared in its headers */
-void redisProcessCallbacks(redisAsyncContext *ac);
-
-
-typedef struct {
-    ngx_http_datagate_redis_t      *rd;
-    redisAsyncContext              *ac;
-    ngx_connection_t               *conn;
-    ngx_event_t                     timer;      /* connect / reconnect */
-    ngx_msec_t                      backoff;
-    ngx_uint_t                      state;
-    ngx_uint_t                      handshake;  /* replies still due */
-    ngx_uint_t                      persist;    /* _RP_* bits, so far */
-    redisReader                    *shadow;     /* vets what comes in */
-    size_t                          partial;    /* bytes of the reply
-                                                   still arriving */
-    const char                     *name;
-    unsigned                        sub:1;
-    unsigned                        freeing:1;
-    unsigned                        was_ready:1;
-    unsigned                        logged_down:1;
-} ngx_http_datagate_rconn_t;
 
 
 struct ngx_http_datagate_redis_s {
@@ -109,18 +73,9 @@ typedef struct {
 
 
 static void ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc);
-static void ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc,
-    const char *why);
 static void ngx_http_datagate_redis_down(ngx_http_datagate_rconn_t *rc,
     const char *why);
 static void ngx_http_datagate_redis_timer(ngx_event_t *ev);
-static void ngx_http_datagate_redis_read(ngx_event_t *ev);
-static void ngx_http_datagate_redis_write(ngx_event_t *ev);
-static void ngx_http_datagate_redis_add_read(void *privdata);
-static void ngx_http_datagate_redis_del_read(void *privdata);
-static void ngx_http_datagate_redis_add_write(void *privdata);
-static void ngx_http_datagate_redis_del_write(void *privdata);
-static void ngx_http_datagate_redis_cleanup(void *privdata);
 static void ngx_http_datagate_redis_on_connect(const redisAsyncContext *ac,
     int status);
 static void ngx_http_datagate_redis_handshake(redisAsyncContext *ac,
@@ -146,6 +101,7 @@ static void ngx_http_datagate_redis_message(redisAsyncContext *ac,
 static void ngx_http_datagate_redis_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_datagate_redis_cmd_timeout(ngx_event_t *ev);
+static void ngx_http_datagate_waiter_cleanup(void *data);
 
 
 /* this worker's connections; NULL without datagate_redis */
@@ -174,6 +130,26 @@ ngx_http_datagate_redis_ready(void)
            && !(rd->cmd.ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))
            && rd->pending < NGX_HTTP_DATAGATE_MAX_PENDING
            && !(rd->dmcf->sh && rd->dmcf->sh->redis_untrusted);
+}
+
+
+/*
+ * The request is decided on stale or per-node state (the statistics'
+ * degraded_total): counted once, whichever steps fell back.
+ */
+void
+ngx_http_datagate_redis_degraded(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_ctx_t *ctx)
+{
+    if (ctx->degraded) {
+        return;
+    }
+
+    ctx->degraded = 1;
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(&dmcf->sh->redis_degraded, 1);
+    }
 }
 
 
@@ -246,8 +222,50 @@ ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
 }
 
 
+/*
+ * size bytes whose first member is a waiter for r (r NULL: nobody waits),
+ * ngx_alloc()ed: they outlive the request.  A pool cleanup clears the
+ * waiter when the request goes before the reply.  NULL: no memory.
+ */
+void *
+ngx_http_datagate_waiter_create(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, size_t size)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_datagate_waiter_t  *w;
+
+    w = ngx_alloc(size, r ? r->connection->log : ngx_cycle->log);
+    if (w == NULL) {
+        return NULL;
+    }
+
+    w->r = NULL;
+    w->ctx = NULL;
+    w->cln = NULL;
+
+    if (r == NULL) {
+        return w;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(w);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_datagate_waiter_cleanup;
+    cln->data = w;
+
+    w->r = r;
+    w->ctx = ctx;
+    w->cln = cln;
+
+    return w;
+}
+
+
 /* the request is gone before its reply: the reply must not touch it */
-void
+static void
 ngx_http_datagate_waiter_cleanup(void *data)
 {
     ngx_http_datagate_waiter_t  *w = data;
@@ -266,6 +284,15 @@ ngx_http_datagate_waiter_detach(ngx_http_datagate_waiter_t *w)
         w->cln->handler = NULL;
         w->cln = NULL;
     }
+}
+
+
+/* the command was not queued: the waiter goes */
+void
+ngx_http_datagate_waiter_free(ngx_http_datagate_waiter_t *w)
+{
+    ngx_http_datagate_waiter_detach(w);
+    ngx_free(w);
 }
 
 
@@ -496,26 +523,15 @@ ngx_http_datagate_redis_connect(ngx_http_datagate_rconn_t *rc)
         return;
     }
 
-    c->data = rc;
-    c->read->handler = ngx_http_datagate_redis_read;
-    c->write->handler = ngx_http_datagate_redis_write;
+    ngx_http_datagate_redis_attach(rc, ac, c);
+
     c->read->log = rd->log;
     c->write->log = rd->log;
     c->log = rd->log;
 
-    rc->ac = ac;
-    rc->conn = c;
     rc->freeing = 0;
     rc->state = NGX_HTTP_DATAGATE_RS_CONNECTING;
     rc->handshake = 0;
-
-    ac->data = rc;
-    ac->ev.data = rc;
-    ac->ev.addRead = ngx_http_datagate_redis_add_read;
-    ac->ev.delRead = ngx_http_datagate_redis_del_read;
-    ac->ev.addWrite = ngx_http_datagate_redis_add_write;
-    ac->ev.delWrite = ngx_http_datagate_redis_del_write;
-    ac->ev.cleanup = ngx_http_datagate_redis_cleanup;
 
     /* after the hooks: this arms the write event that reports connect */
     redisAsyncSetConnectCallback(ac, ngx_http_datagate_redis_on_connect);
@@ -650,7 +666,7 @@ failed:
 
 
 /* tear the connection down (may be inside a hiredis callback) */
-static void
+void
 ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc, const char *why)
 {
     ngx_http_datagate_redis_down(rc, why);
@@ -658,6 +674,22 @@ ngx_http_datagate_redis_fail(ngx_http_datagate_rconn_t *rc, const char *why)
     if (rc->ac && !rc->freeing) {
         rc->freeing = 1;
         redisAsyncFree(rc->ac);     /* deferred when in a callback */
+    }
+}
+
+
+/* the context is gone (the adapter's cleanup hook): down, or reconnect */
+void
+ngx_http_datagate_redis_closed(ngx_http_datagate_rconn_t *rc)
+{
+    if (rc->state != NGX_HTTP_DATAGATE_RS_DOWN) {
+        ngx_http_datagate_redis_down(rc, "closed");
+
+    } else if (!rc->timer.timer_set && ngx_http_datagate_rd == rc->rd
+               && !(ngx_exiting || ngx_quit || ngx_terminate))
+    {
+        ngx_add_timer(&rc->timer, rc->backoff ? rc->backoff
+                                  : NGX_HTTP_DATAGATE_BACKOFF_MIN);
     }
 }
 
@@ -986,15 +1018,20 @@ ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
 }
 
 
-/* GET datagate:epoch on the command connection (handshake or an event) */
+/* read datagate:epoch on the command connection (handshake, tick, event) */
 static ngx_int_t
 ngx_http_datagate_redis_epoch_get(ngx_http_datagate_rconn_t *rc)
 {
     size_t       lens[2];
     const char  *argv[2];
 
-    argv[0] = "GET";
-    lens[0] = 3;
+    /*
+     * MGET of the one key, not GET: GET stays the decision tier's own
+     * command, so INFO commandstats tells its lookups apart from this
+     * once-a-second check
+     */
+    argv[0] = "MGET";
+    lens[0] = 4;
     argv[1] = DG_RS_EPOCH;
     lens[1] = sizeof(DG_RS_EPOCH) - 1;
 
@@ -1060,6 +1097,11 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, redisReply *r,
     }
 
     sh = rc->rd->dmcf->sh;
+
+    /* the MGET's one element */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        r = r->element[0];
+    }
 
     ok = r->type == REDIS_REPLY_NIL
          || (r->type == REDIS_REPLY_STRING && r->len > 0
@@ -1361,275 +1403,4 @@ ngx_http_datagate_redis_cmd_timeout(ngx_event_t *ev)
      * go of the command */
     cmd->done = 1;
     cmd->handler(cmd->data, NULL);
-}
-
-
-/* ---- the adapter: hiredis hooks on an nginx connection -------------- */
-
-/*
- * hiredis asserts (aborts the worker) on a reply nobody asked for, and on
- * a malformed pub/sub message.  So the bytes are read here, parsed once by
- * a shadow reader to see that every complete reply is one that is due,
- * and only then handed to hiredis.  A server answering garbage costs a
- * reconnect, never a worker.
- */
-static ngx_int_t
-ngx_http_datagate_redis_vet(ngx_http_datagate_rconn_t *rc, const char *buf,
-    size_t n)
-{
-    void            *reply;
-    ngx_uint_t       due, ok;
-    redisReply      *r;
-    redisCallback   *cb;
-
-    due = 0;
-
-    for (cb = rc->ac->replies.head; cb; cb = cb->next) {
-        due++;
-    }
-
-    if (redisReaderFeed(rc->shadow, buf, n) != REDIS_OK) {
-        return NGX_ERROR;
-    }
-
-    rc->partial += n;
-
-    for ( ;; ) {
-        reply = NULL;
-
-        if (redisReaderGetReply(rc->shadow, &reply) != REDIS_OK) {
-            return NGX_ERROR;
-        }
-
-        if (reply == NULL) {
-            return rc->partial > NGX_HTTP_DATAGATE_REPLY_MAX ? NGX_DECLINED
-                                                             : NGX_OK;
-        }
-
-        /* what the reader holds beyond it belongs to the next reply */
-        rc->partial = rc->shadow->len - rc->shadow->pos;
-
-        r = reply;
-        ok = 1;
-
-        if (due) {
-            due--;
-
-        } else if (!rc->sub) {
-            ok = 0;
-
-        } else {
-            /* a pub/sub message: ["message", channel, payload] or a
-             * (un)subscribe confirmation */
-            ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 3
-                 && r->element[0]->type == REDIS_REPLY_STRING
-                 && r->element[1]->type == REDIS_REPLY_STRING;
-        }
-
-        freeReplyObject(reply);
-
-        if (!ok) {
-            return NGX_ERROR;
-        }
-    }
-}
-
-
-static void
-ngx_http_datagate_redis_read(ngx_event_t *ev)
-{
-    ssize_t                     n;
-    ngx_err_t                   err;
-    ngx_connection_t           *c;
-    redisAsyncContext          *ac;
-    ngx_http_datagate_rconn_t  *rc;
-    char                        buf[NGX_HTTP_DATAGATE_READ_SIZE];
-
-    c = ev->data;
-    rc = c->data;
-    ac = rc->ac;
-
-    if (ac == NULL || rc->conn != c || rc->freeing) {
-        return;
-    }
-
-    if (!(ac->c.flags & REDIS_CONNECTED)) {
-        /* hiredis completes the connect (or reports it failed) */
-        redisAsyncHandleRead(ac);
-        return;
-    }
-
-    /* level-triggered: one read per event, the next event reads on */
-
-    n = recv(c->fd, buf, sizeof(buf), 0);
-
-    if (n == 0) {
-        ngx_http_datagate_redis_fail(rc, "closed by the server");
-        return;
-    }
-
-    if (n == -1) {
-        err = ngx_socket_errno;
-
-        if (err == NGX_EAGAIN || err == NGX_EINTR) {
-            return;
-        }
-
-        ngx_http_datagate_redis_fail(rc, strerror(err));
-        return;
-    }
-
-    switch (ngx_http_datagate_redis_vet(rc, buf, n)) {
-
-    case NGX_OK:
-        break;
-
-    case NGX_DECLINED:
-        ngx_http_datagate_redis_fail(rc, "reply larger than 1 MiB");
-        return;
-
-    default:
-        ngx_http_datagate_redis_fail(rc, "unexpected or malformed reply");
-        return;
-    }
-
-    if (redisReaderFeed(ac->c.reader, buf, n) != REDIS_OK) {
-        ngx_http_datagate_redis_fail(rc, "out of memory");
-        return;
-    }
-
-    /* the context may be freed inside: do not touch c afterwards */
-    redisProcessCallbacks(ac);
-}
-
-
-static void
-ngx_http_datagate_redis_write(ngx_event_t *ev)
-{
-    ngx_connection_t           *c;
-    ngx_http_datagate_rconn_t  *rc;
-
-    c = ev->data;
-    rc = c->data;
-
-    if (rc->ac == NULL || rc->conn != c) {
-        return;
-    }
-
-    redisAsyncHandleWrite(rc->ac);
-}
-
-
-static void
-ngx_http_datagate_redis_add_read(void *privdata)
-{
-    ngx_http_datagate_rconn_t  *rc = privdata;
-
-    if (rc->conn && !rc->conn->read->active) {
-        if (ngx_add_event(rc->conn->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_http_datagate_redis_fail(rc, "cannot add read event");
-        }
-    }
-}
-
-
-static void
-ngx_http_datagate_redis_del_read(void *privdata)
-{
-    ngx_http_datagate_rconn_t  *rc = privdata;
-
-    if (rc->conn && rc->conn->read->active) {
-        (void) ngx_del_event(rc->conn->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_datagate_redis_add_write(void *privdata)
-{
-    ngx_http_datagate_rconn_t  *rc = privdata;
-
-    if (rc->conn && !rc->conn->write->active) {
-        if (ngx_add_event(rc->conn->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_http_datagate_redis_fail(rc, "cannot add write event");
-        }
-    }
-}
-
-
-static void
-ngx_http_datagate_redis_del_write(void *privdata)
-{
-    ngx_http_datagate_rconn_t  *rc = privdata;
-
-    if (rc->conn && rc->conn->write->active) {
-        (void) ngx_del_event(rc->conn->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/*
- * hiredis frees the context: drop our events and the nginx connection,
- * but leave the socket to hiredis, which closes it.  May be called more
- * than once.
- */
-static void
-ngx_http_datagate_redis_cleanup(void *privdata)
-{
-    ngx_connection_t           *c;
-    ngx_http_datagate_rconn_t  *rc = privdata;
-
-    c = rc->conn;
-
-    if (c) {
-        if (c->read->active) {
-            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        }
-
-        if (c->write->active) {
-            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        if (c->read->timer_set) {
-            ngx_del_timer(c->read);
-        }
-
-        if (c->write->timer_set) {
-            ngx_del_timer(c->write);
-        }
-
-        c->fd = (ngx_socket_t) -1;     /* stale events are skipped */
-        ngx_free_connection(c);
-        rc->conn = NULL;
-    }
-
-    if (rc->shadow) {
-        redisReaderFree(rc->shadow);
-        rc->shadow = NULL;
-    }
-
-    rc->ac = NULL;
-    rc->freeing = 0;
-
-    if (rc->state != NGX_HTTP_DATAGATE_RS_DOWN) {
-        ngx_http_datagate_redis_down(rc, "closed");
-
-    } else if (!rc->timer.timer_set && ngx_http_datagate_rd == rc->rd
-               && !(ngx_exiting || ngx_quit || ngx_terminate))
-    {
-        ngx_add_timer(&rc->timer, rc->backoff ? rc->backoff
-                                  : NGX_HTTP_DATAGATE_BACKOFF_MIN);
-    }
 }

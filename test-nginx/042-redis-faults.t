@@ -193,6 +193,35 @@ for my $g (["HTTP/1.1 400 Bad Request\r\n\r\n", 'not RESP'],
            "garbage ($what): logged once");
 }
 
+# --- the statistics count what was decided without Redis ----------------
+
+# A request answered from a cached state older than its freshness while
+# Redis is down is decided on stale state: degraded_total counts it, once.
+{
+    my $redis = start_redis();
+    my $n = gateway(redis => $redis->port,
+                    redis_opts => ($ENV{DG_TEST_VALGRIND}
+                                   ? 'timeout=3s connect_timeout=3s '
+                                   : 'timeout=200ms connect_timeout=300ms ')
+                                  . 'stale=60s');
+    is(get($n, 'assistance')->status, 200, 'degraded count: warm');
+    $redis->stop;
+    my $t = poll_until(10, sub { !status_of($n)->{redis}{up} });
+    ok(defined $t, 'degraded count: the gateway sees Redis down');
+    sleep 0.5;      # past the cached state's freshness (250 ms)
+    my $before = status_of($n)->{redis}{degraded_total};
+    is(get($n, 'assistance')->status, 200,
+       'degraded count: the stale state within stale= serves');
+    is(status_of($n)->{redis}{degraded_total}, $before + 1,
+       'degraded count: that request is counted, once');
+    my $r = get($n, 'hrss');
+    is($r->status, 503, 'degraded count: nothing cached fails closed');
+    is(status_of($n)->{redis}{degraded_total}, $before + 2,
+       'degraded count: so is that one');
+    $n->stop;
+    unlike($n->error_log, qr/\[(alert|crit|emerg)\]/, 'clean log');
+}
+
 # --- the embedded default needs no Redis at all ---------------------------
 
 {

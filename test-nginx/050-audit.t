@@ -403,6 +403,55 @@ $n->stop;
 log_clean($n, 'sha256');
 
 
+# --- a refused reload leaves the running chain alone ---------------------------
+
+# The chain head is read from the file while the configuration is read; a
+# reload refused after that point must not leave the head of the file it
+# named in the master, for a worker it starts later (one that replaces a
+# worker that died) to continue the wrong chain with.
+{
+    my ($o, $other) = new_gateway();
+    $o->start;
+    for (1 .. 3) {
+        $o->request('GET', '/person/1', cert => 'assistance',
+                    headers => ['Data-Purpose: social-assistance', $apr]);
+    }
+    ok(wait_lines($other, 3), 'refused reload: another chain, 3 records');
+    $o->stop;
+
+    my ($g, $f) = new_gateway();
+    $g->start;
+    # no record yet: the first one seeds the zone's chain
+    is($g->reload(http_config => "datagate_audit_log $other;",
+                  config => config($g->upstream_port)
+                            . "        location /bad/ {\n"
+                            . "            datagate_mask_buffer 100;\n"
+                            . "        }\n"),
+       0, 'refused reload: refused (after the other file was read)');
+    my @w = $g->children;
+    is(scalar(@w), 1, 'refused reload: one worker');
+    kill 'KILL', @w;
+    my $until = time + 10;
+    sleep 0.05 until time > $until
+                     || (grep { $_ != $w[0] } $g->children);
+    ok((grep { $_ != $w[0] } $g->children),
+       'refused reload: the master started another worker');
+    $g->request('GET', '/person/1', cert => 'assistance',
+                headers => ['Data-Purpose: social-assistance', $apr]);
+    ok(wait_lines($f, 1), 'refused reload: a record in the running file');
+    my $rec = json_decode((lines_of($f))[0]);
+    is($rec->{seq}, 1, 'refused reload: the running chain starts at 1');
+    is(scalar(lines_of($other)), 3, 'refused reload: the other file alone');
+    ($rc, $out) = verify($f);
+    is($rc, 0, 'refused reload: verify') or diag($out);
+    unlike($out, qr/continues an older file/,
+           'refused reload: not linked to the other file');
+    $g->stop;
+    # the killed worker's exit is an [alert]
+    unlike($g->error_log, qr/\[crit\]/, 'refused reload: no crit');
+}
+
+
 # --- SM3 ------------------------------------------------------------------------
 
 {

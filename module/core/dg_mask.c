@@ -106,10 +106,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define DG_MASK_X86  1
-#endif
 #include "dg_mask.h"
 #include "dg_mask_int.h"
 

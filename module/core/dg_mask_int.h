@@ -9,6 +9,12 @@
 #include <string.h>
 #include "dg_mask.h"
 
+/* x86: the AVX2 paths of both files (used when the CPU has AVX2) */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DG_MASK_X86  1
+#endif
+
 
 /*
  * Output sink.  With emit set it is a coalescing write buffer that hands

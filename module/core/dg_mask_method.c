@@ -20,10 +20,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define DG_MASK_X86  1
-#endif
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include "dg_mask.h"
