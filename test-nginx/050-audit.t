@@ -431,7 +431,7 @@ log_clean($n, 'sha256');
     my @w = $g->children;
     is(scalar(@w), 1, 'refused reload: one worker');
     kill 'KILL', @w;
-    my $until = time + 10;
+    my $until = time + DGTest::secs(10);
     sleep 0.05 until time > $until
                      || (grep { $_ != $w[0] } $g->children);
     ok((grep { $_ != $w[0] } $g->children),
