@@ -583,7 +583,7 @@ ngx_http_datagate_drop_validators(ngx_http_request_t *r)
  * An error nginx answers itself on an enforced request (its special
  * response: the provider cannot be reached or timed out, a body too
  * large, an internal error, proxy_intercept_errors, an error_page that
- * serves HTML) becomes the JSON error of SPEC.md, nginx's status kept:
+ * serves HTML) becomes the JSON error (docs/errors.md), nginx's status kept:
  * 502/503/504 from the proxy are upstream_unavailable, 429
  * rate_limited, other 5xx internal_error, 4xx request_rejected.  An
  * error answer that the provider sent passes as the provider's answer

@@ -207,7 +207,7 @@ ngx_http_datagate_incident_check(ngx_http_request_t *r,
                        && ctx->dataset->share == DG_SHARE_UNCONDITIONAL)))
     {
         /*
-         * SPEC: a frozen grant answers like a frozen dataset.  On an
+         * A frozen grant answers like a frozen dataset.  On an
          * unconditional dataset access does not need a grant, so the
          * freeze holds for the pair whatever grant or purpose: the
          * consumer cannot step around it by declaring another purpose

@@ -920,6 +920,12 @@ ngx_http_datagate_redis_info(redisAsyncContext *ac, void *reply,
         return;
     }
 
+    /* text, or an error (INFO renamed away); nothing else answers it */
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_ERROR) {
+        ngx_http_datagate_redis_fail(rc, "unexpected INFO reply");
+        return;
+    }
+
     if (r->type == REDIS_REPLY_STRING) {
         p = (u_char *) r->str;
         end = p + r->len;
@@ -959,6 +965,12 @@ ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
     r = reply;
 
     if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
+        return;
+    }
+
+    /* a pair, or an error (CONFIG renamed away) */
+    if (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_ERROR) {
+        ngx_http_datagate_redis_fail(rc, "unexpected CONFIG reply");
         return;
     }
 
@@ -1098,14 +1110,17 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, redisReply *r,
 
     sh = rc->rd->dmcf->sh;
 
-    /* the MGET's one element */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+    /* the MGET's one element; anything else is not an answer to it */
+    ok = r->type == REDIS_REPLY_ARRAY && r->elements == 1;
+
+    if (ok) {
         r = r->element[0];
     }
 
-    ok = r->type == REDIS_REPLY_NIL
-         || (r->type == REDIS_REPLY_STRING && r->len > 0
-             && r->len <= DG_RS_EPOCH_MAX);
+    ok = ok
+         && (r->type == REDIS_REPLY_NIL
+             || (r->type == REDIS_REPLY_STRING && r->len > 0
+                 && r->len <= DG_RS_EPOCH_MAX));
 
     for (i = 0; ok && r->type == REDIS_REPLY_STRING && i < r->len; i++) {
         if (r->str[i] <= ' ' || r->str[i] > '~') {

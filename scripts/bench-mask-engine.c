@@ -1,6 +1,6 @@
 /*
  * Engine benchmark of the streaming JSON masker, beside memcpy of the same
- * bytes in the same process (PERFORMANCE.md: "the engine ceiling").
+ * bytes in the same process: the ceiling the engine is measured against.
  *
  * Documents: {"code":0,"msg":"ok","total":N,"data":[ person records ]}
  * with 15 fields per record, 5 of them classified (id_card, name, phone,

@@ -1,4 +1,4 @@
-# Every error answer on an enforced location is JSON (SPEC.md): errors
+# Every error answer on an enforced location is JSON (docs/errors.md): errors
 # nginx answers itself (provider unreachable or timing out, a body too
 # large, proxy_intercept_errors) become {"error":{"code":...}} with
 # nginx's status; the provider's own error answers pass (masked when

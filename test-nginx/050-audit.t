@@ -1,7 +1,7 @@
 # The hash-chained audit trail: one record per request, allowed or denied,
-# with the fields of SPEC.md; the chain checked by `datagate audit verify`,
-# which catches an edited, removed, inserted and reordered record at the
-# right line; rotation (nginx -s reopen) links the files; a restart
+# with the members of docs/audit.md; the chain checked by `datagate audit
+# verify`, which catches an edited, removed, inserted and reordered record
+# at the right line; rotation (nginx -s reopen) links the files; a restart
 # continues the chain (a torn last line counted as one lost record); SM3;
 # two workers write one unbroken chain; a failing disk is counted, logged
 # once and refuses what follows.

@@ -358,6 +358,7 @@ for my $c (
 classes:
   n: {level: 3, mask: name}
   ph: {level: 3, mask: phone}
+  o: {level: 4, mask: clear}
 purposes:
   p: {name: P}
   q: {name: Q}
@@ -367,7 +368,7 @@ datasets:
   - id: open
     share: unconditional
     level: 1
-    fields: {name: n, phone: ph}
+    fields: {name: n, phone: ph, other: o}
     methods: [GET, HEAD, POST, PROPFIND]
     rate: 10r/s burst=5
     quota: 1000/day
@@ -390,7 +391,7 @@ Y
          'explain: the dataset\'s methods');
     like($out, qr/limits 10r\/s burst=5, 1000\/day \(each consumer its own budget/,
          'explain: the dataset\'s limits');
-    like($out, qr/and this grant applies, adding its methods, reveal, drop and limits:\n\s+grant at \S+explain\.yaml:18/,
+    like($out, qr/and this grant applies, adding its methods, reveal, drop and limits:\n\s+grant at \S+explain\.yaml:19/,
          'explain: the grant that applies, with file and line');
     like($out, qr/rate:\s+100r\/s, the grant's; budget c1\|open/,
          'explain: the rate is the grant\'s, in the grant budget');
@@ -400,6 +401,8 @@ Y
          'explain: reveal by the grant');
     like($out, qr/phone\s+ph\s+3\s+drop\s+dropped by grant/,
          'explain: drop by the grant');
+    like($out, qr/other\s+o\s+4\s+clear\s+level 4 > clearance 2: the class's method is clear/,
+         'explain: a class whose method is clear is not revealed by a grant');
 
     ($rc, $out) = $ex->('--purpose', 'p');
     is($rc, 0, 'explain: without the approval still allowed');
@@ -419,7 +422,7 @@ Y
 
     ($rc, $out) = $ex->('--purpose', 'q', '--method', 'DELETE');
     is($rc, 1, 'explain: DELETE denied');
-    like($out, qr/DELETE is not among the methods of dataset open \(GET, HEAD, POST, PROPFIND\), at \S+explain\.yaml:10; grants cannot add to them/,
+    like($out, qr/DELETE is not among the methods of dataset open \(GET, HEAD, POST, PROPFIND\), at \S+explain\.yaml:11; grants cannot add to them/,
          'explain: the dataset\'s methods, with file and line');
 
     ($rc, $out) = $ex->('--purpose', 'q', '--method', 'propfind');

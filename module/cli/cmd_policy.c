@@ -407,6 +407,13 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
             snprintf(why, sizeof(why), "%s", spec);
 
         } else if (cl->level > c->clearance
+                   && cl->mask.method == DG_MASK_CLEAR)
+        {
+            snprintf(why, sizeof(why),
+                     "level %u > clearance %u: the class's method is clear",
+                     cl->level, c->clearance);
+
+        } else if (cl->level > c->clearance
                    && pl->actions[i].method == DG_MASK_CLEAR)
         {
             snprintf(why, sizeof(why),

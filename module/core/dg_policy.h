@@ -53,7 +53,7 @@ typedef enum {
 #define DG_METHOD_DEFAULT       (DG_METHOD_GET | DG_METHOD_HEAD)
 
 
-/* decision reasons; names are the JSON error codes of SPEC.md */
+/* decision reasons; names are the JSON error codes (docs/reference.md) */
 typedef enum {
     DG_R_OK = 0,
     DG_R_CLIENT_CERT_REQUIRED,  /* 401 */
