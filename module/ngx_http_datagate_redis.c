@@ -81,7 +81,8 @@ static void ngx_http_datagate_redis_on_connect(const redisAsyncContext *ac,
 static void ngx_http_datagate_redis_handshake(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_http_datagate_redis_handshake_reply(
-    ngx_http_datagate_rconn_t *rc, redisAsyncContext *ac, redisReply *r);
+    ngx_http_datagate_rconn_t *rc, redisAsyncContext *ac, redisReply *r,
+    int type);
 static void ngx_http_datagate_redis_handshake_next(
     ngx_http_datagate_rconn_t *rc);
 static void ngx_http_datagate_redis_info(redisAsyncContext *ac,
@@ -855,7 +856,7 @@ ngx_http_datagate_redis_handshake(redisAsyncContext *ac, void *reply,
     rc = privdata;
     r = reply;
 
-    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
+    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r, -1) != NGX_OK) {
         return;
     }
 
@@ -872,10 +873,14 @@ ngx_http_datagate_redis_handshake(redisAsyncContext *ac, void *reply,
 }
 
 
-/* NGX_OK: a handshake reply of this connection to look at */
+/*
+ * NGX_OK: a handshake reply of this connection to look at, of the type
+ * that answers the command (or an error; -1: any type); a reply of
+ * another type tears the connection down like garbage
+ */
 static ngx_int_t
 ngx_http_datagate_redis_handshake_reply(ngx_http_datagate_rconn_t *rc,
-    redisAsyncContext *ac, redisReply *r)
+    redisAsyncContext *ac, redisReply *r, int type)
 {
     if (rc->ac != ac || rc->state != NGX_HTTP_DATAGATE_RS_CONNECTING) {
         return NGX_DECLINED;
@@ -884,6 +889,11 @@ ngx_http_datagate_redis_handshake_reply(ngx_http_datagate_rconn_t *rc,
     if (r == NULL) {
         ngx_http_datagate_redis_down(rc, ac->errstr[0] ? ac->errstr
                                                        : "closed");
+        return NGX_DECLINED;
+    }
+
+    if (type != -1 && r->type != type && r->type != REDIS_REPLY_ERROR) {
+        ngx_http_datagate_redis_fail(rc, "unexpected handshake reply");
         return NGX_DECLINED;
     }
 
@@ -916,13 +926,10 @@ ngx_http_datagate_redis_info(redisAsyncContext *ac, void *reply,
     rc = privdata;
     r = reply;
 
-    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
-        return;
-    }
-
-    /* text, or an error (INFO renamed away); nothing else answers it */
-    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_ERROR) {
-        ngx_http_datagate_redis_fail(rc, "unexpected INFO reply");
+    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r,
+                                                REDIS_REPLY_STRING)
+        != NGX_OK)
+    {
         return;
     }
 
@@ -964,13 +971,10 @@ ngx_http_datagate_redis_fsync(redisAsyncContext *ac, void *reply,
     rc = privdata;
     r = reply;
 
-    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
-        return;
-    }
-
-    /* a pair, or an error (CONFIG renamed away) */
-    if (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_ERROR) {
-        ngx_http_datagate_redis_fail(rc, "unexpected CONFIG reply");
+    if (ngx_http_datagate_redis_handshake_reply(rc, ac, r,
+                                                REDIS_REPLY_ARRAY)
+        != NGX_OK)
+    {
         return;
     }
 
@@ -1100,7 +1104,9 @@ ngx_http_datagate_redis_epoch(redisAsyncContext *ac, redisReply *r,
     handshake = rc->state == NGX_HTTP_DATAGATE_RS_CONNECTING;
 
     if (handshake) {
-        if (ngx_http_datagate_redis_handshake_reply(rc, ac, r) != NGX_OK) {
+        if (ngx_http_datagate_redis_handshake_reply(rc, ac, r, -1)
+            != NGX_OK)
+        {
             return;
         }
 
