@@ -176,7 +176,7 @@ SKIP: {
 }
 
 # audit records
-my $until = time + 5;
+my $until = time + DGTest::secs(5);
 my @rec;
 while (time < $until) {
     @rec = ();

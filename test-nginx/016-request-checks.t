@@ -92,7 +92,7 @@ sub gateway {
 sub record_of {
     my ($n, $id) = @_;
     my $f = $n->dir . '/audit.log';
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     while (time < $until) {
         for my $l (split /\n/, (-f $f ? DGTest::slurp($f) : '')) {
             my $rec = DGTest::json_decode($l);

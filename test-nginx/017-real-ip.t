@@ -69,7 +69,7 @@ EOF
 sub records {
     my ($n, $count) = @_;
     my $f = $n->dir . '/audit.log';
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     my @l;
     while (time < $until) {
         @l = split /\n/, DGTest::slurp($f);

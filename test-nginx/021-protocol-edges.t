@@ -363,7 +363,7 @@ sub call {
 # the audit record of a request id (waits for the log phase)
 sub record {
     my ($id) = @_;
-    my $until = time + 10;
+    my $until = time + DGTest::secs(10);
     while (time < $until) {
         for my $l (split /\n/, DGTest::slurp($n->dir . '/audit.log') // '') {
             my $j = eval { JSON::PP->new->decode($l) } or next;

@@ -56,7 +56,7 @@ for my $c (@cases) {
             $r = get($n, $who);
             return $r->status == 403 && code_of($r) eq $code;
         });
-        ok(defined $t && $t < 1.0,
+        ok(defined $t && $t < DGTest::secs(1),
            "$what: node " . $n->port . " answers 403 $code within 1 s")
             or diag("after " . ($t // 'more than 2') . " s: " . $r->status
                     . " " . $r->body);
@@ -70,7 +70,7 @@ for my $c (@cases) {
 
     for my $n (@gw) {
         my $t = poll_until(2, sub { get($n, $who)->status == 200 });
-        ok(defined $t && $t < 1.0,
+        ok(defined $t && $t < DGTest::secs(1),
            "@$unset: node " . $n->port . " allows again within 1 s");
     }
 }
@@ -208,8 +208,11 @@ datasets:/m;
     ($rc) = cli($port, qw(suspend consumer x password=wrong));
     is($rc, 3, 'CLI with a wrong password: exit 3');
     $n->stop;
-    unlike($n->error_log, qr/handshake|connection down/,
-           'no handshake failure');
+    # a first connect that times out (a worker starved of CPU, valgrind)
+    # is retried, and is not a handshake failure
+    my $log = join "\n", grep { !/down: connect timed out/ }
+                         split /\n/, $n->error_log;
+    unlike($log, qr/handshake|connection down/, 'no handshake failure');
 
     my $bad = gateway(redis => $port, redis_opts => 'password=wrong');
     is(code_of(get($bad, 'assistance')), 'policy_unavailable',

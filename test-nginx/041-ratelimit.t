@@ -13,6 +13,15 @@ use Time::HiRes qw(sleep time);
 use DGTest;
 use DGRedis;
 
+# a rate of one request every $secs seconds or more (scaled for a slow
+# nginx: valgrind, DG_TEST_SLOW), as "Nr/m"; the interval it gives
+sub rate_every {
+    my ($secs) = @_;
+    my $per_min = int(60 / DGTest::secs($secs)) || 1;
+    return ("${per_min}r/m", 60 / $per_min);
+}
+
+# $count calls in a row: {status => how many}, the last 429
 sub burst_count {
     my ($n, $count) = @_;
     my (%st, $last429);
@@ -44,7 +53,10 @@ sub limited_ok {
 # --- embedded default (no Redis) -------------------------------------------
 
 {
-    my $n = gateway(limits => "    rate: 2r/s burst=3\n", workers => 2);
+    # a token every 2 s: the 8 calls of the burst and the two after the
+    # pause each fit well within one interval on a busy machine
+    my ($rate, $every) = rate_every(2);
+    my $n = gateway(limits => "    rate: $rate burst=3\n", workers => 2);
     my ($st, $r) = burst_count($n, 8);
     is($st->{200}, 4, 'embedded: burst + 1 admitted at once (both workers '
        . 'share the zone)');
@@ -53,7 +65,7 @@ sub limited_ok {
                message => qr/rate/i);
     is(get($n, 'market')->status, 200, 'other callers are not limited');
 
-    sleep 0.55;
+    sleep $every;
     is(get($n, 'assistance')->status, 200, 'one more after 1/rate');
     is(get($n, 'assistance')->status, 429, 'and only one');
     $n->stop;
@@ -115,21 +127,25 @@ my $rp = $redis->port;
     }
 }
 
-# two nodes together admit the configured rate (within a few percent)
+# two nodes together admit the configured rate (within a few percent):
+# 2 r/s for 8 s, so that a busy machine still offers more than twice the
+# rate and a pause of a call or two (under burst / rate) loses no token
 {
     $redis->cmd('FLUSHALL');
-    my @gw = map { gateway(redis => $rp, limits => "    rate: 10r/s burst=5\n") }
+    my ($rate, $every) = rate_every(0.5);
+    my $window = DGTest::secs(8);
+    my @gw = map { gateway(redis => $rp, limits => "    rate: $rate burst=5\n") }
              1 .. 2;
     get($_, 'market') for @gw;      # connections ready
 
     my $t0 = time;
     my ($ok, $sent) = (0, 0);
-    while (time - $t0 < 4) {
+    while (time - $t0 < $window) {
         $ok++ if get($gw[$sent % 2], 'assistance')->status == 200;
         $sent++;
     }
     my $dt = time - $t0;
-    my $want = 10 * $dt + 6;
+    my $want = $dt / $every + 6;
     diag(sprintf "cluster rate: %d of %d admitted in %.2f s (want %.1f)",
          $ok, $sent, $dt, $want);
     cmp_ok($sent, '>', 2 * $want, 'offered more than twice the rate')
@@ -145,14 +161,19 @@ my $rp = $redis->port;
 # per-node fallback: the budget divided by nodes=
 {
     $redis->cmd('FLUSHALL');
+    # a token every 2 s (every 4 s per node): each burst of 10 calls fits
+    my ($rate) = rate_every(2);
     my $n = gateway(redis => $rp,
-                    redis_opts => 'nodes=2 timeout=200ms stale=30s',
-                    limits => "    rate: 1r/s burst=3\n    quota: 100/day\n");
+                    redis_opts => sprintf('nodes=2 timeout=%dms stale=%ds',
+                                          DGTest::secs(200),
+                                          DGTest::secs(30)),
+                    limits => "    rate: $rate burst=3\n"
+                              . "    quota: 100/day\n");
     my ($st) = burst_count($n, 10);
     is($st->{200}, 4, 'Redis up: cluster burst (3 + 1)');
 
     $redis->stop;
-    sleep 0.3;
+    sleep DGTest::secs(0.3);
     ($st, my $r) = burst_count($n, 10);
     is($st->{200}, 2, 'Redis down: per-node burst = (3 / 2) + 1');
     limited_ok($r, 'per-node fallback', limit => 2);

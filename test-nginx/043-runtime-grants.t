@@ -44,7 +44,7 @@ is($rc, 0, 'grant add: exit 0') or diag($out);
 for my $n (@gw) {
     my $r;
     my $t = poll_until(2, sub { ($r = get($n, 'hrss'))->status == 200 });
-    ok(defined $t && $t < 1.0,
+    ok(defined $t && $t < DGTest::secs(1),
        'node ' . $n->port . ': run-time grant honoured within 1 s')
         or diag($r->status . ' ' . $r->body);
     like($r->body, qr/"id_card":\s*"450103\*{8}1242"/,
@@ -73,7 +73,7 @@ is($rc, 0, 'grant remove: exit 0') or diag($out);
 
 for my $n (@gw) {
     my $t = poll_until(2, sub { get($n, 'hrss')->status == 403 });
-    ok(defined $t && $t < 1.0,
+    ok(defined $t && $t < DGTest::secs(1),
        'node ' . $n->port . ': withdrawn within 1 s');
 }
 
@@ -91,7 +91,7 @@ my %bad = (
 for my $what (sort keys %bad) {
     $redis->cmd('SET', $key, $bad{$what});
     $redis->cmd('PUBLISH', 'datagate:events', 'grant add test');
-    sleep 0.2;
+    sleep DGTest::secs(0.2);
     is(get($gw[0], 'hrss')->status, 403, "$what: ignored");
 }
 
@@ -104,7 +104,7 @@ for my $what (sort keys %bad) {
     (my $moved = $good) =~ s/hrss\.portal/market.supervision/;
     $redis->cmd('SET', $mkey, $moved);
     $redis->cmd('PUBLISH', 'datagate:events', 'grant add test');
-    sleep 0.2;
+    sleep DGTest::secs(0.2);
     is(get($gw[0], 'market', uri => '/person/1')->status, 403,
        'a grant moved to another consumer is ignored');
     $redis->cmd('DEL', $mkey);
@@ -117,7 +117,7 @@ for my $what (sort keys %bad) {
     read $r, my $k, 40;
     DGTest::spew($other, $k, 0600);
     cli($rp, 'grant', 'add', "$dir/hrss.yaml", '--secret', $other);
-    sleep 0.2;
+    sleep DGTest::secs(0.2);
     is(get($gw[1], 'hrss')->status, 403,
        'a grant signed with another secret is ignored');
     $redis->cmd('DEL', $key);

@@ -15,7 +15,9 @@ use Time::HiRes qw(sleep time);
 use DGTest;
 use DGRedis;
 
-my $opts = 'timeout=300ms connect_timeout=500ms stale=1s';
+# scaled for a slow nginx (valgrind, DG_TEST_SLOW: DGTest::secs)
+my $opts = sprintf('timeout=%dms connect_timeout=%dms stale=%ds',
+                   DGTest::secs(300), DGTest::secs(500), DGTest::secs(1));
 
 sub wait_back {
     my ($n, $what) = @_;
@@ -66,7 +68,7 @@ sub wait_back {
     $redis->stop;
     $redis = redis_on($port, aof => 1, dir => $redis->{dir});
     wait_back($n, 'AOF restart');
-    sleep 0.2;
+    sleep DGTest::secs(0.2);
     my $r = get($n, 'assistance');
     is($r->status, 403, 'AOF restart: still suspended');
     is(code_of($r), 'consumer_suspended', 'AOF restart: consumer_suspended');
@@ -94,7 +96,7 @@ sub wait_back {
     for (1 .. 10) {
         my $r = get($n, 'assistance');
         $worst = $r->status if $r->status == 200;
-        sleep 0.15;
+        sleep DGTest::secs(0.15);
     }
     is($worst, 0, 'empty restart: the suspended consumer never gets 200');
     # past stale=: the suspension the zone still records keeps its 403,
@@ -211,14 +213,20 @@ sub wait_back {
 
 {
     my $redis = start_redis();
-    my $n = gateway(redis => $redis->port, redis_opts => $opts);
+    # the first MiB of the reply must arrive within the timeout, also on a
+    # busy machine: 2 s (it is refused at 1 MiB, not read whole)
+    my $n = gateway(redis => $redis->port,
+                    redis_opts => sprintf('timeout=%dms connect_timeout=%dms',
+                                          DGTest::secs(2000),
+                                          DGTest::secs(500)));
     is(get($n, 'assistance')->status, 200, 'big reply: serves before');
     $redis->cmd('SET', 'datagate:grant:hrss.portal|population.person',
                 'x' x (30 * 1024 * 1024));
     my ($r, $dt) = get($n, 'hrss', timeout => 20);
     ok($r->status == 503 || $r->status == 403,
        'a 30 MB value: refused (' . $r->status . ')');
-    cmp_ok($dt, '<', 5, 'and answered without waiting for it all');
+    cmp_ok($dt, '<', DGTest::secs(5),
+           'and answered without waiting for it all');
     like($n->error_log, qr/reply larger than 1 MiB/, 'log: said why');
     $redis->cmd('DEL', 'datagate:grant:hrss.portal|population.person');
     my $t = poll_until(8, sub { get($n, 'hrss')->status == 403

@@ -151,7 +151,7 @@ sub stream_get {
     my ($raw, @got, $t_action, $eof) = ('');
     my $sel = IO::Select->new($s);
     my $todo = $o{action};
-    my $limit = $o{limit} // 20;
+    my $limit = DGTest::secs($o{limit} // 20);
     while (time - $t0 < $limit) {
         if ($todo && time - $t0 >= $o{at}) {
             $todo->();
@@ -191,7 +191,7 @@ sub after {
 # the audit record of URI (waits for the log phase)
 sub audit_of {
     my ($n, $uri) = @_;
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     while (time < $until) {
         for my $l (split /\n/, DGTest::slurp($n->dir . '/audit.log')) {
             my $j = eval { json_decode($l) } or next;
@@ -208,10 +208,12 @@ sub cut_ok {
     my $ta = $res->{t_action} // 0;
     is($res->status, 200, "$what: the answer had begun (200)");
     ok($res->{truncated}, "$what: the answer is cut short");
-    ok(defined $res->{eof} && $res->{eof} < $ta + ($o{within} // 2.5),
+    ok(defined $res->{eof}
+       && $res->{eof} < $ta + DGTest::secs($o{within} // 2.5),
        "$what: the connection ends soon after the control")
         or diag('ended at ' . ($res->{eof} // 'never') . " s, control at $ta s");
-    my $late = () = after($res, $ta + ($o{grace} // 1.0)) =~ /$CLEAR/g;
+    my $late = () = after($res, $ta + DGTest::secs($o{grace} // 1.0))
+                    =~ /$CLEAR/g;
     my $after = () = after($res, $ta) =~ /$CLEAR/g;
     note(sprintf('%s: control at %.2f s, end at %.2f s, %d bytes, %d clear '
                  . 'values after the control, %d after the grace', $what,

@@ -103,7 +103,7 @@ sub verify {
 
 sub wait_lines {
     my ($f, $want) = @_;
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     while (time < $until) {
         return 1 if lines_of($f) >= $want;
         sleep 0.02;
@@ -329,11 +329,14 @@ like($out, qr/garbage\.log:2: not an audit record/, 'garbage: line 2');
 # --- rotation ---------------------------------------------------------------
 
 rename $audit, "$audit.1" or die;
+my $reopened = sub { scalar(() = $n->error_log =~ /reopening logs/g) };
+my $before = $reopened->();
 my ($orc, $oout) = $n->run_nginx('-s', 'reopen');
 is($orc, 0, 'nginx -s reopen') or diag($oout);
-my $until = time + 5;
+# the master, then its worker
+my $until = time + DGTest::secs(5);
+sleep 0.02 until $reopened->() >= $before + 2 || time > $until;
 sleep 0.05 until -e $audit || time > $until;
-sleep 0.2;      # the workers reopen after the master
 
 for (1 .. 2) {
     $n->request('GET', '/person/1', cert => 'assistance',
@@ -428,7 +431,7 @@ log_clean($n, 'sha256');
     my @w = $g->children;
     is(scalar(@w), 1, 'refused reload: one worker');
     kill 'KILL', @w;
-    my $until = time + 10;
+    my $until = time + DGTest::secs(10);
     sleep 0.05 until time > $until
                      || (grep { $_ != $w[0] } $g->children);
     ok((grep { $_ != $w[0] } $g->children),

@@ -143,7 +143,7 @@ is($ok + $limited, 6, 'granted requests: 200 or 429');
 my $total = @jobs + 6;
 
 # wait until every log phase ran (the audit log has a line per request)
-my $until = time + 5;
+my $until = time + DGTest::secs(5);
 while (time < $until) {
     open my $fh, '<', $audit or last;
     my @l = <$fh>;
@@ -284,7 +284,7 @@ is($n->request('HEAD', '/status', cert => 'market')->status, 200,
 
 ok($n->reload, 'reload');
 $n->request('GET', '/enterprise/1', cert => 'market', headers => \@mr);
-$until = time + 5;
+$until = time + DGTest::secs(5);
 my $st2;
 while (time < $until) {
     $st2 = $n->request('GET', '/status', cert => 'market')->json;

@@ -76,7 +76,7 @@ EOF
 sub last_record {
     my ($n, $count) = @_;
     my $f = $n->dir . '/audit.log';
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     my @l;
     while (time < $until) {
         open my $fh, '<', $f or next;

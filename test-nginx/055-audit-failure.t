@@ -90,7 +90,7 @@ sub reopen {
     my $before = $count->();
     my ($rc, $out) = $n->run_nginx('-s', 'reopen');
     is($rc, 0, 'nginx -s reopen') or diag($out);
-    my $until = time + 10;
+    my $until = time + DGTest::secs(10);
     sleep 0.02 while $count->() < $before + 1 + $workers && time < $until;
     ok($count->() >= $before + 1 + $workers, 'the workers reopened');
 }

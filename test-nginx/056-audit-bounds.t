@@ -74,7 +74,7 @@ sub call {
     my ($method, $uri, @h) = @_;
     my $r = $n->request($method, $uri, cert => 'assistance',
                         headers => [@h]);
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     my @l;
     sleep 0.02 while (@l = lines_of()) <= $seen && time < $until;
     $seen = @l;

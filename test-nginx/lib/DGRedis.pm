@@ -60,9 +60,17 @@ Y
 sub gateway {
     my (%o) = @_;
     my $http = $o{http_config} // '';
-    # under valgrind everything is slower than a 200 ms timeout
-    $o{redis_opts} //= 'timeout=3s connect_timeout=3s'
-        if $ENV{DG_TEST_VALGRIND} && $o{redis};
+    # a slow nginx (valgrind, DG_TEST_SLOW: DGTest::secs) gets more than
+    # the default timeouts (200 ms, 500 ms) where a test sets none: a
+    # starved worker's first calls run for seconds
+    if ($DGTest::SLOW != 1 && $o{redis}) {
+        my $opts = $o{redis_opts} // '';
+        $opts .= sprintf(' timeout=%dms', DGTest::secs(500))
+            unless $opts =~ /\btimeout=/;
+        $opts .= sprintf(' connect_timeout=%dms', DGTest::secs(500))
+            unless $opts =~ /\bconnect_timeout=/;
+        $o{redis_opts} = $opts;
+    }
     if ($o{redis}) {
         $http .= "\n    datagate_redis 127.0.0.1:$o{redis}"
                . ($o{redis_opts} ? " $o{redis_opts}" : '') . ";\n";
@@ -87,6 +95,10 @@ sub gateway {
         }
 C
     $n->start;
+    # under valgrind a worker's first request runs its code for the first
+    # time, slowly: the TLS handshake and HTTP parsing once, here, so that
+    # a test's first call is not also the one that waits on Redis longest
+    $n->request(GET => '/status', cert => 'market') if $DGTest::VALGRIND;
     return $n;
 }
 
@@ -137,11 +149,12 @@ sub code_of {
     return ref $j eq 'HASH' && $j->{error} ? $j->{error}{code} : '';
 }
 
-# call $f every 20 ms until it returns true or $secs pass; returns the
-# seconds it took, or undef
+# call $f every 20 ms until it returns true or $secs pass (scaled for a
+# slow nginx: DGTest::secs); returns the seconds it took, or undef
 sub poll_until {
     my ($secs, $f) = @_;
     my $t0 = time;
+    $secs = DGTest::secs($secs);
     while (time - $t0 < $secs) {
         return time - $t0 if $f->();
         sleep 0.02;

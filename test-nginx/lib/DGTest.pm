@@ -1,10 +1,24 @@
 package DGTest;
 
-# Test harness for datagate: real nginx, real mutual TLS, real redis-server.
+# Test harness for datagate: real nginx, real mutual TLS, real redis-server
+# (see test-nginx/README.md).
 #
-# Data-driven blocks in the Test::Nginx style (see test-nginx/README.md):
+# A Perl API, which most test files use:
 #
-#   use FindBin; use lib "$FindBin::Bin/lib"; use DGTest;
+#   use FindBin; use lib "$FindBin::Bin/lib"; use Test::More; use DGTest;
+#   my $n = start_nginx(policy => $yaml, config => <<'END');
+#       location /person/ { datagate_dataset population.person;
+#           proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT; }
+#   END
+#   my $r = $n->request('GET', '/person/1', cert => 'assistance',
+#                       headers => ['Data-Purpose: social-assistance']);
+#   is($r->status, 200, '...');
+#   done_testing();
+#
+# (also reload, nginx_t, start_redis, run_cmd, free_port, secs), and
+# data-driven blocks in the Test::Nginx style for one request and its
+# answer:
+#
 #   run_tests();
 #   __DATA__
 #   === TEST 1: title
@@ -14,9 +28,6 @@ package DGTest;
 #   GET /person/1
 #   --- cert: assistance
 #   --- error_code: 200
-#
-# and a plain Perl API (start_nginx, request, reload, nginx_t, start_redis,
-# free_port) for tests that need more control.
 
 use strict;
 use warnings;
@@ -50,6 +61,10 @@ our $KEEP   = $ENV{DG_TEST_KEEP};
 # DG_TEST_VALGRIND=1: every nginx (master and workers) runs under valgrind;
 # memory errors fail the block
 our $VALGRIND = $ENV{DG_TEST_VALGRIND};
+# every time bound and wait of the tests is multiplied by $SLOW (secs()):
+# nginx under valgrind is some ten times slower; DG_TEST_SLOW=N sets it,
+# e.g. 3 on a machine other jobs keep busy
+our $SLOW = $ENV{DG_TEST_SLOW} || ($VALGRIND ? 10 : 1);
 
 my $base;               # per-process temp dir, world-readable
 my $instances = 0;
@@ -61,6 +76,12 @@ our $INSTANCE;          # the block's instance, for --- init code
 
 
 # --- environment ----------------------------------------------------------
+
+# $s seconds, scaled for a slow nginx (valgrind, DG_TEST_SLOW)
+sub secs {
+    my ($s) = @_;
+    return $s * $SLOW;
+}
 
 sub base_dir {
     return $base if $base;
@@ -133,7 +154,7 @@ sub proc_alive {
 
 sub wait_port {
     my ($port, $secs) = @_;
-    my $until = time + ($secs || 5);
+    my $until = time + ($secs || secs(5));
     while (time < $until) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $port, Proto => 'tcp',
@@ -441,6 +462,7 @@ sub start {
     $self->write_conf;
     $self->start_evil if $self->{evil_wanted} || -d "$self->{dir}/evil";
     unlink "$self->{dir}/nginx.pid";
+    $self->{log_off} = length $self->error_log;
     return $self->start_valgrind if $VALGRIND;
     my ($rc, $out) = $self->run_nginx();
     $self->{startup_log} = $out;
@@ -449,7 +471,7 @@ sub start {
             . "error.log tail:\n"
             . DGTest::tail_lines($self->error_log, 20) . "\n";
     }
-    my $until = time + 5;
+    my $until = time + DGTest::secs(5);
     while (!-s "$self->{dir}/nginx.pid" && time < $until) {
         sleep 0.01;
     }
@@ -457,7 +479,7 @@ sub start {
     chomp $pid;
     $self->{pid} = $pid;
     $live{"nginx$self"} = $self;
-    return $self->wait_ready(5);
+    return $self->wait_ready(DGTest::secs(5));
 }
 
 sub wait_ready {
@@ -476,8 +498,42 @@ sub wait_ready {
     while ($self->children < $want && time < $until) {
         sleep 0.01;
     }
+    $self->wait_redis($self->{log_off} // 0, $until);
     $current = $self;
     return $self;
+}
+
+# with datagate_redis: wait (until the time $until) for both Redis
+# connections of every worker to be ready, or down for a reason other
+# than a timeout (no Redis there, a refused password, garbage): a request
+# sent before would fail closed, and on a loaded machine or under
+# valgrind a first connect may time out and be retried.  Lines of the
+# error log from offset $off on.
+sub wait_redis {
+    my ($self, $off, $until) = @_;
+    my $conf = DGTest::slurp($self->conf_file);
+    return 1 unless $conf =~ /^\s*datagate_redis\s/m;
+    # "ready" is logged at info
+    return 1 if $conf =~ /^error_log\s+\S+\s+(notice|warn|error|crit)/m;
+    my $want = $conf =~ /^worker_processes\s+(\d+);/m ? $1 : 1;
+    my $line = qr/\[\w+\] \s (\d+)\#\d+: \s datagate: \s redis \s \S+ \s
+                  (command|subscriber) \s connection \s ([^\n]*)/x;
+    while (1) {
+        my (%settled, %kid);
+        my $log = substr($self->error_log, $off);
+        while ($log =~ /$line/g) {
+            my ($pid, $conn, $what) = ($1, $2, $3);
+            $settled{$pid}{$conn} = $what !~ /^down: \S+ timed out/;
+        }
+        $kid{$_} = 1 for $self->children;
+        my $done = grep {
+            my $c = $settled{$_};
+            $kid{$_} && $c->{command} && $c->{subscriber}
+        } keys %settled;
+        return 1 if $done >= $want;
+        return 0 if time >= $until;
+        sleep 0.02;
+    }
 }
 
 # nginx as our own child under valgrind (workers are forked, so valgrind
@@ -498,7 +554,7 @@ sub start_valgrind {
     $self->{pid} = $pid;
     $self->{child} = 1;
     $live{"nginx$self"} = $self;
-    return $self->wait_ready(60);
+    return $self->wait_ready(DGTest::secs(6));
 }
 
 # valgrind's complaints, or '' (only under DG_TEST_VALGRIND)
@@ -533,7 +589,7 @@ sub reload {
     my $off = length $self->error_log;
     my %old = map { $_ => 1 } $self->children;
     kill 'HUP', $self->{pid} or die "DGTest: cannot signal nginx: $!\n";
-    my $until = time + ($VALGRIND ? 60 : 10);
+    my $until = time + DGTest::secs(10);
     my $ok;
     while (time < $until) {
         my $log = substr($self->error_log, $off);
@@ -552,6 +608,7 @@ sub reload {
         sleep 0.02;
     }
     die "DGTest: nginx reload did not finish\n" unless defined $ok;
+    $self->wait_redis($off, time + DGTest::secs(5)) if $ok;
     return $ok;
 }
 
@@ -565,7 +622,7 @@ sub stop {
             Test::More::diag("DGTest: nginx $pid did not stop, sending $sig");
         }
         kill $sig, $pid;
-        my $until = time + ($VALGRIND ? 30 : 5);
+        my $until = time + DGTest::secs(5);
         while (DGTest::proc_alive($pid) && time < $until) {
             sleep 0.01;
         }
@@ -731,7 +788,7 @@ package DGTest;
 sub http_request {
     my ($method, $uri, %o) = @_;
     ensure_certs();
-    my $timeout = $o{timeout} || 10;
+    my $timeout = secs($o{timeout} || 10);
     my $ssl = exists $o{ssl} ? $o{ssl} : 1;
     my $res = bless { status => 0, headers => {}, body => '', raw => '' },
         'DGTest::Response';
