@@ -93,6 +93,7 @@ dg_mask_size(const dg_mask_conf_t *conf)
     sz += dg_mask_align(max_depth * sizeof(dg_mask_frame_t));
     sz += dg_mask_align(nf * sizeof(uint64_t));
     sz += 2 * dg_mask_align(max_value + DG_MASK_SLACK);
+    sz += dg_mask_rec_size(conf, max_value);
 
     return sz;
 }
@@ -150,6 +151,11 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
         }
     }
 
+    /* row scoping needs to know where the records are */
+    if (conf->rows != NULL && conf->rules->rec_mode == DG_MASK_REC_AUTO) {
+        return NULL;
+    }
+
     dg_mask_limits(conf, &max_value, &max_depth);
 
     m = mem;
@@ -178,6 +184,10 @@ dg_mask_setup(void *mem, const dg_mask_conf_t *conf, int keep_memo)
     m->hbuf = p;
     p += dg_mask_align(max_value + DG_MASK_SLACK);
     m->kbuf = p;
+    p += dg_mask_align(max_value + DG_MASK_SLACK);
+    m->rbuf = conf->rows ? p : NULL;
+
+    dg_mask_rec_setup(m, conf);
 
     if (!keep_memo) {
         /* node too: dg_mask_memo_hit() compares it before the mask */
@@ -246,6 +256,13 @@ dg_mask_strerror(int rc)
         return "mask stream already failed or finished";
     case DG_MASK_E_CONF:
         return "bad mask configuration";
+    case DG_MASK_E_RECORD:
+        return "a record larger than the mask buffer (row scoping holds "
+               "one record whole)";
+    case DG_MASK_E_RECORDS:
+        return "the records path holds something else than an array";
+    case DG_MASK_PAUSED:
+        return "paused: no allowance of records";
     default:
         return "unknown mask error";
     }
@@ -537,6 +554,19 @@ dg_mask_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
     f = m->kfield;
     m->vnode = m->knode;
 
+    if (f >= 0 && m->actions[f].row) {
+        /* on a rows path: read for the record's scope */
+        if (dg_mask_rows_member(m, c, p) != 0) {
+            return DG_MASK_E_EMIT;
+        }
+
+        if (m->actions[f].row & DG_MASK_ROW_ONLY) {
+            /* no field: unselected, an object or array walked */
+            m->stats.field_hits[f]++;
+            f = (c == '{' || c == '[') ? DG_MASK_F_WALK : -1;
+        }
+    }
+
     if (f >= 0) {
         m->stats.field_hits[f]++;
         act = &m->actions[f];
@@ -588,6 +618,7 @@ static int
 dg_mask_elem_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
 {
     dg_mask_frame_t  *fr;
+    int               rc;
 
     if (c != '{' && c != '[') {
         return dg_mask_member_drop(m);
@@ -596,6 +627,21 @@ dg_mask_elem_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
     fr = &m->frames[m->depth - 1];
     m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
     m->vlisted = 0;
+
+    if (fr->flags & (DG_FR_RECORDS | DG_FR_RCAND | DG_FR_RONE)) {
+        /* a record: counted, held (its prefix with it) or cut */
+        rc = dg_mask_rec_elem(m, fr, c, p, 1);
+        if (rc != 0 || m->skip) {
+            return rc;
+        }
+
+        rc = dg_mask_member_emit(m, m->hlen + (size_t) (p - m->hs));
+        if (rc != 0) {
+            return rc;
+        }
+
+        return dg_mask_rec_value(m, p);
+    }
 
     return dg_mask_member_emit(m, m->hlen + (size_t) (p - m->hs));
 }
@@ -726,6 +772,11 @@ dg_mask_num_end(dg_mask_t *m, const uint8_t *q)
     }
 
     dg_mask_value_done(m, q);
+
+    if (rc == 0 && m->rowsx) {
+        rc = dg_mask_rec_done(m, q);
+    }
+
     return rc;
 }
 
@@ -805,15 +856,26 @@ value:
     if (m->member) {
         rc = (m->member == 2) ? dg_mask_elem_decide(m, c, p)
                               : dg_mask_decide(m, c, p);
-        m->member = 0;
         if (rc != 0) {
+            if (rc == DG_MASK_PAUSED) {
+                /* the element is decided again when fed again */
+                m->state = S_VALUE;
+            }
             return rc;
         }
+        m->member = 0;
 
     } else if (!m->skip && !m->mask) {
         if (m->depth == 0) {
             m->vnode = 0;
             m->vlisted = 0;
+
+            if ((rc = dg_mask_rec_root(m, c, p)) != 0) {
+                if (rc == DG_MASK_PAUSED) {
+                    m->state = S_VALUE;
+                }
+                return rc;
+            }
 
             if ((m->flags & DG_MASK_UNLISTED_DROP) && c != '{' && c != '[')
             {
@@ -831,9 +893,18 @@ value:
                 m->stats.dropped++;
             }
 
-        } else {
-            dg_mask_elem_start(m);
+        } else if ((rc = dg_mask_elem_start(m, c, p)) != 0) {
+            if (rc == DG_MASK_PAUSED) {
+                m->state = S_VALUE;
+            }
+            return rc;
         }
+    }
+
+    if (m->depth < m->shape_top && !m->skip && !m->mask
+        && (rc = dg_mask_rec_shape(m, c)) != 0)
+    {
+        return rc;
     }
 
     switch (c) {
@@ -1177,6 +1248,14 @@ s_after:
             m->hlen = 0;
             m->hcomma = 1;
             m->member = 2;
+
+        } else if ((fr->flags & DG_FR_RONE) && !m->skip && !m->mask
+                   && (rc = dg_mask_rec_comma(m, p)) != 0)
+        {
+            if (rc == DG_MASK_PAUSED) {
+                m->state = S_AFTER;
+            }
+            return rc;
         }
         p++;
         goto s_value;
@@ -1409,6 +1488,10 @@ done:
     /* a value ended; p is the first byte after it */
     dg_mask_value_done(m, p);
 
+    if (m->rowsx && (rc = dg_mask_rec_done(m, p)) != 0) {
+        return rc;
+    }
+
     if (m->depth) {
         goto s_after;
     }
@@ -1428,17 +1511,21 @@ int
 dg_mask_feed(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     dg_mask_emit_pt emit, void *ctx)
 {
+    dg_mask_out_t  *o;
+
     if (m == NULL || m->rc != 0 || m->done) {
         return DG_MASK_E_STATE;
     }
 
-    /* the last feed left the output empty */
-    m->out.buf = m->wbuf;
-    m->out.cap = DG_MASK_WBUF;
-    m->out.len = 0;
-    m->out.emit = emit;
-    m->out.lend = NULL;
-    m->out.ctx = ctx;
+    /* the last feed left the output empty (the owner's, aside while a
+     * record is held) */
+    o = m->rec_open ? &m->rsave : &m->out;
+    o->buf = m->wbuf;
+    o->cap = DG_MASK_WBUF;
+    o->len = 0;
+    o->emit = emit;
+    o->lend = NULL;
+    o->ctx = ctx;
 
     return dg_mask_feed_span(m, p, n, last);
 }
@@ -1448,6 +1535,8 @@ int
 dg_mask_feed_into(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     dg_mask_lend_pt lend, void *ctx)
 {
+    dg_mask_out_t  *o;
+
     if (m == NULL || m->rc != 0 || m->done) {
         return DG_MASK_E_STATE;
     }
@@ -1458,12 +1547,13 @@ dg_mask_feed_into(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     }
 
     /* nothing lent yet: the first write asks for memory */
-    m->out.buf = m->wbuf;
-    m->out.cap = 0;
-    m->out.len = 0;
-    m->out.emit = NULL;
-    m->out.lend = lend;
-    m->out.ctx = ctx;
+    o = m->rec_open ? &m->rsave : &m->out;
+    o->buf = m->wbuf;
+    o->cap = 0;
+    o->len = 0;
+    o->emit = NULL;
+    o->lend = lend;
+    o->ctx = ctx;
 
     return dg_mask_feed_span(m, p, n, last);
 }
@@ -1473,22 +1563,32 @@ static int
 dg_mask_feed_span(dg_mask_t *m, const uint8_t *p, size_t n, int last)
 {
     const uint8_t  *end;
-    int             rc;
+    int             rc, paused;
 
     if (p == NULL) {
         n = 0;
         p = (const uint8_t *) "";
     }
 
-    m->stats.bytes_in += n;
-
     end = p + n;
     m->os = m->emitting ? p : NULL;
     m->hs = p;
     m->blk.base = NULL;
     m->blk.lo = p;
+    m->cap_from = p;
+    paused = 0;
 
     rc = dg_mask_run_span(m, p, end);
+
+    if (rc == DG_MASK_PAUSED) {
+        /* no allowance for the next record: the span ends before it */
+        end = m->pause;
+        paused = 1;
+        rc = 0;
+    }
+
+    m->taken = end - p;
+    m->stats.bytes_in += end - p;
 
     if (rc == 0) {
         if (m->hold) {
@@ -1502,9 +1602,13 @@ dg_mask_feed_span(dg_mask_t *m, const uint8_t *p, size_t n, int last)
             m->emitting = (m->os != NULL);
             rc = dg_mask_flush_os(m, end);
         }
+
+        if (m->cap_on) {
+            dg_mask_rec_span_end(m, end);
+        }
     }
 
-    if (rc == 0 && last) {
+    if (rc == 0 && last && !paused) {
         if (m->state == S_NUM && m->depth == 0
             && dg_mask_num_terminal(m->num))
         {
@@ -1514,15 +1618,31 @@ dg_mask_feed_span(dg_mask_t *m, const uint8_t *p, size_t n, int last)
         if (rc == 0 && m->state != S_END) {
             rc = DG_MASK_E_TRUNCATED;
         }
+        if (rc == 0 && m->rec_mode == DG_MASK_REC_AUTO && !m->rec_found
+            && m->root == '{')
+        {
+            /* auto: a top-level object without an array of records is
+             * one record */
+            m->stats.records++;
+        }
     }
 
     if (rc == 0) {
         rc = dg_mask_out_flush(&m->out);
     }
 
+    if (rc == 0 && m->rec_open) {
+        /* the owner's memory goes back, the record stays held */
+        rc = dg_mask_out_flush(&m->rsave);
+    }
+
     if (rc != 0) {
         m->rc = rc;
         return rc;
+    }
+
+    if (paused) {
+        return DG_MASK_PAUSED;
     }
 
     if (last) {

@@ -95,7 +95,20 @@ typedef struct {
     uint8_t                     method;     /* dg_mask_method_e */
     uint8_t                     a;          /* keep(a,b), address(a) */
     uint8_t                     b;
+    uint8_t                     row;        /* DG_MASK_ROW_* (an action of
+                                               a field; 0 elsewhere) */
 } dg_mask_spec_t;
+
+
+/*
+ * An action's row bits (row scoping, conf->rows): the field's key is a
+ * step or the end of a rows path (dg_mask_rows_compile()), so its member
+ * is read for the record's scope; ROW_ONLY: the key is no field of the
+ * dataset, and its member is otherwise treated as unselected (an object
+ * or array under it is kept and walked in allow-list mode).
+ */
+#define DG_MASK_ROW_KEY         0x01
+#define DG_MASK_ROW_ONLY        0x02
 
 
 /* rule-set flags */
@@ -152,6 +165,15 @@ extern const dg_mask_detect_kind_t  dg_mask_detect_kinds[DG_DETECT_MAX];
 #define DG_MASK_E_EMIT          -6      /* emit callback failed */
 #define DG_MASK_E_STATE         -7      /* fed after an error or after last */
 #define DG_MASK_E_CONF          -8      /* bad configuration (hash, no key) */
+#define DG_MASK_E_RECORD        -9      /* a record held for its scope is
+                                           larger than max_value */
+#define DG_MASK_E_RECORDS       -10     /* the records path leads to
+                                           something else than an array
+                                           (row scoping, record caps) */
+#define DG_MASK_PAUSED          1       /* not an error: the allowance of
+                                           records is spent, more may come
+                                           (dg_mask_allow()); the span was
+                                           taken up to dg_mask_taken() */
 
 
 /* one field selector of a rule set */
@@ -163,7 +185,47 @@ typedef struct {
 
 
 typedef struct dg_mask_rules_s  dg_mask_rules_t;
+typedef struct dg_mask_rows_s   dg_mask_rows_t;
 typedef struct dg_mask_s        dg_mask_t;
+
+
+/*
+ * Where the records of a document are (a rule set's records,
+ * dg_mask_rules_build()):
+ *
+ *   NULL (auto)    the elements of a top-level array; in a top-level
+ *                  object, the elements of the first array, under one of
+ *                  its keys, whose first element is an object; a
+ *                  top-level object without one is one record
+ *   "$"            the document is one record
+ *   "[]", "$[]"    the elements of the top-level array
+ *   "data[]", "$.result.items[]"
+ *                  the elements of the array at that path of object keys
+ *                  (at most DG_MASK_REC_STEPS keys)
+ *
+ * Every record is counted (stats.records).  Row scoping and record caps
+ * decide records one by one: they need a path or "$" (not auto).
+ */
+#define DG_MASK_REC_STEPS       8
+
+
+/* one condition of row scoping: a record is in scope when the member at
+ * field (a key of the record, or a path of keys "a.b") is present and
+ * every occurrence of it matches one of the values: equal, or, a value
+ * ending in '*', starting with what comes before the '*' ("*" alone:
+ * any value) */
+typedef struct {
+    const char                 *field;
+    size_t                      len;
+    const dg_mask_field_t      *values;
+    size_t                      nvalues;
+} dg_mask_row_t;
+
+#define DG_MASK_ROWS_MAX        32      /* conditions */
+#define DG_MASK_ROWS_VALUE      256     /* bytes of a value compared */
+#define DG_MASK_ROWS_VALUES     4096    /* values of one condition */
+#define DG_MASK_ROWS_KEY        128     /* bytes of a key of a field */
+#define DG_MASK_ROWS_NODES      255     /* keys of all fields */
 
 
 /* per-stream configuration */
@@ -179,6 +241,14 @@ typedef struct {
                                                whatever the CPU offers
                                                (tests, benchmarks); the
                                                output is the same */
+    const dg_mask_rows_t       *rows;       /* row scoping, or NULL; its
+                                               keys must be fields of the
+                                               rules with DG_MASK_ROW_KEY
+                                               actions */
+    unsigned                    one;        /* records one by one without
+                                               rows (record caps: a
+                                               stream that dg_mask_allow()
+                                               will limit) */
 } dg_mask_conf_t;
 
 
@@ -189,6 +259,15 @@ typedef struct {
     uint64_t                    detect[DG_DETECT_MAX];
     uint64_t                    bytes_in;
     uint64_t                    bytes_out;
+    uint64_t                    records;    /* records sent */
+    uint64_t                    rows_dropped; /* out of scope (or too
+                                               large to decide), removed */
+    uint64_t                    records_cut; /* removed: no allowance */
+    unsigned                    out_of_scope:1; /* the document, one
+                                               record ("$"), is out of
+                                               scope: nothing was sent */
+    unsigned                    cut:1;      /* records_cut, or a record
+                                               was refused one */
 } dg_mask_stats_t;
 
 
@@ -224,6 +303,56 @@ dg_mask_rules_t *dg_mask_rules_compile(const dg_mask_field_t *fields,
 dg_mask_rules_t *dg_mask_rules_compile_ex(const dg_mask_field_t *fields,
     size_t nfields, const dg_mask_field_t *walk, size_t nwalk,
     unsigned flags, char *err, size_t errlen);
+
+/*
+ * The same with where the records are: records (len bytes) as described
+ * above (DG_MASK_REC_STEPS), NULL for auto.  Returns NULL and fills err
+ * on a bad selector or records path.
+ */
+typedef struct {
+    const dg_mask_field_t      *fields;
+    size_t                      nfields;
+    const dg_mask_field_t      *walk;       /* containers */
+    size_t                      nwalk;
+    const char                 *records;    /* NULL: auto */
+    size_t                      records_len;
+    unsigned                    flags;
+} dg_mask_rules_in_t;
+
+dg_mask_rules_t *dg_mask_rules_build(const dg_mask_rules_in_t *in,
+    char *err, size_t errlen);
+/* 1: the rule set names where its records are ("$" or a path) */
+int dg_mask_rules_records_named(const dg_mask_rules_t *rules);
+
+/*
+ * Row scoping (dg_mask_rec.c): n conditions (all must hold) compiled;
+ * NULL and err on a bad field or value (a '*' elsewhere than at the end,
+ * an empty field or key, more than the DG_MASK_ROWS_* bounds).  The keys
+ * on the fields' paths (dg_mask_rows_key()) must select fields of the
+ * rule set used with it, whose actions carry DG_MASK_ROW_KEY.
+ */
+dg_mask_rows_t *dg_mask_rows_compile(const dg_mask_row_t *rows, size_t n,
+    char *err, size_t errlen);
+void dg_mask_rows_free(dg_mask_rows_t *rows);
+/* the i-th distinct key of the fields' paths (NULL past the last) */
+const char *dg_mask_rows_key(const dg_mask_rows_t *rows, size_t i,
+    size_t *len, int *last);
+/*
+ * The fields a rule set needs for rows: flags[i] (n selectors) gets
+ * DG_MASK_ROW_KEY when the key selector i ends in is a key of a rows
+ * path; the keys that no key-anywhere selector names need a field of
+ * their own (action DG_MASK_CLEAR, row DG_MASK_ROW_KEY |
+ * DG_MASK_ROW_ONLY): written to extra (max of them), their number
+ * returned.
+ */
+size_t dg_mask_rows_fields(const dg_mask_rows_t *rows,
+    const dg_mask_field_t *sel, size_t n, uint8_t *flags,
+    dg_mask_field_t *extra, size_t max);
+/* a value as the gateway compares it: 1 when v (len bytes) matches one
+ * of the values of condition i */
+int dg_mask_rows_match(const dg_mask_rows_t *rows, size_t i,
+    const uint8_t *v, size_t len);
+
 void dg_mask_rules_free(dg_mask_rules_t *rules);
 size_t dg_mask_rules_nfields(const dg_mask_rules_t *rules);
 
@@ -264,6 +393,22 @@ int dg_mask_feed_into(dg_mask_t *m, const uint8_t *p, size_t n, int last,
     dg_mask_lend_pt lend, void *ctx);
 
 const dg_mask_stats_t *dg_mask_stats(const dg_mask_t *m);
+
+/*
+ * Record allowance: a stream with conf->one starts with none, others
+ * without limit; records are sent while there is some, one taken per
+ * record sent (in a stream that decides records one by one: conf->one
+ * or rows).  n more
+ * records may be sent; last: no more will ever come, so that past them
+ * the remaining records are removed (records_cut) instead of waiting.
+ * n == UINT64_MAX: no limit.  A feed that reaches a record with no
+ * allowance and more to come returns DG_MASK_PAUSED: what it took of its
+ * span (dg_mask_taken()) is done, the rest must be fed again after
+ * dg_mask_allow().
+ */
+void dg_mask_allow(dg_mask_t *m, uint64_t n, int last);
+uint64_t dg_mask_allowance(const dg_mask_t *m);
+size_t dg_mask_taken(const dg_mask_t *m);
 const char *dg_mask_strerror(int rc);
 
 /* apply one method to one decoded value (UTF-8); used by feed and tests.

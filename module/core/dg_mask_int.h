@@ -4,7 +4,8 @@
  * loop), dg_mask_rules.c (rule compiler), dg_mask_detect.c (safety net in
  * streams), dg_mask_kinds.c (the detect kinds), dg_mask_out.c (output
  * sink), dg_mask_method.c (the methods), dg_mask_text.c (safety net in
- * headers) and dg_mask_tables.c (constant tables).  Their byte and vector
+ * headers), dg_mask_rec.c (records: counts, row scoping, allowance) and
+ * dg_mask_tables.c (constant tables).  Their byte and vector
  * helpers are in dg_mask_scan.h.
  */
 
@@ -61,6 +62,8 @@ typedef struct {
     void                       *ctx;
     uint64_t                   *bytes_out;
     unsigned                    isa;        /* DG_MASK_ISA_* */
+    int                         full;       /* a fixed buffer overflowing:
+                                               this error, 0: TOOBIG */
 } dg_mask_out_t;
 
 
@@ -218,6 +221,10 @@ void dg_mask_detect_method(unsigned kind, const dg_mask_spec_t *conf,
 
 
 #define DG_MASK_SLACK       4096    /* separators around a held key */
+#define DG_MASK_ROWS_RAW    (6 * DG_MASK_ROWS_VALUE + 16)
+                                    /* raw bytes of a captured value: a
+                                       value compared whole, each byte a
+                                       \uXXXX escape, and its quotes */
 #define DG_MASK_WBUF        2048    /* coalescing output buffer */
 #define DG_MASK_DEF_VALUE   65536
 #define DG_MASK_DEF_DEPTH   64
@@ -269,12 +276,19 @@ void dg_mask_detect_method(unsigned kind, const dg_mask_spec_t *conf,
 
 #define DG_FR_EMITTED   0x01    /* a member of this object was emitted */
 #define DG_FR_LISTED    0x02    /* inside a value listed as clear */
+#define DG_FR_RECORDS   0x04    /* its elements are the records */
+#define DG_FR_RCAND     0x08    /* auto: its first element says whether
+                                   its elements are the records */
+#define DG_FR_RONE      0x10    /* its records are decided one by one
+                                   (rows, allowance): no "},{" shortcut */
 
 
 typedef struct {
     int32_t                     node;       /* path trie node, -1 none */
     uint8_t                     type;       /* '{' or '[' */
     uint8_t                     flags;
+    uint8_t                     rstep;      /* rows node of this object
+                                               (1: the record), 0: none */
 } dg_mask_frame_t;
 
 
@@ -301,10 +315,24 @@ typedef struct {
 } dg_mask_any_t;
 
 
+/* where the records are (dg_mask_rules_build()) */
+#define DG_MASK_REC_AUTO    0
+#define DG_MASK_REC_ROOT    1       /* "$" */
+#define DG_MASK_REC_PATH    2       /* "[]", "data[]", ... */
+
 struct dg_mask_rules_s {
     size_t                      nfields;
     unsigned                    flags;
     unsigned                    isa;        /* the CPU's DG_MASK_ISA_* */
+    unsigned                    rec_mode;   /* DG_MASK_REC_* */
+    unsigned                    rec_top;    /* the depth of the records
+                                               array once pushed: PATH
+                                               nsteps + 1, AUTO 2, ROOT 0 */
+    int32_t                     rec_path[DG_MASK_REC_STEPS + 1];
+                                            /* PATH: trie node of the
+                                               value at depth i ([0] the
+                                               root); [rec_top - 1] the
+                                               records array's */
     dg_mask_node_t             *nodes;
     size_t                      nnodes;
     dg_mask_any_t              *any;
@@ -468,7 +496,52 @@ struct dg_mask_s {
 
     dg_mask_det_t               det;        /* detect in a string */
 
+    /* records (dg_mask_rec.c) */
+    const dg_mask_rows_t       *rows;       /* row scoping, or NULL */
+    unsigned                    rec_top;    /* a push at depth <= it may
+                                               be the records array */
+    unsigned                    shape_top;  /* values at depth < it are
+                                               on the records path:
+                                               checked (records one by
+                                               one) */
+    unsigned                    rec_depth;  /* the held record's depth */
+    unsigned                    cap_depth;  /* the captured member's */
+    uint64_t                    allow;      /* records that may be sent */
+    size_t                      rec_vstart; /* the record's value in the
+                                               hold (after a comma) */
+    size_t                      taken;      /* span bytes taken (pause) */
+    const uint8_t              *pause;      /* the span ends here */
+    const uint8_t              *cap_from;   /* captured value: its bytes
+                                               of this span start here */
+    uint32_t                    rseen;      /* conditions met in the */
+    uint32_t                    rfail;      /* record, and failed */
+    uint8_t                     rec_mode;   /* DG_MASK_REC_* */
+    uint8_t                     rec_one;    /* records one by one */
+    uint8_t                     rec_found;  /* auto: the array is known */
+    uint8_t                     rec_open;   /* a record is held */
+    uint8_t                     rec_emitted; /* its array had a record
+                                               sent before it */
+    uint8_t                     rowsx;      /* done: has a record or a
+                                               capture to end */
+    uint8_t                     allow_last; /* no allowance will come */
+    uint8_t                     trunc;      /* the records left are cut */
+    uint8_t                     vrstep;     /* rows node of the object
+                                               pushed next */
+    uint8_t                     root;       /* the document's first byte */
+    uint8_t                     cap_on;     /* a member is captured */
+    uint8_t                     cap_ci;     /* for this condition */
+    uint8_t                     craw_over;  /* more than craw holds */
+    uint16_t                    craw_len;
+    dg_mask_out_t               rsave;      /* the owner's output while a
+                                               record is held */
+    uint8_t                    *rbuf;       /* the record held (max_value
+                                               bytes, with rows) */
+
     uint8_t                     wbuf[DG_MASK_WBUF];
+
+    /* the captured value's first bytes (escapes of the longest value
+     * compared, and its quotes) */
+    uint8_t                     craw[DG_MASK_ROWS_RAW];
 
     /* not cleared whole by dg_mask_init(): 8 KB, a mask each is enough */
     dg_mask_memo_t              memo[DG_MASK_MEMO][2];
@@ -759,15 +832,45 @@ dg_mask_hold_room(dg_mask_t *m, const uint8_t *p, size_t k)
 }
 
 
+/* dg_mask_rec.c */
+int dg_mask_rec_elem(dg_mask_t *m, dg_mask_frame_t *fr, uint8_t c,
+    const uint8_t *p, int walk);
+int dg_mask_rec_value(dg_mask_t *m, const uint8_t *p);
+void dg_mask_rec_push(dg_mask_t *m, dg_mask_frame_t *fr);
+int dg_mask_rec_shape(dg_mask_t *m, uint8_t c);
+int dg_mask_rec_root(dg_mask_t *m, uint8_t c, const uint8_t *p);
+int dg_mask_rec_comma(dg_mask_t *m, const uint8_t *p);
+int dg_mask_rec_done(dg_mask_t *m, const uint8_t *p);
+int dg_mask_rows_member(dg_mask_t *m, uint8_t c, const uint8_t *p);
+int dg_mask_rec_span_end(dg_mask_t *m, const uint8_t *end);
+void dg_mask_rec_setup(dg_mask_t *m, const dg_mask_conf_t *conf);
+size_t dg_mask_rec_size(const dg_mask_conf_t *conf, size_t max_value);
+
+
 /* a value of the innermost array starts: its path node and listing */
 static inline __attribute__((always_inline)) void
-dg_mask_elem_start(dg_mask_t *m)
+dg_mask_elem_node(dg_mask_t *m, dg_mask_frame_t *fr)
+{
+    m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
+    m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+}
+
+
+/* the same, and the element c at p of a records array counted, held or
+ * cut (dg_mask_rec_elem()) */
+static inline __attribute__((always_inline)) int
+dg_mask_elem_start(dg_mask_t *m, uint8_t c, const uint8_t *p)
 {
     dg_mask_frame_t  *fr;
 
     fr = &m->frames[m->depth - 1];
-    m->vnode = fr->node >= 0 ? m->rules->nodes[fr->node].arr : -1;
-    m->vlisted = (fr->flags & DG_FR_LISTED) ? 1 : 0;
+    dg_mask_elem_node(m, fr);
+
+    if (fr->flags & (DG_FR_RECORDS | DG_FR_RCAND | DG_FR_RONE)) {
+        return dg_mask_rec_elem(m, fr, c, p, 0);
+    }
+
+    return 0;
 }
 
 
@@ -784,11 +887,20 @@ dg_mask_push(dg_mask_t *m, uint8_t c)
     if (m->skip || m->mask) {
         fr->node = -1;
         fr->flags = 0;
+        fr->rstep = 0;
 
     } else {
         fr->node = m->vnode;
         fr->flags = m->vlisted ? DG_FR_LISTED : 0;
+        fr->rstep = m->vrstep;
+
+        if (m->depth <= m->rec_top) {
+            /* on the way to the records: is this their array? */
+            dg_mask_rec_push(m, fr);
+        }
     }
+
+    m->vrstep = 0;
 }
 
 
@@ -820,17 +932,28 @@ dg_mask_value_done(dg_mask_t *m, const uint8_t *q)
 static inline __attribute__((always_inline)) int
 dg_mask_next_record(dg_mask_t *m, const uint8_t *q)
 {
-    if (m->depth < 2 || m->frames[m->depth - 2].type != '['
-        || m->skip || m->mask || m->hold
+    dg_mask_frame_t  *fr;
+
+    if (m->depth < 2) {
+        return 0;
+    }
+
+    fr = &m->frames[m->depth - 2];
+
+    if (fr->type != '[' || m->skip || m->mask || m->hold
+        || (fr->flags & (DG_FR_RCAND | DG_FR_RONE))
         || ((m->flags & DG_MASK_UNLISTED_DROP)
-            && !(m->frames[m->depth - 2].flags & DG_FR_LISTED)))
+            && !(fr->flags & DG_FR_LISTED)))
     {
         return 0;
     }
 
     m->depth--;
     dg_mask_value_done(m, q);
-    dg_mask_elem_start(m);
+    dg_mask_elem_node(m, fr);
+    /* a record of the records array: counted (nothing else to do when
+     * records are not decided one by one) */
+    m->stats.records += (fr->flags & DG_FR_RECORDS) ? 1 : 0;
     dg_mask_push(m, '{');
     m->esc = 0;
 

@@ -455,17 +455,17 @@ const dg_mask_detect_kind_t  dg_mask_detect_kinds[DG_DETECT_MAX] = {
 
     [DG_DETECT_ID_NUMBER] = {
         "id_number", "resident ID", "person.id_number",
-        { DG_MASK_ID_CARD, 0, 0 }, dg_mask_valid_id },
+        { DG_MASK_ID_CARD, 0, 0, 0 }, dg_mask_valid_id },
 
     [DG_DETECT_MOBILE] = {
         "mobile", "mobile number", "person.phone",
-        { DG_MASK_PHONE, 0, 0 }, dg_mask_valid_mobile },
+        { DG_MASK_PHONE, 0, 0, 0 }, dg_mask_valid_mobile },
 
     [DG_DETECT_BANK_CARD] = {
         "bank_card", "bank card", "finance.bank_card",
-        { DG_MASK_BANK_CARD, 0, 0 }, dg_mask_valid_card },
+        { DG_MASK_BANK_CARD, 0, 0, 0 }, dg_mask_valid_card },
 
     [DG_DETECT_USCC] = {
         "uscc", "unified social credit code", "org.uscc",
-        { DG_MASK_KEEP, 6, 4 }, dg_mask_valid_uscc }
+        { DG_MASK_KEEP, 6, 4, 0 }, dg_mask_valid_uscc }
 };

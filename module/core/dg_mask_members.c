@@ -472,9 +472,11 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
     uint32_t                w4;
     int32_t                 node, f, kn;
     unsigned                comma, emitted, listed, strip, slow, kd, kdirty;
+    unsigned                shape;
     int                     ret, rc;
 
     r = m->rules;
+    shape = (m->shape_top != 0);
     p = *pp;
     maxv = m->max_value;
     holdmax = m->holdmax;
@@ -530,7 +532,9 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                     last = mo;
                     act = &m->actions[f];
 
-                    if (*v != '"' || act->method == DG_MASK_DROP) {
+                    if (*v != '"' || act->method == DG_MASK_DROP
+                        || act->row)
+                    {
                         goto found;
                     }
 
@@ -560,6 +564,11 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                     p = v;
                     comma = 1;
                     continue;
+                }
+
+                if (mo->kn >= 0 && shape) {
+                    /* on the records path: the state machine checks it */
+                    break;
                 }
 
                 if (*v == '"') {
@@ -752,6 +761,11 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         }
 
         if (f < 0) {
+            if (kn >= 0 && shape) {
+                /* on the records path: the state machine checks it */
+                break;
+            }
+
             if (mode == DG_MM_DROP) {
                 /* allow-list: an unlisted scalar member is dropped (the
                  * comma before it goes too; see the strip above) */
@@ -771,7 +785,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
                 if (v != NULL) {
                     unl++;
 
-                } else if (mode != DG_MM_PASS || *q != '['
+                } else if (mode != DG_MM_PASS || *q != '[' || kn >= 0
                            || m->depth >= m->max_depth
                            || (v = dg_mask_fast_array(&bk, q, end, avx2))
                               == NULL)
@@ -785,7 +799,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         } else {
             act = &m->actions[f];
 
-            if (act->method == DG_MASK_DROP
+            if (act->method == DG_MASK_DROP || act->row
                 || (*q != '"' && *q != '-' && !(dg_mask_cls[*q] & C_DIGIT))
                 || (v = dg_mask_fast_scalar(&bk, q, end, 1, avx2)) == NULL
                 || (size_t) (v - q) > maxv)

@@ -148,7 +148,7 @@ dg_mask_out_put_slow(dg_mask_out_t *o, const uint8_t *p, size_t n)
     }
 
     if (o->emit == NULL) {
-        return DG_MASK_E_TOOBIG;
+        return o->full ? o->full : DG_MASK_E_TOOBIG;
     }
 
     if (o->len + n <= o->cap) {

@@ -66,16 +66,149 @@ dg_mask_rules_compile(const dg_mask_field_t *fields, size_t nfields,
 }
 
 
+dg_mask_rules_t *
+dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
+    const dg_mask_field_t *walk, size_t nwalk, unsigned flags, char *err,
+    size_t errlen)
+{
+    dg_mask_rules_in_t  in;
+
+    memset(&in, 0, sizeof(in));
+    in.fields = fields;
+    in.nfields = nfields;
+    in.walk = walk;
+    in.nwalk = nwalk;
+    in.flags = flags;
+
+    return dg_mask_rules_build(&in, err, errlen);
+}
+
+
+int
+dg_mask_rules_records_named(const dg_mask_rules_t *r)
+{
+    return r != NULL && r->rec_mode != DG_MASK_REC_AUTO;
+}
+
+
+/*
+ * The records path (see dg_mask.h): "$", or object keys ending in "[]"
+ * ("[]" alone: the top-level array), "$." or "$" in front allowed.  Its
+ * keys become path-trie nodes without a field (a member on the way is
+ * then found by the lookup, not skipped by the member loop).  0, or -1
+ * with err.
+ */
+static int
+dg_mask_rules_records(dg_mask_rules_t *r, const char *rec, size_t len,
+    size_t nodecap, char *err, size_t errlen)
+{
+    const uint8_t  *s, *end, *k;
+    int32_t         node, c;
+    uint32_t        h;
+    unsigned        n;
+
+    r->rec_mode = DG_MASK_REC_AUTO;
+    r->rec_top = 2;
+
+    if (rec == NULL) {
+        return 0;
+    }
+
+    s = (const uint8_t *) rec;
+    end = s + len;
+
+    if (len == 1 && s[0] == '$') {
+        r->rec_mode = DG_MASK_REC_ROOT;
+        r->rec_top = 0;
+        return 0;
+    }
+
+    if (end - s >= 2 && s[0] == '$' && s[1] == '.') {
+        s += 2;
+
+    } else if (end - s >= 1 && s[0] == '$') {
+        s++;
+    }
+
+    if (end - s < 2 || end[-1] != ']' || end[-2] != '[') {
+        goto bad;
+    }
+
+    end -= 2;
+    node = 0;
+    n = 0;
+    r->rec_path[0] = 0;
+
+    while (s < end) {
+        for (k = s; k < end && *k != '.'; k++) {
+            if (*k == '[' || *k == ']') {
+                goto bad;
+            }
+        }
+
+        if (k == s || ++n > DG_MASK_REC_STEPS) {
+            goto bad;
+        }
+
+        c = dg_mask_node_child(r, node, s, k - s);
+        if (c < 0) {
+            c = dg_mask_node_new(r, nodecap);
+            if (c < 0) {
+                goto bad;
+            }
+            r->nodes[c].off = (uint32_t) r->strlen;
+            r->nodes[c].len = (uint32_t) (k - s);
+            memcpy(r->str + r->strlen, s, k - s);
+            r->strlen += k - s;
+            r->nodes[c].next = r->nodes[node].child;
+            r->nodes[node].child = c;
+            h = dg_mask_kfilt(s, k - s);
+            if (r->kslot[h] == DG_KS_NONE) {
+                r->kslot[h] = DG_KS_TRIE;
+            }
+        }
+
+        node = c;
+        r->rec_path[n] = node;
+        s = k;
+
+        if (s < end) {
+            s++;
+            if (s == end) {
+                goto bad;
+            }
+        }
+    }
+
+    r->rec_mode = DG_MASK_REC_PATH;
+    r->rec_top = n + 1;
+
+    return 0;
+
+bad:
+
+    if (err && errlen) {
+        snprintf(err, errlen, "records \"%.*s\": expected \"$\", \"[]\" "
+                 "or object keys ending in \"[]\" (\"data[]\", "
+                 "\"result.items[]\", at most %d keys)",
+                 (int) (len > 200 ? 200 : len), rec, DG_MASK_REC_STEPS);
+    }
+
+    return -1;
+}
+
+
 /*
  * Selectors i < nfields are fields (index i); the others are containers
  * (DG_MASK_F_WALK): a key-anywhere one is an entry of the key table that
  * selects no field, a path one is path-trie nodes without a field.
  */
 dg_mask_rules_t *
-dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
-    const dg_mask_field_t *walk, size_t nwalk, unsigned flags, char *err,
-    size_t errlen)
+dg_mask_rules_build(const dg_mask_rules_in_t *in, char *err, size_t errlen)
 {
+    const dg_mask_field_t  *fields, *walk;
+    size_t                  nfields, nwalk;
+    unsigned                flags;
     dg_mask_rules_t        *r;
     const dg_mask_field_t  *sel;
     const uint8_t          *s, *end, *k;
@@ -88,6 +221,12 @@ dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
     if (err && errlen) {
         err[0] = '\0';
     }
+
+    fields = in->fields;
+    nfields = in->nfields;
+    walk = in->walk;
+    nwalk = in->nwalk;
+    flags = in->flags;
 
     if ((nfields && fields == NULL) || (nwalk && walk == NULL)) {
         if (err && errlen) {
@@ -109,6 +248,10 @@ dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
             return NULL;
         }
         total += sel->len;
+    }
+
+    if (in->records != NULL) {
+        total += in->records_len;
     }
 
     r = calloc(1, sizeof(dg_mask_rules_t));
@@ -277,6 +420,13 @@ dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
         if (r->nodes[node].field < 0 && fi >= 0) {
             r->nodes[node].field = fi;
         }
+    }
+
+    if (dg_mask_rules_records(r, in->records, in->records_len, nodecap,
+                              err, errlen)
+        != 0)
+    {
+        goto failed;
     }
 
     return r;

@@ -30,12 +30,12 @@ static const char  *fz_sel[] = {
 };
 
 static const dg_mask_spec_t  fz_act[] = {
-    { DG_MASK_REDACT, 0, 0 }, { DG_MASK_NULL, 0, 0 },
-    { DG_MASK_DROP, 0, 0 }, { DG_MASK_ID_CARD, 0, 0 },
-    { DG_MASK_NAME, 0, 0 }, { DG_MASK_KEEP, 2, 1 },
-    { DG_MASK_EMAIL, 0, 0 }, { DG_MASK_CLEAR, 0, 0 },
-    { DG_MASK_DROP, 0, 0 }, { DG_MASK_HASH, 0, 0 },
-    { DG_MASK_PHONE, 0, 0 }, { DG_MASK_ADDRESS, 3, 0 }
+    { DG_MASK_REDACT, 0, 0, 0 }, { DG_MASK_NULL, 0, 0, 0 },
+    { DG_MASK_DROP, 0, 0, 0 }, { DG_MASK_ID_CARD, 0, 0, 0 },
+    { DG_MASK_NAME, 0, 0, 0 }, { DG_MASK_KEEP, 2, 1, 0 },
+    { DG_MASK_EMAIL, 0, 0, 0 }, { DG_MASK_CLEAR, 0, 0, 0 },
+    { DG_MASK_DROP, 0, 0, 0 }, { DG_MASK_HASH, 0, 0, 0 },
+    { DG_MASK_PHONE, 0, 0, 0 }, { DG_MASK_ADDRESS, 3, 0, 0 }
 };
 
 #define FZ_NSEL  (sizeof(fz_sel) / sizeof(fz_sel[0]))

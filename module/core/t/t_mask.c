@@ -1089,7 +1089,7 @@ static void
 test_hash_stream(void)
 {
     dg_mask_field_t   f[1] = { { "p", 1 } };
-    dg_mask_spec_t    a[1] = { { DG_MASK_HASH, 0, 0 } };
+    dg_mask_spec_t    a[1] = { { DG_MASK_HASH, 0, 0, 0 } };
     dg_mask_rules_t  *r;
     dg_mask_conf_t    conf;
     tm_buf_t          out;
@@ -1151,8 +1151,8 @@ static void
 test_state(void)
 {
     dg_mask_field_t   f[2] = { { "a", 1 }, { "b", 1 } };
-    dg_mask_spec_t    a[2] = { { DG_MASK_REDACT, 0, 0 },
-                               { DG_MASK_CLEAR, 0, 0 } };
+    dg_mask_spec_t    a[2] = { { DG_MASK_REDACT, 0, 0, 0 },
+                               { DG_MASK_CLEAR, 0, 0, 0 } };
     dg_mask_rules_t  *r;
     dg_mask_conf_t    conf;
     dg_mask_t        *m;
@@ -1240,7 +1240,7 @@ static void
 test_elem_hold_limit(void)
 {
     dg_mask_field_t   f[1] = { { "q", 1 } };
-    dg_mask_spec_t    a[1] = { { DG_MASK_CLEAR, 0, 0 } };
+    dg_mask_spec_t    a[1] = { { DG_MASK_CLEAR, 0, 0, 0 } };
     dg_mask_rules_t  *r;
     dg_mask_conf_t    conf;
     tm_buf_t          out;
@@ -1289,9 +1289,9 @@ test_large(void)
 {
     dg_mask_field_t   f[3] = { { "data[].idCard", 13 }, { "phone", 5 },
                                { "secret", 6 } };
-    dg_mask_spec_t    a[3] = { { DG_MASK_ID_CARD, 0, 0 },
-                               { DG_MASK_PHONE, 0, 0 },
-                               { DG_MASK_DROP, 0, 0 } };
+    dg_mask_spec_t    a[3] = { { DG_MASK_ID_CARD, 0, 0, 0 },
+                               { DG_MASK_PHONE, 0, 0, 0 },
+                               { DG_MASK_DROP, 0, 0, 0 } };
     dg_mask_rules_t  *r;
     dg_mask_conf_t    conf;
     tm_buf_t          o1, o2;
