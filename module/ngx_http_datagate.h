@@ -539,6 +539,8 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
 #define NGX_HTTP_DATAGATE_STAT_MASKED    'm' /* dataset, class */
 #define NGX_HTTP_DATAGATE_STAT_UNLISTED  'u' /* dataset */
 #define NGX_HTTP_DATAGATE_STAT_DETECT    'd' /* dataset, kind */
+#define NGX_HTTP_DATAGATE_STAT_RECORDS   'c' /* consumer, dataset, purpose:
+                                               records sent */
 
 #define NGX_HTTP_DATAGATE_STATS_MAX      8192   /* counters in the zone */
 #define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */

@@ -16,7 +16,8 @@ enum {
     NGX_HTTP_DATAGATE_VAR_REASON,
     NGX_HTTP_DATAGATE_VAR_REQUEST_ID,
     NGX_HTTP_DATAGATE_VAR_MASKED,
-    NGX_HTTP_DATAGATE_VAR_CACHE
+    NGX_HTTP_DATAGATE_VAR_CACHE,
+    NGX_HTTP_DATAGATE_VAR_RECORDS
 };
 
 
@@ -49,6 +50,9 @@ static ngx_http_variable_t  ngx_http_datagate_vars[] = {
 
     { ngx_string("datagate_cache"), NULL, ngx_http_datagate_variable,
       NGX_HTTP_DATAGATE_VAR_CACHE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("datagate_records"), NULL, ngx_http_datagate_variable,
+      NGX_HTTP_DATAGATE_VAR_RECORDS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -356,6 +360,21 @@ ngx_http_datagate_variable(ngx_http_request_t *r,
         }
 
         v->len = ngx_sprintf(p, "%uL", ctx->masked) - p;
+        break;
+
+    case NGX_HTTP_DATAGATE_VAR_RECORDS:
+        /* records sent, when the masker read the body */
+        if (ctx->mask == NULL) {
+            break;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->len = ngx_sprintf(p, "%uL", dg_mask_stats(ctx->mask)->records)
+                 - p;
         break;
 
     case NGX_HTTP_DATAGATE_VAR_CACHE:

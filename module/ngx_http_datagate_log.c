@@ -62,6 +62,9 @@ typedef struct {
     uint64_t                        detect[DG_DETECT_MAX];
     uint64_t                        unlisted;
     uint64_t                        dropped;
+    uint64_t                        records;    /* records sent */
+    ngx_uint_t                      records_read; /* the masker read the
+                                                   body */
 } ngx_http_datagate_log_t;
 
 
@@ -279,6 +282,8 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
 
     lg->unlisted += ms->unlisted;
     lg->dropped += ms->dropped;
+    lg->records = ms->records;
+    lg->records_read = 1;
 
     n = plan->nfields;
 
@@ -569,6 +574,8 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     f.detected = detected;
     f.unlisted = lg->unlisted;
     f.dropped = lg->dropped;
+    f.records = lg->records;
+    f.records_read = (int) lg->records_read;
 
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
                            + (tp->msec - r->start_msec));
@@ -878,6 +885,16 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
     } else {
         dmcf->sh->stats_overflow++;
         dmcf->sh->stats_overflow_bytes += lg->bytes;
+    }
+
+    if (lg->records) {
+        /* records sent, by consumer, dataset and purpose */
+        len = ngx_http_datagate_stat_key(key, NGX_HTTP_DATAGATE_STAT_RECORDS,
+                                         l, 3);
+        st = ngx_http_datagate_stat_get(dmcf, key, len, full);
+        if (st) {
+            st->count += lg->records;
+        }
     }
 
     l[0] = lg->dataset;

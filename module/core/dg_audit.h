@@ -221,6 +221,9 @@ typedef struct {
     size_t                      ndetected;
     uint64_t                    unlisted;   /* absent when 0 */
     uint64_t                    dropped;    /* absent when 0 */
+    uint64_t                    records;    /* records sent, written */
+    int                         records_read; /* when the masker read the
+                                               body (absent otherwise) */
     uint64_t                    duration_ms;
     dg_astr_t                   policy;
 } dg_audit_fields_t;
@@ -272,6 +275,7 @@ typedef struct {
      + DG_AREC_OBJ_MEMBER("detected", DG_AUDIT_MAX_DETECTED)                \
      + DG_AREC_NUM_MEMBER("unlisted")                                       \
      + DG_AREC_NUM_MEMBER("dropped")                                        \
+     + DG_AREC_NUM_MEMBER("records")                                        \
      + DG_AREC_NUM_MEMBER("duration_ms")                                    \
      + DG_AREC_STR_MEMBER("policy", DG_AUDIT_MAX_POLICY))
 

@@ -202,6 +202,11 @@ typedef struct {
                                                safe set (dg_header.h) */
     size_t                      nheaders;
 
+    dg_str_t                    records;    /* "records:" as written (where
+                                               the records of an answer
+                                               are, dg_mask.h), empty:
+                                               found in the answer */
+
     /* unconditional access: plan by consumer clearance 0..4 */
     dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];
     dg_str_t                    src_file;   /* where it is defined */

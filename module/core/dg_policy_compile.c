@@ -71,6 +71,30 @@ dg_plan_containers(dg_load_t *L, const dg_dataset_t *d)
 }
 
 
+/* the masker's rules of a plan of dataset d: its fields (n, perhaps with
+ * extra keys), containers and records */
+static dg_mask_rules_t *
+dg_plan_rules(const dg_dataset_t *d, const dg_mask_field_t *mf, size_t n,
+    const dg_mask_field_t *wk, unsigned flags, char *err, size_t errlen)
+{
+    dg_mask_rules_in_t  in;
+
+    memset(&in, 0, sizeof(in));
+    in.fields = mf;
+    in.nfields = n;
+    in.walk = wk;
+    in.nwalk = d->ncontainers;
+    in.flags = flags;
+
+    if (d->records.len) {
+        in.records = d->records.data;
+        in.records_len = d->records.len;
+    }
+
+    return dg_mask_rules_build(&in, err, errlen);
+}
+
+
 static unsigned
 dg_plan_flags(const dg_dataset_t *d)
 {
@@ -112,7 +136,7 @@ dg_plan_datasets(dg_load_t *L)
         flags = dg_plan_flags(d);
         r = NULL;
 
-        if (d->nfields > 0 || flags) {
+        if (d->nfields > 0 || flags || d->records.len) {
             mf = dg_arena_array(&L->tmp, d->nfields ? d->nfields : 1,
                                 sizeof(dg_mask_field_t));
             if (mf == NULL) {
@@ -132,8 +156,8 @@ dg_plan_datasets(dg_load_t *L)
             }
 
             merr[0] = '\0';
-            r = dg_mask_rules_compile_ex(mf, d->nfields, wk, d->ncontainers,
-                                         flags, merr, sizeof(merr));
+            r = dg_plan_rules(d, mf, d->nfields, wk, flags, merr,
+                              sizeof(merr));
             if (r == NULL) {
                 return dg_err(L, d->src_file.data, d->src_line, path, NULL,
                               "%s", merr[0] ? merr : "bad field selector");
@@ -177,7 +201,7 @@ dg_plan_datasets(dg_load_t *L)
             pl->nfields = d->nfields;
             /* a dataset that lists fields always goes through the engine,
              * count-only when all is clear: unlisted keys are counted */
-            pl->masks = flags != 0 || d->nfields > 0;
+            pl->masks = flags != 0 || d->nfields > 0 || d->records.len;
 
             for (j = 0; j < d->nfields; j++) {
                 cl = &L->p->classes[d->fields[j].cls];
@@ -272,8 +296,7 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
         }
 
         merr[0] = '\0';
-        r = dg_mask_rules_compile_ex(mf, n, wk, d->ncontainers, flags, merr,
-                                     sizeof(merr));
+        r = dg_plan_rules(d, mf, n, wk, flags, merr, sizeof(merr));
         if (r == NULL) {
             return dg_err(L, g->src_file.data, g->src_line, path, "drop",
                           "%s", merr[0] ? merr : "bad key");
@@ -303,7 +326,8 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     pl->actions = act;
     pl->classes = cls;
     pl->nfields = n;
-    pl->masks = flags != 0 || n > 0;        /* see dg_plan_datasets() */
+    pl->masks = flags != 0 || n > 0         /* see dg_plan_datasets() */
+                || d->records.len;
 
     for (j = 0; j < d->nfields; j++) {
         cl = &p->classes[d->fields[j].cls];

@@ -10,6 +10,8 @@
  *   dg_policy_compile.c    the whole load: plans, indexes, version; free
  *   dg_policy_match.c      per-request lookups in a compiled policy
  *   dg_policy_value.c      syntax of values: methods, rate, quota, ...
+ *   dg_policy_rows.c       least data: records, rows, params, record
+ *                          caps and quotas of datasets and grants
  */
 
 #ifndef DG_POLICY_INT_H
@@ -129,6 +131,12 @@ int dg_load_detect(dg_load_t *L);
 int dg_load_classes(dg_load_t *L);
 int dg_load_purposes(dg_load_t *L);
 int dg_load_datasets(dg_load_t *L);
+
+
+/* dg_policy_rows.c */
+
+int dg_load_records(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d);
 
 
 /* dg_policy_consumer.c */

@@ -792,6 +792,8 @@ main(void)
 {
     size_t  i;
 
+    (void) tm_feed;
+
     test_compile();
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
