@@ -419,6 +419,10 @@ typedef struct {
     unsigned                        hold:1;     /* the client cannot see a
                                                    cut: the whole answer
                                                    before the header */
+    unsigned                        whole:1;    /* the answer is one
+                                                   scoped record: the
+                                                   header waits for its
+                                                   end */
 
     size_t                          hold_max;   /* datagate_hold_max */
     off_t                           out_bytes;  /* output made so far */
@@ -541,6 +545,9 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
 #define NGX_HTTP_DATAGATE_STAT_DETECT    'd' /* dataset, kind */
 #define NGX_HTTP_DATAGATE_STAT_RECORDS   'c' /* consumer, dataset, purpose:
                                                records sent */
+#define NGX_HTTP_DATAGATE_STAT_ROWS_DROPPED 'o' /* consumer, dataset,
+                                               purpose: records out of
+                                               scope, removed */
 
 #define NGX_HTTP_DATAGATE_STATS_MAX      8192   /* counters in the zone */
 #define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */

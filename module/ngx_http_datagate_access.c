@@ -611,6 +611,18 @@ ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* the rows of the grant, so that a provider that can filter first
+     * does (policy/schema.md, "Rows") */
+    if (ctx->grant != NULL && ctx->grant->scope.len
+        && ctx->plan == &ctx->grant->plan
+        && ngx_http_datagate_push_header(r, &list, "Datagate-Scope",
+                                         (u_char *) ctx->grant->scope.data,
+                                         ctx->grant->scope.len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (masks
         && ngx_http_datagate_push_header(r, &list, "Accept-Encoding",
                                          (u_char *) "identity",

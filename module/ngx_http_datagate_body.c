@@ -101,6 +101,8 @@ static ngx_int_t ngx_http_datagate_error_body_filter(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_datagate_provider_failed(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_datagate_out_of_scope(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx);
 static ngx_int_t ngx_http_datagate_copy(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, size_t n);
 static ngx_int_t ngx_http_datagate_process(ngx_http_request_t *r,
@@ -230,6 +232,12 @@ ngx_http_datagate_body(ngx_http_request_t *r,
 
         ngx_http_datagate_count(fctx);
 
+        if (rc != NGX_ERROR && fctx->done && fctx->mask
+            && dg_mask_stats(fctx->mask)->out_of_scope)
+        {
+            return ngx_http_datagate_out_of_scope(r, fctx);
+        }
+
         if (rc == NGX_ERROR) {
 
             if (fctx->header_pending) {
@@ -251,7 +259,8 @@ ngx_http_datagate_body(ngx_http_request_t *r,
         }
 
         if (fctx->header_pending && !fctx->done
-            && (fctx->hold || (!fctx->nomem && !fctx->flush_seen)))
+            && (fctx->hold || fctx->whole
+                || (!fctx->nomem && !fctx->flush_seen)))
         {
             /*
              * Nothing is sent before the end of the document, a flush
@@ -403,6 +412,43 @@ ngx_http_datagate_late_error(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_datagate_next_body_filter(r, &out);
+}
+
+
+/*
+ * The answer is one record, out of the grant's rows: 403
+ * row_out_of_scope while the header is held (it is, fctx->whole); were
+ * it out already, the connection is cut.
+ */
+static ngx_int_t
+ngx_http_datagate_out_of_scope(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx)
+{
+    ngx_http_datagate_ctx_t  *ctx;
+
+    ctx = fctx->ctx;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "datagate: denied row_out_of_scope (the record answered "
+                  "is outside the grant's rows) consumer=%*s dataset=%*s, "
+                  "request_id=%s",
+                  ctx->consumer ? ctx->consumer->id.len : 1,
+                  ctx->consumer ? ctx->consumer->id.data : "-",
+                  ctx->dataset ? ctx->dataset->id.len : 1,
+                  ctx->dataset ? ctx->dataset->id.data : "-",
+                  ctx->request_id);
+
+    if (fctx->header_pending) {
+        return ngx_http_datagate_late_error(r, fctx, DG_R_ROW_OUT_OF_SCOPE,
+                                            0, NULL);
+    }
+
+    fctx->failed = 1;
+    ctx->unmaskable = "the record answered is outside the grant's rows";
+    ctx->cut = 1;
+    r->connection->error = 1;
+
+    return NGX_ERROR;
 }
 
 

@@ -295,6 +295,7 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     ngx_memcpy(conf.detect, dmcf->detect, sizeof(conf.detect));
     conf.max_value = dlcf->mask_buffer;
     conf.max_depth = dlcf->mask_depth;
+    conf.rows = ctx->plan->rows;
 
     key = ngx_http_datagate_pseudonym_key(dmcf, ctx->consumer);
 
@@ -335,6 +336,12 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     fctx->header_pending = 1;
     fctx->hold = !ngx_http_datagate_framed(r);
     fctx->hold_max = dlcf->hold_max;
+
+    /* an answer that is one record, scoped: decided at its end, before
+     * anything of it goes (out of scope: 403 row_out_of_scope) */
+    fctx->whole = conf.rows != NULL
+                  && dg_mask_rules_records(conf.rules)
+                     == DG_MASK_RECORDS_ONE;
 
     return NGX_OK;
 }

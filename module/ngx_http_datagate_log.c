@@ -63,6 +63,7 @@ typedef struct {
     uint64_t                        unlisted;
     uint64_t                        dropped;
     uint64_t                        records;    /* records sent */
+    uint64_t                        rows_dropped; /* out of scope */
     ngx_uint_t                      records_read; /* the masker read the
                                                    body */
 } ngx_http_datagate_log_t;
@@ -284,6 +285,7 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
     lg->dropped += ms->dropped;
     lg->records = ms->records;
     lg->records_read = 1;
+    lg->rows_dropped = ms->rows_dropped;
 
     n = plan->nfields;
 
@@ -576,6 +578,7 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     f.dropped = lg->dropped;
     f.records = lg->records;
     f.records_read = (int) lg->records_read;
+    f.rows_dropped = lg->rows_dropped;
 
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
                            + (tp->msec - r->start_msec));
@@ -894,6 +897,17 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
             st->count += lg->records;
+        }
+    }
+
+    if (lg->rows_dropped) {
+        /* records out of the grant's rows, removed */
+        len = ngx_http_datagate_stat_key(key,
+                                         NGX_HTTP_DATAGATE_STAT_ROWS_DROPPED,
+                                         l, 3);
+        st = ngx_http_datagate_stat_get(dmcf, key, len, full);
+        if (st) {
+            st->count += lg->rows_dropped;
         }
     }
 

@@ -447,6 +447,8 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           ngx_http_datagate_unlisted_labels },
         { NGX_HTTP_DATAGATE_STAT_RECORDS, "records",
           ngx_http_datagate_records_labels },
+        { NGX_HTTP_DATAGATE_STAT_ROWS_DROPPED, "rows_dropped",
+          ngx_http_datagate_records_labels },
     };
 
     p = ngx_sprintf(p, "{\"datagate_version\":\"%s\","
@@ -621,6 +623,11 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           ngx_http_datagate_unlisted_labels },
         { NGX_HTTP_DATAGATE_STAT_RECORDS, 0, "datagate_records_total",
           "Records sent, by consumer, dataset and purpose.",
+          ngx_http_datagate_records_labels },
+        { NGX_HTTP_DATAGATE_STAT_ROWS_DROPPED, 0,
+          "datagate_rows_dropped_total",
+          "Records outside the grant's rows, removed, by consumer, "
+          "dataset and purpose.",
           ngx_http_datagate_records_labels },
     };
 

@@ -721,6 +721,10 @@ dg_audit_encode(dg_arec_t *r, const dg_audit_fields_t *f)
         dg_arec_uint(r, "records", f->records);
     }
 
+    if (f->rows_dropped) {
+        dg_arec_uint(r, "rows_dropped", f->rows_dropped);
+    }
+
     dg_arec_uint(r, "duration_ms", f->duration_ms);
     dg_arec_astr(r, "policy", &f->policy, DG_AUDIT_MAX_POLICY);
 

@@ -224,6 +224,8 @@ typedef struct {
     uint64_t                    records;    /* records sent, written */
     int                         records_read; /* when the masker read the
                                                body (absent otherwise) */
+    uint64_t                    rows_dropped; /* records out of scope
+                                               removed; absent when 0 */
     uint64_t                    duration_ms;
     dg_astr_t                   policy;
 } dg_audit_fields_t;
@@ -276,6 +278,7 @@ typedef struct {
      + DG_AREC_NUM_MEMBER("unlisted")                                       \
      + DG_AREC_NUM_MEMBER("dropped")                                        \
      + DG_AREC_NUM_MEMBER("records")                                        \
+     + DG_AREC_NUM_MEMBER("rows_dropped")                                   \
      + DG_AREC_NUM_MEMBER("duration_ms")                                    \
      + DG_AREC_STR_MEMBER("policy", DG_AUDIT_MAX_POLICY))
 

@@ -67,6 +67,9 @@ static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
     { "client_closed",
       "the client closed the connection before the end of the answer",
       499 },
+    { "row_out_of_scope",
+      "the record answered is outside the rows this consumer's grant "
+      "covers", 403 },
 };
 
 

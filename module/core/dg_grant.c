@@ -16,7 +16,7 @@
 
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
-    "reveal", "drop", "rate", "quota", NULL
+    "reveal", "drop", "rate", "quota", "rows", NULL
 };
 static const char *dg_valid_keys[] = { "from", "until", NULL };
 
@@ -306,15 +306,21 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
         return -1;
     }
 
+    /* rows: the records it covers */
+
+    if (dg_load_grant_rows(L, file, it, path, g) != 0) {
+        return -1;
+    }
+
     if (g->dataset->share == DG_SHARE_UNCONDITIONAL && g->methods == 0
         && g->nreveal == 0 && g->ndrop == 0 && g->rate_str.len == 0
-        && g->quota_str.len == 0)
+        && g->quota_str.len == 0 && g->nrows == 0)
     {
         return dg_err(L, file, it->line, path, NULL,
                       "a grant on unconditional dataset '%s' adds methods, "
-                      "reveal, drop, rate or quota to access by clearance; "
-                      "this one sets none of them and would have no effect",
-                      g->dataset->id.data);
+                      "reveal, drop, rate, quota or rows to access by "
+                      "clearance; this one sets none of them and would have "
+                      "no effect", g->dataset->id.data);
     }
 
     return 0;
@@ -368,6 +374,7 @@ typedef struct {
     dg_grant_t                  grant;      /* first: dg_grant_free casts */
     dg_arena_t                  arena;
     dg_mask_rules_t            *rules;      /* owned, or NULL */
+    dg_mask_rows_t             *rows;       /* owned, or NULL */
 } dg_rgrant_t;
 
 
@@ -416,6 +423,7 @@ dg_grant_compile(const dg_policy_t *p, const char *yaml, size_t len,
 
     L.a = &arena;
     L.own_rules = &rg->rules;
+    L.own_rows = &rg->rows;
 
     off = dg_utf8_check((const uint8_t *) yaml, len);
     if (off != len) {
@@ -450,6 +458,7 @@ failed:
     if (rg->rules != NULL) {
         dg_mask_rules_free(rg->rules);
     }
+    dg_mask_rows_free(rg->rows);
     dg_arena_free(&L.tmp);
     dg_arena_free(&arena);
 
@@ -472,6 +481,8 @@ dg_grant_free(dg_grant_t *g)
     if (rg->rules != NULL) {
         dg_mask_rules_free(rg->rules);
     }
+
+    dg_mask_rows_free(rg->rows);
 
     arena = rg->arena;
     dg_arena_free(&arena);

@@ -1637,6 +1637,10 @@ dg_mask_feed_span(dg_mask_t *m, const uint8_t *p, size_t n, int last)
     }
 
     if (rc != 0) {
+        if (rc == DG_MASK_E_RECORD) {
+            /* the record too large to decide is not sent */
+            m->stats.rows_dropped++;
+        }
         m->rc = rc;
         return rc;
     }

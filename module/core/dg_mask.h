@@ -321,8 +321,12 @@ typedef struct {
 
 dg_mask_rules_t *dg_mask_rules_build(const dg_mask_rules_in_t *in,
     char *err, size_t errlen);
-/* 1: the rule set names where its records are ("$" or a path) */
-int dg_mask_rules_records_named(const dg_mask_rules_t *rules);
+/* where the rule set's records are */
+#define DG_MASK_RECORDS_FOUND   0       /* auto: found in the document */
+#define DG_MASK_RECORDS_ONE     1       /* "$": the document is one */
+#define DG_MASK_RECORDS_PATH    2       /* "data[]", "[]", ... */
+
+int dg_mask_rules_records(const dg_mask_rules_t *rules);
 
 /*
  * Row scoping (dg_mask_rec.c): n conditions (all must hold) compiled;

@@ -316,9 +316,9 @@ typedef struct {
 
 
 /* where the records are (dg_mask_rules_build()) */
-#define DG_MASK_REC_AUTO    0
-#define DG_MASK_REC_ROOT    1       /* "$" */
-#define DG_MASK_REC_PATH    2       /* "[]", "data[]", ... */
+#define DG_MASK_REC_AUTO    DG_MASK_RECORDS_FOUND
+#define DG_MASK_REC_ROOT    DG_MASK_RECORDS_ONE     /* "$" */
+#define DG_MASK_REC_PATH    DG_MASK_RECORDS_PATH    /* "[]", "data[]" */
 
 struct dg_mask_rules_s {
     size_t                      nfields;

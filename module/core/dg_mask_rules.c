@@ -85,9 +85,9 @@ dg_mask_rules_compile_ex(const dg_mask_field_t *fields, size_t nfields,
 
 
 int
-dg_mask_rules_records_named(const dg_mask_rules_t *r)
+dg_mask_rules_records(const dg_mask_rules_t *r)
 {
-    return r != NULL && r->rec_mode != DG_MASK_REC_AUTO;
+    return r ? (int) r->rec_mode : DG_MASK_RECORDS_FOUND;
 }
 
 
@@ -99,7 +99,7 @@ dg_mask_rules_records_named(const dg_mask_rules_t *r)
  * with err.
  */
 static int
-dg_mask_rules_records(dg_mask_rules_t *r, const char *rec, size_t len,
+dg_mask_rules_path(dg_mask_rules_t *r, const char *rec, size_t len,
     size_t nodecap, char *err, size_t errlen)
 {
     const uint8_t  *s, *end, *k;
@@ -422,8 +422,8 @@ dg_mask_rules_build(const dg_mask_rules_in_t *in, char *err, size_t errlen)
         }
     }
 
-    if (dg_mask_rules_records(r, in->records, in->records_len, nodecap,
-                              err, errlen)
+    if (dg_mask_rules_path(r, in->records, in->records_len, nodecap, err,
+                           errlen)
         != 0)
     {
         goto failed;

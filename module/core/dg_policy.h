@@ -80,6 +80,7 @@ typedef enum {
     DG_R_AUDIT_UNAVAILABLE,     /* 503 */
     DG_R_CLIENT_CLOSED,         /* 499: never an answer; the record of an
                                    answer the client did not take whole */
+    DG_R_ROW_OUT_OF_SCOPE,      /* 403: a one-record answer out of scope */
     DG_R_MAX
 } dg_reason_e;
 
@@ -147,6 +148,7 @@ typedef struct {
 /* what a dataset or grant does to the response body */
 typedef struct {
     const dg_mask_rules_t      *rules;      /* NULL: body passes as is */
+    const dg_mask_rows_t       *rows;       /* row scoping, or NULL */
     const dg_mask_spec_t       *actions;    /* [dg_mask_rules_nfields()] */
     const int                  *classes;    /* class index per field, -1 */
     size_t                      nfields;
@@ -157,6 +159,15 @@ typedef struct {
                                                (count-only when all is
                                                clear) */
 } dg_plan_t;
+
+
+/* a name bound to values (a grant's rows field, a query parameter): a
+ * value equal to one of them, or starting with one ending in '*' */
+typedef struct {
+    dg_str_t                    name;
+    dg_str_t                   *values;
+    size_t                      nvalues;
+} dg_scope_t;
 
 
 typedef struct {
@@ -234,6 +245,10 @@ typedef struct {
     dg_limit_t                  limit;
     unsigned                    runtime:1;  /* issued at run time */
     dg_plan_t                   plan;       /* masking plan for this grant */
+    dg_scope_t                 *rows;       /* "rows:" (policy order) */
+    size_t                      nrows;
+    dg_str_t                    scope;      /* rows in their canonical form
+                                               (Datagate-Scope), or empty */
     dg_str_t                    rate_str;   /* as written, or empty */
     dg_str_t                    quota_str;
     dg_str_t                    src_file;   /* where it is defined */

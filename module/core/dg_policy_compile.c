@@ -46,6 +46,36 @@ dg_own_rules(dg_load_t *L, dg_mask_rules_t *r)
 }
 
 
+int
+dg_own_rows(dg_load_t *L, dg_mask_rows_t *rw)
+{
+    dg_mask_rows_t   **nr;
+    dg_policy_priv_t  *priv;
+
+    if (L->own_rules != NULL) {
+        /* a run-time grant: its own */
+        *L->own_rows = rw;
+        return 0;
+    }
+
+    priv = L->priv;
+
+    if (priv->nrows == priv->rows_cap) {
+        nr = realloc(priv->rows, (priv->rows_cap * 2 + 8)
+                                 * sizeof(dg_mask_rows_t *));
+        if (nr == NULL) {
+            return -1;
+        }
+        priv->rows = nr;
+        priv->rows_cap = priv->rows_cap * 2 + 8;
+    }
+
+    priv->rows[priv->nrows++] = rw;
+
+    return 0;
+}
+
+
 /* the dataset's containers as selectors for the masker (NULL: none) */
 static dg_mask_field_t *
 dg_plan_containers(dg_load_t *L, const dg_dataset_t *d)
@@ -226,11 +256,11 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     const char *path)
 {
     char                 merr[256];
-    size_t               j, k, n, nextra;
+    size_t               j, k, n, nextra, cap;
     unsigned             flags;
     dg_plan_t           *pl;
     dg_mask_spec_t      *act;
-    int                 *cls;
+    int                 *cls, rc;
     dg_mask_rules_t     *r;
     dg_mask_field_t     *mf, *wk;
     const dg_class_t    *cl;
@@ -266,66 +296,30 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
 
     n = d->nfields + nextra;
 
-    if (nextra == 0) {
-        r = (dg_mask_rules_t *) d->plan_by_clearance[0].rules;
+    /* rows add a field for each key of their paths that none selects */
+    cap = n + (g->nrows ? DG_MASK_ROWS_NODES : 0);
 
-    } else {
-        mf = dg_arena_array(&L->tmp, n, sizeof(dg_mask_field_t));
-        if (mf == NULL) {
-            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
-                          "out of memory");
-        }
-
-        for (j = 0; j < d->nfields; j++) {
-            mf[j].selector = d->fields[j].key.data;
-            mf[j].len = d->fields[j].key.len;
-        }
-
-        for (k = 0, j = d->nfields; k < g->ndrop; k++) {
-            if (extra[k]) {
-                mf[j].selector = g->drop[k].data;
-                mf[j].len = g->drop[k].len;
-                j++;
-            }
-        }
-
-        wk = dg_plan_containers(L, d);
-        if (d->ncontainers && wk == NULL) {
-            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
-                          "out of memory");
-        }
-
-        merr[0] = '\0';
-        r = dg_plan_rules(d, mf, n, wk, flags, merr, sizeof(merr));
-        if (r == NULL) {
-            return dg_err(L, g->src_file.data, g->src_line, path, "drop",
-                          "%s", merr[0] ? merr : "bad key");
-        }
-
-        if (dg_own_rules(L, r) != 0) {
-            dg_mask_rules_free(r);
-            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
-                          "out of memory");
-        }
-
-        if (dg_rules_check(L, r, n, g->src_file.data, g->src_line, path)
-            != 0)
-        {
-            return -1;
-        }
-    }
-
-    act = dg_arena_array(L->a, n ? n : 1, sizeof(dg_mask_spec_t));
-    cls = dg_arena_array(L->a, n ? n : 1, sizeof(int));
-    if (act == NULL || cls == NULL) {
+    mf = dg_arena_array(&L->tmp, cap ? cap : 1, sizeof(dg_mask_field_t));
+    act = dg_arena_array(L->a, cap ? cap : 1, sizeof(dg_mask_spec_t));
+    cls = dg_arena_array(L->a, cap ? cap : 1, sizeof(int));
+    if (mf == NULL || act == NULL || cls == NULL) {
         return dg_err(L, g->src_file.data, g->src_line, path, NULL,
                       "out of memory");
     }
 
-    pl->rules = r;
-    pl->actions = act;
-    pl->classes = cls;
-    pl->nfields = n;
+    for (j = 0; j < d->nfields; j++) {
+        mf[j].selector = d->fields[j].key.data;
+        mf[j].len = d->fields[j].key.len;
+    }
+
+    for (k = 0, j = d->nfields; k < g->ndrop; k++) {
+        if (extra[k]) {
+            mf[j].selector = g->drop[k].data;
+            mf[j].len = g->drop[k].len;
+            j++;
+        }
+    }
+
     pl->masks = flags != 0 || n > 0         /* see dg_plan_datasets() */
                 || d->records.len;
 
@@ -375,6 +369,55 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
         act[j].method = DG_MASK_DROP;
         pl->masks = 1;
     }
+
+    if (g->nrows) {
+        rc = dg_plan_rows(L, g, mf, n, act, path);
+        if (rc < 0) {
+            return -1;
+        }
+
+        for (j = n; j < (size_t) rc; j++) {
+            cls[j] = -1;
+        }
+
+        n = (size_t) rc;
+        pl->masks = 1;
+    }
+
+    if (nextra == 0 && g->nrows == 0) {
+        r = (dg_mask_rules_t *) d->plan_by_clearance[0].rules;
+
+    } else {
+        wk = dg_plan_containers(L, d);
+        if (d->ncontainers && wk == NULL) {
+            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
+                          "out of memory");
+        }
+
+        merr[0] = '\0';
+        r = dg_plan_rules(d, mf, n, wk, flags, merr, sizeof(merr));
+        if (r == NULL) {
+            return dg_err(L, g->src_file.data, g->src_line, path, "drop",
+                          "%s", merr[0] ? merr : "bad key");
+        }
+
+        if (dg_own_rules(L, r) != 0) {
+            dg_mask_rules_free(r);
+            return dg_err(L, g->src_file.data, g->src_line, path, NULL,
+                          "out of memory");
+        }
+
+        if (dg_rules_check(L, r, n, g->src_file.data, g->src_line, path)
+            != 0)
+        {
+            return -1;
+        }
+    }
+
+    pl->rules = r;
+    pl->actions = act;
+    pl->classes = cls;
+    pl->nfields = n;
 
     return 0;
 }
@@ -657,6 +700,10 @@ failed:
         dg_mask_rules_free(priv->rules[i]);
     }
     free(priv->rules);
+    for (i = 0; i < priv->nrows; i++) {
+        dg_mask_rows_free(priv->rows[i]);
+    }
+    free(priv->rows);
     dg_arena_free(&arena);
 
     return NULL;
@@ -681,6 +728,12 @@ dg_policy_free(dg_policy_t *p)
     }
 
     free(priv->rules);
+
+    for (i = 0; i < priv->nrows; i++) {
+        dg_mask_rows_free(priv->rows[i]);
+    }
+
+    free(priv->rows);
 
     arena = priv->arena;
     dg_arena_free(&arena);

@@ -55,8 +55,9 @@ typedef struct {
     const char                 *detect_file;
     unsigned                    detect_line;
 
-    /* run-time grant: where its own rule set goes */
+    /* run-time grant: where its own rule set and rows go */
     dg_mask_rules_t           **own_rules;
+    dg_mask_rows_t            **own_rows;
 } dg_load_t;
 
 
@@ -137,6 +138,10 @@ int dg_load_datasets(dg_load_t *L);
 
 int dg_load_records(dg_load_t *L, const char *file, const dg_ynode_t *it,
     const char *path, dg_dataset_t *d);
+int dg_load_grant_rows(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_grant_t *g);
+int dg_plan_rows(dg_load_t *L, dg_grant_t *g, dg_mask_field_t *mf, size_t n,
+    dg_mask_spec_t *act, const char *path);
 
 
 /* dg_policy_consumer.c */
@@ -155,5 +160,6 @@ int dg_load_grants(dg_load_t *L);
 dg_policy_t *dg_compile(dg_load_t *L);
 int dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     const char *path);
+int dg_own_rows(dg_load_t *L, dg_mask_rows_t *rw);
 
 #endif /* DG_POLICY_INT_H */

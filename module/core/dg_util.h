@@ -120,6 +120,9 @@ typedef struct {
     dg_mask_rules_t           **rules;          /* owned rule sets */
     size_t                      nrules;
     size_t                      rules_cap;
+    dg_mask_rows_t            **rows;           /* owned row scopings */
+    size_t                      nrows;
+    size_t                      rows_cap;
 } dg_policy_priv_t;
 
 

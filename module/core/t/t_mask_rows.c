@@ -732,7 +732,8 @@ test_compile(void)
            "refused");
         free(mem);
     }
-    ok(!dg_mask_rules_records_named(r), "auto: records not named");
+    is_int(dg_mask_rules_records(r), DG_MASK_RECORDS_FOUND,
+           "auto: records found");
     dg_mask_rules_free(r);
     dg_mask_rows_free(rw);
 
@@ -757,7 +758,8 @@ test_compile(void)
             in.records = good[i];
             in.records_len = strlen(good[i]);
             r = dg_mask_rules_build(&in, err, sizeof(err));
-            ok(r != NULL && dg_mask_rules_records_named(r),
+            ok(r != NULL && dg_mask_rules_records(r)
+                            == (i ? DG_MASK_RECORDS_PATH : DG_MASK_RECORDS_ONE),
                "records \"%s\" compiles", good[i]);
             dg_mask_rules_free(r);
         }

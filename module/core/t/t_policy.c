@@ -512,8 +512,8 @@ test_validation(void)
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 1\n" GR,
                "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
-               "adds methods, reveal, drop, rate or quota to access by "
-               "clearance; this one sets none of them and would have no "
+               "adds methods, reveal, drop, rate, quota or rows to access "
+               "by clearance; this one sets none of them and would have no "
                "effect", "a grant on an unconditional dataset adding nothing");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 3\n" GR
@@ -1081,6 +1081,7 @@ t_plan_mask(const dg_plan_t *pl, const char *doc, char *out)
     memset(&conf, 0, sizeof(conf));
     conf.rules = pl->rules;
     conf.actions = pl->actions;
+    conf.rows = pl->rows;
     out[0] = '\0';
 
     if (posix_memalign(&mem, 16, dg_mask_size(&conf)) != 0) {
@@ -1158,6 +1159,82 @@ test_containers(void)
 }
 
 
+/* rows: a grant's records, and where they are */
+static void
+test_rows(void)
+{
+    char                 err[DG_ERRLEN], out[1024];
+    dg_policy_t         *p;
+    const dg_grant_t    *g;
+    const char          *doc;
+
+    err[0] = '\0';
+    p = load(CLS PUR CON DS "    records: data[]\n" GR
+             "    rows:\n"
+             "      region_code: [\"4501*\", \"450203\", \"4501*\"]\n"
+             "      \"addr.st atus\": active\n"
+             "      name: [\"韦*\"]\n", err);
+    if (!ok(p != NULL, "rows: loads")) {
+        diag("%s", err);
+        return;
+    }
+
+    g = &p->grants[0];
+    is_int(g->nrows, 3, "rows: three fields");
+    is_str(g->scope.data, "addr.st%20atus=active;name=%E9%9F%A6*;"
+           "region_code=4501*,450203",
+           "rows: the canonical form (sorted, encoded, each value once)");
+
+    doc = "{\"data\":[{\"region_code\":\"450103\",\"name\":\"韦秀兰\","
+          "\"addr\":{\"st atus\":\"active\"},\"id_card\":"
+          "\"450103199003071242\"},{\"region_code\":\"450103\",\"name\":"
+          "\"韦秀兰\",\"addr\":{}},{\"name\":\"黄丽\",\"region_code\":"
+          "\"450203\",\"addr\":{\"st atus\":\"active\"}}],\"total\":3}";
+
+    if (!ok(t_plan_mask(&g->plan, doc, out) == 0
+            && strcmp(out, "{\"data\":[{\"region_code\":\"450103\","
+                      "\"name\":\"韦**\",\"addr\":{\"st atus\":"
+                      "\"active\"},\"id_card\":\"450103********1242\"}],"
+                      "\"total\":3}") == 0,
+            "rows: the grant's plan scopes (on the clear name) and masks"))
+    {
+        diag("%s", out);
+    }
+
+    ok(p->datasets[0].plan_by_clearance[2].rows == NULL,
+       "rows: the dataset's own plans do not scope");
+
+    dg_policy_free(p);
+
+    expect_err(CLS PUR CON DS GR "    rows: {region: a}\n",
+               "t.yaml:19: grants[0].rows: dataset 'd1' does not name where "
+               "its records are", "rows without records");
+    expect_err(CLS PUR CON DS "    records: $\n" GR
+               "    rows: {region: \"a*b\"}\n",
+               "grants[0].rows: field \"region\": value \"a*b\": '*' may only "
+               "end a value", "a '*' inside a value");
+    expect_err(CLS PUR CON DS "    records: $\n" GR
+               "    rows: {\"a..b\": x}\n",
+               "grants[0].rows: field \"a..b\": an empty key",
+               "an empty key in a field");
+    expect_err(CLS PUR CON DS "    records: $\n" GR
+               "    rows: {region: []}\n",
+               "grants[0].rows.region: expected a value or a list of values",
+               "no values");
+    expect_err(CLS PUR CON DS "    records: $\n" GR "    rows: [a]\n",
+               "grants[0].rows: expected a mapping of record fields",
+               "rows that are no mapping");
+    expect_err(CLS PUR CON DS "    records: $\n" GR
+               "    drop: [addr]\n    rows: {addr.region: x}\n",
+               "grants[0].rows: 'addr' is on the way to a rows field, but "
+               "this grant drops it", "a step of a rows path dropped");
+    expect_err(CLS PUR CON DS "    records: $\n" GR
+               "    rows: {id_card.x: y}\n",
+               "grants[0].rows: 'id_card' is on the way to a rows field, but "
+               "this grant masks it", "a step of a rows path masked");
+}
+
+
 int
 main(void)
 {
@@ -1173,6 +1250,7 @@ main(void)
     test_many();
     test_runtime_grant();
     test_containers();
+    test_rows();
 
     return done_testing();
 }
