@@ -36,6 +36,8 @@ static ngx_int_t ngx_http_datagate_upstream_headers(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx);
 static ngx_int_t ngx_http_datagate_push_header(ngx_http_request_t *r,
     ngx_list_t *list, const char *name, u_char *value, size_t len);
+static ngx_int_t ngx_http_datagate_params(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- the handler ---------------------------------------------------- */
@@ -203,6 +205,14 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
         }
 
+        /* the query parameters the grant binds (policy/schema.md,
+         * "Parameters") */
+        if (ngx_http_datagate_params(r, ctx) != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_SCOPE_VIOLATION,
+                                                ctx->detail);
+        }
+
         /* no data without a record: while audit records cannot be
          * written (on_failure=deny), what the policy allows is refused;
          * before the limit, so that the refusal costs no budget */
@@ -296,6 +306,68 @@ ngx_http_datagate_stage_check(ngx_http_request_t *r,
 
     if (reason != DG_R_OK) {
         return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The grant's params against the query: nginx's (r->args, which a
+ * rewrite may have set) and the one the client sent, when they differ,
+ * since either may reach the provider.  NGX_OK, or NGX_DECLINED with
+ * ctx->detail saying why.
+ */
+static ngx_int_t
+ngx_http_datagate_params(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
+{
+    u_char            *q, *e;
+    char              *why;
+    ngx_str_t          sent;
+    ngx_uint_t         body;
+    const dg_grant_t  *g;
+
+    g = ctx->grant;
+
+    if (g == NULL || g->nparams == 0) {
+        return NGX_OK;
+    }
+
+    why = ngx_pnalloc(r->pool, NGX_MAX_ERROR_STR);
+    if (why == NULL) {
+        return NGX_ERROR;
+    }
+
+    body = r->headers_in.content_length_n > 0 || r->headers_in.chunked;
+
+    if (dg_params_check(g->params, g->nparams, (const char *) r->args.data,
+                        r->args.len, (int) body, why, NGX_MAX_ERROR_STR)
+        != DG_R_OK)
+    {
+        ctx->detail = why;
+        return NGX_DECLINED;
+    }
+
+    /* the query as sent: after the first '?' of the request target */
+    q = ngx_strlchr(r->unparsed_uri.data,
+                    r->unparsed_uri.data + r->unparsed_uri.len, '?');
+    sent.len = 0;
+    sent.data = NULL;
+
+    if (q != NULL) {
+        e = r->unparsed_uri.data + r->unparsed_uri.len;
+        sent.data = q + 1;
+        sent.len = e - sent.data;
+    }
+
+    if ((sent.len != r->args.len
+         || ngx_memcmp(sent.data, r->args.data, sent.len) != 0)
+        && dg_params_check(g->params, g->nparams, (const char *) sent.data,
+                           sent.len, (int) body, why, NGX_MAX_ERROR_STR)
+           != DG_R_OK)
+    {
+        ctx->detail = why;
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

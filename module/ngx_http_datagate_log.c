@@ -531,8 +531,12 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     f.detail = ctx->unmaskable ? ctx->unmaskable : ctx->provider_error;
     f.cut = lg->cut;
 
-    if (f.detail == NULL && ctx->reason == DG_R_REQUEST_REJECTED) {
-        /* why datagate refused the path or a header (_request.c) */
+    if (f.detail == NULL
+        && (ctx->reason == DG_R_REQUEST_REJECTED
+            || ctx->reason == DG_R_SCOPE_VIOLATION))
+    {
+        /* why datagate refused the path, a header (_request.c) or a
+         * bound parameter (_access.c) */
         f.detail = ctx->detail;
     }
 

@@ -70,6 +70,9 @@ static const dg_reason_info_t  dg_reasons[DG_R_MAX] = {
     { "row_out_of_scope",
       "the record answered is outside the rows this consumer's grant "
       "covers", 403 },
+    { "scope_violation",
+      "a request parameter is outside the scope of this consumer's grant",
+      403 },
 };
 
 

@@ -16,7 +16,7 @@
 
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
-    "reveal", "drop", "rate", "quota", "rows", NULL
+    "reveal", "drop", "rate", "quota", "rows", "params", NULL
 };
 static const char *dg_valid_keys[] = { "from", "until", NULL };
 
@@ -312,15 +312,21 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
         return -1;
     }
 
+    /* params: the query parameters it binds */
+
+    if (dg_load_grant_params(L, file, it, path, g) != 0) {
+        return -1;
+    }
+
     if (g->dataset->share == DG_SHARE_UNCONDITIONAL && g->methods == 0
         && g->nreveal == 0 && g->ndrop == 0 && g->rate_str.len == 0
-        && g->quota_str.len == 0 && g->nrows == 0)
+        && g->quota_str.len == 0 && g->nrows == 0 && g->nparams == 0)
     {
         return dg_err(L, file, it->line, path, NULL,
                       "a grant on unconditional dataset '%s' adds methods, "
-                      "reveal, drop, rate, quota or rows to access by "
-                      "clearance; this one sets none of them and would have "
-                      "no effect", g->dataset->id.data);
+                      "reveal, drop, rate, quota, rows or params to access "
+                      "by clearance; this one sets none of them and would "
+                      "have no effect", g->dataset->id.data);
     }
 
     return 0;

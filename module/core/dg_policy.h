@@ -81,6 +81,7 @@ typedef enum {
     DG_R_CLIENT_CLOSED,         /* 499: never an answer; the record of an
                                    answer the client did not take whole */
     DG_R_ROW_OUT_OF_SCOPE,      /* 403: a one-record answer out of scope */
+    DG_R_SCOPE_VIOLATION,       /* 403: a query parameter out of scope */
     DG_R_MAX
 } dg_reason_e;
 
@@ -249,6 +250,9 @@ typedef struct {
     size_t                      nrows;
     dg_str_t                    scope;      /* rows in their canonical form
                                                (Datagate-Scope), or empty */
+    dg_scope_t                 *params;     /* "params:": query parameters
+                                               bound to values */
+    size_t                      nparams;
     dg_str_t                    rate_str;   /* as written, or empty */
     dg_str_t                    quota_str;
     dg_str_t                    src_file;   /* where it is defined */
@@ -387,6 +391,23 @@ void dg_decide(const dg_policy_t *p, const dg_request_t *req,
 
 /* the methods a grant allows: its own, or its dataset's */
 unsigned dg_grant_methods(const dg_grant_t *g);
+
+
+/* dg_params.c */
+
+/*
+ * A request's query string (len bytes, without the '?') against a
+ * grant's params: DG_R_OK, or DG_R_SCOPE_VIOLATION with why (a sentence
+ * naming the parameter).  has_body: the request has a body (refused:
+ * its form fields cannot be checked).  The rule is in policy/schema.md
+ * ("Parameters").
+ */
+dg_reason_e dg_params_check(const dg_scope_t *params, size_t n,
+    const char *query, size_t len, int has_body, char *why, size_t whylen);
+
+/* 1: v could be a bound value (no byte the check refuses in values; a
+ * final '*' allowed) */
+int dg_param_value_ok(const char *v, size_t len);
 
 
 /* dg_grant.c */

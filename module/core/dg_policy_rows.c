@@ -501,3 +501,64 @@ dg_plan_rows(dg_load_t *L, dg_grant_t *g, dg_mask_field_t *mf, size_t n,
 
     return (int) (n + nx);
 }
+
+
+/* a grant's params: names as a provider reads them, values that the
+ * check could ever accept */
+int
+dg_load_grant_params(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_grant_t *g)
+{
+    size_t             i, j;
+    const char        *c;
+    const dg_ynode_t  *v;
+    const dg_str_t    *x;
+
+    if (dg_load_scope(L, file, it, path, "params", &g->params, &g->nparams)
+        != 0)
+    {
+        return -1;
+    }
+
+    v = dg_ymap_get(it, "params");
+
+    for (i = 0; i < g->nparams; i++) {
+        for (c = g->params[i].name.data; *c; c++) {
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+                  || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-'
+                  || *c == '.'))
+            {
+                return dg_err(L, file, v->line, path, "params",
+                              "parameter name '%.64s': letters, digits, "
+                              "'_', '-' and '.' only",
+                              g->params[i].name.data);
+            }
+        }
+
+        for (j = 0; j < g->params[i].nvalues; j++) {
+            x = &g->params[i].values[j];
+
+            if (x->len > DG_MASK_ROWS_VALUE
+                || (x->len > 1 && memchr(x->data, '*', x->len - 1) != NULL))
+            {
+                return dg_err(L, file, v->line, path, "params",
+                              "parameter '%.64s': value '%.64s': %s",
+                              g->params[i].name.data, x->data,
+                              x->len > DG_MASK_ROWS_VALUE
+                              ? "longer than 256 bytes"
+                              : "'*' may only end a value (a prefix)");
+            }
+
+            if (!dg_param_value_ok(x->data, x->len)) {
+                return dg_err(L, file, v->line, path, "params",
+                              "parameter '%.64s': value '%.64s' could never "
+                              "match: a request's value may not hold "
+                              "spaces, controls or any of , ; & = # %% * + "
+                              "| \\ \" ' < > [ ] { } ` ^",
+                              g->params[i].name.data, x->data);
+            }
+        }
+    }
+
+    return 0;
+}

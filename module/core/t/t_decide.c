@@ -91,7 +91,8 @@ test_reason_names(void)
         "approval_required", "method_not_granted", "level_exceeded",
         "rate_limited", "policy_unavailable", "upstream_unmaskable",
         "internal_error", "upstream_unavailable", "request_rejected",
-        "audit_unavailable", "client_closed", "row_out_of_scope"
+        "audit_unavailable", "client_closed", "row_out_of_scope",
+        "scope_violation"
     };
     int                 i, statuses_ok, msgs_ok;
 
@@ -124,6 +125,8 @@ test_reason_names(void)
            "client closed: 499, as nginx logs it");
     is_int(dg_reason_status(DG_R_ROW_OUT_OF_SCOPE), 403,
            "row out of scope: 403");
+    is_int(dg_reason_status(DG_R_SCOPE_VIOLATION), 403,
+           "scope violation: 403");
     is_str(dg_reason_code(DG_R_MAX), "internal_error", "out of range");
     is_str(dg_reason_code((dg_reason_e) -1), "internal_error",
            "negative out of range");

@@ -512,9 +512,10 @@ test_validation(void)
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 1\n" GR,
                "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
-               "adds methods, reveal, drop, rate, quota or rows to access "
-               "by clearance; this one sets none of them and would have no "
-               "effect", "a grant on an unconditional dataset adding nothing");
+               "adds methods, reveal, drop, rate, quota, rows or params to "
+               "access by clearance; this one sets none of them and would "
+               "have no effect",
+               "a grant on an unconditional dataset adding nothing");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 3\n" GR
                "    rate: 1r/s\n",
