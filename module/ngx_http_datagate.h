@@ -242,6 +242,9 @@ typedef struct {
     unsigned                        logged:1;
     unsigned                        cut:1;
 
+    /* records per answer and per period (_records.c) */
+    void                           *records;
+
     /* a long answer ended by an incident control (_watch.c) */
     void                           *watch;
     dg_reason_e                     cut_reason; /* DG_R_OK: none */
@@ -395,6 +398,8 @@ typedef struct {
 
     z_stream                        zstream;
     u_char                         *zbuf;
+    size_t                          zoff;       /* inflated, not yet fed */
+    size_t                          zpend;      /* (the masker paused) */
 
     ngx_buf_t                      *err;        /* our 502 body */
 
@@ -423,6 +428,9 @@ typedef struct {
                                                    scoped record: the
                                                    header waits for its
                                                    end */
+    unsigned                        rq_wait:1;  /* the masker waits for
+                                                   its allowance of
+                                                   records (_records.c) */
 
     size_t                          hold_max;   /* datagate_hold_max */
     off_t                           out_bytes;  /* output made so far */
@@ -455,6 +463,34 @@ dg_mask_t *ngx_http_datagate_masker_get(ngx_http_request_t *r,
 ngx_int_t ngx_http_datagate_late_error(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, dg_reason_e reason,
     ngx_uint_t status, const char *detail);
+
+
+/* ---- ngx_http_datagate_records.c: record caps and quotas ------------- */
+
+/* the request has a max_records or a record_quota (its answer is read
+ * record by record) */
+ngx_uint_t ngx_http_datagate_records_limited(ngx_http_datagate_ctx_t *ctx);
+/* the access phase, after the call limits: NGX_OK, NGX_DECLINED (429,
+ * headers set), NGX_AGAIN (Redis), NGX_ERROR */
+ngx_int_t ngx_http_datagate_records_admit(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* the answer's masker: its first allowance of records */
+void ngx_http_datagate_records_start(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx);
+/* the masker paused for want of records: NGX_OK (more given, feed on),
+ * NGX_AGAIN (asked Redis: fctx->rq_wait, the filter is called again),
+ * NGX_ERROR */
+ngx_int_t ngx_http_datagate_records_more(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx);
+/* Datagate-Records-Cut, in the header (header != 0) or a trailer, when
+ * the masker removed records for want of an allowance */
+ngx_int_t ngx_http_datagate_records_said(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_uint_t header);
+/* "max_records" or "record_quota": what ended a cut answer */
+const char *ngx_http_datagate_records_cut_by(ngx_http_datagate_ctx_t *ctx);
+/* the log phase: records taken and not sent go back to the quota */
+void ngx_http_datagate_records_end(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
 
 
 /* ---- ngx_http_datagate_watch.c: long answers re-check the controls --- */
@@ -822,6 +858,10 @@ typedef struct {
 ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
     uint64_t now, ngx_http_datagate_lnode_t *keep);
+/* the headers of a 429: Retry-After, RateLimit-Limit, -Remaining, -Reset */
+ngx_int_t ngx_http_datagate_limit_headers(ngx_http_request_t *r,
+    uint64_t limit, int64_t retry_ms, int64_t reset_ms);
+
 
 
 /* ---- ngx_http_datagate_state.c: datagate_state ----------------------- */

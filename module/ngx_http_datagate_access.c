@@ -87,7 +87,11 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
-        /* another dataset after an internal redirect: decide again */
+        /* another dataset after an internal redirect: decide again;
+         * records taken for the first one go back */
+        ngx_http_datagate_records_end(r, ctx);
+        ctx->records = NULL;
+
         if (ctx->pending) {
             ((ngx_http_datagate_rstate_t *) ctx->pending)->dec =
                                                   NGX_HTTP_DATAGATE_RS_NONE;
@@ -238,6 +242,23 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             reason = ctx->reason != DG_R_OK ? ctx->reason
                                             : DG_R_RATE_LIMITED;
             return ngx_http_datagate_send_error(r, ctx, reason, ctx->detail);
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        /* records per period (_records.c): the first ones taken now */
+
+        rc = ngx_http_datagate_records_admit(r, ctx);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_RATE_LIMITED,
+                                                ctx->detail);
         }
 
         if (rc != NGX_OK) {

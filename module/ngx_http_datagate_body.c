@@ -113,6 +113,8 @@ static void ngx_http_datagate_next_turn(ngx_event_t *ev);
 static void ngx_http_datagate_next_turn_cleanup(void *data);
 static ngx_int_t ngx_http_datagate_feed(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done);
+static ngx_int_t ngx_http_datagate_feed_more(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done);
 static ngx_int_t ngx_http_datagate_finish(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b);
 static int ngx_http_datagate_lend(void *data, size_t used, size_t need,
@@ -150,7 +152,7 @@ ngx_http_datagate_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     /* see NGX_HTTP_DATAGATE_BUFFERED */
 
     if (rc != NGX_ERROR && !fctx->error_mode && !fctx->failed
-        && fctx->last_seen && fctx->turn.posted)
+        && fctx->last_seen && (fctx->turn.posted || fctx->rq_wait))
     {
         if (!(r->buffered & NGX_HTTP_DATAGATE_BUFFERED)) {
             r->buffered |= NGX_HTTP_DATAGATE_BUFFERED;
@@ -270,15 +272,22 @@ ngx_http_datagate_body(ngx_http_request_t *r,
              * clean 502.  A client that cannot see a cut gets nothing
              * before the end (fctx->hold, bounded by datagate_hold_max).
              */
-            return fctx->turn.posted ? NGX_AGAIN : NGX_OK;
+            return (fctx->turn.posted || fctx->rq_wait) ? NGX_AGAIN : NGX_OK;
         }
 
         if (fctx->out == NULL && !flush) {
-            return (fctx->busy || fctx->turn.posted) ? NGX_AGAIN : NGX_OK;
+            return (fctx->busy || fctx->turn.posted || fctx->rq_wait)
+                   ? NGX_AGAIN : NGX_OK;
         }
 
         if (fctx->header_pending) {
             fctx->header_pending = 0;
+
+            /* records cut before the header: it says so */
+            if (ngx_http_datagate_records_said(r, fctx, 1) != NGX_OK) {
+                fctx->failed = 1;
+                return NGX_ERROR;
+            }
 
             if (fctx->done) {
                 /* the whole masked document is here: its length is known
@@ -498,6 +507,7 @@ static ngx_int_t
 ngx_http_datagate_process(ngx_http_request_t *r,
     ngx_http_datagate_filter_ctx_t *fctx)
 {
+    ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_uint_t    busy, done;
     ngx_chain_t  *cl;
@@ -583,7 +593,14 @@ ngx_http_datagate_process(ngx_http_request_t *r,
         b = fctx->in_buf;
         done = 0;
 
-        if (ngx_http_datagate_feed(r, fctx, b, &done) != NGX_OK) {
+        rc = ngx_http_datagate_feed(r, fctx, b, &done);
+
+        if (rc == NGX_AGAIN) {
+            /* waiting for an allowance of records (_records.c) */
+            return NGX_AGAIN;
+        }
+
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -715,10 +732,19 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
         } else {
             rc = dg_mask_feed_into(fctx->mask, b->pos, n, 0,
                                    ngx_http_datagate_lend, fctx);
+
+            if (rc == DG_MASK_PAUSED) {
+                /* no allowance for the next record: up to it */
+                n = dg_mask_taken(fctx->mask);
+            }
         }
 
         b->pos += n;
         fctx->fed += n;
+
+        if (rc == DG_MASK_PAUSED) {
+            return ngx_http_datagate_feed_more(r, fctx, b, done);
+        }
 
         if (rc != DG_MASK_OK) {
             ngx_http_datagate_fail(r, fctx, NULL, rc);
@@ -728,6 +754,29 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
         *done = (b->pos == b->last);
 
         return NGX_OK;
+    }
+
+    /* inflated bytes the masker paused before: fed first */
+
+    if (fctx->zpend) {
+        rc = dg_mask_feed_into(fctx->mask, fctx->zbuf + fctx->zoff,
+                               fctx->zpend, 0, ngx_http_datagate_lend,
+                               fctx);
+
+        n = (rc == DG_MASK_PAUSED) ? dg_mask_taken(fctx->mask)
+                                   : fctx->zpend;
+        fctx->zoff += n;
+        fctx->zpend -= n;
+        fctx->fed += n;
+
+        if (rc == DG_MASK_PAUSED) {
+            return ngx_http_datagate_feed_more(r, fctx, b, done);
+        }
+
+        if (rc != DG_MASK_OK) {
+            ngx_http_datagate_fail(r, fctx, NULL, rc);
+            return NGX_ERROR;
+        }
     }
 
     /* compressed by the provider: inflate a step, feed it */
@@ -799,6 +848,15 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
         rc = dg_mask_feed_into(fctx->mask, fctx->zbuf, n, 0,
                                ngx_http_datagate_lend, fctx);
 
+        if (rc == DG_MASK_PAUSED) {
+            /* the rest of the step is fed when records are allowed */
+            fctx->zoff = dg_mask_taken(fctx->mask);
+            fctx->zpend = n - fctx->zoff;
+            fctx->fed += fctx->zoff;
+
+            return ngx_http_datagate_feed_more(r, fctx, b, done);
+        }
+
         fctx->fed += n;
 
         if (rc != DG_MASK_OK) {
@@ -821,6 +879,36 @@ ngx_http_datagate_feed(ngx_http_request_t *r,
 
     /* all input taken and zlib has no more output for now */
     *done = (b->pos == b->last && fctx->zstream.avail_out != 0);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The masker paused (no allowance for its next record): ask for more
+ * records (_records.c).  Given now: the rest of the input is fed on
+ * (*done 0, the caller feeds b again); asked Redis: NGX_AGAIN, the input
+ * is held and the filter called again when the answer lands.
+ */
+static ngx_int_t
+ngx_http_datagate_feed_more(ngx_http_request_t *r,
+    ngx_http_datagate_filter_ctx_t *fctx, ngx_buf_t *b, ngx_uint_t *done)
+{
+    ngx_int_t  rc;
+
+    *done = 0;
+
+    rc = ngx_http_datagate_records_more(r, fctx);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_datagate_fail(r, fctx, "no allowance of records",
+                               DG_MASK_E_STATE);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -887,6 +975,14 @@ ngx_http_datagate_finish(ngx_http_request_t *r,
     }
 
     fctx->done = 1;
+
+    /* records cut after the header went out: a trailer says so */
+    if (!fctx->header_pending
+        && ngx_http_datagate_records_said(r, fctx, 0) != NGX_OK)
+    {
+        ngx_http_datagate_fail(r, fctx, "out of memory", DG_MASK_E_EMIT);
+        return NGX_ERROR;
+    }
 
     return ngx_http_datagate_out_special(fctx, b);
 }

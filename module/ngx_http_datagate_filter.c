@@ -296,6 +296,7 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     conf.max_value = dlcf->mask_buffer;
     conf.max_depth = dlcf->mask_depth;
     conf.rows = ctx->plan->rows;
+    conf.one = ngx_http_datagate_records_limited(ctx);
 
     key = ngx_http_datagate_pseudonym_key(dmcf, ctx->consumer);
 
@@ -314,6 +315,11 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     fctx->nfields = dg_mask_rules_nfields(ctx->plan->rules);
     fctx->turn_size = dlcf->mask_turn;
     ctx->mask = m;
+
+    if (conf.one) {
+        /* max_records, record_quota: the records it may send */
+        ngx_http_datagate_records_start(r, ctx, fctx);
+    }
 
     if (gzip) {
         fctx->gzip = 1;

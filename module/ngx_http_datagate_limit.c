@@ -795,20 +795,16 @@ ngx_http_datagate_limit_header(ngx_http_request_t *r, const char *name,
 }
 
 
-static ngx_int_t
-ngx_http_datagate_limit_result(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
-    ngx_http_datagate_lres_t *res)
+/* the headers of a 429: Retry-After and RateLimit-Limit, -Remaining (0),
+ * -Reset, in seconds */
+ngx_int_t
+ngx_http_datagate_limit_headers(ngx_http_request_t *r, uint64_t limit,
+    int64_t retry_ms, int64_t reset_ms)
 {
-    u_char    *p;
-    uint64_t   retry, reset;
+    uint64_t  retry, reset;
 
-    if (res->allowed) {
-        return NGX_OK;
-    }
-
-    retry = (uint64_t) (res->retry_ms + 999) / 1000;
-    reset = (uint64_t) (res->reset_ms + 999) / 1000;
+    retry = (uint64_t) (retry_ms + 999) / 1000;
+    reset = (uint64_t) (reset_ms + 999) / 1000;
 
     if (retry == 0) {
         retry = 1;
@@ -822,7 +818,7 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
                                        retry)
         != NGX_OK
         || ngx_http_datagate_limit_header(r, "RateLimit-Limit", 15,
-                                          "ratelimit-limit", res->limit)
+                                          "ratelimit-limit", limit)
            != NGX_OK
         || ngx_http_datagate_limit_header(r, "RateLimit-Remaining", 19,
                                           "ratelimit-remaining", 0)
@@ -830,6 +826,28 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
         || ngx_http_datagate_limit_header(r, "RateLimit-Reset", 15,
                                           "ratelimit-reset", reset)
            != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_datagate_limit_result(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, const dg_limit_t *l,
+    ngx_http_datagate_lres_t *res)
+{
+    u_char  *p;
+
+    if (res->allowed) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_datagate_limit_headers(r, res->limit, res->retry_ms,
+                                        res->reset_ms)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -64,6 +64,8 @@ typedef struct {
     uint64_t                        dropped;
     uint64_t                        records;    /* records sent */
     uint64_t                        rows_dropped; /* out of scope */
+    uint64_t                        records_cut; /* no allowance */
+    ngx_uint_t                      cut_records; /* a record was cut */
     ngx_uint_t                      records_read; /* the masker read the
                                                    body */
 } ngx_http_datagate_log_t;
@@ -135,6 +137,9 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
     }
 
     ctx->logged = 1;
+
+    /* records taken from a record quota and not sent go back */
+    ngx_http_datagate_records_end(r, ctx);
 
     ngx_http_datagate_log_collect(r, dmcf, ctx, &lg);
 
@@ -286,6 +291,8 @@ ngx_http_datagate_log_collect(ngx_http_request_t *r,
     lg->records = ms->records;
     lg->records_read = 1;
     lg->rows_dropped = ms->rows_dropped;
+    lg->records_cut = ms->records_cut;
+    lg->cut_records = ms->cut;
 
     n = plan->nfields;
 
@@ -583,6 +590,11 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     f.records = lg->records;
     f.records_read = (int) lg->records_read;
     f.rows_dropped = lg->rows_dropped;
+    f.records_cut = lg->records_cut;
+
+    if (lg->cut_records) {
+        f.records_cut_by = ngx_http_datagate_records_cut_by(ctx);
+    }
 
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
                            + (tp->msec - r->start_msec));

@@ -725,6 +725,15 @@ dg_audit_encode(dg_arec_t *r, const dg_audit_fields_t *f)
         dg_arec_uint(r, "rows_dropped", f->rows_dropped);
     }
 
+    if (f->records_cut) {
+        dg_arec_uint(r, "records_cut", f->records_cut);
+    }
+
+    if (f->records_cut_by) {
+        dg_arec_str_max(r, "records_cut_by", f->records_cut_by,
+                        strlen(f->records_cut_by), DG_AUDIT_MAX_CODE);
+    }
+
     dg_arec_uint(r, "duration_ms", f->duration_ms);
     dg_arec_astr(r, "policy", &f->policy, DG_AUDIT_MAX_POLICY);
 

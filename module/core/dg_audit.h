@@ -226,6 +226,12 @@ typedef struct {
                                                body (absent otherwise) */
     uint64_t                    rows_dropped; /* records out of scope
                                                removed; absent when 0 */
+    uint64_t                    records_cut; /* records removed for want
+                                               of an allowance (a cap, a
+                                               quota); absent when 0 */
+    const char                 *records_cut_by; /* "max_records",
+                                               "record_quota"; absent
+                                               when NULL */
     uint64_t                    duration_ms;
     dg_astr_t                   policy;
 } dg_audit_fields_t;
@@ -279,6 +285,8 @@ typedef struct {
      + DG_AREC_NUM_MEMBER("dropped")                                        \
      + DG_AREC_NUM_MEMBER("records")                                        \
      + DG_AREC_NUM_MEMBER("rows_dropped")                                   \
+     + DG_AREC_NUM_MEMBER("records_cut")                                    \
+     + DG_AREC_STR_MEMBER("records_cut_by", DG_AUDIT_MAX_CODE)              \
      + DG_AREC_NUM_MEMBER("duration_ms")                                    \
      + DG_AREC_STR_MEMBER("policy", DG_AUDIT_MAX_POLICY))
 

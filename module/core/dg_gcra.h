@@ -112,6 +112,15 @@ uint64_t dg_quota_share(uint64_t quota, unsigned n);
  *           retry_after_ms, reset_ms, quota_count, window START,
  *           admissions added }.
  *
+ * Record quotas (ARGV[9] "records"): KEYS[1] "", KEYS[2] the budget's
+ * prefix, ARGV[4..8] as above (ARGV[7]: records a node granted alone),
+ * ARGV[10] records wanted, ARGV[11] records given back (granted before
+ * and not sent), ARGV[12] the window START they were granted in.  The
+ * records given back leave the count, then at most the records wanted
+ * and left in the quota are granted (added to the count).  Returns
+ * { granted > 0 (1/0), 1, quota, left after it, ms to the window's end
+ * (twice), count, window START, records added, granted }.
+ *
  * Time is Redis's (TIME), for the rate and for the quota window alike,
  * so nodes with skewed clocks share one budget and one window.  A node's
  * own admissions are added when they belong to the window Redis is in
@@ -122,6 +131,38 @@ uint64_t dg_quota_share(uint64_t quota, unsigned n);
 #define DG_GCRA_LUA                                                          \
 "local t = redis.call('TIME')\n"                                             \
 "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                    \
+"if ARGV[9] == 'records' then\n"                                             \
+"  local quota = tonumber(ARGV[4])\n"                                        \
+"  local period = tonumber(ARGV[5])\n"                                       \
+"  if period <= 0 then period = 86400 end\n"                                 \
+"  local loc = tonumber(t[1]) + tonumber(ARGV[6])\n"                         \
+"  local qstart = loc - (loc % period) - tonumber(ARGV[6])\n"                \
+"  local qend = qstart + period\n"                                           \
+"  local qkey = KEYS[2] .. ':' .. string.format('%d', qstart)\n"            \
+"  local add = tonumber(ARGV[7])\n"                                          \
+"  local added = 0\n"                                                        \
+"  if add > 0 and tonumber(ARGV[8]) == qstart then\n"                        \
+"    redis.call('INCRBY', qkey, add)\n"                                      \
+"    added = add\n"                                                          \
+"  end\n"                                                                    \
+"  local count = tonumber(redis.call('GET', qkey) or '0') or 0\n"            \
+"  local back = tonumber(ARGV[11])\n"                                        \
+"  if back > 0 and tonumber(ARGV[12]) == qstart then\n"                      \
+"    if back > count then back = count end\n"                                \
+"    if back > 0 then count = redis.call('DECRBY', qkey, back) end\n"        \
+"  end\n"                                                                    \
+"  local got = quota - count\n"                                              \
+"  local want = tonumber(ARGV[10])\n"                                        \
+"  if got > want then got = want end\n"                                      \
+"  if got < 0 then got = 0 end\n"                                            \
+"  if got > 0 then count = redis.call('INCRBY', qkey, got) end\n"            \
+"  if count > 0 then redis.call('EXPIREAT', qkey, qend + 86400) end\n"       \
+"  local left = quota - count\n"                                             \
+"  if left < 0 then left = 0 end\n"                                          \
+"  local ms = qend * 1000 - math.floor(now / 1000)\n"                        \
+"  return {got > 0 and 1 or 0, 1, quota, left, ms, ms, count, qstart,\n"     \
+"          added, got}\n"                                                    \
+"end\n"                                                                      \
 "local T = tonumber(ARGV[1])\n"                                              \
 "local tau = tonumber(ARGV[2])\n"                                            \
 "local limit = tonumber(ARGV[3])\n"                                          \

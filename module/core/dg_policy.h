@@ -178,6 +178,17 @@ typedef struct {
 } dg_field_t;
 
 
+/* records per answer and per period ("max_records", "record_quota") */
+typedef struct {
+    uint64_t                    max;        /* per answer, 0: none */
+    uint64_t                    quota;      /* per period, 0: none */
+    unsigned                    period;     /* seconds: 60, 3600, 86400 */
+    dg_str_t                    quota_str;  /* as written, or empty */
+} dg_rlimit_t;
+
+#define DG_RECORDS_MAX          1000000000ULL   /* max_records, at most */
+
+
 typedef struct {
     double                      rate;       /* requests per second, 0: none */
     unsigned                    burst;
@@ -218,6 +229,8 @@ typedef struct {
                                                the records of an answer
                                                are, dg_mask.h), empty:
                                                found in the answer */
+    dg_rlimit_t                 rlimit;     /* each consumer's, unless a
+                                               grant sets its own */
 
     /* unconditional access: plan by consumer clearance 0..4 */
     dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];
@@ -253,6 +266,7 @@ typedef struct {
     dg_scope_t                 *params;     /* "params:": query parameters
                                                bound to values */
     size_t                      nparams;
+    dg_rlimit_t                 rlimit;     /* max_records, record_quota */
     dg_str_t                    rate_str;   /* as written, or empty */
     dg_str_t                    quota_str;
     dg_str_t                    src_file;   /* where it is defined */

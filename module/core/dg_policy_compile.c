@@ -125,6 +125,16 @@ dg_plan_rules(const dg_dataset_t *d, const dg_mask_field_t *mf, size_t n,
 }
 
 
+/* the answers must be read to count their records: a record cap or
+ * quota of the dataset, or of the grant g (may be NULL) */
+static int
+dg_plan_counts(const dg_dataset_t *d, const dg_grant_t *g)
+{
+    return d->rlimit.max || d->rlimit.quota
+           || (g != NULL && (g->rlimit.max || g->rlimit.quota));
+}
+
+
 static unsigned
 dg_plan_flags(const dg_dataset_t *d)
 {
@@ -166,7 +176,9 @@ dg_plan_datasets(dg_load_t *L)
         flags = dg_plan_flags(d);
         r = NULL;
 
-        if (d->nfields > 0 || flags || d->records.len) {
+        if (d->nfields > 0 || flags || d->records.len
+            || dg_plan_counts(d, NULL))
+        {
             mf = dg_arena_array(&L->tmp, d->nfields ? d->nfields : 1,
                                 sizeof(dg_mask_field_t));
             if (mf == NULL) {
@@ -231,7 +243,8 @@ dg_plan_datasets(dg_load_t *L)
             pl->nfields = d->nfields;
             /* a dataset that lists fields always goes through the engine,
              * count-only when all is clear: unlisted keys are counted */
-            pl->masks = flags != 0 || d->nfields > 0 || d->records.len;
+            pl->masks = flags != 0 || d->nfields > 0 || d->records.len
+                        || dg_plan_counts(d, NULL);
 
             for (j = 0; j < d->nfields; j++) {
                 cl = &L->p->classes[d->fields[j].cls];
@@ -321,7 +334,7 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
     }
 
     pl->masks = flags != 0 || n > 0         /* see dg_plan_datasets() */
-                || d->records.len;
+                || d->records.len || dg_plan_counts(d, g);
 
     for (j = 0; j < d->nfields; j++) {
         cl = &p->classes[d->fields[j].cls];
@@ -384,10 +397,9 @@ dg_plan_grant(dg_load_t *L, const dg_policy_t *p, dg_grant_t *g,
         pl->masks = 1;
     }
 
-    if (nextra == 0 && g->nrows == 0) {
-        r = (dg_mask_rules_t *) d->plan_by_clearance[0].rules;
+    r = (dg_mask_rules_t *) d->plan_by_clearance[0].rules;
 
-    } else {
+    if (nextra || g->nrows || (r == NULL && pl->masks)) {
         wk = dg_plan_containers(L, d);
         if (d->ncontainers && wk == NULL) {
             return dg_err(L, g->src_file.data, g->src_line, path, NULL,

@@ -1,7 +1,11 @@
 /*
  * datagate core: least data in the policy.  A dataset names where the
  * records of its answers are ("records:"); the masker counts them in
- * every answer it reads (dg_mask.h has the forms).
+ * every answer it reads (dg_mask.h has the forms).  A grant narrows the
+ * records it covers ("rows:") and the query parameters its requests may
+ * carry ("params:"); a grant, or a dataset for each consumer, caps the
+ * records of an answer ("max_records:") and of a period
+ * ("record_quota:").
  */
 
 #include <stddef.h>
@@ -558,6 +562,55 @@ dg_load_grant_params(dg_load_t *L, const char *file, const dg_ynode_t *it,
                               g->params[i].name.data, x->data);
             }
         }
+    }
+
+    return 0;
+}
+
+
+/* max_records and record_quota of a dataset or a grant */
+int
+dg_load_rlimit(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_rlimit_t *rl)
+{
+    int                rc;
+    unsigned           n;
+    dg_limit_t         q;
+    const dg_ynode_t  *v;
+
+    memset(rl, 0, sizeof(dg_rlimit_t));
+    rl->quota_str.data = "";
+
+    v = dg_ymap_get(it, "max_records");
+    if (v != NULL) {
+        if (dg_uint_of(L, file, v, path, "max_records", 1,
+                       (unsigned) DG_RECORDS_MAX, &n) != 0)
+        {
+            return -1;
+        }
+        rl->max = n;
+    }
+
+    rc = dg_get_text(L, file, it, path, "record_quota", 0, 64,
+                     &rl->quota_str, &v);
+    if (rc < 0) {
+        return -1;
+    }
+
+    if (rc > 0) {
+        memset(&q, 0, sizeof(q));
+
+        if (dg_limit_parse_quota(rl->quota_str.data, rl->quota_str.len, &q)
+            != 0 || q.quota == 0)
+        {
+            return dg_err(L, file, v->line, path, "record_quota",
+                          "bad record quota '%s': expected e.g. "
+                          "100000/day, 5000/hour or 100/minute (records)",
+                          rl->quota_str.data);
+        }
+
+        rl->quota = q.quota;
+        rl->period = q.quota_period;
     }
 
     return 0;

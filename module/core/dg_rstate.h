@@ -45,6 +45,7 @@
 #define DG_RS_GRANT             "datagate:grant:"
 #define DG_RS_RATE              "datagate:rl:"
 #define DG_RS_QUOTA             "datagate:quota:"
+#define DG_RS_RQUOTA            "datagate:rquota:"
 #define DG_RS_EPOCH             "datagate:epoch"
 #define DG_RS_EPOCH_LEN         32          /* hex digits of a new epoch */
 #define DG_RS_EPOCH_MAX         64          /* longest accepted */

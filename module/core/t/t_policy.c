@@ -512,9 +512,9 @@ test_validation(void)
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 1\n" GR,
                "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
-               "adds methods, reveal, drop, rate, quota, rows or params to "
-               "access by clearance; this one sets none of them and would "
-               "have no effect",
+               "adds methods, reveal, drop, rate, quota, rows, params, "
+               "max_records or record_quota to access by clearance; this one "
+               "sets none of them and would have no effect",
                "a grant on an unconditional dataset adding nothing");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 3\n" GR
@@ -1236,6 +1236,55 @@ test_rows(void)
 }
 
 
+/* max_records, record_quota: a dataset's, a grant's; their answers read */
+static void
+test_rlimits(void)
+{
+    char                 err[DG_ERRLEN];
+    dg_policy_t         *p;
+    const dg_dataset_t  *d;
+
+    err[0] = '\0';
+    p = load(PUR CON "datasets:\n  - id: d1\n    share: conditional\n"
+             "    level: 1\n    record_quota: 500/hour\n"
+             "  - id: d2\n    share: conditional\n    level: 1\n"
+             "grants:\n  - consumer: c1\n    dataset: d1\n"
+             "    purposes: [p1]\n    max_records: 20\n"
+             "  - consumer: c1\n    dataset: d2\n    purposes: [p1]\n"
+             "    max_records: 7\n    record_quota: 1000/day\n", err);
+    if (!ok(p != NULL, "record caps: loads")) {
+        diag("%s", err);
+        return;
+    }
+
+    d = dg_policy_dataset(p, "d1", 2);
+    ok(d && d->rlimit.quota == 500 && d->rlimit.period == 3600
+       && d->rlimit.max == 0, "the dataset's record quota");
+    ok(d && d->plan_by_clearance[1].masks
+       && d->plan_by_clearance[1].rules != NULL,
+       "a dataset with a record quota has its answers read");
+    ok(p->grants[0].rlimit.max == 20 && p->grants[0].plan.masks
+       && p->grants[0].plan.rules != NULL, "a grant's max_records");
+    ok(p->grants[1].rlimit.max == 7 && p->grants[1].rlimit.quota == 1000
+       && p->grants[1].rlimit.period == 86400
+       && p->grants[1].plan.rules != NULL
+       && p->datasets[1].plan_by_clearance[1].rules == NULL,
+       "a grant's caps on a dataset that reads nothing: the grant's plan "
+       "reads its answers");
+
+    dg_policy_free(p);
+
+    expect_err(BASE "    record_quota: 10/week\n",
+               "grants[0].record_quota: bad record quota '10/week'",
+               "a record quota per week");
+    expect_err(BASE "    record_quota: 0/day\n",
+               "grants[0].record_quota: bad record quota '0/day'",
+               "a record quota of 0");
+    expect_err(BASE "    max_records: 0\n", "grants[0].max_records",
+               "max_records 0");
+}
+
+
 int
 main(void)
 {
@@ -1252,6 +1301,7 @@ main(void)
     test_runtime_grant();
     test_containers();
     test_rows();
+    test_rlimits();
 
     return done_testing();
 }
