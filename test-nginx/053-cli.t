@@ -391,7 +391,7 @@ Y
          'explain: the dataset\'s methods');
     like($out, qr/limits 10r\/s burst=5, 1000\/day \(each consumer its own budget/,
          'explain: the dataset\'s limits');
-    like($out, qr/and this grant applies, adding its methods, reveal, drop and limits:\n\s+grant at \S+explain\.yaml:19/,
+    like($out, qr/and this grant applies, adding its methods, reveal, drop, rows, params and\n\s+limits:\n\s+grant at \S+explain\.yaml:19/,
          'explain: the grant that applies, with file and line');
     like($out, qr/rate:\s+100r\/s, the grant's; budget c1\|open/,
          'explain: the rate is the grant\'s, in the grant budget');
@@ -427,6 +427,83 @@ Y
 
     ($rc, $out) = $ex->('--purpose', 'q', '--method', 'propfind');
     is($rc, 1, 'explain: methods are case-sensitive');
+}
+
+# --- policy explain: records, rows, params, record caps and quotas -------
+
+{
+    my $policy = put('least.yaml', <<'Y');
+classes:
+  id: {level: 4, mask: id_card}
+purposes:
+  p: {}
+  q: {}
+consumers:
+  - {id: c1, cert: {subject: "CN=c1"}, clearance: 2}
+datasets:
+  - id: people
+    share: conditional
+    level: 3
+    fields: {id_card: id}
+    records: data[]
+    max_records: 100
+    record_quota: 1000/day
+  - id: one
+    share: conditional
+    level: 3
+    records: $
+grants:
+  - consumer: c1
+    dataset: people
+    purposes: [p]
+    rows:
+      region_code: ["4501*", "450203"]
+      id_card: "450103*"
+    params: {region: "4501*", year: "2024"}
+    record_quota: 500/hour
+  - consumer: c1
+    dataset: people
+    purposes: [q]
+  - consumer: c1
+    dataset: one
+    purposes: [p]
+    rows: {status: active}
+Y
+    my $ex = sub { dg('policy', 'explain', $policy, '--consumer', 'c1',
+                      @_) };
+
+    my ($rc, $out) = $ex->('--dataset', 'people', '--purpose', 'p');
+    is($rc, 0, 'explain least data: allowed');
+    like($out, qr/^  records:\s+data\[\] \(the dataset's records:\), counted$/m,
+         'explain: where the records are');
+    like($out, qr/^  rows:\s+region_code in 4501\*, 450203; id_card in 450103\*\n\s+the grant's; records out of scope are removed while streaming\n\s+Datagate-Scope: id_card=450103\*;region_code=4501\*,450203$/m,
+         'explain: the rows and the header the provider is sent')
+        or diag($out);
+    like($out, qr/^  params:\s+region in 4501\*; year in 2024\n\s+the grant's; each once, in scope, else 403 scope_violation$/m,
+         'explain: the params');
+    like($out, qr/^  max_records: 100 per answer, the dataset's \(the grant sets none\)$/m,
+         'explain: max_records, the dataset\'s');
+    like($out, qr/^  record_quota: 500\/hour, the grant's; budget records:c1\|people/m,
+         'explain: record_quota, the grant\'s, and its budget');
+    like($out, qr/^  id_card\s+id\s+4\s+id_card\s+level 4 > clearance 2: masked with id_card; read for rows$/m,
+         'explain: a masked field read for rows');
+    unlike($out, qr/^  region_code\s/m,
+           'explain: a key rows add is not a row of the plan');
+    like($out, qr/rows region_code in 4501\*, 450203; id_card in 450103\*\n\s+params region in 4501\*; year in 2024\n\s+records record_quota 500\/hour/,
+         'explain: the grant lists them');
+
+    ($rc, $out) = $ex->('--dataset', 'people', '--purpose', 'q');
+    like($out, qr/^  rows:\s+every record \(the grant sets no rows\)$/m,
+         'explain: no rows');
+    like($out, qr/^  params:\s+none bound$/m, 'explain: no params');
+    like($out, qr/^  record_quota: 1000\/day, the dataset's \(the grant sets none\); budget records:dataset:c1\|people/m,
+         'explain: the dataset\'s record quota, in the dataset budget');
+
+    ($rc, $out) = $ex->('--dataset', 'one', '--purpose', 'p');
+    like($out, qr/one out of scope answers 403 row_out_of_scope/,
+         'explain: one record out of scope: 403');
+    like($out, qr/^  max_records: none\n  record_quota: none$/m,
+         'explain: no caps');
 }
 
 done_testing();

@@ -20,6 +20,7 @@
 
 static void dg_print_headers(const dg_dataset_t *d, const dg_plan_t *pl);
 static void dg_print_detect(const dg_policy_t *p);
+static void dg_print_scope(const dg_scope_t *sc, size_t n);
 
 static void
 dg_policy_usage(FILE *out)
@@ -201,6 +202,134 @@ dg_print_grant(const dg_policy_t *p, const dg_grant_t *g)
                g->rate_str.len && g->quota_str.len ? ", " : "",
                g->quota_str.data);
     }
+
+    if (g->nrows) {
+        printf("             rows ");
+        dg_print_scope(g->rows, g->nrows);
+    }
+
+    if (g->nparams) {
+        printf("             params ");
+        dg_print_scope(g->params, g->nparams);
+    }
+
+    if (g->rlimit.max || g->rlimit.quota) {
+        printf("             records");
+        if (g->rlimit.max) {
+            printf(" max_records %llu", (unsigned long long) g->rlimit.max);
+        }
+        if (g->rlimit.quota) {
+            printf("%s record_quota %s", g->rlimit.max ? "," : "",
+                   g->rlimit.quota_str.data);
+        }
+        printf("\n");
+    }
+}
+
+
+/* "region_code in 4501*, 450203; status in active" */
+static void
+dg_print_scope(const dg_scope_t *sc, size_t n)
+{
+    size_t  i, j;
+
+    for (i = 0; i < n; i++) {
+        printf("%s%s in", i ? "; " : "", sc[i].name.data);
+
+        for (j = 0; j < sc[i].nvalues; j++) {
+            printf("%s %s", j ? "," : "",
+                   sc[i].values[j].len ? sc[i].values[j].data : "\"\"");
+        }
+    }
+
+    printf("\n");
+}
+
+
+/*
+ * Least data for an allowed request: where the records are, the grant's
+ * rows (and the Datagate-Scope the provider is sent) and params, and
+ * max_records and record_quota with where each comes from and the
+ * budget a quota is counted in (as the gateway keys it, docs/redis.md).
+ */
+static void
+dg_print_records(const dg_dataset_t *ds, const dg_consumer_t *c,
+    const dg_grant_t *g, const dg_plan_t *pl)
+{
+    printf("  records:   ");
+
+    if (!pl->masks) {
+        printf("not counted (the body is not read)\n");
+
+    } else if (ds->records.len) {
+        printf("%s (the dataset's records:), counted\n", ds->records.data);
+
+    } else {
+        printf("found in each answer (the top-level array, or the first "
+               "array of\n"
+               "             objects under a key of the top-level object; "
+               "else the object), counted\n");
+    }
+
+    printf("  rows:      ");
+
+    if (g != NULL && g->nrows) {
+        dg_print_scope(g->rows, g->nrows);
+        printf("             the grant's; records out of scope are removed "
+               "while streaming%s\n"
+               "             Datagate-Scope: %s\n",
+               ds->records.len && strcmp(ds->records.data, "$") == 0
+               ? ",\n             one out of scope answers 403 "
+                 "row_out_of_scope" : "",
+               g->scope.data);
+
+    } else {
+        printf("every record (%s)\n", g != NULL ? "the grant sets no rows"
+                                                : "no grant applies");
+    }
+
+    printf("  params:    ");
+
+    if (g != NULL && g->nparams) {
+        dg_print_scope(g->params, g->nparams);
+        printf("             the grant's; each once, in scope, else 403 "
+               "scope_violation\n");
+
+    } else {
+        printf("none bound\n");
+    }
+
+    printf("  max_records: ");
+
+    if (g != NULL && g->rlimit.max) {
+        printf("%llu per answer, the grant's\n",
+               (unsigned long long) g->rlimit.max);
+
+    } else if (ds->rlimit.max) {
+        printf("%llu per answer, the dataset's%s\n",
+               (unsigned long long) ds->rlimit.max,
+               g != NULL ? " (the grant sets none)" : "");
+
+    } else {
+        printf("none\n");
+    }
+
+    printf("  record_quota: ");
+
+    if (g != NULL && g->rlimit.quota) {
+        printf("%s, the grant's; budget records:%s|%s (this consumer's "
+               "under its grants)\n", g->rlimit.quota_str.data,
+               c->id.data, ds->id.data);
+
+    } else if (ds->rlimit.quota) {
+        printf("%s, the dataset's%s; budget records:dataset:%s|%s (this "
+               "consumer's own)\n", ds->rlimit.quota_str.data,
+               g != NULL ? " (the grant sets none)" : "", c->id.data,
+               ds->id.data);
+
+    } else {
+        printf("none\n");
+    }
 }
 
 
@@ -316,7 +445,7 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     const dg_consumer_t *c, const dg_grant_t *g, const dg_plan_t *pl)
 {
     int                cls;
-    size_t             i, k, kw, cw;
+    size_t             i, k, kw, cw, nf;
     char               spec[64], why[160], lv[8];
     dg_str_t           keys[1024];
     const dg_class_t  *cl;
@@ -343,23 +472,28 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
         }
     }
 
-    for (i = 0; i < pl->nfields; i++) {
+    /* the keys rows add (no field: read for the scope alone) are not
+     * rows of the plan */
+    nf = i < pl->nfields ? i : pl->nfields;
+
+    for (i = 0; i < nf; i++) {
         if (pl->actions[i].method != DG_MASK_CLEAR) {
             break;
         }
     }
 
-    printf("\nmasking plan (%zu field%s, body %s):\n", pl->nfields,
-           pl->nfields == 1 ? "" : "s",
+    printf("\nmasking plan (%zu field%s, body %s):\n", nf,
+           nf == 1 ? "" : "s",
            !pl->masks ? "passes unchanged"
-           : (i < pl->nfields || d->unlisted_drop || d->detect)
+           : (i < nf || d->unlisted_drop || d->detect
+              || (g != NULL && g->nrows) || pl->rows != NULL)
              ? "is rewritten"
              : "is inspected and counted, shown in clear");
 
     kw = 3;
     cw = 5;
 
-    for (i = 0; i < pl->nfields && i < 1024; i++) {
+    for (i = 0; i < nf && i < 1024; i++) {
         if (keys[i].len > kw) {
             kw = keys[i].len;
         }
@@ -372,7 +506,7 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, "key", (int) cw,
            "class", "level", "method", "rule");
 
-    for (i = 0; i < pl->nfields && i < 1024; i++) {
+    for (i = 0; i < nf && i < 1024; i++) {
         cls = pl->classes[i];
         cl = cls >= 0 ? &p->classes[cls] : NULL;
         dg_mask_spec_str(&pl->actions[i], spec, sizeof(spec));
@@ -415,11 +549,12 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
             snprintf(lv, sizeof(lv), "-");
         }
 
-        printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, keys[i].data,
-               (int) cw, cl ? cl->id.data : "-", lv, spec, why);
+        printf("  %-*s  %-*s  %-5s  %-12s  %s%s\n", (int) kw, keys[i].data,
+               (int) cw, cl ? cl->id.data : "-", lv, spec, why,
+               pl->actions[i].row ? "; read for rows" : "");
     }
 
-    if (pl->nfields == 0) {
+    if (nf == 0) {
         printf("  (the dataset lists no fields)\n");
     }
 
@@ -800,7 +935,8 @@ dg_policy_explain(int argc, char **argv)
 
             if (dec.grant != NULL) {
                 printf("             and this grant applies, adding its "
-                       "methods, reveal, drop and limits:\n"
+                       "methods, reveal, drop, rows, params and\n"
+                       "             limits:\n"
                        "             ");
                 dg_print_grant(p, dec.grant);
 
@@ -910,6 +1046,7 @@ dg_policy_explain(int argc, char **argv)
             printf("  expires:   end of %s (UTC+8)\n", b);
         }
         dg_print_limits(ds, c, dec.grant);
+        dg_print_records(ds, c, dec.grant, dec.plan);
         dg_print_plan(p, ds, c, dec.grant, dec.plan);
         rc = DG_EXIT_OK;
     }
