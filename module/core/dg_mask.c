@@ -577,7 +577,9 @@ dg_mask_decide(dg_mask_t *m, uint8_t c, const uint8_t *p)
 
         m->vlisted = 1;
 
-        if (act->method != DG_MASK_CLEAR) {
+        /* in a record held and already out of scope nothing is masked:
+         * its bytes go nowhere (the member loop does the same) */
+        if (act->method != DG_MASK_CLEAR && !(m->rfail && m->rec_open)) {
             m->mask = 1;
             m->mask_depth = m->depth;
             m->mspec = *act;

@@ -836,6 +836,9 @@ dg_mask_hold_room(dg_mask_t *m, const uint8_t *p, size_t k)
 int dg_mask_rec_elem(dg_mask_t *m, dg_mask_frame_t *fr, uint8_t c,
     const uint8_t *p, int walk);
 int dg_mask_rec_value(dg_mask_t *m, const uint8_t *p);
+int dg_mask_rec_next(dg_mask_t *m, const uint8_t *q);
+void dg_mask_rows_take(dg_mask_t *m, const dg_mask_frame_t *fr,
+    const uint8_t *k, size_t klen, const uint8_t *q, const uint8_t *v);
 void dg_mask_rec_push(dg_mask_t *m, dg_mask_frame_t *fr);
 int dg_mask_rec_shape(dg_mask_t *m, uint8_t c);
 int dg_mask_rec_root(dg_mask_t *m, uint8_t c, const uint8_t *p);

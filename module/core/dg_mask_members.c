@@ -427,7 +427,9 @@ dg_mask_take_selected(dg_mask_t *m, const dg_mask_spec_t *act, int32_t f,
 
     m->stats.field_hits[f]++;
 
-    if (act->method == DG_MASK_CLEAR) {
+    if (act->method == DG_MASK_CLEAR || (m->rfail && m->rec_open)) {
+        /* clear, or in a record held and already out of scope: its
+         * bytes go nowhere (dg_mask_decide() does the same) */
         return 0;
     }
 
@@ -799,7 +801,35 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
         } else {
             act = &m->actions[f];
 
-            if (act->method == DG_MASK_DROP || act->row
+            if (act->row) {
+                /*
+                 * A key on a rows path with a plain scalar: read for the
+                 * record's scope here (dg_mask_rows_take(), what
+                 * dg_mask_rows_member() and the capture do), then the
+                 * member goes on as it would: no field (passing, in
+                 * this mode alone), or its field's.
+                 */
+                if ((act->row & DG_MASK_ROW_ONLY) && mode != DG_MM_PASS) {
+                    break;
+                }
+
+                if ((v = dg_mask_fast_scalar(&bk, q, end, 1, avx2)) == NULL
+                    || (size_t) (v - q) > maxv)
+                {
+                    break;
+                }
+
+                dg_mask_rows_take(m, fr, k, e - k, q, v);
+
+                if (act->row & DG_MASK_ROW_ONLY) {
+                    m->stats.field_hits[f]++;
+                    unl++;
+                    emitted = 1;
+                    goto taken;
+                }
+            }
+
+            if (act->method == DG_MASK_DROP
                 || (*q != '"' && *q != '-' && !(dg_mask_cls[*q] & C_DIGIT))
                 || (v = dg_mask_fast_scalar(&bk, q, end, 1, avx2)) == NULL
                 || (size_t) (v - q) > maxv)
@@ -815,9 +845,7 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             }
         }
 
-#if (DG_MASK_X86)
     taken:
-#endif
 
         p = v;
         if (p == end || *p != ',') {
@@ -828,11 +856,21 @@ dg_mask_members_body(dg_mask_t *m, dg_mask_frame_t *fr, const uint8_t **pp,
             if (p == end || *p != ',') {
                 if (mode == DG_MM_PASS && end - p >= 4 && p[0] == '}'
                     && p[1] == ',' && p[2] == '{' && p[3] == '"'
-                    && dg_mask_next_record(m, p + 1))
+                    && (dg_mask_next_record(m, p + 1)
+                        || (m->rec_one
+                            && (rc = dg_mask_rec_next(m, p + 1)) != 0)))
                 {
                     /* the next record of the array: the "},{" step of
-                     * dg_mask_run_span() without leaving the loop; the
-                     * frame is the same slot, pushed anew */
+                     * dg_mask_run_span() without leaving the loop (a
+                     * record decided one by one: dg_mask_rec_next());
+                     * the frame is the same slot, pushed anew */
+                    if (rc < 0) {
+                        ret = 0;
+                        break;
+                    }
+
+                    rc = 0;
+
                     p += 3;
                     node = fr->node;
                     listed = (fr->flags & DG_FR_LISTED) ? 1 : 0;

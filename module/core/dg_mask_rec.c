@@ -110,7 +110,7 @@ dg_mask_rows_child(const dg_mask_rows_t *rw, unsigned node,
 
     for (c = rw->nodes[node].child; c; c = rw->nodes[c].next) {
         if (rw->nodes[c].len == len
-            && memcmp(rw->str + rw->nodes[c].off, k, len) == 0)
+            && dg_mask_keyeq(rw->str + rw->nodes[c].off, k, len))
         {
             return (int) c;
         }
@@ -466,9 +466,9 @@ dg_mask_rows_match(const dg_mask_rows_t *rw, size_t i, const uint8_t *v,
         rv = &rw->vals[rw->first[i] + j];
 
         if (rv->prefix ? (len >= rv->len
-                          && memcmp(v, rw->str + rv->off, rv->len) == 0)
+                          && dg_mask_keyeq(v, rw->str + rv->off, rv->len))
                        : (len == rv->len
-                          && memcmp(v, rw->str + rv->off, rv->len) == 0))
+                          && dg_mask_keyeq(v, rw->str + rv->off, rv->len)))
         {
             return 1;
         }
@@ -810,6 +810,58 @@ dg_mask_rec_cut(dg_mask_t *m, const uint8_t *p, int walk)
 }
 
 
+/*
+ * "},{" between two records of a DG_FR_RONE array walked normally, q
+ * after the '}' (the member loop's way, as dg_mask_next_record()): the
+ * record ends, the comma and the next one start, with the effects of the
+ * state machine's steps.  1: taken; 0: left to the state machine (an
+ * allowance that may run out, a cut, allow-list mode); or an error.
+ */
+int
+dg_mask_rec_next(dg_mask_t *m, const uint8_t *q)
+{
+    dg_mask_frame_t  *fr;
+    int               rc;
+
+    if (m->depth < 2) {
+        return 0;
+    }
+
+    fr = &m->frames[m->depth - 2];
+
+    if (fr->type != '[' || !(fr->flags & DG_FR_RONE)
+        || (fr->flags & DG_FR_RCAND) || m->skip || m->mask || m->hold
+        || m->trunc || m->cap_on || (m->allow != UINT64_MAX && m->allow < 2)
+        || ((m->flags & DG_MASK_UNLISTED_DROP)
+            && !(fr->flags & DG_FR_LISTED)))
+    {
+        return 0;
+    }
+
+    m->depth--;
+    dg_mask_value_done(m, q);
+
+    if (m->rowsx && (rc = dg_mask_rec_done(m, q)) != 0) {
+        return rc;
+    }
+
+    if ((rc = dg_mask_rec_comma(m, q)) != 0) {
+        return rc;
+    }
+
+    dg_mask_elem_node(m, fr);
+
+    if ((rc = dg_mask_rec_elem(m, fr, '{', q + 1, 0)) != 0) {
+        return rc;
+    }
+
+    dg_mask_push(m, '{');
+    m->esc = 0;
+
+    return 1;
+}
+
+
 /* the record's bytes from at on are held */
 static int
 dg_mask_rec_hold(dg_mask_t *m, const uint8_t *at)
@@ -989,6 +1041,48 @@ dg_mask_rows_member(dg_mask_t *m, uint8_t c, const uint8_t *p)
     }
 
     return 0;
+}
+
+
+/*
+ * The member loop's way (dg_mask_members.c): a member whose key k (plain,
+ * klen bytes) is on a rows path, its value a plain scalar [q, v) in the
+ * span (a string without escapes, a number, a literal), in the object
+ * fr: the same as dg_mask_rows_member() and the capture of the value.
+ */
+void
+dg_mask_rows_take(dg_mask_t *m, const dg_mask_frame_t *fr,
+    const uint8_t *k, size_t klen, const uint8_t *q, const uint8_t *v)
+{
+    int       node;
+    int16_t   ci;
+    uint32_t  bit;
+
+    if (!m->rec_open || fr->rstep == 0 || klen > DG_MASK_ROWS_KEY) {
+        return;
+    }
+
+    node = dg_mask_rows_child(m->rows, fr->rstep, k, klen);
+    if (node == 0 || (ci = m->rows->nodes[node].cond) < 0) {
+        return;
+    }
+
+    bit = 1u << ci;
+    m->rseen |= bit;
+
+    if (*q == '"') {
+        q++;
+        v--;
+
+    } else if (*q == 'n') {
+        /* null: no value to match */
+        m->rfail |= bit;
+        return;
+    }
+
+    if (!dg_mask_rows_match(m->rows, ci, q, v - q)) {
+        m->rfail |= bit;
+    }
 }
 
 

@@ -240,6 +240,17 @@ static const rcase_t  cases[] = {
          "{\"code\":404,\"message\":\"not found\"}",
          "{\"code\":404,\"message\":\"not found\"}", 0, 0),
 
+    /* a record already out of scope is not masked further (its bytes go
+     * nowhere): a value that could not be masked there is no error,
+     * before the decision it is */
+    ROW_("rows out not masked", "name=name", 0, "data[]", "r=a",
+         "{\"data\":[{\"r\":\"b\",\"name\":\"\xff\xfe\"},"
+         "{\"name\":\"\xe9\x9f\xa6\xe7\xa7\x80\",\"r\":\"a\"}]}",
+         "{\"data\":[{\"name\":\"\xe9\x9f\xa6*\",\"r\":\"a\"}]}", 1, 1),
+    { "rows masked before decided", "name=name", 0, "data[]", "r=a",
+      T_NONE, 0, "{\"data\":[{\"name\":\"\xff\",\"r\":\"b\"}]}", NULL,
+      DG_MASK_E_UTF8, -1, -1, -1, 0 },
+
     /* row scoping refuses what it cannot decide */
     RERR_("rows records not array", "data[]", "r=a",
           "{\"data\":{\"r\":\"b\"}}", DG_MASK_E_RECORDS),
