@@ -611,6 +611,19 @@ dg_load_classes(dg_load_t *L)
                               dg_mask_methods_str(methods, sizeof(methods)));
             }
 
+            if (c->mask.method == DG_MASK_CLEAR && c->level > 1) {
+                /*
+                 * a class's mask is what readers below its level get:
+                 * only the lowest level may be declared public
+                 */
+                return dg_err(L, f->name, mv->line, path, "mask",
+                              "'clear' would show level %u data to "
+                              "readers below level %u: only a level 1 "
+                              "class may be clear; to show such a field, "
+                              "give the consumer the clearance or list it "
+                              "in a grant's reveal", c->level, c->level);
+            }
+
             if (dg_hash_add(&L->priv->classes, c->id.data, c->id.len, c)
                 != 0)
             {
