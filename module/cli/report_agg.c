@@ -359,7 +359,10 @@ dg_report_minute(dg_report_t *rp, dg_rgroup_t *g, const dg_ascan_t *r)
             s = &g->ring[empty];
 
         } else if (g->ring[oldest].minute > m) {
-            rp->late++;
+            if (g->level == DG_RLEVEL_TOTAL) {
+                rp->late++;
+            }
+
             return;
 
         } else {
