@@ -87,7 +87,8 @@ static const char  dg_html_style[] =
 ".card.bad b{color:" DG_HTML_DENIED "}"
 "table{border-collapse:collapse;font-size:13px;margin:6px 0}"
 "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;"
-"vertical-align:top}th{background:#f2f2f2}td.n{text-align:right;"
+"vertical-align:top;white-space:nowrap}th{background:#f2f2f2}"
+"td.n{text-align:right;"
 "font-variant-numeric:tabular-nums}"
 "svg{max-width:100%;height:auto}svg text{font-size:12px;fill:#333}"
 ".note{font-size:12px;color:#444;max-width:960px}"
@@ -155,8 +156,10 @@ dg_report_html(const dg_report_t *rp, FILE *out)
           out);
 
     if (t) {
-        fprintf(out, "<p class=\"meta\">调用时间 Calls: %.19s – %.19s</p>\n",
-                t->first, t->last);
+        fprintf(out, "<p class=\"meta\">调用时间 Calls: %.10s %.8s –"
+                " %.10s %.8s</p>\n", t->first,
+                t->first + DG_ASCAN_DATE_LEN + 1, t->last,
+                t->last + DG_ASCAN_DATE_LEN + 1);
     }
 
     if (rp->from || rp->to) {
@@ -747,9 +750,10 @@ dg_html_groups(const dg_report_t *rp, FILE *out, uint32_t level, int ndims)
         }
 
         fprintf(out, "<td class=\"n\">%s</td>", dg_html_num(num, v[k]->bytes));
-        fprintf(out, "<td class=\"n\">%s</td><td>%.19s</td><td>%.19s</td>"
-                "</tr>\n", dg_html_num(num, v[k]->peak), v[k]->first,
-                v[k]->last);
+        fprintf(out, "<td class=\"n\">%s</td><td>%.10s %.8s</td>"
+                "<td>%.10s %.8s</td></tr>\n", dg_html_num(num, v[k]->peak),
+                v[k]->first, v[k]->first + DG_ASCAN_DATE_LEN + 1,
+                v[k]->last, v[k]->last + DG_ASCAN_DATE_LEN + 1);
     }
 
     fputs("</table>\n", out);
