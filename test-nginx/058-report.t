@@ -552,6 +552,18 @@ sub rec {
 }
 
 {
+    # a record of another kind than a call: counted apart, not unreadable
+    spew_raw("$tmp/kinds.log",
+             rec(time => '2024-05-11T10:00:00+08:00', seq => 1)
+             . '{"seq":2,"event":"checkpoint","head":"ab","hash":"cd"}' . "\n"
+             . rec(time => '2024-05-11T10:00:01+08:00', seq => 3));
+    my ($rc, $j) = report_json("$tmp/kinds.log");
+    is($rc, 0, 'a record of another kind: exit 0');
+    is($j->{input}{other}, 1, '... counted as other');
+    is($j->{total}{calls}, 2, '... not as a call');
+}
+
+{
     # names from the client, as the gateway writes them
     spew_raw("$tmp/names.log",
              rec(time => '2024-05-11T10:00:00+08:00',
@@ -622,6 +634,12 @@ sub rec {
         [['--frmo', '2024-05-12', "$tmp/a.log"], qr/unknown option/,
          'an unknown option'],
         [['-', '-'], qr/more than once/, 'standard input twice'],
+        [["$tmp/a.log", "$tmp/b.log", "$tmp/./a.log"],
+         qr/are the same file: it would be counted twice/,
+         'a file given twice'],
+        [['--output', "$tmp/../" . (split m{/}, $tmp)[-1] . '/a.log',
+          "$tmp/a.log"], qr/--output .* is the audit log/,
+         'a report written over a log'],
     );
     for my $b (@bad) {
         my ($rc, $said) = run_cmd($CLI, 'report', @{ $b->[0] });
@@ -632,6 +650,7 @@ sub rec {
     my ($rc, $said) = run_cmd($CLI, 'report', "$tmp/no-such.log");
     is($rc, 3, 'a missing file: exit 3');
     like($said, qr/no-such\.log: No such file/, '... named');
+    ok(-s "$tmp/a.log" > 100, 'the log is still there');
     ($rc, $said) = run_cmd($CLI, 'report', '--output',
                            "$tmp/no-dir/x.html", "$tmp/a.log");
     is($rc, 3, 'an output that cannot be written: exit 3');

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "datagate.h"
 #include "report.h"
@@ -129,6 +130,7 @@ static int dg_report_args(dg_report_t *rp, int argc, char **argv,
     int *format, const char **output);
 static int dg_report_by(dg_report_t *rp, const char *list);
 static int dg_report_date(const char *s);
+static int dg_report_files(const dg_report_t *rp, const char *output);
 static int dg_report_run(dg_report_t *rp);
 static int dg_rin_probe(const char *name, dg_ascan_t *rec, char *buf,
     char *scratch, int64_t *start);
@@ -405,6 +407,10 @@ dg_report_args(dg_report_t *rp, int argc, char **argv, int *format,
         return DG_EXIT_USAGE;
     }
 
+    if (dg_report_files(rp, *output) != 0) {
+        return DG_EXIT_USAGE;
+    }
+
     if (by == NULL) {
         by = rp->policy_path ? "org,consumer,dataset,purpose"
                              : "consumer,dataset,purpose";
@@ -472,6 +478,56 @@ dg_report_by(dg_report_t *rp, const char *list)
             break;
         }
     }
+
+    return 0;
+}
+
+
+/*
+ * A file given twice would be counted twice; a report written over one
+ * of the logs would destroy it.  Both are refused, whatever the names.
+ */
+static int
+dg_report_files(const dg_report_t *rp, const char *output)
+{
+    int           i, j;
+    struct stat   o, *st;
+
+    st = calloc(rp->nfiles, sizeof(struct stat));
+    if (st == NULL) {
+        return 0;               /* out of memory: found when reading */
+    }
+
+    for (i = 0; i < rp->nfiles; i++) {
+        if (strcmp(rp->files[i], "-") == 0
+            || stat(rp->files[i], &st[i]) != 0)
+        {
+            continue;           /* named when it is read */
+        }
+
+        for (j = 0; j < i; j++) {
+            if (st[j].st_ino == st[i].st_ino && st[j].st_dev == st[i].st_dev
+                && st[i].st_ino != 0)
+            {
+                fprintf(stderr, "datagate report: %s and %s are the same"
+                        " file: it would be counted twice\n", rp->files[j],
+                        rp->files[i]);
+                free(st);
+                return -1;
+            }
+        }
+
+        if (output && strcmp(output, "-") != 0 && stat(output, &o) == 0
+            && o.st_ino == st[i].st_ino && o.st_dev == st[i].st_dev)
+        {
+            fprintf(stderr, "datagate report: --output %s is the audit log"
+                    " %s\n", output, rp->files[i]);
+            free(st);
+            return -1;
+        }
+    }
+
+    free(st);
 
     return 0;
 }
@@ -857,9 +913,13 @@ dg_rin_next(dg_rmerge_t *m, dg_rin_t *in)
         } else if (len == 0) {
             err = "an empty line";
 
-        } else if (dg_audit_scan(in->rec, line, len, in->scratch,
-                                 DG_RIN_LINE_MAX, &err) == 0)
+        } else if ((rc = dg_audit_scan(in->rec, line, len, in->scratch,
+                                       DG_RIN_LINE_MAX, &err)) == 1)
         {
+            rp->other++;
+            continue;
+
+        } else if (rc == 0) {
             if (!dg_rin_in_range(rp, in->rec)) {
                 rp->out_of_range++;
                 continue;

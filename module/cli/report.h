@@ -133,6 +133,7 @@ typedef struct {
     uint64_t                    lines;
     uint64_t                    counted;
     uint64_t                    unreadable;
+    uint64_t                    other;      /* records that are not calls */
     uint64_t                    out_of_range;
     uint64_t                    lost;       /* sum of "lost" */
     uint64_t                    late;       /* too far out of time order

@@ -268,6 +268,11 @@ dg_report_html(const dg_report_t *rp, FILE *out)
 
     fputs("</p>\n", out);
 
+    if (rp->other) {
+        fprintf(out, "<p>另有 %" PRIu64 " 条非调用记录。%" PRIu64 " records"
+                " of other kinds than calls.</p>\n", rp->other, rp->other);
+    }
+
     if (rp->unreadable) {
         fprintf(out, "<p class=\"warn\">%" PRIu64 " 行不是审计记录，未计入。"
                 "%" PRIu64 " lines are not audit records and are not"

@@ -440,8 +440,9 @@ dg_report_table(const dg_report_t *rp, FILE *out)
     }
 
     fprintf(out, "unreadable:  %" PRIu64 " line%s; outside the dates: %"
-            PRIu64 "\n", rp->unreadable, rp->unreadable == 1 ? "" : "s",
-            rp->out_of_range);
+            PRIu64 "; records of other kinds than calls: %" PRIu64 "\n",
+            rp->unreadable, rp->unreadable == 1 ? "" : "s",
+            rp->out_of_range, rp->other);
     fprintf(out, "lost:        %" PRIu64 " record%s the gateway could not"
             " write (their calls are not counted)\n", rp->lost,
             rp->lost == 1 ? "" : "s");
@@ -918,11 +919,12 @@ dg_report_json(const dg_report_t *rp, FILE *out)
 
     fprintf(out, "},\n\"input\":{\"lines\":%" PRIu64 ",\"records\":%" PRIu64
             ",\"unreadable\":%" PRIu64 ",\"out_of_range\":%" PRIu64
-            ",\"lost\":%" PRIu64 ",\"late\":%" PRIu64 "},\n"
+            ",\"other\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"late\":%" PRIu64
+            "},\n"
             "\"bounds\":{\"names\":%" PRIu64 ",\"groups\":%" PRIu64
             ",\"cells\":%" PRIu64 ",\"days\":%" PRIu64 "},\n\"total\":",
             rp->lines, rp->counted, rp->unreadable, rp->out_of_range,
-            rp->lost, rp->late, rp->folded_names, rp->folded_groups,
+            rp->other, rp->lost, rp->late, rp->folded_names, rp->folded_groups,
             rp->folded_cells, rp->folded_days);
 
     if (dg_report_total(rp)) {

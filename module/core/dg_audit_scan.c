@@ -22,6 +22,7 @@
 #define DG_ASCAN_M_RECORDS      0x0100
 #define DG_ASCAN_M_LOST         0x0200
 #define DG_ASCAN_M_MASKED       0x0400
+#define DG_ASCAN_M_SEQ          0x0800
 
 #define DG_ASCAN_STR            1       /* string, or null */
 #define DG_ASCAN_UINT           2
@@ -62,6 +63,7 @@ typedef struct {
     { n, sizeof(n) - 1, t, b, offsetof(dg_ascan_t, f) }
 
 static const dg_ascan_member_t  dg_ascan_members[] = {
+    DG_ASCAN_MEMBER("seq", DG_ASCAN_UINT, DG_ASCAN_M_SEQ, seq),
     DG_ASCAN_MEMBER("time", DG_ASCAN_STR, DG_ASCAN_M_TIME, time),
     DG_ASCAN_MEMBER("consumer", DG_ASCAN_STR, DG_ASCAN_M_CONSUMER, consumer),
     DG_ASCAN_MEMBER("dataset", DG_ASCAN_STR, DG_ASCAN_M_DATASET, dataset),
@@ -106,7 +108,7 @@ dg_audit_scan(dg_ascan_t *r, const char *line, size_t len, char *scratch,
     dg_ascan_ctx_t            c;
     const dg_ascan_member_t  *m;
 
-    memset(&r->time, 0, offsetof(dg_ascan_t, masked));
+    memset(r, 0, offsetof(dg_ascan_t, masked));
     r->nmasked = 0;
 
     c.p = line;
@@ -209,6 +211,9 @@ dg_audit_scan(dg_ascan_t *r, const char *line, size_t len, char *scratch,
 
                 if (m->bit == DG_ASCAN_M_RECORDS) {
                     r->has_records = 1;
+
+                } else if (m->bit == DG_ASCAN_M_SEQ) {
+                    r->has_seq = 1;
                 }
 
                 break;
@@ -247,6 +252,10 @@ closed:
     if (c.p != c.end) {
         *err = "text after the object";
         return -1;
+    }
+
+    if (!(seen & DG_ASCAN_M_DECISION) && r->has_seq) {
+        return 1;
     }
 
     if (r->time.data == NULL) {

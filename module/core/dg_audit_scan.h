@@ -12,7 +12,8 @@
  * A line is refused (-1) when it is not one JSON object, when a member
  * it reads is of the wrong type or out of range, when one of them is
  * given twice, or when "time" or "decision" is missing: such a line is
- * counted as unreadable, never guessed at.
+ * counted as unreadable, never guessed at.  A well-formed object with a
+ * "seq" and no "decision" is a record of another kind than a call (1).
  */
 
 #ifndef DG_AUDIT_SCAN_H
@@ -61,12 +62,14 @@ typedef struct {
     dg_aview_t                  purpose;
     dg_aview_t                  decision;
     dg_aview_t                  reason;     /* NULL when absent */
+    uint64_t                    seq;
     uint64_t                    status;
     uint64_t                    bytes;
     uint64_t                    records;    /* data records returned */
     uint64_t                    lost;       /* records not written
                                                before this one */
     unsigned                    has_records:1;
+    unsigned                    has_seq:1;
     unsigned                    allowed:1;  /* decision "allowed" */
     unsigned                    denied:1;   /* decision "denied" */
 
@@ -78,8 +81,10 @@ typedef struct {
 /*
  * Read one line (without its LF).  Strings that hold escapes are
  * unescaped into scratch (cap bytes; a line never needs more than its
- * own length); the others point into the line.  Returns 0, or -1 with
- * *err a short reason ("not a JSON object", "no \"time\"", ...).
+ * own length); the others point into the line.  Returns 0 for the
+ * record of a call, 1 for a record of another kind (a "seq", no
+ * "decision"), or -1 with *err a short reason ("not a JSON object",
+ * "no \"time\"", ...).
  */
 int dg_audit_scan(dg_ascan_t *r, const char *line, size_t len,
     char *scratch, size_t cap, const char **err);

@@ -102,6 +102,7 @@ dg_fuzz_utf8(const uint8_t *s, size_t len, char *out)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    int                 rc;
     char               *copy, *scratch, hash[DG_AUDIT_HEXLEN + 1];
     char                want[DG_FUZZ_SHORT * 3];
     size_t              n, i, len, wlen;
@@ -132,7 +133,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         memcpy(copy, p, n);
 
-        if (dg_audit_scan(&dg_fuzz_rec, copy, n, scratch, n, &err) == 0) {
+        err = NULL;
+        rc = dg_audit_scan(&dg_fuzz_rec, copy, n, scratch, n, &err);
+
+        if (rc == 0) {
             dg_fuzz_inside(dg_fuzz_rec.time, copy, n, scratch, n);
             dg_fuzz_inside(dg_fuzz_rec.consumer, copy, n, scratch, n);
             dg_fuzz_inside(dg_fuzz_rec.dataset, copy, n, scratch, n);
@@ -151,7 +155,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
 
-        } else if (err == NULL) {
+        } else if ((rc == -1 && err == NULL) || (rc == 1
+                                                  && !dg_fuzz_rec.has_seq))
+        {
             abort();
         }
 

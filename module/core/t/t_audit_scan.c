@@ -113,6 +113,13 @@ test_record(void)
     ok(view_is(rec.consumer, "\xf0\x9f\x98\x80"), "a surrogate pair");
     ok(view_is(rec.dataset, "\xef\xbf\xbdz"), "a lone surrogate: U+FFFD");
 
+    /* a record of another kind: a "seq", no "decision" */
+    is_int(scan("{\"seq\":9,\"event\":\"checkpoint\",\"hash\":\"ab\"}",
+                &err), 1, "a record that is not a call: 1");
+    ok(rec.has_seq && rec.seq == 9, "its seq");
+    is_int(scan("{\"event\":\"checkpoint\"}", &err), -1,
+           "no seq, no decision: refused");
+
     /* whitespace is JSON's */
     is_int(scan(" { \"time\" : \"1970-01-01T00:00:00Z\" , \"decision\" :"
                 " \"allowed\" } ", &err), 0, "whitespace around tokens");
