@@ -64,7 +64,8 @@ grants:
     valid: {from: 2024-01-01, until: 2099-12-31}
 YAML
 
-my $tmp = tempdir('dgreport-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{DG_TEST_KEEP});
+my $tmp = tempdir('dgreport-XXXXXX', TMPDIR => 1,
+                  CLEANUP => !$ENV{DG_TEST_KEEP});
 my $out = "$FindBin::Bin/out";
 make_path($out);
 
@@ -403,7 +404,8 @@ my $policy_file = $n->dir . '/policy.yaml';
     }
 
     my %sub = map { (($_->{org} // '') => $_) } @{ $j->{subtotals} };
-    is($sub{'自治区民政厅'}{calls}, 9, 'department 自治区民政厅: 9 calls');
+    is($sub{'自治区民政厅'}{calls}, 9,
+       'department 自治区民政厅: 9 calls');
     is($sub{'自治区人力资源和社会保障厅'}{allowed}, 2,
        'department 自治区人力资源和社会保障厅: 2 allowed');
     is($sub{'自治区住房和城乡建设厅'}{denials}{level_exceeded}, 1,

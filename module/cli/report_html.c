@@ -152,8 +152,8 @@ dg_report_html(const dg_report_t *rp, FILE *out)
     fprintf(out, "</title>\n<style>%s</style>\n</head>\n<body>\n",
             dg_html_style);
 
-    fputs("<h1>数据共享调用报告<span>Data-sharing call report</span></h1>\n",
-          out);
+    fputs("<h1>数据共享调用报告"
+          "<span>Data-sharing call report</span></h1>\n", out);
 
     if (t) {
         fprintf(out, "<p class=\"meta\">调用时间 Calls: %.10s %.8s –"
@@ -200,7 +200,8 @@ dg_report_html(const dg_report_t *rp, FILE *out)
     dg_html_card(out, "返回字节", "bytes returned", t ? t->bytes : 0, 0);
     dg_html_card(out, "峰值/分钟", "peak calls per minute",
                  t ? t->peak : 0, 0);
-    dg_html_card(out, "未写入记录", "records lost", rp->lost, rp->lost > 0);
+    dg_html_card(out, "未写入记录", "records lost", rp->lost,
+                 rp->lost > 0);
     dg_html_card(out, "无法读取行", "unreadable lines", rp->unreadable,
                  rp->unreadable > 0);
     fputs("</div>\n", out);
@@ -256,8 +257,8 @@ dg_report_html(const dg_report_t *rp, FILE *out)
     }
 
     fputs("<h2>说明<span>Notes</span></h2>\n<div class=\"note\">\n", out);
-    fprintf(out, "<p>本报告统计审计日志中的 %s 条记录（共 %s 行）。"
-            "Counted: %" PRIu64 " records of %" PRIu64 " lines.",
+    fprintf(out, "<p>本报告统计审计日志中的 %s 条记录"
+            "（共 %s 行）。Counted: %" PRIu64 " records of %" PRIu64 " lines.",
             dg_html_num(num, rp->counted), dg_html_num(num2, rp->lines),
             rp->counted, rp->lines);
 
@@ -269,42 +270,47 @@ dg_report_html(const dg_report_t *rp, FILE *out)
     fputs("</p>\n", out);
 
     if (rp->other) {
-        fprintf(out, "<p>另有 %" PRIu64 " 条非调用记录。%" PRIu64 " records"
-                " of other kinds than calls.</p>\n", rp->other, rp->other);
+        fprintf(out, "<p>另有 %" PRIu64 " 条非调用记录。"
+                "%" PRIu64 " records of other kinds than calls.</p>\n",
+                rp->other, rp->other);
     }
 
     if (rp->unreadable) {
-        fprintf(out, "<p class=\"warn\">%" PRIu64 " 行不是审计记录，未计入。"
-                "%" PRIu64 " lines are not audit records and are not"
+        fprintf(out, "<p class=\"warn\">%" PRIu64 " 行不是审计记录，"
+                "未计入。%" PRIu64 " lines are not audit records and are not"
                 " counted.</p>\n", rp->unreadable, rp->unreadable);
     }
 
     if (rp->lost) {
-        fprintf(out, "<p class=\"warn\">网关有 %" PRIu64 " 条记录未能写入，"
-                "其调用不在本报告中。The gateway could not write %" PRIu64
-                " records: their calls are not in this report.</p>\n",
+        fprintf(out, "<p class=\"warn\">网关有 %" PRIu64 " 条记录"
+                "未能写入，其调用不在本报告中。"
+                "The gateway could not write %" PRIu64 " records:"
+                " their calls are not in this report.</p>\n",
                 rp->lost, rp->lost);
     }
 
     if (rp->folded_names || rp->folded_groups || rp->folded_cells
         || rp->folded_days)
     {
-        fputs("<p class=\"warn\">名称过多，部分计入“(other)”。More distinct"
-              " names than a report keeps: some are counted under"
-              " \"(other)\".</p>\n", out);
+        fputs("<p class=\"warn\">名称过多，部分计入“(other)”。"
+              "More distinct names than a report keeps: some are counted"
+              " under \"(other)\".</p>\n", out);
     }
 
-    fputs("<p>“允许”指网关放行的调用；“拒绝”按原因代码统计（见 "
-          "docs/reference.md）。返回记录与字节只计允许的调用。“峰值/分钟”"
-          "为一分钟内最多的调用数。“(unknown)” 为网关不认识的用途。"
+    fputs("<p>“允许”指网关放行的调用；"
+          "“拒绝”按原因代码统计（见 docs/reference.md）。"
+          "返回记录与字节只计允许的调用。"
+          "“峰值/分钟”为一分钟内最多的调用数。"
+          "“(unknown)” 为网关不认识的用途。"
           "Allowed: calls the gateway let through; denied: by reason code"
           " (docs/reference.md). Records and bytes returned count allowed"
           " calls only. Peak: the most calls in one minute. \"(unknown)\":"
           " a purpose the gateway did not know.</p>\n"
           "<p>本报告按记录内容统计，不校验哈希链；请用 "
-          "<code>datagate audit verify</code> 校验日志未被篡改。This report"
-          " counts what the records say; <code>datagate audit verify</code>"
-          " checks that they were not changed.</p>\n</div>\n"
+          "<code>datagate audit verify</code> 校验日志未被篡改。"
+          "This report counts what the records say;"
+          " <code>datagate audit verify</code> checks that they were not"
+          " changed.</p>\n</div>\n"
           "</body>\n</html>\n", out);
 
     if (dg_report_oom) {
@@ -734,7 +740,8 @@ dg_html_groups(const dg_report_t *rp, FILE *out, uint32_t level, int ndims)
     fputs("<th>调用<br>calls</th><th>允许<br>allowed</th>"
           "<th>拒绝<br>denied</th><th>返回记录<br>records</th>"
           "<th>返回字节<br>bytes</th><th>峰值/分钟<br>peak/min</th>"
-          "<th>首次调用<br>first call</th><th>末次调用<br>last call</th>"
+          "<th>首次调用<br>first call</th>"
+          "<th>末次调用<br>last call</th>"
           "</tr>\n", out);
 
     for (k = 0; k < n; k++) {
