@@ -306,14 +306,73 @@ dg_ascan_ws(dg_ascan_ctx_t *c)
 }
 
 
+/*
+ * Eight bytes at a time: the bytes that are '"', '\\' or a control
+ * character are flagged in one word.  The tests can also flag a byte
+ * above a flagged one (a borrow), never one below it: on a little-endian
+ * machine the lowest flagged byte is the first of them in the line.
+ */
+#define DG_SWAR_ONES            0x0101010101010101ULL
+#define DG_SWAR_HIGHS           0x8080808080808080ULL
+#define DG_SWAR_ZERO(v)         (((v) - DG_SWAR_ONES) & ~(v) & DG_SWAR_HIGHS)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DG_SWAR                 1
+#endif
+
+static uint64_t
+dg_ascan_special(uint64_t v)
+{
+    uint64_t  quote, bslash;
+
+    quote = v ^ (DG_SWAR_ONES * '"');
+    bslash = v ^ (DG_SWAR_ONES * '\\');
+
+    return DG_SWAR_ZERO(quote) | DG_SWAR_ZERO(bslash)
+           | ((v - DG_SWAR_ONES * 0x20) & ~v & DG_SWAR_HIGHS);
+}
+
+
 /* c->p at the opening quote */
 static int
 dg_ascan_string(dg_ascan_ctx_t *c, dg_aview_t *out)
 {
+    uint64_t        v, m;
     const char     *q;
     unsigned char   ch;
 
-    for (q = c->p + 1; q < c->end; q++) {
+    q = c->p + 1;
+
+    for ( ;; ) {
+#ifdef DG_SWAR
+        if (c->end - q >= (ptrdiff_t) sizeof(uint64_t)) {
+            memcpy(&v, q, sizeof(uint64_t));
+
+            m = dg_ascan_special(v);
+            if (m == 0) {
+                q += sizeof(uint64_t);
+                continue;
+            }
+
+            q += __builtin_ctzll(m) / 8;
+
+        } else
+#endif
+        {
+            (void) v;
+            (void) m;
+
+            while (q < c->end && (unsigned char) *q >= 0x20 && *q != '"'
+                   && *q != '\\')
+            {
+                q++;
+            }
+
+            if (q == c->end) {
+                return dg_ascan_fail(c, "a string without its end");
+            }
+        }
+
         ch = (unsigned char) *q;
 
         if (ch == '"') {
@@ -327,12 +386,8 @@ dg_ascan_string(dg_ascan_ctx_t *c, dg_aview_t *out)
             return dg_ascan_unescape(c, q, out);
         }
 
-        if (ch < 0x20) {
-            return dg_ascan_fail(c, "a control character in a string");
-        }
+        return dg_ascan_fail(c, "a control character in a string");
     }
-
-    return dg_ascan_fail(c, "a string without its end");
 }
 
 

@@ -239,6 +239,46 @@ test_refused(void)
 }
 
 
+/* strings of every length around the eight bytes read at once: the end,
+ * an escape or a control character at every place of a word */
+static void
+test_lengths(void)
+{
+    int          k, good;
+    char         line[256], val[64];
+    const char  *err;
+
+    good = 1;
+
+    for (k = 0; k < 40; k++) {
+        memset(val, 'a' + k % 26, k);
+        val[k] = '\0';
+
+        snprintf(line, sizeof(line), "{\"time\":\"2024-05-11T09:30:00Z\","
+                 "\"decision\":\"allowed\",\"purpose\":\"%s\",\"x\":1}",
+                 val);
+        good &= (scan(line, &err) == 0 && view_is(rec.purpose, val));
+
+        snprintf(line, sizeof(line), "{\"time\":\"2024-05-11T09:30:00Z\","
+                 "\"decision\":\"allowed\",\"purpose\":\"%s\\\"b\"}",
+                 val);
+        good &= (scan(line, &err) == 0 && rec.purpose.len == (size_t) k + 2
+                 && rec.purpose.data[k] == '"');
+
+        snprintf(line, sizeof(line), "{\"time\":\"2024-05-11T09:30:00Z\","
+                 "\"decision\":\"allowed\",\"purpose\":\"%s\x1f\"}", val);
+        good &= (scan(line, &err) == -1);
+
+        snprintf(line, sizeof(line), "{\"time\":\"2024-05-11T09:30:00Z\","
+                 "\"decision\":\"allowed\",\"purpose\":\"%s", val);
+        good &= (scan(line, &err) == -1);
+    }
+
+    ok(good, "strings of 0 to 39 bytes: their end, an escape, a control"
+       " character and a missing end found at every place");
+}
+
+
 static void
 test_time(void)
 {
@@ -262,6 +302,7 @@ main(void)
 {
     test_record();
     test_refused();
+    test_lengths();
     test_time();
 
     return done_testing();
