@@ -163,6 +163,8 @@ typedef struct {
     dg_mask_spec_t                  detect[DG_DETECT_MAX];
     /* _headers.c: loc_conf arrays of the enforced locations (void **) */
     ngx_array_t                    *enforced_locs;
+    /* _catalogue.c: the enforced locations by server and dataset */
+    ngx_array_t                    *catalogue_locs;
 } ngx_http_datagate_main_conf_t;
 
 
@@ -175,6 +177,9 @@ typedef struct {
     size_t                          hold_max;   /* datagate_hold_max */
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
+    ngx_flag_t                      catalogue;  /* datagate_catalogue */
+    ngx_str_t                       catalogue_file; /* where it was */
+    ngx_uint_t                      catalogue_line;
     const dg_dataset_t             *dataset;    /* resolved at conf time */
     ngx_str_t                       dataset_file; /* where it was named */
     ngx_uint_t                      dataset_line;
@@ -241,6 +246,9 @@ typedef struct {
     unsigned                        degraded:1; /* counted (_redis.c) */
     unsigned                        logged:1;
     unsigned                        cut:1;
+    unsigned                        catalogue:1; /* a catalogue request
+                                                   (_catalogue.c): no
+                                                   dataset */
 
     /* a long answer ended by an incident control (_watch.c) */
     void                           *watch;
@@ -586,6 +594,17 @@ void ngx_http_datagate_audit_lost_restore(
 /* ---- ngx_http_datagate_status.c: the statistics ---------------------- */
 
 ngx_int_t ngx_http_datagate_status_handler(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_catalogue.c: what a consumer may ask for ----- */
+
+/* datagate_catalogue; */
+char *ngx_http_datagate_catalogue(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* merge of a location: check a catalogue location, remember an enforced
+ * one for the catalogue of its server */
+ngx_int_t ngx_http_datagate_catalogue_merge(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_loc_conf_t *conf);
 
 
 /* ---- ngx_http_datagate_geoip.c: countries, regions ------------------- */

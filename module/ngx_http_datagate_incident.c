@@ -53,6 +53,13 @@
 #define NGX_HTTP_DATAGATE_CGRANT_MAX        64      /* per worker */
 #define NGX_HTTP_DATAGATE_TUPLE_MAX         (3 * (DG_RS_ID_MAX + 1))
 
+/* the dataset of a catalogue request's tuple: an id no policy can hold
+ * (ids begin with a letter or digit), so its entry is its own; only the
+ * certificate's and the consumer's controls are read from it */
+#define NGX_HTTP_DATAGATE_NO_DATASET        "-"
+#define NGX_HTTP_DATAGATE_INC_CATALOGUE                                     \
+    (NGX_HTTP_DATAGATE_INC_REVOKED|NGX_HTTP_DATAGATE_INC_SUSPENDED)
+
 
 /* shared zone entry; the rbtree is an ngx_str_node_t tree */
 typedef struct {
@@ -180,6 +187,7 @@ ngx_int_t
 ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason)
 {
+    uint32_t                     flags;
     ngx_int_t                    rc;
     ngx_http_datagate_rstate_t  *st;
 
@@ -190,18 +198,25 @@ ngx_http_datagate_incident_check(ngx_http_request_t *r,
         return rc;
     }
 
-    /* a known revocation or freeze wins over "unavailable" */
+    /* a known revocation or freeze wins over "unavailable"; a catalogue
+     * request has no dataset to be frozen */
 
-    if (st->flags & NGX_HTTP_DATAGATE_INC_REVOKED) {
+    flags = st->flags;
+
+    if (ctx->catalogue) {
+        flags &= NGX_HTTP_DATAGATE_INC_CATALOGUE;
+    }
+
+    if (flags & NGX_HTTP_DATAGATE_INC_REVOKED) {
         *reason = DG_R_CERT_REVOKED;
 
-    } else if (st->flags & NGX_HTTP_DATAGATE_INC_SUSPENDED) {
+    } else if (flags & NGX_HTTP_DATAGATE_INC_SUSPENDED) {
         *reason = DG_R_CONSUMER_SUSPENDED;
 
-    } else if (st->flags & NGX_HTTP_DATAGATE_INC_DS_FROZEN) {
+    } else if (flags & NGX_HTTP_DATAGATE_INC_DS_FROZEN) {
         *reason = DG_R_DATASET_FROZEN;
 
-    } else if ((st->flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN)
+    } else if ((flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN)
                && (ctx->grant != NULL
                    || (ctx->dataset != NULL
                        && ctx->dataset->share == DG_SHARE_UNCONDITIONAL)))
@@ -274,7 +289,7 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
 
     if (!dmcf->redis_enabled || ctx->consumer == NULL
-        || ctx->dataset == NULL)
+        || (ctx->dataset == NULL && !ctx->catalogue))
     {
         /* single node: the policy file is the whole truth */
         st->inc = NGX_HTTP_DATAGATE_RS_DONE;
@@ -429,11 +444,20 @@ ngx_http_datagate_incident_tuple(ngx_http_datagate_ctx_t *ctx, u_char *tuple,
 {
     u_char               *p;
     size_t                slen;
+    dg_str_t              none;
     const dg_str_t       *cid, *did;
     char                  serial[DG_RS_ID_MAX + 1];
 
     cid = &ctx->consumer->id;
-    did = &ctx->dataset->id;
+
+    if (ctx->dataset != NULL) {
+        did = &ctx->dataset->id;
+
+    } else {
+        none.data = NGX_HTTP_DATAGATE_NO_DATASET;
+        none.len = sizeof(NGX_HTTP_DATAGATE_NO_DATASET) - 1;
+        did = &none;
+    }
 
     slen = 0;
 
@@ -951,6 +975,11 @@ ngx_http_datagate_incident_apply(ngx_http_request_t *r,
     ngx_pool_cleanup_t             *cln;
     ngx_http_datagate_cgrant_t     *cg;
     ngx_http_datagate_main_conf_t  *dmcf;
+
+    if (ctx->catalogue) {
+        /* no dataset: neither freezes nor run-time grants are its */
+        flags &= NGX_HTTP_DATAGATE_INC_CATALOGUE;
+    }
 
     st->flags = flags;
     st->extra[0] = NULL;

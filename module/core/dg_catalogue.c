@@ -461,7 +461,7 @@ dg_cat_access(dg_cw_t *w, const dg_policy_t *p, const dg_dataset_t *d,
     dg_cw_key(w, &first, "purposes");
 
     if (g == NULL) {
-        /* any purpose the policy knows, as the top-level list says */
+        /* any purpose the policy knows */
         dg_cw_str(w, "\"any\"");
 
     } else {
@@ -615,19 +615,13 @@ dg_cat_dataset(dg_cw_t *w, const dg_policy_t *p, const dg_consumer_t *c,
 }
 
 
-/* 1: purpose pu works for the consumer somewhere; any: its clearance
- * reaches an unconditional dataset */
+/* 1: one of the consumer's grants on a dataset it reaches names pu */
 static int
-dg_cat_purpose_usable(const dg_policy_t *p, const dg_consumer_t *c,
-    const dg_purpose_t *pu, int any)
+dg_cat_purpose_granted(const dg_policy_t *p, const dg_consumer_t *c,
+    const dg_purpose_t *pu)
 {
     size_t             i, k;
     const dg_grant_t  *g;
-
-    if (any) {
-        /* an unconditional dataset it reaches takes every purpose */
-        return 1;
-    }
 
     for (i = 0; i < p->ngrants; i++) {
         g = &p->grants[i];
@@ -651,7 +645,7 @@ size_t
 dg_catalogue_json(const dg_policy_t *p, const dg_consumer_t *c,
     const dg_catalogue_opts_t *o, char *buf, size_t cap)
 {
-    int                  first, any, dfirst, pfirst;
+    int                  first, dfirst, pfirst;
     char                 at[32];
     size_t               i;
     time_t               s;
@@ -692,19 +686,12 @@ dg_catalogue_json(const dg_policy_t *p, const dg_consumer_t *c,
     dg_cw_key(&w, &first, "at");
     dg_cw_json(&w, at, strlen(at));
 
-    /* the purposes it may declare somewhere: every one where its
-     * clearance reaches an unconditional dataset, else its grants' */
-
-    any = 0;
-
-    for (i = 0; i < p->ndatasets; i++) {
-        d = &p->datasets[i];
-
-        if (d->share == DG_SHARE_UNCONDITIONAL && dg_cat_reaches(p, c, d)) {
-            any = 1;
-            break;
-        }
-    }
+    /*
+     * The purposes its own grants name, with their names.  Access by
+     * clearance takes any purpose the policy knows ("any"); the others
+     * are not listed: what another consumer was granted for is not this
+     * one's to read
+     */
 
     dg_cw_key(&w, &first, "purposes");
     dg_cw_mem(&w, "[", 1);
@@ -713,7 +700,7 @@ dg_catalogue_json(const dg_policy_t *p, const dg_consumer_t *c,
     for (i = 0; i < p->npurposes; i++) {
         pu = &p->purposes[i];
 
-        if (!dg_cat_purpose_usable(p, c, pu, any)) {
+        if (!dg_cat_purpose_granted(p, c, pu)) {
             continue;
         }
 

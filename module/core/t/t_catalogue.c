@@ -197,12 +197,13 @@ test_catalogue(void)
     ok(!has(a, "ds.high"), "an unconditional dataset above the clearance "
                            "is not listed");
 
-    /* purposes: all of them, as its clearance reaches ds.open, where
-     * any purpose the policy knows works */
+    /* purposes: those its grants name (any works where its clearance
+     * reaches, but the others are not listed) */
     ok(has(a, "\"purposes\":[{\"id\":\"p-one\",\"name\":\"One\"},"
               "{\"id\":\"p-two\",\"name\":\"Two\"},{\"id\":\"p-three\","
-              "\"name\":\"Three\"},{\"id\":\"p-secret\",\"name\":"
-              "\"Only for B\"}]"), "every purpose, with its name");
+              "\"name\":\"Three\"}]"), "its grants' purposes, with names");
+    ok(!has(a, "p-secret"), "not a purpose only another consumer's grants "
+                            "name");
 
     d = dataset_of(a, "ds.cond", ds, sizeof(ds));
     ok(d != NULL, "ds.cond listed");
@@ -258,12 +259,12 @@ test_catalogue(void)
        && !has(b, "SECRET-APPROVAL") && !has(b, "B-APPROVAL")
        && has(b, "ds.bonly") && has(b, "ds.high"),
        "b sees its own, nothing of a");
-    ok(has(b, "{\"id\":\"p-one\""),
-       "b: every purpose (its clearance reaches unconditional datasets)");
+    ok(has(b, "\"purposes\":[{\"id\":\"p-secret\",\"name\":"
+              "\"Only for B\"}]"), "b: its grants' purpose only");
 
     c = catalogue("c", now);
     ok(has(c, "\"purposes\":[{\"id\":\"p-two\",\"name\":\"Two\"}],"),
-       "c reaches no unconditional dataset: its grants' purposes only");
+       "c: its grant's purpose");
     ok(!has(c, "p-secret") && !has(c, "p-one") && !has(c, "ds.open"),
        "c: nothing of what other grants name");
     ok(has(c, "\"datasets\":[{\"id\":\"ds.cond\""), "c: its dataset");
