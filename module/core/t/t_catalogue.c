@@ -18,7 +18,7 @@ static const char  policy[] =
 "  person.id_number: {level: 4, mask: id_card}\n"
 "  person.name:      {level: 3, mask: name}\n"
 "  person.phone:     {level: 2, mask: phone}\n"
-"  note.plain:       {level: 3, mask: clear}\n"
+"  note.plain:       {level: 1, mask: clear}\n"
 "purposes:\n"
 "  p-one:   {name: One}\n"
 "  p-two:   {name: Two}\n"
@@ -36,7 +36,7 @@ static const char  policy[] =
 "  - id: c\n"
 "    org: Org C\n"
 "    cert: {subject: \"CN=c\"}\n"
-"    clearance: 1\n"
+"    clearance: 0\n"
 "datasets:\n"
 "  - id: ds.cond\n"
 "    name: Conditional\n"
@@ -224,9 +224,9 @@ test_catalogue(void)
     ok(has(d, "{\"key\":\"phone\",\"class\":\"person.phone\",\"level\":2,"
               "\"action\":\"dropped\",\"why\":\"dropped\"}"),
        "field dropped by the grant");
-    ok(has(d, "{\"key\":\"note\",\"class\":\"note.plain\",\"level\":3,"
-              "\"action\":\"clear\",\"why\":\"class_clear\"}"),
-       "field whose class is clear");
+    ok(has(d, "{\"key\":\"note\",\"class\":\"note.plain\",\"level\":1,"
+              "\"action\":\"clear\",\"why\":\"clearance\"}"),
+       "field within the clearance");
     ok(has(d, "{\"key\":\"extra_key\",\"class\":null,"
               "\"action\":\"dropped\",\"why\":\"dropped\"}"),
        "a drop key that is no field of the dataset");
@@ -268,6 +268,9 @@ test_catalogue(void)
     ok(!has(c, "p-secret") && !has(c, "p-one") && !has(c, "ds.open"),
        "c: nothing of what other grants name");
     ok(has(c, "\"datasets\":[{\"id\":\"ds.cond\""), "c: its dataset");
+    ok(has(c, "{\"key\":\"note\",\"class\":\"note.plain\",\"level\":1,"
+              "\"action\":\"clear\",\"why\":\"class_clear\"}"),
+       "c (clearance 0): a field whose class is clear");
 
     if (tap_failed) {
         diag("%s", a);
