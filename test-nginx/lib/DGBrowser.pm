@@ -4,21 +4,25 @@ package DGBrowser;
 # pages datagate serves or writes: load a URL or a file, wait until the
 # page's script says it is done, and return its DOM, the console errors,
 # every request it made (and which of them left its origin), a value the
-# page computes, and a screenshot.
+# page computes, and a screenshot of the whole page.
 #
 #   my $p = DGBrowser::load('http://127.0.0.1:8080/status?format=html',
 #                           wait_for   => 'document.body.dataset.loaded',
 #                           eval       => 'document.title',
 #                           screenshot => "$dir/status.png");
-#   $p->{dom}          the document (outerHTML) once wait_for held
+#   $p->{dom}          the document (outerHTML) once wait_for held; also
+#                      $p->{source}
 #   $p->{text}         its text (document.body.innerText)
+#   $p->{title}        document.title
 #   $p->{value}        what eval returned (JSON-able values)
 #   $p->{console}      console errors, uncaught exceptions, error-level log
-#                      entries (CSP violations, failed loads), as strings
+#                      entries (CSP violations, failed loads), as strings;
+#                      also $p->{errors}
 #   $p->{requests}     every URL the page requested, in order
 #   $p->{external}     those outside the page's origin (data: and blob:
 #                      URLs are inside it; file: pages may load file: only)
-#   $p->{screenshot}   the PNG written, or undef
+#   $p->{screenshot}   the PNG written (the whole page), or undef
+#   $p->{size}         [width, height] of that screenshot
 #   $p->{timed_out}    1 when wait_for never held within timeout
 #   $p->{error}        why the browser could not be used (then nothing else)
 #
@@ -26,7 +30,14 @@ package DGBrowser;
 # load event only), timeout (seconds, scaled by DGTest::secs; default 20),
 # eval, screenshot (path), width and height of the viewport (1280 x 1600).
 # DGBrowser::chromium() is the browser's path, or undef when it is not
-# installed (scripts/install-deps.sh installs it for the tests).
+# installed (scripts/install-deps.sh installs it for the tests);
+# DGBrowser::missing() says why a browser test cannot run, '' when it can.
+#
+# The same as an object, for several pages with one set of options:
+#
+#   my $b = DGBrowser->new(width => 1280, height => 900);
+#   my $p = $b->load("file://$dir/report.html", screenshot => $png);
+#   $b->quit;
 #
 # Chromium talks the DevTools protocol over a pipe (--remote-debugging-
 # pipe: fds 3 and 4, NUL-terminated JSON): no port, no WebSocket library.
@@ -56,6 +67,23 @@ sub chromium {
     return undef;
 }
 
+# why a browser test cannot run here, or '' when it can
+sub missing {
+    return chromium() ? ''
+                      : 'chromium is not installed (Debian: chromium; '
+                        . 'make deps)';
+}
+
+# DGBrowser->new(%options): load() takes the options given here as its
+# defaults; each page gets a fresh browser
+sub new {
+    my ($class, %o) = @_;
+    return bless { %o }, $class;
+}
+
+sub quit {
+}
+
 # the origin of a URL: scheme://host:port, or "file:"
 sub origin {
     my ($url) = @_;
@@ -65,8 +93,12 @@ sub origin {
 }
 
 sub load {
+    my $self = ref $_[0] && eval { $_[0]->isa('DGBrowser') } ? shift : undef;
     my ($url, %o) = @_;
-    my $bin = chromium() or return { error => 'chromium is not installed' };
+
+    %o = (%$self, %o) if $self;
+
+    my $bin = chromium() or return { error => missing() };
 
     $url = "file://$url" if $url =~ m{^/};
     my $timeout = DGTest::secs($o{timeout} // 20);
@@ -80,6 +112,9 @@ sub load {
     };
     $page->{error} = "$@" unless $ok;
     $b->stop;
+
+    $page->{errors} = $page->{console};
+    $page->{source} = $page->{dom};
 
     my $own = origin($url);
     for my $r (@{ $page->{requests} }) {
@@ -95,6 +130,8 @@ package DGBrowser::Session;
 
 use strict;
 use warnings;
+
+use List::Util qw(max);
 
 use File::Temp qw(tempdir);
 use IO::Select;
@@ -129,7 +166,7 @@ sub start {
             '--no-first-run', '--no-default-browser-check',
             '--disable-extensions', '--disable-background-networking',
             '--disable-component-update', '--disable-sync',
-            '--disable-default-apps', '--mute-audio',
+            '--disable-default-apps', '--mute-audio', '--disable-dev-shm-usage',
             '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
             'about:blank'
             or POSIX::_exit(127);
@@ -272,9 +309,22 @@ sub run {
     $page->{text} = $self->evaluate('document.body ? document.body.innerText'
                                     . ' : ""');
 
+    $page->{title} = $self->evaluate('document.title');
+
     if ($o{screenshot}) {
-        my $shot = $self->call('Page.captureScreenshot', { format => 'png' },
+        # the whole page: the viewport, or more when the document is taller
+        my $m = $self->call('Page.getLayoutMetrics', {}, $self->{session});
+        my $c = $m->{cssContentSize} || $m->{contentSize} || {};
+        my @size = (max($c->{width} // 0, $o{width} // 1280),
+                    max($c->{height} // 0, $o{height} // 1600));
+        my $shot = $self->call('Page.captureScreenshot',
+                               { format => 'png',
+                                 captureBeyondViewport => JSON::PP::true,
+                                 clip => { x => 0, y => 0, scale => 1,
+                                           width => $size[0],
+                                           height => $size[1] } },
                                $self->{session});
+        $page->{size} = \@size;
         open my $fh, '>:raw', $o{screenshot}
             or die "$o{screenshot}: $!\n";
         print $fh decode_base64($shot->{data});
