@@ -151,8 +151,6 @@ ngx_http_datagate_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    /* the answer depends on Accept when no format is asked for */
-
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -177,6 +175,8 @@ ngx_http_datagate_status_handler(ngx_http_request_t *r)
         }
 
     } else {
+        /* the answer depends on Accept when no format is asked for */
+
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
