@@ -3,7 +3,7 @@
 # themselves, per department, consumer, dataset and purpose; the CSV and
 # JSON forms parse and agree; the HTML page renders in headless Chromium
 # with no console error and no request but itself, its charts drawn
-# (screenshot kept in test-nginx/out/).  Crafted logs: files merged by
+# (screenshot kept in build/test-output/).  Crafted logs: files merged by
 # time whatever their order, dates, unreadable lines, members added
 # later, names that would act on a terminal, a spreadsheet or a browser,
 # bounded memory under a flood of names, usage errors.
@@ -66,7 +66,7 @@ YAML
 
 my $tmp = tempdir('dgreport-XXXXXX', TMPDIR => 1,
                   CLEANUP => !$ENV{DG_TEST_KEEP});
-my $out = "$FindBin::Bin/out";
+my $out = "$DGTest::TOP/build/test-output";
 make_path($out);
 
 sub slurp_raw {
