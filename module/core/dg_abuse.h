@@ -273,8 +273,9 @@ int dg_abuse_volume_decode(dg_abuse_state_t *s, const char *p, size_t len);
  * on Redis's clock.
  *
  *   KEYS[1]  the state hash, "datagate:abuse:CONSUMER|DATASET"
- *   KEYS[2]  prefix of the sketches; sub-window i is KEYS[2] ":" i
- *            (Redis HyperLogLogs, PFADD / PFCOUNT)
+ *   KEYS[2]  prefix of the sketches: sub-window i is KEYS[2] ":" i and
+ *            their union KEYS[2] ":u" (Redis HyperLogLogs: PFADD, PFMERGE
+ *            when a sub-window is reused, PFCOUNT of the union)
  *   ARGV[1]  distinct (0: off)        ARGV[2]  window s
  *   ARGV[3]  sequential (0: off)      ARGV[4]  factor (0: off)
  *   ARGV[5]  floor per hour           ARGV[6]  record floor per hour
@@ -288,9 +289,11 @@ int dg_abuse_volume_decode(dg_abuse_state_t *s, const char *p, size_t len);
  *   ARGV[12] 1 when the request named more than DG_ABUSE_IDS_MAX
  *   ARGV[13] UTC offset s             ARGV[14] idle expiry of the keys s
  *
- * Returns { fired bits, distinct, run, calls, calls limit, records,
- *           records limit }.  Numbers in Lua are doubles: a value is
- * kept as two parts below 10^9 so that 18 digits stay exact.
+ * Returns { fired bits, distinct, longest run, calls, calls limit,
+ *           records, records limit, the run that fired }.  Numbers in Lua
+ * are doubles: a value is kept as two parts below 10^9 so that 18 digits
+ * stay exact.  The constants B, GAP, SMAX, ALPHA are DG_ABUSE_BUCKETS,
+ * DG_ABUSE_SEQ_GAP, DG_ABUSE_STRIDE_MAX and DG_ABUSE_ALPHA.
  */
 #define DG_ABUSE_LUA                                                         \
 "local t = redis.call('TIME')\n"                                             \
@@ -309,111 +312,14 @@ int dg_abuse_volume_decode(dg_abuse_state_t *s, const char *p, size_t len);
 "local more = tonumber(ARGV[12])\n"                                          \
 "local off = tonumber(ARGV[13])\n"                                           \
 "local idle = tonumber(ARGV[14])\n"                                          \
-"local B = 8\n"                                                              \
-"local fired = 0\n"                                                          \
-"local est = 0\n"                                                            \
-"local best = 0\n"                                                           \
+"local B, GAP, SMAX, ALPHA = 8, 600, 1000, 0.3\n"                            \
+"local fired, est, best, seqv = 0, 0, 0, 0\n"                                \
 "local ids = {}\n"                                                           \
 "for e in string.gmatch(ARGV[11], '[^;]+') do\n"                             \
-"  local a, f, hi, lo = string.match(e, '^(%x+):(%x*):(%d*):(%d*)$')\n"    \
-"  if a then ids[#ids + 1] = {a, f, tonumber(hi), tonumber(lo)} end\n"       \
-"end\n"                                                                      \
-"if distinct > 0 then\n"                                                     \
-"  local width = math.floor(window / B)\n"                                   \
-"  local cb = math.floor(now / width)\n"                                     \
-"  local slot = cb % B\n"                                                    \
-"  local live = {}\n"                                                        \
-"  local nums = redis.call('HMGET', h, 'b0', 'b1', 'b2', 'b3', 'b4', 'b5',\n"\
-"                          'b6', 'b7')\n"                                    \
-"  for i = 0, B - 1 do\n"                                                    \
-"    local bn = tonumber(nums[i + 1] or '-1') or -1\n"                       \
-"    if i == slot and bn ~= cb then\n"                                       \
-"      redis.call('DEL', KEYS[2] .. ':' .. i)\n"                             \
-"      redis.call('HSET', h, 'b' .. i, cb)\n"                                \
-"      bn = cb\n"                                                            \
-"    end\n"                                                                  \
-"    if bn > cb - B then live[#live + 1] = KEYS[2] .. ':' .. i end\n"        \
+"  local a, f, hi, lo = string.match(e, '^(%x+):(%x*):(%d*):(%d*)$')\n"      \
+"  if a then\n"                                                              \
+"    ids[#ids + 1] = {a = a, f = f, hi = tonumber(hi), lo = tonumber(lo)}\n" \
 "  end\n"                                                                    \
-"  local sk = KEYS[2] .. ':' .. slot\n"                                      \
-"  local batch = {}\n"                                                       \
-"  for i = 1, #ids do\n"                                                     \
-"    batch[#batch + 1] = ids[i][1]\n"                                        \
-"    if #batch == 512 then\n"                                                \
-"      redis.call('PFADD', sk, unpack(batch))\n"                             \
-"      batch = {}\n"                                                         \
-"    end\n"                                                                  \
-"  end\n"                                                                    \
-"  if #batch > 0 then redis.call('PFADD', sk, unpack(batch)) end\n"          \
-"  redis.call('EXPIRE', sk, window + width)\n"                               \
-"  est = redis.call('PFCOUNT', unpack(live))\n"                              \
-"  if est > distinct or more == 1 then\n"                                    \
-"    fired = fired + 1\n"                                                    \
-"    for i = 0, B - 1 do\n"                                                  \
-"      redis.call('DEL', KEYS[2] .. ':' .. i)\n"                             \
-"      redis.call('HDEL', h, 'b' .. i)\n"                                    \
-"    end\n"                                                                  \
-"  end\n"                                                                    \
-"end\n"                                                                      \
-"if seqn > 0 then\n"                                                         \
-"  local runs = {}\n"                                                        \
-"  local raw = redis.call('HMGET', h, 'r0', 'r1', 'r2', 'r3')\n"             \
-"  for k = 1, 4 do\n"                                                        \
-"    local f, hi, lo, st, n, last = string.match(raw[k] or '',\n"            \
-"        '^(%x*) (%d+) (%d+) (%-?%d+) (%d+) (%d+)$')\n"                      \
-"    if f then\n"                                                            \
-"      runs[k] = {f, tonumber(hi), tonumber(lo), tonumber(st),\n"            \
-"                 tonumber(n), tonumber(last)}\n"                            \
-"    else runs[k] = {'', 0, 0, 0, 0, 0} end\n"                               \
-"  end\n"                                                                    \
-"  local hit = false\n"                                                      \
-"  for i = 1, #ids do\n"                                                     \
-"    local id = ids[i]\n"                                                    \
-"    if id[3] then\n"                                                        \
-"      local done = false\n"                                                 \
-"      for k = 1, 4 do\n"                                                    \
-"        local r = runs[k]\n"                                                \
-"        if not done and r[5] > 0 and r[1] == id[2]\n"                       \
-"           and now - r[6] <= 600 and math.abs(id[3] - r[2]) <= 1 then\n"    \
-"          local d = (id[3] - r[2]) * 1000000000 + (id[4] - r[3])\n"         \
-"          if d == 0 then r[6] = now; done = true\n"                         \
-"          elseif r[5] == 1 and math.abs(d) <= 1000 then\n"                  \
-"            r[4] = d; r[5] = 2; r[2] = id[3]; r[3] = id[4]; r[6] = now\n"   \
-"            done = true\n"                                                  \
-"          elseif r[5] >= 2 and d == r[4] then\n"                            \
-"            r[5] = r[5] + 1; r[2] = id[3]; r[3] = id[4]; r[6] = now\n"      \
-"            done = true\n"                                                  \
-"          end\n"                                                            \
-"          if done and r[5] > seqn then\n"                                   \
-"            hit = true\n"                                                   \
-"            if r[5] > best then best = r[5] end\n"                          \
-"            r[5] = 1; r[4] = 0\n"                                           \
-"          end\n"                                                            \
-"        end\n"                                                              \
-"      end\n"                                                                \
-"      if not done then\n"                                                   \
-"        local v = 0\n"                                                      \
-"        for k = 1, 4 do\n"                                                  \
-"          local r, w = runs[k], runs[v] or nil\n"                           \
-"          local rl = r[5]\n"                                                \
-"          if rl > 0 and now - r[6] > 600 then rl = 0 end\n"                 \
-"          if v == 0 then v = k\n"                                           \
-"          else\n"                                                           \
-"            local wl = w[5]\n"                                              \
-"            if wl > 0 and now - w[6] > 600 then wl = 0 end\n"               \
-"            if rl < wl or (rl == wl and r[6] < w[6]) then v = k end\n"      \
-"          end\n"                                                            \
-"        end\n"                                                              \
-"        runs[v] = {id[2], id[3], id[4], 0, 1, now}\n"                       \
-"      end\n"                                                                \
-"    end\n"                                                                  \
-"  end\n"                                                                    \
-"  for k = 1, 4 do\n"                                                        \
-"    local r = runs[k]\n"                                                    \
-"    if r[5] > best and not hit then best = r[5] end\n"                      \
-"    redis.call('HSET', h, 'r' .. (k - 1), string.format(\n"                 \
-"        '%s %d %d %d %d %d', r[1], r[2], r[3], r[4], r[5], r[6]))\n"        \
-"  end\n"                                                                    \
-"  if hit then fired = fired + 2 end\n"                                      \
 "end\n"                                                                      \
 "local calls, recs, climit, rlimit = 0, 0, 0, 0\n"                           \
 "if factor > 0 then\n"                                                       \
@@ -428,7 +334,7 @@ int dg_abuse_volume_decode(dg_abuse_state_t *s, const char *p, size_t len);
 "    local f = redis.call('HMGET', h, 'bc' .. s, 'br' .. s, 'n' .. s)\n"     \
 "    local n = tonumber(f[3] or '0') or 0\n"                                 \
 "    local a = 1\n"                                                          \
-"    if n > 0 then a = math.max(0.3, 1 / (n + 1)) end\n"                     \
+"    if n > 0 then a = math.max(ALPHA, 1 / (n + 1)) end\n"                   \
 "    local bc = (tonumber(f[1] or '0') or 0) * (1 - a) + c * a\n"            \
 "    local br = (tonumber(f[2] or '0') or 0) * (1 - a) + r * a\n"            \
 "    if n < 255 then n = n + 1 end\n"                                        \
@@ -438,8 +344,7 @@ int dg_abuse_volume_decode(dg_abuse_state_t *s, const char *p, size_t len);
 "  if ph ~= hour then\n"                                                     \
 "    if ph > 0 and ph < hour then\n"                                         \
 "      fold(ph, calls, recs)\n"                                              \
-"      local last = math.min(hour - 1, ph + 168)\n"                          \
-"      for hr = ph + 1, last do fold(hr, 0, 0) end\n"                        \
+"      for hr = ph + 1, math.min(hour - 1, ph + 168) do fold(hr, 0, 0) end\n"\
 "    end\n"                                                                  \
 "    calls, recs, vf = 0, 0, 0\n"                                            \
 "  end\n"                                                                    \
@@ -455,17 +360,128 @@ int dg_abuse_volume_decode(dg_abuse_state_t *s, const char *p, size_t len);
 "  climit = math.max(floor, factor * bc)\n"                                  \
 "  rlimit = math.max(rfloor, factor * br)\n"                                 \
 "  if ncalls > 0 and calls > climit and vf % 8 < 4 then\n"                   \
-"    fired = fired + 4; vf = vf + 4\n"                                       \
+"    fired = fired + 4\n"                                                    \
+"    vf = vf + 4\n"                                                          \
 "  end\n"                                                                    \
 "  if nrecs > 0 and recs > rlimit and vf < 8 then\n"                         \
-"    fired = fired + 8; vf = vf + 8\n"                                       \
+"    fired = fired + 8\n"                                                    \
+"    vf = vf + 8\n"                                                          \
 "  end\n"                                                                    \
 "  redis.call('HSET', h, 'hour', hour, 'calls', calls, 'recs', recs,\n"      \
 "             'vf', vf)\n"                                                   \
 "end\n"                                                                      \
+"if distinct > 0 and (#ids > 0 or more == 1) then\n"                         \
+"  local width = math.max(1, math.floor(window / B))\n"                      \
+"  local cb = math.floor(now / width)\n"                                     \
+"  local slot = cb % B\n"                                                    \
+"  local u = KEYS[2] .. ':u'\n"                                              \
+"  local nums = redis.call('HMGET', h, 'b0', 'b1', 'b2', 'b3', 'b4', 'b5',\n"\
+"                          'b6', 'b7')\n"                                    \
+"  if tonumber(nums[slot + 1] or '-1') ~= cb then\n"                         \
+"    redis.call('DEL', KEYS[2] .. ':' .. slot, u)\n"                         \
+"    redis.call('HSET', h, 'b' .. slot, cb)\n"                               \
+"    nums[slot + 1] = cb\n"                                                  \
+"    local live = {}\n"                                                      \
+"    for i = 0, B - 1 do\n"                                                  \
+"      local bn = tonumber(nums[i + 1] or '-1') or -1\n"                     \
+"      if i ~= slot and bn >= 0 and bn > cb - B then\n"                      \
+"        live[#live + 1] = KEYS[2] .. ':' .. i\n"                            \
+"      end\n"                                                                \
+"    end\n"                                                                  \
+"    if #live > 0 then redis.call('PFMERGE', u, unpack(live)) end\n"         \
+"  end\n"                                                                    \
+"  local sk = KEYS[2] .. ':' .. slot\n"                                      \
+"  local batch = {}\n"                                                       \
+"  for i = 1, #ids do\n"                                                     \
+"    batch[#batch + 1] = ids[i].a\n"                                         \
+"    if #batch == 512 or i == #ids then\n"                                   \
+"      redis.call('PFADD', sk, unpack(batch))\n"                             \
+"      redis.call('PFADD', u, unpack(batch))\n"                              \
+"      batch = {}\n"                                                         \
+"    end\n"                                                                  \
+"  end\n"                                                                    \
+"  redis.call('EXPIRE', sk, window + width)\n"                               \
+"  redis.call('EXPIRE', u, window + width)\n"                                \
+"  est = redis.call('PFCOUNT', u)\n"                                         \
+"  if est > distinct or more == 1 then\n"                                    \
+"    fired = fired + 1\n"                                                    \
+"    for i = 0, B - 1 do\n"                                                  \
+"      redis.call('DEL', KEYS[2] .. ':' .. i)\n"                             \
+"      if i ~= slot then redis.call('HDEL', h, 'b' .. i) end\n"              \
+"    end\n"                                                                  \
+"    redis.call('DEL', u)\n"                                                 \
+"  end\n"                                                                    \
+"end\n"                                                                      \
+"if seqn > 0 and #ids > 0 then\n"                                            \
+"  local runs = {}\n"                                                        \
+"  local raw = redis.call('HMGET', h, 'r0', 'r1', 'r2', 'r3')\n"             \
+"  for k = 1, 4 do\n"                                                        \
+"    local f, hi, lo, st, n, last = string.match(raw[k] or '',\n"            \
+"        '^(%x*) (%d+) (%d+) (%-?%d+) (%d+) (%d+)$')\n"                      \
+"    if f then\n"                                                            \
+"      runs[k] = {f = f, hi = tonumber(hi), lo = tonumber(lo),\n"            \
+"                 st = tonumber(st), n = tonumber(n), t = tonumber(last)}\n" \
+"    else\n"                                                                 \
+"      runs[k] = {f = '', hi = 0, lo = 0, st = 0, n = 0, t = 0}\n"           \
+"    end\n"                                                                  \
+"  end\n"                                                                    \
+"  local function len(r)\n"                                                  \
+"    if r.n > 0 and now - r.t <= GAP then return r.n end\n"                  \
+"    return 0\n"                                                             \
+"  end\n"                                                                    \
+"  for i = 1, #ids do\n"                                                     \
+"    local id = ids[i]\n"                                                    \
+"    if id.hi and id.lo then\n"                                              \
+"      local hit, hd = nil, 0\n"                                             \
+"      for pass = 0, 1 do\n"                                                 \
+"        for k = 1, 4 do\n"                                                  \
+"          local r = runs[k]\n"                                              \
+"          if not hit and len(r) > 0 and r.f == id.f\n"                      \
+"             and math.abs(id.hi - r.hi) <= 1 then\n"                        \
+"            local d = (id.hi - r.hi) * 1000000000 + (id.lo - r.lo)\n"       \
+"            if pass == 0 and (d == 0 or (r.n >= 2 and d == r.st)) then\n"   \
+"              hit, hd = r, d\n"                                             \
+"            elseif pass == 1 and r.n == 1 and d ~= 0\n"                     \
+"                   and math.abs(d) <= SMAX then\n"                          \
+"              hit, hd = r, d\n"                                             \
+"            end\n"                                                          \
+"          end\n"                                                            \
+"        end\n"                                                              \
+"      end\n"                                                                \
+"      if hit then\n"                                                        \
+"        if hd ~= 0 then\n"                                                  \
+"          if hit.n == 1 then hit.st = hd end\n"                             \
+"          hit.n = hit.n + 1\n"                                              \
+"          hit.hi, hit.lo = id.hi, id.lo\n"                                  \
+"        end\n"                                                              \
+"        hit.t = now\n"                                                      \
+"        if hit.n > best then best = hit.n end\n"                            \
+"        if hit.n > seqn then\n"                                             \
+"          if fired % 4 < 2 then fired = fired + 2 end\n"                    \
+"          if hit.n > seqv then seqv = hit.n end\n"                          \
+"          hit.n, hit.st = 1, 0\n"                                           \
+"        end\n"                                                              \
+"      else\n"                                                               \
+"        local v = 1\n"                                                      \
+"        for k = 2, 4 do\n"                                                  \
+"          local r, w = runs[k], runs[v]\n"                                  \
+"          if len(r) < len(w) or (len(r) == len(w) and r.t < w.t) then\n"    \
+"            v = k\n"                                                        \
+"          end\n"                                                            \
+"        end\n"                                                              \
+"        runs[v] = {f = id.f, hi = id.hi, lo = id.lo, st = 0, n = 1, t = now}\n"\
+"      end\n"                                                                \
+"    end\n"                                                                  \
+"  end\n"                                                                    \
+"  for k = 1, 4 do\n"                                                        \
+"    local r = runs[k]\n"                                                    \
+"    redis.call('HSET', h, 'r' .. (k - 1), string.format(\n"                 \
+"        '%s %d %d %d %d %d', r.f, r.hi, r.lo, r.st, r.n, r.t))\n"           \
+"  end\n"                                                                    \
+"end\n"                                                                      \
 "redis.call('EXPIRE', h, idle)\n"                                            \
 "return {fired, est, best, calls, math.floor(climit), recs,\n"               \
-"        math.floor(rlimit)}\n"
+"        math.floor(rlimit), seqv}\n"
 
 /* how long Redis keeps a quiet (consumer, dataset)'s state: five weeks */
 #define DG_ABUSE_REDIS_IDLE     (35 * 86400)

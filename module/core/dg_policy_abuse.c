@@ -318,9 +318,9 @@ dg_load_abuse(dg_load_t *L, const char *file, const dg_ynode_t *it,
 
         d = dg_abuse_duration_parse(x->str, x->len);
 
-        if (d < 60 || d > DG_ABUSE_SUSPEND_MAX) {
+        if (d < 1 || d > DG_ABUSE_SUSPEND_MAX) {
             return dg_err(L, file, x->line, apath, "suspend_for",
-                          "bad duration '%.32s': 1m to 30d, in s, m, h or "
+                          "bad duration '%.32s': 1s to 30d, in s, m, h or "
                           "d (e.g. 1h)", x->str);
         }
 
