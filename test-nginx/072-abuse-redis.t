@@ -135,7 +135,8 @@ is(call($a, 'hrss', '/open/1')->status, 200, 'another consumer is served');
     my $ttl = $redis->cmd('TTL', $key);
     ok($ttl > 3000 && $ttl <= 3600, "expiring with suspend_for: TTL $ttl");
     my ($rc, $out) = cli($redis->port, 'incident', 'list');
-    like($out, qr/civil-affairs\.assistance/, 'datagate incident list shows it');
+    like($out, qr/^suspended:consumer:civil-affairs\.assistance  \(expires in \d+s\)$/m,
+         "datagate incident list shows it, with its expiry");
 }
 
 ok(poll_until(5, sub {

@@ -35,6 +35,7 @@ dg_usage(FILE *out)
 "    datagate grant remove CONSUMER DATASET\n"
 "    datagate redis status | confirm\n"
 "    datagate audit verify FILE...\n"
+"    datagate abuse replay --policy PATH TRACE...\n"
 "    datagate --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -50,6 +51,8 @@ dg_usage(FILE *out)
 "    redis      what the gateways check of Redis; confirm a Redis that\n"
 "               lost its data once the controls are back\n"
 "    audit      verify the hash chain of audit logs\n"
+"    abuse      replay traffic through the policy's abuse detection:\n"
+"               false alarms, and when scrapers are flagged\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
 "\n"
@@ -97,6 +100,10 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "audit") == 0) {
         return dg_cmd_audit(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "abuse") == 0) {
+        return dg_cmd_abuse(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "grant") == 0) {
