@@ -7,7 +7,7 @@
  * Replays a trace of requests through the detectors of the policy's
  * "abuse:" mappings, exactly as one gateway runs them (core/dg_abuse.c),
  * and reports the alarms: on ordinary traffic (false alarms, per
- * consumer-hour) and on labelled sessions (how many of their requests
+ * consumer-hour) and on labelled traffic (how many of its requests
  * passed before the first alarm).  scripts/traffic-replay writes such
  * traces.  --state writes the volume baselines learned as a
  * datagate_state file, so that a gateway starts from them.
@@ -26,11 +26,11 @@
 
 
 #define DG_REPLAY_LINE_MAX      65536
-#define DG_REPLAY_SESSIONS_MAX  1024
+#define DG_REPLAY_LABELS_MAX  1024
 #define DG_REPLAY_LABEL_MAX     64
 #define DG_REPLAY_HOURS_MAX     (1u << 20)  /* consumer-hours counted */
 #define DG_REPLAY_SECRET_MAX    4096
-#define DG_REPLAY_LINGER        3600    /* s: a session's ids still count
+#define DG_REPLAY_LINGER        3600    /* s: a label's ids still count
                                            after its last request */
 
 
@@ -47,18 +47,18 @@ struct dg_rpair_s {
     int64_t                     hour;       /* last ordinary hour seen */
     int64_t                     alarm_hour; /* last hour with an alarm */
     int64_t                     suspended;  /* until, s */
-    struct dg_rsession_s       *session;    /* the last labelled one */
-    int64_t                     session_last; /* its last request, s */
+    struct dg_rlabel_s         *label;      /* the last label seen */
+    int64_t                     label_last; /* its last request, s */
 };
 
 
-typedef struct dg_rsession_s {
+typedef struct dg_rlabel_s {
     char                        label[DG_REPLAY_LABEL_MAX];
     const dg_rpair_t           *pair;
     uint64_t                    requests;
     uint64_t                    flagged_at; /* 0: not */
     unsigned                    kind;
-} dg_rsession_t;
+} dg_rlabel_t;
 
 
 typedef struct {
@@ -66,8 +66,8 @@ typedef struct {
     uint8_t                     key[DG_ABUSE_KEY_LEN];
     dg_rpair_t                 *pairs;
     size_t                      npairs;
-    dg_rsession_t              *sessions;
-    size_t                      nsessions;
+    dg_rlabel_t              *labels;
+    size_t                      nlabels;
 
     uint64_t                    requests;
     uint64_t                    labelled;
@@ -97,7 +97,7 @@ dg_abuse_usage(FILE *f)
 "    TIME CONSUMER DATASET URI [LABEL]\n"
 "\n"
 "TIME in Unix seconds, URI the path and query as the client sent them,\n"
-"LABEL \"-\" (or none) for ordinary traffic, any other word for a session\n"
+"LABEL \"-\" (or none) for ordinary traffic, any other word for traffic\n"
 "that should be flagged (scripts/traffic-replay writes \"scraper:NAME\").\n"
 "Lines starting with # are skipped.\n"
 "\n"
@@ -108,7 +108,7 @@ dg_abuse_usage(FILE *f)
 "                    do; the counts are the same without it)\n"
 "  --max-false PCT   exit 1 when more than PCT %% of the ordinary\n"
 "                    consumer-hours raise an alarm\n"
-"  --within N        exit 1 when a labelled session is not flagged within\n"
+"  --within N        exit 1 when a label's traffic is not flagged within\n"
 "                    its first N requests\n"
 "\n"
 "Exit: 0 done (and the goals met), 1 a goal missed, 2 usage, 3 a file\n"
@@ -178,23 +178,23 @@ dg_replay_pair(dg_replay_t *rp, const dg_consumer_t *c, const dg_dataset_t *d)
 }
 
 
-static dg_rsession_t *
-dg_replay_session(dg_replay_t *rp, const char *label, const dg_rpair_t *pr)
+static dg_rlabel_t *
+dg_replay_label(dg_replay_t *rp, const char *label, const dg_rpair_t *pr)
 {
     size_t          i;
-    dg_rsession_t  *s;
+    dg_rlabel_t  *s;
 
-    for (i = 0; i < rp->nsessions; i++) {
-        if (strcmp(rp->sessions[i].label, label) == 0) {
-            return &rp->sessions[i];
+    for (i = 0; i < rp->nlabels; i++) {
+        if (strcmp(rp->labels[i].label, label) == 0) {
+            return &rp->labels[i];
         }
     }
 
-    if (rp->nsessions == DG_REPLAY_SESSIONS_MAX) {
+    if (rp->nlabels == DG_REPLAY_LABELS_MAX) {
         return NULL;
     }
 
-    s = &rp->sessions[rp->nsessions++];
+    s = &rp->labels[rp->nlabels++];
     snprintf(s->label, sizeof(s->label), "%s", label);
     s->pair = pr;
 
@@ -264,7 +264,7 @@ dg_replay_line(dg_replay_t *rp, char *line, dg_abuse_id_t *ids,
     int64_t              now, hour;
     unsigned             k;
     dg_rpair_t          *pr;
-    dg_rsession_t       *s;
+    dg_rlabel_t       *s;
     dg_abuse_input_t     in;
     dg_abuse_result_t    res;
     const dg_dataset_t  *d;
@@ -313,27 +313,27 @@ dg_replay_line(dg_replay_t *rp, char *line, dg_abuse_id_t *ids,
 
     if (n == 5 && strcmp(f[4], "-") != 0) {
         rp->labelled++;
-        s = dg_replay_session(rp, f[4], pr);
+        s = dg_replay_label(rp, f[4], pr);
         if (s) {
             s->requests++;
-            pr->session = s;
-            pr->session_last = now;
+            pr->label = s;
+            pr->label_last = now;
         }
 
-    } else if (pr->session && now - pr->session_last < DG_REPLAY_LINGER) {
+    } else if (pr->label && now - pr->label_last < DG_REPLAY_LINGER) {
         /*
-         * ordinary requests of a pair a session still fills the windows
-         * of: what they find is the session's doing, not theirs (its
-         * count of requests is the session's own)
+         * ordinary requests of a pair a label's traffic still fills the
+         * windows of: what they find is that traffic's doing, not theirs
+         * (the label counts its own requests only)
          */
-        s = pr->session;
+        s = pr->label;
     }
 
     hour = dg_abuse_hour(now);
 
-    /* ordinary traffic: of pairs no session has run on (yet) */
+    /* ordinary traffic: of pairs no labelled traffic has run on (yet) */
 
-    if (pr->session == NULL && pr->hour != hour) {
+    if (pr->label == NULL && pr->hour != hour) {
         pr->hour = hour;
         if (rp->hours < DG_REPLAY_HOURS_MAX) {
             rp->hours++;
@@ -370,7 +370,7 @@ dg_replay_line(dg_replay_t *rp, char *line, dg_abuse_id_t *ids,
 
     dg_abuse_observe(pr->st, pr->conf, now, ids, nids, more, &in, &res);
 
-    if (pr->session == NULL) {
+    if (pr->label == NULL) {
         dg_replay_closest(rp, pr, pr->conf, &res);
     }
 
@@ -390,7 +390,7 @@ dg_replay_line(dg_replay_t *rp, char *line, dg_abuse_id_t *ids,
         return;
     }
 
-    if (pr->session != NULL) {
+    if (pr->label != NULL) {
         return;
     }
 
@@ -603,9 +603,9 @@ dg_abuse_replay(int argc, char **argv)
 
     memset(&rp, 0, sizeof(rp));
     rp.p = p;
-    rp.sessions = calloc(DG_REPLAY_SESSIONS_MAX, sizeof(dg_rsession_t));
+    rp.labels = calloc(DG_REPLAY_LABELS_MAX, sizeof(dg_rlabel_t));
 
-    if (rp.sessions == NULL) {
+    if (rp.labels == NULL) {
         dg_policy_free(p);
         return DG_EXIT_RUNTIME;
     }
@@ -617,7 +617,7 @@ dg_abuse_replay(int argc, char **argv)
             fprintf(stderr, "datagate: %s: %s\n", secret_path,
                     strerror(errno));
             dg_policy_free(p);
-            free(rp.sessions);
+            free(rp.labels);
             return DG_EXIT_RUNTIME;
         }
 
@@ -680,10 +680,10 @@ dg_abuse_replay(int argc, char **argv)
                rp.closest_pair[k] ? ")" : "");
     }
 
-    printf("labelled sessions: %zu\n", rp.nsessions);
+    printf("labels: %zu\n", rp.nlabels);
 
-    for (k = 0; k < rp.nsessions; k++) {
-        dg_rsession_t  *s = &rp.sessions[k];
+    for (k = 0; k < rp.nlabels; k++) {
+        dg_rlabel_t  *s = &rp.labels[k];
 
         if (s->flagged_at) {
             dg_replay_kinds(s->kind, kinds, sizeof(kinds));
@@ -710,7 +710,7 @@ dg_abuse_replay(int argc, char **argv)
         printf("goal missed:%s%s\n",
                maxfalse >= 0 && pct > maxfalse ? " false alarms above "
                                                  "--max-false" : "",
-               within ? " (or a session not flagged within --within)" : "");
+               within ? " (or a label not flagged within --within)" : "");
     }
 
     for (pr = rp.pairs; pr; pr = next) {
@@ -719,7 +719,7 @@ dg_abuse_replay(int argc, char **argv)
         free(pr);
     }
 
-    free(rp.sessions);
+    free(rp.labels);
     dg_policy_free(p);
 
     return rc;
