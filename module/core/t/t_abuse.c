@@ -826,6 +826,18 @@ test_policy(void)
          "'distinct'?)");
     perr("[1, 2]", "datasets[0].abuse: expected a mapping");
     perr("on", "datasets[0].abuse: expected a mapping");
+
+    {
+        char  path[2048];
+
+        snprintf(path, sizeof(path), "%spolicy/examples/abuse.yaml",
+                 tap_top());
+        p = dg_policy_load(path, err, sizeof(err));
+        if (!ok(p != NULL, "policy/examples/abuse.yaml loads")) {
+            diag("%s", err);
+        }
+        dg_policy_free(p);
+    }
 }
 
 
