@@ -237,7 +237,8 @@ ngx_http_datagate_abuse_suspended(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&dmcf->shpool->mutex);
 
-    node = ngx_http_datagate_abuse_susp(dmcf, (u_char *) ctx->consumer->id.data,
+    node = ngx_http_datagate_abuse_susp(dmcf,
+                                        (u_char *) ctx->consumer->id.data,
                                         ctx->consumer->id.len, 0);
 
     if (node != NULL) {

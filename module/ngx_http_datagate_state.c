@@ -18,9 +18,9 @@
  *
  * "epoch": the Redis epoch this node last saw (_redis.c), with
  * datagate_redis.  "abuse": the volume baselines of abuse detection and
- * its suspensions this node holds alone (_abuse.c).  "lost": audit records that could not be written after
- * the record SEQ (its hash HASH) and that no record has counted yet
- * (_log.c); only when there are any.  Then one line per budget with
+ * the suspensions this node holds alone (_abuse.c).  "lost": audit
+ * records that could not be written after the record SEQ (its hash HASH)
+ * and that no record has counted yet (_log.c); only when there are any.  Then one line per budget with
  * requests counted in a window that has not ended.  The key is the
  * budget's (consumer, dataset), not a policy index, so the counters
  * survive a policy change as well.  Rate-limit state (GCRA) is not kept:

@@ -440,6 +440,7 @@ void
 dg_abuse_numeric(const uint8_t key[DG_ABUSE_KEY_LEN], const char *s,
     size_t len, dg_abuse_id_t *id)
 {
+    int       c;
     size_t    b, e, i;
     uint64_t  v, h1, h2;
 
@@ -448,7 +449,9 @@ dg_abuse_numeric(const uint8_t key[DG_ABUSE_KEY_LEN], const char *s,
     id->value = 0;
 
     /* a resident ID with a right check character: its 17 digits count */
-    if (len == DG_ABUSE_RID_LEN && dg_abuse_rid_check(s) == s[17]) {
+    c = len == DG_ABUSE_RID_LEN ? dg_abuse_rid_check(s) : -1;
+
+    if (c >= 0 && c == (unsigned char) s[DG_ABUSE_RID_LEN - 1]) {
         e = DG_ABUSE_RID_LEN - 1;
         b = 0;
 

@@ -231,6 +231,9 @@ test_numeric(void)
     one_id("abc", &a);
     ok(!a.numeric, "no digits, no number");
 
+    one_id("abcdefghijklmnopq\xff", &a);
+    ok(!a.numeric, "18 bytes that are no digits are no resident ID");
+
     one_id("1234567890123456789012", &a);
     ok(a.numeric && a.value == 567890123456789012ULL && a.family != 0,
        "a long number: its last 18 digits, the rest a family");
@@ -698,8 +701,8 @@ test_state(void)
 
 #define PCLS "classes:\n  person.id_number: {level: 4, mask: id_card}\n"
 #define PPUR "purposes:\n  p1: {name: P1}\n"
-#define PCON "consumers:\n  - id: c1\n    cert: {subject: \"CN=c1,O=T,C=CN\"}\n" \
-             "    clearance: 2\n"
+#define PCON "consumers:\n  - id: c1\n"                                   \
+             "    cert: {subject: \"CN=c1,O=T,C=CN\"}\n    clearance: 2\n"
 #define PDS(x) "datasets:\n  - id: d1\n    share: conditional\n    level: 3\n" \
              "    abuse: " x "\n"
 #define PGR(x) "grants:\n  - consumer: c1\n    dataset: d1\n" \
