@@ -259,6 +259,8 @@ SKIP: {
     $cmd{"$1 $2"} = 1 while $text =~ /datagate ([a-z]+) ([a-z]+)/g;
     $cmd{"$1 $2"} = 1 while $text =~ /\|\s*(un[a-z]+) ([a-z]+)/g;
     $cmd{"$1 $2"} = 1 while $text =~ /datagate ([a-z]+) [a-z]+ \| ([a-z]+)/g;
+    # a command of one word, options next: "datagate report [--from ..."
+    $cmd{$1} = 1 while $text =~ /datagate ([a-z]+) \[/g;
 
     cmp_ok(scalar(keys %cmd), '>=', 10, 'commands read from datagate --help');
     for my $c (sort keys %cmd) {

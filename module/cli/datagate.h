@@ -21,6 +21,9 @@ int dg_cmd_abuse(int argc, char **argv);
 /* cmd_audit.c: audit verify */
 int dg_cmd_audit(int argc, char **argv);
 
+/* cmd_report.c: report */
+int dg_cmd_report(int argc, char **argv);
+
 /* cmd_redis.c: revoke/unrevoke, suspend/unsuspend, freeze/unfreeze, grant */
 int dg_cmd_incident(const char *verb, int argc, char **argv);
 int dg_cmd_grant(int argc, char **argv);
