@@ -42,6 +42,10 @@ datasets:
   - id: records.open
     share: conditional
     level: 1
+  - id: records.scrape
+    share: conditional
+    level: 1
+    abuse: {distinct: 20/10m, action: suspend, suspend_for: 1h}
 grants:
   - consumer: civil-affairs.assistance
     dataset: records.seq
@@ -61,6 +65,9 @@ grants:
   - consumer: hrss.portal
     dataset: records.open
     purposes: [social-assistance]
+  - consumer: civil-affairs.assistance
+    dataset: records.scrape
+    purposes: [social-assistance]
 Y
 }
 
@@ -75,6 +82,10 @@ my $config = <<'C';
         }
         location /open/ {
             datagate_dataset records.open;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/rec/;
+        }
+        location /scrape/ {
+            datagate_dataset records.scrape;
             proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT/rec/;
         }
         location = /status {
@@ -245,6 +256,25 @@ for my $i (7 .. 10) {
 }
 is(code_of(call($n, 'hrss', '/seq/' . (77000 - 33))), 'consumer_suspended',
    'step 11 after the reload: the run survived it');
+# --- random identifiers: suspended within the window --------------------------
+
+{
+    my ($sent, $refused) = (0, 0);
+    srand(20);
+    while ($sent < 40 && !$refused) {
+        $sent++;
+        my $r = call($n, 'assistance',
+                     '/scrape/' . (100000 + int(rand(900000))));
+        $refused = $sent if $r->status == 403;
+    }
+    ok($refused >= 18 && $refused <= 24,
+       "random ids, distinct: 20/10m: suspended at request $refused");
+    is(code_of(call($n, 'assistance', '/open/1')), 'consumer_suspended',
+       'and on the other datasets');
+    like($n->error_log, qr/anomaly enumeration: consumer "civil-affairs\.assistance" on dataset "records\.scrape": \d+ distinct identifiers within 10m \(limit 20\), counted on this node; the consumer is suspended for 1h/,
+         'the [warn] line');
+}
+
 $n->stop;
 unlike($n->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert/crit');
 

@@ -38,7 +38,7 @@ is($rc, 0, 'its policy loads') or diag($out);
                       "$dir-a/policy.yaml", '--max-false', 1, '--within', 50,
                       "$dir-a/trace");
 is($rc, 0, 'the goals are met (exit 0)') or diag($out);
-diag($out);
+note($out);
 
 my ($hours, $pct) = $out =~ /^ordinary traffic: (\d+) consumer-hours, \d+ with an alarm: ([\d.]+) %/m;
 ok($hours && $hours > 2000, "ordinary traffic: $hours consumer-hours");
