@@ -39,6 +39,7 @@ dg_usage(FILE *out)
 "    datagate report [--from DATE] [--to DATE] [--by DIMS] [--policy PATH]\n"
 "                    [--format table|csv|json|html] [--output FILE]\n"
 "                    AUDIT.log...\n"
+"    datagate abuse replay --policy PATH TRACE...\n"
 "    datagate --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -58,6 +59,8 @@ dg_usage(FILE *out)
 "    report     calls, denials, records and masked values per department,\n"
 "               consumer, dataset and purpose, from audit logs (table,\n"
 "               CSV, JSON, or an HTML page with charts)\n"
+"    abuse      replay traffic through the policy's abuse detection:\n"
+"               false alarms, and when scrapers are flagged\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
 "\n"
@@ -110,6 +113,10 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "report") == 0) {
         return dg_cmd_report(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "abuse") == 0) {
+        return dg_cmd_abuse(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "grant") == 0) {

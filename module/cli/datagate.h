@@ -15,6 +15,9 @@
 /* cmd_policy.c: policy check | policy explain */
 int dg_cmd_policy(int argc, char **argv);
 
+/* cmd_abuse.c: abuse replay */
+int dg_cmd_abuse(int argc, char **argv);
+
 /* cmd_audit.c: audit verify */
 int dg_cmd_audit(int argc, char **argv);
 
