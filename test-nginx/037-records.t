@@ -3,8 +3,9 @@
 # (the top-level array, or the first array of objects under a key of a
 # top-level object; else a top-level object is one record).  Every answer
 # the masker reads is counted: $datagate_records, the audit record's
-# "records", datagate_records_total{consumer,dataset,purpose}; a dataset
-# that only names its records goes through the masker to be counted.
+# "records", datagate_records_total{consumer,dataset,purpose}, and the
+# records per hour of abuse detection; a dataset that only names its
+# records goes through the masker to be counted.
 # Row scoping is 038-rows.t; record caps and quotas 049-record-quota.t.
 
 use strict;
@@ -179,5 +180,38 @@ CONF
 ok(!$ok, 'nginx -t: a bad records path fails');
 like($out, qr/policy\.yaml:6: datasets\[0\]\.records: records "data\[\]\.x\[\]": expected/,
      'nginx -t: file, line, field and why') or diag($out);
+
+# abuse detection's records per hour counts the records the answers sent
+{
+    (my $pol = $policy) =~ s/(  - id: top\n    share: unconditional\n    level: 1\n    records: \[\]\n)/$1    abuse: {volume: {factor: 5, floor: 1000\/h, record_floor: 10\/h}}\n/
+        or BAIL_OUT('policy edit');
+    my $m = DGTest::Nginx->new(policy => $pol, config => <<"CONF");
+        location /top/ {
+            datagate_dataset top;
+            proxy_pass http://127.0.0.1:\$TEST_NGINX_UPSTREAM_PORT/fx/;
+        }
+CONF
+    $m->{upstream} = <<'U';
+        location = /fx/arr.json {
+            default_type application/json;
+            return 200 '[{"id":1},{"id":2},{"id":3},{"id":4}]';
+        }
+U
+    $m->start;
+    for my $i (1 .. 2) {
+        is($m->request('GET', '/top/arr.json', cert => 'assistance',
+                       headers => [@H])->status, 200, "abuse: answer $i");
+    }
+    unlike($m->error_log, qr/anomaly records/,
+           'abuse: 8 records within record_floor 10/h');
+    $m->request('GET', '/top/arr.json', cert => 'assistance',
+                headers => [@H]);
+    my $until = time + DGTest::secs(5);
+    sleep 0.05 until $m->error_log =~ /anomaly records/ || time > $until;
+    like($m->error_log, qr/\[warn\].*anomaly records: consumer "civil-affairs\.assistance" on dataset "top": 12 records this hour \(limit 10\)/,
+         'abuse: the third answer of 4 records is the anomaly records')
+        or diag($m->error_log);
+    $m->stop;
+}
 
 done_testing();

@@ -17,7 +17,7 @@
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
     "reveal", "drop", "rate", "quota", "rows", "params", "max_records",
-    "record_quota", NULL
+    "record_quota", "abuse", NULL
 };
 static const char *dg_valid_keys[] = { "from", "until", NULL };
 
@@ -325,16 +325,22 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
         return -1;
     }
 
+    /* abuse: in place of the dataset's for what this grant allows */
+
+    if (dg_load_abuse(L, file, it, path, 1, &g->abuse) != 0) {
+        return -1;
+    }
+
     if (g->dataset->share == DG_SHARE_UNCONDITIONAL && g->methods == 0
         && g->nreveal == 0 && g->ndrop == 0 && g->rate_str.len == 0
         && g->quota_str.len == 0 && g->nrows == 0 && g->nparams == 0
-        && g->rlimit.max == 0 && g->rlimit.quota == 0)
+        && g->rlimit.max == 0 && g->rlimit.quota == 0 && !g->abuse.set)
     {
         return dg_err(L, file, it->line, path, NULL,
                       "a grant on unconditional dataset '%s' adds methods, "
-                      "reveal, drop, rate, quota, rows, params, max_records "
-                      "or record_quota to access by clearance; this one sets "
-                      "none of them and would have no effect",
+                      "reveal, drop, rate, quota, rows, params, max_records, "
+                      "record_quota or abuse to access by clearance; this one "
+                      "sets none of them and would have no effect",
                       g->dataset->id.data);
     }
 

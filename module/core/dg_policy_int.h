@@ -12,6 +12,7 @@
  *   dg_policy_value.c      syntax of values: methods, rate, quota, ...
  *   dg_policy_rows.c       least data: records, rows, params, record
  *                          caps and quotas of datasets and grants
+ *   dg_policy_abuse.c      the "abuse:" mapping of datasets and grants
  */
 
 #ifndef DG_POLICY_INT_H
@@ -113,6 +114,9 @@ const dg_ynode_t *dg_section(dg_load_t *L, const dg_pfile_t *f,
 size_t dg_count(dg_load_t *L, const char *key, int type);
 void *dg_section_alloc(dg_load_t *L, const char *key, int type, size_t size,
     dg_hash_t *h);
+int dg_key_id(dg_load_t *L, const char *file, const dg_ynode_t *k,
+    const char *section, const char *path, const dg_hash_t *h,
+    const char *what, size_t file_off, size_t line_off);
 int dg_item_id(dg_load_t *L, const char *file, const dg_ynode_t *it,
     const char *path, const dg_hash_t *h, const char *what,
     size_t file_off, size_t line_off, dg_str_t *id);
@@ -146,6 +150,10 @@ int dg_load_rlimit(dg_load_t *L, const char *file, const dg_ynode_t *it,
     const char *path, dg_rlimit_t *rl);
 int dg_plan_rows(dg_load_t *L, dg_grant_t *g, dg_mask_field_t *mf, size_t n,
     dg_mask_spec_t *act, const char *path);
+/* dg_policy_abuse.c: "abuse:" of a dataset (grant 0) or a grant (1, which
+ * may also say "abuse: off"); 0 ok (absent: a->set 0), -1 error */
+int dg_load_abuse(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, int grant, dg_abuse_conf_t *a);
 
 
 /* dg_policy_consumer.c */

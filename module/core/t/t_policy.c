@@ -513,8 +513,8 @@ test_validation(void)
                "    share: unconditional\n    level: 1\n" GR,
                "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
                "adds methods, reveal, drop, rate, quota, rows, params, "
-               "max_records or record_quota to access by clearance; this one "
-               "sets none of them and would have no effect",
+               "max_records, record_quota or abuse to access by clearance; "
+               "this one sets none of them and would have no effect",
                "a grant on an unconditional dataset adding nothing");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 3\n" GR
@@ -706,6 +706,15 @@ test_directory(void)
                                 "defined at ") != NULL
        && strstr(err, "dupdir/a.yaml:2)") != NULL,
        "directory: a duplicate across files names both places");
+    dg_policy_free(p);
+
+    p = dg_policy_load(fixture("module/core/t/policies/duppurpose"), err,
+                       sizeof(err));
+    ok(p == NULL && strstr(err, "duppurpose/b.yaml:3: purposes.relief: "
+                                "duplicate purpose 'relief' (first "
+                                "defined at ") != NULL
+       && strstr(err, "duppurpose/a.yaml:2)") != NULL,
+       "directory: a purpose defined twice names both places");
     dg_policy_free(p);
 
     p = dg_policy_load(fixture("module/core/t"), err, sizeof(err));
