@@ -350,6 +350,27 @@ fz_feed(void *mem, const dg_mask_conf_t *conf, const uint8_t *doc, size_t n,
 }
 
 
+/*
+ * Two runs agree on the result: the same code, or both refused with one
+ * of them a record too large to hold.  Whether the held record outgrows
+ * the mask buffer before a later error of the document (malformed JSON,
+ * a value too long) shows depends on where the spans end, since the
+ * record's bytes are copied to the hold when a span ends; either way the
+ * answer is refused and the record is not sent.
+ */
+static int
+fz_same_rc(int a, int b)
+{
+    if (a == b) {
+        return 1;
+    }
+
+    return a != DG_MASK_OK && b != DG_MASK_OK
+           && a != DG_MASK_PAUSED && b != DG_MASK_PAUSED
+           && (a == DG_MASK_E_RECORD || b == DG_MASK_E_RECORD);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -419,7 +440,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o2.seed = h;
     rc2 = fz_feed(mem, &conf, doc, n, cuts, nc, &o2, &s2, allow);
 
-    if (rc1 != rc2 || (rc1 == 0 && (o1.len != o2.len
+    if (!fz_same_rc(rc1, rc2) || (rc1 == 0 && (o1.len != o2.len
                                     || (o1.len
                                         && memcmp(o1.p, o2.p, o1.len))
                                     || s1.records != s2.records
@@ -436,7 +457,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cuts[nc++] = i;
         }
         rc3 = fz_feed(mem, &conf, doc, n, cuts, nc, &o3, &s3, allow);
-        if (rc3 != rc1 || (rc1 == 0 && (o3.len != o1.len
+        if (!fz_same_rc(rc3, rc1) || (rc1 == 0 && (o3.len != o1.len
                                         || (o1.len
                                             && memcmp(o1.p, o3.p, o1.len))
                                         || s3.records != s1.records)))
