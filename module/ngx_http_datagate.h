@@ -611,6 +611,9 @@ void ngx_http_datagate_audit_lose(ngx_http_datagate_main_conf_t *dmcf,
  * on_failure=deny: the request must be refused (503 audit_unavailable) */
 ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
 
+/* a record's "time": now, ISO 8601, local, ms; DG_AUDIT_MAX_TIME bytes */
+size_t ngx_http_datagate_audit_time(u_char *buf);
+
 /* what the statistics show */
 typedef struct {
     uint64_t                        records;    /* written, all chains */

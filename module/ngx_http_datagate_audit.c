@@ -145,6 +145,8 @@ static ngx_int_t ngx_http_datagate_audit_find(ngx_fd_t fd, off_t from,
     u_char *data, size_t len, off_t *at, size_t *got, ngx_log_t *log);
 static ngx_int_t ngx_http_datagate_audit_blank(ngx_fd_t fd, off_t at,
     size_t n, ngx_log_t *log);
+static ngx_fd_t ngx_http_datagate_audit_same(ngx_fd_t fd, int flags,
+    ngx_log_t *log);
 static void ngx_http_datagate_audit_recover(
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_aslot_t *s,
     ngx_log_t *log);
@@ -152,6 +154,9 @@ static void ngx_http_datagate_audit_fail(ngx_http_datagate_main_conf_t *dmcf,
     ngx_http_datagate_aslot_t *s, ngx_err_t err, const char *why,
     ngx_log_t *log);
 static void ngx_http_datagate_audit_timer(ngx_event_t *ev);
+static void ngx_http_datagate_audit_tick(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_aslot_t *s,
+    ngx_log_t *log);
 static void ngx_http_datagate_audit_orphans(
     ngx_http_datagate_main_conf_t *dmcf, ngx_log_t *log);
 static void ngx_http_datagate_audit_cp_timer(ngx_event_t *ev);
@@ -811,7 +816,7 @@ ngx_http_datagate_audit_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    (void) ngx_http_datagate_audit_flush(dmcf, s, cycle->log);
+    ngx_http_datagate_audit_tick(dmcf, s, cycle->log);
 
     /* what could not be written waits in the zone: for the next worker
      * that takes the chain, or the master at its exit */
@@ -1119,7 +1124,16 @@ ngx_http_datagate_audit_written(ngx_http_datagate_main_conf_t *dmcf,
     s->failing = 0;
     (void) ngx_atomic_fetch_add(&sh->failing, -1);
 
-    if (s->lost_told) {
+    if (s->lost) {
+        /* counted by the chain's next record */
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "datagate: audit log \"%V\": records are written "
+                      "again; %uL record(s) were lost, counted in the "
+                      "record seq %uL of chain %s (\"lost\")",
+                      &dmcf->audit_file->name, s->lost, s->chain.seq + 1,
+                      s->chain.id);
+
+    } else if (s->lost_told) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "datagate: audit log \"%V\": records are written "
                       "again; %uL record(s) were lost, counted in the "
@@ -1272,21 +1286,28 @@ ngx_http_datagate_audit_repair(ngx_http_datagate_main_conf_t *dmcf,
  * nothing of it is there.
  */
 static ngx_int_t
-ngx_http_datagate_audit_find(ngx_fd_t fd, off_t from, u_char *data,
+ngx_http_datagate_audit_find(ngx_fd_t wfd, off_t from, u_char *data,
     size_t len, off_t *at, size_t *got, ngx_log_t *log)
 {
     u_char           *buf, *q, *end, *e, c;
     size_t            n, m, best;
     ssize_t           r;
+    ngx_fd_t          fd;
     ngx_file_info_t   fi;
 
     *got = 0;
     *at = from;
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+    if (ngx_fd_info(wfd, &fi) == NGX_FILE_ERROR
         || ngx_file_size(&fi) <= from)
     {
         return NGX_OK;
+    }
+
+    /* the log's descriptor is write-only: the same file, to read */
+    fd = ngx_http_datagate_audit_same(wfd, O_RDONLY, log);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
     }
 
     n = ngx_min((size_t) (ngx_file_size(&fi) - from),
@@ -1294,6 +1315,7 @@ ngx_http_datagate_audit_find(ngx_fd_t fd, off_t from, u_char *data,
 
     buf = ngx_alloc(n, log);
     if (buf == NULL) {
+        close(fd);
         return NGX_ERROR;
     }
 
@@ -1341,8 +1363,30 @@ ngx_http_datagate_audit_find(ngx_fd_t fd, off_t from, u_char *data,
 
     *got = best;
     ngx_free(buf);
+    close(fd);
 
     return NGX_OK;
+}
+
+
+/* another descriptor of the file fd is open on (its own offset, no
+ * O_APPEND) */
+static ngx_fd_t
+ngx_http_datagate_audit_same(ngx_fd_t fd, int flags, ngx_log_t *log)
+{
+    u_char    path[sizeof("/proc/self/fd/") + NGX_INT_T_LEN];
+    ngx_fd_t  nfd;
+
+    ngx_sprintf(path, "/proc/self/fd/%d%Z", fd);
+
+    nfd = open((char *) path, flags);
+
+    if (nfd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "datagate: audit log: open(\"%s\") failed", path);
+    }
+
+    return nfd;
 }
 
 
@@ -1351,7 +1395,7 @@ static ngx_int_t
 ngx_http_datagate_audit_blank(ngx_fd_t fd, off_t at, size_t n,
     ngx_log_t *log)
 {
-    u_char     *b, path[sizeof("/proc/self/fd/") + NGX_INT_T_LEN];
+    u_char     *b;
     ssize_t     w;
     ngx_fd_t    wfd;
     ngx_int_t   rc;
@@ -1374,9 +1418,7 @@ ngx_http_datagate_audit_blank(ngx_fd_t fd, off_t at, size_t n,
     }
 
     /* the log's descriptor appends whatever the offset: another one */
-    ngx_sprintf(path, "/proc/self/fd/%d%Z", fd);
-
-    wfd = open((char *) path, O_WRONLY);
+    wfd = ngx_http_datagate_audit_same(fd, O_WRONLY, log);
     rc = NGX_ERROR;
 
     if (wfd != -1) {
@@ -1428,9 +1470,8 @@ ngx_http_datagate_audit_timer(ngx_event_t *ev)
     }
 
     if (ngx_http_datagate_audit_own) {
-        (void) ngx_http_datagate_audit_flush(dmcf,
-                                             ngx_http_datagate_audit_own,
-                                             ev->log);
+        ngx_http_datagate_audit_tick(dmcf, ngx_http_datagate_audit_own,
+                                     ev->log);
     }
 
     ngx_http_datagate_audit_orphans(dmcf, ev->log);
@@ -1441,6 +1482,55 @@ ngx_http_datagate_audit_timer(ngx_event_t *ev)
 
     ngx_add_timer(ev, dmcf->audit_flush ? dmcf->audit_flush
                                         : NGX_HTTP_DATAGATE_AUDIT_SCAN);
+}
+
+
+/*
+ * Write what waits; once writes work again, a loss not yet counted gets a
+ * record of its own, so that the file says so without waiting for the
+ * chain's next request.
+ */
+static void
+ngx_http_datagate_audit_tick(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_aslot_t *s, ngx_log_t *log)
+{
+    u_char                        *buf, tbuf[DG_AUDIT_MAX_TIME];
+    uint64_t                       carry;
+    dg_arec_t                      rec;
+    ngx_http_datagate_audit_sh_t  *sh;
+
+    sh = dmcf->audit_sh;
+
+    if (ngx_http_datagate_audit_flush(dmcf, s, log) != NGX_OK) {
+        return;
+    }
+
+    do {
+        carry = sh->carry;
+    } while (carry && !ngx_atomic_cmp_set(&sh->carry, carry, 0));
+
+    s->lost += carry;
+
+    if (s->lost == 0) {
+        return;
+    }
+
+    buf = ngx_alloc(DG_AUDIT_RECORD_MAX, log);
+    if (buf == NULL) {
+        return;
+    }
+
+    if (dg_arec_init(&rec, (char *) buf, DG_AUDIT_RECORD_MAX) == 0) {
+        dg_arec_str(&rec, "time", (char *) tbuf,
+                    ngx_http_datagate_audit_time(tbuf));
+        dg_arec_cstr(&rec, "event", "lost");
+
+        if (ngx_http_datagate_audit_append(dmcf, &rec, log) == NGX_OK) {
+            (void) ngx_http_datagate_audit_flush(dmcf, s, log);
+        }
+    }
+
+    ngx_free(buf);
 }
 
 
@@ -1573,6 +1663,37 @@ ngx_http_datagate_audit_cp_reply(void *data, void *reply)
 
 
 /* ---- what others ask -------------------------------------------------- */
+
+size_t
+ngx_http_datagate_audit_time(u_char *buf)
+{
+    size_t       len;
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    /* ISO 8601 in local time with milliseconds */
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
+
+    len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03M",
+                      tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                      tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                      tp->msec) - buf;
+
+    if (tp->gmtoff == 0) {
+        buf[len++] = 'Z';
+
+    } else {
+        len = ngx_sprintf(buf + len, "%c%02i:%02i",
+                          tp->gmtoff < 0 ? '-' : '+',
+                          ngx_abs(tp->gmtoff / 60), ngx_abs(tp->gmtoff % 60))
+              - buf;
+    }
+
+    return len;
+}
+
 
 ngx_int_t
 ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf)

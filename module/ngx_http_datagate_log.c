@@ -345,7 +345,6 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 {
     u_char             *buf, tbuf[DG_AUDIT_MAX_TIME];
     size_t              len;
-    ngx_tm_t            tm;
     ngx_int_t           status;
     ngx_uint_t          i;
     ngx_time_t         *tp;
@@ -366,25 +365,8 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     ngx_memzero(&f, sizeof(dg_audit_fields_t));
 
-    /* time: ISO 8601 in local time with milliseconds */
-
+    len = ngx_http_datagate_audit_time(tbuf);
     tp = ngx_timeofday();
-    ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
-
-    len = ngx_sprintf(tbuf, "%4d-%02d-%02dT%02d:%02d:%02d.%03M",
-                      tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                      tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                      tp->msec) - tbuf;
-
-    if (tp->gmtoff == 0) {
-        tbuf[len++] = 'Z';
-
-    } else {
-        len = ngx_sprintf(tbuf + len, "%c%02i:%02i",
-                          tp->gmtoff < 0 ? '-' : '+',
-                          ngx_abs(tp->gmtoff / 60), ngx_abs(tp->gmtoff % 60))
-              - tbuf;
-    }
 
     f.time.data = (char *) tbuf;
     f.time.len = len;

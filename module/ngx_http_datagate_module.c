@@ -107,7 +107,7 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       NULL },
 
     { ngx_string("datagate_audit_log"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_datagate_audit_log,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,

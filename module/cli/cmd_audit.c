@@ -92,6 +92,7 @@ static const char  dg_audit_usage[] =
 typedef struct {
     int                         quiet;
     const char                 *head;
+    char                        headbuf[DG_AUDIT_HEXLEN + 1];
     const char                 *key;
     const char                 *redis;
     const char                 *node;
@@ -177,7 +178,7 @@ dg_audit_opt(const char *name, int argc, char **argv, int *i, int *bad)
 static int
 dg_audit_verify_cmd(int argc, char **argv)
 {
-    int                 i, nfiles, rc, bad;
+    int                 i, k, nfiles, rc, bad;
     char               *buf, **files;
     const char         *val;
     dg_vopts_t          o;
@@ -207,7 +208,7 @@ dg_audit_verify_cmd(int argc, char **argv)
 
         if ((val = dg_audit_opt("--head", argc, argv, &i, &bad))) {
             if (strlen(val) != DG_AUDIT_HEXLEN
-                || strspn(val, "0123456789abcdef") != DG_AUDIT_HEXLEN)
+                || strspn(val, "0123456789abcdefABCDEF") != DG_AUDIT_HEXLEN)
             {
                 fprintf(stderr, "datagate audit verify: --head needs the 64"
                         " hex digits of a record hash\n");
@@ -215,7 +216,12 @@ dg_audit_verify_cmd(int argc, char **argv)
                 return DG_EXIT_USAGE;
             }
 
-            o.head = val;
+            /* any case: records write lower case */
+            for (k = 0; k < DG_AUDIT_HEXLEN; k++) {
+                o.headbuf[k] = (char) tolower((unsigned char) val[k]);
+            }
+
+            o.head = o.headbuf;
             continue;
         }
 
