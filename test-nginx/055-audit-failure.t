@@ -353,9 +353,10 @@ SKIP: {
          'serve: the carried loss is logged at start');
     is($n->request('GET', '/person/3', @granted)->status, 200,
        'serve: served after the restart');
-    ok(wait_lines($real, 3), 'serve: the loss and the request recorded');
+    ok(wait_lines($real, 2), 'serve: the request recorded');
+    sleep 0.3;
     my @rec = records($real);
-    is(scalar @rec, 3, 'serve: two more records, no more');
+    is(scalar(grep { $_->{decision} } @rec), 2, 'serve: one more request');
     my @with = grep { $_->{lost} } @rec;
     is(scalar @with, 1, 'serve: one record counts the loss');
     is($with[0]{lost}, 4, 'serve: the loss from before the restart');
@@ -373,11 +374,13 @@ SKIP: {
            'serve: nothing left to carry');
     $n->start;
     $n->request('GET', '/person/3', @granted);
-    ok(wait_lines($real, 4), 'serve: a record after the second restart');
+    my $before = scalar(@rec);
+    ok(wait_lines($real, $before + 1),
+       'serve: a record after the second restart');
     sleep 0.3;
     @rec = records($real);
-    is(scalar @rec, 4, 'serve: one record after the second restart');
-    ok(!exists $rec[3]{lost}, 'serve: the loss is not counted twice');
+    is(scalar @rec, $before + 1, 'serve: one record after the second restart');
+    ok(!exists $rec[-1]{lost}, 'serve: the loss is not counted twice');
     ($rc, $out) = verify($real);
     like($out, qr/^LOST: 4 record/m, 'serve: still 4 in all') or diag($out);
     $n->stop;
