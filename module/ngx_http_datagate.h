@@ -556,12 +556,13 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
 #define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */
 
 /* one counter in sh->stats (an ngx_str_node_t tree, LRU queue unused:
- * counters are never evicted, all of them are listed in the queue) */
+ * counters are never evicted, all of them are listed in the queue); the
+ * tree under the zone's lock, the counts added atomically (_log.c) */
 typedef struct {
     ngx_str_node_t                  sn;         /* sn.str -> key */
     ngx_queue_t                     queue;
-    uint64_t                        count;
-    uint64_t                        bytes;
+    ngx_atomic_t                    count;
+    ngx_atomic_t                    bytes;
     u_char                          key[1];
 } ngx_http_datagate_stat_t;
 

@@ -80,9 +80,7 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
     full = 0;
 
     if (dmcf->sh) {
-        ngx_shmtx_lock(&dmcf->shpool->mutex);
         ngx_http_datagate_stats_add(dmcf, &lg, &full);
-        ngx_shmtx_unlock(&dmcf->shpool->mutex);
     }
 
     if (full) {
@@ -517,12 +515,14 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
     st = ngx_http_datagate_stat_get(dmcf, key, len, full);
 
     if (st) {
-        st->count++;
-        st->bytes += lg->bytes;
+        (void) ngx_atomic_fetch_add(&st->count, 1);
+        (void) ngx_atomic_fetch_add(&st->bytes, lg->bytes);
 
     } else {
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
         dmcf->sh->stats_overflow++;
         dmcf->sh->stats_overflow_bytes += lg->bytes;
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
     }
 
     l[0] = lg->dataset;
@@ -535,7 +535,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 2);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->mcount[i];
+            (void) ngx_atomic_fetch_add(&st->count, lg->mcount[i]);
         }
     }
 
@@ -550,7 +550,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 2);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->detect[i];
+            (void) ngx_atomic_fetch_add(&st->count, lg->detect[i]);
         }
     }
 
@@ -559,7 +559,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 1);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->unlisted;
+            (void) ngx_atomic_fetch_add(&st->count, lg->unlisted);
         }
     }
 }
@@ -590,9 +590,11 @@ ngx_http_datagate_stat_key(u_char *buf, u_char kind, ngx_str_t *labels,
 /*
  * A worker's direct-mapped cache of counter nodes: nearly every request
  * adds to the same few counters, and a hit costs a murmur hash and one
- * memcmp() against the node's own key instead of crc32 and a walk of the
- * shared tree.  Counters are never freed while their zone lives; the
- * cache is emptied when the zone changes.  Called with the zone locked.
+ * memcmp() against the node's own key, and no lock: a node's key never
+ * changes and nodes are never freed while their zone lives, and the
+ * counts are added atomically.  Only a miss walks (and may grow) the
+ * shared tree, under the zone's lock.  The cache is emptied when the
+ * zone changes.
  */
 #define NGX_HTTP_DATAGATE_STAT_CACHE  64    /* a power of 2 */
 
@@ -631,8 +633,11 @@ ngx_http_datagate_stat_get(ngx_http_datagate_main_conf_t *dmcf, u_char *key,
     k.len = len;
     hash = ngx_crc32_short(key, len);
 
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
     sn = ngx_str_rbtree_lookup(&sh->stats.rbtree, &k, hash);
     if (sn) {
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
         st = (ngx_http_datagate_stat_t *) sn;
         ngx_http_datagate_stat_cache[slot] = st;
         return st;
@@ -659,6 +664,8 @@ ngx_http_datagate_stat_get(ngx_http_datagate_main_conf_t *dmcf, u_char *key,
     ngx_queue_insert_tail(&sh->stats.queue, &st->queue);
     sh->stats_nodes++;
 
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
     ngx_http_datagate_stat_cache[slot] = st;
 
     return st;
@@ -669,6 +676,8 @@ overflow:
         sh->stats_full = 1;
         *full = 1;
     }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
     return NULL;
 }
