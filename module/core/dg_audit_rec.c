@@ -70,12 +70,21 @@ dg_utf8_seq(const uint8_t *s, size_t len)
 }
 
 
+/* the bytes that go out as they are: ASCII from 0x20 but '"' (0x22) and
+ * '\\' (0x5c) */
+static const uint8_t  dg_json_plain[256] = {
+    [0x20 ... 0x21] = 1,
+    [0x23 ... 0x5b] = 1,
+    [0x5d ... 0x7f] = 1,
+};
+
+
 size_t
 dg_json_escape(char *dst, size_t cap, const uint8_t *s, size_t len,
     size_t *consumed)
 {
     char     esc[8];
-    size_t   i, o, n, k;
+    size_t   i, o, n, k, run;
     uint8_t  c;
 
     i = 0;
@@ -83,6 +92,29 @@ dg_json_escape(char *dst, size_t cap, const uint8_t *s, size_t len,
 
     while (i < len) {
         c = s[i];
+
+        if (dg_json_plain[c]) {
+            /* a run of plain bytes, copied at once */
+            for (run = i + 1; run < len && dg_json_plain[s[run]]; run++) {
+                /* void */
+            }
+
+            n = run - i;
+
+            if (o + n > cap) {
+                n = cap - o;
+            }
+
+            memcpy(dst + o, s + i, n);
+            o += n;
+            i += n;
+
+            if (i < run) {
+                break;          /* no room */
+            }
+
+            continue;
+        }
 
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             if (o + 1 > cap) {
@@ -163,8 +195,12 @@ dg_json_escape_len(const uint8_t *s, size_t len)
     for (i = 0; i < len; /* void */) {
         c = s[i];
 
-        if (c >= 0x20 && c < 0x80) {
-            o += (c == '"' || c == '\\') ? 2 : 1;
+        if (dg_json_plain[c]) {
+            o++;
+            i++;
+
+        } else if (c == '"' || c == '\\') {
+            o += 2;
             i++;
 
         } else if (c >= 0x80) {
