@@ -165,6 +165,8 @@ typedef struct {
     dg_mask_spec_t                  detect[DG_DETECT_MAX];
     /* _headers.c: loc_conf arrays of the enforced locations (void **) */
     ngx_array_t                    *enforced_locs;
+    /* _catalogue.c: the enforced locations by server and dataset */
+    ngx_array_t                    *catalogue_locs;
 } ngx_http_datagate_main_conf_t;
 
 
@@ -177,6 +179,9 @@ typedef struct {
     size_t                          hold_max;   /* datagate_hold_max */
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
+    ngx_flag_t                      catalogue;  /* datagate_catalogue */
+    ngx_str_t                       catalogue_file; /* where it was */
+    ngx_uint_t                      catalogue_line;
     const dg_dataset_t             *dataset;    /* resolved at conf time */
     ngx_str_t                       dataset_file; /* where it was named */
     ngx_uint_t                      dataset_line;
@@ -243,6 +248,9 @@ typedef struct {
     unsigned                        degraded:1; /* counted (_redis.c) */
     unsigned                        logged:1;
     unsigned                        cut:1;
+    unsigned                        catalogue:1; /* a catalogue request
+                                                   (_catalogue.c): no
+                                                   dataset */
 
     /* a long answer ended by an incident control (_watch.c) */
     void                           *watch;
@@ -653,6 +661,25 @@ void ngx_http_datagate_audit_lost_restore(
 ngx_int_t ngx_http_datagate_status_handler(ngx_http_request_t *r);
 
 
+/* ---- ngx_http_datagate_status_page.c: the status page ---------------- */
+
+/* without ?format=: 1 when the client prefers text/html to JSON */
+ngx_uint_t ngx_http_datagate_status_wants_html(ngx_http_request_t *r);
+/* send the page (headers set: no-store and Vary by the caller) */
+ngx_int_t ngx_http_datagate_status_page(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_catalogue.c: what a consumer may ask for ----- */
+
+/* datagate_catalogue; */
+char *ngx_http_datagate_catalogue(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* merge of a location: check a catalogue location, remember an enforced
+ * one for the catalogue of its server */
+ngx_int_t ngx_http_datagate_catalogue_merge(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_loc_conf_t *conf);
+
+
 /* ---- ngx_http_datagate_geoip.c: countries, regions ------------------- */
 
 ngx_int_t ngx_http_datagate_geoip_open(ngx_conf_t *cf,
@@ -820,6 +847,22 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
 ngx_int_t ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
 
+/* a control in force as this node last read it from Redis (the zone's
+ * incident entries read within stale=), for the statistics */
+typedef struct {
+    uint32_t                        control;    /* one INC_* bit */
+    ngx_str_t                       id;         /* serial, consumer,
+                                                   dataset, or
+                                                   CONSUMER|DATASET */
+    uint64_t                        fetched;    /* ms, read then */
+} ngx_http_datagate_control_t;
+
+/* the controls (each once, sorted by control and id; at most max) into
+ * *out, an array of ngx_http_datagate_control_t in pool */
+ngx_int_t ngx_http_datagate_incident_controls(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_pool_t *pool, ngx_uint_t max,
+    ngx_array_t **out);
+
 /* what the re-check of a long answer keeps between calls (_watch.c) */
 typedef struct {
     uint64_t                        known;      /* ms: state last fresh */
@@ -878,6 +921,23 @@ typedef struct {
 ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
     uint64_t now, ngx_http_datagate_lnode_t *keep);
+
+/* a budget's quota counters as the zone has them, for the statistics */
+typedef struct {
+    ngx_str_t                       key;        /* the budget */
+    int64_t                         window;     /* counted here */
+    uint64_t                        count;
+    int64_t                         seen_window; /* the cluster's, as */
+    uint64_t                        seen;       /* Redis last said */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;
+} ngx_http_datagate_quota_state_t;
+
+/* the budgets with a quota count (at most max) into *out, an array of
+ * ngx_http_datagate_quota_state_t in pool */
+ngx_int_t ngx_http_datagate_limit_budgets(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_pool_t *pool, ngx_uint_t max,
+    ngx_array_t **out);
 
 
 /* ---- ngx_http_datagate_state.c: datagate_state ----------------------- */

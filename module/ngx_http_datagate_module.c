@@ -120,6 +120,13 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("datagate_catalogue"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_datagate_catalogue,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("datagate_mask_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -718,6 +725,8 @@ ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
      *     dlcf->dataset = NULL;
      *     dlcf->dataset_file = { 0, NULL };
      *     dlcf->status = 0;
+     *     dlcf->catalogue = 0;
+     *     dlcf->catalogue_file = { 0, NULL };
      *     dlcf->real_ip_header = { 0, NULL };
      */
 
@@ -802,6 +811,7 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     if (conf->enable == 1 && conf->dataset_id.len == 0 && !conf->status
+        && !conf->catalogue
         && clcf != NULL && clcf->name.len != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -820,7 +830,19 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      * (_filter.c), servers without one keep nginx's page.
      */
 
-    if (conf->enable == 1 && !conf->status) {
+    if (ngx_http_datagate_catalogue_merge(cf, dmcf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->catalogue) {
+        /* the consumer is checked as on a data location (_access.c) */
+        dscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_datagate_module);
+        if (dscf != NULL) {
+            dscf->enforced = 1;
+        }
+    }
+
+    if (conf->enable == 1 && !conf->status && !conf->catalogue) {
         dscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_datagate_module);
         if (dscf != NULL) {
             dscf->enforced = 1;

@@ -17,7 +17,7 @@ BUILD_PKGS=(
 RUN_PKGS=(nginx openssl curl)
 TEST_PKGS=(
     nginx openssl curl redis-server libmaxmind-db-writer-perl
-    libio-socket-ssl-perl libtest-base-perl libjson-pp-perl
+    libio-socket-ssl-perl libtest-base-perl libjson-pp-perl chromium
 )
 DEV_PKGS=(clang libclang-rt-14-dev valgrind libnginx-mod-http-lua lua-cjson)
 

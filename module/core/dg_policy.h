@@ -113,6 +113,8 @@ typedef struct {
 typedef struct {
     dg_str_t                    id;
     dg_str_t                    name;
+    dg_str_t                    src_file;   /* where it is defined */
+    unsigned                    src_line;
 } dg_purpose_t;
 
 
@@ -390,6 +392,10 @@ unsigned dg_method_bit(const char *name, size_t len);
 /* the same, with the extension methods of the policy p (may be NULL) */
 unsigned dg_policy_method_bit(const dg_policy_t *p, const char *name,
     size_t len);
+
+/* the name of one method bit (a known method's, or p's extension
+ * method's; p may be NULL), its length in *len; NULL: no such method */
+const char *dg_method_name(const dg_policy_t *p, unsigned bit, size_t *len);
 
 /* "GET, HEAD, PROPFIND" of a bit set into buf; returns buf */
 const char *dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf,
