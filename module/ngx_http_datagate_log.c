@@ -46,6 +46,10 @@ static void ngx_http_datagate_log_header(ngx_http_request_t *r,
     const char *name, size_t len, ngx_str_t *value);
 
 
+/* where a request's audit record is built (_audit.c copies it out) */
+static u_char  ngx_http_datagate_audit_recbuf[DG_AUDIT_RECORD_MAX];
+
+
 ngx_int_t
 ngx_http_datagate_log_handler(ngx_http_request_t *r)
 {
@@ -354,10 +358,11 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     p = dmcf->policy;
 
-    buf = ngx_pnalloc(r->pool, DG_AUDIT_RECORD_MAX);
-    if (buf == NULL
-        || dg_arec_init(rec, (char *) buf, DG_AUDIT_RECORD_MAX) != 0)
-    {
+    /* the record is sealed into the chain's buffer before the next
+     * request's is built: one buffer per worker */
+    buf = ngx_http_datagate_audit_recbuf;
+
+    if (dg_arec_init(rec, (char *) buf, DG_AUDIT_RECORD_MAX) != 0) {
         return NULL;
     }
 

@@ -185,15 +185,17 @@ dg_arec_seal_ex(dg_arec_t *r, dg_audit_md_t *md, int alg,
         return -1;
     }
 
-    n = snprintf(head, sizeof(head), "{\"seq\":%" PRIu64, s->seq);
-    hlen = (size_t) n;
+    memcpy(head, "{\"seq\":", 7);
+    hlen = 7 + dg_audit_utoa(head + 7, s->seq);
     start = r->buf + DG_AREC_HEAD - hlen;
     memcpy(start, head, hlen);
 
     p = r->buf + r->len;
 
     if (r->lost) {
-        p += sprintf(p, ",\"lost\":%" PRIu64, r->lost);
+        memcpy(p, ",\"lost\":", 8);
+        p += 8;
+        p += dg_audit_utoa(p, r->lost);
     }
 
     if (r->truncated) {
@@ -229,7 +231,11 @@ dg_arec_seal_ex(dg_arec_t *r, dg_audit_md_t *md, int alg,
         *p++ = '"';
     }
 
-    p += sprintf(p, ",\"alg\":\"%s\",\"prev\":\"", dg_audit_alg_name(alg));
+    n = (int) strlen(dg_audit_alg_name(alg));
+    memcpy(p, ",\"alg\":\"", 8);
+    memcpy(p + 8, dg_audit_alg_name(alg), n);
+    memcpy(p + 8 + n, "\",\"prev\":\"", 10);
+    p += 8 + n + 10;
     memcpy(p, s->prev, DG_AUDIT_HEXLEN);
     p += DG_AUDIT_HEXLEN;
     *p++ = '"';

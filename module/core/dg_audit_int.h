@@ -27,4 +27,7 @@ extern const char  dg_audit_hash_member[];
 int dg_audit_digest_parts(dg_audit_md_t *md, int alg, const char *prev,
     const char *a, size_t alen, const char *b, size_t blen, char *out);
 
+/* v in decimal at p (at most DG_AREC_NUM_MAX bytes, no NUL); the length */
+size_t dg_audit_utoa(char *p, uint64_t v);
+
 #endif /* DG_AUDIT_INT_H */

@@ -227,6 +227,27 @@ dg_json_escape_len(const uint8_t *s, size_t len)
 
 /* ---- record builder -------------------------------------------------- */
 
+size_t
+dg_audit_utoa(char *p, uint64_t v)
+{
+    char    tmp[DG_AREC_NUM_MAX];
+    size_t  n, i;
+
+    n = 0;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    for (i = 0; i < n; i++) {
+        p[i] = tmp[n - 1 - i];
+    }
+
+    return n;
+}
+
+
 int
 dg_arec_init(dg_arec_t *r, char *buf, size_t cap)
 {
@@ -391,7 +412,13 @@ dg_arec_int(dg_arec_t *r, const char *key, int64_t v)
     char  num[DG_AREC_NUM_MAX + 4];
     int   n;
 
-    n = snprintf(num, sizeof(num), "%" PRId64, v);
+    if (v < 0) {
+        num[0] = '-';
+        n = 1 + (int) dg_audit_utoa(num + 1, (uint64_t) 0 - (uint64_t) v);
+
+    } else {
+        n = (int) dg_audit_utoa(num, (uint64_t) v);
+    }
 
     if (dg_arec_key(r, key, strlen(key), (size_t) n) == 0) {
         dg_arec_put(r, num, (size_t) n);
@@ -412,7 +439,7 @@ dg_arec_uint_n(dg_arec_t *r, const char *key, size_t klen, uint64_t v)
     char  num[DG_AREC_NUM_MAX + 4];
     int   n;
 
-    n = snprintf(num, sizeof(num), "%" PRIu64, v);
+    n = (int) dg_audit_utoa(num, v);
 
     if (dg_arec_key(r, key, klen, (size_t) n) == 0) {
         dg_arec_put(r, num, (size_t) n);
@@ -492,7 +519,7 @@ dg_arec_counts(dg_arec_t *r, const char *key, const dg_acount_t *c,
     start = r->len;
 
     for (i = 0; i < n; i++) {
-        k = snprintf(num, sizeof(num), "%" PRIu64, c[i].count);
+        k = (int) dg_audit_utoa(num, c[i].count);
         elen = dg_json_escape_len((const uint8_t *) c[i].name, c[i].len);
 
         /* ,"name":N */
