@@ -601,31 +601,50 @@ ngx_http_datagate_audit_recover(ngx_http_datagate_main_conf_t *dmcf,
 size_t
 ngx_http_datagate_audit_time(u_char *buf)
 {
-    size_t       len;
+    u_char      *p;
     ngx_tm_t     tm;
     ngx_time_t  *tp;
 
-    /* ISO 8601 in local time with milliseconds */
+    static time_t  sec = -1;
+    static size_t  plen, slen;
+    static u_char  prefix[sizeof("2024-05-11T09:30:00.")];
+    static u_char  suffix[sizeof("+08:00")];
+
+    /* ISO 8601 in local time with milliseconds; the date and the offset
+     * change once a second at most */
 
     tp = ngx_timeofday();
-    ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
 
-    len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03M",
-                      tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                      tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                      tp->msec) - buf;
+    if (tp->sec != sec) {
+        ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
 
-    if (tp->gmtoff == 0) {
-        buf[len++] = 'Z';
+        plen = ngx_sprintf(prefix, "%4d-%02d-%02dT%02d:%02d:%02d.",
+                           tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                           tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec)
+               - prefix;
 
-    } else {
-        len = ngx_sprintf(buf + len, "%c%02i:%02i",
-                          tp->gmtoff < 0 ? '-' : '+',
-                          ngx_abs(tp->gmtoff / 60), ngx_abs(tp->gmtoff % 60))
-              - buf;
+        if (tp->gmtoff == 0) {
+            suffix[0] = 'Z';
+            slen = 1;
+
+        } else {
+            slen = ngx_sprintf(suffix, "%c%02i:%02i",
+                               tp->gmtoff < 0 ? '-' : '+',
+                               ngx_abs(tp->gmtoff / 60),
+                               ngx_abs(tp->gmtoff % 60))
+                   - suffix;
+        }
+
+        sec = tp->sec;
     }
 
-    return len;
+    p = ngx_cpymem(buf, prefix, plen);
+    *p++ = (u_char) ('0' + tp->msec / 100);
+    *p++ = (u_char) ('0' + tp->msec / 10 % 10);
+    *p++ = (u_char) ('0' + tp->msec % 10);
+    p = ngx_cpymem(p, suffix, slen);
+
+    return p - buf;
 }
 
 

@@ -313,7 +313,16 @@ dg_arec_key(dg_arec_t *r, const char *key, size_t klen, size_t need)
         return -1;              /* a member of an object left out */
     }
 
-    elen = dg_json_escape_len((const uint8_t *) key, klen);
+    /* our keys are plain: one pass; anything else is escaped */
+    for (elen = 0; elen < klen && dg_json_plain[(uint8_t) key[elen]]; elen++)
+    {
+        /* void */
+    }
+
+    if (elen < klen) {
+        elen = dg_json_escape_len((const uint8_t *) key, klen);
+    }
+
     room = r->cap - DG_AREC_TAIL - r->len;
 
     if (elen + 4 + need > room) {
@@ -322,13 +331,22 @@ dg_arec_key(dg_arec_t *r, const char *key, size_t klen, size_t need)
     }
 
     if (!r->nested || r->nnested > 0) {
-        dg_arec_put(r, ",", 1);
+        r->buf[r->len++] = ',';
     }
 
-    dg_arec_put(r, "\"", 1);
-    r->len += dg_json_escape(r->buf + r->len, elen, (const uint8_t *) key,
-                             klen, &used);
-    dg_arec_put(r, "\":", 2);
+    r->buf[r->len++] = '"';
+
+    if (elen == klen) {
+        memcpy(r->buf + r->len, key, klen);
+        r->len += klen;
+
+    } else {
+        r->len += dg_json_escape(r->buf + r->len, elen,
+                                 (const uint8_t *) key, klen, &used);
+    }
+
+    r->buf[r->len++] = '"';
+    r->buf[r->len++] = ':';
 
     if (r->nested) {
         r->nnested++;
