@@ -656,7 +656,7 @@ ngx_http_datagate_audit_claim(ngx_http_datagate_main_conf_t *dmcf,
         if (sh->keyed) {
             if (dg_audit_key_chain(&dmcf->audit_md, (int) s->alg, sh->gen,
                                    s->chain.id, ngx_strlen(s->chain.id),
-                                   s->chain.key)
+                                   s->chain.key, s->chain.seg)
                 != 0
                 || dg_audit_key_next(&dmcf->audit_md, (int) s->alg, sh->gen)
                    != 0)

@@ -126,6 +126,7 @@ ngx_http_datagate_audit_apply(ngx_http_datagate_aslot_t *s)
     s->staged = 0;
     ngx_memory_barrier();
     ngx_explicit_memzero(s->stage.key, sizeof(s->stage.key));
+    ngx_explicit_memzero(s->stage.seg, sizeof(s->stage.seg));
 }
 
 

@@ -289,7 +289,8 @@ like($out, qr/:1: MAC does not match/, 'key: at the first record');
 my ($epoch, $cn) = $kr[0]{chain} =~ /^(\d+)-(\d+)$/;
 my $g = hmac_sha256("datagate-audit-root:$epoch", $secret);
 $g = sha256($g) for 1 .. $cn;
-my $k1 = hmac_sha256("datagate-audit-chain:$kr[0]{chain}", $g);
+my $s0 = hmac_sha256("datagate-audit-chain:$kr[0]{chain}", $g);
+my $k1 = hmac_sha256('datagate-audit-segment', $s0);     # K_{0,0}
 sub key_of { my ($k, $seq) = @_; $k = sha256($k) for 2 .. $seq; return $k }
 sub mac_of {
     my ($k, $line) = @_;
@@ -299,7 +300,8 @@ sub mac_of {
     return hmac_sha256_hex(sha256($p . $t0), $k);
 }
 is(mac_of(key_of($k1, $kr[-1]{seq}), $kl[-1]), $kr[-1]{mac},
-   'key: MAC = HMAC(K_seq, SHA-256(prev || record without mac and hash))');
+   'key: MAC = HMAC(K_{0,seq-1}, SHA-256(prev || record without mac and '
+   . 'hash))');
 
 # an intruder rewrites record 2 and recomputes every hash after it
 {
@@ -333,7 +335,7 @@ is(mac_of(key_of($k1, $kr[-1]{seq}), $kl[-1]), $kr[-1]{mac},
     # earlier key
     my %find = (secret => $secret, root => hmac_sha256(
                     "datagate-audit-root:$epoch", $secret),
-                'first key' => $k1,
+                'chain key' => $s0, 'first key' => $k1,
                 'key of the last record' => key_of($k1, $kr[-1]{seq}));
     my %found;
     my $current = 0;

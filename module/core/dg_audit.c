@@ -354,7 +354,8 @@ dg_audit_chain_seal(dg_arec_t *r, dg_audit_md_t *md, int alg,
     memcpy(next->hash, hash, DG_AUDIT_HEXLEN + 1);
 
     if (next->keyed) {
-        return dg_audit_key_next(md, alg, next->key);
+        return dg_audit_key_advance(md, alg, next->seq, next->key,
+                                    next->seg);
     }
 
     return 0;
@@ -367,6 +368,7 @@ dg_audit_chain_seal(dg_arec_t *r, dg_audit_md_t *md, int alg,
 
 static const char  dg_audit_root_label[] = "datagate-audit-root:";
 static const char  dg_audit_chain_label[] = "datagate-audit-chain:";
+static const char  dg_audit_segment_label[] = "datagate-audit-segment";
 
 
 void
@@ -499,12 +501,93 @@ dg_audit_key_next(dg_audit_md_t *md, int alg, uint8_t key[DG_AUDIT_KEY_LEN])
 int
 dg_audit_key_chain(dg_audit_md_t *md, int alg,
     const uint8_t gen[DG_AUDIT_KEY_LEN], const char *chain, size_t len,
-    uint8_t key[DG_AUDIT_KEY_LEN])
+    uint8_t key[DG_AUDIT_KEY_LEN], uint8_t seg[DG_AUDIT_KEY_LEN])
 {
-    return dg_audit_key_label(md, alg, gen, DG_AUDIT_KEY_LEN,
-                              dg_audit_chain_label,
-                              sizeof(dg_audit_chain_label) - 1, chain, len,
-                              key);
+    /* S_0, then K_{0,0} from it and S_1 in its place */
+
+    if (dg_audit_key_label(md, alg, gen, DG_AUDIT_KEY_LEN,
+                           dg_audit_chain_label,
+                           sizeof(dg_audit_chain_label) - 1, chain, len, seg)
+        != 0)
+    {
+        return -1;
+    }
+
+    if (dg_audit_hmac(md, alg, seg, DG_AUDIT_KEY_LEN, dg_audit_segment_label,
+                      sizeof(dg_audit_segment_label) - 1, key)
+        != 0)
+    {
+        return -1;
+    }
+
+    return dg_audit_key_next(md, alg, seg);
+}
+
+
+int
+dg_audit_key_advance(dg_audit_md_t *md, int alg, uint64_t seq,
+    uint8_t key[DG_AUDIT_KEY_LEN], uint8_t seg[DG_AUDIT_KEY_LEN])
+{
+    if (seq % DG_AUDIT_KEY_SEGMENT != 0) {
+        return dg_audit_key_next(md, alg, key);
+    }
+
+    /* the record seq + 1 begins a segment: K_{j,0} from S_j, then S_j+1 */
+
+    if (dg_audit_hmac(md, alg, seg, DG_AUDIT_KEY_LEN, dg_audit_segment_label,
+                      sizeof(dg_audit_segment_label) - 1, key)
+        != 0)
+    {
+        return -1;
+    }
+
+    return dg_audit_key_next(md, alg, seg);
+}
+
+
+int
+dg_audit_key_at(dg_audit_md_t *md, int alg,
+    const uint8_t gen[DG_AUDIT_KEY_LEN], const char *chain, size_t len,
+    uint64_t seq, uint8_t key[DG_AUDIT_KEY_LEN],
+    uint8_t seg[DG_AUDIT_KEY_LEN])
+{
+    uint64_t  j, i, n;
+
+    if (seq == 0
+        || dg_audit_key_chain(md, alg, gen, chain, len, key, seg) != 0)
+    {
+        return -1;
+    }
+
+    /* seg is S_1: S_j after j - 1 more steps */
+
+    j = (seq - 1) / DG_AUDIT_KEY_SEGMENT;
+    i = (seq - 1) % DG_AUDIT_KEY_SEGMENT;
+
+    if (j > 0) {
+        for (n = 1; n < j; n++) {
+            if (dg_audit_key_next(md, alg, seg) != 0) {
+                return -1;
+            }
+        }
+
+        if (dg_audit_hmac(md, alg, seg, DG_AUDIT_KEY_LEN,
+                          dg_audit_segment_label,
+                          sizeof(dg_audit_segment_label) - 1, key)
+            != 0
+            || dg_audit_key_next(md, alg, seg) != 0)
+        {
+            return -1;
+        }
+    }
+
+    for (n = 0; n < i; n++) {
+        if (dg_audit_key_next(md, alg, key) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
 }
 
 

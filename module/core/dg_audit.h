@@ -217,19 +217,21 @@ int dg_arec_seal_ex(dg_arec_t *r, dg_audit_md_t *md, int alg,
  * One chain's head, as a writer keeps it (plain data: it may live in
  * shared memory and be carried on by another process).  seq and hash are
  * the last record sealed (0 and the record the chain starts from before
- * the first); key is the key of the next record when keyed.
+ * the first); when keyed, key is the key of the next record and seg the
+ * key of the next segment (below).
  */
 typedef struct {
     uint64_t                    seq;
     char                        hash[DG_AUDIT_HEXLEN + 1];
     char                        id[DG_AUDIT_CHAIN_MAX + 1];
     uint8_t                     key[DG_AUDIT_KEY_LEN];
+    uint8_t                     seg[DG_AUDIT_KEY_LEN];
     unsigned                    keyed:1;
 } dg_audit_chain_t;
 
 /*
  * Seal r as the next record of c into *line / *len and advance the copy
- * next (seq + 1, the new hash, the key evolved: K_{i+1} = ALG(K_i));
+ * next (seq + 1, the new hash, the keys evolved: dg_audit_key_advance);
  * c itself is not changed, so a caller that cannot keep the record
  * leaves the chain as it was.  0, or -1 if a digest failed.
  */
@@ -239,27 +241,43 @@ int dg_audit_chain_seal(dg_arec_t *r, dg_audit_md_t *md, int alg,
 
 
 /*
- * Forward-secure keys (docs/audit.md, "Keys"):
+ * Forward-secure keys (docs/audit.md, "Keys"), for the chain "EPOCH-N":
  *
- *   R       = HMAC-ALG(secret, "datagate-audit-root:" || EPOCH)
- *   G_0     = R, G_{n+1} = ALG(G_n)
- *   K_1     = HMAC-ALG(G_n, "datagate-audit-chain:" || "EPOCH-n")
- *   K_{i+1} = ALG(K_i)
+ *   R          = HMAC-ALG(secret, "datagate-audit-root:" || EPOCH)
+ *   G_0        = R,  G_{n+1} = ALG(G_n)
+ *   S_0        = HMAC-ALG(G_N, "datagate-audit-chain:" || "EPOCH-N")
+ *   S_{j+1}    = ALG(S_j)                                (segments)
+ *   K_{j,0}    = HMAC-ALG(S_j, "datagate-audit-segment")
+ *   K_{j,i+1}  = ALG(K_{j,i})
  *
- * for the chain "EPOCH-n"; its record seq i is sealed with K_i.  Every
- * step overwrites the key it came from: a writer holds G of the next
- * chain and K of each chain's next record, from which no earlier key
- * follows.
+ * and the record seq s is sealed with K_{j,i}, j = (s - 1) / SEGMENT,
+ * i = (s - 1) % SEGMENT: a verifier reaches the key of any record in at
+ * most s / SEGMENT + SEGMENT steps.  Every step overwrites the key it
+ * came from: a writer holds G of the next chain and, for each chain, the
+ * key of its next record and the next segment's S, from none of which
+ * an earlier key follows.
  */
+
+#define DG_AUDIT_KEY_SEGMENT    65536   /* records */
+
 int dg_audit_key_root(dg_audit_md_t *md, int alg, const uint8_t *secret,
     size_t slen, const char *epoch, size_t elen,
     uint8_t root[DG_AUDIT_KEY_LEN]);
 /* key = ALG(key), in place */
 int dg_audit_key_next(dg_audit_md_t *md, int alg,
     uint8_t key[DG_AUDIT_KEY_LEN]);
+/* the chain's first record's key, K_{0,0}, and S_1, from G_N */
 int dg_audit_key_chain(dg_audit_md_t *md, int alg,
     const uint8_t gen[DG_AUDIT_KEY_LEN], const char *chain, size_t len,
-    uint8_t key[DG_AUDIT_KEY_LEN]);
+    uint8_t key[DG_AUDIT_KEY_LEN], uint8_t seg[DG_AUDIT_KEY_LEN]);
+/* after the record seq was sealed: key and seg of the record seq + 1 */
+int dg_audit_key_advance(dg_audit_md_t *md, int alg, uint64_t seq,
+    uint8_t key[DG_AUDIT_KEY_LEN], uint8_t seg[DG_AUDIT_KEY_LEN]);
+/* key and seg of the record seq (>= 1) of the chain, from G_N */
+int dg_audit_key_at(dg_audit_md_t *md, int alg,
+    const uint8_t gen[DG_AUDIT_KEY_LEN], const char *chain, size_t len,
+    uint64_t seq, uint8_t key[DG_AUDIT_KEY_LEN],
+    uint8_t seg[DG_AUDIT_KEY_LEN]);
 /* HMAC-ALG(key, data) for keys of at most 64 bytes (longer: hashed) */
 int dg_audit_hmac(dg_audit_md_t *md, int alg, const uint8_t *key,
     size_t klen, const void *data, size_t dlen,
@@ -462,6 +480,7 @@ typedef struct {
     const char                 *from_file;  /* the record its seq 1 */
     uint64_t                    from_line;  /* starts from, 0: none */
     uint8_t                     key[DG_AUDIT_KEY_LEN]; /* of last.seq + 1 */
+    uint8_t                     seg[DG_AUDIT_KEY_LEN]; /* its next segment */
     unsigned                    keyed:1;
 } dg_audit_vchain_t;
 

@@ -22,6 +22,11 @@
 #define DG_VERIFY_FNV_PRIME     16777619u
 #define DG_VERIFY_SEQ_MIX       0x9e3779b97f4a7c15ULL
 
+/* what a key is derived for at most: the steps a chain id or a seq asks
+ * of the verifier stay bounded (a forged record cannot make it loop) */
+#define DG_VERIFY_KEY_CHAINS_MAX  10000000ULL          /* chains / epoch */
+#define DG_VERIFY_KEY_SEQ_MAX     (1ULL << 40)         /* records */
+
 
 static void dg_verify_break(dg_audit_verify_t *v, int kind,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -416,13 +421,14 @@ dg_verify_chain_key(dg_audit_verify_t *v, dg_audit_vchain_t *c, int alg,
     uint64_t seq)
 {
     size_t       elen, len;
-    uint64_t     n, i;
+    uint64_t     n;
     const char  *dash, *p;
 
     len = strlen(c->id);
     dash = memrchr(c->id, '-', len);
 
-    if (dash == NULL || dash == c->id || dash + 1 == c->id + len || seq == 0)
+    if (dash == NULL || dash == c->id || dash + 1 == c->id + len || seq == 0
+        || seq > DG_VERIFY_KEY_SEQ_MAX)
     {
         return -1;
     }
@@ -431,11 +437,15 @@ dg_verify_chain_key(dg_audit_verify_t *v, dg_audit_vchain_t *c, int alg,
     n = 0;
 
     for (p = dash + 1; p < c->id + len; p++) {
-        if (*p < '0' || *p > '9' || n > (UINT64_MAX - 9) / 10) {
+        if (*p < '0' || *p > '9' || n > DG_VERIFY_KEY_CHAINS_MAX) {
             return -1;
         }
 
         n = n * 10 + (uint64_t) (*p - '0');
+    }
+
+    if (n > DG_VERIFY_KEY_CHAINS_MAX) {
+        return -1;
     }
 
     if (!v->kvalid || v->kalg != alg || strlen(v->kepoch) != elen
@@ -462,14 +472,11 @@ dg_verify_chain_key(dg_audit_verify_t *v, dg_audit_vchain_t *c, int alg,
         }
     }
 
-    if (dg_audit_key_chain(&v->md, alg, v->kgen, c->id, len, c->key) != 0) {
+    if (dg_audit_key_at(&v->md, alg, v->kgen, c->id, len, seq, c->key,
+                        c->seg)
+        != 0)
+    {
         return -1;
-    }
-
-    for (i = 1; i < seq; i++) {
-        if (dg_audit_key_next(&v->md, alg, c->key) != 0) {
-            return -1;
-        }
     }
 
     c->keyed = 1;
@@ -496,7 +503,8 @@ dg_verify_mac(dg_audit_verify_t *v, dg_audit_vchain_t *c, const char *line,
     if (!c->keyed && dg_verify_chain_key(v, c, rec->alg, rec->seq) != 0) {
         dg_verify_break(v, DG_AUDIT_BREAK_MAC,
                         "record seq %" PRIu64 ": chain \"%s\" is not one a"
-                        " key seals (EPOCH-N)", rec->seq, c->id);
+                        " key seals (EPOCH-N, seq at most 2^40)", rec->seq,
+                        c->id);
         return 1;
     }
 
@@ -519,7 +527,8 @@ dg_verify_mac(dg_audit_verify_t *v, dg_audit_vchain_t *c, const char *line,
 
     v->macs++;
 
-    return dg_audit_key_next(&v->md, rec->alg, c->key) == 0 ? 0 : 1;
+    return dg_audit_key_advance(&v->md, rec->alg, rec->seq, c->key, c->seg)
+           == 0 ? 0 : 1;
 }
 
 

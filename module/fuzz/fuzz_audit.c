@@ -64,6 +64,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     strcpy(chain.id, "1765000000000-3");
     memcpy(chain.hash, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
     memset(chain.key, 0x5a, sizeof(chain.key));
+    memset(chain.seg, 0xa5, sizeof(chain.seg));
     chain.keyed = 1;
 
     memset(&md, 0, sizeof(md));

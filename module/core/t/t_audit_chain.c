@@ -101,7 +101,8 @@ chain_new(dg_audit_chain_t *c, int alg, unsigned n, int keyed,
             dg_audit_key_next(&t_md, alg, gen);
         }
 
-        dg_audit_key_chain(&t_md, alg, gen, c->id, strlen(c->id), c->key);
+        dg_audit_key_chain(&t_md, alg, gen, c->id, strlen(c->id), c->key,
+                           c->seg);
         c->keyed = 1;
     }
 }
@@ -248,6 +249,7 @@ test_keyed(int alg)
     const char         *name;
     char                save[T_MAXREC][T_LINE];
     uint8_t             stolen[DG_AUDIT_KEY_LEN], gen[DG_AUDIT_KEY_LEN];
+    uint8_t             seg[DG_AUDIT_KEY_LEN];
     dg_audit_chain_t    a, b;
     dg_audit_verify_t   v;
     dg_audit_rec_t      rec;
@@ -318,6 +320,18 @@ test_keyed(int alg)
         dg_audit_key_next(&t_md, alg, stolen);
     }
 
+    /* nor can the key of the chain's next segment */
+    memcpy(t_lines, save, sizeof(save));
+    {
+        char  *s = strstr(t_lines[2], "\"status\":200");
+        memcpy(s, "\"status\":404", 12);
+    }
+    reseal(alg, 2, a.seg, a.id);
+    rc = run(&v, all(), 1);
+    ok(rc == 1 && v.kind == DG_AUDIT_BREAK_MAC && v.bad_line == 3,
+       "%s: the next segment's key cannot re-seal an earlier record", name);
+    dg_audit_verify_free(&v);
+
     /* nor can the generator of the next chain seal an earlier chain */
     memcpy(t_lines, save, sizeof(save));
     chain_new(&b, alg, 2, 1, NULL);         /* the writer's G_2 ... */
@@ -325,7 +339,7 @@ test_keyed(int alg)
                       strlen(t_epoch), gen);
     dg_audit_key_next(&t_md, alg, gen);
     dg_audit_key_next(&t_md, alg, gen);     /* G_2 */
-    dg_audit_key_chain(&t_md, alg, gen, a.id, strlen(a.id), stolen);
+    dg_audit_key_chain(&t_md, alg, gen, a.id, strlen(a.id), stolen, seg);
     reseal(alg, 0, stolen, a.id);
     rc = run(&v, all(), 1);
     ok(rc == 1 && v.kind == DG_AUDIT_BREAK_MAC && v.bad_line == 1,
@@ -505,8 +519,9 @@ test_chain_state(void)
     ok(a.seq == 0 && next.seq == 1, "sealing leaves the chain, the copy "
        "advances");
     ok(memcmp(next.key, k2, sizeof(k2)) == 0
-       && memcmp(next.key, a.key, sizeof(k2)) != 0,
-       "the next key is ALG(the key)");
+       && memcmp(next.key, a.key, sizeof(k2)) != 0
+       && memcmp(next.seg, a.seg, sizeof(k2)) == 0,
+       "the next key is ALG(the key), within a segment");
     ok(strstr(line, ",\"chain\":\"1765000000000-3\",\"alg\":") != NULL
        && strstr(line, ",\"mac\":\"") + 8 + 64 + 1
           == strstr(line, ",\"hash\":\""),
@@ -520,6 +535,83 @@ test_chain_state(void)
 }
 
 
+/* a chain across segment boundaries: the writer's keys and the
+ * verifier's, from the start and from any record */
+static void
+test_segments(void)
+{
+    int                 rc;
+    uint64_t            s, seqs[] = { 1, 2, DG_AUDIT_KEY_SEGMENT,
+                                      DG_AUDIT_KEY_SEGMENT + 1,
+                                      DG_AUDIT_KEY_SEGMENT + 2,
+                                      2 * DG_AUDIT_KEY_SEGMENT + 1 };
+    unsigned            k, bad;
+    uint8_t             gen[DG_AUDIT_KEY_LEN], key[DG_AUDIT_KEY_LEN];
+    uint8_t             seg[DG_AUDIT_KEY_LEN];
+    dg_audit_chain_t    a, keep[6];
+    dg_audit_verify_t   v;
+
+    chain_new(&a, DG_AUDIT_SHA256, 1, 1, NULL);
+    dg_audit_key_root(&t_md, DG_AUDIT_SHA256, t_secret, T_SECRET_LEN,
+                      t_epoch, strlen(t_epoch), gen);
+    dg_audit_key_next(&t_md, DG_AUDIT_SHA256, gen);
+
+    /* the writer's key of each record, as dg_audit_chain_seal moves it */
+    bad = 0;
+    k = 0;
+
+    for (s = 1; s <= 2 * DG_AUDIT_KEY_SEGMENT + 1; s++) {
+        if (k < 6 && s == seqs[k]) {
+            keep[k++] = a;
+        }
+
+        a.seq = s;
+        dg_audit_key_advance(&t_md, DG_AUDIT_SHA256, s, a.key, a.seg);
+    }
+
+    for (k = 0; k < 6; k++) {
+        dg_audit_key_at(&t_md, DG_AUDIT_SHA256, gen, a.id, strlen(a.id),
+                        seqs[k], key, seg);
+        bad += memcmp(key, keep[k].key, sizeof(key)) != 0
+               || memcmp(seg, keep[k].seg, sizeof(seg)) != 0;
+    }
+
+    ok(bad == 0, "segments: the key of any record, reached directly, is "
+       "the writer's (%u wrong)", bad);
+
+    /* records sealed across a boundary verify, from their start and from
+     * the middle of a file */
+    t_n = 0;
+    chain_new(&a, DG_AUDIT_SHA256, 1, 1, NULL);
+    dg_audit_key_at(&t_md, DG_AUDIT_SHA256, gen, a.id, strlen(a.id),
+                    DG_AUDIT_KEY_SEGMENT - 1, a.key, a.seg);
+    a.seq = DG_AUDIT_KEY_SEGMENT - 2;
+
+    for (k = 0; k < 5; k++) {
+        append(&a, DG_AUDIT_SHA256, "/seg");
+    }
+
+    rc = run(&v, all(), 1);
+    ok(rc == 0 && v.macs == 5, "segments: records %u..%u verify with the "
+       "key", DG_AUDIT_KEY_SEGMENT - 1, DG_AUDIT_KEY_SEGMENT + 3);
+    dg_audit_verify_free(&v);
+
+    t_all[0] = 2;
+    t_all[1] = 3;
+    t_all[2] = 4;
+    t_all[3] = -1;
+    dg_audit_verify_init(&v);
+    dg_audit_verify_key(&v, t_secret, T_SECRET_LEN);
+    dg_audit_verify_file(&v, "a.log");
+    for (k = 0; t_all[k] >= 0; k++) {
+        dg_audit_verify_line(&v, t_lines[t_all[k]], t_lens[t_all[k]]);
+    }
+    ok(!v.broken && v.macs == 3, "segments: a file that starts in the "
+       "second segment verifies with the key");
+    dg_audit_verify_free(&v);
+}
+
+
 int
 main(void)
 {
@@ -528,6 +620,7 @@ main(void)
     test_keyed(DG_AUDIT_SM3);
     test_chains();
     test_chain_state();
+    test_segments();
 
     dg_audit_md_free(&t_md);
 
