@@ -367,7 +367,30 @@ is(mac_of(key_of($k1, $kr[-1]{seq}), $kl[-1]), $kr[-1]{mac},
            'memory: no secret, root or earlier key in any nginx process');
     }
 }
+
+# a reload keeps the chains and their keys; a restart begins new chains
+# with keys from the file read then
+ok($kn->reload, 'key: reload');
+load($kn, 1, 3);
+ok(wait_records($kf, 9), 'key: records after the reload');
 $kn->stop;
+$kn->start;
+load($kn, 1, 3);
+ok(wait_records($kf, 12), 'key: records after a restart');
+$kn->stop;
+($rc, $out) = verify('--key', $keyfile, $kf);
+is($rc, 0, 'key: the chains across a reload and a restart verify with the '
+   . 'key') or diag($out);
+like($out, qr/^keys: 12 MAC\(s\) checked/m, 'key: all of them');
+my %ep = map { (($_->{chain} =~ /^(\d+)-/)[0] => 1) } records($kf);
+is(scalar keys %ep, 2, 'key: two epochs, before and after the restart');
+
+# a restart without the key file: nginx refuses to start, naming it
+rename $keyfile, "$keyfile.away" or die;
+my ($trc, $tout) = $kn->test_conf;
+isnt($trc, 0, 'key: without its file the configuration fails');
+like($tout, qr/cannot open audit key "\Q$keyfile\E".* in \S+nginx\.conf:\d+/,
+     'key: with file and line') or diag($tout);
 log_clean($kn, 'key');
 
 
