@@ -625,6 +625,7 @@ size_t ngx_http_datagate_audit_time(u_char *buf);
 
 /* what the statistics show */
 typedef struct {
+    ngx_uint_t                      alg;        /* the chains' hash */
     uint64_t                        records;    /* written, all chains */
     uint64_t                        pending;    /* sealed, not written */
     uint64_t                        failed;     /* lost */

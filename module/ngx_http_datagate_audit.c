@@ -394,10 +394,12 @@ ngx_http_datagate_audit_init_zone(ngx_shm_zone_t *zone, void *data)
 
     dmcf = zone->data;
 
+    /* the key's fingerprint: to tell a reload's key from the zone's */
     if (dmcf->audit_secret_len) {
-        if (dg_audit_hmac(&dmcf->audit_md, (int) dmcf->audit_hash,
+        if (dg_audit_hmac(&dmcf->audit_md, DG_AUDIT_SHA256,
                           dmcf->audit_secret, dmcf->audit_secret_len,
-                          "datagate-audit-key-id", 21, id)
+                          NGX_HTTP_DATAGATE_AUDIT_KEY_ID,
+                          sizeof(NGX_HTTP_DATAGATE_AUDIT_KEY_ID) - 1, id)
             != 0)
         {
             return NGX_ERROR;
@@ -405,7 +407,8 @@ ngx_http_datagate_audit_init_zone(ngx_shm_zone_t *zone, void *data)
     }
 
     if (odmcf) {
-        /* a reload that keeps the zone: its chains go on */
+        /* a reload that keeps the zone: its chains go on, with the hash
+         * and the keys they began with */
         dmcf->audit_sh = odmcf->audit_sh;
         sh = dmcf->audit_sh;
 
@@ -418,6 +421,14 @@ ngx_http_datagate_audit_init_zone(ngx_shm_zone_t *zone, void *data)
                           "chains keep %s", sh->keyed ? "their keys"
                                                       : "sealing without a "
                                                         "key");
+        }
+
+        if (dmcf->audit_hash != sh->alg) {
+            ngx_log_error(NGX_LOG_WARN, zone->shm.log, 0,
+                          "datagate: audit log: a changed \"hash=\" "
+                          "applies to the chains a restart begins; the "
+                          "running chains keep %s",
+                          dg_audit_alg_name((int) sh->alg));
         }
 
         ngx_explicit_memzero(dmcf->audit_secret, sizeof(dmcf->audit_secret));
@@ -464,6 +475,7 @@ ngx_http_datagate_audit_init_zone(ngx_shm_zone_t *zone, void *data)
 
     sh->nslots = nslots;
     sh->bufsize = dmcf->audit_buffer;
+    sh->alg = dmcf->audit_hash;
 
     /* the epoch names this zone's chains: the time it was made, in ms */
     tp = ngx_timeofday();
@@ -477,7 +489,7 @@ ngx_http_datagate_audit_init_zone(ngx_shm_zone_t *zone, void *data)
     ngx_memcpy(sh->last, sh->from, DG_AUDIT_HEXLEN + 1);
 
     if (dmcf->audit_secret_len) {
-        if (dg_audit_key_root(&dmcf->audit_md, (int) dmcf->audit_hash,
+        if (dg_audit_key_root(&dmcf->audit_md, (int) sh->alg,
                               dmcf->audit_secret, dmcf->audit_secret_len,
                               (char *) sh->epoch,
                               ngx_strlen(sh->epoch), sh->gen)
@@ -651,7 +663,7 @@ ngx_http_datagate_audit_claim(ngx_http_datagate_main_conf_t *dmcf,
                      sh->epoch, sh->next_chain);
         ngx_memcpy(s->chain.hash, sh->from, DG_AUDIT_HEXLEN + 1);
         ngx_memcpy(s->whash, sh->from, DG_AUDIT_HEXLEN + 1);
-        s->alg = dmcf->audit_hash;
+        s->alg = sh->alg;
 
         if (sh->keyed) {
             if (dg_audit_key_chain(&dmcf->audit_md, (int) s->alg, sh->gen,

@@ -41,6 +41,9 @@
 
 #define NGX_HTTP_DATAGATE_AUDIT_RECORD_START  "{\"seq\":"
 
+/* HMAC(secret, this): the key's fingerprint, kept in the zone */
+#define NGX_HTTP_DATAGATE_AUDIT_KEY_ID      "datagate-audit-key-id"
+
 
 /* one chain and its buffer, in the zone */
 typedef struct {
@@ -83,6 +86,7 @@ typedef struct {
 struct ngx_http_datagate_audit_sh_s {
     ngx_uint_t                      nslots;
     size_t                          bufsize;
+    ngx_uint_t                      alg;        /* of every chain */
     u_char                          epoch[NGX_INT64_LEN + 1];
     ngx_uint_t                      next_chain; /* under the mutex */
     uint8_t                         gen[DG_AUDIT_KEY_LEN]; /* G_next */

@@ -672,6 +672,7 @@ ngx_http_datagate_audit_stats(ngx_http_datagate_main_conf_t *dmcf,
 
     ngx_memzero(st, sizeof(ngx_http_datagate_audit_stats_t));
     ngx_memcpy(st->last, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
+    st->alg = dmcf->audit_hash;
 
     sh = dmcf->audit_sh;
 
@@ -679,6 +680,7 @@ ngx_http_datagate_audit_stats(ngx_http_datagate_main_conf_t *dmcf,
         return;
     }
 
+    st->alg = sh->alg;
     st->failed = sh->failed;
     st->failing = sh->failing ? 1 : 0;
     st->lost = sh->carry;

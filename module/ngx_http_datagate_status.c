@@ -605,7 +605,7 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
                            "\"pending\":%uL,"
                            "\"write_failures\":%uL,\"failing\":%s,"
                            "\"lost\":%uL,",
-                        dg_audit_alg_name((int) dmcf->audit_hash),
+                        dg_audit_alg_name((int) st->audit.alg),
                         dmcf->audit_keyed ? "true" : "false",
                         dmcf->audit_serve ? "serve" : "deny",
                         st->audit.records, st->audit.last,
