@@ -234,7 +234,7 @@ sub rehash_chain {
         kill 'KILL', $w[0];
         note("killed worker $w[0]");
     });
-    cmp_ok(scalar @ids, '>', 60, 'kill: most requests answered');
+    cmp_ok(scalar @ids, '>', 10, 'kill: requests answered around the kill');
     my $until = time + DGTest::secs(10);
     my %seen;
     while (time < $until) {
