@@ -697,8 +697,9 @@ ngx_http_datagate_audit_claim(ngx_http_datagate_main_conf_t *dmcf,
     if (dead) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "datagate: audit chain %s of worker %P, which exited "
-                      "without finishing, carried on", found->chain.id,
-                      dead);
+                      "without finishing, carried on: %uL record(s) to "
+                      "write", found->chain.id, dead,
+                      found->nrec + (found->staged ? 1 : 0));
         ngx_http_datagate_audit_recover(dmcf, found, log);
         (void) ngx_http_datagate_audit_flush(dmcf, found, log);
     }

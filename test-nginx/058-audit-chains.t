@@ -247,6 +247,9 @@ sub rehash_chain {
         or diag("missing: @missing[0 .. ($#missing > 4 ? 4 : $#missing)]");
     like($n->error_log, qr/audit chain \S+ of worker \d+, which exited without finishing/,
          'kill: the chain was carried on') or diag($n->error_log);
+    my ($waiting) = $n->error_log =~ /which exited without finishing, carried on: (\d+) record/;
+    cmp_ok($waiting // 0, '>', 0, 'kill: the killed worker had records '
+           . 'waiting in its buffer (flush=2s), and they are in the file');
     $n->stop;
     my ($rc, $out) = verify($f);
     is($rc, 0, 'kill: the chains verify, nothing lost') or diag($out);
