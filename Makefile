@@ -190,6 +190,7 @@ bench:
 	bash scripts/bench-mask
 	perl scripts/bench-redis
 	bash scripts/bench-audit
+	bash scripts/bench-report
 
 # Files as a package lays them out (docs/build.md).  The docs keep the
 # repository's layout so that README.md's links hold.

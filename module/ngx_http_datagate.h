@@ -16,6 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "dg_abuse.h"
 #include "dg_audit.h"
 #include "dg_policy.h"
 #include "dg_mask.h"
@@ -78,6 +79,15 @@ typedef struct {
     ngx_http_datagate_tree_t        stats;      /* counters (_log.c) */
     ngx_http_datagate_tree_t        limits;     /* rate/quota (_limit.c) */
     ngx_http_datagate_tree_t        incidents;  /* local incident state */
+    ngx_http_datagate_tree_t        abuse;      /* detectors (_abuse.c) */
+    ngx_http_datagate_tree_t        abuse_susp; /* its suspensions */
+
+    /* abuse detection (_abuse.c), under shpool lock */
+    size_t                          abuse_bytes; /* its nodes take */
+    ngx_atomic_t                    abuse_nsusp; /* suspensions held */
+    u_char                          abuse_key[DG_ABUSE_KEY_LEN];
+    unsigned                        abuse_key_set:1; /* made by the zone */
+    unsigned                        abuse_full:1;    /* logged once */
 
     ngx_atomic_t                    incident_gen; /* bumped on any change */
 
@@ -150,6 +160,11 @@ typedef struct {
      * through Redis, MAC key HMAC-SHA-256(secret, "redis-decision") */
     ngx_flag_t                      dcache_redis;
     u_char                          dcache_key[DG_SHA256_LEN];
+
+    /* abuse detection (_abuse.c): the key of identifiers, from
+     * datagate_secret (every node the same); without it the zone's */
+    u_char                          abuse_key[DG_ABUSE_KEY_LEN];
+    ngx_flag_t                      abuse_key_set;
 
     /* datagate_state (_state.c): quota counters across restarts */
     ngx_str_t                       state_path;
@@ -559,6 +574,7 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
 #define NGX_HTTP_DATAGATE_STAT_MASKED    'm' /* dataset, class */
 #define NGX_HTTP_DATAGATE_STAT_UNLISTED  'u' /* dataset */
 #define NGX_HTTP_DATAGATE_STAT_DETECT    'd' /* dataset, kind */
+#define NGX_HTTP_DATAGATE_STAT_ANOMALY   'a' /* consumer, dataset, kind */
 
 #define NGX_HTTP_DATAGATE_STATS_MAX      8192   /* counters in the zone */
 #define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */
@@ -615,6 +631,18 @@ ngx_int_t ngx_http_datagate_audit_append(ngx_http_datagate_main_conf_t *dmcf,
 /* a record that could not even be put together: lost (counted) */
 void ngx_http_datagate_audit_lose(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log, const char *why);
+
+/* a counter of the statistics grows by n (_log.c; the zone's lock only
+ * the first time this worker meets the counter) */
+void ngx_http_datagate_stat_add(ngx_http_datagate_main_conf_t *dmcf,
+    u_char kind, ngx_str_t *labels, ngx_uint_t nlabels, uint64_t n);
+/*
+ * A record that is not a request's (an anomaly): its fields built by the
+ * caller with dg_arec_*() in rec, sealed into this worker's chain like a
+ * request's record (a failure counts as a lost record).
+ */
+void ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, dg_arec_t *rec);
 
 /* NGX_OK: go on; NGX_DECLINED: audit records cannot be written and
  * on_failure=deny: the request must be refused (503 audit_unavailable) */
@@ -716,6 +744,14 @@ ngx_int_t ngx_http_datagate_redis_command(
 
 /* EVALSHA of the rate-limit script (dg_gcra.h), EVAL on NOSCRIPT */
 ngx_int_t ngx_http_datagate_redis_eval(
+    ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
+    int nargs, const char **args, const size_t *lens);
+
+/* the same for any of the gateway's scripts */
+#define NGX_HTTP_DATAGATE_SCRIPT_GCRA    0   /* dg_gcra.h DG_GCRA_LUA */
+#define NGX_HTTP_DATAGATE_SCRIPT_ABUSE   1   /* dg_abuse.h DG_ABUSE_LUA */
+#define NGX_HTTP_DATAGATE_SCRIPTS        2
+ngx_int_t ngx_http_datagate_redis_script(ngx_uint_t script,
     ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
     int nargs, const char **args, const size_t *lens);
 
@@ -939,6 +975,45 @@ typedef struct {
 ngx_int_t ngx_http_datagate_limit_budgets(
     ngx_http_datagate_main_conf_t *dmcf, ngx_pool_t *pool, ngx_uint_t max,
     ngx_array_t **out);
+
+
+/* ---- ngx_http_datagate_abuse.c: abuse detection -------------------- */
+
+/* init_main_conf: the key of identifiers (from datagate_secret) */
+ngx_int_t ngx_http_datagate_abuse_conf(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* a new zone: its own key (used without datagate_secret) */
+void ngx_http_datagate_abuse_zone(ngx_http_datagate_main_conf_t *dmcf);
+
+/* the incident stage: the consumer suspended here by abuse detection
+ * (DG_R_CONSUMER_SUSPENDED), else DG_R_OK */
+dg_reason_e ngx_http_datagate_abuse_suspended(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* an admitted request: the detectors of its dataset or grant.  NGX_OK;
+ * NGX_DECLINED: it made the consumer suspended now (refuse it) */
+ngx_int_t ngx_http_datagate_abuse_check(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* the log phase: the records of an allowed answer */
+void ngx_http_datagate_abuse_log(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* a message on datagate:events ("unsuspend consumer ID") */
+void ngx_http_datagate_abuse_event(ngx_http_datagate_main_conf_t *dmcf,
+    u_char *msg, size_t len);
+
+/*
+ * datagate_state (_state.c): _copy copies the volume baselines and the
+ * suspensions out of the zone (locked) into memory of its own, _format
+ * writes them as lines of the state file and frees that memory (NULL p:
+ * only the bytes they take), _load reads one line back into a new zone
+ * (locked): NGX_OK, NGX_DECLINED (not an abuse line), NGX_ERROR
+ * (malformed).
+ */
+void *ngx_http_datagate_abuse_copy(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log);
+size_t ngx_http_datagate_abuse_format(void *copy, u_char *p);
+void ngx_http_datagate_abuse_free(void *copy);
+ngx_int_t ngx_http_datagate_abuse_load(ngx_http_datagate_main_conf_t *dmcf,
+    u_char *p, u_char *end);
 
 
 /* ---- ngx_http_datagate_state.c: datagate_state ----------------------- */

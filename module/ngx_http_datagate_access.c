@@ -5,8 +5,8 @@
  * identity (verified client certificate) -> consumer -> network / geo
  * (_identity.c) -> the request's path and headers (_request.c) ->
  * run-time grants (_incident.c) -> decision (_dcache.c) -> incident
- * controls (_incident.c) -> rate limit (_limit.c) -> upstream request
- * headers.
+ * controls (_incident.c, _abuse.c) -> rate limit (_limit.c) -> abuse
+ * detection (_abuse.c) -> upstream request headers.
  *
  * The handler is re-entrant: every step that may wait for Redis returns
  * NGX_AGAIN and the handler resumes from ctx->stage when the phases are
@@ -201,6 +201,12 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return rc;
         }
 
+        /* suspended here by abuse detection (_abuse.c) */
+        reason = ngx_http_datagate_abuse_suspended(r, ctx);
+        if (reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+        }
+
         if (ctx->reason != DG_R_OK) {
             return ngx_http_datagate_send_error(r, ctx, ctx->reason, NULL);
         }
@@ -246,6 +252,20 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         break;
 
     default:
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
+    /* admitted: abuse detection counts it, and may suspend the consumer
+     * with it (_abuse.c) */
+
+    rc = ngx_http_datagate_abuse_check(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_datagate_send_error(r, ctx, DG_R_CONSUMER_SUSPENDED,
+                                            NULL);
+    }
+
+    if (rc != NGX_OK) {
         return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
     }
 

@@ -870,7 +870,7 @@ ngx_http_datagate_audit_tick(ngx_http_datagate_main_conf_t *dmcf,
     if (dg_arec_init(&rec, (char *) buf, DG_AUDIT_RECORD_MAX) == 0) {
         dg_arec_str(&rec, "time", (char *) tbuf,
                     ngx_http_datagate_audit_time(tbuf));
-        dg_arec_cstr(&rec, "event", "lost");
+        dg_arec_cstr(&rec, "kind", "lost");
 
         if (ngx_http_datagate_audit_append(dmcf, &rec, log) == NGX_OK) {
             (void) ngx_http_datagate_audit_flush(dmcf, s, log);

@@ -115,6 +115,18 @@ ngx_http_datagate_audit_append(ngx_http_datagate_main_conf_t *dmcf,
 }
 
 
+void
+ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, dg_arec_t *rec)
+{
+    if (dmcf->audit_file == NULL) {
+        return;
+    }
+
+    (void) ngx_http_datagate_audit_append(dmcf, rec, log);
+}
+
+
 /* the staged record's head and fill become the chain's (idempotent) */
 static void
 ngx_http_datagate_audit_apply(ngx_http_datagate_aslot_t *s)

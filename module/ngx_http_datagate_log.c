@@ -108,6 +108,9 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
 
     (void) ngx_http_datagate_audit_append(dmcf, &rec, r->connection->log);
 
+    /* the records of the answer, for abuse detection */
+    ngx_http_datagate_abuse_log(r, ctx);
+
     return NGX_OK;
 }
 
@@ -566,6 +569,36 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
         if (st) {
             (void) ngx_atomic_fetch_add(&st->count, lg->unlisted);
         }
+    }
+}
+
+
+void
+ngx_http_datagate_stat_add(ngx_http_datagate_main_conf_t *dmcf, u_char kind,
+    ngx_str_t *labels, ngx_uint_t nlabels, uint64_t n)
+{
+    u_char                     key[4 * (NGX_HTTP_DATAGATE_LABEL_MAX + 1)];
+    size_t                     len;
+    ngx_uint_t                 full;
+    ngx_http_datagate_stat_t  *st;
+
+    if (dmcf->sh == NULL || nlabels > 3) {
+        return;
+    }
+
+    full = 0;
+    len = ngx_http_datagate_stat_key(key, kind, labels, nlabels);
+
+    st = ngx_http_datagate_stat_get(dmcf, key, len, &full);
+    if (st) {
+        (void) ngx_atomic_fetch_add(&st->count, n);
+    }
+
+    if (full) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "datagate: statistics are full (%ui counters or "
+                      "zone memory), further keys are counted as "
+                      "\"overflow\"", (ngx_uint_t) NGX_HTTP_DATAGATE_STATS_MAX);
     }
 }
 

@@ -268,7 +268,7 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_datagate_main_conf_t  *odmcf = data;
 
     size_t                          len;
-    ngx_http_datagate_tree_t       *trees[4];
+    ngx_http_datagate_tree_t       *trees[6];
     ngx_http_datagate_main_conf_t  *dmcf;
     ngx_uint_t                      i;
 
@@ -301,8 +301,10 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     trees[1] = &dmcf->sh->stats;
     trees[2] = &dmcf->sh->limits;
     trees[3] = &dmcf->sh->incidents;
+    trees[4] = &dmcf->sh->abuse;
+    trees[5] = &dmcf->sh->abuse_susp;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < sizeof(trees) / sizeof(trees[0]); i++) {
         ngx_rbtree_init(&trees[i]->rbtree, &trees[i]->sentinel,
                         ngx_str_rbtree_insert_value);
         ngx_queue_init(&trees[i]->queue);
@@ -320,6 +322,9 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* running out of zone memory is handled by eviction */
     dmcf->shpool->log_nomem = 0;
+
+    /* the key of identifiers when there is no datagate_secret */
+    ngx_http_datagate_abuse_zone(dmcf);
 
     /* a fresh zone (start, restart): the quota counters of the last run */
     if (dmcf->state_path.len) {
@@ -634,6 +639,10 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
                       "datagate: no \"datagate_secret\": decisions are "
                       "not shared through redis");
+    }
+
+    if (ngx_http_datagate_abuse_conf(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     dmcf->pseudo_keys = ngx_pcalloc(cf->pool,

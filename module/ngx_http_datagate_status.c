@@ -124,6 +124,10 @@ static const char  *ngx_http_datagate_unlisted_labels[] = {
     "dataset", NULL
 };
 
+static const char  *ngx_http_datagate_anomaly_labels[] = {
+    "consumer", "dataset", "kind", NULL
+};
+
 
 ngx_int_t
 ngx_http_datagate_status_handler(ngx_http_request_t *r)
@@ -543,6 +547,8 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           ngx_http_datagate_detect_labels },
         { NGX_HTTP_DATAGATE_STAT_UNLISTED, "unlisted",
           ngx_http_datagate_unlisted_labels },
+        { NGX_HTTP_DATAGATE_STAT_ANOMALY, "anomalies",
+          ngx_http_datagate_anomaly_labels },
     };
 
     p = ngx_sprintf(p, "{\"datagate_version\":\"%s\","
@@ -725,6 +731,10 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         { NGX_HTTP_DATAGATE_STAT_UNLISTED, 0, "datagate_unlisted_keys_total",
           "Keys the dataset does not list, seen in responses.",
           ngx_http_datagate_unlisted_labels },
+        { NGX_HTTP_DATAGATE_STAT_ANOMALY, 0, "datagate_anomalies_total",
+          "Anomalies abuse detection reported, by consumer, dataset and "
+          "kind (enumeration, sequential, volume, records).",
+          ngx_http_datagate_anomaly_labels },
     };
 
     p = ngx_sprintf(p,

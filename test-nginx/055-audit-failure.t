@@ -236,7 +236,7 @@ SKIP: {
     my @with = grep { $_->{lost} } @rec;
     is(scalar @with, 1, 'recovery: one record counts the loss');
     is($with[0]{lost}, $lost, 'recovery: all of it');
-    is($with[0]{event}, 'lost', 'recovery: a record of its own, at once');
+    is($with[0]{kind}, 'lost', 'recovery: a record of its own, at once');
     ok(!exists $with[0]{decision}, 'recovery: it is no request\'s');
     $st = status($n);
     is($st->{audit}{lost}, 0, 'recovery: nothing left to count');

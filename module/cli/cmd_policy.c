@@ -297,6 +297,42 @@ dg_print_limits(const dg_dataset_t *ds, const dg_consumer_t *c,
 }
 
 
+/* abuse detection of an allowed request: the grant's, or the dataset's */
+static void
+dg_print_abuse(const dg_dataset_t *ds, const dg_grant_t *g)
+{
+    char                    buf[512];
+    const dg_abuse_conf_t  *a;
+
+    a = dg_abuse_for(ds, g);
+
+    if (a == NULL) {
+        printf("  %-10s none (%s)\n", "abuse:",
+               g != NULL && g->abuse.off ? "the grant turns it off"
+               : "neither the grant nor the dataset sets abuse");
+        return;
+    }
+
+    printf("  %-10s %s, the %s's (at %s:%u); counted per consumer and "
+           "dataset\n", "abuse:", dg_abuse_describe(a, buf, sizeof(buf)),
+           a == &ds->abuse ? "dataset" : "grant", a->src_file, a->src_line);
+
+    if (a->factor > 0) {
+        const dg_limit_t  *l;
+        double             base;
+
+        l = (g != NULL && g->limit.quota) ? &g->limit : &ds->limit;
+        base = l->quota ? (double) l->quota * 3600.0 / l->quota_period : 0;
+
+        printf("             an hour of the week not seen yet: at most "
+               "%.0f calls (the larger of the floor %u/h and %g x %.0f/h, "
+               "the quota's hourly share)\n",
+               base * a->factor > a->floor ? base * a->factor : a->floor,
+               a->floor, a->factor, base);
+    }
+}
+
+
 static void
 dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     const dg_consumer_t *c, const dg_grant_t *g, const dg_plan_t *pl)
@@ -887,6 +923,7 @@ dg_policy_explain(int argc, char **argv)
             printf("  expires:   end of %s (UTC+8)\n", b);
         }
         dg_print_limits(ds, c, dec.grant);
+        dg_print_abuse(ds, dec.grant);
         dg_print_plan(p, ds, c, dec.grant, dec.plan);
         rc = DG_EXIT_OK;
     }

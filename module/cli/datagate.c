@@ -36,6 +36,10 @@ dg_usage(FILE *out)
 "    datagate grant remove CONSUMER DATASET\n"
 "    datagate redis status | confirm\n"
 "    datagate audit verify FILE...\n"
+"    datagate report [--from DATE] [--to DATE] [--by DIMS] [--policy PATH]\n"
+"                    [--format table|csv|json|html] [--output FILE]\n"
+"                    AUDIT.log...\n"
+"    datagate abuse replay --policy PATH TRACE...\n"
 "    datagate --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -52,6 +56,11 @@ dg_usage(FILE *out)
 "    redis      what the gateways check of Redis; confirm a Redis that\n"
 "               lost its data once the controls are back\n"
 "    audit      verify the hash chain of audit logs\n"
+"    report     calls, denials, records and masked values per department,\n"
+"               consumer, dataset and purpose, from audit logs (table,\n"
+"               CSV, JSON, or an HTML page with charts)\n"
+"    abuse      replay traffic through the policy's abuse detection:\n"
+"               false alarms, and when scrapers are flagged\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
 "\n"
@@ -61,7 +70,8 @@ dg_usage(FILE *out)
 "\n"
 "EXIT STATUS\n"
 "    0  success, policy valid, request allowed, chain intact\n"
-"    1  check failed, request denied, chain broken\n"
+"    1  check failed, request denied, chain broken, report with\n"
+"       unreadable lines\n"
 "    2  usage error\n"
 "    3  run-time error (file unreadable, Redis unreachable, ...)\n");
 }
@@ -99,6 +109,14 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "audit") == 0) {
         return dg_cmd_audit(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "report") == 0) {
+        return dg_cmd_report(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "abuse") == 0) {
+        return dg_cmd_abuse(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "grant") == 0) {

@@ -41,8 +41,9 @@ package DGBrowser;
 #
 # Chromium talks the DevTools protocol over a pipe (--remote-debugging-
 # pipe: fds 3 and 4, NUL-terminated JSON): no port, no WebSocket library.
-# Host names other than the loopback address resolve to nothing, so a page
-# that tries the network fails to load it (and the request is still seen).
+# Host names other than the loopback address resolve to nothing, and other
+# addresses go to a closed proxy port, so a page that tries the network
+# fails to load it (and the request is still seen).
 
 use strict;
 use warnings;
@@ -168,6 +169,10 @@ sub start {
             '--disable-component-update', '--disable-sync',
             '--disable-default-apps', '--mute-audio', '--disable-dev-shm-usage',
             '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+            # an address written as such (http://10.1.2.3/) is not
+            # resolved: it goes to a closed proxy port, never out; loopback
+            # is not proxied
+            '--proxy-server=127.0.0.1:1',
             'about:blank'
             or POSIX::_exit(127);
     }
