@@ -28,6 +28,7 @@
 #define NGX_HTTP_DATAGATE_REQUEST_ID_LEN   32  /* generated ids */
 #define NGX_HTTP_DATAGATE_REQUEST_ID_MAX   64  /* client-sent ids */
 #define NGX_HTTP_DATAGATE_SECRET_MIN       32
+#define NGX_HTTP_DATAGATE_SECRET_KEEP      64  /* longer: its SHA-256 */
 
 /* datagate_hold_max default: the largest answer held whole for a client
  * that cannot tell a cut connection from the end of the answer */
@@ -90,17 +91,6 @@ typedef struct {
 
     ngx_atomic_t                    incident_gen; /* bumped on any change */
 
-    /* audit chain (_log.c): one chain for all workers, under shpool lock;
-     * audit_failing is also read without it (the access phase) */
-    u_char                          audit_last[DG_AUDIT_HEXLEN + 1];
-    ngx_uint_t                      audit_seq;
-    ngx_atomic_t                    audit_failed;
-    ngx_atomic_t                    audit_failing;  /* last write failed */
-    uint64_t                        audit_lost;     /* since last write */
-    uint64_t                        audit_torn_dev; /* the file that ends */
-    uint64_t                        audit_torn_ino; /* in a torn line */
-    unsigned                        audit_need_lf:1; /* a torn line before */
-
     /* counters (_log.c, _status.c), under shpool lock */
     ngx_uint_t                      stats_nodes;
     uint64_t                        stats_overflow;  /* requests not keyed */
@@ -132,23 +122,35 @@ typedef struct {
     ngx_str_t                       geoip_path;
     void                           *geoip;      /* MMDB_s *, _geoip.c */
 
+    /* datagate_audit_log (_audit.c) */
     ngx_str_t                       audit_path;
     ngx_open_file_t                *audit_file;
     ngx_uint_t                      audit_hash; /* 0: SHA-256, 1: SM3 */
-    dg_audit_md_t                   audit_md;   /* this cycle's digests */
+    dg_audit_md_t                   audit_md;   /* this process's digests */
     ngx_uint_t                      audit_serve; /* on_failure=serve */
+    ngx_msec_t                      audit_flush; /* flush=, 0: at once */
+    size_t                          audit_buffer; /* buffer= per chain */
+    ngx_msec_t                      audit_checkpoint; /* 0: none */
+    ngx_str_t                       audit_key_path; /* key= */
+    u_char                          audit_secret[NGX_HTTP_DATAGATE_SECRET_KEEP];
+    size_t                          audit_secret_len; /* 0: wiped/none */
+    ngx_uint_t                      audit_keyed;
     ngx_str_t                       audit_conf_file; /* where the */
     ngx_uint_t                      audit_conf_line; /* directive is */
-    /* the chain head found in the file (_log.c, audit_init): it seeds
-     * a new zone */
+    ngx_shm_zone_t                 *audit_zone;
+    struct ngx_http_datagate_audit_sh_s  *audit_sh;
+    /* the last record of the file (audit_init): a new zone's chains
+     * start from it */
     u_char                          audit_head[DG_AUDIT_HEXLEN + 1];
     uint64_t                        audit_head_seq;
     uint64_t                        audit_head_dev; /* the file, when */
     uint64_t                        audit_head_ino; /* its last line */
     unsigned                        audit_head_torn:1; /* is torn */
+    uint64_t                        audit_carry; /* lost before the
+                                                   restart (state file) */
 
     ngx_str_t                       secret_path;
-    u_char                          secret[64];
+    u_char                          secret[NGX_HTTP_DATAGATE_SECRET_KEEP];
     size_t                          secret_len;
 
     ngx_http_datagate_redis_conf_t  redis;
@@ -301,7 +303,17 @@ extern ngx_module_t  ngx_http_datagate_module;
 extern ngx_module_t  ngx_http_datagate_filter_module;
 
 
-/* ---- ngx_http_datagate_module.c: pseudonym keys ---------------------- */
+/* ---- ngx_http_datagate_module.c: pseudonym keys, key files ----------- */
+
+/*
+ * A key file (datagate_secret, datagate_audit_log key=): a regular file
+ * readable by its owner only, at least NGX_HTTP_DATAGATE_SECRET_MIN bytes
+ * (a text file's final newline not counted); into out, at most
+ * NGX_HTTP_DATAGATE_SECRET_KEEP bytes (a longer key: its SHA-256).
+ * path is made absolute.  NGX_CONF_OK or NGX_CONF_ERROR (logged).
+ */
+char *ngx_http_datagate_read_secret(ngx_conf_t *cf, ngx_str_t *path,
+    const char *what, u_char *out, size_t *outlen);
 
 /* HMAC-SHA-256(secret, "pseudonym:" + consumer id), cached per worker;
  * DG_SHA256_LEN bytes, or NULL */
@@ -613,12 +625,13 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
 #define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */
 
 /* one counter in sh->stats (an ngx_str_node_t tree, LRU queue unused:
- * counters are never evicted, all of them are listed in the queue) */
+ * counters are never evicted, all of them are listed in the queue); the
+ * tree under the zone's lock, the counts added atomically (_log.c) */
 typedef struct {
     ngx_str_node_t                  sn;         /* sn.str -> key */
     ngx_queue_t                     queue;
-    uint64_t                        count;
-    uint64_t                        bytes;
+    ngx_atomic_t                    count;
+    ngx_atomic_t                    bytes;
     u_char                          key[1];
 } ngx_http_datagate_stat_t;
 
@@ -632,19 +645,46 @@ ngx_int_t ngx_http_datagate_log_handler(ngx_http_request_t *r);
  */
 dg_reason_e ngx_http_datagate_outcome(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_uint_t *cut);
+
+
+/* ---- ngx_http_datagate_audit.c: the audit trail's writer ------------- */
+
+/*
+ * One chain per worker, each with a buffer in the audit zone (shared
+ * memory, "datagate_audit"): records are sealed by the worker that owns
+ * the chain, kept in its buffer and written by one write() when the
+ * buffer is nearly full or flush= has passed.  A chain and its buffer
+ * outlive the worker: a worker that replaces one that died carries its
+ * chain on and writes what it left.  docs/audit.md, "Writing".
+ */
+
+/* datagate_audit_log PATH [hash=] [key=] [checkpoint=] [flush=]
+ * [buffer=] [on_failure=] */
+char *ngx_http_datagate_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* init_main_conf: the file's last record, the zone */
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
+ngx_int_t ngx_http_datagate_audit_init_process(ngx_cycle_t *cycle);
+void ngx_http_datagate_audit_exit_process(ngx_cycle_t *cycle);
+/* the master on its way out: what the workers could not write */
+void ngx_http_datagate_audit_exit_master(ngx_cycle_t *cycle);
 
-/* a counter of the statistics grows by n (locks the zone) */
+/* one sealed record into this worker's chain; NGX_ERROR: lost (counted) */
+ngx_int_t ngx_http_datagate_audit_append(ngx_http_datagate_main_conf_t *dmcf,
+    dg_arec_t *rec, ngx_log_t *log);
+/* a record that could not even be put together: lost (counted) */
+void ngx_http_datagate_audit_lose(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, const char *why);
+
+/* a counter of the statistics grows by n (_log.c; the zone's lock only
+ * the first time this worker meets the counter) */
 void ngx_http_datagate_stat_add(ngx_http_datagate_main_conf_t *dmcf,
     u_char kind, ngx_str_t *labels, ngx_uint_t nlabels, uint64_t n);
-/* the audit record's "time" of now into buf (DG_AUDIT_MAX_TIME bytes);
- * returns its length */
-size_t ngx_http_datagate_audit_time(u_char *buf);
 /*
  * A record that is not a request's (an anomaly): its fields built by the
- * caller with dg_arec_*() in rec, sealed into the chain and written like
- * a request's record (locks the zone; a failure counts as a lost record).
+ * caller with dg_arec_*() in rec, sealed into this worker's chain like a
+ * request's record (a failure counts as a lost record).
  */
 void ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log, dg_arec_t *rec);
@@ -653,11 +693,35 @@ void ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
  * on_failure=deny: the request must be refused (503 audit_unavailable) */
 ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
 
+/* a record's "time": now, ISO 8601, local, ms; DG_AUDIT_MAX_TIME bytes */
+size_t ngx_http_datagate_audit_time(u_char *buf);
+
+/* what the statistics show */
+typedef struct {
+    ngx_uint_t                      alg;        /* the chains' hash */
+    uint64_t                        records;    /* written, all chains */
+    uint64_t                        pending;    /* sealed, not written */
+    uint64_t                        failed;     /* lost */
+    uint64_t                        lost;       /* lost, not yet counted
+                                                   in a record */
+    ngx_uint_t                      failing;
+    ngx_uint_t                      nchains;
+    u_char                          last[DG_AUDIT_HEXLEN + 1];
+} ngx_http_datagate_audit_stats_t;
+
+void ngx_http_datagate_audit_stats(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_audit_stats_t *st);
+/* "chains":[...] of the status endpoint's JSON, and its largest size */
+size_t ngx_http_datagate_audit_chains_size(
+    ngx_http_datagate_main_conf_t *dmcf);
+u_char *ngx_http_datagate_audit_chains_json(
+    ngx_http_datagate_main_conf_t *dmcf, u_char *p, u_char *end);
+
 /*
- * Records lost since the last one written, and that record's seq and
- * hash (DG_AUDIT_HEXLEN + 1 bytes), for the state file (_state.c); with
- * the zone locked.  _restore puts a loss read back from the file into a
- * fresh zone, unless a record written since has counted it already.
+ * Records lost and not yet counted in a record, and the hash of the last
+ * record written (DG_AUDIT_HEXLEN + 1 bytes), for the state file
+ * (_state.c).  _restore puts a loss read back from the file into a
+ * fresh zone, unless a record was written after that one.
  */
 uint64_t ngx_http_datagate_audit_lost(ngx_http_datagate_main_conf_t *dmcf,
     uint64_t *seq, u_char *hash);

@@ -1,48 +1,12 @@
 /*
- * datagate: log phase.  One hash-chained audit record per enforced
- * request, allowed or denied, and the counters of the statistics endpoint.
- *
- * One chain for all workers: the chain head (sequence number and last
- * hash) lives in the shared zone, and a record is sealed and written with
- * one write() to the O_APPEND descriptor while the zone's mutex is held,
- * so records never interleave and always link in file order.  On start
- * the head is taken from the last record of an existing file; a reload
- * keeps the zone and so the head; after "nginx -s reopen" the first record
- * of the new file links to the last one of the old file.
- *
- * A record that cannot be written (write() fails or is short, the file
- * was removed) is counted (datagate_audit_write_failures_total), the
- * zone says "failing" until a record is written again, and the next
- * record written says how many were lost ("lost").  Both changes of
- * state are logged once.  The chain does not advance over a lost record,
- * and the part of a short write is cut off the file again, so the file
- * stays verifiable.  While failing, with on_failure=deny (the default),
- * the access phase refuses what the policy allows with 503
- * audit_unavailable; the records of those refusals are write attempts
- * too, so the first one that is written ends the state.  A loss not yet
- * counted in a record is kept in the datagate_state file across a
- * restart (_state.c).
+ * datagate: log phase.  One audit record per enforced request, allowed
+ * or denied, handed to this worker's chain (_audit.c), and the counters
+ * of the statistics endpoint.
  */
 
 
 #include "ngx_http_datagate.h"
 #include "dg_audit.h"
-
-
-/* changes of the write state, logged outside the lock */
-#define NGX_HTTP_DATAGATE_AUDIT_SAME       0
-#define NGX_HTTP_DATAGATE_AUDIT_FAILED     1
-#define NGX_HTTP_DATAGATE_AUDIT_RECOVERED  2
-
-
-/* the outcome of one write, under the lock */
-typedef struct {
-    ngx_uint_t                      change;     /* AUDIT_SAME, ... */
-    ngx_err_t                       err;
-    const char                     *why;        /* what happened */
-    uint64_t                        lost;       /* counted in ... */
-    uint64_t                        seq;        /* ... this record */
-} ngx_http_datagate_audit_res_t;
 
 
 /* what one request adds to the counters and the record */
@@ -86,37 +50,20 @@ static size_t ngx_http_datagate_stat_key(u_char *buf, u_char kind,
     ngx_str_t *labels, ngx_uint_t n);
 static void ngx_http_datagate_log_header(ngx_http_request_t *r,
     const char *name, size_t len, ngx_str_t *value);
-static ngx_int_t ngx_http_datagate_audit_write(
-    ngx_http_datagate_main_conf_t *dmcf, dg_arec_t *rec,
-    ngx_http_datagate_shctx_t *sh, ngx_http_datagate_audit_res_t *res);
-static void ngx_http_datagate_audit_seed(ngx_http_datagate_main_conf_t *dmcf,
-    ngx_http_datagate_shctx_t *sh);
-static void ngx_http_datagate_audit_md_cleanup(void *data);
-static void ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p,
-    size_t n, ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh);
-static void ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
-    ngx_http_datagate_audit_res_t *res);
-static void ngx_http_datagate_audit_report(ngx_log_t *log,
-    ngx_http_datagate_main_conf_t *dmcf,
-    ngx_http_datagate_audit_res_t *res);
 
 
-/* without a shared zone (never the case with a policy): this process */
-static ngx_http_datagate_shctx_t  ngx_http_datagate_audit_local;
+/* where a request's audit record is built (_audit.c copies it out) */
+static u_char  ngx_http_datagate_audit_recbuf[DG_AUDIT_RECORD_MAX];
 
 
 ngx_int_t
 ngx_http_datagate_log_handler(ngx_http_request_t *r)
 {
-    u_char                         *line;
     dg_arec_t                       rec;
     ngx_uint_t                      full;
-    ngx_slab_pool_t                *shpool;
     ngx_http_datagate_ctx_t        *ctx;
     ngx_http_datagate_log_t         lg;
-    ngx_http_datagate_shctx_t      *sh;
     ngx_http_datagate_main_conf_t  *dmcf;
-    ngx_http_datagate_audit_res_t   res;
 
     if (r != r->main) {
         return NGX_OK;
@@ -143,42 +90,11 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
 
     ngx_http_datagate_log_collect(r, dmcf, ctx, &lg);
 
-    line = NULL;
-
-    if (dmcf->audit_file) {
-        line = ngx_http_datagate_audit_build(r, dmcf, ctx, &lg, &rec);
-        /* NULL: out of memory, a lost record like a failed write */
-    }
-
-    sh = dmcf->sh;
-    shpool = dmcf->shpool;
     full = 0;
 
-    ngx_memzero(&res, sizeof(ngx_http_datagate_audit_res_t));
-
-    if (sh) {
-        ngx_shmtx_lock(&shpool->mutex);
+    if (dmcf->sh) {
         ngx_http_datagate_stats_add(dmcf, &lg, &full);
-
-    } else {
-        sh = &ngx_http_datagate_audit_local;
     }
-
-    if (dmcf->audit_file) {
-        if (line) {
-            (void) ngx_http_datagate_audit_write(dmcf, &rec, sh, &res);
-
-        } else {
-            res.why = "no memory for the record";
-            ngx_http_datagate_audit_failed(sh, &res);
-        }
-    }
-
-    if (sh != &ngx_http_datagate_audit_local) {
-        ngx_shmtx_unlock(&shpool->mutex);
-    }
-
-    /* tell the operator outside the lock, once per change of state */
 
     if (full) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -187,11 +103,21 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
                       "\"overflow\"", (ngx_uint_t) NGX_HTTP_DATAGATE_STATS_MAX);
     }
 
-    if (res.change != NGX_HTTP_DATAGATE_AUDIT_SAME) {
-        ngx_http_datagate_audit_report(r->connection->log, dmcf, &res);
+    /* this worker's chain: no lock */
+
+    if (dmcf->audit_file) {
+        if (ngx_http_datagate_audit_build(r, dmcf, ctx, &lg, &rec) == NULL) {
+            ngx_http_datagate_audit_lose(dmcf, r->connection->log,
+                                         "no memory for the record");
+
+        } else {
+            (void) ngx_http_datagate_audit_append(dmcf, &rec,
+                                                  r->connection->log);
+        }
     }
 
-    /* the records of the answer, for abuse detection */
+    /* the records of the answer, for abuse detection (with or without an
+     * audit log) */
     ngx_http_datagate_abuse_log(r, ctx);
 
     return NGX_OK;
@@ -449,17 +375,18 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     p = dmcf->policy;
 
-    buf = ngx_pnalloc(r->pool, DG_AUDIT_RECORD_MAX);
-    if (buf == NULL
-        || dg_arec_init(rec, (char *) buf, DG_AUDIT_RECORD_MAX) != 0)
-    {
+    /* the record is sealed into the chain's buffer before the next
+     * request's is built: one buffer per worker */
+    buf = ngx_http_datagate_audit_recbuf;
+
+    if (dg_arec_init(rec, (char *) buf, DG_AUDIT_RECORD_MAX) != 0) {
         return NULL;
     }
 
     ngx_memzero(&f, sizeof(dg_audit_fields_t));
 
-    tp = ngx_timeofday();
     len = ngx_http_datagate_audit_time(tbuf);
+    tp = ngx_timeofday();
 
     f.time.data = (char *) tbuf;
     f.time.len = len;
@@ -596,328 +523,6 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 }
 
 
-/* time: ISO 8601 in local time with milliseconds */
-size_t
-ngx_http_datagate_audit_time(u_char *buf)
-{
-    size_t       len;
-    ngx_tm_t     tm;
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-    ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
-
-    len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03M",
-                      tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                      tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                      tp->msec) - buf;
-
-    if (tp->gmtoff == 0) {
-        buf[len++] = 'Z';
-
-    } else {
-        len = ngx_sprintf(buf + len, "%c%02i:%02i",
-                          tp->gmtoff < 0 ? '-' : '+',
-                          ngx_abs(tp->gmtoff / 60), ngx_abs(tp->gmtoff % 60))
-              - buf;
-    }
-
-    return len;
-}
-
-
-void
-ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
-    ngx_log_t *log, dg_arec_t *rec)
-{
-    ngx_http_datagate_shctx_t      *sh;
-    ngx_http_datagate_audit_res_t   res;
-
-    if (dmcf->audit_file == NULL) {
-        return;
-    }
-
-    ngx_memzero(&res, sizeof(ngx_http_datagate_audit_res_t));
-
-    sh = dmcf->sh ? dmcf->sh : &ngx_http_datagate_audit_local;
-
-    if (dmcf->sh) {
-        ngx_shmtx_lock(&dmcf->shpool->mutex);
-    }
-
-    (void) ngx_http_datagate_audit_write(dmcf, rec, sh, &res);
-
-    if (dmcf->sh) {
-        ngx_shmtx_unlock(&dmcf->shpool->mutex);
-    }
-
-    if (res.change != NGX_HTTP_DATAGATE_AUDIT_SAME) {
-        ngx_http_datagate_audit_report(log, dmcf, &res);
-    }
-}
-
-
-/* a new zone: continue the chain found in the file */
-static void
-ngx_http_datagate_audit_seed(ngx_http_datagate_main_conf_t *dmcf,
-    ngx_http_datagate_shctx_t *sh)
-{
-    const u_char  *head;
-
-    head = dmcf->audit_head[0] ? dmcf->audit_head
-                               : (const u_char *) dg_audit_genesis;
-
-    ngx_memcpy(sh->audit_last, head, DG_AUDIT_HEXLEN + 1);
-    sh->audit_seq = (ngx_uint_t) dmcf->audit_head_seq;
-
-    if (dmcf->audit_head_torn) {
-        /* the file ends in a torn line: a record whose write was cut
-         * (a crash); unless the state file counted the loss already */
-        sh->audit_need_lf = 1;
-        sh->audit_torn_dev = dmcf->audit_head_dev;
-        sh->audit_torn_ino = dmcf->audit_head_ino;
-
-        if (sh->audit_lost == 0) {
-            sh->audit_lost = 1;
-        }
-    }
-}
-
-
-/*
- * Under the zone lock: seal with the chain head, write, advance the head.
- * NGX_OK: written; NGX_ERROR: the record is lost (counted, res says why).
- */
-static ngx_int_t
-ngx_http_datagate_audit_write(ngx_http_datagate_main_conf_t *dmcf,
-    dg_arec_t *rec, ngx_http_datagate_shctx_t *sh,
-    ngx_http_datagate_audit_res_t *res)
-{
-    char              hash[DG_AUDIT_HEXLEN + 1];
-    u_char           *p;
-    size_t            len;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    const char       *line;
-    ngx_file_info_t   fi;
-
-    if (sh->audit_last[0] == '\0') {
-        ngx_http_datagate_audit_seed(dmcf, sh);
-    }
-
-    dg_arec_lost(rec, sh->audit_lost);
-
-    if (dg_arec_seal(rec, &dmcf->audit_md, (int) dmcf->audit_hash,
-                     sh->audit_seq + 1, (char *) sh->audit_last, hash, &line,
-                     &len)
-        != 0)
-    {
-        res->why = "sealing the record failed";
-        goto failed;
-    }
-
-    p = (u_char *) line;
-    fd = dmcf->audit_file->fd;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        res->err = ngx_errno;
-        res->why = ngx_fd_info_n " failed";
-        goto failed;
-    }
-
-    if (ngx_is_file(&fi) && fi.st_nlink == 0) {
-        /* removed: what is written goes nowhere anyone can read */
-        res->why = "the file was removed (\"nginx -s reopen\" creates it "
-                   "again)";
-        goto failed;
-    }
-
-    if (sh->audit_need_lf) {
-        if ((uint64_t) fi.st_dev == sh->audit_torn_dev
-            && (uint64_t) fi.st_ino == sh->audit_torn_ino)
-        {
-            /* end the torn line: the record must start a line of its
-             * own (DG_AREC_HEAD leaves room in front) */
-            *--p = '\n';
-            len++;
-
-        } else {
-            sh->audit_need_lf = 0;      /* another file since (reopen) */
-        }
-    }
-
-    n = write(fd, p, len);
-
-    if (n != (ssize_t) len) {
-        res->err = (n == -1) ? ngx_errno : NGX_ENOSPC;
-        res->why = (n > 0) ? "write() was short" : "write() failed";
-
-        if (n > 0) {
-            ngx_http_datagate_audit_untear(fd, p, (size_t) n, &fi, sh);
-        }
-
-        goto failed;
-    }
-
-    ngx_memcpy(sh->audit_last, hash, DG_AUDIT_HEXLEN + 1);
-    sh->audit_seq++;
-    sh->audit_need_lf = 0;
-
-    res->lost = sh->audit_lost;
-    res->seq = sh->audit_seq;
-    sh->audit_lost = 0;
-
-    if (sh->audit_failing) {
-        sh->audit_failing = 0;
-        res->change = NGX_HTTP_DATAGATE_AUDIT_RECOVERED;
-    }
-
-    return NGX_OK;
-
-failed:
-
-    ngx_http_datagate_audit_failed(sh, res);
-
-    return NGX_ERROR;
-}
-
-
-/*
- * A short write left the first n bytes of a record at the end of the
- * file: cut them off again, so that the file ends with the last whole
- * record.  If that fails, the next record starts with a LF of its own
- * and "datagate audit verify" reads the torn line as the start of the
- * record that the next one counts as lost.
- */
-static void
-ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p, size_t n,
-    ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh)
-{
-    ngx_file_info_t  fi;
-
-    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR && ngx_is_file(&fi)
-        && ngx_file_size(&fi) >= (off_t) n
-        && ftruncate(fd, ngx_file_size(&fi) - (off_t) n) == 0)
-    {
-        return;                     /* the file is as it was */
-    }
-
-    if (n == 1 && p[0] == '\n') {
-        sh->audit_need_lf = 0;      /* only the LF that ended a torn line */
-        return;
-    }
-
-    sh->audit_need_lf = 1;
-    sh->audit_torn_dev = (uint64_t) before->st_dev;
-    sh->audit_torn_ino = (uint64_t) before->st_ino;
-}
-
-
-/* under the zone lock: one record lost */
-static void
-ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
-    ngx_http_datagate_audit_res_t *res)
-{
-    (void) ngx_atomic_fetch_add(&sh->audit_failed, 1);
-    sh->audit_lost++;
-
-    if (!sh->audit_failing) {
-        sh->audit_failing = 1;
-        res->change = NGX_HTTP_DATAGATE_AUDIT_FAILED;
-    }
-}
-
-
-static void
-ngx_http_datagate_audit_report(ngx_log_t *log,
-    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_audit_res_t *res)
-{
-    if (res->change == NGX_HTTP_DATAGATE_AUDIT_FAILED) {
-        ngx_log_error(NGX_LOG_ERR, log, res->err,
-                      "datagate: audit log \"%V\": %s, audit "
-                      "records are being lost (counted in "
-                      "datagate_audit_write_failures_total); %s",
-                      &dmcf->audit_file->name, res->why,
-                      dmcf->audit_serve
-                      ? "requests are served without a record "
-                        "(on_failure=serve)"
-                      : "enforced requests are refused with 503 "
-                        "audit_unavailable until a record is written");
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "datagate: audit log \"%V\": records are written again; "
-                  "%uL record(s) were lost, counted in the record seq %uL "
-                  "(\"lost\")", &dmcf->audit_file->name, res->lost,
-                  res->seq);
-}
-
-
-ngx_int_t
-ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf)
-{
-    if (dmcf->audit_file == NULL || dmcf->audit_serve || dmcf->sh == NULL) {
-        return NGX_OK;
-    }
-
-    return dmcf->sh->audit_failing ? NGX_DECLINED : NGX_OK;
-}
-
-
-uint64_t
-ngx_http_datagate_audit_lost(ngx_http_datagate_main_conf_t *dmcf,
-    uint64_t *seq, u_char *hash)
-{
-    ngx_http_datagate_shctx_t  *sh;
-
-    sh = dmcf->sh;
-
-    if (dmcf->audit_file == NULL || sh == NULL || sh->audit_lost == 0) {
-        return 0;
-    }
-
-    if (sh->audit_last[0] == '\0') {
-        ngx_http_datagate_audit_seed(dmcf, sh);
-    }
-
-    *seq = sh->audit_seq;
-    ngx_memcpy(hash, sh->audit_last, DG_AUDIT_HEXLEN + 1);
-
-    return sh->audit_lost;
-}
-
-
-void
-ngx_http_datagate_audit_lost_restore(ngx_http_datagate_main_conf_t *dmcf,
-    ngx_log_t *log, uint64_t seq, u_char *hash, uint64_t lost)
-{
-    if (dmcf->audit_file == NULL || dmcf->sh == NULL || lost == 0) {
-        return;
-    }
-
-    if (dmcf->audit_head_seq > seq) {
-        /* a record after that head was written: it said "lost" */
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "datagate: audit log \"%V\": the %uL lost record(s) "
-                      "of the state file were counted by seq %uL already",
-                      &dmcf->audit_file->name, lost, seq + 1);
-        return;
-    }
-
-    dmcf->sh->audit_lost += lost;
-
-    ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "datagate: audit log \"%V\": %uL record(s) lost before "
-                  "the restart (after seq %uL%s) are counted in the next "
-                  "record (\"lost\")", &dmcf->audit_file->name, lost, seq,
-                  (seq == dmcf->audit_head_seq
-                   && ngx_strncmp(hash, dmcf->audit_head,
-                                  DG_AUDIT_HEXLEN) == 0)
-                  ? "" : ", not the head of the file");
-}
-
-
 /* ---- counters --------------------------------------------------------- */
 
 static void
@@ -944,12 +549,14 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
     st = ngx_http_datagate_stat_get(dmcf, key, len, full);
 
     if (st) {
-        st->count++;
-        st->bytes += lg->bytes;
+        (void) ngx_atomic_fetch_add(&st->count, 1);
+        (void) ngx_atomic_fetch_add(&st->bytes, lg->bytes);
 
     } else {
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
         dmcf->sh->stats_overflow++;
         dmcf->sh->stats_overflow_bytes += lg->bytes;
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
     }
 
     if (lg->records) {
@@ -958,7 +565,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 3);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->records;
+            (void) ngx_atomic_fetch_add(&st->count, lg->records);
         }
     }
 
@@ -969,7 +576,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 3);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->rows_dropped;
+            (void) ngx_atomic_fetch_add(&st->count, lg->rows_dropped);
         }
     }
 
@@ -983,7 +590,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 2);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->mcount[i];
+            (void) ngx_atomic_fetch_add(&st->count, lg->mcount[i]);
         }
     }
 
@@ -998,7 +605,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 2);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->detect[i];
+            (void) ngx_atomic_fetch_add(&st->count, lg->detect[i]);
         }
     }
 
@@ -1007,7 +614,7 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
                                          l, 1);
         st = ngx_http_datagate_stat_get(dmcf, key, len, full);
         if (st) {
-            st->count += lg->unlisted;
+            (void) ngx_atomic_fetch_add(&st->count, lg->unlisted);
         }
     }
 }
@@ -1029,14 +636,10 @@ ngx_http_datagate_stat_add(ngx_http_datagate_main_conf_t *dmcf, u_char kind,
     full = 0;
     len = ngx_http_datagate_stat_key(key, kind, labels, nlabels);
 
-    ngx_shmtx_lock(&dmcf->shpool->mutex);
-
     st = ngx_http_datagate_stat_get(dmcf, key, len, &full);
     if (st) {
-        st->count += n;
+        (void) ngx_atomic_fetch_add(&st->count, n);
     }
-
-    ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
     if (full) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -1072,9 +675,11 @@ ngx_http_datagate_stat_key(u_char *buf, u_char kind, ngx_str_t *labels,
 /*
  * A worker's direct-mapped cache of counter nodes: nearly every request
  * adds to the same few counters, and a hit costs a murmur hash and one
- * memcmp() against the node's own key instead of crc32 and a walk of the
- * shared tree.  Counters are never freed while their zone lives; the
- * cache is emptied when the zone changes.  Called with the zone locked.
+ * memcmp() against the node's own key, and no lock: a node's key never
+ * changes and nodes are never freed while their zone lives, and the
+ * counts are added atomically.  Only a miss walks (and may grow) the
+ * shared tree, under the zone's lock.  The cache is emptied when the
+ * zone changes.
  */
 #define NGX_HTTP_DATAGATE_STAT_CACHE  64    /* a power of 2 */
 
@@ -1113,8 +718,11 @@ ngx_http_datagate_stat_get(ngx_http_datagate_main_conf_t *dmcf, u_char *key,
     k.len = len;
     hash = ngx_crc32_short(key, len);
 
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
     sn = ngx_str_rbtree_lookup(&sh->stats.rbtree, &k, hash);
     if (sn) {
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
         st = (ngx_http_datagate_stat_t *) sn;
         ngx_http_datagate_stat_cache[slot] = st;
         return st;
@@ -1141,6 +749,8 @@ ngx_http_datagate_stat_get(ngx_http_datagate_main_conf_t *dmcf, u_char *key,
     ngx_queue_insert_tail(&sh->stats.queue, &st->queue);
     sh->stats_nodes++;
 
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
     ngx_http_datagate_stat_cache[slot] = st;
 
     return st;
@@ -1152,84 +762,7 @@ overflow:
         *full = 1;
     }
 
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
     return NULL;
-}
-
-
-/* ---- configuration ---------------------------------------------------- */
-
-static void
-ngx_http_datagate_audit_md_cleanup(void *data)
-{
-    dg_audit_md_t  *md = data;
-
-    dg_audit_md_free(md);
-}
-
-
-ngx_int_t
-ngx_http_datagate_audit_init(ngx_conf_t *cf,
-    ngx_http_datagate_main_conf_t *dmcf)
-{
-    int                  rc, fd;
-    u_char              *path, last;
-    uint64_t             seq;
-    struct stat          st;
-    ngx_pool_cleanup_t  *cln;
-    char                 hash[DG_AUDIT_HEXLEN + 1], err[DG_ERRLEN];
-
-    /* the digests records are sealed with: this configuration's, made at
-     * the first record, released with it */
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_datagate_audit_md_cleanup;
-    cln->data = &dmcf->audit_md;
-
-    path = ngx_pnalloc(cf->pool, dmcf->audit_file->name.len + 1);
-    if (path == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(path, dmcf->audit_file->name.data,
-                dmcf->audit_file->name.len + 1);
-
-    rc = dg_audit_tail((char *) path, &seq, hash, err, sizeof(err));
-
-    ngx_memcpy(dmcf->audit_head, hash, DG_AUDIT_HEXLEN + 1);
-    dmcf->audit_head_seq = seq;
-    dmcf->audit_head_torn = 0;
-
-    if (rc == -1) {
-        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                      "datagate: audit log: %s; the chain continues from "
-                      "seq %uL, \"datagate audit verify\" will show the "
-                      "damage", err, seq);
-
-        /* a torn last line must not swallow the next record */
-        fd = open((char *) path, O_RDONLY);
-        if (fd != -1) {
-            off_t  size = lseek(fd, 0, SEEK_END);
-
-            if (size > 0 && pread(fd, &last, 1, size - 1) == 1
-                && last != '\n' && fstat(fd, &st) == 0)
-            {
-                dmcf->audit_head_torn = 1;
-                dmcf->audit_head_dev = (uint64_t) st.st_dev;
-                dmcf->audit_head_ino = (uint64_t) st.st_ino;
-            }
-
-            close(fd);
-        }
-
-    } else if (rc == 1) {
-        ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
-                      "datagate: audit log \"%s\" (%s): chain head seq %uL "
-                      "hash %s", path,
-                      dg_audit_alg_name((int) dmcf->audit_hash), seq, hash);
-    }
-
-    return NGX_OK;
 }

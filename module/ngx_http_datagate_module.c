@@ -45,8 +45,6 @@ static char *ngx_http_datagate_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_datagate_geoip(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_datagate_audit_log(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_datagate_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -109,7 +107,7 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       NULL },
 
     { ngx_string("datagate_audit_log"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_datagate_audit_log,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -482,6 +480,10 @@ ngx_http_datagate_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_datagate_audit_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_datagate_redis_init_process(cycle);
 }
 
@@ -497,6 +499,7 @@ ngx_http_datagate_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_datagate_audit_exit_process(cycle);
     ngx_http_datagate_redis_exit_process(cycle);
 }
 
@@ -513,9 +516,14 @@ ngx_http_datagate_exit_master(ngx_cycle_t *cycle)
 
     dmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_datagate_module);
-    if (dmcf == NULL || dmcf->policy == NULL || dmcf->sh == NULL
-        || dmcf->state_path.len == 0)
-    {
+    if (dmcf == NULL || dmcf->policy == NULL) {
+        return;
+    }
+
+    /* what the workers could not write, before the state file counts it */
+    ngx_http_datagate_audit_exit_master(cycle);
+
+    if (dmcf->sh == NULL || dmcf->state_path.len == 0) {
         return;
     }
 
@@ -1192,78 +1200,6 @@ ngx_http_datagate_geoip(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
-ngx_http_datagate_audit_log(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_datagate_main_conf_t *dmcf = conf;
-
-    ngx_str_t   *value;
-    ngx_uint_t   i, hash, on_failure;
-
-    if (dmcf->audit_file) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    dmcf->audit_path = value[1];
-    dmcf->audit_hash = 0;
-    dmcf->audit_serve = 0;
-    hash = 0;
-    on_failure = 0;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strcmp(value[i].data, "hash=sha256") == 0
-            || ngx_strcmp(value[i].data, "hash=sm3") == 0)
-        {
-            if (hash++) {
-                goto duplicate;
-            }
-
-            dmcf->audit_hash = (value[i].data[5] == 's'
-                                && value[i].data[6] == 'm') ? 1 : 0;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "on_failure=deny") == 0
-            || ngx_strcmp(value[i].data, "on_failure=serve") == 0)
-        {
-            if (on_failure++) {
-                goto duplicate;
-            }
-
-            dmcf->audit_serve = (value[i].data[11] == 's') ? 1 : 0;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "datagate: invalid parameter \"%V\" (hash=sha256, "
-                           "hash=sm3, on_failure=deny or on_failure=serve)",
-                           &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    /* on_failure=serve needs datagate_state, which may come later */
-    dmcf->audit_conf_file = cf->conf_file->file.name;
-    dmcf->audit_conf_line = cf->conf_file->line;
-
-    /* opened by the cycle, reopened on USR1 */
-    dmcf->audit_file = ngx_conf_open_file(cf->cycle, &dmcf->audit_path);
-    if (dmcf->audit_file == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-
-duplicate:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "datagate: duplicate parameter \"%V\"", &value[i]);
-    return NGX_CONF_ERROR;
-}
-
-
-static char *
 ngx_http_datagate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_datagate_loc_conf_t *dlcf = conf;
@@ -1346,14 +1282,7 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_datagate_main_conf_t *dmcf = conf;
 
-    u_char           *buf;
-    size_t            len;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *value;
-    ngx_file_info_t   fi;
-    char             *rv;
-    u_char            mode[5];
+    ngx_str_t  *value;
 
     if (dmcf->secret_path.len) {
         return "is duplicate";
@@ -1362,16 +1291,31 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     dmcf->secret_path = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &dmcf->secret_path, 1) != NGX_OK) {
+    return ngx_http_datagate_read_secret(cf, &dmcf->secret_path, "secret",
+                                         dmcf->secret, &dmcf->secret_len);
+}
+
+
+char *
+ngx_http_datagate_read_secret(ngx_conf_t *cf, ngx_str_t *path,
+    const char *what, u_char *out, size_t *outlen)
+{
+    u_char           *buf;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_file_info_t   fi;
+    char             *rv;
+    u_char            mode[5];
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    fd = ngx_open_file(dmcf->secret_path.data, NGX_FILE_RDONLY,
-                       NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "datagate: cannot open secret \"%V\"",
-                           &dmcf->secret_path);
+                           "datagate: cannot open %s \"%V\"", what, path);
         return NGX_CONF_ERROR;
     }
 
@@ -1380,15 +1324,14 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "datagate: cannot stat secret \"%V\"",
-                           &dmcf->secret_path);
+                           "datagate: cannot stat %s \"%V\"", what, path);
         goto done;
     }
 
     if (!S_ISREG(fi.st_mode)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "datagate: secret \"%V\" is not a regular file",
-                           &dmcf->secret_path);
+                           "datagate: %s \"%V\" is not a regular file",
+                           what, path);
         goto done;
     }
 
@@ -1401,10 +1344,10 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         mode[4] = '\0';
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "datagate: secret \"%V\" is readable or writable "
+                           "datagate: %s \"%V\" is readable or writable "
                            "by group or others (mode %s): it must be "
                            "readable by its owner only (chmod 600)",
-                           &dmcf->secret_path, mode);
+                           what, path, mode);
         goto done;
     }
 
@@ -1416,8 +1359,7 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     n = ngx_read_fd(fd, buf, NGX_HTTP_DATAGATE_SECRET_MAX + 1);
     if (n == -1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "datagate: cannot read secret \"%V\"",
-                           &dmcf->secret_path);
+                           "datagate: cannot read %s \"%V\"", what, path);
         goto done;
     }
 
@@ -1426,33 +1368,30 @@ ngx_http_datagate_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (len > NGX_HTTP_DATAGATE_SECRET_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "datagate: secret \"%V\" is larger than %d bytes",
-                           &dmcf->secret_path, NGX_HTTP_DATAGATE_SECRET_MAX);
+                           "datagate: %s \"%V\" is larger than %d bytes",
+                           what, path, NGX_HTTP_DATAGATE_SECRET_MAX);
         goto done;
     }
 
     if (len < NGX_HTTP_DATAGATE_SECRET_MIN) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "datagate: secret \"%V\" has %uz bytes, it needs "
+                           "datagate: %s \"%V\" has %uz bytes, it needs "
                            "at least %d random bytes",
-                           &dmcf->secret_path, len,
-                           NGX_HTTP_DATAGATE_SECRET_MIN);
+                           what, path, len, NGX_HTTP_DATAGATE_SECRET_MIN);
         goto done;
     }
 
-    if (len > sizeof(dmcf->secret)) {
+    if (len > NGX_HTTP_DATAGATE_SECRET_KEEP) {
         /* a long key is hashed to its SHA-256 as HMAC would do */
-        if (EVP_Digest(buf, len, dmcf->secret, NULL, EVP_sha256(), NULL)
-            != 1)
-        {
+        if (EVP_Digest(buf, len, out, NULL, EVP_sha256(), NULL) != 1) {
             goto done;
         }
 
-        dmcf->secret_len = DG_SHA256_LEN;
+        *outlen = DG_SHA256_LEN;
 
     } else {
-        ngx_memcpy(dmcf->secret, buf, len);
-        dmcf->secret_len = len;
+        ngx_memcpy(out, buf, len);
+        *outlen = len;
     }
 
     rv = NGX_CONF_OK;
@@ -1466,7 +1405,7 @@ done:
 
     if (ngx_close_file(fd) == NGX_FILE_ERROR) {
         ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
-                      ngx_close_file_n " \"%V\" failed", &dmcf->secret_path);
+                      ngx_close_file_n " \"%V\" failed", path);
     }
 
     return rv;

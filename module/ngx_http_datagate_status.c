@@ -59,11 +59,8 @@ typedef struct {
     ngx_uint_t                         used;
     uint64_t                           overflow;
     uint64_t                           overflow_bytes;
-    uint64_t                           audit_seq;
-    uint64_t                           audit_failed;
-    uint64_t                           audit_lost;
-    ngx_uint_t                         audit_failing;
-    u_char                             audit_last[DG_AUDIT_HEXLEN + 1];
+    ngx_http_datagate_audit_stats_t    audit;
+    size_t                             audit_chains; /* JSON, at most */
     ngx_uint_t                         redis_up;
     ngx_uint_t                         redis_degraded;     /* a state */
     uint64_t                           redis_degraded_total;
@@ -268,7 +265,7 @@ ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
     ngx_http_datagate_status_entry_t  *e;
 
     ngx_memzero(st, sizeof(ngx_http_datagate_status_t));
-    ngx_memcpy(st->audit_last, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
+    ngx_memcpy(st->audit.last, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
 
     st->now_ms = ngx_http_datagate_now_ms();
 
@@ -341,14 +338,8 @@ ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
     st->used = sh->stats_nodes;
     st->overflow = sh->stats_overflow;
     st->overflow_bytes = sh->stats_overflow_bytes;
-    st->audit_seq = sh->audit_seq;
-    st->audit_failed = sh->audit_failed;
-    st->audit_failing = sh->audit_failing ? 1 : 0;
-    st->audit_lost = sh->audit_lost;
-
-    if (sh->audit_last[0]) {
-        ngx_memcpy(st->audit_last, sh->audit_last, DG_AUDIT_HEXLEN);
-    }
+    ngx_http_datagate_audit_stats(dmcf, &st->audit);
+    st->audit_chains = ngx_http_datagate_audit_chains_size(dmcf);
 
     /* degraded: decisions run on the zone's state or per-node budgets,
      * because Redis is down or not trusted; the count is of requests */
@@ -445,7 +436,8 @@ ngx_http_datagate_status_size(ngx_http_datagate_main_conf_t *dmcf,
     const dg_policy_t            *p;
     ngx_http_datagate_control_t  *c;
 
-    size = 16384;   /* fixed text, totals, audit, redis */
+    size = 16384 + st->audit_chains;    /* fixed text, totals, audit,
+                                           redis */
 
     /* names: JSON \u00XX per byte at worst, punctuation */
     p = dmcf ? dmcf->policy : NULL;
@@ -622,19 +614,26 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
 
     if (dmcf && dmcf->audit_file) {
         p = ngx_sprintf(p, "\"audit\":{\"enabled\":true,\"alg\":\"%s\","
-                           "\"on_failure\":\"%s\","
+                           "\"keyed\":%s,\"on_failure\":\"%s\","
                            "\"seq\":%uL,\"last_hash\":\"%s\","
+                           "\"pending\":%uL,"
                            "\"write_failures\":%uL,\"failing\":%s,"
-                           "\"lost\":%uL},",
-                        dg_audit_alg_name((int) dmcf->audit_hash),
+                           "\"lost\":%uL,",
+                        dg_audit_alg_name((int) st->audit.alg),
+                        dmcf->audit_keyed ? "true" : "false",
                         dmcf->audit_serve ? "serve" : "deny",
-                        st->audit_seq, st->audit_last, st->audit_failed,
-                        st->audit_failing ? "true" : "false",
-                        st->audit_lost);
+                        st->audit.records, st->audit.last,
+                        st->audit.pending, st->audit.failed,
+                        st->audit.failing ? "true" : "false",
+                        st->audit.lost);
+        p = ngx_http_datagate_audit_chains_json(dmcf, p,
+                                                p + st->audit_chains);
+        *p++ = '}';
+        *p++ = ',';
 
     } else {
         p = ngx_sprintf(p, "\"audit\":{\"enabled\":false,"
-                           "\"write_failures\":%uL},", st->audit_failed);
+                           "\"write_failures\":%uL},", st->audit.failed);
     }
 
     p = ngx_sprintf(p, "\"redis\":{\"enabled\":%s,\"up\":%s,"
@@ -789,8 +788,8 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         "labels because the statistics were full.\n"
         "# TYPE datagate_requests_overflow_total counter\n"
         "datagate_requests_overflow_total %uL\n"
-        "# HELP datagate_audit_records_total Audit records written (the "
-        "sequence number of the last one).\n"
+        "# HELP datagate_audit_records_total Audit records written (all "
+        "chains).\n"
         "# TYPE datagate_audit_records_total counter\n"
         "datagate_audit_records_total %uL\n"
         "# HELP datagate_audit_write_failures_total Audit records that "
@@ -820,7 +819,7 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         "its data across a restart (AOF with fsync, or a replica).\n"
         "# TYPE datagate_redis_persistent gauge\n"
         "datagate_redis_persistent %ui\n",
-        st->rate_limited, st->overflow, st->audit_seq, st->audit_failed,
+        st->rate_limited, st->overflow, st->audit.records, st->audit.failed,
         (ngx_uint_t) (dmcf && dmcf->redis_enabled ? 1 : 0),
         st->redis_up, st->redis_degraded, st->redis_degraded_total,
         st->redis_trusted,
@@ -834,8 +833,16 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         "# HELP datagate_audit_lost_records Audit records lost that no "
         "record written has counted yet.\n"
         "# TYPE datagate_audit_lost_records gauge\n"
-        "datagate_audit_lost_records %uL\n",
-        st->audit_failing, st->audit_lost);
+        "datagate_audit_lost_records %uL\n"
+        "# HELP datagate_audit_pending_records Audit records sealed and "
+        "waiting in the buffers to be written.\n"
+        "# TYPE datagate_audit_pending_records gauge\n"
+        "datagate_audit_pending_records %uL\n"
+        "# HELP datagate_audit_chains Audit chains in the zone.\n"
+        "# TYPE datagate_audit_chains gauge\n"
+        "datagate_audit_chains %ui\n",
+        st->audit.failing, st->audit.lost, st->audit.pending,
+        st->audit.nchains);
 
     return ngx_http_datagate_status_state_prom(p, dmcf, st);
 }

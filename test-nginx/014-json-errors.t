@@ -108,8 +108,13 @@ sub last_line {
     is($r->header('Content-Length'), length $r->body, 'Content-Length');
     is(last_line('dgr.log'), 'allowed upstream_unavailable 502',
        '$datagate_decision / $datagate_reason');
-    my $a = DGTest::json_decode((split /\n/,
-                                 DGTest::slurp($n->dir . '/audit.log'))[-1]);
+    # written at the latest flush= (100ms) after the log phase
+    my $a = {};
+    poll_until(3, sub {
+        $a = DGTest::json_decode((split /\n/,
+                                  DGTest::slurp($n->dir . '/audit.log'))[-1]
+                                 // '{}');
+        ($a->{request_id} // '') eq 'trace-502' });
     is($a->{request_id}, 'trace-502', 'audit: request id');
     is($a->{status}, 502, 'audit: status 502');
     is($a->{reason}, 'upstream_unavailable', 'audit: reason');

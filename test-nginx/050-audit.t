@@ -248,7 +248,7 @@ $e[3] =~ s/"decision":"denied"/"decision":"allowed"/ or die;
 write_lines("$d/edited.log", @e);
 ($rc, $out) = verify("$d/edited.log");
 is($rc, 1, 'edited: exit 1');
-like($out, qr/^\Q$d\E\/edited\.log:4: record edited: seq 4 /m,
+like($out, qr/^\Q$d\E\/edited\.log:4: chain \S+: record edited: seq 4 /m,
      'edited: line 4 reported') or diag($out);
 
 # deleted
@@ -257,7 +257,7 @@ splice @x, 4, 1;
 write_lines("$d/deleted.log", @x);
 ($rc, $out) = verify("$d/deleted.log");
 is($rc, 1, 'deleted: exit 1');
-like($out, qr/deleted\.log:5: record\(s\) missing before this line: seq 6 follows seq 4.*removed/,
+like($out, qr/deleted\.log:5: chain \S+: record\(s\) missing before this line: seq 6 follows seq 4.*removed/,
      'deleted: line 5 reported, removed') or diag($out);
 
 # inserted: a copy of a record
@@ -266,7 +266,7 @@ splice @x, 2, 0, $lines[1];
 write_lines("$d/inserted.log", @x);
 ($rc, $out) = verify("$d/inserted.log");
 is($rc, 1, 'inserted: exit 1');
-like($out, qr/inserted\.log:3: record inserted: a copy of seq 2 \(line 2\)/,
+like($out, qr/inserted\.log:3: chain \S+: record inserted: a copy of seq 2 \(line 2\)/,
      'inserted: line 3 reported') or diag($out);
 
 # reordered
@@ -294,7 +294,7 @@ like($out, qr/reordered\.log:6: .*seq 7 follows seq 5.*seq 6 is at \S+reordered\
     write_lines("$d/rehashed.log", @x);
     ($rc, $out) = verify("$d/rehashed.log");
     is($rc, 0 + 1, 'edited and re-hashed: exit 1');
-    like($out, qr/rehashed\.log:4: chain broken/, 'caught at line 4')
+    like($out, qr/rehashed\.log:4: chain \S+: chain broken/, 'caught at line 4')
         or diag($out);
 
     # the same recomputation on the original proves the definition
@@ -358,7 +358,7 @@ like($out, qr/continues an older file/, 'rotation: says it continues');
 ($rc, $out) = verify($audit, "$audit.1");
 is($rc, 1, 'rotation: files in the wrong order fail');
 
-# --- restart: the chain continues from the file -------------------------------
+# --- restart: a new chain, from the last record of the file --------------------
 
 $n->stop;
 my $tail = json_decode((lines_of($audit))[-1]);
@@ -367,12 +367,17 @@ $n->request('GET', '/person/1', cert => 'assistance',
             headers => ['Data-Purpose: social-assistance', $apr]);
 ok(wait_lines($audit, 3), 'restart: a record');
 my $after = json_decode((lines_of($audit))[-1]);
-is($after->{seq}, $tail->{seq} + 1, 'restart: seq continues');
+isnt($after->{chain}, $tail->{chain}, 'restart: a new chain');
+is($after->{seq}, 1, 'restart: its first record');
 is($after->{prev}, $tail->{hash}, 'restart: links to the last record');
-like($n->error_log, qr/chain head seq 11 hash \Q$tail->{hash}\E/,
-     'restart: the head is logged');
+like($n->error_log, qr/last record seq 11 hash \Q$tail->{hash}\E/,
+     'restart: the last record is logged');
 ($rc, $out) = verify("$audit.1", $audit);
 is($rc, 0, 'restart: verify') or diag($out);
+like($out, qr/^ok: 2 files, 12 records in 2 chains/m, 'restart: two chains')
+    or diag($out);
+like($out, qr/^first: seq 1 prev \Q$tail->{hash}\E \(starts from \S+audit\.log:2\)$/m,
+     'restart: the new chain starts from the last record') or diag($out);
 
 # a torn last line (crash mid-write) does not swallow the next record
 $n->stop;
@@ -386,17 +391,17 @@ $n->request('GET', '/person/1', cert => 'assistance',
             headers => ['Data-Purpose: social-assistance', $apr]);
 ok(wait_lines($audit, 5), 'torn line: a record after it');
 @lines = lines_of($audit);
-like($lines[-2], qr/^\{"seq":13,"time":"20\n\z/, 'torn line ended');
-like($lines[-1], qr/^\{"seq":13,/, 'torn line: the chain continues');
+like($lines[3], qr/^\{"seq":13,"time":"20\n\z/, 'torn line ended');
+like($lines[4], qr/^\{"seq":1,/, 'torn line: a new chain after it');
 like($n->error_log, qr/\[warn\].*datagate: audit log: .*damaged/,
      'torn line: warned at start');
 ($rc, $out) = verify("$audit.1", $audit);
 is($rc, 1, 'torn line: verify reports it');
 like($out, qr/audit\.log:4: incomplete line: a record whose write failed/,
      'torn line: at line 4') or diag($out);
-like($out, qr/audit\.log:5: 1 record\(s\) lost before this record \(seq 13\)/,
+like($out, qr/audit\.log:5: 1 record\(s\) lost before this record \(seq 1 of chain \S+\)/,
      'torn line: the record after it counts one lost record') or diag($out);
-is(json_decode($lines[-1])->{lost}, 1, 'torn line: "lost":1');
+is(json_decode($lines[4])->{lost}, 1, 'torn line: "lost":1');
 unlike($out, qr/not an audit record/, 'torn line: the chain still holds');
 
 $n->stop;
@@ -472,13 +477,13 @@ log_clean($n, 'sha256');
     write_lines("$f.bad", @x);
     ($rc, $out) = verify("$f.bad");
     is($rc, 1, 'sm3: edited record caught');
-    like($out, qr/:2: record edited/, 'sm3: at line 2');
+    like($out, qr/:2: chain \S+: record edited/, 'sm3: at line 2');
     $s->stop;
     log_clean($s, 'sm3');
 }
 
 
-# --- two workers, concurrent clients: one unbroken chain ------------------------
+# --- two workers, concurrent clients: a chain each, unbroken -------------------
 
 {
     my ($w, $f) = new_gateway(workers => 2);
@@ -504,7 +509,12 @@ log_clean($n, 'sha256');
     my @l = lines_of($f);
     is(scalar @l, $clients * $each, 'workers: no more, no less');
     ($rc, $out) = verify($f);
-    is($rc, 0, 'workers: one unbroken chain') or diag($out);
+    is($rc, 0, 'workers: the chains verify') or diag($out);
+    my %chains = map { (json_decode($_)->{chain} => 1) } @l;
+    cmp_ok(scalar keys %chains, '<=', 2, 'workers: a chain per worker');
+    my $st0 = $w->request('GET', '/status', cert => 'assistance')->json;
+    is(scalar @{ $st0->{audit}{chains} }, 2,
+       'workers: the status lists both chains');
     my %pids = map { (json_decode($_)->{request_id} => 1) } @l;
     is(scalar keys %pids, $clients * $each, 'workers: distinct request ids');
     my $st = $w->request('GET', '/status', cert => 'assistance')->json;
@@ -515,12 +525,12 @@ log_clean($n, 'sha256');
 }
 
 
-# --- a failing disk: counted, logged once, never silent ---------------------------
-# (test-nginx/055-audit-failure.t: refusals, recovery, on_failure=serve)
+# --- a failing disk: kept, logged once, never silent ----------------------------
+# (test-nginx/055-audit-failure.t: refusals, loss, recovery, on_failure=serve)
 
 SKIP: {
     skip 'no /dev/full', 10 unless -c '/dev/full';
-    my ($b, $f) = new_gateway(audit => '/dev/full');
+    my ($b, $f) = new_gateway(audit => '/dev/full', hash => 'flush=0');
     $b->start;
     for (1 .. 5) {
         my $res = $b->request('GET', '/person/1', cert => 'assistance',
@@ -535,13 +545,14 @@ SKIP: {
         }
     }
     my $st = $b->request('GET', '/status', cert => 'assistance')->json;
-    is($st->{audit}{write_failures}, 5, 'disk full: failures counted');
+    is($st->{audit}{pending}, 5, 'disk full: the records wait in memory');
     is($st->{audit}{failing}, JSON::PP::true, 'disk full: failing');
-    is($st->{audit}{lost}, 5, 'disk full: lost, not yet counted in a record');
+    is($st->{audit}{write_failures}, 0, 'disk full: none lost yet');
+    is($st->{audit}{lost}, 0, 'disk full: nothing to count');
     my $p = $b->request('GET', '/status?format=prometheus',
                         cert => 'assistance')->body;
-    like($p, qr/^datagate_audit_write_failures_total 5$/m,
-         'disk full: Prometheus counter');
+    like($p, qr/^datagate_audit_pending_records 5$/m,
+         'disk full: Prometheus pending');
     like($p, qr/^datagate_audit_failing 1$/m, 'disk full: Prometheus gauge');
     $b->stop;
     my @err = grep { /audit log .*write\(\) failed/ }
@@ -550,6 +561,8 @@ SKIP: {
         or diag(join "\n", @err);
     like($err[0] // '', qr/\[error\].*No space left on device/,
          'disk full: error level, with the cause');
+    like($b->error_log, qr/5 record\(s\) of chain \S+ could not be written before the exit: lost/,
+         'disk full: the exit says what was lost');
 }
 
 done_testing();

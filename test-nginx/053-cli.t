@@ -63,7 +63,7 @@ my ($rc, $out);
 
 ($rc, $out) = dg('audit', '--help');
 is($rc, 0, 'audit --help: exit 0');
-like($out, qr/^Usage: datagate audit verify \[--head HASH\] \[--quiet\] FILE\.\.\./m,
+like($out, qr/^Usage: datagate audit verify \[--key FILE\] \[--redis HOST:PORT .*\n.*\[--head HASH\] \[--quiet\]\n\s+FILE\.\.\./m,
      'audit --help: usage line');
 like($out, qr/Exit status:.*0 .*1 .*2 .*3 /s, 'audit --help: exit codes');
 

@@ -306,10 +306,12 @@ JS
               ['civil-affairs.assistance', 'population.person', '1'],
               'rate limited: who');
     is($t->{audit}{records}, '18', 'audit: records');
-    like($t->{audit}{'chain head'} // '', qr/^[0-9a-f]{64}$/,
-         'audit: the chain head');
-    is($t->{audit}{'chain head'}, $st->{audit}{last_hash},
-       'audit: the head the JSON has');
+    like($t->{audit}{'last record written'} // '', qr/^[0-9a-f]{64}$/,
+         'audit: the last record written');
+    is($t->{audit}{'last record written'}, $st->{audit}{last_hash},
+       'audit: the one the JSON has');
+    is($t->{audit}{chains}, scalar @{ $st->{audit}{chains} },
+       'audit: its chains');
     is($t->{audit}{'write failures'}, '0', 'audit: write failures');
     like($t->{redis} // '', qr/not configured/, 'redis: not configured');
     like($p->{text}, qr/\b18\b/, 'the page text has the numbers');

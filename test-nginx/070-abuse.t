@@ -180,6 +180,9 @@ like(prom($n), qr/^datagate_anomalies_total\{consumer="civil-affairs\.assistance
      'datagate_anomalies_total counts it');
 
 {
+    # audit records are written at the latest flush= (100ms) after they
+    # are sealed
+    wait_for(5, sub { scalar(my @x = anomalies($n)) >= 1 });
     my @a = anomalies($n);
     is(scalar @a, 1, 'one audit record of kind anomaly');
     is($a[0]{anomaly}, 'sequential', 'its kind of anomaly');

@@ -158,10 +158,19 @@ ok(poll_until(5, sub {
 like($a->error_log . $b->error_log,
      qr/\[warn\].*anomaly enumeration: consumer "civil-affairs\.assistance" on dataset "records\.enum": \d+ distinct identifiers within 10m \(limit 30\), counted cluster-wide; the consumer is suspended for 1h/,
      'a [warn] line on the node whose call counted it');
-is(scalar(grep { /"kind":"anomaly"/ }
-          split /\n/, DGTest::slurp($a->dir . '/audit.log')
-                      . DGTest::slurp($b->dir . '/audit.log')), 1,
-   'one audit record for the cluster');
+{
+    # audit records are written at the latest flush= (100ms) after they
+    # are sealed: wait for one, and a little more for any other
+    my $count = sub {
+        scalar(grep { /"kind":"anomaly"/ }
+               split /\n/, DGTest::slurp($a->dir . '/audit.log')
+                           . "\n" . DGTest::slurp($b->dir . '/audit.log'))
+    };
+    my $until = time + DGTest::secs(5);
+    sleep 0.05 while $count->() < 1 && time < $until;
+    sleep 0.5;
+    is($count->(), 1, 'one audit record for the cluster');
+}
 
 # --- datagate unsuspend lifts it everywhere ----------------------------------
 

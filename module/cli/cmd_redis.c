@@ -284,6 +284,19 @@ dg_redis_connect(const dg_ropts_t *o)
 }
 
 
+redisContext *
+dg_redis_open(const char *addr, long timeout)
+{
+    dg_ropts_t  o;
+
+    memset(&o, 0, sizeof(dg_ropts_t));
+    o.redis = addr;
+    o.timeout = timeout;
+
+    return dg_redis_connect(&o);
+}
+
+
 /* run one command; 0 ok (reply optional), -1 error printed */
 static int
 dg_redis_run(redisContext *c, const char *what, redisReply **out,
@@ -593,7 +606,7 @@ dg_cmd_incident(const char *verb, int argc, char **argv)
 }
 
 
-static char *
+char *
 dg_read_file(const char *path, size_t max, size_t *len, int secret)
 {
     FILE         *f;

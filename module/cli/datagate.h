@@ -12,6 +12,8 @@
 #define DG_EXIT_USAGE       2
 #define DG_EXIT_RUNTIME     3
 
+#include <stddef.h>
+
 /* cmd_policy.c: policy check | policy explain */
 int dg_cmd_policy(int argc, char **argv);
 
@@ -28,5 +30,13 @@ int dg_cmd_report(int argc, char **argv);
 int dg_cmd_incident(const char *verb, int argc, char **argv);
 int dg_cmd_grant(int argc, char **argv);
 int dg_cmd_redis(int argc, char **argv);
+
+/* cmd_redis.c: helpers the other families use */
+struct redisContext;
+/* a file read whole (at most max bytes, NUL added); secret: warn when
+ * group or others may read it.  NULL: error printed */
+char *dg_read_file(const char *path, size_t max, size_t *len, int secret);
+/* a connection to HOST:PORT or a unix socket; NULL: error printed */
+struct redisContext *dg_redis_open(const char *addr, long timeout);
 
 #endif /* DATAGATE_CLI_H */

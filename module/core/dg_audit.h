@@ -3,20 +3,29 @@
  *
  * Plain C, no nginx headers.  One record is one line of JSON:
  *
- *   {"seq":N,<fields>,"alg":"sha256","prev":"<P>","hash":"<H>"}\n
+ *   {"seq":N,<fields>,"chain":"<C>","alg":"sha256","prev":"<P>",
+ *    "mac":"<M>","hash":"<H>"}\n
  *
- * Let T be the line without its LF and without the member ,"hash":"<H>"
- * (so T ends in ,"prev":"<P>"} and is itself a JSON object).  Then
+ * ("chain" absent in records written by one chain for all, "mac" absent
+ * unless the gateway has a key).  Let T be the line without its LF and
+ * without the member ,"hash":"<H>" (so T is itself a JSON object).  Then
  *
  *   H = lower-case hex of ALG( P || T )
  *
  * over the bytes as written, P the 64 hex digits of the previous record's
- * hash (64 zeros for the first record of a chain).  docs/audit.md has the
- * full definition.  The writer builds the fields outside any lock
- * (dg_arec_*, dg_audit_encode: dg_audit_rec.c) and seals the record under
- * the lock that guards the chain head (dg_arec_seal: dg_audit.c); the
- * verifier (dg_audit_parse, dg_audit_tail, dg_audit_verify_*:
- * dg_audit_verify.c) checks files.
+ * hash in the same chain (64 zeros, or the record a new chain starts
+ * from, for the first record of a chain).  With a key, T0 is T without
+ * the member ,"mac":"<M>" and
+ *
+ *   M = lower-case hex of HMAC-ALG( K_seq, ALG( P || T0 ) )
+ *
+ * with the chain's key for that record (dg_audit_key_*).  docs/audit.md
+ * has the full definition.  The writer builds the fields outside any lock
+ * (dg_arec_*, dg_audit_encode: dg_audit_rec.c), and the process that
+ * owns the chain seals it (dg_audit_chain_seal, the keys: dg_audit.c);
+ * records are read back by dg_audit_parse and dg_audit_tail
+ * (dg_audit_parse.c) and chains checked by dg_audit_verify_*
+ * (dg_audit_verify.c).
  */
 
 #ifndef DG_AUDIT_H
@@ -31,6 +40,11 @@
 #define DG_AUDIT_ALGS           2
 
 #define DG_AUDIT_HEXLEN         64      /* both digests are 32 bytes */
+#define DG_AUDIT_DIGEST_LEN     32
+#define DG_AUDIT_KEY_LEN        DG_AUDIT_DIGEST_LEN /* an evolving key */
+
+/* a chain id: "EPOCH-N", letters, digits, '.', '_', '-' */
+#define DG_AUDIT_CHAIN_MAX      32
 
 /* the writer's record buffer: no record line (LF included) is longer */
 #define DG_AUDIT_RECORD_MAX     16384
@@ -59,7 +73,9 @@
      + sizeof(",\"lost\":") - 1 + DG_AREC_NUM_MAX                            \
      + sizeof(",\"truncated\":[]") - 1                                      \
      + DG_AREC_CUT_MAX * (DG_AREC_CUT_NAME + sizeof("\"\",") - 1)           \
+     + sizeof(",\"chain\":\"\"") - 1 + DG_AUDIT_CHAIN_MAX                   \
      + sizeof(",\"alg\":\"sha256\",\"prev\":\"\"") - 1 + DG_AUDIT_HEXLEN     \
+     + sizeof(",\"mac\":\"\"") - 1 + DG_AUDIT_HEXLEN                         \
      + sizeof(",\"hash\":\"\"}") - 1 + DG_AUDIT_HEXLEN                       \
      + 1)                                   /* LF */
 
@@ -123,6 +139,7 @@ struct evp_md_ctx_st;
 typedef struct {
     struct evp_md_st           *md[DG_AUDIT_ALGS];
     struct evp_md_ctx_st       *ctx;
+    struct evp_md_ctx_st       *ctx2;       /* a keyed seal's second */
 } dg_audit_md_t;
 
 void dg_audit_md_free(dg_audit_md_t *md);
@@ -177,6 +194,103 @@ void dg_arec_lost(dg_arec_t *r, uint64_t n);
  */
 int dg_arec_seal(dg_arec_t *r, dg_audit_md_t *md, int alg, uint64_t seq,
     const char *prev, char *hash, const char **line, size_t *len);
+
+/*
+ * The same for a record of a chain: "chain":id (len 0: no member) in
+ * front of "alg", and with key (DG_AUDIT_KEY_LEN bytes, NULL: none) the
+ * "mac" before "hash".  mac (65 bytes, may be NULL) gets its hex.
+ */
+typedef struct {
+    const char                 *chain;
+    size_t                      chain_len;
+    uint64_t                    seq;
+    const char                 *prev;       /* 64 hex digits */
+    const uint8_t              *key;        /* NULL: no "mac" */
+} dg_audit_seal_t;
+
+int dg_arec_seal_ex(dg_arec_t *r, dg_audit_md_t *md, int alg,
+    const dg_audit_seal_t *s, char *hash, char *mac, const char **line,
+    size_t *len);
+
+
+/*
+ * One chain's head, as a writer keeps it (plain data: it may live in
+ * shared memory and be carried on by another process).  seq and hash are
+ * the last record sealed (0 and the record the chain starts from before
+ * the first); when keyed, key is the key of the next record and seg the
+ * key of the next segment (below).
+ */
+typedef struct {
+    uint64_t                    seq;
+    char                        hash[DG_AUDIT_HEXLEN + 1];
+    char                        id[DG_AUDIT_CHAIN_MAX + 1];
+    uint8_t                     key[DG_AUDIT_KEY_LEN];
+    uint8_t                     seg[DG_AUDIT_KEY_LEN];
+    unsigned                    keyed:1;
+} dg_audit_chain_t;
+
+/*
+ * Seal r as the next record of c into *line / *len and advance the copy
+ * next (seq + 1, the new hash, the keys evolved: dg_audit_key_advance);
+ * c itself is not changed, so a caller that cannot keep the record
+ * leaves the chain as it was.  0, or -1 if a digest failed.
+ */
+int dg_audit_chain_seal(dg_arec_t *r, dg_audit_md_t *md, int alg,
+    const dg_audit_chain_t *c, dg_audit_chain_t *next, const char **line,
+    size_t *len);
+
+
+/*
+ * Forward-secure keys (docs/audit.md, "Keys"), for the chain "EPOCH-N":
+ *
+ *   R          = HMAC-ALG(secret, "datagate-audit-root:" || EPOCH)
+ *   G_0        = R,  G_{n+1} = ALG(G_n)
+ *   S_0        = HMAC-ALG(G_N, "datagate-audit-chain:" || "EPOCH-N")
+ *   S_{j+1}    = ALG(S_j)                                (segments)
+ *   K_{j,0}    = HMAC-ALG(S_j, "datagate-audit-segment")
+ *   K_{j,i+1}  = ALG(K_{j,i})
+ *
+ * and the record seq s is sealed with K_{j,i}, j = (s - 1) / SEGMENT,
+ * i = (s - 1) % SEGMENT: a verifier reaches the key of any record in at
+ * most s / SEGMENT + SEGMENT steps.  Every step overwrites the key it
+ * came from: a writer holds G of the next chain and, for each chain, the
+ * key of its next record and the next segment's S, from none of which
+ * an earlier key follows.
+ */
+
+#define DG_AUDIT_KEY_SEGMENT    65536   /* records */
+
+int dg_audit_key_root(dg_audit_md_t *md, int alg, const uint8_t *secret,
+    size_t slen, const char *epoch, size_t elen,
+    uint8_t root[DG_AUDIT_KEY_LEN]);
+/* key = ALG(key), in place */
+int dg_audit_key_next(dg_audit_md_t *md, int alg,
+    uint8_t key[DG_AUDIT_KEY_LEN]);
+/* the chain's first record's key, K_{0,0}, and S_1, from G_N */
+int dg_audit_key_chain(dg_audit_md_t *md, int alg,
+    const uint8_t gen[DG_AUDIT_KEY_LEN], const char *chain, size_t len,
+    uint8_t key[DG_AUDIT_KEY_LEN], uint8_t seg[DG_AUDIT_KEY_LEN]);
+/* after the record seq was sealed: key and seg of the record seq + 1 */
+int dg_audit_key_advance(dg_audit_md_t *md, int alg, uint64_t seq,
+    uint8_t key[DG_AUDIT_KEY_LEN], uint8_t seg[DG_AUDIT_KEY_LEN]);
+/* key and seg of the record seq (>= 1) of the chain, from G_N */
+int dg_audit_key_at(dg_audit_md_t *md, int alg,
+    const uint8_t gen[DG_AUDIT_KEY_LEN], const char *chain, size_t len,
+    uint64_t seq, uint8_t key[DG_AUDIT_KEY_LEN],
+    uint8_t seg[DG_AUDIT_KEY_LEN]);
+/* HMAC-ALG(key, data) for keys of at most 64 bytes (longer: hashed) */
+int dg_audit_hmac(dg_audit_md_t *md, int alg, const uint8_t *key,
+    size_t klen, const void *data, size_t dlen,
+    uint8_t out[DG_AUDIT_DIGEST_LEN]);
+/* the record's "mac" (65 bytes of hex) from its prev and T0 */
+int dg_audit_mac(dg_audit_md_t *md, int alg,
+    const uint8_t key[DG_AUDIT_KEY_LEN], const char *prev, const char *t0,
+    size_t t0len, char *out);
+/* zero memory the compiler may not skip */
+void dg_audit_wipe(void *p, size_t n);
+
+/* a chain id that dg_audit_parse() accepts: 0, -1 */
+int dg_audit_chain_valid(const char *s, size_t len);
 
 
 /*
@@ -316,6 +430,10 @@ typedef struct {
     int                         alg;
     char                        prev[DG_AUDIT_HEXLEN + 1];
     char                        hash[DG_AUDIT_HEXLEN + 1];
+    char                        chain[DG_AUDIT_CHAIN_MAX + 1]; /* "": none */
+    size_t                      chain_len;
+    char                        mac[DG_AUDIT_HEXLEN + 1]; /* "": none */
+    size_t                      t0len;      /* the line up to ,"mac" */
 } dg_audit_rec_t;
 
 #define DG_AUDIT_E_FORMAT       -1      /* not a well-formed record */
@@ -344,10 +462,13 @@ int dg_audit_tail(const char *path, uint64_t *seq, char *hash, char *err,
 
 /*
  * Verifier over a sequence of files.  Feed every line of every file in
- * order; dg_audit_verify_file() starts a new file.  The first record of
- * the first file may link to anything (a chain continued from an older
- * file); every other record must carry seq + 1 and the hash of the record
- * before it, across files.
+ * order; dg_audit_verify_file() starts a new file.  Records belong to
+ * chains ("chain"; records without it form one chain of their own); the
+ * records of each chain must follow each other in the files: seq + 1
+ * and the hash of the chain's record before, across files.  The first
+ * record of a chain in these files may continue an older file (seq > 1)
+ * or start the chain (seq 1), from the genesis or from a record of
+ * another chain (a chain a restart began).
  */
 
 #define DG_AUDIT_WINDOW         4096    /* recent hashes kept to diagnose */
@@ -356,8 +477,36 @@ typedef struct {
     uint64_t                    seq;
     uint64_t                    line;
     uint32_t                    file;
+    uint32_t                    chain;      /* index in chains */
     char                        hash[DG_AUDIT_HEXLEN + 1];
 } dg_audit_seen_t;
+
+/* one chain as the verifier has seen it */
+typedef struct {
+    char                        id[DG_AUDIT_CHAIN_MAX + 1];
+    uint64_t                    records;
+    dg_audit_rec_t              first;
+    const char                 *first_file;
+    uint64_t                    first_line;
+    dg_audit_rec_t              last;
+    const char                 *last_file;
+    uint64_t                    last_line;
+    uint64_t                    lost;       /* records it counts lost */
+    const char                 *from_file;  /* the record its seq 1 */
+    uint64_t                    from_line;  /* starts from, 0: none */
+    uint8_t                     key[DG_AUDIT_KEY_LEN]; /* of last.seq + 1 */
+    uint8_t                     seg[DG_AUDIT_KEY_LEN]; /* its next segment */
+    unsigned                    keyed:1;
+} dg_audit_vchain_t;
+
+/* a head published outside the log (datagate_audit_log checkpoint=) */
+typedef struct {
+    char                        chain[DG_AUDIT_CHAIN_MAX + 1];
+    uint64_t                    seq;
+    char                        hash[DG_AUDIT_HEXLEN + 1];
+    const char                 *from;       /* where it was read */
+    unsigned                    matched:1;  /* its record was seen */
+} dg_audit_checkpoint_t;
 
 typedef struct {
     const char                 *file;       /* current file name */
@@ -372,11 +521,19 @@ typedef struct {
     unsigned                    nolf:1;     /* next line is an
                                                unterminated tail */
 
+    /* the chains, in the order they were first seen */
+    dg_audit_vchain_t          *chains;
+    uint32_t                    nchains;
+    uint32_t                    chains_cap;
+    uint32_t                   *index;      /* hash of the id -> chain + 1 */
+    uint32_t                    index_cap;  /* a power of 2 */
+
     /* the first break: where, what, and the seq that was expected */
     int                         broken;
     const char                 *bad_file;
     uint64_t                    bad_line;
     uint64_t                    want_seq;
+    char                        want_chain[DG_AUDIT_CHAIN_MAX + 1];
     char                        want_hash[DG_AUDIT_HEXLEN + 1];
     char                        what[512];
     int                         kind;       /* DG_AUDIT_BREAK_* */
@@ -394,16 +551,45 @@ typedef struct {
     uint64_t                    lost_line;
     uint64_t                    lost_seq;
     uint64_t                    lost_count;
+    char                        lost_chain[DG_AUDIT_CHAIN_MAX + 1];
     const char                 *torn_file;  /* an incomplete line right */
     uint64_t                    torn_line;  /* before it; 0: none */
 
     /* an incomplete line (a write that failed part-way) waiting for the
-     * line after it: a record that continues the chain and says "lost"
+     * line after it: a record that continues its chain and says "lost"
      * accounts for it, anything else makes it a break */
     unsigned                    torn:1;
     const char                 *tfile;
     uint64_t                    tline;
     char                        twhat[256];
+
+    /* lines a gateway blanked: a record torn by a worker that was killed
+     * while writing, written again in full after it ({ } or spaces) */
+    uint64_t                    blanked;
+    const char                 *blank_file; /* the first */
+    uint64_t                    blank_line;
+
+    /* with a key (dg_audit_verify_key): every record's "mac" checked */
+    uint8_t                    *secret;
+    size_t                      secret_len;
+    uint64_t                    macs;       /* records whose MAC held */
+    char                        kepoch[DG_AUDIT_CHAIN_MAX + 1];
+    int                         kalg;       /* the generator cached: */
+    uint64_t                    kgen_n;     /* G_n of epoch kepoch */
+    uint8_t                     kroot[DG_AUDIT_KEY_LEN];
+    uint8_t                     kgen[DG_AUDIT_KEY_LEN];
+    unsigned                    kvalid:1;
+
+    /* --head: the record with this hash must end its chain */
+    char                        head[DG_AUDIT_HEXLEN + 1];
+    int64_t                     head_chain; /* -1: not seen */
+
+    /* checkpoints (dg_audit_verify_checkpoint) */
+    dg_audit_checkpoint_t      *cps;
+    uint32_t                    ncps;
+    uint32_t                    cps_cap;
+    uint32_t                   *cpindex;    /* (chain, seq) -> cp + 1 */
+    uint32_t                    cpindex_cap;
 
     dg_audit_seen_t            *ring;       /* DG_AUDIT_WINDOW entries */
     uint64_t                    nring;
@@ -419,11 +605,23 @@ typedef struct {
 #define DG_AUDIT_BREAK_BACK     4       /* seq goes back: inserted or
                                            moved here from later */
 #define DG_AUDIT_BREAK_LINK     5       /* seq fits, prev does not */
+#define DG_AUDIT_BREAK_MAC      6       /* not sealed with the key */
+#define DG_AUDIT_BREAK_CHECKPOINT 7     /* differs from a checkpoint */
 
 int dg_audit_verify_init(dg_audit_verify_t *v);
 void dg_audit_verify_free(dg_audit_verify_t *v);
+/* check every record's MAC with the keys derived from secret (copied) */
+int dg_audit_verify_key(dg_audit_verify_t *v, const uint8_t *secret,
+    size_t len);
+/* the record with this hash (64 hex digits) must be the last of its
+ * chain (dg_audit_verify_head_check after the end) */
+void dg_audit_verify_head(dg_audit_verify_t *v, const char *hash);
+/* a published head, before the lines: 0, -1 out of memory; 1 a
+ * duplicate (ignored) */
+int dg_audit_verify_checkpoint(dg_audit_verify_t *v, const char *chain,
+    size_t len, uint64_t seq, const char *hash, const char *from);
 void dg_audit_verify_file(dg_audit_verify_t *v, const char *name);
-/* returns 0 while the chain holds, 1 once broken (later lines are only
+/* returns 0 while the chains hold, 1 once broken (later lines are only
  * scanned for the missing record) */
 int dg_audit_verify_line(dg_audit_verify_t *v, const char *line,
     size_t len);
@@ -432,5 +630,27 @@ void dg_audit_verify_incomplete(dg_audit_verify_t *v);
 /* after the last line of the last file: an incomplete line nothing
  * accounted for becomes the break; returns v->broken */
 int dg_audit_verify_end(dg_audit_verify_t *v);
+
+/*
+ * After the end, what the checkpoints say: for each one, the record it
+ * names was seen with its hash (matched), or its chain ends before it
+ * (cut: records were removed from the end), or its chain is not in
+ * these files, or the files start after it (older: not checked).
+ */
+typedef struct {
+    uint32_t                    matched;
+    uint32_t                    older;
+    uint32_t                    absent;
+    uint32_t                    cut;        /* the failures */
+    const dg_audit_checkpoint_t *first_cut;
+    const dg_audit_vchain_t    *cut_chain;  /* its chain */
+} dg_audit_cpresult_t;
+
+void dg_audit_verify_checkpoints(dg_audit_verify_t *v,
+    dg_audit_cpresult_t *res);
+
+/* the chain of an id, NULL: not seen */
+const dg_audit_vchain_t *dg_audit_verify_chain(dg_audit_verify_t *v,
+    const char *id, size_t len);
 
 #endif /* DG_AUDIT_H */

@@ -19,9 +19,15 @@ extern const char  dg_audit_hash_member[];
 /* ,"hash":" + 64 hex + "} */
 #define DG_AUDIT_HASH_SUFFIX  (DG_AUDIT_HASH_MEMBER_LEN + DG_AUDIT_HEXLEN + 2)
 
+/* ,"mac":"<64 hex>" */
+#define DG_AUDIT_MAC_MEMBER   (sizeof(",\"mac\":\"") - 1 + DG_AUDIT_HEXLEN + 1)
+
 /* P || a || b with the caller's digests (md), or with ones of its own
  * for this call (md NULL); hex into out (65 bytes) */
 int dg_audit_digest_parts(dg_audit_md_t *md, int alg, const char *prev,
     const char *a, size_t alen, const char *b, size_t blen, char *out);
+
+/* v in decimal at p (at most DG_AREC_NUM_MAX bytes, no NUL); the length */
+size_t dg_audit_utoa(char *p, uint64_t v);
 
 #endif /* DG_AUDIT_INT_H */

@@ -70,12 +70,21 @@ dg_utf8_seq(const uint8_t *s, size_t len)
 }
 
 
+/* the bytes that go out as they are: ASCII from 0x20 but '"' (0x22) and
+ * '\\' (0x5c) */
+static const uint8_t  dg_json_plain[256] = {
+    [0x20 ... 0x21] = 1,
+    [0x23 ... 0x5b] = 1,
+    [0x5d ... 0x7f] = 1,
+};
+
+
 size_t
 dg_json_escape(char *dst, size_t cap, const uint8_t *s, size_t len,
     size_t *consumed)
 {
     char     esc[8];
-    size_t   i, o, n, k;
+    size_t   i, o, n, k, run;
     uint8_t  c;
 
     i = 0;
@@ -83,6 +92,29 @@ dg_json_escape(char *dst, size_t cap, const uint8_t *s, size_t len,
 
     while (i < len) {
         c = s[i];
+
+        if (dg_json_plain[c]) {
+            /* a run of plain bytes, copied at once */
+            for (run = i + 1; run < len && dg_json_plain[s[run]]; run++) {
+                /* void */
+            }
+
+            n = run - i;
+
+            if (o + n > cap) {
+                n = cap - o;
+            }
+
+            memcpy(dst + o, s + i, n);
+            o += n;
+            i += n;
+
+            if (i < run) {
+                break;          /* no room */
+            }
+
+            continue;
+        }
 
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             if (o + 1 > cap) {
@@ -163,8 +195,12 @@ dg_json_escape_len(const uint8_t *s, size_t len)
     for (i = 0; i < len; /* void */) {
         c = s[i];
 
-        if (c >= 0x20 && c < 0x80) {
-            o += (c == '"' || c == '\\') ? 2 : 1;
+        if (dg_json_plain[c]) {
+            o++;
+            i++;
+
+        } else if (c == '"' || c == '\\') {
+            o += 2;
             i++;
 
         } else if (c >= 0x80) {
@@ -190,6 +226,27 @@ dg_json_escape_len(const uint8_t *s, size_t len)
 
 
 /* ---- record builder -------------------------------------------------- */
+
+size_t
+dg_audit_utoa(char *p, uint64_t v)
+{
+    char    tmp[DG_AREC_NUM_MAX];
+    size_t  n, i;
+
+    n = 0;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    for (i = 0; i < n; i++) {
+        p[i] = tmp[n - 1 - i];
+    }
+
+    return n;
+}
+
 
 int
 dg_arec_init(dg_arec_t *r, char *buf, size_t cap)
@@ -256,7 +313,16 @@ dg_arec_key(dg_arec_t *r, const char *key, size_t klen, size_t need)
         return -1;              /* a member of an object left out */
     }
 
-    elen = dg_json_escape_len((const uint8_t *) key, klen);
+    /* our keys are plain: one pass; anything else is escaped */
+    for (elen = 0; elen < klen && dg_json_plain[(uint8_t) key[elen]]; elen++)
+    {
+        /* void */
+    }
+
+    if (elen < klen) {
+        elen = dg_json_escape_len((const uint8_t *) key, klen);
+    }
+
     room = r->cap - DG_AREC_TAIL - r->len;
 
     if (elen + 4 + need > room) {
@@ -265,13 +331,22 @@ dg_arec_key(dg_arec_t *r, const char *key, size_t klen, size_t need)
     }
 
     if (!r->nested || r->nnested > 0) {
-        dg_arec_put(r, ",", 1);
+        r->buf[r->len++] = ',';
     }
 
-    dg_arec_put(r, "\"", 1);
-    r->len += dg_json_escape(r->buf + r->len, elen, (const uint8_t *) key,
-                             klen, &used);
-    dg_arec_put(r, "\":", 2);
+    r->buf[r->len++] = '"';
+
+    if (elen == klen) {
+        memcpy(r->buf + r->len, key, klen);
+        r->len += klen;
+
+    } else {
+        r->len += dg_json_escape(r->buf + r->len, elen,
+                                 (const uint8_t *) key, klen, &used);
+    }
+
+    r->buf[r->len++] = '"';
+    r->buf[r->len++] = ':';
 
     if (r->nested) {
         r->nnested++;
@@ -355,7 +430,13 @@ dg_arec_int(dg_arec_t *r, const char *key, int64_t v)
     char  num[DG_AREC_NUM_MAX + 4];
     int   n;
 
-    n = snprintf(num, sizeof(num), "%" PRId64, v);
+    if (v < 0) {
+        num[0] = '-';
+        n = 1 + (int) dg_audit_utoa(num + 1, (uint64_t) 0 - (uint64_t) v);
+
+    } else {
+        n = (int) dg_audit_utoa(num, (uint64_t) v);
+    }
 
     if (dg_arec_key(r, key, strlen(key), (size_t) n) == 0) {
         dg_arec_put(r, num, (size_t) n);
@@ -376,7 +457,7 @@ dg_arec_uint_n(dg_arec_t *r, const char *key, size_t klen, uint64_t v)
     char  num[DG_AREC_NUM_MAX + 4];
     int   n;
 
-    n = snprintf(num, sizeof(num), "%" PRIu64, v);
+    n = (int) dg_audit_utoa(num, v);
 
     if (dg_arec_key(r, key, klen, (size_t) n) == 0) {
         dg_arec_put(r, num, (size_t) n);
@@ -456,7 +537,7 @@ dg_arec_counts(dg_arec_t *r, const char *key, const dg_acount_t *c,
     start = r->len;
 
     for (i = 0; i < n; i++) {
-        k = snprintf(num, sizeof(num), "%" PRIu64, c[i].count);
+        k = (int) dg_audit_utoa(num, c[i].count);
         elen = dg_json_escape_len((const uint8_t *) c[i].name, c[i].len);
 
         /* ,"name":N */

@@ -10,7 +10,9 @@
  * into a record, sealed, and must then parse and verify, with the escaped
  * value reading back as valid JSON.  Each line is also every client
  * string of a whole record (dg_audit_encode): the record must verify and
- * keep its decision.  Nothing may crash or leak.
+ * keep its decision, and sealed into a keyed chain its MAC must hold.
+ * Odd-sized inputs are verified with a key (the MAC checks).  Nothing
+ * may crash or leak.
  */
 
 #define _GNU_SOURCE             /* memmem */
@@ -42,11 +44,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dg_astr_t           a;
     dg_acount_t         c;
     dg_audit_fields_t   f;
+    dg_audit_chain_t    chain, next;
+    char                mac[DG_AUDIT_HEXLEN + 1];
     static char         big[DG_AUDIT_RECORD_MAX];
 
     if (dg_audit_verify_init(&v) != 0) {
         return 0;
     }
+
+    /* with a key for odd inputs: the MAC path of the verifier too */
+    if ((size & 1) && dg_audit_verify_key(&v, (const uint8_t *) "fuzz",
+                                          4) != 0)
+    {
+        dg_audit_verify_free(&v);
+        return 0;
+    }
+
+    memset(&chain, 0, sizeof(chain));
+    strcpy(chain.id, "1765000000000-3");
+    memcpy(chain.hash, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
+    memset(chain.key, 0x5a, sizeof(chain.key));
+    memset(chain.seg, 0xa5, sizeof(chain.seg));
+    chain.keyed = 1;
 
     memset(&md, 0, sizeof(md));
 
@@ -121,6 +140,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {
             abort();
         }
+
+        /* sealed again as the next record of a keyed chain: it must
+         * parse, carry its chain, and its MAC must be the one its key
+         * gives */
+        if (dg_audit_chain_seal(&r, &md, (int) (n & 1), &chain, &next,
+                                &line, &len)
+            != 0
+            || dg_audit_parse(&md, line, len - 1, &rec, err, sizeof(err)) != 0
+            || strcmp(rec.chain, chain.id) != 0 || rec.t0len == 0
+            || dg_audit_mac(&md, (int) (n & 1), chain.key, rec.prev, line,
+                            rec.t0len, mac)
+               != 0
+            || strcmp(mac, rec.mac) != 0)
+        {
+            abort();
+        }
+
+        chain = next;
 
         p += n + (nl ? 1 : 0);
     }
