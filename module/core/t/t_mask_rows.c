@@ -139,7 +139,8 @@ static const rcase_t  cases[] = {
          1, 4),
     ROW_("rows escaped key", "", 0, "data[]", "region_code=4501*",
          "{\"data\":[{\"region\\u005fcode\":\"450103\"},"
-         "{\"\\u0072egion_code\":\"990000\"},{\"region_cod\\u0065\":\"4501\"}]}",
+         "{\"\\u0072egion_code\":\"990000\"},"
+         "{\"region_cod\\u0065\":\"4501\"}]}",
          "{\"data\":[{\"region\\u005fcode\":\"450103\"},"
          "{\"region_cod\\u0065\":\"4501\"}]}", 2, 1),
     ROW_("rows escaped value", "", 0, "data[]", "r=450103|\xe5\x8d\x97*",
@@ -217,12 +218,14 @@ static const rcase_t  cases[] = {
          "\"list\":[{\"r\":\"b\"}]}", 1, 1),
     { "rows long value", "", 0, "data[]",
          "r=abc*|abcdefghijabcdefghijabcdefghijabcdefghij", T_NONE, 0,
-         "{\"data\":[{\"r\":\"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghij"
+         "{\"data\":[{\"r\":\"abcdefghijabcdefghijabcdefghijabcdefghij"
+         "abcdefghij"
          "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdef"
          "ghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijab"
          "cdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefgh"
          "ijabcdefghij\"},{\"r\":\"zbc\"}]}",
-         "{\"data\":[{\"r\":\"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghij"
+         "{\"data\":[{\"r\":\"abcdefghijabcdefghijabcdefghijabcdefghij"
+         "abcdefghij"
          "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdef"
          "ghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijab"
          "cdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefgh"
