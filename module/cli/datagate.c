@@ -35,6 +35,7 @@ dg_usage(FILE *out)
 "    datagate grant remove CONSUMER DATASET\n"
 "    datagate redis status | confirm\n"
 "    datagate audit verify FILE...\n"
+"    datagate trace LEAK... --index PATH --secret FILE [--field NAME]...\n"
 "    datagate --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -50,6 +51,8 @@ dg_usage(FILE *out)
 "    redis      what the gateways check of Redis; confirm a Redis that\n"
 "               lost its data once the controls are back\n"
 "    audit      verify the hash chain of audit logs\n"
+"    trace      name the consumers that received leaked records, from\n"
+"               the provenance index\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
 "\n"
@@ -97,6 +100,10 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "audit") == 0) {
         return dg_cmd_audit(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "trace") == 0) {
+        return dg_cmd_trace(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "grant") == 0) {

@@ -23,4 +23,7 @@ int dg_cmd_incident(const char *verb, int argc, char **argv);
 int dg_cmd_grant(int argc, char **argv);
 int dg_cmd_redis(int argc, char **argv);
 
+/* cmd_trace.c: trace (the provenance index) */
+int dg_cmd_trace(int argc, char **argv);
+
 #endif /* DATAGATE_CLI_H */
