@@ -347,6 +347,7 @@ dg_trace_is_name(dg_trace_scan_t *s)
 void
 dg_trace_scan(dg_trace_scan_t *s, const uint8_t *p, size_t n)
 {
+    size_t          room;
     uint8_t         c;
     const uint8_t  *end, *q;
 
@@ -371,10 +372,15 @@ dg_trace_scan(dg_trace_scan_t *s, const uint8_t *p, size_t n)
                 q++;
             }
 
-            if (s->len + (size_t) (q - p) <= sizeof(s->tok)) {
+            room = sizeof(s->tok) - s->len;
+
+            if ((size_t) (q - p) <= room) {
                 memcpy(s->tok + s->len, p, q - p);
                 s->len += q - p;
+
             } else {
+                /* a long value: its first bytes count */
+                memcpy(s->tok + s->len, p, room);
                 s->len = sizeof(s->tok);
                 s->over = 1;
             }

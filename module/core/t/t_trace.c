@@ -157,6 +157,26 @@ test_scan(void)
     t_scan("{\"id_card\":12}", 5, names, lens, 2, &f);
     ok(f.n == 1 && f.fp[0] == t_fp("12"), "a number at the very end");
 
+    {
+        char  big[1200], want[DG_TRACE_VALUE_MAX + 1];
+
+        memset(big, 0, sizeof(big));
+        memcpy(big, "{\"id_card\":\"", 12);
+        memset(big + 12, 'x', 1000);
+        memset(big + 12, 'a', 3);
+        memcpy(big + 1012, "\"}", 2);
+        memset(want, 'x', DG_TRACE_VALUE_MAX);
+        memset(want, 'a', 3);
+        want[DG_TRACE_VALUE_MAX] = '\0';
+
+        for (chunk = 1; chunk <= 512; chunk *= 8) {
+            t_scan(big, chunk, names, lens, 2, &f);
+            ok(f.n == 1 && f.fp[0] == t_fp(want),
+               "chunk %zu: a long value: its first %d bytes", chunk,
+               DG_TRACE_VALUE_MAX);
+        }
+    }
+
     t_scan("{\"id_card\":\"\"}", 5, names, lens, 2, &f);
     ok(f.n == 0, "an empty value is not traced");
 }
