@@ -197,6 +197,21 @@ $out = cli($csv, '--index', "$dir/bad.idx", '--secret',
 is($out->{rc}, 3, 'a damaged index: exit 3');
 like($out->{err}, qr/not a trace index block at offset 0/, 'says where');
 
+# a block cut short at the end (a crash in the middle of a write): the
+# whole blocks before it are read, a warning says so
+{
+    my $cut = "$dir/cut.idx";
+    my $whole = DGTest::slurp($index);
+    DGTest::spew($cut, $whole . substr($whole, 0, 30));
+    $out = cli($csv, '--index', $cut, '--secret', $secret, '--policy',
+               $n->policy_file);
+    is($out->{rc}, 0, 'a block cut short at the end: still read');
+    like($out->{out}, qr/30 bytes at its end are not a whole block/,
+         'a block cut short: a warning');
+    like($out->{out}, qr/^1\s+civil-affairs\.assistance\s/m,
+         'a block cut short: the same consumer first');
+}
+
 # nginx -s reopen: the worker writes to the new file after it
 {
     my $n2 = gw(index => $index);

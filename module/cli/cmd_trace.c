@@ -414,7 +414,7 @@ dg_tr_index(dg_tr_t *t, const char *path, uint64_t *blocks,
 {
     FILE              *f;
     uint8_t           *buf, *p, *end;
-    size_t             have, n, clen, need, i, j;
+    size_t             have, got, n, clen, need, i, j;
     uint32_t           when;
     uint64_t           fp, off;
     dg_tr_consumer_t  *c;
@@ -435,8 +435,8 @@ dg_tr_index(dg_tr_t *t, const char *path, uint64_t *blocks,
     off = 0;
 
     for ( ;; ) {
-        n = fread(buf + have, 1, DG_TR_CHUNK - have, f);
-        have += n;
+        got = fread(buf + have, 1, DG_TR_CHUNK - have, f);
+        have += got;
 
         p = buf;
         end = buf + have;
@@ -510,7 +510,7 @@ dg_tr_index(dg_tr_t *t, const char *path, uint64_t *blocks,
         have = end - p;
         memmove(buf, p, have);
 
-        if (n == 0) {
+        if (got == 0) {
             break;                      /* the end: all blocks were read */
         }
     }
