@@ -270,6 +270,8 @@ dg_trace_scan_init(dg_trace_scan_t *s, const uint8_t *key,
     const char *const *names, const size_t *lens, size_t nnames,
     dg_trace_found_pt found, void *ctx)
 {
+    size_t  i, max;
+
     memset(s, 0, sizeof(*s));
     s->key = key;
     s->names = names;
@@ -277,6 +279,18 @@ dg_trace_scan_init(dg_trace_scan_t *s, const uint8_t *key,
     s->nnames = nnames;
     s->found = found;
     s->ctx = ctx;
+
+    /* escaped, a name may take 6 bytes a byte */
+    s->keymax = sizeof(s->tok);
+
+    if (names) {
+        for (i = 0, max = 0; i < nnames; i++) {
+            max = lens[i] > max ? lens[i] : max;
+        }
+        if (6 * max + 1 < s->keymax) {
+            s->keymax = 6 * max + 1;
+        }
+    }
 }
 
 
@@ -349,7 +363,7 @@ dg_trace_scan(dg_trace_scan_t *s, const uint8_t *p, size_t n)
 {
     size_t          room;
     uint8_t         c;
-    const uint8_t  *end, *q;
+    const uint8_t  *end, *q, *e;
 
     end = p + n;
 
@@ -366,13 +380,20 @@ dg_trace_scan(dg_trace_scan_t *s, const uint8_t *p, size_t n)
                 continue;
             }
 
-            /* the common bytes of a string: to the next quote or escape */
-            q = p;
-            while (q < end && *q != '"' && *q != '\\') {
-                q++;
+            /* the common bytes of a string: to the next quote or escape
+             * (two memchr(), vectorised by the C library) */
+            q = memchr(p, '"', end - p);
+            if (q == NULL) {
+                q = end;
+            }
+            e = memchr(p, '\\', q - p);
+            if (e) {
+                q = e;
             }
 
-            room = sizeof(s->tok) - s->len;
+            /* a key longer than every name is kept no further */
+            room = (s->want & DG_TRACE_VAL) ? sizeof(s->tok) : s->keymax;
+            room = (s->len < room) ? room - s->len : 0;
 
             if ((size_t) (q - p) <= room) {
                 memcpy(s->tok + s->len, p, q - p);
@@ -381,7 +402,7 @@ dg_trace_scan(dg_trace_scan_t *s, const uint8_t *p, size_t n)
             } else {
                 /* a long value: its first bytes count */
                 memcpy(s->tok + s->len, p, room);
-                s->len = sizeof(s->tok);
+                s->len += room;
                 s->over = 1;
             }
 

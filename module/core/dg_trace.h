@@ -76,6 +76,7 @@ typedef struct {
     unsigned                    want;       /* the next value is traced */
     unsigned                    over;       /* tok overflowed */
     size_t                      len;
+    size_t                      keymax;     /* bytes of a key kept */
     uint8_t                     tok[DG_TRACE_VALUE_MAX + 8];
 } dg_trace_scan_t;
 
