@@ -21,6 +21,7 @@
 #include "dg_policy.h"
 #include "dg_mask.h"
 #include "dg_rstate.h"
+#include "dg_trace.h"
 
 #include <zlib.h>
 
@@ -125,6 +126,10 @@ typedef struct {
     /* datagate_audit_log (_audit.c) */
     ngx_str_t                       audit_path;
     ngx_open_file_t                *audit_file;
+    ngx_open_file_t                *trace_file; /* datagate_trace */
+    ngx_str_t                       trace_conf_file;
+    ngx_uint_t                      trace_conf_line;
+    uint8_t                         trace_key[DG_TRACE_KEY_LEN];
     ngx_uint_t                      audit_hash; /* 0: SHA-256, 1: SM3 */
     dg_audit_md_t                   audit_md;   /* this process's digests */
     ngx_uint_t                      audit_serve; /* on_failure=serve */
@@ -412,6 +417,21 @@ unsigned ngx_http_datagate_method_overrides(ngx_http_request_t *r,
     const dg_policy_t *p);
 
 
+/* ---- ngx_http_datagate_trace.c: the provenance index ---------------- */
+
+typedef struct ngx_http_datagate_trace_s  ngx_http_datagate_trace_t;
+
+char *ngx_http_datagate_trace_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_datagate_trace_init_conf(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+ngx_int_t ngx_http_datagate_trace_init_process(ngx_cycle_t *cycle,
+    ngx_http_datagate_main_conf_t *dmcf);
+void ngx_http_datagate_trace_exit_process(ngx_cycle_t *cycle);
+void ngx_http_datagate_trace_out(ngx_http_datagate_trace_t *t,
+    const u_char *p, size_t n);
+
+
 /* ---- ngx_http_datagate_filter.c: the response's header --------------- */
 
 /* the response filter's per-request state (_filter.c, _body.c) */
@@ -469,7 +489,13 @@ typedef struct {
 
     size_t                          hold_max;   /* datagate_hold_max */
     off_t                           out_bytes;  /* output made so far */
+    ngx_http_datagate_trace_t      *trace;      /* the answer's identifying
+                                                   values are indexed */
 } ngx_http_datagate_filter_ctx_t;
+
+/* the answer's identifying values go to the index (datagate_trace) */
+ngx_int_t ngx_http_datagate_trace_start(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_filter_ctx_t *fctx);
 
 /* the filters after datagate's */
 extern ngx_http_output_header_filter_pt  ngx_http_datagate_next_header_filter;

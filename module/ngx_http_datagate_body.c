@@ -1092,6 +1092,10 @@ ngx_http_datagate_lend(void *data, size_t used, size_t need, uint8_t **buf,
             return -1;
         }
 
+        if (fctx->trace) {
+            ngx_http_datagate_trace_out(fctx->trace, b->last, used);
+        }
+
         b->last += used;
     }
 

@@ -316,6 +316,10 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     fctx->turn_size = dlcf->mask_turn;
     ctx->mask = m;
 
+    if (ngx_http_datagate_trace_start(r, ctx, fctx) != NGX_OK) {
+        return ngx_http_datagate_unmaskable(r, ctx, fctx, "out of memory");
+    }
+
     if (conf.one) {
         /* max_records, record_quota: the records it may send */
         ngx_http_datagate_records_start(r, ctx, fctx);

@@ -162,6 +162,13 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("datagate_trace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_datagate_trace_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("datagate_state"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_datagate_state,
@@ -484,6 +491,10 @@ ngx_http_datagate_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_datagate_trace_init_process(cycle, dmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_datagate_redis_init_process(cycle);
 }
 
@@ -500,6 +511,7 @@ ngx_http_datagate_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_datagate_audit_exit_process(cycle);
+    ngx_http_datagate_trace_exit_process(cycle);
     ngx_http_datagate_redis_exit_process(cycle);
 }
 
@@ -616,6 +628,10 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
                       "datagate: no \"datagate_secret\": using a random key, "
                       "pseudonyms (mask \"hash\") change on every restart "
                       "and reload");
+    }
+
+    if (ngx_http_datagate_trace_init_conf(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     /* the Redis tier of the decision cache needs a key every node has */

@@ -40,6 +40,7 @@ dg_usage(FILE *out)
 "                    [--format table|csv|json|html] [--output FILE]\n"
 "                    AUDIT.log...\n"
 "    datagate abuse replay --policy PATH TRACE...\n"
+"    datagate trace LEAK... --index PATH --secret FILE [--field NAME]...\n"
 "    datagate --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -61,6 +62,8 @@ dg_usage(FILE *out)
 "               CSV, JSON, or an HTML page with charts)\n"
 "    abuse      replay traffic through the policy's abuse detection:\n"
 "               false alarms, and when scrapers are flagged\n"
+"    trace      name the consumers that received leaked records, from\n"
+"               the provenance index\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
 "\n"
@@ -117,6 +120,10 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "abuse") == 0) {
         return dg_cmd_abuse(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "trace") == 0) {
+        return dg_cmd_trace(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "grant") == 0) {

@@ -38,5 +38,7 @@ struct redisContext;
 char *dg_read_file(const char *path, size_t max, size_t *len, int secret);
 /* a connection to HOST:PORT or a unix socket; NULL: error printed */
 struct redisContext *dg_redis_open(const char *addr, long timeout);
+/* cmd_trace.c: trace (the provenance index) */
+int dg_cmd_trace(int argc, char **argv);
 
 #endif /* DATAGATE_CLI_H */

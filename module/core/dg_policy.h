@@ -232,6 +232,9 @@ typedef struct {
                                                the records of an answer
                                                are, dg_mask.h), empty:
                                                found in the answer */
+    dg_str_t                   *trace;      /* "trace:": the fields that
+                                               identify a record */
+    size_t                      ntrace;
     dg_rlimit_t                 rlimit;     /* each consumer's, unless a
                                                grant sets its own */
     dg_abuse_conf_t             abuse;      /* "abuse:" (dg_abuse.h) */

@@ -146,6 +146,8 @@ int dg_load_grant_rows(dg_load_t *L, const char *file, const dg_ynode_t *it,
     const char *path, dg_grant_t *g);
 int dg_load_grant_params(dg_load_t *L, const char *file,
     const dg_ynode_t *it, const char *path, dg_grant_t *g);
+int dg_load_trace(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d);
 int dg_load_rlimit(dg_load_t *L, const char *file, const dg_ynode_t *it,
     const char *path, dg_rlimit_t *rl);
 int dg_plan_rows(dg_load_t *L, dg_grant_t *g, dg_mask_field_t *mf, size_t n,

@@ -32,7 +32,7 @@ static const char *dg_purpose_keys[] = { "name", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
     "detect", "containers", "methods", "rate", "quota", "headers", "abuse",
-    "records", "max_records", "record_quota", NULL
+    "records", "max_records", "record_quota", "trace", NULL
 };
 
 static const char *dg_default_levels[DG_LEVEL_MAX + 1] = {
@@ -1038,7 +1038,8 @@ dg_load_datasets(dg_load_t *L)
 
             if (dg_load_containers(L, f->name, it, path, d) != 0
                 || dg_load_records(L, f->name, it, path, d) != 0
-                || dg_load_rlimit(L, f->name, it, path, &d->rlimit) != 0)
+                || dg_load_rlimit(L, f->name, it, path, &d->rlimit) != 0
+                || dg_load_trace(L, f->name, it, path, d) != 0)
             {
                 return -1;
             }

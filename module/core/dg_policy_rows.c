@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dg_policy_int.h"
+#include "dg_trace.h"
 
 
 /* records: "$", "[]" or keys ending in "[]", checked by the masker's own
@@ -611,6 +612,66 @@ dg_load_rlimit(dg_load_t *L, const char *file, const dg_ynode_t *it,
 
         rl->quota = q.quota;
         rl->period = q.quota_period;
+    }
+
+    return 0;
+}
+
+
+/*
+ * "trace: [id_card, credit_code]": the record fields whose values, as the
+ * consumer receives them, go to the provenance index (dg_trace.h).  Each a
+ * key of 1..DG_TRACE_NAME_MAX bytes, given once.
+ */
+int
+dg_load_trace(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, dg_dataset_t *d)
+{
+    int                rc;
+    size_t             i, j;
+    const dg_ynode_t  *seq, *e;
+
+    rc = dg_get_list(L, file, it, path, "trace", &seq);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    if (seq->child == NULL) {
+        return dg_err(L, file, seq->line, path, "trace",
+                      "an empty list: name the fields that identify a "
+                      "record, or leave trace out");
+    }
+
+    for (e = seq->child, i = 0; e; e = e->next, i++) {
+        if (e->len == 0 || e->len > DG_TRACE_NAME_MAX) {
+            return dg_err(L, file, e->line, path, "trace",
+                          "bad field name '%.64s': 1 to %d bytes",
+                          e->str ? e->str : "", DG_TRACE_NAME_MAX);
+        }
+
+        if (i >= DG_TRACE_FIELDS_MAX) {
+            return dg_err(L, file, e->line, path, "trace",
+                          "more than %d fields", DG_TRACE_FIELDS_MAX);
+        }
+    }
+
+    if (dg_list_strs(L, file, seq, path, "trace", &d->trace, &d->ntrace)
+        != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < d->ntrace; i++) {
+        for (j = 0; j < i; j++) {
+            if (d->trace[i].len == d->trace[j].len
+                && memcmp(d->trace[i].data, d->trace[j].data,
+                          d->trace[i].len) == 0)
+            {
+                return dg_err(L, file, seq->line, path, "trace",
+                              "'%.*s' is named twice", (int) d->trace[i].len,
+                              d->trace[i].data);
+            }
+        }
     }
 
     return 0;
