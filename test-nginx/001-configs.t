@@ -22,7 +22,8 @@ my $root = $> == 0 ? 'user root;' : '';
     my $c = DGTest::slurp("$TOP/config/nginx.conf");
     my $up = $n->upstream_port;
     my %subst = (
-        '/usr/lib/nginx/modules/ngx_http_datagate_module.so' => $MODULE,
+        'load_module /usr/lib/nginx/modules/ngx_http_datagate_module.so;'
+                                           => DGTest::load_line(),
         'user www-data;'                   => $root,
         '/run/nginx.pid'                   => "$d/nginx.pid",
         '/var/log/nginx/'                  => "$d/",
@@ -57,6 +58,8 @@ my $d = $n->dir;
 mkdir "$d/tmp";
 my $c = DGTest::slurp("$TOP/config/demo.nginx.conf.template");
 $c =~ s/\@PREFIX\@\/provider/$d\/html/g;
+$c =~ s/^load_module \@MODULE\@;$/DGTest::load_line()/me
+    or die 'demo config: no load_module line';
 my %subst = (MODULE => $MODULE, PREFIX => $d, CERTS => $CERTS,
              POLICY => $policy, GATEWAY_PORT => $n->port,
              PROVIDER_PORT => $n->upstream_port, USER => $root);
