@@ -116,6 +116,18 @@ sub load_line {
     return $STATIC ? '' : "load_module $MODULE;";
 }
 
+my $nginx_version;
+
+# the version of the nginx the tests run, as nginx's nginx_version
+# (1.29.8: 1029008), for what differs between versions
+sub nginx_version {
+    return $nginx_version if defined $nginx_version;
+    my (undef, $out) = run_cmd($NGINX, '-v');
+    my ($major, $minor, $patch) = $out =~ m{nginx/(\d+)\.(\d+)\.(\d+)}
+        or die "DGTest: no version from $NGINX -v: $out\n";
+    return $nginx_version = $major * 1000000 + $minor * 1000 + $patch;
+}
+
 sub free_port {
     for (1 .. 50) {
         my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
