@@ -358,7 +358,7 @@ for my $c (
 classes:
   n: {level: 3, mask: name}
   ph: {level: 3, mask: phone}
-  o: {level: 4, mask: clear}
+  o: {level: 1, mask: clear}
 purposes:
   p: {name: P}
   q: {name: Q}
@@ -401,8 +401,8 @@ Y
          'explain: reveal by the grant');
     like($out, qr/phone\s+ph\s+3\s+drop\s+dropped by grant/,
          'explain: drop by the grant');
-    like($out, qr/other\s+o\s+4\s+clear\s+level 4 > clearance 2: the class's method is clear/,
-         'explain: a class whose method is clear is not revealed by a grant');
+    like($out, qr/other\s+o\s+1\s+clear\s+level 1 <= clearance 2: clear/,
+         'explain: a public (level 1) class whose method is clear');
 
     ($rc, $out) = $ex->('--purpose', 'p');
     is($rc, 0, 'explain: without the approval still allowed');
@@ -427,6 +427,25 @@ Y
 
     ($rc, $out) = $ex->('--purpose', 'q', '--method', 'propfind');
     is($rc, 1, 'explain: methods are case-sensitive');
+}
+
+# --- a class above level 1 may not be clear -------------------------------
+
+{
+    my $policy = put('clear.yaml', <<'Y');
+classes:
+  o: {level: 2, mask: clear}
+purposes:
+  p: {name: P}
+consumers:
+  - {id: c1, cert: {subject: "CN=c1"}, clearance: 1}
+datasets:
+  - {id: d, share: unconditional, level: 1, fields: {other: o}}
+Y
+    my ($rc, $out) = dg('policy', 'check', $policy);
+    is($rc, 1, 'policy check: a level 2 class that is clear is refused');
+    like($out, qr/clear\.yaml:2: classes\.o\.mask: 'clear' would show level 2 data to readers below level 2/,
+         'policy check: file, line and why');
 }
 
 done_testing();

@@ -13,9 +13,10 @@
  * over the bytes as written, P the 64 hex digits of the previous record's
  * hash (64 zeros for the first record of a chain).  docs/audit.md has the
  * full definition.  The writer builds the fields outside any lock
- * (dg_arec_*) and seals the record under the lock that guards the chain
- * head (dg_arec_seal); the verifier (dg_audit_parse, dg_audit_verify_*)
- * checks files.
+ * (dg_arec_*, dg_audit_encode: dg_audit_rec.c) and seals the record under
+ * the lock that guards the chain head (dg_arec_seal: dg_audit.c); the
+ * verifier (dg_audit_parse, dg_audit_tail, dg_audit_verify_*:
+ * dg_audit_verify.c) checks files.
  */
 
 #ifndef DG_AUDIT_H
@@ -184,7 +185,7 @@ int dg_arec_seal(dg_arec_t *r, dg_audit_md_t *md, int alg, uint64_t seq,
  * bytes between the quotes, DG_AREC_CUT_MARK included), so that the
  * worst case of all of them, DG_AUDIT_FIELDS_MAX, fits a record of
  * DG_AUDIT_RECORD_MAX with its head and tail (checked at compile time in
- * dg_audit.c): whatever a client sends, "decision", "reason", "status",
+ * dg_audit_rec.c): whatever a client sends, "decision", "reason", "status",
  * "bytes" and "masked" are always written.
  */
 

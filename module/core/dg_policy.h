@@ -113,6 +113,8 @@ typedef struct {
 typedef struct {
     dg_str_t                    id;
     dg_str_t                    name;
+    dg_str_t                    src_file;   /* where it is defined */
+    unsigned                    src_line;
 } dg_purpose_t;
 
 

@@ -110,6 +110,9 @@ const dg_ynode_t *dg_section(dg_load_t *L, const dg_pfile_t *f,
 size_t dg_count(dg_load_t *L, const char *key, int type);
 void *dg_section_alloc(dg_load_t *L, const char *key, int type, size_t size,
     dg_hash_t *h);
+int dg_key_id(dg_load_t *L, const char *file, const dg_ynode_t *k,
+    const char *section, const char *path, const dg_hash_t *h,
+    const char *what, size_t file_off, size_t line_off);
 int dg_item_id(dg_load_t *L, const char *file, const dg_ynode_t *it,
     const char *path, const dg_hash_t *h, const char *what,
     size_t file_off, size_t line_off, dg_str_t *id);

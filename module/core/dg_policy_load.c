@@ -521,7 +521,6 @@ dg_load_classes(dg_load_t *L)
     dg_class_t        *c;
     dg_ynode_t        *k, *v;
     dg_pfile_t        *f;
-    const dg_hent_t   *e;
     const dg_ynode_t  *sec, *mv;
 
     L->p->classes = dg_section_alloc(L, "classes", DG_Y_MAP,
@@ -541,16 +540,13 @@ dg_load_classes(dg_load_t *L)
             v = k->next;
             snprintf(path, sizeof(path), "classes.%.*s", DG_ID_MAX, k->str);
 
-            if (dg_id_ok(L, f->name, k, "classes", NULL) != 0) {
+            if (dg_key_id(L, f->name, k, "classes", path,
+                          &L->priv->classes, "class",
+                          offsetof(dg_class_t, src_file),
+                          offsetof(dg_class_t, src_line))
+                != 0)
+            {
                 return -1;
-            }
-
-            e = dg_hash_find(&L->priv->classes, k->str, k->len);
-            if (e != NULL) {
-                c = (dg_class_t *) e->val;
-                return dg_err(L, f->name, k->line, path, NULL,
-                              "duplicate class '%s' (first defined at %s:%u)",
-                              k->str, c->src_file.data, c->src_line);
             }
 
             if (v->type != DG_Y_MAP) {
@@ -615,6 +611,19 @@ dg_load_classes(dg_load_t *L)
                               dg_mask_methods_str(methods, sizeof(methods)));
             }
 
+            if (c->mask.method == DG_MASK_CLEAR && c->level > 1) {
+                /*
+                 * a class's mask is what readers below its level get:
+                 * only the lowest level may be declared public
+                 */
+                return dg_err(L, f->name, mv->line, path, "mask",
+                              "'clear' would show level %u data to "
+                              "readers below level %u: only a level 1 "
+                              "class may be clear; to show such a field, "
+                              "give the consumer the clearance or list it "
+                              "in a grant's reveal", c->level, c->level);
+            }
+
             if (dg_hash_add(&L->priv->classes, c->id.data, c->id.len, c)
                 != 0)
             {
@@ -633,30 +642,18 @@ dg_load_classes(dg_load_t *L)
 int
 dg_load_purposes(dg_load_t *L)
 {
-    size_t             i, n;
+    size_t             i;
     char               path[DG_ID_MAX + 16];
     dg_ynode_t        *k, *v;
     dg_pfile_t        *f;
     dg_purpose_t      *pu;
-    const dg_hent_t   *e;
     const dg_ynode_t  *sec;
-    const char       **files;
-    unsigned          *lines;
 
-    n = dg_count(L, "purposes", DG_Y_MAP);
-    if (L->failed) {
+    L->p->purposes = dg_section_alloc(L, "purposes", DG_Y_MAP,
+                                      sizeof(dg_purpose_t),
+                                      &L->priv->purposes);
+    if (L->p->purposes == NULL) {
         return -1;
-    }
-
-    L->p->purposes = dg_arena_array(L->a, n ? n : 1, sizeof(dg_purpose_t));
-    files = dg_arena_array(&L->tmp, n ? n : 1, sizeof(char *));
-    lines = dg_arena_array(&L->tmp, n ? n : 1, sizeof(unsigned));
-
-    if (L->p->purposes == NULL || files == NULL || lines == NULL
-        || dg_hash_init(&L->priv->purposes, L->a, n) != 0)
-    {
-        return dg_err(L, L->files[0].name, 1, "purposes", NULL,
-                      "out of memory");
     }
 
     for (i = 0; i < L->nfiles; i++) {
@@ -670,23 +667,19 @@ dg_load_purposes(dg_load_t *L)
             v = k->next;
             snprintf(path, sizeof(path), "purposes.%.*s", DG_ID_MAX, k->str);
 
-            if (dg_id_ok(L, f->name, k, "purposes", NULL) != 0) {
+            if (dg_key_id(L, f->name, k, "purposes", path,
+                          &L->priv->purposes, "purpose",
+                          offsetof(dg_purpose_t, src_file),
+                          offsetof(dg_purpose_t, src_line))
+                != 0)
+            {
                 return -1;
             }
 
-            e = dg_hash_find(&L->priv->purposes, k->str, k->len);
-            if (e != NULL) {
-                pu = (dg_purpose_t *) e->val;
-                return dg_err(L, f->name, k->line, path, NULL,
-                              "duplicate purpose '%s' (first defined at "
-                              "%s:%u)", k->str,
-                              files[pu - L->p->purposes],
-                              lines[pu - L->p->purposes]);
-            }
-
             pu = &L->p->purposes[L->p->npurposes];
-            files[L->p->npurposes] = f->name;
-            lines[L->p->npurposes] = k->line;
+            pu->src_file.data = f->name;
+            pu->src_file.len = strlen(f->name);
+            pu->src_line = k->line;
 
             if (dg_str_set(L, k, &pu->id) != 0) {
                 return dg_err(L, f->name, k->line, path, NULL,

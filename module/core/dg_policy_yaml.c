@@ -584,6 +584,39 @@ dg_section_alloc(dg_load_t *L, const char *key, int type, size_t size,
 
 
 /*
+ * the key of a class or purpose entry: well formed and not defined
+ * before in any file; what names the kind in the message, file_off and
+ * line_off locate src_file and src_line in the kind's struct
+ */
+
+int
+dg_key_id(dg_load_t *L, const char *file, const dg_ynode_t *k,
+    const char *section, const char *path, const dg_hash_t *h,
+    const char *what, size_t file_off, size_t line_off)
+{
+    const char       *o;
+    const dg_str_t   *of;
+    const dg_hent_t  *e;
+
+    if (dg_id_ok(L, file, k, section, NULL) != 0) {
+        return -1;
+    }
+
+    e = dg_hash_find(h, k->str, k->len);
+    if (e != NULL) {
+        o = e->val;
+        of = (const dg_str_t *) (o + file_off);
+
+        return dg_err(L, file, k->line, path, NULL,
+                      "duplicate %s '%s' (first defined at %s:%u)", what,
+                      k->str, of->data, *(const unsigned *) (o + line_off));
+    }
+
+    return 0;
+}
+
+
+/*
  * the id of a consumer or dataset mapping: given, well formed and not
  * defined before; what names the kind in the message, file_off and
  * line_off locate src_file and src_line in the kind's struct

@@ -2,7 +2,7 @@
  * libFuzzer target for the audit record parser, the chain verifier and the
  * JSON string escaper.
  *
- * fuzz: sources dg_audit.c
+ * fuzz: sources dg_audit*.c
  *
  * The input is split at LF into lines and fed to the verifier as two files
  * (split at the first line starting with "#"), as `datagate audit verify`

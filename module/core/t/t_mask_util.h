@@ -29,7 +29,7 @@ typedef struct {
 } tm_buf_t;
 
 
-static int
+static inline int
 tm_append(tm_buf_t *b, const uint8_t *p, size_t n)
 {
     uint8_t   *np;
@@ -59,7 +59,7 @@ tm_append(tm_buf_t *b, const uint8_t *p, size_t n)
 }
 
 
-static int
+static inline int
 tm_emit(void *ctx, const uint8_t *p, size_t n)
 {
     tm_buf_t  *b = ctx;
@@ -75,7 +75,7 @@ tm_emit(void *ctx, const uint8_t *p, size_t n)
 
 /* dg_mask_lend_pt: the rest of the chunk when it is large enough (half
  * the time), else a fresh chunk of a pseudo-random size */
-static int
+static inline int
 tm_lend(void *ctx, size_t used, size_t need, uint8_t **buf, size_t *cap)
 {
     tm_buf_t  *b = ctx;
@@ -134,7 +134,7 @@ tm_lend(void *ctx, size_t used, size_t need, uint8_t **buf, size_t *cap)
 }
 
 
-static void *
+static inline void *
 tm_alloc(size_t n)
 {
     void  *p;
@@ -155,7 +155,7 @@ typedef struct {
 } tm_json_t;
 
 
-static void
+static inline void
 tm_ws(tm_json_t *j)
 {
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\t'
@@ -166,10 +166,10 @@ tm_ws(tm_json_t *j)
 }
 
 
-static int tm_value(tm_json_t *j);
+static inline int tm_value(tm_json_t *j);
 
 
-static int
+static inline int
 tm_string(tm_json_t *j)
 {
     int  i;
@@ -212,7 +212,7 @@ tm_string(tm_json_t *j)
 }
 
 
-static int
+static inline int
 tm_digits(tm_json_t *j)
 {
     const uint8_t  *s = j->p;
@@ -224,7 +224,7 @@ tm_digits(tm_json_t *j)
 }
 
 
-static int
+static inline int
 tm_number(tm_json_t *j)
 {
     if (j->p < j->end && *j->p == '-') {
@@ -254,7 +254,7 @@ tm_number(tm_json_t *j)
 }
 
 
-static int
+static inline int
 tm_lit(tm_json_t *j, const char *s)
 {
     size_t  n = strlen(s);
@@ -267,7 +267,7 @@ tm_lit(tm_json_t *j, const char *s)
 }
 
 
-static int
+static inline int
 tm_value(tm_json_t *j)
 {
     uint8_t  c;
@@ -338,7 +338,7 @@ tm_value(tm_json_t *j)
 }
 
 
-static int
+static inline int
 tm_json_valid(const uint8_t *p, size_t n)
 {
     tm_json_t  j;
@@ -361,7 +361,7 @@ tm_json_valid(const uint8_t *p, size_t n)
  * Returns the first error or DG_MASK_OK; output in out (written into
  * memory lent by tm_lend when out->lend, by tm_emit otherwise).
  */
-static int
+static inline int
 tm_feed(void *mem, const dg_mask_conf_t *conf, const uint8_t *doc, size_t n,
     const size_t *cuts, size_t ncuts, tm_buf_t *out, dg_mask_stats_t *st)
 {
@@ -416,5 +416,24 @@ tm_feed(void *mem, const dg_mask_conf_t *conf, const uint8_t *doc, size_t n,
 
     return rc;
 }
+
+/* the configuration most tests use: rules, actions, limits, a hash key */
+
+static const uint8_t  hkey[] = "test-key";
+
+
+static inline void
+setup_conf(dg_mask_conf_t *conf, const dg_mask_rules_t *r,
+    const dg_mask_spec_t *a, size_t max_value, unsigned max_depth)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->rules = r;
+    conf->actions = a;
+    conf->max_value = max_value;
+    conf->max_depth = max_depth;
+    conf->hash_key = hkey;
+    conf->hash_key_len = sizeof(hkey) - 1;
+}
+
 
 #endif /* T_MASK_UTIL_H */

@@ -707,6 +707,15 @@ test_directory(void)
        "directory: a duplicate across files names both places");
     dg_policy_free(p);
 
+    p = dg_policy_load(fixture("module/core/t/policies/duppurpose"), err,
+                       sizeof(err));
+    ok(p == NULL && strstr(err, "duppurpose/b.yaml:3: purposes.relief: "
+                                "duplicate purpose 'relief' (first "
+                                "defined at ") != NULL
+       && strstr(err, "duppurpose/a.yaml:2)") != NULL,
+       "directory: a purpose defined twice names both places");
+    dg_policy_free(p);
+
     p = dg_policy_load(fixture("module/core/t"), err, sizeof(err));
     ok(p == NULL && strstr(err, "no policy files") != NULL,
        "directory without policy files is an error");

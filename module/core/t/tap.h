@@ -14,7 +14,7 @@ static int  tap_n;
 static int  tap_failed;
 
 
-static void
+static inline void
 tap_vok(int cond, const char *fmt, va_list ap)
 {
     tap_n++;
@@ -28,7 +28,7 @@ tap_vok(int cond, const char *fmt, va_list ap)
 }
 
 
-static int
+static inline int
 ok(int cond, const char *fmt, ...)
 {
     va_list  ap;
@@ -40,7 +40,7 @@ ok(int cond, const char *fmt, ...)
 }
 
 
-static int
+static inline int
 is_str(const char *got, const char *want, const char *fmt, ...)
 {
     int      cond;
@@ -59,7 +59,7 @@ is_str(const char *got, const char *want, const char *fmt, ...)
 }
 
 
-static int
+static inline int
 is_int(long long got, long long want, const char *fmt, ...)
 {
     int      cond;
@@ -76,7 +76,7 @@ is_int(long long got, long long want, const char *fmt, ...)
 }
 
 
-static void
+static inline void
 diag(const char *fmt, ...)
 {
     va_list  ap;
@@ -89,7 +89,7 @@ diag(const char *fmt, ...)
 }
 
 
-static int
+static inline int
 done_testing(void)
 {
     printf("1..%d\n", tap_n);
