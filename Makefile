@@ -54,7 +54,8 @@ UNIT_SRC    := $(sort $(wildcard module/core/t/t_*.c))
 UNIT_BIN    := $(patsubst module/core/t/%.c,$(BUILD)/t/%,$(UNIT_SRC))
 FUZZ_SRC    := $(sort $(wildcard module/fuzz/fuzz_*.c))
 CORPUS_BIN  := $(patsubst module/fuzz/fuzz_%.c,$(BUILD)/t/t_corpus_%,$(FUZZ_SRC))
-GLUE_SRC    := $(wildcard module/*.c module/*.h module/config)
+GLUE_SRC    := $(wildcard module/*.c module/*.h module/config \
+                 module/status/*)
 MODULE_SO   := $(BUILD)/modules/ngx_http_datagate_module.so
 CLI_BIN     := $(BUILD)/bin/datagate
 MAN_PAGE    := $(BUILD)/man/datagate.1
@@ -118,16 +119,17 @@ $(MAN_PAGE): $(CLI_BIN) scripts/make-manpage
 	perl scripts/make-manpage $(CLI_BIN) > $@.tmp
 	mv -f $@.tmp $@
 
-# What shaped nginx's configuration for the module: module/config, the
-# source list, the nginx source tree and its version (the nginx-dev package
-# version, as a Debian update keeps NGINX_VERSION), its configure flags, the
-# compiler and the flags given.  Computed on every run and rewritten only
+# What shaped nginx's configuration for the module: module/config and the
+# status page it embeds (module/status/), the source list, the nginx
+# source tree and its version (the nginx-dev package version, as a Debian
+# update keeps NGINX_VERSION), its configure flags, the compiler and the
+# flags given.  Computed on every run and rewritten only
 # when it changes, so that a change rebuilds and reconfigures.
 MODULE_SIG  := $(BUILD)/module.sig
 
 $(MODULE_SIG): FORCE
 	@mkdir -p $(dir $@)
-	@{ cat module/config; ls module/*.c module/core/*.c; \
+	@{ cat module/config module/status/*; ls module/*.c module/core/*.c; \
 	   echo "$(NGX_SRC)"; cat $(NGX_SRC)/conf_flags 2>/dev/null; \
 	   grep 'define NGINX_VERSION ' $(NGX_SRC)/src/core/nginx.h 2>/dev/null; \
 	   dpkg-query -W -f='$${Version}' nginx-dev 2>/dev/null; \
@@ -202,6 +204,7 @@ bench:
 	bash scripts/bench-mask
 	perl scripts/bench-redis
 	bash scripts/bench-audit
+	bash scripts/bench-report
 
 # Files as a package lays them out (docs/build.md).  The docs keep the
 # repository's layout so that README.md's links hold.

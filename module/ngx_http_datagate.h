@@ -16,6 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "dg_abuse.h"
 #include "dg_audit.h"
 #include "dg_policy.h"
 #include "dg_mask.h"
@@ -77,6 +78,15 @@ typedef struct {
     ngx_http_datagate_tree_t        stats;      /* counters (_log.c) */
     ngx_http_datagate_tree_t        limits;     /* rate/quota (_limit.c) */
     ngx_http_datagate_tree_t        incidents;  /* local incident state */
+    ngx_http_datagate_tree_t        abuse;      /* detectors (_abuse.c) */
+    ngx_http_datagate_tree_t        abuse_susp; /* its suspensions */
+
+    /* abuse detection (_abuse.c), under shpool lock */
+    size_t                          abuse_bytes; /* its nodes take */
+    ngx_atomic_t                    abuse_nsusp; /* suspensions held */
+    u_char                          abuse_key[DG_ABUSE_KEY_LEN];
+    unsigned                        abuse_key_set:1; /* made by the zone */
+    unsigned                        abuse_full:1;    /* logged once */
 
     ngx_atomic_t                    incident_gen; /* bumped on any change */
 
@@ -149,6 +159,11 @@ typedef struct {
     ngx_flag_t                      dcache_redis;
     u_char                          dcache_key[DG_SHA256_LEN];
 
+    /* abuse detection (_abuse.c): the key of identifiers, from
+     * datagate_secret (every node the same); without it the zone's */
+    u_char                          abuse_key[DG_ABUSE_KEY_LEN];
+    ngx_flag_t                      abuse_key_set;
+
     /* datagate_state (_state.c): quota counters across restarts */
     ngx_str_t                       state_path;
     ngx_msec_t                      state_interval;
@@ -163,6 +178,8 @@ typedef struct {
     dg_mask_spec_t                  detect[DG_DETECT_MAX];
     /* _headers.c: loc_conf arrays of the enforced locations (void **) */
     ngx_array_t                    *enforced_locs;
+    /* _catalogue.c: the enforced locations by server and dataset */
+    ngx_array_t                    *catalogue_locs;
 } ngx_http_datagate_main_conf_t;
 
 
@@ -175,6 +192,9 @@ typedef struct {
     size_t                          hold_max;   /* datagate_hold_max */
     ngx_uint_t                      mask_depth;
     ngx_flag_t                      status;     /* datagate_status */
+    ngx_flag_t                      catalogue;  /* datagate_catalogue */
+    ngx_str_t                       catalogue_file; /* where it was */
+    ngx_uint_t                      catalogue_line;
     const dg_dataset_t             *dataset;    /* resolved at conf time */
     ngx_str_t                       dataset_file; /* where it was named */
     ngx_uint_t                      dataset_line;
@@ -241,6 +261,9 @@ typedef struct {
     unsigned                        degraded:1; /* counted (_redis.c) */
     unsigned                        logged:1;
     unsigned                        cut:1;
+    unsigned                        catalogue:1; /* a catalogue request
+                                                   (_catalogue.c): no
+                                                   dataset */
 
     /* a long answer ended by an incident control (_watch.c) */
     void                           *watch;
@@ -539,6 +562,7 @@ ngx_int_t ngx_http_datagate_response_headers(ngx_http_request_t *r,
 #define NGX_HTTP_DATAGATE_STAT_MASKED    'm' /* dataset, class */
 #define NGX_HTTP_DATAGATE_STAT_UNLISTED  'u' /* dataset */
 #define NGX_HTTP_DATAGATE_STAT_DETECT    'd' /* dataset, kind */
+#define NGX_HTTP_DATAGATE_STAT_ANOMALY   'a' /* consumer, dataset, kind */
 
 #define NGX_HTTP_DATAGATE_STATS_MAX      8192   /* counters in the zone */
 #define NGX_HTTP_DATAGATE_LABEL_MAX      128    /* bytes per label value */
@@ -566,6 +590,20 @@ dg_reason_e ngx_http_datagate_outcome(ngx_http_request_t *r,
 ngx_int_t ngx_http_datagate_audit_init(ngx_conf_t *cf,
     ngx_http_datagate_main_conf_t *dmcf);
 
+/* a counter of the statistics grows by n (locks the zone) */
+void ngx_http_datagate_stat_add(ngx_http_datagate_main_conf_t *dmcf,
+    u_char kind, ngx_str_t *labels, ngx_uint_t nlabels, uint64_t n);
+/* the audit record's "time" of now into buf (DG_AUDIT_MAX_TIME bytes);
+ * returns its length */
+size_t ngx_http_datagate_audit_time(u_char *buf);
+/*
+ * A record that is not a request's (an anomaly): its fields built by the
+ * caller with dg_arec_*() in rec, sealed into the chain and written like
+ * a request's record (locks the zone; a failure counts as a lost record).
+ */
+void ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, dg_arec_t *rec);
+
 /* NGX_OK: go on; NGX_DECLINED: audit records cannot be written and
  * on_failure=deny: the request must be refused (503 audit_unavailable) */
 ngx_int_t ngx_http_datagate_audit_check(ngx_http_datagate_main_conf_t *dmcf);
@@ -586,6 +624,25 @@ void ngx_http_datagate_audit_lost_restore(
 /* ---- ngx_http_datagate_status.c: the statistics ---------------------- */
 
 ngx_int_t ngx_http_datagate_status_handler(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_status_page.c: the status page ---------------- */
+
+/* without ?format=: 1 when the client prefers text/html to JSON */
+ngx_uint_t ngx_http_datagate_status_wants_html(ngx_http_request_t *r);
+/* send the page (headers set: no-store and Vary by the caller) */
+ngx_int_t ngx_http_datagate_status_page(ngx_http_request_t *r);
+
+
+/* ---- ngx_http_datagate_catalogue.c: what a consumer may ask for ----- */
+
+/* datagate_catalogue; */
+char *ngx_http_datagate_catalogue(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* merge of a location: check a catalogue location, remember an enforced
+ * one for the catalogue of its server */
+ngx_int_t ngx_http_datagate_catalogue_merge(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_loc_conf_t *conf);
 
 
 /* ---- ngx_http_datagate_geoip.c: countries, regions ------------------- */
@@ -623,6 +680,14 @@ ngx_int_t ngx_http_datagate_redis_command(
 
 /* EVALSHA of the rate-limit script (dg_gcra.h), EVAL on NOSCRIPT */
 ngx_int_t ngx_http_datagate_redis_eval(
+    ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
+    int nargs, const char **args, const size_t *lens);
+
+/* the same for any of the gateway's scripts */
+#define NGX_HTTP_DATAGATE_SCRIPT_GCRA    0   /* dg_gcra.h DG_GCRA_LUA */
+#define NGX_HTTP_DATAGATE_SCRIPT_ABUSE   1   /* dg_abuse.h DG_ABUSE_LUA */
+#define NGX_HTTP_DATAGATE_SCRIPTS        2
+ngx_int_t ngx_http_datagate_redis_script(ngx_uint_t script,
     ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
     int nargs, const char **args, const size_t *lens);
 
@@ -755,6 +820,22 @@ ngx_int_t ngx_http_datagate_runtime_grants(ngx_http_request_t *r,
 ngx_int_t ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason);
 
+/* a control in force as this node last read it from Redis (the zone's
+ * incident entries read within stale=), for the statistics */
+typedef struct {
+    uint32_t                        control;    /* one INC_* bit */
+    ngx_str_t                       id;         /* serial, consumer,
+                                                   dataset, or
+                                                   CONSUMER|DATASET */
+    uint64_t                        fetched;    /* ms, read then */
+} ngx_http_datagate_control_t;
+
+/* the controls (each once, sorted by control and id; at most max) into
+ * *out, an array of ngx_http_datagate_control_t in pool */
+ngx_int_t ngx_http_datagate_incident_controls(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_pool_t *pool, ngx_uint_t max,
+    ngx_array_t **out);
+
 /* what the re-check of a long answer keeps between calls (_watch.c) */
 typedef struct {
     uint64_t                        known;      /* ms: state last fresh */
@@ -813,6 +894,62 @@ typedef struct {
 ngx_http_datagate_lnode_t *ngx_http_datagate_limit_node(
     ngx_http_datagate_main_conf_t *dmcf, u_char *key, size_t klen,
     uint64_t now, ngx_http_datagate_lnode_t *keep);
+
+/* a budget's quota counters as the zone has them, for the statistics */
+typedef struct {
+    ngx_str_t                       key;        /* the budget */
+    int64_t                         window;     /* counted here */
+    uint64_t                        count;
+    int64_t                         seen_window; /* the cluster's, as */
+    uint64_t                        seen;       /* Redis last said */
+    int64_t                         unsynced_window;
+    uint64_t                        unsynced;
+} ngx_http_datagate_quota_state_t;
+
+/* the budgets with a quota count (at most max) into *out, an array of
+ * ngx_http_datagate_quota_state_t in pool */
+ngx_int_t ngx_http_datagate_limit_budgets(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_pool_t *pool, ngx_uint_t max,
+    ngx_array_t **out);
+
+
+/* ---- ngx_http_datagate_abuse.c: abuse detection -------------------- */
+
+/* init_main_conf: the key of identifiers (from datagate_secret) */
+ngx_int_t ngx_http_datagate_abuse_conf(ngx_conf_t *cf,
+    ngx_http_datagate_main_conf_t *dmcf);
+/* a new zone: its own key (used without datagate_secret) */
+void ngx_http_datagate_abuse_zone(ngx_http_datagate_main_conf_t *dmcf);
+
+/* the incident stage: the consumer suspended here by abuse detection
+ * (DG_R_CONSUMER_SUSPENDED), else DG_R_OK */
+dg_reason_e ngx_http_datagate_abuse_suspended(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* an admitted request: the detectors of its dataset or grant.  NGX_OK;
+ * NGX_DECLINED: it made the consumer suspended now (refuse it) */
+ngx_int_t ngx_http_datagate_abuse_check(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* the log phase: the records of an allowed answer */
+void ngx_http_datagate_abuse_log(ngx_http_request_t *r,
+    ngx_http_datagate_ctx_t *ctx);
+/* a message on datagate:events ("unsuspend consumer ID") */
+void ngx_http_datagate_abuse_event(ngx_http_datagate_main_conf_t *dmcf,
+    u_char *msg, size_t len);
+
+/*
+ * datagate_state (_state.c): _copy copies the volume baselines and the
+ * suspensions out of the zone (locked) into memory of its own, _format
+ * writes them as lines of the state file and frees that memory (NULL p:
+ * only the bytes they take), _load reads one line back into a new zone
+ * (locked): NGX_OK, NGX_DECLINED (not an abuse line), NGX_ERROR
+ * (malformed).
+ */
+void *ngx_http_datagate_abuse_copy(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log);
+size_t ngx_http_datagate_abuse_format(void *copy, u_char *p);
+void ngx_http_datagate_abuse_free(void *copy);
+ngx_int_t ngx_http_datagate_abuse_load(ngx_http_datagate_main_conf_t *dmcf,
+    u_char *p, u_char *end);
 
 
 /* ---- ngx_http_datagate_state.c: datagate_state ----------------------- */

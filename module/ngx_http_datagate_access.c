@@ -5,8 +5,8 @@
  * identity (verified client certificate) -> consumer -> network / geo
  * (_identity.c) -> the request's path and headers (_request.c) ->
  * run-time grants (_incident.c) -> decision (_dcache.c) -> incident
- * controls (_incident.c) -> rate limit (_limit.c) -> upstream request
- * headers.
+ * controls (_incident.c, _abuse.c) -> rate limit (_limit.c) -> abuse
+ * detection (_abuse.c) -> upstream request headers.
  *
  * The handler is re-entrant: every step that may wait for Redis returns
  * NGX_AGAIN and the handler resumes from ctx->stage when the phases are
@@ -27,6 +27,8 @@ typedef ngx_int_t (*ngx_http_datagate_check_pt)(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_datagate_stage_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_check_pt check);
+static ngx_int_t ngx_http_datagate_catalogue_access(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx);
 static void ngx_http_datagate_ctx_cleanup(void *data);
 static ngx_http_datagate_ctx_t *ngx_http_datagate_create_ctx(
     ngx_http_request_t *r);
@@ -53,7 +55,7 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
 
-    if (dlcf->enable != 1 || dlcf->status) {
+    if ((dlcf->enable != 1 || dlcf->status) && !dlcf->catalogue) {
         return NGX_DECLINED;
     }
 
@@ -79,7 +81,9 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
 
     if (ctx->stage == NGX_HTTP_DATAGATE_STAGE_DONE) {
 
-        if (ctx->dataset == dlcf->dataset && ctx->allowed) {
+        if (ctx->dataset == dlcf->dataset && ctx->allowed
+            && ctx->catalogue == dlcf->catalogue)
+        {
             /* an internal redirect within the same dataset */
             ctx->enforced = 1;
             return NGX_DECLINED;
@@ -94,12 +98,17 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         ctx->stage = NGX_HTTP_DATAGATE_STAGE_START;
         ctx->decided = 0;
         ctx->allowed = 0;
+        ctx->catalogue = 0;
         ctx->grant = NULL;
         ctx->plan = NULL;
         ctx->reason = DG_R_OK;
     }
 
     ctx->enforced = 1;
+
+    if (dlcf->catalogue) {
+        return ngx_http_datagate_catalogue_access(r, dmcf, ctx);
+    }
 
     switch (ctx->stage) {
 
@@ -192,6 +201,12 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
             return rc;
         }
 
+        /* suspended here by abuse detection (_abuse.c) */
+        reason = ngx_http_datagate_abuse_suspended(r, ctx);
+        if (reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, reason, NULL);
+        }
+
         if (ctx->reason != DG_R_OK) {
             return ngx_http_datagate_send_error(r, ctx, ctx->reason, NULL);
         }
@@ -237,6 +252,20 @@ ngx_http_datagate_access_handler(ngx_http_request_t *r)
         break;
 
     default:
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
+    /* admitted: abuse detection counts it, and may suspend the consumer
+     * with it (_abuse.c) */
+
+    rc = ngx_http_datagate_abuse_check(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_datagate_send_error(r, ctx, DG_R_CONSUMER_SUSPENDED,
+                                            NULL);
+    }
+
+    if (rc != NGX_OK) {
         return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
     }
 
@@ -299,6 +328,76 @@ ngx_http_datagate_stage_check(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A catalogue location (_catalogue.c): the consumer of the certificate,
+ * checked as on a data location (identity, TLS binding, network, geo,
+ * the request's path and headers, a revoked certificate or suspended
+ * consumer, the audit rule), without a dataset, purpose or budget; the
+ * content handler then answers its catalogue.
+ */
+static ngx_int_t
+ngx_http_datagate_catalogue_access(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_ctx_t *ctx)
+{
+    ngx_int_t    rc;
+    dg_reason_e  reason;
+
+    switch (ctx->stage) {
+
+    case NGX_HTTP_DATAGATE_STAGE_START:
+
+        ctx->catalogue = 1;
+        ctx->dataset = NULL;
+
+        reason = ngx_http_datagate_identify(r, dmcf, ctx);
+        if (reason != DG_R_OK) {
+            return ngx_http_datagate_send_error(r, ctx, reason, ctx->detail);
+        }
+
+        rc = ngx_http_datagate_request_check(r, &ctx->detail);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_REQUEST_REJECTED,
+                                                ctx->detail);
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+        }
+
+        ctx->stage = NGX_HTTP_DATAGATE_STAGE_INCIDENT;
+
+        /* fall through */
+
+    case NGX_HTTP_DATAGATE_STAGE_INCIDENT:
+
+        rc = ngx_http_datagate_stage_check(r, ctx,
+                                           ngx_http_datagate_incident_check);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ngx_http_datagate_audit_check(dmcf) != NGX_OK) {
+            return ngx_http_datagate_send_error(r, ctx,
+                                                DG_R_AUDIT_UNAVAILABLE,
+                                                NULL);
+        }
+
+        break;
+
+    default:
+        return ngx_http_datagate_send_error(r, ctx, DG_R_INTERNAL, NULL);
+    }
+
+    ctx->allowed = 1;
+    ctx->reason = DG_R_OK;
+    ctx->stage = NGX_HTTP_DATAGATE_STAGE_DONE;
+
+    return NGX_DECLINED;
 }
 
 

@@ -53,6 +53,13 @@
 #define NGX_HTTP_DATAGATE_CGRANT_MAX        64      /* per worker */
 #define NGX_HTTP_DATAGATE_TUPLE_MAX         (3 * (DG_RS_ID_MAX + 1))
 
+/* the dataset of a catalogue request's tuple: an id no policy can hold
+ * (ids begin with a letter or digit), so its entry is its own; only the
+ * certificate's and the consumer's controls are read from it */
+#define NGX_HTTP_DATAGATE_NO_DATASET        "-"
+#define NGX_HTTP_DATAGATE_INC_CATALOGUE                                     \
+    (NGX_HTTP_DATAGATE_INC_REVOKED|NGX_HTTP_DATAGATE_INC_SUSPENDED)
+
 
 /* shared zone entry; the rbtree is an ngx_str_node_t tree */
 typedef struct {
@@ -114,6 +121,8 @@ static void ngx_http_datagate_incident_apply(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, ngx_http_datagate_rstate_t *st,
     uint32_t flags, u_char *env, size_t elen);
 static void ngx_http_datagate_cgrant_release(void *data);
+static int ngx_libc_cdecl ngx_http_datagate_control_cmp(const void *one,
+    const void *two);
 
 
 static ngx_queue_t  ngx_http_datagate_cgrants;
@@ -180,6 +189,7 @@ ngx_int_t
 ngx_http_datagate_incident_check(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, dg_reason_e *reason)
 {
+    uint32_t                     flags;
     ngx_int_t                    rc;
     ngx_http_datagate_rstate_t  *st;
 
@@ -190,18 +200,25 @@ ngx_http_datagate_incident_check(ngx_http_request_t *r,
         return rc;
     }
 
-    /* a known revocation or freeze wins over "unavailable" */
+    /* a known revocation or freeze wins over "unavailable"; a catalogue
+     * request has no dataset to be frozen */
 
-    if (st->flags & NGX_HTTP_DATAGATE_INC_REVOKED) {
+    flags = st->flags;
+
+    if (ctx->catalogue) {
+        flags &= NGX_HTTP_DATAGATE_INC_CATALOGUE;
+    }
+
+    if (flags & NGX_HTTP_DATAGATE_INC_REVOKED) {
         *reason = DG_R_CERT_REVOKED;
 
-    } else if (st->flags & NGX_HTTP_DATAGATE_INC_SUSPENDED) {
+    } else if (flags & NGX_HTTP_DATAGATE_INC_SUSPENDED) {
         *reason = DG_R_CONSUMER_SUSPENDED;
 
-    } else if (st->flags & NGX_HTTP_DATAGATE_INC_DS_FROZEN) {
+    } else if (flags & NGX_HTTP_DATAGATE_INC_DS_FROZEN) {
         *reason = DG_R_DATASET_FROZEN;
 
-    } else if ((st->flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN)
+    } else if ((flags & NGX_HTTP_DATAGATE_INC_GRANT_FROZEN)
                && (ctx->grant != NULL
                    || (ctx->dataset != NULL
                        && ctx->dataset->share == DG_SHARE_UNCONDITIONAL)))
@@ -274,7 +291,7 @@ ngx_http_datagate_incident_state(ngx_http_request_t *r,
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
 
     if (!dmcf->redis_enabled || ctx->consumer == NULL
-        || ctx->dataset == NULL)
+        || (ctx->dataset == NULL && !ctx->catalogue))
     {
         /* single node: the policy file is the whole truth */
         st->inc = NGX_HTTP_DATAGATE_RS_DONE;
@@ -429,11 +446,20 @@ ngx_http_datagate_incident_tuple(ngx_http_datagate_ctx_t *ctx, u_char *tuple,
 {
     u_char               *p;
     size_t                slen;
+    dg_str_t              none;
     const dg_str_t       *cid, *did;
     char                  serial[DG_RS_ID_MAX + 1];
 
     cid = &ctx->consumer->id;
-    did = &ctx->dataset->id;
+
+    if (ctx->dataset != NULL) {
+        did = &ctx->dataset->id;
+
+    } else {
+        none.data = NGX_HTTP_DATAGATE_NO_DATASET;
+        none.len = sizeof(NGX_HTTP_DATAGATE_NO_DATASET) - 1;
+        did = &none;
+    }
 
     slen = 0;
 
@@ -952,6 +978,11 @@ ngx_http_datagate_incident_apply(ngx_http_request_t *r,
     ngx_http_datagate_cgrant_t     *cg;
     ngx_http_datagate_main_conf_t  *dmcf;
 
+    if (ctx->catalogue) {
+        /* no dataset: neither freezes nor run-time grants are its */
+        flags &= NGX_HTTP_DATAGATE_INC_CATALOGUE;
+    }
+
     st->flags = flags;
     st->extra[0] = NULL;
 
@@ -1263,4 +1294,160 @@ ngx_http_datagate_grant_covers(const dg_grant_t *now, const dg_grant_t *was)
     }
 
     return 1;
+}
+
+
+/* ---- the statistics (_status.c) ------------------------------------- */
+
+/* the controls of the tuple "SERIAL\nCONSUMER\nDATASET" each flag names */
+static const struct {
+    uint32_t                        flag;
+    ngx_uint_t                      first;      /* tuple parts: from */
+    ngx_uint_t                      last;       /* .. to, joined by '|' */
+} ngx_http_datagate_control_parts[] = {
+    { NGX_HTTP_DATAGATE_INC_REVOKED,      0, 0 },
+    { NGX_HTTP_DATAGATE_INC_SUSPENDED,    1, 1 },
+    { NGX_HTTP_DATAGATE_INC_DS_FROZEN,    2, 2 },
+    { NGX_HTTP_DATAGATE_INC_GRANT_FROZEN, 1, 2 },
+    { NGX_HTTP_DATAGATE_INC_GRANT,        1, 2 },
+};
+
+
+ngx_int_t
+ngx_http_datagate_incident_controls(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_pool_t *pool, ngx_uint_t max, ngx_array_t **out)
+{
+    u_char                       *p, *part[3], *end[3], *s, *e;
+    uint64_t                      now;
+    ngx_uint_t                    i, k, n, np, nods;
+    ngx_queue_t                  *q;
+    ngx_http_datagate_inode_t    *node;
+    ngx_http_datagate_control_t  *c, *all;
+
+    *out = ngx_array_create(pool, 16, sizeof(ngx_http_datagate_control_t));
+    if (*out == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (dmcf->sh == NULL || !dmcf->redis_enabled) {
+        return NGX_OK;
+    }
+
+    now = ngx_http_datagate_now_ms();
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    for (q = ngx_queue_head(&dmcf->sh->incidents.queue);
+         q != ngx_queue_sentinel(&dmcf->sh->incidents.queue)
+         && (*out)->nelts < max;
+         q = ngx_queue_next(q))
+    {
+        node = ngx_queue_data(q, ngx_http_datagate_inode_t, queue);
+
+        /* what a request may still be answered from (stale=) */
+        if (node->flags == 0 || now - node->fetched >= dmcf->redis.stale) {
+            continue;
+        }
+
+        s = node->sn.str.data;
+        e = s + node->sn.str.len;
+
+        for (np = 0; np < 3; np++) {
+            part[np] = s;
+            s = ngx_strlchr(s, e, '\n');
+            end[np] = s ? s : e;
+            if (s == NULL) {
+                np++;
+                break;
+            }
+            s++;
+        }
+
+        if (np != 3) {
+            continue;
+        }
+
+        /* a catalogue's tuple names no dataset */
+        nods = (size_t) (end[2] - part[2])
+                   == sizeof(NGX_HTTP_DATAGATE_NO_DATASET) - 1
+               && ngx_strncmp(part[2], NGX_HTTP_DATAGATE_NO_DATASET,
+                              end[2] - part[2]) == 0;
+
+        for (k = 0; k < sizeof(ngx_http_datagate_control_parts)
+                        / sizeof(ngx_http_datagate_control_parts[0]); k++)
+        {
+            if (!(node->flags & ngx_http_datagate_control_parts[k].flag)) {
+                continue;
+            }
+
+            i = ngx_http_datagate_control_parts[k].first;
+            n = ngx_http_datagate_control_parts[k].last;
+
+            if (n == 2 && nods) {
+                continue;
+            }
+
+            c = ngx_array_push(*out);
+            p = ngx_pnalloc(pool, end[n] - part[i]);
+
+            if (c == NULL || p == NULL) {
+                ngx_shmtx_unlock(&dmcf->shpool->mutex);
+                return NGX_ERROR;
+            }
+
+            c->control = ngx_http_datagate_control_parts[k].flag;
+            c->id.data = p;
+            c->id.len = end[n] - part[i];
+            c->fetched = node->fetched;
+
+            ngx_memcpy(p, part[i], c->id.len);
+
+            /* CONSUMER\nDATASET -> CONSUMER|DATASET */
+            if (n != i) {
+                p[end[i] - part[i]] = '|';
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    /* each control once: the most recent reading */
+
+    all = (*out)->elts;
+    n = (*out)->nelts;
+
+    ngx_qsort(all, n, sizeof(ngx_http_datagate_control_t),
+              ngx_http_datagate_control_cmp);
+
+    for (i = 0, k = 0; i < n; i++) {
+        if (k > 0 && all[k - 1].control == all[i].control
+            && all[k - 1].id.len == all[i].id.len
+            && ngx_memcmp(all[k - 1].id.data, all[i].id.data, all[i].id.len)
+               == 0)
+        {
+            if (all[i].fetched > all[k - 1].fetched) {
+                all[k - 1].fetched = all[i].fetched;
+            }
+            continue;
+        }
+
+        all[k++] = all[i];
+    }
+
+    (*out)->nelts = k;
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_datagate_control_cmp(const void *one, const void *two)
+{
+    const ngx_http_datagate_control_t  *a = one, *b = two;
+
+    if (a->control != b->control) {
+        return a->control < b->control ? -1 : 1;
+    }
+
+    return ngx_memn2cmp(a->id.data, b->id.data, a->id.len, b->id.len);
 }

@@ -855,3 +855,71 @@ ngx_http_datagate_limit_result(ngx_http_request_t *r,
 
     return NGX_DECLINED;
 }
+
+
+/* ---- the statistics (_status.c) ------------------------------------- */
+
+ngx_int_t
+ngx_http_datagate_limit_budgets(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_pool_t *pool, ngx_uint_t max, ngx_array_t **out)
+{
+    u_char                           *p;
+    ngx_uint_t                        n;
+    ngx_queue_t                      *q;
+    ngx_http_datagate_tree_t         *t;
+    ngx_http_datagate_lnode_t        *node;
+    ngx_http_datagate_quota_state_t  *qs;
+
+    *out = ngx_array_create(pool, 16, sizeof(ngx_http_datagate_quota_state_t));
+    if (*out == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (dmcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    t = &dmcf->sh->limits;
+    n = 0;
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    for (q = ngx_queue_head(&t->queue);
+         q != ngx_queue_sentinel(&t->queue) && n < max;
+         q = ngx_queue_next(q))
+    {
+        node = ngx_queue_data(q, ngx_http_datagate_lnode_t, queue);
+
+        /* a rate's cell only: no quota was ever counted in it */
+        if (node->count == 0 && node->seen_window < 0
+            && node->unsynced == 0)
+        {
+            continue;
+        }
+
+        qs = ngx_array_push(*out);
+        p = ngx_pnalloc(pool, node->sn.str.len);
+
+        if (qs == NULL || p == NULL) {
+            ngx_shmtx_unlock(&dmcf->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, node->sn.str.data, node->sn.str.len);
+
+        qs->key.data = p;
+        qs->key.len = node->sn.str.len;
+        qs->window = node->window;
+        qs->count = node->count;
+        qs->seen_window = node->seen_window;
+        qs->seen = node->seen;
+        qs->unsynced_window = node->unsynced_window;
+        qs->unsynced = node->unsynced;
+
+        n++;
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    return NGX_OK;
+}

@@ -90,7 +90,7 @@ static void ngx_http_datagate_audit_untear(ngx_fd_t fd, u_char *p,
     size_t n, ngx_file_info_t *before, ngx_http_datagate_shctx_t *sh);
 static void ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
     ngx_http_datagate_audit_res_t *res);
-static void ngx_http_datagate_audit_report(ngx_http_request_t *r,
+static void ngx_http_datagate_audit_report(ngx_log_t *log,
     ngx_http_datagate_main_conf_t *dmcf,
     ngx_http_datagate_audit_res_t *res);
 
@@ -179,8 +179,11 @@ ngx_http_datagate_log_handler(ngx_http_request_t *r)
     }
 
     if (res.change != NGX_HTTP_DATAGATE_AUDIT_SAME) {
-        ngx_http_datagate_audit_report(r, dmcf, &res);
+        ngx_http_datagate_audit_report(r->connection->log, dmcf, &res);
     }
+
+    /* the records of the answer, for abuse detection */
+    ngx_http_datagate_abuse_log(r, ctx);
 
     return NGX_OK;
 }
@@ -421,7 +424,6 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 {
     u_char             *buf, tbuf[DG_AUDIT_MAX_TIME];
     size_t              len;
-    ngx_tm_t            tm;
     ngx_int_t           status;
     ngx_uint_t          i;
     ngx_time_t         *tp;
@@ -442,25 +444,8 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
 
     ngx_memzero(&f, sizeof(dg_audit_fields_t));
 
-    /* time: ISO 8601 in local time with milliseconds */
-
     tp = ngx_timeofday();
-    ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
-
-    len = ngx_sprintf(tbuf, "%4d-%02d-%02dT%02d:%02d:%02d.%03M",
-                      tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                      tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                      tp->msec) - tbuf;
-
-    if (tp->gmtoff == 0) {
-        tbuf[len++] = 'Z';
-
-    } else {
-        len = ngx_sprintf(tbuf + len, "%c%02i:%02i",
-                          tp->gmtoff < 0 ? '-' : '+',
-                          ngx_abs(tp->gmtoff / 60), ngx_abs(tp->gmtoff % 60))
-              - tbuf;
-    }
+    len = ngx_http_datagate_audit_time(tbuf);
 
     f.time.data = (char *) tbuf;
     f.time.len = len;
@@ -582,6 +567,67 @@ ngx_http_datagate_audit_build(ngx_http_request_t *r,
     }
 
     return buf;
+}
+
+
+/* time: ISO 8601 in local time with milliseconds */
+size_t
+ngx_http_datagate_audit_time(u_char *buf)
+{
+    size_t       len;
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec + tp->gmtoff * 60, &tm);
+
+    len = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03M",
+                      tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                      tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                      tp->msec) - buf;
+
+    if (tp->gmtoff == 0) {
+        buf[len++] = 'Z';
+
+    } else {
+        len = ngx_sprintf(buf + len, "%c%02i:%02i",
+                          tp->gmtoff < 0 ? '-' : '+',
+                          ngx_abs(tp->gmtoff / 60), ngx_abs(tp->gmtoff % 60))
+              - buf;
+    }
+
+    return len;
+}
+
+
+void
+ngx_http_datagate_audit_event(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_log_t *log, dg_arec_t *rec)
+{
+    ngx_http_datagate_shctx_t      *sh;
+    ngx_http_datagate_audit_res_t   res;
+
+    if (dmcf->audit_file == NULL) {
+        return;
+    }
+
+    ngx_memzero(&res, sizeof(ngx_http_datagate_audit_res_t));
+
+    sh = dmcf->sh ? dmcf->sh : &ngx_http_datagate_audit_local;
+
+    if (dmcf->sh) {
+        ngx_shmtx_lock(&dmcf->shpool->mutex);
+    }
+
+    (void) ngx_http_datagate_audit_write(dmcf, rec, sh, &res);
+
+    if (dmcf->sh) {
+        ngx_shmtx_unlock(&dmcf->shpool->mutex);
+    }
+
+    if (res.change != NGX_HTTP_DATAGATE_AUDIT_SAME) {
+        ngx_http_datagate_audit_report(log, dmcf, &res);
+    }
 }
 
 
@@ -757,11 +803,11 @@ ngx_http_datagate_audit_failed(ngx_http_datagate_shctx_t *sh,
 
 
 static void
-ngx_http_datagate_audit_report(ngx_http_request_t *r,
+ngx_http_datagate_audit_report(ngx_log_t *log,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_audit_res_t *res)
 {
     if (res->change == NGX_HTTP_DATAGATE_AUDIT_FAILED) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, res->err,
+        ngx_log_error(NGX_LOG_ERR, log, res->err,
                       "datagate: audit log \"%V\": %s, audit "
                       "records are being lost (counted in "
                       "datagate_audit_write_failures_total); %s",
@@ -774,7 +820,7 @@ ngx_http_datagate_audit_report(ngx_http_request_t *r,
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_WARN, log, 0,
                   "datagate: audit log \"%V\": records are written again; "
                   "%uL record(s) were lost, counted in the record seq %uL "
                   "(\"lost\")", &dmcf->audit_file->name, res->lost,
@@ -916,6 +962,40 @@ ngx_http_datagate_stats_add(ngx_http_datagate_main_conf_t *dmcf,
         if (st) {
             st->count += lg->unlisted;
         }
+    }
+}
+
+
+void
+ngx_http_datagate_stat_add(ngx_http_datagate_main_conf_t *dmcf, u_char kind,
+    ngx_str_t *labels, ngx_uint_t nlabels, uint64_t n)
+{
+    u_char                     key[4 * (NGX_HTTP_DATAGATE_LABEL_MAX + 1)];
+    size_t                     len;
+    ngx_uint_t                 full;
+    ngx_http_datagate_stat_t  *st;
+
+    if (dmcf->sh == NULL || nlabels > 3) {
+        return;
+    }
+
+    full = 0;
+    len = ngx_http_datagate_stat_key(key, kind, labels, nlabels);
+
+    ngx_shmtx_lock(&dmcf->shpool->mutex);
+
+    st = ngx_http_datagate_stat_get(dmcf, key, len, &full);
+    if (st) {
+        st->count += n;
+    }
+
+    ngx_shmtx_unlock(&dmcf->shpool->mutex);
+
+    if (full) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "datagate: statistics are full (%ui counters or "
+                      "zone memory), further keys are counted as "
+                      "\"overflow\"", (ngx_uint_t) NGX_HTTP_DATAGATE_STATS_MAX);
     }
 }
 

@@ -122,6 +122,13 @@ static ngx_command_t  ngx_http_datagate_commands[] = {
       0,
       NULL },
 
+    { ngx_string("datagate_catalogue"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_datagate_catalogue,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("datagate_mask_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -263,7 +270,7 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_datagate_main_conf_t  *odmcf = data;
 
     size_t                          len;
-    ngx_http_datagate_tree_t       *trees[4];
+    ngx_http_datagate_tree_t       *trees[6];
     ngx_http_datagate_main_conf_t  *dmcf;
     ngx_uint_t                      i;
 
@@ -296,8 +303,10 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     trees[1] = &dmcf->sh->stats;
     trees[2] = &dmcf->sh->limits;
     trees[3] = &dmcf->sh->incidents;
+    trees[4] = &dmcf->sh->abuse;
+    trees[5] = &dmcf->sh->abuse_susp;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < sizeof(trees) / sizeof(trees[0]); i++) {
         ngx_rbtree_init(&trees[i]->rbtree, &trees[i]->sentinel,
                         ngx_str_rbtree_insert_value);
         ngx_queue_init(&trees[i]->queue);
@@ -315,6 +324,9 @@ ngx_http_datagate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* running out of zone memory is handled by eviction */
     dmcf->shpool->log_nomem = 0;
+
+    /* the key of identifiers when there is no datagate_secret */
+    ngx_http_datagate_abuse_zone(dmcf);
 
     /* a fresh zone (start, restart): the quota counters of the last run */
     if (dmcf->state_path.len) {
@@ -621,6 +633,10 @@ ngx_http_datagate_init_main_conf(ngx_conf_t *cf, void *conf)
                       "not shared through redis");
     }
 
+    if (ngx_http_datagate_abuse_conf(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     dmcf->pseudo_keys = ngx_pcalloc(cf->pool,
                                     dmcf->policy->nconsumers * DG_SHA256_LEN
                                     + 1);
@@ -710,6 +726,8 @@ ngx_http_datagate_create_loc_conf(ngx_conf_t *cf)
      *     dlcf->dataset = NULL;
      *     dlcf->dataset_file = { 0, NULL };
      *     dlcf->status = 0;
+     *     dlcf->catalogue = 0;
+     *     dlcf->catalogue_file = { 0, NULL };
      *     dlcf->real_ip_header = { 0, NULL };
      */
 
@@ -794,6 +812,7 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     if (conf->enable == 1 && conf->dataset_id.len == 0 && !conf->status
+        && !conf->catalogue
         && clcf != NULL && clcf->name.len != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -812,7 +831,19 @@ ngx_http_datagate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      * (_filter.c), servers without one keep nginx's page.
      */
 
-    if (conf->enable == 1 && !conf->status) {
+    if (ngx_http_datagate_catalogue_merge(cf, dmcf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->catalogue) {
+        /* the consumer is checked as on a data location (_access.c) */
+        dscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_datagate_module);
+        if (dscf != NULL) {
+            dscf->enforced = 1;
+        }
+    }
+
+    if (conf->enable == 1 && !conf->status && !conf->catalogue) {
         dscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_datagate_module);
         if (dscf != NULL) {
             dscf->enforced = 1;

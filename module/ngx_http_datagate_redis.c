@@ -23,6 +23,7 @@
 
 
 #include "ngx_http_datagate.h"
+#include "dg_abuse.h"
 #include "dg_gcra.h"
 #include "dg_rstate.h"
 
@@ -39,7 +40,7 @@
 #define NGX_HTTP_DATAGATE_BACKOFF_MIN    100
 #define NGX_HTTP_DATAGATE_BACKOFF_MAX    2000
 #define NGX_HTTP_DATAGATE_MAX_PENDING    4096
-#define NGX_HTTP_DATAGATE_EVAL_ARGS      16
+#define NGX_HTTP_DATAGATE_EVAL_ARGS      24
 #define NGX_HTTP_DATAGATE_EPOCH_TICK     1000    /* ms */
 
 
@@ -51,7 +52,8 @@ struct ngx_http_datagate_redis_s {
     char                            host[NGX_SOCKADDR_STRLEN + 1];
     int                             port;
     unsigned                        unix_socket:1;
-    char                            sha[41];    /* of DG_GCRA_LUA */
+    char                            sha[NGX_HTTP_DATAGATE_SCRIPTS][41];
+                                                /* of each script */
     ngx_uint_t                      pending;    /* commands in flight */
 };
 
@@ -62,6 +64,7 @@ typedef struct {
     ngx_event_t                         timer;
     ngx_http_datagate_rconn_t          *rc;
     /* EVALSHA: a copy of the arguments, to retry as EVAL on NOSCRIPT */
+    ngx_uint_t                          script;
     int                                 argc;
     const char                         *argv[NGX_HTTP_DATAGATE_EVAL_ARGS];
     size_t                              argvlen[NGX_HTTP_DATAGATE_EVAL_ARGS];
@@ -107,6 +110,13 @@ static void ngx_http_datagate_waiter_cleanup(void *data);
 
 /* this worker's connections; NULL without datagate_redis */
 static ngx_http_datagate_redis_t  *ngx_http_datagate_rd;
+
+
+/* the scripts Redis runs for the gateway, by NGX_HTTP_DATAGATE_SCRIPT_* */
+static ngx_str_t  ngx_http_datagate_scripts[NGX_HTTP_DATAGATE_SCRIPTS] = {
+    ngx_string(DG_GCRA_LUA),
+    ngx_string(DG_ABUSE_LUA)
+};
 
 
 /* ---- public --------------------------------------------------------- */
@@ -157,7 +167,7 @@ ngx_http_datagate_redis_degraded(ngx_http_datagate_main_conf_t *dmcf,
 static ngx_int_t
 ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen,
-    ngx_uint_t eval)
+    ngx_uint_t eval, ngx_uint_t script)
 {
     int                          i;
     u_char                      *p;
@@ -198,6 +208,7 @@ ngx_http_datagate_redis_send(ngx_http_datagate_redis_handler_pt handler,
 
     if (eval) {
         cmd->eval = 1;
+        cmd->script = script;
         cmd->argc = argc;
         p = cmd->blob;
 
@@ -302,7 +313,7 @@ ngx_http_datagate_redis_command(ngx_http_datagate_redis_handler_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen)
 {
     return ngx_http_datagate_redis_send(handler, data, argc, argv, argvlen,
-                                        0);
+                                        0, 0);
 }
 
 
@@ -310,20 +321,32 @@ ngx_int_t
 ngx_http_datagate_redis_eval(ngx_http_datagate_redis_handler_pt handler,
     void *data, int nkeys, int nargs, const char **args, const size_t *lens)
 {
+    return ngx_http_datagate_redis_script(NGX_HTTP_DATAGATE_SCRIPT_GCRA,
+                                          handler, data, nkeys, nargs, args,
+                                          lens);
+}
+
+
+ngx_int_t
+ngx_http_datagate_redis_script(ngx_uint_t script,
+    ngx_http_datagate_redis_handler_pt handler, void *data, int nkeys,
+    int nargs, const char **args, const size_t *lens)
+{
     int          i, argc;
     u_char       nk[NGX_INT_T_LEN];
     size_t       argvlen[NGX_HTTP_DATAGATE_EVAL_ARGS];
     const char  *argv[NGX_HTTP_DATAGATE_EVAL_ARGS];
 
     if (ngx_http_datagate_rd == NULL
-        || nargs + 3 > NGX_HTTP_DATAGATE_EVAL_ARGS)
+        || nargs + 3 > NGX_HTTP_DATAGATE_EVAL_ARGS
+        || script >= NGX_HTTP_DATAGATE_SCRIPTS)
     {
         return NGX_ERROR;
     }
 
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
-    argv[1] = ngx_http_datagate_rd->sha;
+    argv[1] = ngx_http_datagate_rd->sha[script];
     argvlen[1] = 40;
     argv[2] = (const char *) nk;
     argvlen[2] = ngx_sprintf(nk, "%d", nkeys) - nk;
@@ -336,7 +359,7 @@ ngx_http_datagate_redis_eval(ngx_http_datagate_redis_handler_pt handler,
     }
 
     return ngx_http_datagate_redis_send(handler, data, argc, argv, argvlen,
-                                        1);
+                                        1, script);
 }
 
 
@@ -344,7 +367,7 @@ ngx_int_t
 ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle)
 {
     u_char                          digest[SHA_DIGEST_LENGTH];
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, k;
     struct sockaddr                *sa;
     ngx_http_datagate_redis_t      *rd;
     ngx_http_datagate_main_conf_t  *dmcf;
@@ -398,11 +421,14 @@ ngx_http_datagate_redis_init_process(ngx_cycle_t *cycle)
         break;
     }
 
-    SHA1((const u_char *) DG_GCRA_LUA, sizeof(DG_GCRA_LUA) - 1, digest);
+    for (k = 0; k < NGX_HTTP_DATAGATE_SCRIPTS; k++) {
+        SHA1(ngx_http_datagate_scripts[k].data,
+             ngx_http_datagate_scripts[k].len, digest);
 
-    for (i = 0; i < SHA_DIGEST_LENGTH; i++) {
-        rd->sha[2 * i] = hex[digest[i] >> 4];
-        rd->sha[2 * i + 1] = hex[digest[i] & 0xf];
+        for (i = 0; i < SHA_DIGEST_LENGTH; i++) {
+            rd->sha[k][2 * i] = hex[digest[i] >> 4];
+            rd->sha[k][2 * i + 1] = hex[digest[i] & 0xf];
+        }
     }
 
     rd->cmd.rd = rd;
@@ -1311,6 +1337,12 @@ ngx_http_datagate_redis_message(redisAsyncContext *ac, void *reply,
                            "datagate: redis event \"%*s\"",
                            (size_t) r->element[2]->len, r->element[2]->str);
 
+            /* "unsuspend consumer ID": a suspension abuse detection
+             * holds here goes too */
+            ngx_http_datagate_abuse_event(rc->rd->dmcf,
+                                          (u_char *) r->element[2]->str,
+                                          (size_t) r->element[2]->len);
+
             /* "epoch confirm": look again now, not at the next tick */
             if (r->element[2]->len >= 5
                 && ngx_strncmp(r->element[2]->str, "epoch", 5) == 0
@@ -1368,8 +1400,9 @@ ngx_http_datagate_redis_reply(redisAsyncContext *ac, void *reply,
         cmd->retried = 1;
         cmd->argv[0] = "EVAL";
         cmd->argvlen[0] = 4;
-        cmd->argv[1] = DG_GCRA_LUA;
-        cmd->argvlen[1] = sizeof(DG_GCRA_LUA) - 1;
+        cmd->argv[1] = (const char *)
+                           ngx_http_datagate_scripts[cmd->script].data;
+        cmd->argvlen[1] = ngx_http_datagate_scripts[cmd->script].len;
 
         if (redisAsyncCommandArgv(ac, ngx_http_datagate_redis_reply, cmd,
                                   cmd->argc, cmd->argv, cmd->argvlen)

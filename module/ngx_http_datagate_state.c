@@ -12,10 +12,15 @@
  *     WINDOW_START PERIOD COUNT CONSUMER|DATASET
  *     ...
  *
+ *     abuse CONSUMER|DATASET HOUR CALLS RECORDS FIRED BASELINES...
+ *     abuse-suspend CONSUMER UNTIL_MS
+ *     ...
+ *
  * "epoch": the Redis epoch this node last saw (_redis.c), with
- * datagate_redis.  "lost": audit records that could not be written after
- * the record SEQ (its hash HASH) and that no record has counted yet
- * (_log.c); only when there are any.  Then one line per budget with
+ * datagate_redis.  "abuse": the volume baselines of abuse detection and
+ * the suspensions this node holds alone (_abuse.c).  "lost": audit
+ * records that could not be written after the record SEQ (its hash HASH)
+ * and that no record has counted yet (_log.c); only when there are any.  Then one line per budget with
  * requests counted in a window that has not ended.  The key is the
  * budget's (consumer, dataset), not a policy index, so the counters
  * survive a policy change as well.  Rate-limit state (GCRA) is not kept:
@@ -82,6 +87,7 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     ngx_log_t *log, ngx_uint_t wait)
 {
     u_char                     *buf, *p, *kp;
+    void                       *abuse;
     u_char                      lhash[DG_AUDIT_HEXLEN + 1];
     size_t                      size, keys;
     ssize_t                     n;
@@ -104,6 +110,7 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
     now = ngx_time();
     e = NULL;
     buf = NULL;
+    abuse = NULL;
     fd = NGX_INVALID_FILE;
     err = 0;
     what = NULL;
@@ -180,13 +187,16 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
 
     ngx_cpystrn(epoch, dmcf->sh->redis_epoch, sizeof(epoch));
 
+    abuse = ngx_http_datagate_abuse_copy(dmcf, log);
+
     ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
     size = sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1
            + sizeof(NGX_HTTP_DATAGATE_STATE_EPOCH) + sizeof(epoch)
            + sizeof(NGX_HTTP_DATAGATE_STATE_LOST) + 2 * NGX_INT64_LEN
            + DG_AUDIT_HEXLEN + 3
-           + count * (3 * NGX_INT64_LEN + 4) + keys;
+           + count * (3 * NGX_INT64_LEN + 4) + keys
+           + ngx_http_datagate_abuse_format(abuse, NULL);
 
     buf = ngx_alloc(size, log);
     if (buf == NULL) {
@@ -211,6 +221,10 @@ ngx_http_datagate_state_save(ngx_http_datagate_main_conf_t *dmcf,
         p = ngx_cpymem(p, e[i].key, e[i].klen);
         *p++ = '\n';
     }
+
+    p += ngx_http_datagate_abuse_format(abuse, p);
+    ngx_http_datagate_abuse_free(abuse);
+    abuse = NULL;
 
     fd = ngx_open_file(tmp.data, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
                        NGX_FILE_OWNER_ACCESS);
@@ -291,6 +305,7 @@ failed:
         ngx_free(e);
     }
 
+    ngx_http_datagate_abuse_free(abuse);
     ngx_free(tmp.data);
 
     return NGX_ERROR;
@@ -391,7 +406,8 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
     uint64_t                    period, count;
     ngx_fd_t                    fd;
     ngx_str_t                   key;
-    ngx_uint_t                  loaded, bad, old, level;
+    ngx_int_t                   rc;
+    ngx_uint_t                  loaded, bad, old, level, abuse;
     ngx_file_info_t             fi;
     ngx_http_datagate_lnode_t  *node;
 
@@ -458,6 +474,7 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
     loaded = 0;
     bad = 0;
     old = 0;
+    abuse = 0;
 
     p = buf + sizeof(NGX_HTTP_DATAGATE_STATE_MAGIC) - 1;
     end = buf + size;
@@ -499,6 +516,19 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
             continue;
         }
 
+        /* abuse detection's baselines and suspensions (_abuse.c) */
+        rc = ngx_http_datagate_abuse_load(dmcf, p, nl);
+
+        if (rc != NGX_DECLINED) {
+            if (rc == NGX_OK) {
+                abuse++;
+            } else {
+                bad++;
+            }
+
+            continue;
+        }
+
         if (ngx_http_datagate_state_line(p, nl, &window, &period, &count,
                                          &key)
             != NGX_OK
@@ -536,8 +566,9 @@ ngx_http_datagate_state_load(ngx_http_datagate_main_conf_t *dmcf,
 
     ngx_log_error(level, log, 0,
                   "datagate: quota state \"%V\": %ui counters loaded, "
-                  "%ui of past windows, %ui malformed lines skipped",
-                  &dmcf->state_path, loaded, old, bad);
+                  "%ui of past windows, %ui malformed lines skipped, "
+                  "%ui abuse baselines and suspensions loaded",
+                  &dmcf->state_path, loaded, old, bad, abuse);
 
 done:
 

@@ -2,21 +2,33 @@
  * datagate: statistics endpoint (datagate_status).
  *
  * JSON by default; the Prometheus text exposition format (0.0.4) with
- * "?format=prometheus".  The counters live in the shared zone (written by
- * the log phase of every worker, kept over a reload); this handler copies
- * them under the zone lock and renders them without it.
+ * "?format=prometheus"; the status page (_status_page.c) with
+ * "?format=html" or to a client that prefers text/html.  The counters
+ * live in the shared zone (written by the log phase of every worker, kept
+ * over a reload); this handler copies them, the quota counters (_limit.c)
+ * and the incident controls the zone has read (_incident.c) under the
+ * zone lock and renders them without it, with the names the policy gives
+ * consumers (their department), datasets and purposes.
  */
 
 
 #include "ngx_http_datagate.h"
 #include "dg_audit.h"
+#include "dg_gcra.h"
 #include "dg_version.h"
 
 
 #define NGX_HTTP_DATAGATE_STATUS_JSON   0
 #define NGX_HTTP_DATAGATE_STATUS_PROM   1
+#define NGX_HTTP_DATAGATE_STATUS_HTML   2
 
 #define NGX_HTTP_DATAGATE_MAX_LABELS    5
+
+/* quota budgets and incident controls listed, at most */
+#define NGX_HTTP_DATAGATE_STATUS_QUOTAS    NGX_HTTP_DATAGATE_STATS_MAX
+#define NGX_HTTP_DATAGATE_STATUS_CONTROLS  1024
+/* a budget's grants looked at for its quota */
+#define NGX_HTTP_DATAGATE_STATUS_GRANTS    16
 
 
 typedef struct {
@@ -26,6 +38,19 @@ typedef struct {
     uint64_t                        count;
     uint64_t                        bytes;
 } ngx_http_datagate_status_entry_t;
+
+
+/* a quota budget as the statistics show it */
+typedef struct {
+    ngx_str_t                          consumer;
+    ngx_str_t                          dataset;
+    ngx_uint_t                         dataset_budget;
+    const dg_str_t                    *quota;      /* as written, or NULL */
+    uint64_t                           limit;      /* 0: not known */
+    unsigned                           period;
+    int64_t                            window;     /* its start */
+    uint64_t                           used;
+} ngx_http_datagate_status_quota_t;
 
 
 typedef struct {
@@ -50,6 +75,11 @@ typedef struct {
     uint64_t                           denied;
     uint64_t                           rate_limited;
     uint64_t                           bytes;
+
+    ngx_http_datagate_status_quota_t  *quotas;
+    ngx_uint_t                         nquotas;
+    ngx_array_t                       *controls;
+    uint64_t                           now_ms;
 } ngx_http_datagate_status_t;
 
 
@@ -57,7 +87,8 @@ static ngx_int_t ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st);
 static int ngx_libc_cdecl ngx_http_datagate_status_cmp(const void *one,
     const void *two);
-static size_t ngx_http_datagate_status_size(ngx_http_datagate_status_t *st,
+static size_t ngx_http_datagate_status_size(
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st,
     ngx_uint_t format);
 static u_char *ngx_http_datagate_status_json(u_char *p,
     ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st);
@@ -68,6 +99,16 @@ static const char *ngx_http_datagate_status_persistence(ngx_uint_t p);
 static ngx_uint_t ngx_http_datagate_status_persistent(ngx_uint_t p);
 static u_char *ngx_http_datagate_prom_labels(u_char *p,
     ngx_http_datagate_status_entry_t *e, const char **names);
+static ngx_int_t ngx_http_datagate_status_quotas(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st);
+static u_char *ngx_http_datagate_status_names(u_char *p,
+    ngx_http_datagate_main_conf_t *dmcf);
+static u_char *ngx_http_datagate_status_state_json(u_char *p,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st);
+static u_char *ngx_http_datagate_status_state_prom(u_char *p,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st);
+static u_char *ngx_http_datagate_prom_str(u_char *p, ngx_str_t *s);
+static const char *ngx_http_datagate_control_name(uint32_t control);
 
 
 static const char  *ngx_http_datagate_req_labels[] = {
@@ -84,6 +125,10 @@ static const char  *ngx_http_datagate_detect_labels[] = {
 
 static const char  *ngx_http_datagate_unlisted_labels[] = {
     "dataset", NULL
+};
+
+static const char  *ngx_http_datagate_anomaly_labels[] = {
+    "consumer", "dataset", "kind", NULL
 };
 
 
@@ -110,16 +155,48 @@ ngx_http_datagate_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
     format = NGX_HTTP_DATAGATE_STATUS_JSON;
 
     if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK) {
         if (arg.len == 10 && ngx_strncmp(arg.data, "prometheus", 10) == 0) {
             format = NGX_HTTP_DATAGATE_STATUS_PROM;
 
+        } else if (arg.len == 4 && ngx_strncmp(arg.data, "html", 4) == 0) {
+            format = NGX_HTTP_DATAGATE_STATUS_HTML;
+
         } else if (!(arg.len == 4 && ngx_strncmp(arg.data, "json", 4) == 0))
         {
             return NGX_HTTP_BAD_REQUEST;
         }
+
+    } else {
+        /* the answer depends on Accept when no format is asked for */
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Vary");
+        ngx_str_set(&h->value, "Accept");
+
+        if (ngx_http_datagate_status_wants_html(r)) {
+            format = NGX_HTTP_DATAGATE_STATUS_HTML;
+        }
+    }
+
+    if (format == NGX_HTTP_DATAGATE_STATUS_HTML) {
+        return ngx_http_datagate_status_page(r);
     }
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_datagate_module);
@@ -128,7 +205,7 @@ ngx_http_datagate_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    size = ngx_http_datagate_status_size(&st, format);
+    size = ngx_http_datagate_status_size(dmcf, &st, format);
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
@@ -160,15 +237,6 @@ ngx_http_datagate_status_handler(ngx_http_request_t *r)
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = b->last - b->pos;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -197,6 +265,8 @@ ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
 
     ngx_memzero(st, sizeof(ngx_http_datagate_status_t));
     ngx_memcpy(st->audit_last, dg_audit_genesis, DG_AUDIT_HEXLEN + 1);
+
+    st->now_ms = ngx_http_datagate_now_ms();
 
     if (dmcf == NULL || dmcf->sh == NULL) {
         return NGX_OK;
@@ -287,6 +357,18 @@ ngx_http_datagate_status_snapshot(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&dmcf->shpool->mutex);
 
+    /* quota counters and the controls the zone has read, each under the
+     * zone lock of its own */
+
+    if (ngx_http_datagate_status_quotas(r, dmcf, st) != NGX_OK
+        || ngx_http_datagate_incident_controls(dmcf, r->pool,
+                                       NGX_HTTP_DATAGATE_STATUS_CONTROLS,
+                                       &st->controls)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     /* a stable order: by kind, then by labels */
     ngx_qsort(st->entries, st->nentries,
               sizeof(ngx_http_datagate_status_entry_t),
@@ -351,13 +433,45 @@ ngx_http_datagate_status_cmp(const void *one, const void *two)
 
 /* an upper bound of the output */
 static size_t
-ngx_http_datagate_status_size(ngx_http_datagate_status_t *st,
-    ngx_uint_t format)
+ngx_http_datagate_status_size(ngx_http_datagate_main_conf_t *dmcf,
+    ngx_http_datagate_status_t *st, ngx_uint_t format)
 {
-    size_t      size, l;
-    ngx_uint_t  i, k;
+    size_t                        size, l;
+    ngx_uint_t                    i, k;
+    const dg_policy_t            *p;
+    ngx_http_datagate_control_t  *c;
 
     size = 16384;   /* fixed text, totals, audit, redis */
+
+    /* names: JSON \u00XX per byte at worst, punctuation */
+    p = dmcf ? dmcf->policy : NULL;
+
+    for (i = 0; p && i < p->nconsumers; i++) {
+        size += 6 * (p->consumers[i].id.len + p->consumers[i].org.len) + 64;
+    }
+
+    for (i = 0; p && i < p->ndatasets; i++) {
+        size += 6 * (p->datasets[i].id.len + p->datasets[i].name.len) + 8;
+    }
+
+    for (i = 0; p && i < p->npurposes; i++) {
+        size += 6 * (p->purposes[i].id.len + p->purposes[i].name.len) + 8;
+    }
+
+    /* quotas: labels and numbers, twice in Prometheus text */
+    for (i = 0; i < st->nquotas; i++) {
+        size += 2 * 6 * (st->quotas[i].consumer.len
+                         + st->quotas[i].dataset.len
+                         + (st->quotas[i].quota ? st->quotas[i].quota->len
+                                                : 0))
+                + 512;
+    }
+
+    c = st->controls ? st->controls->elts : NULL;
+
+    for (i = 0; c && i < st->controls->nelts; i++) {
+        size += 6 * c[i].id.len + 256;
+    }
 
     for (i = 0; i < st->nentries; i++) {
         l = 0;
@@ -441,6 +555,8 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
           ngx_http_datagate_detect_labels },
         { NGX_HTTP_DATAGATE_STAT_UNLISTED, "unlisted",
           ngx_http_datagate_unlisted_labels },
+        { NGX_HTTP_DATAGATE_STAT_ANOMALY, "anomalies",
+          ngx_http_datagate_anomaly_labels },
     };
 
     p = ngx_sprintf(p, "{\"datagate_version\":\"%s\","
@@ -523,6 +639,9 @@ ngx_http_datagate_status_json(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
                     st->redis_trusted ? "true" : "false",
                     ngx_http_datagate_status_persistence(
                         st->redis_persistence));
+
+    p = ngx_http_datagate_status_names(p, dmcf);
+    p = ngx_http_datagate_status_state_json(p, dmcf, st);
 
     p = ngx_sprintf(p, "\"counters\":{\"used\":%ui,\"max\":%ui,"
                        "\"overflow_requests\":%uL,\"overflow_bytes\":%uL}}\n",
@@ -613,6 +732,10 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         { NGX_HTTP_DATAGATE_STAT_UNLISTED, 0, "datagate_unlisted_keys_total",
           "Keys the dataset does not list, seen in responses.",
           ngx_http_datagate_unlisted_labels },
+        { NGX_HTTP_DATAGATE_STAT_ANOMALY, 0, "datagate_anomalies_total",
+          "Anomalies abuse detection reported, by consumer, dataset and "
+          "kind (enumeration, sequential, volume, records).",
+          ngx_http_datagate_anomaly_labels },
     };
 
     p = ngx_sprintf(p,
@@ -697,6 +820,393 @@ ngx_http_datagate_status_prom(u_char *p, ngx_http_datagate_main_conf_t *dmcf,
         "# TYPE datagate_audit_lost_records gauge\n"
         "datagate_audit_lost_records %uL\n",
         st->audit_failing, st->audit_lost);
+
+    return ngx_http_datagate_status_state_prom(p, dmcf, st);
+}
+
+
+/* ---- names, quotas, incident controls --------------------------------- */
+
+/*
+ * The quota budgets: the zone's counters (_limit.c) with the quota the
+ * policy sets for each: the dataset's for a dataset budget, the first of
+ * the pair's grants that sets one for a grant budget (a run-time grant's
+ * is not known here).  What is used is counted in the current window:
+ * this node's count, or the cluster's as Redis last said plus what this
+ * node admitted alone since, whichever is more.
+ */
+static ngx_int_t
+ngx_http_datagate_status_quotas(ngx_http_request_t *r,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st)
+{
+    u_char                            *k, *bar, *end;
+    int64_t                            now, cur;
+    uint64_t                           used, cluster;
+    ngx_uint_t                         i, n, g, ng;
+    ngx_array_t                       *budgets;
+    const dg_grant_t                  *gl[NGX_HTTP_DATAGATE_STATUS_GRANTS];
+    const dg_policy_t                 *p;
+    const dg_dataset_t                *ds;
+    const dg_consumer_t               *c;
+    ngx_http_datagate_status_quota_t  *q;
+    ngx_http_datagate_quota_state_t   *b;
+
+    if (ngx_http_datagate_limit_budgets(dmcf, r->pool,
+                                        NGX_HTTP_DATAGATE_STATUS_QUOTAS,
+                                        &budgets)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    b = budgets->elts;
+    n = budgets->nelts;
+    p = dmcf->policy;
+    now = (int64_t) (st->now_ms / 1000);
+
+    st->quotas = ngx_pcalloc(r->pool,
+                           (n + 1) * sizeof(ngx_http_datagate_status_quota_t));
+    if (st->quotas == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        q = &st->quotas[st->nquotas];
+
+        k = b[i].key.data;
+        end = k + b[i].key.len;
+
+        if ((size_t) (end - k) > sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1
+            && ngx_strncmp(k, NGX_HTTP_DATAGATE_DS_BUDGET,
+                           sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1) == 0)
+        {
+            q->dataset_budget = 1;
+            k += sizeof(NGX_HTTP_DATAGATE_DS_BUDGET) - 1;
+        }
+
+        bar = ngx_strlchr(k, end, '|');
+        if (bar == NULL) {
+            continue;
+        }
+
+        q->consumer.data = k;
+        q->consumer.len = bar - k;
+        q->dataset.data = bar + 1;
+        q->dataset.len = end - bar - 1;
+
+        c = p ? dg_policy_consumer(p, (const char *) q->consumer.data,
+                                   q->consumer.len)
+              : NULL;
+        ds = p ? dg_policy_dataset(p, (const char *) q->dataset.data,
+                                   q->dataset.len)
+               : NULL;
+
+        if (ds != NULL && q->dataset_budget && ds->limit.quota) {
+            q->quota = &ds->quota_str;
+            q->limit = ds->limit.quota;
+            q->period = ds->limit.quota_period;
+
+        } else if (ds != NULL && c != NULL && !q->dataset_budget) {
+            ng = dg_policy_grants(p, c, ds, gl,
+                                  NGX_HTTP_DATAGATE_STATUS_GRANTS);
+
+            for (g = 0; g < ng && g < NGX_HTTP_DATAGATE_STATUS_GRANTS; g++) {
+                if (gl[g]->limit.quota) {
+                    q->quota = &gl[g]->quota_str;
+                    q->limit = gl[g]->limit.quota;
+                    q->period = gl[g]->limit.quota_period;
+                    break;
+                }
+            }
+        }
+
+        /* the current window: the policy's period, else the latest seen */
+
+        if (q->period) {
+            cur = dg_quota_window_start(now, q->period);
+
+        } else {
+            cur = ngx_max(b[i].window, b[i].seen_window);
+            cur = ngx_max(cur, b[i].unsynced_window);
+        }
+
+        used = b[i].window == cur ? b[i].count : 0;
+        cluster = (b[i].seen_window == cur ? b[i].seen : 0)
+                  + (b[i].unsynced_window == cur ? b[i].unsynced : 0);
+
+        q->used = ngx_max(used, cluster);
+        q->window = cur;
+
+        if (q->used == 0 && q->limit == 0) {
+            continue;
+        }
+
+        st->nquotas++;
+    }
+
+    return NGX_OK;
+}
+
+
+static const char *
+ngx_http_datagate_control_name(uint32_t control)
+{
+    switch (control) {
+    case NGX_HTTP_DATAGATE_INC_REVOKED:
+        return "revoked_cert";
+    case NGX_HTTP_DATAGATE_INC_SUSPENDED:
+        return "suspended_consumer";
+    case NGX_HTTP_DATAGATE_INC_DS_FROZEN:
+        return "frozen_dataset";
+    case NGX_HTTP_DATAGATE_INC_GRANT_FROZEN:
+        return "frozen_grant";
+    default:
+        return "runtime_grant";
+    }
+}
+
+
+/* "names": the department of each consumer, the names of datasets and
+ * purposes, from this cycle's policy */
+static u_char *
+ngx_http_datagate_status_names(u_char *p, ngx_http_datagate_main_conf_t *dmcf)
+{
+    ngx_str_t           id, name;
+    ngx_uint_t          i, k, n;
+    const dg_policy_t  *pol;
+
+    static const char  *groups[] = { "consumers", "datasets", "purposes" };
+
+    pol = dmcf ? dmcf->policy : NULL;
+
+    p = ngx_cpymem(p, "\"names\":{", sizeof("\"names\":{") - 1);
+
+    for (k = 0; k < 3; k++) {
+        p = ngx_sprintf(p, "%s\"%s\":{", k ? "," : "", groups[k]);
+
+        n = pol == NULL ? 0
+            : k == 0 ? pol->nconsumers
+            : k == 1 ? pol->ndatasets : pol->npurposes;
+
+        for (i = 0; i < n; i++) {
+            if (k == 0) {
+                id.data = (u_char *) pol->consumers[i].id.data;
+                id.len = pol->consumers[i].id.len;
+                name.data = (u_char *) pol->consumers[i].org.data;
+                name.len = pol->consumers[i].org.len;
+
+            } else if (k == 1) {
+                id.data = (u_char *) pol->datasets[i].id.data;
+                id.len = pol->datasets[i].id.len;
+                name.data = (u_char *) pol->datasets[i].name.data;
+                name.len = pol->datasets[i].name.len;
+
+            } else {
+                id.data = (u_char *) pol->purposes[i].id.data;
+                id.len = pol->purposes[i].id.len;
+                name.data = (u_char *) pol->purposes[i].name.data;
+                name.len = pol->purposes[i].name.len;
+            }
+
+            if (i) {
+                *p++ = ',';
+            }
+
+            p = ngx_http_datagate_json_str(p, &id);
+            *p++ = ':';
+            p = ngx_http_datagate_json_str(p, &name);
+        }
+
+        *p++ = '}';
+    }
+
+    return ngx_cpymem(p, "},", 2);
+}
+
+
+static u_char *
+ngx_http_datagate_status_state_json(u_char *p,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st)
+{
+    ngx_str_t                          qs;
+    ngx_uint_t                         i;
+    ngx_http_datagate_control_t       *c;
+    ngx_http_datagate_status_quota_t  *q;
+
+    p = ngx_cpymem(p, "\"quotas\":[", sizeof("\"quotas\":[") - 1);
+
+    for (i = 0; i < st->nquotas; i++) {
+        q = &st->quotas[i];
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, "{\"consumer\":", sizeof("{\"consumer\":") - 1);
+        p = ngx_http_datagate_json_str(p, &q->consumer);
+        p = ngx_cpymem(p, ",\"dataset\":", sizeof(",\"dataset\":") - 1);
+        p = ngx_http_datagate_json_str(p, &q->dataset);
+        p = ngx_sprintf(p, ",\"budget\":\"%s\",\"quota\":",
+                        q->dataset_budget ? "dataset" : "grant");
+
+        if (q->quota) {
+            qs.data = (u_char *) q->quota->data;
+            qs.len = q->quota->len;
+            p = ngx_http_datagate_json_str(p, &qs);
+            p = ngx_sprintf(p, ",\"limit\":%uL,\"period\":%ui",
+                            q->limit, (ngx_uint_t) q->period);
+
+        } else {
+            p = ngx_cpymem(p, "null,\"limit\":null,\"period\":null",
+                        sizeof("null,\"limit\":null,\"period\":null") - 1);
+        }
+
+        p = ngx_sprintf(p, ",\"window_start\":%L,\"used\":%uL,"
+                           "\"exhausted\":%s}",
+                        q->window, q->used,
+                        q->limit && q->used >= q->limit ? "true" : "false");
+    }
+
+    p = ngx_sprintf(p, "],\"incidents\":{\"enabled\":%s,\"controls\":[",
+                    dmcf && dmcf->redis_enabled ? "true" : "false");
+
+    c = st->controls ? st->controls->elts : NULL;
+
+    for (i = 0; c && i < st->controls->nelts; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_sprintf(p, "{\"control\":\"%s\",\"id\":",
+                        ngx_http_datagate_control_name(c[i].control));
+        p = ngx_http_datagate_json_str(p, &c[i].id);
+        p = ngx_sprintf(p, ",\"age_ms\":%uL}",
+                        st->now_ms > c[i].fetched ? st->now_ms - c[i].fetched
+                                                  : (uint64_t) 0);
+    }
+
+    return ngx_cpymem(p, "]},", 3);
+}
+
+
+/* a label value in the exposition format */
+static u_char *
+ngx_http_datagate_prom_str(u_char *p, ngx_str_t *s)
+{
+    u_char  *c, *end;
+
+    *p++ = '"';
+
+    for (c = s->data, end = c + s->len; c < end; c++) {
+        switch (*c) {
+        case '\\':
+            *p++ = '\\';
+            *p++ = '\\';
+            break;
+        case '"':
+            *p++ = '\\';
+            *p++ = '"';
+            break;
+        case '\n':
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+        default:
+            *p++ = *c;
+        }
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_datagate_status_state_prom(u_char *p,
+    ngx_http_datagate_main_conf_t *dmcf, ngx_http_datagate_status_t *st)
+{
+    ngx_str_t                          id, org;
+    ngx_uint_t                         i, k, n;
+    const dg_policy_t                 *pol;
+    ngx_http_datagate_control_t       *c;
+    ngx_http_datagate_status_quota_t  *q;
+
+    static const uint32_t  controls[] = {
+        NGX_HTTP_DATAGATE_INC_REVOKED, NGX_HTTP_DATAGATE_INC_SUSPENDED,
+        NGX_HTTP_DATAGATE_INC_DS_FROZEN, NGX_HTTP_DATAGATE_INC_GRANT_FROZEN,
+        NGX_HTTP_DATAGATE_INC_GRANT
+    };
+
+    static const struct {
+        const char  *name;
+        const char  *help;
+    } families[] = {
+        { "datagate_quota_used",
+          "Requests counted in the current quota window, by consumer, "
+          "dataset and budget (grant or dataset)." },
+        { "datagate_quota_limit",
+          "The quota of the budget in its window (0: not known here)." },
+    };
+
+    for (k = 0; k < sizeof(families) / sizeof(families[0]); k++) {
+        p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s gauge\n",
+                        families[k].name, families[k].help,
+                        families[k].name);
+
+        for (i = 0; i < st->nquotas; i++) {
+            q = &st->quotas[i];
+
+            p = ngx_sprintf(p, "%s{consumer=", families[k].name);
+            p = ngx_http_datagate_prom_str(p, &q->consumer);
+            p = ngx_cpymem(p, ",dataset=", sizeof(",dataset=") - 1);
+            p = ngx_http_datagate_prom_str(p, &q->dataset);
+            p = ngx_sprintf(p, ",budget=\"%s\"} %uL\n",
+                            q->dataset_budget ? "dataset" : "grant",
+                            k == 0 ? q->used : q->limit);
+        }
+    }
+
+    /* the department of each consumer, to join requests on */
+
+    p = ngx_sprintf(p,
+        "# HELP datagate_consumer_info The department (org) of each "
+        "consumer of the policy (always 1).\n"
+        "# TYPE datagate_consumer_info gauge\n");
+
+    pol = dmcf ? dmcf->policy : NULL;
+
+    for (i = 0; pol && i < pol->nconsumers; i++) {
+        id.data = (u_char *) pol->consumers[i].id.data;
+        id.len = pol->consumers[i].id.len;
+        org.data = (u_char *) pol->consumers[i].org.data;
+        org.len = pol->consumers[i].org.len;
+
+        p = ngx_cpymem(p, "datagate_consumer_info{consumer=",
+                       sizeof("datagate_consumer_info{consumer=") - 1);
+        p = ngx_http_datagate_prom_str(p, &id);
+        p = ngx_cpymem(p, ",org=", sizeof(",org=") - 1);
+        p = ngx_http_datagate_prom_str(p, &org);
+        p = ngx_cpymem(p, "} 1\n", sizeof("} 1\n") - 1);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP datagate_incident_controls Incident controls in force as "
+        "this node last read them from Redis, by kind.\n"
+        "# TYPE datagate_incident_controls gauge\n");
+
+    c = st->controls ? st->controls->elts : NULL;
+
+    for (k = 0; k < sizeof(controls) / sizeof(controls[0]); k++) {
+        n = 0;
+
+        for (i = 0; c && i < st->controls->nelts; i++) {
+            n += c[i].control == controls[k];
+        }
+
+        p = ngx_sprintf(p, "datagate_incident_controls{control=\"%s\"} %ui\n",
+                        ngx_http_datagate_control_name(controls[k]), n);
+    }
 
     return p;
 }

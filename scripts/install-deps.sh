@@ -15,9 +15,13 @@ BUILD_PKGS=(
     libyaml-dev zlib1g-dev libpcre2-dev
 )
 RUN_PKGS=(nginx openssl curl)
+# chromium: pages are checked in a headless browser
+# (test-nginx/lib/DGBrowser.pm); fonts-wqy-zenhei: their Chinese in the
+# screenshots
 TEST_PKGS=(
     nginx openssl curl redis-server libmaxmind-db-writer-perl
-    libio-socket-ssl-perl libtest-base-perl libjson-pp-perl
+    libio-socket-ssl-perl libtest-base-perl libjson-pp-perl chromium
+    fonts-wqy-zenhei
 )
 DEV_PKGS=(clang libclang-rt-14-dev valgrind libnginx-mod-http-lua lua-cjson)
 # dh-sequence-nginx is nginx-dev's (in BUILD_PKGS)

@@ -209,7 +209,10 @@ calls() {
     call "refused: a certificate from a foreign CA -> client_certificate_required" \
          foreign /population/1 "Data-Purpose: social-assistance"
 
-    call "statistics (JSON; ?format=prometheus for Prometheus text)" \
+    call "the catalogue: what civil affairs may ask for (its datasets, purposes, windows, limits, field plans)" \
+         assistance /datagate/catalogue
+
+    call "statistics (JSON; ?format=prometheus for Prometheus text, ?format=html for the status page)" \
          assistance /datagate/status
     echo
     echo "audit trail: build/demo/audit.log"

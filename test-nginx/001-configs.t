@@ -232,6 +232,13 @@ $r = $n->request('GET', '/realestate/1', cert => 'housing',
 unlike($r->body, qr/"usage"|"co_owners"\s*:\s*\[\s*\{\s*"name"/,
        'demo: allow-list drops unlisted keys');
 
+$r = $n->request('GET', '/datagate/catalogue', cert => 'assistance');
+is($r->status, 200, 'demo: the catalogue');
+is(eval { $r->json->{consumer}{id} }, 'civil-affairs.assistance',
+   'demo: the catalogue of the calling consumer');
+is($n->request('GET', '/datagate/catalogue', cert => 'unknown')->status, 403,
+   'demo: no catalogue for an unknown certificate');
+
 $r = $n->request('GET', '/datagate/status', cert => 'assistance');
 is($r->status, 200, 'demo: status endpoint');
 like($r->body, qr/population\.person/, 'demo: status counts the dataset');

@@ -200,6 +200,17 @@ datasets: [{id: d, share: conditional, level: 1}]
         ['grants[].',          "grants: [{zzzz: 1}]\n"],
         ['grants[].valid.',    $ids . "grants: [{consumer: c, dataset: d,"
                                . " purposes: [p], valid: {zzzz: 1}}]\n"],
+        ['datasets[].abuse.',  "datasets: [{id: d, share: conditional,"
+                               . " level: 1, abuse: {zzzz: 1}}]\n"],
+        ['datasets[].abuse.volume.',
+                               "datasets: [{id: d, share: conditional,"
+                               . " level: 1, abuse: {volume: {zzzz: 1}}}]\n"],
+        ['grants[].abuse.',    $ids . "grants: [{consumer: c, dataset: d,"
+                               . " purposes: [p], abuse: {zzzz: 1}}]\n"],
+        ['grants[].abuse.volume.',
+                               $ids . "grants: [{consumer: c, dataset: d,"
+                               . " purposes: [p], abuse: {volume:"
+                               . " {zzzz: 1}}}]\n"],
     );
 
     my %key_row = map { ($_ => 1) } map { ticked($_->[0]) }
@@ -248,6 +259,8 @@ SKIP: {
     $cmd{"$1 $2"} = 1 while $text =~ /datagate ([a-z]+) ([a-z]+)/g;
     $cmd{"$1 $2"} = 1 while $text =~ /\|\s*(un[a-z]+) ([a-z]+)/g;
     $cmd{"$1 $2"} = 1 while $text =~ /datagate ([a-z]+) [a-z]+ \| ([a-z]+)/g;
+    # a command of one word, options next: "datagate report [--from ..."
+    $cmd{$1} = 1 while $text =~ /datagate ([a-z]+) \[/g;
 
     cmp_ok(scalar(keys %cmd), '>=', 10, 'commands read from datagate --help');
     for my $c (sort keys %cmd) {

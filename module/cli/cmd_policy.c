@@ -1,5 +1,5 @@
 /*
- * datagate policy check | explain
+ * datagate policy check | explain | catalogue
  */
 
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 #include "datagate.h"
 #include "dg_policy.h"
+#include "dg_catalogue.h"
 #include "dg_mask.h"
 #include "dg_header.h"
 
@@ -26,13 +27,15 @@ dg_policy_usage(FILE *out)
 {
     fprintf(out,
 "NAME\n"
-"    datagate policy - validate a policy, explain a decision\n"
+"    datagate policy - validate a policy, explain a decision, list what a\n"
+"    consumer may ask for\n"
 "\n"
 "SYNOPSIS\n"
 "    datagate policy check PATH...\n"
 "    datagate policy explain PATH --consumer ID --dataset ID [--purpose ID]\n"
 "                            [--method METHOD] [--approval NUMBER]\n"
 "                            [--at YYYY-MM-DD]\n"
+"    datagate policy catalogue PATH --consumer ID [--at YYYY-MM-DD]\n"
 "\n"
 "DESCRIPTION\n"
 "    PATH is a policy file, or a directory whose *.yaml and *.yml files\n"
@@ -67,6 +70,17 @@ dg_policy_usage(FILE *out)
 "        are not evaluated here; the consumer's network and geo rules are\n"
 "        listed for reference.\n"
 "\n"
+"    catalogue\n"
+"        Prints, as JSON, what the consumer may ask for: the datasets it\n"
+"        can reach, each way in (its clearance on an unconditional\n"
+"        dataset, or one of its grants) with the purposes, validity\n"
+"        window, whether an approval number is needed, methods, rate and\n"
+"        quota, and the field plan (each field clear, masked with which\n"
+"        method, or dropped).  It is the document a location with\n"
+"        `datagate_catalogue;` answers that consumer, without the\n"
+"        \"locations\" the gateway adds (docs/catalogue.md).  Nothing of\n"
+"        other consumers is in it.\n"
+"\n"
 "OPTIONS (explain)\n"
 "    --consumer ID      consumer id as in the policy (required)\n"
 "    --dataset ID       dataset id as in `datagate_dataset` (required)\n"
@@ -76,18 +90,23 @@ dg_policy_usage(FILE *out)
 "                       HTTP)\n"
 "    --approval NUMBER  the Data-Approval header\n"
 "    --at YYYY-MM-DD    evaluate at noon (UTC+8) of that day instead of now\n"
-"    Options also take the --name=value form.\n"
+"    Options also take the --name=value form; catalogue takes --consumer\n"
+"    and --at.\n"
 "\n"
 "EXIT STATUS\n"
 "    check:    0 every PATH is valid, 1 some PATH is not, 2 usage error\n"
 "    explain:  0 allowed, 1 denied, 2 usage error (bad option, unknown\n"
 "              dataset), 3 the policy does not load\n"
+"    catalogue: 0 printed, 1 no such consumer, 2 usage error, 3 the\n"
+"              policy does not load\n"
 "\n"
 "EXAMPLES\n"
 "    datagate policy check policy/sample.yaml\n"
 "    datagate policy explain policy/sample.yaml \\\n"
 "        --consumer civil-affairs.assistance --dataset population.person \\\n"
-"        --purpose social-assistance --approval GXSJ-2024-0137\n");
+"        --purpose social-assistance --approval GXSJ-2024-0137\n"
+"    datagate policy catalogue policy/sample.yaml \\\n"
+"        --consumer civil-affairs.assistance\n");
 }
 
 
@@ -247,46 +266,30 @@ static void
 dg_print_limits(const dg_dataset_t *ds, const dg_consumer_t *c,
     const dg_grant_t *g)
 {
-    int          n;
-    const char  *what[2], *val[2];
-    int          from_grant[2];
+    int              n;
+    dg_limits_t      l;
+    const dg_str_t  *val;
 
-    n = 0;
-
-    what[0] = "rate";
-    what[1] = "quota";
-    val[0] = val[1] = NULL;
-    from_grant[0] = from_grant[1] = 0;
-
-    if (g != NULL && g->rate_str.len) {
-        val[0] = g->rate_str.data;
-        from_grant[0] = 1;
-    } else if (ds->rate_str.len) {
-        val[0] = ds->rate_str.data;
-    }
-
-    if (g != NULL && g->quota_str.len) {
-        val[1] = g->quota_str.data;
-        from_grant[1] = 1;
-    } else if (ds->quota_str.len) {
-        val[1] = ds->quota_str.data;
-    }
+    dg_limits_of(ds, g, &l);
 
     for (n = 0; n < 2; n++) {
+        val = n == 0 ? &l.rate : &l.quota;
+
         printf("  %-10s ", n == 0 ? "rate:" : "quota:");
 
-        if (val[n] == NULL) {
+        if (val->len == 0) {
             printf("none (neither %s nor the dataset sets a %s)\n",
-                   g != NULL ? "the grant" : "a grant", what[n]);
+                   g != NULL ? "the grant" : "a grant",
+                   n == 0 ? "rate" : "quota");
             continue;
         }
 
-        if (from_grant[n]) {
+        if (n == 0 ? l.rate_grant : l.quota_grant) {
             printf("%s, the grant's; budget %s|%s (this consumer's under "
-                   "its grants)\n", val[n], c->id.data, ds->id.data);
+                   "its grants)\n", val->data, c->id.data, ds->id.data);
         } else {
             printf("%s, the dataset's%s; budget dataset:%s|%s (this "
-                   "consumer's own)\n", val[n],
+                   "consumer's own)\n", val->data,
                    g != NULL ? " (the grant sets none)" : "",
                    c->id.data, ds->id.data);
         }
@@ -294,20 +297,39 @@ dg_print_limits(const dg_dataset_t *ds, const dg_consumer_t *c,
 }
 
 
-static int
-dg_grant_drops(const dg_grant_t *g, const dg_str_t *key)
+/* abuse detection of an allowed request: the grant's, or the dataset's */
+static void
+dg_print_abuse(const dg_dataset_t *ds, const dg_grant_t *g)
 {
-    size_t  i;
+    char                    buf[512];
+    const dg_abuse_conf_t  *a;
 
-    for (i = 0; g != NULL && i < g->ndrop; i++) {
-        if (g->drop[i].len == key->len
-            && memcmp(g->drop[i].data, key->data, key->len) == 0)
-        {
-            return 1;
-        }
+    a = dg_abuse_for(ds, g);
+
+    if (a == NULL) {
+        printf("  %-10s none (%s)\n", "abuse:",
+               g != NULL && g->abuse.off ? "the grant turns it off"
+               : "neither the grant nor the dataset sets abuse");
+        return;
     }
 
-    return 0;
+    printf("  %-10s %s, the %s's (at %s:%u); counted per consumer and "
+           "dataset\n", "abuse:", dg_abuse_describe(a, buf, sizeof(buf)),
+           a == &ds->abuse ? "dataset" : "grant", a->src_file, a->src_line);
+
+    if (a->factor > 0) {
+        const dg_limit_t  *l;
+        double             base;
+
+        l = (g != NULL && g->limit.quota) ? &g->limit : &ds->limit;
+        base = l->quota ? (double) l->quota * 3600.0 / l->quota_period : 0;
+
+        printf("             an hour of the week not seen yet: at most "
+               "%.0f calls (the larger of the floor %u/h and %g x %.0f/h, "
+               "the quota's hourly share)\n",
+               base * a->factor > a->floor ? base * a->factor : a->floor,
+               a->floor, a->factor, base);
+    }
 }
 
 
@@ -315,33 +337,10 @@ static void
 dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     const dg_consumer_t *c, const dg_grant_t *g, const dg_plan_t *pl)
 {
-    int                cls;
-    size_t             i, k, kw, cw;
     char               spec[64], why[160], lv[8];
-    dg_str_t           keys[1024];
+    size_t             i, kw, cw;
+    dg_plan_field_t    f;
     const dg_class_t  *cl;
-
-    /* keys: the dataset's fields, then the grant's extra drop keys */
-    for (i = 0; i < d->nfields && i < 1024; i++) {
-        keys[i] = d->fields[i].key;
-    }
-
-    for (k = 0; g != NULL && k < g->ndrop && i < 1024; k++) {
-        size_t  j;
-
-        for (j = 0; j < d->nfields; j++) {
-            if (d->fields[j].key.len == g->drop[k].len
-                && memcmp(d->fields[j].key.data, g->drop[k].data,
-                          g->drop[k].len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j == d->nfields) {
-            keys[i++] = g->drop[k];
-        }
-    }
 
     for (i = 0; i < pl->nfields; i++) {
         if (pl->actions[i].method != DG_MASK_CLEAR) {
@@ -359,54 +358,61 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
     kw = 3;
     cw = 5;
 
-    for (i = 0; i < pl->nfields && i < 1024; i++) {
-        if (keys[i].len > kw) {
-            kw = keys[i].len;
+    for (i = 0; i < pl->nfields; i++) {
+        if (dg_plan_field(p, d, c, g, pl, i, &f) != 0) {
+            continue;
         }
-        cls = pl->classes[i];
-        if (cls >= 0 && p->classes[cls].id.len > cw) {
-            cw = p->classes[cls].id.len;
+        if (f.key.len > kw) {
+            kw = f.key.len;
+        }
+        if (f.cls && f.cls->id.len > cw) {
+            cw = f.cls->id.len;
         }
     }
 
     printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, "key", (int) cw,
            "class", "level", "method", "rule");
 
-    for (i = 0; i < pl->nfields && i < 1024; i++) {
-        cls = pl->classes[i];
-        cl = cls >= 0 ? &p->classes[cls] : NULL;
-        dg_mask_spec_str(&pl->actions[i], spec, sizeof(spec));
+    for (i = 0; i < pl->nfields; i++) {
+        if (dg_plan_field(p, d, c, g, pl, i, &f) != 0) {
+            continue;
+        }
 
-        if (pl->actions[i].method == DG_MASK_DROP
-            && dg_grant_drops(g, &keys[i]))
-        {
+        cl = f.cls;
+        dg_mask_spec_str(f.action, spec, sizeof(spec));
+
+        switch (f.rule) {
+
+        case DG_PF_DROPPED:
             snprintf(why, sizeof(why), "dropped by grant");
+            break;
 
-        } else if (cl == NULL) {
+        case DG_PF_OTHER:
             snprintf(why, sizeof(why), "%s", spec);
+            break;
 
-        } else if (cl->level > c->clearance
-                   && cl->mask.method == DG_MASK_CLEAR)
-        {
+        case DG_PF_CLASS_CLEAR:
             snprintf(why, sizeof(why),
                      "level %u > clearance %u: the class's method is clear",
                      cl->level, c->clearance);
+            break;
 
-        } else if (cl->level > c->clearance
-                   && pl->actions[i].method == DG_MASK_CLEAR)
-        {
+        case DG_PF_REVEALED:
             snprintf(why, sizeof(why),
                      "level %u > clearance %u: revealed by grant",
                      cl->level, c->clearance);
+            break;
 
-        } else if (cl->level > c->clearance) {
+        case DG_PF_MASKED:
             snprintf(why, sizeof(why),
                      "level %u > clearance %u: masked with %s",
                      cl->level, c->clearance, spec);
+            break;
 
-        } else {
+        default:
             snprintf(why, sizeof(why), "level %u <= clearance %u: clear",
                      cl->level, c->clearance);
+            break;
         }
 
         if (cl != NULL) {
@@ -415,7 +421,7 @@ dg_print_plan(const dg_policy_t *p, const dg_dataset_t *d,
             snprintf(lv, sizeof(lv), "-");
         }
 
-        printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, keys[i].data,
+        printf("  %-*s  %-*s  %-5s  %-12s  %s\n", (int) kw, f.key.data,
                (int) cw, cl ? cl->id.data : "-", lv, spec, why);
     }
 
@@ -590,6 +596,42 @@ dg_print_consumer(const dg_policy_t *p, const dg_consumer_t *c)
 }
 
 
+/* --at YYYY-MM-DD: noon (UTC+8) of that day; 0 ok, -1 (said why) */
+static int
+dg_parse_at(const char *cmd, const char *at, time_t *now)
+{
+    int        y, m, d;
+    struct tm  tm;
+
+    if (strlen(at) != 10 || sscanf(at, "%4d-%2d-%2d", &y, &m, &d) != 3
+        || y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
+    {
+        fprintf(stderr, "datagate: policy %s: --at wants YYYY-MM-DD, got "
+                "'%s'\n", cmd, at);
+        return -1;
+    }
+
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = 12;
+    *now = timegm(&tm);
+
+    /* 2024-02-30 normalises to March: not a real date */
+    if (gmtime_r(now, &tm) == NULL || tm.tm_mday != d || tm.tm_mon != m - 1)
+    {
+        fprintf(stderr, "datagate: policy %s: --at: no such date '%s'\n",
+                cmd, at);
+        return -1;
+    }
+
+    *now -= DG_TZ_OFFSET;
+
+    return 0;
+}
+
+
 static const char *
 dg_opt(int argc, char **argv, int *i, const char *name)
 {
@@ -610,8 +652,7 @@ dg_opt(int argc, char **argv, int *i, const char *name)
     }
 
     if (*i + 1 >= argc) {
-        fprintf(stderr, "datagate: policy explain: %s needs a value\n",
-                name);
+        fprintf(stderr, "datagate: policy: %s needs a value\n", name);
         return "";
     }
 
@@ -622,7 +663,7 @@ dg_opt(int argc, char **argv, int *i, const char *name)
 static int
 dg_policy_explain(int argc, char **argv)
 {
-    int                   i, rc, y, m, d;
+    int                   i, rc;
     char                  err[DG_ERRLEN], a[16], b[16], mbuf[1024];
     size_t                n, k;
     const char           *path, *consumer, *dataset, *purpose, *method;
@@ -675,36 +716,8 @@ dg_policy_explain(int argc, char **argv)
     memset(&req, 0, sizeof(req));
     req.now = time(NULL);
 
-    if (at != NULL) {
-        if (strlen(at) != 10 || sscanf(at, "%4d-%2d-%2d", &y, &m, &d) != 3
-            || y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
-        {
-            fprintf(stderr, "datagate: policy explain: --at wants "
-                    "YYYY-MM-DD, got '%s'\n", at);
-            return DG_EXIT_USAGE;
-        }
-
-        {
-            struct tm  tm;
-
-            memset(&tm, 0, sizeof(tm));
-            tm.tm_year = y - 1900;
-            tm.tm_mon = m - 1;
-            tm.tm_mday = d;
-            tm.tm_hour = 12;
-            req.now = timegm(&tm);
-
-            /* 2024-02-30 normalises to March: not a real date */
-            if (gmtime_r(&req.now, &tm) == NULL || tm.tm_mday != d
-                || tm.tm_mon != m - 1)
-            {
-                fprintf(stderr, "datagate: policy explain: --at: no such "
-                        "date '%s'\n", at);
-                return DG_EXIT_USAGE;
-            }
-
-            req.now -= DG_TZ_OFFSET;
-        }
+    if (at != NULL && dg_parse_at("explain", at, &req.now) != 0) {
+        return DG_EXIT_USAGE;
     }
 
     p = dg_policy_load(path, err, sizeof(err));
@@ -910,6 +923,7 @@ dg_policy_explain(int argc, char **argv)
             printf("  expires:   end of %s (UTC+8)\n", b);
         }
         dg_print_limits(ds, c, dec.grant);
+        dg_print_abuse(ds, dec.grant);
         dg_print_plan(p, ds, c, dec.grant, dec.plan);
         rc = DG_EXIT_OK;
     }
@@ -917,6 +931,86 @@ dg_policy_explain(int argc, char **argv)
     dg_policy_free(p);
 
     return rc;
+}
+
+
+static int
+dg_policy_catalogue(int argc, char **argv)
+{
+    int                   i;
+    char                  err[DG_ERRLEN], *buf;
+    size_t                len;
+    const char           *path, *consumer, *at, *v;
+    dg_policy_t          *p;
+    const dg_consumer_t  *c;
+    dg_catalogue_opts_t   o;
+
+    path = consumer = at = NULL;
+
+    for (i = 0; i < argc; i++) {
+        if ((v = dg_opt(argc, argv, &i, "--consumer")) != NULL) {
+            consumer = v;
+        } else if ((v = dg_opt(argc, argv, &i, "--at")) != NULL) {
+            at = v;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "datagate: policy catalogue: unknown option "
+                    "'%s' (see datagate policy --help)\n", argv[i]);
+            return DG_EXIT_USAGE;
+        } else if (path == NULL) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "datagate: policy catalogue: one PATH only\n");
+            return DG_EXIT_USAGE;
+        }
+
+        if (v != NULL && v[0] == '\0') {
+            return DG_EXIT_USAGE;
+        }
+    }
+
+    if (path == NULL || consumer == NULL) {
+        fprintf(stderr, "datagate: policy catalogue: PATH and --consumer "
+                "are required (see datagate policy --help)\n");
+        return DG_EXIT_USAGE;
+    }
+
+    memset(&o, 0, sizeof(o));
+    o.now = time(NULL);
+
+    if (at != NULL && dg_parse_at("catalogue", at, &o.now) != 0) {
+        return DG_EXIT_USAGE;
+    }
+
+    p = dg_policy_load(path, err, sizeof(err));
+    if (p == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return DG_EXIT_RUNTIME;
+    }
+
+    c = dg_policy_consumer(p, consumer, strlen(consumer));
+    if (c == NULL) {
+        fprintf(stderr, "datagate: policy catalogue: no consumer '%s' in "
+                "the policy\n", consumer);
+        dg_policy_free(p);
+        return DG_EXIT_FAIL;
+    }
+
+    len = dg_catalogue_json(p, c, &o, NULL, 0);
+
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        fprintf(stderr, "datagate: policy catalogue: out of memory\n");
+        dg_policy_free(p);
+        return DG_EXIT_RUNTIME;
+    }
+
+    (void) dg_catalogue_json(p, c, &o, buf, len + 1);
+    fwrite(buf, 1, len, stdout);
+
+    free(buf);
+    dg_policy_free(p);
+
+    return DG_EXIT_OK;
 }
 
 
@@ -945,8 +1039,13 @@ dg_cmd_policy(int argc, char **argv)
         return dg_policy_explain(argc - 2, argv + 2);
     }
 
+    if (strcmp(argv[1], "catalogue") == 0) {
+        return dg_policy_catalogue(argc - 2, argv + 2);
+    }
+
     fprintf(stderr, "datagate: policy: unknown subcommand '%s' "
-            "(check, explain; see datagate policy --help)\n", argv[1]);
+            "(check, explain, catalogue; see datagate policy --help)\n",
+            argv[1]);
 
     return DG_EXIT_USAGE;
 }

@@ -317,12 +317,12 @@ dg_redis_run(redisContext *c, const char *what, redisReply **out,
 /* print the keys matching pattern (SCAN, not KEYS: never blocks Redis),
  * without the first skip bytes; 0 ok, -1 */
 static int
-dg_redis_scan(redisContext *c, const char *pattern, size_t skip)
+dg_redis_scan(redisContext *c, const char *pattern, size_t skip, int ttl)
 {
     char         cursor[32];
     size_t       i, lens[6];
     const char  *cmd[6];
-    redisReply  *r, *keys;
+    redisReply  *r, *keys, *t;
 
     strcpy(cursor, "0");
 
@@ -356,12 +356,32 @@ dg_redis_scan(redisContext *c, const char *pattern, size_t skip)
         keys = r->element[1];
 
         for (i = 0; i < keys->elements; i++) {
-            if (keys->element[i]->type == REDIS_REPLY_STRING
-                && keys->element[i]->len >= skip)
+            if (keys->element[i]->type != REDIS_REPLY_STRING
+                || keys->element[i]->len < skip)
             {
-                printf("%.*s\n", (int) (keys->element[i]->len - skip),
-                       keys->element[i]->str + skip);
+                continue;
             }
+
+            printf("%.*s", (int) (keys->element[i]->len - skip),
+                   keys->element[i]->str + skip);
+
+            /* a control that ends by itself (abuse detection's
+             * suspensions): when */
+            t = ttl ? redisCommand(c, "TTL %b", keys->element[i]->str,
+                                   keys->element[i]->len)
+                    : NULL;
+
+            if (t != NULL && t->type == REDIS_REPLY_INTEGER
+                && t->integer > 0)
+            {
+                printf("  (expires in %llds)", (long long) t->integer);
+            }
+
+            if (t != NULL) {
+                freeReplyObject(t);
+            }
+
+            printf("\n");
         }
 
         freeReplyObject(r);
@@ -459,7 +479,7 @@ dg_cmd_incident(const char *verb, int argc, char **argv)
             size_t  i;
 
             for (i = 0; i < 4; i++) {
-                if (dg_redis_scan(c, pats[i], sizeof(DG_RS_PREFIX) - 1)
+                if (dg_redis_scan(c, pats[i], sizeof(DG_RS_PREFIX) - 1, 1)
                     != 0)
                 {
                     rc = DG_EXIT_RUNTIME;
@@ -980,7 +1000,7 @@ dg_grant_list(const dg_ropts_t *o)
         return DG_EXIT_RUNTIME;
     }
 
-    rc = dg_redis_scan(c, DG_RS_GRANT "*", sizeof(DG_RS_GRANT) - 1) == 0
+    rc = dg_redis_scan(c, DG_RS_GRANT "*", sizeof(DG_RS_GRANT) - 1, 0) == 0
          ? DG_EXIT_OK : DG_EXIT_RUNTIME;
 
     redisFree(c);

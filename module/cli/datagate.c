@@ -26,6 +26,7 @@ dg_usage(FILE *out)
 "    datagate policy explain PATH --consumer ID --dataset ID\n"
 "                            [--purpose ID] [--method M] [--approval NO]\n"
 "                            [--at YYYY-MM-DD]\n"
+"    datagate policy catalogue PATH --consumer ID [--at YYYY-MM-DD]\n"
 "    datagate revoke cert SERIAL        datagate unrevoke cert SERIAL\n"
 "    datagate suspend consumer ID       datagate unsuspend consumer ID\n"
 "    datagate freeze dataset ID         datagate unfreeze dataset ID\n"
@@ -35,6 +36,10 @@ dg_usage(FILE *out)
 "    datagate grant remove CONSUMER DATASET\n"
 "    datagate redis status | confirm\n"
 "    datagate audit verify FILE...\n"
+"    datagate report [--from DATE] [--to DATE] [--by DIMS] [--policy PATH]\n"
+"                    [--format table|csv|json|html] [--output FILE]\n"
+"                    AUDIT.log...\n"
+"    datagate abuse replay --policy PATH TRACE...\n"
 "    datagate --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -42,14 +47,20 @@ dg_usage(FILE *out)
 "    It is built from the same C core, so `policy check` accepts exactly\n"
 "    the policies that `nginx -t` accepts.\n"
 "\n"
-"    policy     validate a policy file or directory, or explain the\n"
-"               decision and masking plan for one request\n"
+"    policy     validate a policy file or directory, explain the\n"
+"               decision and masking plan for one request, or print what\n"
+"               one consumer may ask for (its catalogue)\n"
 "    revoke, unrevoke, suspend, unsuspend, freeze, unfreeze\n"
 "               incident controls, cluster-wide through Redis\n"
 "    grant      run-time grants issued by the approval process\n"
 "    redis      what the gateways check of Redis; confirm a Redis that\n"
 "               lost its data once the controls are back\n"
 "    audit      verify the hash chain of audit logs\n"
+"    report     calls, denials, records and masked values per department,\n"
+"               consumer, dataset and purpose, from audit logs (table,\n"
+"               CSV, JSON, or an HTML page with charts)\n"
+"    abuse      replay traffic through the policy's abuse detection:\n"
+"               false alarms, and when scrapers are flagged\n"
 "\n"
 "    `datagate COMMAND --help` describes each command.\n"
 "\n"
@@ -59,7 +70,8 @@ dg_usage(FILE *out)
 "\n"
 "EXIT STATUS\n"
 "    0  success, policy valid, request allowed, chain intact\n"
-"    1  check failed, request denied, chain broken\n"
+"    1  check failed, request denied, chain broken, report with\n"
+"       unreadable lines\n"
 "    2  usage error\n"
 "    3  run-time error (file unreadable, Redis unreachable, ...)\n");
 }
@@ -97,6 +109,14 @@ main(int argc, char **argv)
 
     if (strcmp(cmd, "audit") == 0) {
         return dg_cmd_audit(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "report") == 0) {
+        return dg_cmd_report(argc - 1, argv + 1);
+    }
+
+    if (strcmp(cmd, "abuse") == 0) {
+        return dg_cmd_abuse(argc - 1, argv + 1);
     }
 
     if (strcmp(cmd, "grant") == 0) {

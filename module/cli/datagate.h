@@ -15,8 +15,14 @@
 /* cmd_policy.c: policy check | policy explain */
 int dg_cmd_policy(int argc, char **argv);
 
+/* cmd_abuse.c: abuse replay */
+int dg_cmd_abuse(int argc, char **argv);
+
 /* cmd_audit.c: audit verify */
 int dg_cmd_audit(int argc, char **argv);
+
+/* cmd_report.c: report */
+int dg_cmd_report(int argc, char **argv);
 
 /* cmd_redis.c: revoke/unrevoke, suspend/unsuspend, freeze/unfreeze, grant */
 int dg_cmd_incident(const char *verb, int argc, char **argv);

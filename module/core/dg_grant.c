@@ -16,7 +16,7 @@
 
 static const char *dg_grant_keys[] = {
     "consumer", "dataset", "purposes", "approval", "valid", "methods",
-    "reveal", "drop", "rate", "quota", NULL
+    "reveal", "drop", "rate", "quota", "abuse", NULL
 };
 static const char *dg_valid_keys[] = { "from", "until", NULL };
 
@@ -306,15 +306,21 @@ dg_load_grant(dg_load_t *L, const dg_policy_t *p, const char *file,
         return -1;
     }
 
+    /* abuse: in place of the dataset's for what this grant allows */
+
+    if (dg_load_abuse(L, file, it, path, 1, &g->abuse) != 0) {
+        return -1;
+    }
+
     if (g->dataset->share == DG_SHARE_UNCONDITIONAL && g->methods == 0
         && g->nreveal == 0 && g->ndrop == 0 && g->rate_str.len == 0
-        && g->quota_str.len == 0)
+        && g->quota_str.len == 0 && !g->abuse.set)
     {
         return dg_err(L, file, it->line, path, NULL,
                       "a grant on unconditional dataset '%s' adds methods, "
-                      "reveal, drop, rate or quota to access by clearance; "
-                      "this one sets none of them and would have no effect",
-                      g->dataset->id.data);
+                      "reveal, drop, rate, quota or abuse to access by "
+                      "clearance; this one sets none of them and would "
+                      "have no effect", g->dataset->id.data);
     }
 
     return 0;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <sys/socket.h>
 
+#include "dg_abuse.h"
 #include "dg_crypto.h"
 #include "dg_mask.h"
 
@@ -204,6 +205,8 @@ typedef struct {
                                                safe set (dg_header.h) */
     size_t                      nheaders;
 
+    dg_abuse_conf_t             abuse;      /* "abuse:" (dg_abuse.h) */
+
     /* unconditional access: plan by consumer clearance 0..4 */
     dg_plan_t                   plan_by_clearance[DG_LEVEL_MAX + 1];
     dg_str_t                    src_file;   /* where it is defined */
@@ -229,6 +232,8 @@ typedef struct {
     dg_str_t                   *drop;
     size_t                      ndrop;
     dg_limit_t                  limit;
+    dg_abuse_conf_t             abuse;      /* "abuse:": in place of the
+                                               dataset's; off: none */
     unsigned                    runtime:1;  /* issued at run time */
     dg_plan_t                   plan;       /* masking plan for this grant */
     dg_str_t                    rate_str;   /* as written, or empty */
@@ -383,6 +388,14 @@ dg_grant_t *dg_grant_compile(const dg_policy_t *p, const char *yaml,
 void dg_grant_free(dg_grant_t *g);
 
 
+/* dg_policy_abuse.c */
+
+/* the abuse detection of a request allowed under g (may be NULL) on ds:
+ * the grant's "abuse:" when it has one, else the dataset's; NULL: none */
+const dg_abuse_conf_t *dg_abuse_for(const dg_dataset_t *ds,
+    const dg_grant_t *g);
+
+
 /* dg_policy_value.c: the syntax of values */
 
 /* method name -> DG_METHOD_* bit of the seven known methods, else
@@ -392,6 +405,10 @@ unsigned dg_method_bit(const char *name, size_t len);
 /* the same, with the extension methods of the policy p (may be NULL) */
 unsigned dg_policy_method_bit(const dg_policy_t *p, const char *name,
     size_t len);
+
+/* the name of one method bit (a known method's, or p's extension
+ * method's; p may be NULL), its length in *len; NULL: no such method */
+const char *dg_method_name(const dg_policy_t *p, unsigned bit, size_t *len);
 
 /* "GET, HEAD, PROPFIND" of a bit set into buf; returns buf */
 const char *dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf,

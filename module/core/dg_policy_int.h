@@ -10,6 +10,7 @@
  *   dg_policy_compile.c    the whole load: plans, indexes, version; free
  *   dg_policy_match.c      per-request lookups in a compiled policy
  *   dg_policy_value.c      syntax of values: methods, rate, quota, ...
+ *   dg_policy_abuse.c      the "abuse:" mapping of datasets and grants
  */
 
 #ifndef DG_POLICY_INT_H
@@ -132,6 +133,12 @@ int dg_load_detect(dg_load_t *L);
 int dg_load_classes(dg_load_t *L);
 int dg_load_purposes(dg_load_t *L);
 int dg_load_datasets(dg_load_t *L);
+
+
+/* dg_policy_abuse.c: "abuse:" of a dataset (grant 0) or a grant (1, which
+ * may also say "abuse: off"); 0 ok (absent: a->set 0), -1 error */
+int dg_load_abuse(dg_load_t *L, const char *file, const dg_ynode_t *it,
+    const char *path, int grant, dg_abuse_conf_t *a);
 
 
 /* dg_policy_consumer.c */

@@ -31,7 +31,8 @@ static const char *dg_class_keys[] = { "level", "mask", NULL };
 static const char *dg_purpose_keys[] = { "name", NULL };
 static const char *dg_dataset_keys[] = {
     "id", "name", "provider", "share", "level", "fields", "unlisted",
-    "detect", "containers", "methods", "rate", "quota", "headers", NULL
+    "detect", "containers", "methods", "rate", "quota", "headers", "abuse",
+    NULL
 };
 
 static const char *dg_default_levels[DG_LEVEL_MAX + 1] = {
@@ -962,7 +963,9 @@ dg_load_datasets(dg_load_t *L)
                 return -1;
             }
 
-            if (dg_load_headers(L, f->name, it, path, d) != 0) {
+            if (dg_load_headers(L, f->name, it, path, d) != 0
+                || dg_load_abuse(L, f->name, it, path, 0, &d->abuse) != 0)
+            {
                 return -1;
             }
 

@@ -11,36 +11,68 @@
 #include "dg_policy.h"
 
 
+/* the seven known methods and their fixed bits */
+static const struct {
+    const char                 *name;
+    size_t                      len;
+    unsigned                    bit;
+} dg_methods[] = {
+    { "GET", 3, DG_METHOD_GET },
+    { "HEAD", 4, DG_METHOD_HEAD },
+    { "POST", 4, DG_METHOD_POST },
+    { "PUT", 3, DG_METHOD_PUT },
+    { "DELETE", 6, DG_METHOD_DELETE },
+    { "PATCH", 5, DG_METHOD_PATCH },
+    { "OPTIONS", 7, DG_METHOD_OPTIONS },
+};
+
+#define DG_NMETHODS  (sizeof(dg_methods) / sizeof(dg_methods[0]))
+
+
 unsigned
 dg_method_bit(const char *name, size_t len)
 {
-    static const struct {
-        const char  *name;
-        size_t       len;
-        unsigned     bit;
-    } methods[] = {
-        { "GET", 3, DG_METHOD_GET },
-        { "HEAD", 4, DG_METHOD_HEAD },
-        { "POST", 4, DG_METHOD_POST },
-        { "PUT", 3, DG_METHOD_PUT },
-        { "DELETE", 6, DG_METHOD_DELETE },
-        { "PATCH", 5, DG_METHOD_PATCH },
-        { "OPTIONS", 7, DG_METHOD_OPTIONS },
-    };
     size_t  i;
 
     if (name == NULL) {
         return DG_METHOD_OTHER;
     }
 
-    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-        if (methods[i].len == len && memcmp(methods[i].name, name, len) == 0)
+    for (i = 0; i < DG_NMETHODS; i++) {
+        if (dg_methods[i].len == len
+            && memcmp(dg_methods[i].name, name, len) == 0)
         {
-            return methods[i].bit;
+            return dg_methods[i].bit;
         }
     }
 
     return DG_METHOD_OTHER;
+}
+
+
+const char *
+dg_method_name(const dg_policy_t *p, unsigned bit, size_t *len)
+{
+    size_t  i;
+
+    for (i = 0; i < DG_NMETHODS; i++) {
+        if (dg_methods[i].bit == bit) {
+            *len = dg_methods[i].len;
+            return dg_methods[i].name;
+        }
+    }
+
+    for (i = 0; p != NULL && i < p->nxmethods && i < DG_METHOD_EXT_MAX; i++)
+    {
+        if ((DG_METHOD_EXT_FIRST << i) == bit) {
+            *len = p->xmethods[i].len;
+            return p->xmethods[i].data;
+        }
+    }
+
+    *len = 0;
+
+    return NULL;
 }
 
 
@@ -71,10 +103,9 @@ dg_policy_method_bit(const dg_policy_t *p, const char *name, size_t len)
 const char *
 dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf, size_t cap)
 {
-    static const char  *names[] = { "GET", "HEAD", "POST", "PUT", "DELETE",
-                                    "PATCH", "OPTIONS" };
-    size_t              i, n;
-    const char         *sep;
+    size_t       n, len;
+    unsigned     bit;
+    const char  *sep, *name;
 
     if (buf == NULL || cap == 0) {
         return "";
@@ -84,21 +115,21 @@ dg_methods_str(const dg_policy_t *p, unsigned bits, char *buf, size_t cap)
     n = 0;
     sep = "";
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if ((bits & (1u << i)) && n < cap) {
-            n += (size_t) snprintf(buf + n, cap - n, "%s%s", sep, names[i]);
-            sep = ", ";
-        }
-    }
+    /* the known methods' bits, then the extension methods' (bit order) */
 
-    for (i = 0; p != NULL && i < p->nxmethods && i < DG_METHOD_EXT_MAX; i++)
-    {
-        if ((bits & (DG_METHOD_EXT_FIRST << i)) && n < cap) {
-            n += (size_t) snprintf(buf + n, cap - n, "%s%.*s", sep,
-                                   (int) p->xmethods[i].len,
-                                   p->xmethods[i].data);
-            sep = ", ";
+    for (bit = 1; bit != 0; bit <<= 1) {
+        if (!(bits & bit) || n >= cap) {
+            continue;
         }
+
+        name = dg_method_name(p, bit, &len);
+        if (name == NULL) {
+            continue;
+        }
+
+        n += (size_t) snprintf(buf + n, cap - n, "%s%.*s", sep, (int) len,
+                               name);
+        sep = ", ";
     }
 
     if (n == 0) {

@@ -13,7 +13,10 @@
  *   datagate:quota:CONSUMER|DATASET:START quota count of the window
  *   datagate:rl:dataset:CONSUMER|DATASET  the same for a dataset's own
  *   datagate:quota:dataset:C|D:START      limits (each consumer's budget)
+ *   datagate:abuse:CONSUMER|DATASET       abuse detection state (hash)
+ *   datagate:abuse:hll:CONSUMER|DATASET:I its sketches (dg_abuse.h)
  *   channel datagate:events               "VERB KIND ARG" on every change
+ *   channel datagate:anomalies            one JSON object per anomaly
  *
  * Incident keys are restrictive: their presence is the state, the value
  * is free text for people (when, who, why).  Run-time grants are
@@ -45,6 +48,9 @@
 #define DG_RS_GRANT             "datagate:grant:"
 #define DG_RS_RATE              "datagate:rl:"
 #define DG_RS_QUOTA             "datagate:quota:"
+#define DG_RS_ABUSE             "datagate:abuse:"
+#define DG_RS_ABUSE_HLL         "datagate:abuse:hll:"
+#define DG_RS_ANOMALIES         "datagate:anomalies"
 #define DG_RS_EPOCH             "datagate:epoch"
 #define DG_RS_EPOCH_LEN         32          /* hex digits of a new epoch */
 #define DG_RS_EPOCH_MAX         64          /* longest accepted */

@@ -512,8 +512,8 @@ test_validation(void)
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 1\n" GR,
                "t.yaml:15: grants[0]: a grant on unconditional dataset 'd1' "
-               "adds methods, reveal, drop, rate or quota to access by "
-               "clearance; this one sets none of them and would have no "
+               "adds methods, reveal, drop, rate, quota or abuse to access "
+               "by clearance; this one sets none of them and would have no "
                "effect", "a grant on an unconditional dataset adding nothing");
     expect_err(CLS PUR CON "datasets:\n  - id: d1\n"
                "    share: unconditional\n    level: 3\n" GR
