@@ -208,7 +208,8 @@ bench:
 
 # Files as a package lays them out (docs/build.md).  The docs keep the
 # repository's layout so that README.md's links hold.
-DG_DOCS     := README.md LICENSE $(wildcard docs/*.md) certs/README.md \
+DG_DOCS     := README.md LICENSE $(wildcard docs/*.md docs/*.json) \
+               certs/README.md \
                policy/schema.md policy/sample.yaml \
                $(sort $(shell find policy/examples -type f)) \
                config/nginx.conf config/conf.d/datagate.conf

@@ -64,7 +64,8 @@ is(DGTest::slurp($ld),
 is(mode($ld), '0644', 'modules-available: 0644');
 for my $f (qw(README.md LICENSE docs/build.md docs/nginx.md docs/errors.md
               policy/schema.md policy/sample.yaml config/nginx.conf
-              config/conf.d/datagate.conf certs/README.md))
+              config/conf.d/datagate.conf docs/grafana-datagate.json
+              certs/README.md))
 {
     ok(-f "$doc/$f", "doc: $f");
 }
