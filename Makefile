@@ -6,7 +6,10 @@
 #   make build    module (.so), command-line tool, unit tests; installs
 #                 nothing: fails naming `make deps` when a package is missing
 #   make test     build and run the whole suite with prove
-#   make install  module, CLI and docs into $(DESTDIR)$(PREFIX) (docs/build.md)
+#   make install  module, CLI, man page and docs into $(DESTDIR)$(PREFIX)
+#                 (docs/build.md); install-module, install-tools: each half
+#   make deb      Debian packages in build/deb/ (dpkg-buildpackage, lintian)
+#   make test-deb build, install, use, purge them in the system's nginx (root)
 #   make fuzz     run the libFuzzer targets for a bounded time (FUZZ_SECONDS)
 #   make asan     unit tests and fuzz corpora under AddressSanitizer
 #   make valgrind the same, then the nginx suite with nginx under valgrind
@@ -38,6 +41,7 @@ BINDIR      ?= $(PREFIX)/bin
 MODULESDIR  ?= $(PREFIX)/lib/nginx/modules
 DATADIR     ?= $(PREFIX)/share
 DOCDIR      ?= $(DATADIR)/doc/datagate
+MANDIR      ?= $(DATADIR)/man
 INSTALL     ?= install
 
 VERSION     := $(shell sed -n 's/^\#define DG_VERSION *"\(.*\)"$$/\1/p' \
@@ -54,10 +58,12 @@ GLUE_SRC    := $(wildcard module/*.c module/*.h module/config \
                  module/status/*)
 MODULE_SO   := $(BUILD)/modules/ngx_http_datagate_module.so
 CLI_BIN     := $(BUILD)/bin/datagate
+MAN_PAGE    := $(BUILD)/man/datagate.1
 FUZZ_SECONDS ?= 60
 
 .PHONY: all build deps build-deps core cli unit module test run stop fuzz \
-        asan bench clean certs valgrind install uninstall version dist FORCE
+        asan bench clean certs valgrind install install-module \
+        install-tools uninstall version dist man deb test-deb FORCE
 
 all: build
 
@@ -104,6 +110,14 @@ $(BUILD)/t/%: module/core/t/%.c module/core/t/tap.h $(BUILD)/libdgcore.a
 	    $(LDFLAGS) $(DG_LIBS)
 
 module: $(MODULE_SO)
+
+man: $(MAN_PAGE)
+
+# the manual page is the tool's own help (scripts/make-manpage)
+$(MAN_PAGE): $(CLI_BIN) scripts/make-manpage
+	@mkdir -p $(dir $@)
+	perl scripts/make-manpage $(CLI_BIN) > $@.tmp
+	mv -f $@.tmp $@
 
 # What shaped nginx's configuration for the module: module/config and the
 # status page it embeds (module/status/), the source list, the nginx
@@ -194,27 +208,48 @@ bench:
 
 # Files as a package lays them out (docs/build.md).  The docs keep the
 # repository's layout so that README.md's links hold.
-DG_DOCS     := README.md LICENSE $(wildcard docs/*.md) certs/README.md \
+DG_DOCS     := README.md LICENSE $(wildcard docs/*.md docs/*.json) \
+               certs/README.md \
                policy/schema.md policy/sample.yaml \
-               $(sort $(shell find policy/examples -type f)) config/nginx.conf
+               $(sort $(shell find policy/examples -type f)) \
+               config/nginx.conf config/conf.d/datagate.conf
 DG_LOADCONF := $(DATADIR)/nginx/modules-available/mod-http-datagate.conf
 
-install: $(MODULE_SO) $(CLI_BIN)
-	$(INSTALL) -d $(DESTDIR)$(MODULESDIR) $(DESTDIR)$(BINDIR) \
-	    $(DESTDIR)$(dir $(DG_LOADCONF))
+install: install-module install-tools
+
+# the module and its load_module line (the nginx side)
+install-module: $(MODULE_SO)
+	$(INSTALL) -d $(DESTDIR)$(MODULESDIR) $(DESTDIR)$(dir $(DG_LOADCONF))
 	$(INSTALL) -m 644 $(MODULE_SO) $(DESTDIR)$(MODULESDIR)/
-	$(INSTALL) -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/
 	echo "load_module $(MODULESDIR)/$(notdir $(MODULE_SO));" \
 	    > $(DESTDIR)$(DG_LOADCONF)
 	chmod 644 $(DESTDIR)$(DG_LOADCONF)
+
+# the command-line tool, its manual page, the docs and examples
+install-tools: $(CLI_BIN) $(MAN_PAGE)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(MAN_PAGE) $(DESTDIR)$(MANDIR)/man1/
 	for f in $(DG_DOCS); do \
 	    $(INSTALL) -D -m 644 $$f $(DESTDIR)$(DOCDIR)/$$f || exit 1; \
 	done
 
 uninstall:
 	rm -f $(DESTDIR)$(MODULESDIR)/$(notdir $(MODULE_SO)) \
-	    $(DESTDIR)$(BINDIR)/$(notdir $(CLI_BIN)) $(DESTDIR)$(DG_LOADCONF)
+	    $(DESTDIR)$(BINDIR)/$(notdir $(CLI_BIN)) $(DESTDIR)$(DG_LOADCONF) \
+	    $(DESTDIR)$(MANDIR)/man1/$(notdir $(MAN_PAGE))
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# Debian packages (docs/build.md, "Debian packages"): dpkg-buildpackage in
+# a copy of the tree under build/deb/, then lintian
+deb:
+	@bash scripts/install-deps.sh --check deb
+	bash scripts/build-deb
+
+# installs the packages into the system's nginx, uses them, purges them:
+# root, on a machine whose nginx may be touched (CI)
+test-deb: deb certs
+	bash scripts/test-deb
 
 version:
 	@echo $(VERSION)

@@ -4,7 +4,9 @@
  *
  * Header filter, on enforced locations: a provider status below 200
  * (100, 101, 103, ..., or no status line at all) is refused with 502
- * upstream_unmaskable before anything of it goes out.  For an allowed
+ * upstream_unmaskable before anything of it goes out; so is the answer
+ * after a 103 that nginx 1.29 and later read themselves, whose headers
+ * the early-hints filter keeps from the client.  For an allowed
  * request whose plan masks: decides whether the response is masked (main
  * request, a body), refuses what cannot be masked (206, 226, a 304 to a
  * request whose conditionals were not forwarded, a type other than JSON,
@@ -28,6 +30,13 @@
 
 #define NGX_HTTP_DATAGATE_IM_USED     226     /* RFC 3229: a delta of the
                                                  provider's body */
+#define NGX_HTTP_DATAGATE_EARLY_HINTS 103     /* RFC 8297 */
+
+/* nginx 1.29.0 reads a provider's 103 itself, with an early-hints filter
+ * chain of its own */
+#if (nginx_version >= 1029000)
+#define NGX_HTTP_DATAGATE_HAVE_EARLY_HINTS  1
+#endif
 
 
 static ngx_int_t ngx_http_datagate_header_filter(ngx_http_request_t *r);
@@ -43,7 +52,11 @@ static ngx_int_t ngx_http_datagate_unmaskable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_datagate_refuse(ngx_http_request_t *r,
     ngx_http_datagate_ctx_t *ctx, const char *why);
 static ngx_int_t ngx_http_datagate_interim(ngx_http_request_t *r,
-    ngx_http_datagate_ctx_t *ctx);
+    ngx_http_datagate_ctx_t *ctx, ngx_uint_t status);
+static ngx_uint_t ngx_http_datagate_early_hints_read(ngx_http_request_t *r);
+#if (NGX_HTTP_DATAGATE_HAVE_EARLY_HINTS)
+static ngx_int_t ngx_http_datagate_early_hints_filter(ngx_http_request_t *r);
+#endif
 static void ngx_http_datagate_upstream_finalize(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_uint_t ngx_http_datagate_has_body(ngx_http_request_t *r);
@@ -88,6 +101,10 @@ ngx_module_t  ngx_http_datagate_filter_module = {
 
 ngx_http_output_header_filter_pt  ngx_http_datagate_next_header_filter;
 ngx_http_output_body_filter_pt    ngx_http_datagate_next_body_filter;
+#if (NGX_HTTP_DATAGATE_HAVE_EARLY_HINTS)
+static ngx_http_output_header_filter_pt
+                                  ngx_http_datagate_next_early_hints_filter;
+#endif
 
 
 /* ---- header filter -------------------------------------------------- */
@@ -169,13 +186,20 @@ ngx_http_datagate_header_filter(ngx_http_request_t *r)
     if (dlcf->enable == 1) {
 
         /*
-         * nginx 1.22's upstream takes a 1xx as the provider's final
-         * answer (and a 101 as a switch to a raw tunnel past every body
-         * filter): whatever the provider sends next would pass unseen
+         * nginx's upstream takes a 1xx as the provider's final answer
+         * (and a 101 as a switch to a raw tunnel past every body
+         * filter): whatever the provider sends next would pass unseen.
+         * From 1.29 on it reads a 103 itself and goes on to the next
+         * answer: refused the same, whatever the nginx.
          */
 
         if (status < NGX_HTTP_OK) {
-            return ngx_http_datagate_interim(r, ctx);
+            return ngx_http_datagate_interim(r, ctx, status);
+        }
+
+        if (ngx_http_datagate_early_hints_read(r)) {
+            return ngx_http_datagate_interim(r, ctx,
+                                             NGX_HTTP_DATAGATE_EARLY_HINTS);
         }
 
         /* what a plan that masks cannot answer, judged on the provider's
@@ -390,12 +414,9 @@ ngx_http_datagate_filter_ctx(ngx_http_request_t *r,
  * upstream_unmaskable (ctx->unmaskable), instead.
  */
 static ngx_int_t
-ngx_http_datagate_interim(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
+ngx_http_datagate_interim(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx,
+    ngx_uint_t status)
 {
-    ngx_uint_t  status;
-
-    status = r->headers_out.status;
-
     ctx->unmaskable = status ? "the provider sent an interim (1xx) answer"
                              : "the provider's answer has no status line";
 
@@ -431,6 +452,48 @@ ngx_http_datagate_interim(ngx_http_request_t *r, ngx_http_datagate_ctx_t *ctx)
 
     return NGX_HTTP_BAD_GATEWAY;
 }
+
+
+/* a 103 the provider sent before this answer, that nginx read itself */
+static ngx_uint_t
+ngx_http_datagate_early_hints_read(ngx_http_request_t *r)
+{
+#if (NGX_HTTP_DATAGATE_HAVE_EARLY_HINTS)
+    return r->upstream != NULL && r->upstream->early_hints_length > 0;
+#else
+    return 0;
+#endif
+}
+
+
+#if (NGX_HTTP_DATAGATE_HAVE_EARLY_HINTS)
+
+/*
+ * nginx 1.29 and later send a provider's 103 on to the client, where
+ * "early_hints" says so, through a filter chain of their own that the
+ * header filter never sees.  On an enforced location none of it goes
+ * out: not a header of the provider's passes unchecked.  The answer that
+ * follows is refused by the header filter (early_hints_length).
+ */
+static ngx_int_t
+ngx_http_datagate_early_hints_filter(ngx_http_request_t *r)
+{
+    ngx_http_datagate_ctx_t       *ctx;
+    ngx_http_datagate_loc_conf_t  *dlcf;
+
+    ctx = ngx_http_datagate_get_ctx(r);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_datagate_module);
+
+    if ((ctx != NULL && ctx->enforced) || dlcf->enable == 1) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "datagate: provider's early hints not sent");
+        return NGX_OK;
+    }
+
+    return ngx_http_datagate_next_early_hints_filter(r);
+}
+
+#endif
 
 
 /*
@@ -1043,6 +1106,12 @@ ngx_http_datagate_filter_init(ngx_conf_t *cf)
 
     ngx_http_datagate_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_datagate_body_filter;
+
+#if (NGX_HTTP_DATAGATE_HAVE_EARLY_HINTS)
+    ngx_http_datagate_next_early_hints_filter =
+                                            ngx_http_top_early_hints_filter;
+    ngx_http_top_early_hints_filter = ngx_http_datagate_early_hints_filter;
+#endif
 
     return NGX_OK;
 }

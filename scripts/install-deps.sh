@@ -5,8 +5,8 @@
 #   scripts/install-deps.sh --check [GROUP...]  name what is missing, exit 1
 #
 # GROUP: build (module, CLI, unit tests), run (the demo gateway), test (the
-# nginx suite), dev (fuzzing, sanitizers, valgrind, benchmarks); no GROUP:
-# all of them.  Only `make deps` and `make run` install; `make build` and
+# nginx suite), dev (fuzzing, sanitizers, valgrind, benchmarks), deb (the
+# Debian packages: make deb, make test-deb); no GROUP: all of them.  Only `make deps` and `make run` install; `make build` and
 # `make test` only check, and fail naming `make deps`.
 set -euo pipefail
 
@@ -24,6 +24,8 @@ TEST_PKGS=(
     fonts-wqy-zenhei
 )
 DEV_PKGS=(clang libclang-rt-14-dev valgrind libnginx-mod-http-lua lua-cjson)
+# dh-sequence-nginx is nginx-dev's (in BUILD_PKGS)
+DEB_PKGS=(debhelper dpkg-dev lintian nginx curl)
 
 check=no
 if [ "${1:-}" = "--check" ]; then
@@ -32,7 +34,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 
 groups=("$@")
-[ ${#groups[@]} -gt 0 ] || groups=(build run test dev)
+[ ${#groups[@]} -gt 0 ] || groups=(build run test dev deb)
 
 pkgs=()
 for g in "${groups[@]}"; do
@@ -41,7 +43,8 @@ for g in "${groups[@]}"; do
         run)   pkgs+=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}") ;;
         test)  pkgs+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
         dev)   pkgs+=("${BUILD_PKGS[@]}" "${DEV_PKGS[@]}") ;;
-        *)     echo "usage: $0 [--check] [build|run|test|dev]..." >&2
+        deb)   pkgs+=("${BUILD_PKGS[@]}" "${DEB_PKGS[@]}") ;;
+        *)     echo "usage: $0 [--check] [build|run|test|dev|deb]..." >&2
                exit 2 ;;
     esac
 done

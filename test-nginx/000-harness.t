@@ -321,7 +321,7 @@ GET /extra/item
 {"id_card": "qr/^450103\\d{11}[\\dX]$/"}
 
 
-=== TEST 15: the adversarial provider: an interim answer, then a body
+=== TEST 15: the adversarial provider: an interim answer, then a body (nginx takes the 103 for the answer; from 1.29 on it reads past it)
 --- config
     location / {
         proxy_pass http://127.0.0.1:$TEST_NGINX_EVIL_PORT;
@@ -335,7 +335,8 @@ send_raw(head(200, 'Content-Type: application/json',
 --- request
 GET /early/1
 --- cert: assistance
---- error_code: 103
+--- error_code eval
+DGTest::nginx_version() >= 1029000 ? 200 : 103
 
 
 === TEST 16: the adversarial provider: a lying length is cut short

@@ -22,7 +22,8 @@ my $root = $> == 0 ? 'user root;' : '';
     my $c = DGTest::slurp("$TOP/config/nginx.conf");
     my $up = $n->upstream_port;
     my %subst = (
-        '/usr/lib/nginx/modules/ngx_http_datagate_module.so' => $MODULE,
+        'load_module /usr/lib/nginx/modules/ngx_http_datagate_module.so;'
+                                           => DGTest::load_line(),
         'user www-data;'                   => $root,
         '/run/nginx.pid'                   => "$d/nginx.pid",
         '/var/log/nginx/'                  => "$d/",
@@ -50,6 +51,82 @@ my $root = $> == 0 ? 'user root;' : '';
     unlike($out, qr/\[(alert|crit|emerg)\]/, 'nginx -t output clean');
 }
 
+# --- config/conf.d/datagate.conf --------------------------------------------
+# the snippet datagate-tools ships for Debian's conf.d: inside http {}, the
+# module loaded elsewhere; it serves a masked answer from the demo data
+
+{
+    my $n = DGTest::Nginx->new;
+    my $d = $n->dir;
+    my $c = DGTest::slurp("$TOP/config/conf.d/datagate.conf");
+    my ($gw, $up) = ($n->port, $n->upstream_port);
+    my $st = DGTest::free_port();
+    my %subst = (
+        '/etc/datagate/policy/'             => $policy,
+        '/etc/datagate/datagate.secret'     => "$d/datagate.secret",
+        '/etc/datagate/pki/gateway.crt'     => "$CERTS/server.crt",
+        '/etc/datagate/pki/gateway.key'     => "$CERTS/server.key",
+        '/etc/datagate/pki/platform-ca.pem' => "$CERTS/ca.crt",
+        '/etc/datagate/pki/platform.crl.pem' => "$CERTS/crl.pem",
+        '/var/log/nginx/datagate-audit.log' => "$d/audit.log",
+        'listen 443 ssl'                    => "listen 127.0.0.1:$gw ssl",
+        'server 10.20.1.10:8080'            => "server 127.0.0.1:$up",
+        'listen 127.0.0.1:9145'             => "listen 127.0.0.1:$st",
+    );
+    for my $k (sort { length $b <=> length $a } keys %subst) {
+        my $cnt = $c =~ s/\Q$k\E/$subst{$k}/g;
+        ok($cnt, "conf.d/datagate.conf: has '$k'");
+    }
+    (my $directives = $c) =~ s/#.*//g;
+    unlike($directives, qr{/etc/datagate|load_module},
+           'conf.d/datagate.conf: all paths replaced, loads nothing');
+    my $load = DGTest::load_line();
+    $n->{conf} = <<"EOF";
+$load
+$root
+pid $d/nginx.pid;
+error_log $d/error.log info;
+
+events {
+}
+
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/client_body_temp;
+    proxy_temp_path $d/proxy_temp;
+    fastcgi_temp_path $d/fastcgi_temp;
+    uwsgi_temp_path $d/uwsgi_temp;
+    scgi_temp_path $d/scgi_temp;
+
+$c
+
+    server {
+        listen 127.0.0.1:$up;
+        root $d/html;
+        default_type application/json;
+
+        location / {
+            try_files \$uri \$uri.json \$uri/ =404;
+        }
+    }
+}
+EOF
+    my ($rc, $out) = $n->test_conf;
+    is($rc, 0, 'conf.d/datagate.conf passes nginx -t') or diag($out);
+    $n->start;
+    my $r = $n->request('GET', '/population/1', cert => 'assistance',
+                        headers => ['Data-Purpose: social-assistance',
+                                    'Data-Approval: GXSJ-2024-0137']);
+    is($r->status, 200, 'conf.d/datagate.conf: a granted call: 200')
+        or diag(substr($r->body, 0, 300));
+    my $j = eval { $r->json } || {};
+    is($j->{id_card}, '450103********1242',
+       'conf.d/datagate.conf: id_card masked');
+    $n->stop;
+    unlike($n->error_log, qr/\[(alert|crit|emerg)\]/,
+           'conf.d/datagate.conf: no alert/crit');
+}
+
 # --- the demo ------------------------------------------------------------------
 
 my $n = DGTest::Nginx->new;
@@ -57,6 +134,8 @@ my $d = $n->dir;
 mkdir "$d/tmp";
 my $c = DGTest::slurp("$TOP/config/demo.nginx.conf.template");
 $c =~ s/\@PREFIX\@\/provider/$d\/html/g;
+$c =~ s/^load_module \@MODULE\@;$/DGTest::load_line()/me
+    or die 'demo config: no load_module line';
 my %subst = (MODULE => $MODULE, PREFIX => $d, CERTS => $CERTS,
              POLICY => $policy, GATEWAY_PORT => $n->port,
              PROVIDER_PORT => $n->upstream_port, USER => $root);

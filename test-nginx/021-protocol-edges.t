@@ -312,6 +312,21 @@ my $CONFIG = <<'EOF';
         }
 EOF
 
+# nginx 1.29 and later read a provider's 103 themselves and, where
+# early_hints says so, send it on to the client before the final answer
+my $HINTS = DGTest::nginx_version() >= 1029000;
+$CONFIG .= <<'EOF' if $HINTS;
+        location /ph/ {
+            datagate_dataset population.person;
+            early_hints 1;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_EVIL_PORT/;
+        }
+        location /plainh/ {
+            early_hints 1;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_EVIL_PORT/;
+        }
+EOF
+
 # the same locations on a second server speaking HTTP/2
 my $H2PORT = DGTest::free_port();
 my $HTTP_CONFIG = <<"EOF";
@@ -450,9 +465,35 @@ for my $loc (qw(/p/ /o/)) {
     no_clear('1xx, HTTP/1.0 client', $r->{raw});
 }
 
-# outside datagate nginx behaves as it does (the 103 is the answer)
-is($n->request('GET', '/plain/early/1', cert => 'assistance')->status, 103,
-   'a location without datagate: nginx takes the 103 as the answer');
+# outside datagate nginx behaves as it does: before 1.29 the 103 is the
+# answer, from 1.29 on nginx reads past it to the provider's final one
+is($n->request('GET', '/plain/early/1', cert => 'assistance')->status,
+   $HINTS ? 200 : 103,
+   'a location without datagate: nginx\'s own way with a 103');
+
+# early_hints on: outside datagate the client gets the provider's 103 with
+# its headers; on an enforced location nothing of it, and a 502
+SKIP: {
+    skip 'early_hints: nginx 1.29 and later', 14 unless $HINTS;
+    my $r = $n->request('GET', '/plainh/early/1', cert => 'assistance');
+    like($r->{raw}, qr{\AHTTP/1\.1 103 },
+         'early_hints, no datagate: the client gets the 103');
+    like($r->{raw}, qr/^X-Person-Id: 450103199003071242\r?$/mi,
+         'early_hints, no datagate: with the provider\'s headers');
+    for my $case (qw(early multi)) {
+        my ($r, $id) = call('GET', "/ph/$case/1");
+        my $what = "early_hints on, 1xx $case";
+        unlike($r->{raw}, qr{^HTTP/1\.1 1\d\d }m,
+               "$what: no interim answer goes out");
+        is($r->status, 502, "$what: 502");
+        is(json_of($r)->{error}{code}, 'upstream_unmaskable',
+           "$what: upstream_unmaskable");
+        unlike($r->{raw}, qr/^(Link|X-Person-Id):/mi,
+               "$what: none of the provider's headers");
+        unlike($r->{raw}, qr/450103199003071242/, "$what: no clear ID");
+        is(record($id)->{reason}, 'upstream_unmaskable', "$what: audited");
+    }
+}
 
 
 # --- 2. validators, digests, conditionals, ranges -----------------------------

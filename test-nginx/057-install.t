@@ -1,6 +1,6 @@
 # `make install` with DESTDIR and PREFIX (docs/build.md): the module, the
-# CLI, the load_module line and the docs land where the doc says, with their
-# modes; nginx runs the installed module, whose status endpoint reports the
+# CLI, its manual page, the load_module line and the docs land where the
+# doc says, with their modes; nginx runs the installed module, whose status endpoint reports the
 # version the installed CLI prints; `make uninstall` takes it all back.
 # The built files are installed as they are (make -o): nothing is rebuilt.
 
@@ -49,25 +49,30 @@ my $so  = "$dest/usr/lib/nginx/modules/ngx_http_datagate_module.so";
 my $bin = "$dest/usr/bin/datagate";
 my $ld  = "$dest/usr/share/nginx/modules-available/mod-http-datagate.conf";
 my $doc = "$dest/usr/share/doc/datagate";
+my $man = "$dest/usr/share/man/man1/datagate.1";
 
 ok(-f $so, 'module in /usr/lib/nginx/modules');
 is(mode($so), '0644', 'module: 0644');
 is(DGTest::slurp($so), DGTest::slurp($MODULE), 'module: the built one');
 ok(-x $bin, 'CLI in /usr/bin');
 is(mode($bin), '0755', 'CLI: 0755');
+ok(-f $man, 'manual page in /usr/share/man/man1');
+is(mode($man), '0644', 'manual page: 0644');
 is(DGTest::slurp($ld),
    "load_module /usr/lib/nginx/modules/ngx_http_datagate_module.so;\n",
    'modules-available: load_module with the installed path, no DESTDIR');
 is(mode($ld), '0644', 'modules-available: 0644');
 for my $f (qw(README.md LICENSE docs/build.md docs/nginx.md docs/errors.md
               policy/schema.md policy/sample.yaml config/nginx.conf
+              config/conf.d/datagate.conf docs/grafana-datagate.json
               certs/README.md))
 {
     ok(-f "$doc/$f", "doc: $f");
 }
 like(DGTest::slurp("$doc/LICENSE"), qr/BSD|Redistribution and use/,
      'doc: the licence text');
-is(scalar(grep { !m{^/usr/(lib/nginx/modules|bin|share/nginx|share/doc/datagate)/} }
+is(scalar(grep { !m{^/usr/(lib/nginx/modules|bin|share/nginx|share/man/man1
+                     |share/doc/datagate)/}x }
           files()), 0, 'nothing outside the documented directories')
     or diag(join "\n", files());
 
@@ -77,8 +82,12 @@ is($rc, 0, 'installed datagate --version: exit 0');
 my ($version) = $out =~ /\Adatagate (\S+)\n\z/;
 ok(defined $version, 'installed datagate --version: "datagate VERSION"')
     or diag($out);
+like(DGTest::slurp($man), qr/^\.TH DATAGATE 1 "" "datagate \Q$version\E"/m,
+     'manual page: the same version');
 
-{
+SKIP: {
+    skip 'nginx has the module built in (DG_MODULE_STATIC)', 2
+        if $DGTest::STATIC;
     local $DGTest::MODULE = $so;
     my $n = DGTest::Nginx->new(policy => <<'YAML');
 levels: {1: 公开}
@@ -112,6 +121,8 @@ is($rc, 0, 'make install MODULESDIR=...: exit 0') or diag($out);
 ok(-f "$dest/opt/nginx/modules/ngx_http_datagate_module.so",
    'MODULESDIR: the module there');
 ok(-x "$dest/usr/local/bin/datagate", 'default PREFIX: /usr/local/bin');
+ok(-f "$dest/usr/local/share/man/man1/datagate.1",
+   'default PREFIX: /usr/local/share/man/man1');
 is(DGTest::slurp("$dest/usr/local/share/nginx/modules-available/"
                  . "mod-http-datagate.conf"),
    "load_module /opt/nginx/modules/ngx_http_datagate_module.so;\n",

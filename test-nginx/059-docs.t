@@ -287,7 +287,8 @@ for my $m (sort keys %metric) {
 
 my @files = (@docs, map { "$TOP/$_" } qw(README.md policy/schema.md
              certs/README.md test-nginx/README.md config/nginx.conf
-             config/demo.nginx.conf.template));
+             config/conf.d/datagate.conf config/demo.nginx.conf.template
+             third_party/nginx/README.md));
 for my $f (@files) {
     next unless -f $f;
     my $text = slurp($f);

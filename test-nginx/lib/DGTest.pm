@@ -48,15 +48,21 @@ use DGEvil;
 
 our @EXPORT = qw(run_tests blocks start_nginx nginx_t request start_redis
                  free_port cert_info json_match json_decode run_cmd);
-our @EXPORT_OK = qw($TOP $NGINX $MODULE $CERTS $DATA $CLI);
+our @EXPORT_OK = qw($TOP $NGINX $MODULE $CERTS $DATA $CLI $STATIC);
 
 our $TOP    = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 our $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-our $MODULE = $ENV{DG_MODULE}
-              || "$TOP/build/modules/ngx_http_datagate_module.so";
+# nginx reads a relative load_module path from its prefix, a temp dir
+our $MODULE = $ENV{DG_MODULE} && -e $ENV{DG_MODULE}
+              ? abs_path($ENV{DG_MODULE})
+              : $ENV{DG_MODULE}
+                || "$TOP/build/modules/ngx_http_datagate_module.so";
 our $CERTS  = $ENV{DG_CERTS} || "$TOP/build/certs";
 our $DATA   = $ENV{DG_DEMO_DATA} || "$TOP/scripts/demo-data";
 our $CLI    = $ENV{DG_CLI} || "$TOP/build/bin/datagate";
+# DG_MODULE_STATIC=1: the nginx binary has the module built in
+# (--add-module): no load_module line, no .so
+our $STATIC = $ENV{DG_MODULE_STATIC};
 our $KEEP   = $ENV{DG_TEST_KEEP};
 # DG_TEST_VALGRIND=1: every nginx (master and workers) runs under valgrind;
 # memory errors fail the block
@@ -103,6 +109,23 @@ sub module_wanted {
     my (%o) = @_;
     return 0 if $ENV{DG_NO_MODULE} || $o{no_module};
     return 1;
+}
+
+# the line that loads the module: empty when nginx has it built in
+sub load_line {
+    return $STATIC ? '' : "load_module $MODULE;";
+}
+
+my $nginx_version;
+
+# the version of the nginx the tests run, as nginx's nginx_version
+# (1.29.8: 1029008), for what differs between versions
+sub nginx_version {
+    return $nginx_version if defined $nginx_version;
+    my (undef, $out) = run_cmd($NGINX, '-v');
+    my ($major, $minor, $patch) = $out =~ m{nginx/(\d+)\.(\d+)\.(\d+)}
+        or die "DGTest: no version from $NGINX -v: $out\n";
+    return $nginx_version = $major * 1000000 + $minor * 1000 + $patch;
 }
 
 sub free_port {
@@ -320,7 +343,7 @@ sub build_conf {
 
     my $d = $self->{dir};
     my $module = DGTest::module_wanted(%$self);
-    if ($module && !-f $MODULE) {
+    if ($module && !$STATIC && !-f $MODULE) {
         die "DGTest: $MODULE not built (run `make module`, "
             . "or set DG_NO_MODULE=1 for plain nginx)\n";
     }
@@ -332,7 +355,7 @@ sub build_conf {
         $policy_line = "datagate_policy " . $self->policy_file . ";";
     }
     my $user = $> == 0 ? 'user root;' : '';
-    my $load = $module ? "load_module $MODULE;" : '';
+    my $load = $module ? DGTest::load_line() : '';
     my $workers = $self->{workers} || 1;
     my $level = $self->{log_level} || 'info';
     my $daemon = $VALGRIND ? 'off' : 'on';     # under valgrind: our child
