@@ -4,6 +4,10 @@
  * Every case runs whole, split in two at every offset and one byte at a
  * time; all runs must agree with the expected output (or error), and every
  * output must be valid JSON.
+ *
+ * Most of the file is one table (cases[]) read as one list, kept whole
+ * for that reason; the safety net's tests are in t_mask_detect.c and
+ * row scoping's in t_mask_rows.c.
  */
 
 #define _GNU_SOURCE     /* memmem */
