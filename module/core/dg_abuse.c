@@ -42,76 +42,6 @@ dg_abuse_kind_name(unsigned bit)
 }
 
 
-/* ---- SipHash-2-4 (Aumasson, Bernstein) ----------------------------- */
-
-#define DG_ROTL(x, b)  (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
-
-#define DG_SIPROUND                                                         \
-    do {                                                                    \
-        v0 += v1; v1 = DG_ROTL(v1, 13); v1 ^= v0; v0 = DG_ROTL(v0, 32);     \
-        v2 += v3; v3 = DG_ROTL(v3, 16); v3 ^= v2;                           \
-        v0 += v3; v3 = DG_ROTL(v3, 21); v3 ^= v0;                           \
-        v2 += v1; v1 = DG_ROTL(v1, 17); v1 ^= v2; v2 = DG_ROTL(v2, 32);     \
-    } while (0)
-
-
-static uint64_t
-dg_le64(const uint8_t *p)
-{
-    return (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
-           | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32
-           | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48
-           | (uint64_t) p[7] << 56;
-}
-
-
-uint64_t
-dg_siphash(const uint8_t key[DG_ABUSE_KEY_LEN], const void *data, size_t len)
-{
-    size_t          i, left;
-    uint64_t        k0, k1, v0, v1, v2, v3, m, b;
-    const uint8_t  *p;
-
-    p = data;
-    k0 = dg_le64(key);
-    k1 = dg_le64(key + 8);
-
-    v0 = 0x736f6d6570736575ULL ^ k0;
-    v1 = 0x646f72616e646f6dULL ^ k1;
-    v2 = 0x6c7967656e657261ULL ^ k0;
-    v3 = 0x7465646279746573ULL ^ k1;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        m = dg_le64(p + i);
-        v3 ^= m;
-        DG_SIPROUND;
-        DG_SIPROUND;
-        v0 ^= m;
-    }
-
-    b = (uint64_t) len << 56;
-    left = len - i;
-
-    while (left > 0) {
-        left--;
-        b |= (uint64_t) p[i + left] << (8 * left);
-    }
-
-    v3 ^= b;
-    DG_SIPROUND;
-    DG_SIPROUND;
-    v0 ^= b;
-
-    v2 ^= 0xff;
-    DG_SIPROUND;
-    DG_SIPROUND;
-    DG_SIPROUND;
-    DG_SIPROUND;
-
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-
 /* ---- durations ----------------------------------------------------- */
 
 int64_t
@@ -495,7 +425,7 @@ dg_abuse_numeric(const uint8_t key[DG_ABUSE_KEY_LEN], const char *s,
     h1 = dg_siphash(key, s, b);
     h2 = dg_siphash(key, s + e, len - e);
 
-    id->family = (h1 ^ DG_ROTL(h2, 29)) | 1;
+    id->family = (h1 ^ DG_ROTL64(h2, 29)) | 1;
 }
 
 

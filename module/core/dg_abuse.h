@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "dg_crypto.h"
 
 
 #define DG_ABUSE_BUCKETS        8       /* sub-windows of "distinct" */
@@ -43,7 +44,7 @@
 #define DG_ABUSE_ALPHA          0.3     /* EWMA weight of a new week */
 #define DG_ABUSE_IDS_MAX        4096    /* identifiers one request names */
 #define DG_ABUSE_DIGITS_MAX     18      /* digits of a numeric value */
-#define DG_ABUSE_KEY_LEN        16      /* SipHash key */
+#define DG_ABUSE_KEY_LEN        DG_SIPHASH_KEY_LEN
 
 #define DG_ABUSE_DISTINCT_MAX   1000000
 #define DG_ABUSE_SEQUENTIAL_MAX 100000
@@ -156,8 +157,6 @@ void dg_abuse_numeric(const uint8_t key[DG_ABUSE_KEY_LEN], const char *s,
     size_t len, dg_abuse_id_t *id);
 
 /* SipHash-2-4 */
-uint64_t dg_siphash(const uint8_t key[DG_ABUSE_KEY_LEN], const void *data,
-    size_t len);
 
 
 /* ---- the state of one (consumer, dataset) --------------------------- */

@@ -40,86 +40,11 @@ dg_trace_key(const uint8_t *secret, size_t len,
 }
 
 
-/* ---- SipHash-2-4 (Aumasson, Bernstein) -------------------------------- */
-
-#define DG_ROTL(x, b)   (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
-
-#define DG_SIPROUND                                                          \
-    do {                                                                     \
-        v0 += v1; v1 = DG_ROTL(v1, 13); v1 ^= v0; v0 = DG_ROTL(v0, 32);      \
-        v2 += v3; v3 = DG_ROTL(v3, 16); v3 ^= v2;                            \
-        v0 += v3; v3 = DG_ROTL(v3, 21); v3 ^= v0;                            \
-        v2 += v1; v1 = DG_ROTL(v1, 17); v1 ^= v2; v2 = DG_ROTL(v2, 32);      \
-    } while (0)
-
-
-static uint64_t
-dg_le64(const uint8_t *p)
-{
-    return (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
-           | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32
-           | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48
-           | (uint64_t) p[7] << 56;
-}
-
-
-uint64_t
-dg_siphash24(const uint8_t key[DG_TRACE_KEY_LEN], const uint8_t *p,
-    size_t len)
-{
-    size_t    i, left;
-    uint64_t  k0, k1, v0, v1, v2, v3, m, b;
-
-    k0 = dg_le64(key);
-    k1 = dg_le64(key + 8);
-
-    v0 = k0 ^ 0x736f6d6570736575ULL;
-    v1 = k1 ^ 0x646f72616e646f6dULL;
-    v2 = k0 ^ 0x6c7967656e657261ULL;
-    v3 = k1 ^ 0x7465646279746573ULL;
-
-    b = (uint64_t) len << 56;
-    left = len & 7;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        m = dg_le64(p + i);
-        v3 ^= m;
-        DG_SIPROUND;
-        DG_SIPROUND;
-        v0 ^= m;
-    }
-
-    switch (left) {
-    case 7: b |= (uint64_t) p[i + 6] << 48; /* fall through */
-    case 6: b |= (uint64_t) p[i + 5] << 40; /* fall through */
-    case 5: b |= (uint64_t) p[i + 4] << 32; /* fall through */
-    case 4: b |= (uint64_t) p[i + 3] << 24; /* fall through */
-    case 3: b |= (uint64_t) p[i + 2] << 16; /* fall through */
-    case 2: b |= (uint64_t) p[i + 1] << 8;  /* fall through */
-    case 1: b |= (uint64_t) p[i];           /* fall through */
-    default: break;
-    }
-
-    v3 ^= b;
-    DG_SIPROUND;
-    DG_SIPROUND;
-    v0 ^= b;
-
-    v2 ^= 0xff;
-    DG_SIPROUND;
-    DG_SIPROUND;
-    DG_SIPROUND;
-    DG_SIPROUND;
-
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-
 uint64_t
 dg_trace_fp(const uint8_t key[DG_TRACE_KEY_LEN], const uint8_t *v,
     size_t len)
 {
-    return dg_siphash24(key, v, len);
+    return dg_siphash(key, v, len);
 }
 
 

@@ -25,12 +25,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "dg_crypto.h"
 
 
 #define DG_TRACE_MAGIC          "DGT1"
 #define DG_TRACE_MAGIC_LEN      4
 #define DG_TRACE_FP_LEN         8       /* bytes of a fingerprint */
-#define DG_TRACE_KEY_LEN        16      /* SipHash key */
+#define DG_TRACE_KEY_LEN        DG_SIPHASH_KEY_LEN
 #define DG_TRACE_HEAD_FIXED     11      /* magic, time, n, clen */
 #define DG_TRACE_CONSUMER_MAX   255     /* clen is one byte */
 #define DG_TRACE_BLOCK_MAX      256     /* fingerprints per block */
@@ -49,8 +50,6 @@
 int dg_trace_key(const uint8_t *secret, size_t len,
     uint8_t key[DG_TRACE_KEY_LEN]);
 
-uint64_t dg_siphash24(const uint8_t key[DG_TRACE_KEY_LEN], const uint8_t *p,
-    size_t len);
 
 /* a value's fingerprint (decoded bytes) */
 uint64_t dg_trace_fp(const uint8_t key[DG_TRACE_KEY_LEN], const uint8_t *v,

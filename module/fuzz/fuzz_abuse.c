@@ -2,7 +2,7 @@
  * libFuzzer target for abuse detection's reading of requests and of its
  * state lines (dg_abuse.c).
  *
- * fuzz: sources dg_abuse.c dg_gcra.c
+ * fuzz: sources dg_abuse.c dg_gcra.c dg_crypto.c
  *
  * The input is a request: a path, a LF, a query string (no LF: a path
  * alone); and it is also read as a state line.  dg_abuse_ids() must not

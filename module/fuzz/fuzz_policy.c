@@ -1,11 +1,7 @@
 /*
  * libFuzzer target for the policy loader and the decision function.
  *
- * fuzz: sources dg_policy_load.c dg_policy_yaml.c dg_policy_consumer.c
- * fuzz: sources dg_grant.c dg_policy_compile.c dg_policy_match.c
- * fuzz: sources dg_policy_value.c dg_decide.c dg_dn.c dg_util.c dg_yaml.c
- * fuzz: sources dg_header.c
- * fuzz: sources dg_mask*.c
+ * Linked with the whole core (the loader reaches most of it).
  *
  * The input is loaded as a policy file (dg_policy_load_buffer).  When it
  * loads, every consumer is matched back from its own certificate matchers

@@ -47,13 +47,13 @@ test_siphash(void)
     }
 
     /* the reference implementation's vectors (key 00..0f, input 00..) */
-    ok(dg_siphash24(t_key, in, 0) == 0x726fdb47dd0e0e31ULL,
+    ok(dg_siphash(t_key, in, 0) == 0x726fdb47dd0e0e31ULL,
        "SipHash-2-4: empty input");
-    ok(dg_siphash24(t_key, in, 1) == 0x74f839c593dc67fdULL,
+    ok(dg_siphash(t_key, in, 1) == 0x74f839c593dc67fdULL,
        "SipHash-2-4: 1 byte");
-    ok(dg_siphash24(t_key, in, 8) == 0x93f5f5799a932462ULL,
+    ok(dg_siphash(t_key, in, 8) == 0x93f5f5799a932462ULL,
        "SipHash-2-4: 8 bytes");
-    ok(dg_siphash24(t_key, in, 15) == 0xa129ca6149be45e5ULL,
+    ok(dg_siphash(t_key, in, 15) == 0xa129ca6149be45e5ULL,
        "SipHash-2-4: 15 bytes");
 }
 
